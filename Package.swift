@@ -1,0 +1,76 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Our own targets build with warnings as errors; dependencies build as their authors ship them.
+let strict: [SwiftSetting] = [.unsafeFlags(["-warnings-as-errors"])]
+
+let package = Package(
+    name: "switchboard",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "switchboard", targets: ["switchboard"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
+    ],
+    targets: [
+        // rabbitmq-c, Debian's librabbitmq-dev. Only the AMQP module imports it.
+        .systemLibrary(
+            name: "CRabbitMQ",
+            pkgConfig: "librabbitmq",
+            providers: [.apt(["librabbitmq-dev"])]
+        ),
+        .target(
+            name: "AMQP",
+            dependencies: ["CRabbitMQ", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        // RFC 9535 JSONPath over a small JSON value type. Pure.
+        .target(name: "JSONPath", swiftSettings: strict),
+        // Configuration model, YAML loading and the rule engine. Pure: no broker, no database, no clock of its own.
+        .target(
+            name: "Rules",
+            dependencies: ["JSONPath", "Yams"],
+            swiftSettings: strict
+        ),
+        // The conversation store: protocol and the SQLite backend.
+        .target(
+            name: "Store",
+            dependencies: ["Rules", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: strict
+        ),
+        // Roles (intake, worker, store) as services, and their wiring.
+        .target(
+            name: "Switchboard",
+            dependencies: [
+                "AMQP", "Rules", "Store", "JSONPath",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "switchboard",
+            dependencies: [
+                "Switchboard", "Rules",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "JSONPathTests",
+            dependencies: ["JSONPath"],
+            resources: [.copy("Fixtures")],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "RulesTests", dependencies: ["Rules", "JSONPath"], swiftSettings: strict),
+        .testTarget(name: "StoreTests", dependencies: ["Store", "Rules", "JSONPath"], swiftSettings: strict),
+        // Tests against the real broker started by Deploy/local (make test, .ci/run).
+        .testTarget(name: "AMQPIntegrationTests", dependencies: ["AMQP"], swiftSettings: strict),
+    ]
+)
