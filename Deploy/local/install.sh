@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what Switchboard needs on Debian 12 (and Ubuntu): the broker, the C client, SQLite headers,
+# openssl for the local TLS certificates, and the Python AMQP client the ESB-side tests use.
+set -euo pipefail
+
+need_apt=()
+command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need_apt+=(rabbitmq-server)
+[ -f /usr/include/amqp.h ] || [ -f /usr/include/rabbitmq-c/amqp.h ] || need_apt+=(librabbitmq-dev)
+[ -f /usr/include/sqlite3.h ] || need_apt+=(libsqlite3-dev)
+[ -f /usr/include/openssl/ssl.h ] || need_apt+=(libssl-dev)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "switchboard: installing ${need_apt[*]}"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    sudo apt-get update -qq
+    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "switchboard: missing Debian packages: ${need_apt[*]}" >&2
+    echo "switchboard: run as root, or: sudo apt-get install -y ${need_apt[*]}" >&2
+    exit 1
+  fi
+fi
+
+if ! python3 -c 'import pika, pytest' >/dev/null 2>&1; then
+  echo "switchboard: installing the Python test clients (pika, pytest)"
+  python3 -m pip install --quiet --disable-pip-version-check pika pytest \
+    || { echo "switchboard: could not install pika and pytest with pip" >&2; exit 1; }
+fi

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# A local RabbitMQ for development and tests: plain AMQP on 5672, AMQPS (TLS 1.2/1.3 only) on 5671,
+# management on 15672, Prometheus on 15692. Its state lives in $SB_RABBITMQ_DIR (default .rabbitmq/ in
+# the repo), never in the system's /etc or /var, so it does not disturb a RabbitMQ the machine already runs.
+#   rabbitmq.sh start   start it unless a broker already answers on localhost:5672
+#   rabbitmq.sh stop    stop the node this script started
+#   rabbitmq.sh status
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+state="${SB_RABBITMQ_DIR:-$repo/.rabbitmq}"
+bin=/usr/lib/rabbitmq/bin
+[ -x "$bin/rabbitmq-server" ] || bin="$(dirname "$(command -v rabbitmq-server)")"
+
+export RABBITMQ_NODENAME="${RABBITMQ_NODENAME:-switchboard@localhost}"
+export RABBITMQ_MNESIA_BASE="$state/mnesia"
+export RABBITMQ_LOG_BASE="$state/log"
+export RABBITMQ_CONFIG_FILE="$state/rabbitmq.conf"
+export RABBITMQ_ENABLED_PLUGINS_FILE="$state/enabled_plugins"
+export RABBITMQ_PID_FILE="$state/rabbitmq.pid"
+export RABBITMQ_ADVANCED_CONFIG_FILE="$state/advanced.config"
+
+answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+make_certs() {
+  local tls="$state/tls"
+  [ -f "$tls/server.pem" ] && return 0
+  mkdir -p "$tls"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=Switchboard local CA" \
+    -keyout "$tls/ca.key" -out "$tls/ca.pem" >/dev/null 2>&1
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+    -keyout "$tls/server.key" -out "$tls/server.csr" >/dev/null 2>&1
+  printf 'subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n' > "$tls/server.ext"
+  openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+    -days 3650 -extfile "$tls/server.ext" -out "$tls/server.pem" >/dev/null 2>&1
+  chmod 600 "$tls"/*.key
+}
+
+write_config() {
+  mkdir -p "$state" "$RABBITMQ_MNESIA_BASE" "$RABBITMQ_LOG_BASE"
+  make_certs
+  cat > "$RABBITMQ_CONFIG_FILE" <<CONF
+listeners.tcp.default = 5672
+listeners.ssl.default = 5671
+ssl_options.cacertfile = $state/tls/ca.pem
+ssl_options.certfile = $state/tls/server.pem
+ssl_options.keyfile = $state/tls/server.key
+ssl_options.verify = verify_none
+ssl_options.fail_if_no_peer_cert = false
+ssl_options.versions.1 = tlsv1.3
+ssl_options.versions.2 = tlsv1.2
+management.tcp.port = 15672
+prometheus.tcp.port = 15692
+log.console = false
+log.file.level = warning
+CONF
+  echo "[rabbitmq_management,rabbitmq_prometheus,rabbitmq_consistent_hash_exchange]." > "$RABBITMQ_ENABLED_PLUGINS_FILE"
+  echo "[]." > "$RABBITMQ_ADVANCED_CONFIG_FILE"
+}
+
+start() {
+  if answers 5672; then
+    echo "rabbitmq: a broker already answers on localhost:5672; using it"
+    return 0
+  fi
+  write_config
+  echo "rabbitmq: starting node $RABBITMQ_NODENAME (state in $state)"
+  "$bin/rabbitmq-server" -detached
+  for _ in $(seq 1 120); do
+    if answers 5672 && "$bin/rabbitmqctl" -q -n "$RABBITMQ_NODENAME" await_startup --timeout 5 >/dev/null 2>&1; then
+      echo "rabbitmq: up: amqp://localhost:5672, amqps://localhost:5671 (CA $state/tls/ca.pem), management http://localhost:15672"
+      return 0
+    fi
+    sleep 0.5
+  done
+  echo "rabbitmq: the node did not start; its log:" >&2
+  tail -n 40 "$RABBITMQ_LOG_BASE"/*.log >&2 2>/dev/null || true
+  exit 1
+}
+
+stop() {
+  "$bin/rabbitmqctl" -q -n "$RABBITMQ_NODENAME" stop >/dev/null 2>&1 || true
+}
+
+case "${1:-start}" in
+  start) start ;;
+  stop) stop ;;
+  status) "$bin/rabbitmqctl" -n "$RABBITMQ_NODENAME" status ;;
+  ctl) shift; "$bin/rabbitmqctl" -n "$RABBITMQ_NODENAME" "$@" ;;
+  *) echo "usage: $0 start|stop|status|ctl ARGS" >&2; exit 2 ;;
+esac

@@ -1,0 +1,43 @@
+# Switchboard: `make run` runs everything locally; `make test` runs every test against a real RabbitMQ.
+SHELL := /bin/bash
+CONFIG ?= Config
+CONFIGURATION ?= debug
+SWIFT_BUILD_FLAGS ?=
+BIN := .build/$(CONFIGURATION)/switchboard
+export SB_TLS_CA_FILE ?= $(CURDIR)/.rabbitmq/tls/ca.pem
+
+.PHONY: all deps broker broker-stop build run test test-unit test-esb config-check clean
+
+all: build
+
+deps:
+	@bash Deploy/local/install.sh
+
+broker: deps
+	@bash Deploy/local/rabbitmq.sh start
+
+broker-stop:
+	@bash Deploy/local/rabbitmq.sh stop
+
+build: deps
+	swift build -c $(CONFIGURATION) $(SWIFT_BUILD_FLAGS)
+
+config-check: build
+	$(BIN) config check $(CONFIG)
+
+run: broker build
+	@echo "switchboard: starting every role with $(CONFIG)/ (Ctrl-C or SIGTERM stops it gracefully)"
+	$(BIN) run --config $(CONFIG)
+
+# Fast engine tests only: no broker needed.
+test-unit:
+	swift test --skip AMQPIntegrationTests
+
+# Every test: engine, store, the AMQP layer against the real broker, then the ESB-side tests (pika).
+test: broker
+	swift build $(SWIFT_BUILD_FLAGS)
+	swift test $(SWIFT_BUILD_FLAGS)
+	SB_BINARY=$(CURDIR)/.build/debug/switchboard python3 -m pytest -q Tests/esb
+
+clean:
+	rm -rf .build .data

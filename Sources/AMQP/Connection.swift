@@ -1,0 +1,587 @@
+import CRabbitMQ
+import Foundation
+import Logging
+
+/// One AMQP connection over rabbitmq-c.
+///
+/// rabbitmq-c is blocking and not thread-safe, so a `Connection` belongs to the one thread that made it
+/// and is never shared (it is deliberately not `Sendable`). Heartbeats are serviced only inside library
+/// calls: callers wait for deliveries and confirms with bounded timeouts, never sleep while holding it.
+///
+/// Channels: 1 consumes (qos, consume, ack), 2 publishes in confirm mode, 3 carries declarations and
+/// other RPCs. Frames are read by one pump that files each one where it belongs, so a delivery that
+/// arrives while we wait for confirms is kept, not lost.
+package final class Connection {
+    package let options: ConnectionOptions
+    /// Increases with every connection made in this process; a delivery's tag is valid only on its own.
+    package let generation: UInt64
+    private let state: amqp_connection_state_t
+    private let logger: Logger
+    private var open = true
+
+    private static let consumeChannel: amqp_channel_t = 1
+    private static let publishChannel: amqp_channel_t = 2
+    private static let rpcChannel: amqp_channel_t = 3
+
+    private var pending: [Delivery] = []
+    private var confirmsEnabled = false
+    private var nextPublishSeq: UInt64 = 1
+    /// Sequence numbers published and not yet acked or nacked, in order.
+    private var unconfirmed: [UInt64] = []
+    private var unconfirmedHead = 0
+    private var outcome = ConfirmOutcome()
+    package private(set) var blocked = false
+
+    private nonisolated(unsafe) static var generations: UInt64 = 0
+    private static let generationLock = NSLock()
+
+    package init(_ options: ConnectionOptions, logger: Logger) throws(AMQPError) {
+        self.options = options
+        self.logger = logger
+        Self.generationLock.lock()
+        Self.generations += 1
+        generation = Self.generations
+        Self.generationLock.unlock()
+
+        guard let state = amqp_new_connection() else { throw AMQPError(.connect, "out of memory") }
+        self.state = state
+        do {
+            try connectSocket()
+            try login()
+            for channel in [Self.consumeChannel, Self.publishChannel, Self.rpcChannel] {
+                amqp_channel_open(state, channel)
+                try checkReply("channel.open")
+            }
+        } catch {
+            amqp_destroy_connection(state)
+            open = false
+            throw error
+        }
+    }
+
+    deinit {
+        if open { close() }
+    }
+
+    private func connectSocket() throws(AMQPError) {
+        let socket: OpaquePointer?
+        if options.tls {
+            socket = amqp_ssl_socket_new(state)
+            guard let socket else { throw AMQPError(.tls, "could not create a TLS socket") }
+            // TLS 1.2 or newer only: rabbitmq-c 0.11 otherwise accepts TLS 1.0.
+            guard amqp_ssl_socket_set_ssl_versions(socket, AMQP_TLSv1_2, AMQP_TLSvLATEST) == AMQP_STATUS_OK.rawValue else {
+                throw AMQPError(.tls, "could not restrict TLS to 1.2 and newer")
+            }
+            amqp_ssl_socket_set_verify_peer(socket, 1)
+            amqp_ssl_socket_set_verify_hostname(socket, 1)
+            let ca = options.caFile ?? "/etc/ssl/certs/ca-certificates.crt"
+            guard amqp_ssl_socket_set_cacert(socket, ca) == AMQP_STATUS_OK.rawValue else {
+                throw AMQPError(.tls, "cannot read the CA file \(ca)")
+            }
+            if let cert = options.clientCertFile, let key = options.clientKeyFile {
+                guard amqp_ssl_socket_set_key(socket, cert, key) == AMQP_STATUS_OK.rawValue else {
+                    throw AMQPError(.tls, "cannot read the client certificate \(cert) or key \(key)")
+                }
+            }
+        } else {
+            socket = amqp_tcp_socket_new(state)
+            guard socket != nil else { throw AMQPError(.connect, "could not create a socket") }
+        }
+        var timeout = Self.timeval(options.connectTimeout)
+        let status = amqp_socket_open_noblock(socket, options.host, Int32(options.port), &timeout)
+        guard status == AMQP_STATUS_OK.rawValue else {
+            let reason = String(cString: amqp_error_string2(status))
+            let code: AMQPError.Code = options.tls && Self.isTLSStatus(status) ? .tls : .connect
+            throw AMQPError(code, "cannot connect to \(options.redacted): \(reason)")
+        }
+        var rpcTimeout = Self.timeval(options.rpcTimeout)
+        amqp_set_rpc_timeout(state, &rpcTimeout)
+    }
+
+    private static func isTLSStatus(_ status: Int32) -> Bool {
+        // AMQP_STATUS_SSL_* codes are in the -0x0200 range.
+        status <= -0x0200 && status > -0x0300
+    }
+
+    private func login() throws(AMQPError) {
+        let arena = Arena()
+        var entries = [amqp_table_entry_t(key: arena.bytes("connection_name"), value: arena.field(.string(options.connectionName)))]
+        let reply = entries.withUnsafeMutableBufferPointer { buffer -> amqp_rpc_reply_t in
+            var table = amqp_table_t(num_entries: Int32(buffer.count), entries: buffer.baseAddress)
+            return sb_amqp_login_with_properties(
+                state, options.vhost, 0, 131_072, Int32(options.heartbeatSeconds), &table, options.user, options.password)
+        }
+        if reply.reply_type != AMQP_RESPONSE_NORMAL {
+            // The password is never part of the message.
+            let detail = Self.error(for: reply, "login").message
+            throw AMQPError(.login, "login as '\(options.user)' to vhost '\(options.vhost)' at \(options.redacted) refused: \(detail)")
+        }
+    }
+
+    /// Closes channels and the connection politely when the socket still works; always frees it.
+    package func close() {
+        guard open else { return }
+        open = false
+        _ = amqp_connection_close(state, Int32(AMQP_REPLY_SUCCESS))
+        amqp_destroy_connection(state)
+    }
+
+    package var isOpen: Bool { open }
+
+    // MARK: - Topology and RPCs (channel 3)
+
+    package func declareExchange(
+        _ name: String, type: String = "direct", durable: Bool = true, arguments: [String: FieldValue] = [:]
+    ) throws(AMQPError) {
+        let arena = Arena()
+        amqp_exchange_declare(
+            state, Self.rpcChannel, arena.bytes(name), arena.bytes(type), 0, durable ? 1 : 0, 0, 0,
+            arena.table(arguments))
+        try checkReply("exchange.declare \(name)")
+    }
+
+    /// Declares a queue; returns how many messages it holds.
+    @discardableResult
+    package func declareQueue(
+        _ name: String, durable: Bool = true, exclusive: Bool = false, autoDelete: Bool = false,
+        arguments: [String: FieldValue] = [:]
+    ) throws(AMQPError) -> (messages: Int, consumers: Int) {
+        let arena = Arena()
+        let ok = amqp_queue_declare(
+            state, Self.rpcChannel, arena.bytes(name), 0, durable ? 1 : 0, exclusive ? 1 : 0, autoDelete ? 1 : 0,
+            arena.table(arguments))
+        try checkReply("queue.declare \(name)")
+        guard let ok else { return (0, 0) }
+        return (Int(ok.pointee.message_count), Int(ok.pointee.consumer_count))
+    }
+
+    /// Passive declare: the queue's depth, or an error if it does not exist (which closes channel 3,
+    /// so this reopens it).
+    package func queueDepth(_ name: String) throws(AMQPError) -> (messages: Int, consumers: Int) {
+        let arena = Arena()
+        let ok = amqp_queue_declare(state, Self.rpcChannel, arena.bytes(name), 1, 0, 0, 0, amqp_empty_table)
+        try checkReply("queue.declare passive \(name)")
+        guard let ok else { return (0, 0) }
+        return (Int(ok.pointee.message_count), Int(ok.pointee.consumer_count))
+    }
+
+    package func bindQueue(_ queue: String, exchange: String, routingKey: String) throws(AMQPError) {
+        let arena = Arena()
+        amqp_queue_bind(
+            state, Self.rpcChannel, arena.bytes(queue), arena.bytes(exchange), arena.bytes(routingKey), amqp_empty_table)
+        try checkReply("queue.bind \(queue) to \(exchange) with \(routingKey)")
+    }
+
+    @discardableResult
+    package func purgeQueue(_ queue: String) throws(AMQPError) -> Int {
+        let arena = Arena()
+        let ok = amqp_queue_purge(state, Self.rpcChannel, arena.bytes(queue))
+        try checkReply("queue.purge \(queue)")
+        return Int(ok?.pointee.message_count ?? 0)
+    }
+
+    package func deleteQueue(_ queue: String) throws(AMQPError) {
+        let arena = Arena()
+        amqp_queue_delete(state, Self.rpcChannel, arena.bytes(queue), 0, 0)
+        try checkReply("queue.delete \(queue)")
+    }
+
+    package func deleteExchange(_ name: String) throws(AMQPError) {
+        let arena = Arena()
+        amqp_exchange_delete(state, Self.rpcChannel, arena.bytes(name), 0)
+        try checkReply("exchange.delete \(name)")
+    }
+
+    // MARK: - Consuming (channel 1)
+
+    package func qos(prefetch: Int) throws(AMQPError) {
+        amqp_basic_qos(state, Self.consumeChannel, 0, UInt16(clamping: prefetch), 0)
+        try checkReply("basic.qos")
+    }
+
+    @discardableResult
+    package func consume(_ queue: String, exclusive: Bool = false, consumerTag: String = "") throws(AMQPError) -> String {
+        let arena = Arena()
+        let ok = amqp_basic_consume(
+            state, Self.consumeChannel, arena.bytes(queue), arena.bytes(consumerTag), 0, 0, exclusive ? 1 : 0,
+            amqp_empty_table)
+        try checkReply("basic.consume \(queue)")
+        return ok.map { Self.string($0.pointee.consumer_tag) } ?? consumerTag
+    }
+
+    package func cancel(consumerTag: String) throws(AMQPError) {
+        let arena = Arena()
+        amqp_basic_cancel(state, Self.consumeChannel, arena.bytes(consumerTag))
+        try checkReply("basic.cancel \(consumerTag)")
+    }
+
+    /// The next delivery, waiting at most `timeout` seconds (0: only what has already arrived).
+    package func nextDelivery(timeout: TimeInterval) throws(AMQPError) -> Delivery? {
+        if pending.isEmpty {
+            let deadline = Date().addingTimeInterval(timeout)
+            repeat {
+                guard try pump(until: deadline) else { break }
+            } while pending.isEmpty
+        }
+        return pending.isEmpty ? nil : pending.removeFirst()
+    }
+
+    /// Deliveries already received and not yet handed out, without waiting.
+    package var bufferedDeliveries: Int { pending.count }
+
+    package func ack(_ delivery: Delivery, multiple: Bool = false) throws(AMQPError) {
+        try checkGeneration(delivery)
+        try status(amqp_basic_ack(state, Self.consumeChannel, delivery.deliveryTag, multiple ? 1 : 0), "basic.ack")
+    }
+
+    package func nack(_ delivery: Delivery, multiple: Bool = false, requeue: Bool = true) throws(AMQPError) {
+        try checkGeneration(delivery)
+        try status(
+            amqp_basic_nack(state, Self.consumeChannel, delivery.deliveryTag, multiple ? 1 : 0, requeue ? 1 : 0), "basic.nack")
+    }
+
+    package func reject(_ delivery: Delivery, requeue: Bool) throws(AMQPError) {
+        try checkGeneration(delivery)
+        try status(amqp_basic_reject(state, Self.consumeChannel, delivery.deliveryTag, requeue ? 1 : 0), "basic.reject")
+    }
+
+    private func checkGeneration(_ delivery: Delivery) throws(AMQPError) {
+        // A tag from a dead connection would ack some other message on this one, or close the channel.
+        guard delivery.generation == generation, open else {
+            throw AMQPError(.staleDelivery, "delivery \(delivery.deliveryTag) came on an earlier connection; not acked")
+        }
+    }
+
+    // MARK: - Publishing (channel 2, publisher confirms)
+
+    package func enableConfirms() throws(AMQPError) {
+        guard !confirmsEnabled else { return }
+        amqp_confirm_select(state, Self.publishChannel)
+        try checkReply("confirm.select")
+        confirmsEnabled = true
+    }
+
+    /// Publishes one message; returns its publish sequence number (confirm mode).
+    @discardableResult
+    package func publish(
+        exchange: String, routingKey: String, message: Message, mandatory: Bool = true
+    ) throws(AMQPError) -> UInt64 {
+        let arena = Arena()
+        var props = arena.properties(message.properties)
+        let body = arena.bytes(message.body)
+        let rc = amqp_basic_publish(
+            state, Self.publishChannel, arena.bytes(exchange), arena.bytes(routingKey), mandatory ? 1 : 0, 0, &props, body)
+        try status(rc, "basic.publish to \(exchange.isEmpty ? "(default)" : exchange)/\(routingKey)")
+        let seq = nextPublishSeq
+        nextPublishSeq += 1
+        if confirmsEnabled { unconfirmed.append(seq) }
+        return seq
+    }
+
+    /// Waits until the broker confirmed everything published so far. Returns what was nacked or returned
+    /// since the last call. Throws `.timeout` when the broker does not answer in time.
+    package func waitForConfirms(timeout: TimeInterval) throws(AMQPError) -> ConfirmOutcome {
+        let deadline = Date().addingTimeInterval(timeout)
+        while unconfirmedHead < unconfirmed.count {
+            guard try pump(until: deadline) else {
+                throw AMQPError(.timeout, "the broker did not confirm \(unconfirmed.count - unconfirmedHead) message(s) within \(timeout) s")
+            }
+        }
+        unconfirmed.removeAll(keepingCapacity: true)
+        unconfirmedHead = 0
+        let result = outcome
+        outcome = ConfirmOutcome()
+        return result
+    }
+
+    // MARK: - The frame pump
+
+    /// Reads and files one frame. Returns false when the deadline passed with no frame.
+    private func pump(until deadline: Date) throws(AMQPError) -> Bool {
+        guard open else { throw AMQPError(.connectionClosed, "the connection is closed") }
+        var frame = amqp_frame_t()
+        let remaining = max(0, deadline.timeIntervalSinceNow)
+        var tv = Self.timeval(remaining)
+        let rc = amqp_simple_wait_frame_noblock(state, &frame, &tv)
+        if rc == AMQP_STATUS_TIMEOUT.rawValue { return false }
+        guard rc == AMQP_STATUS_OK.rawValue else {
+            open = false
+            amqp_destroy_connection(state)
+            throw AMQPError(.connectionClosed, "connection to \(options.redacted) lost: \(String(cString: amqp_error_string2(rc)))")
+        }
+        guard frame.frame_type == UInt8(AMQP_FRAME_METHOD) else {
+            // Content frames are read by amqp_read_message; stray ones are ignored.
+            return true
+        }
+        let channel = frame.channel
+        let method = frame.payload.method
+        switch method.id {
+        case 0x003C_003C:  // basic.deliver
+            let d = method.decoded.assumingMemoryBound(to: amqp_basic_deliver_t.self).pointee
+            let consumerTag = Self.string(d.consumer_tag)
+            let exchange = Self.string(d.exchange)
+            let routingKey = Self.string(d.routing_key)
+            let message = try readContent(channel: channel)
+            pending.append(
+                Delivery(
+                    deliveryTag: d.delivery_tag, redelivered: d.redelivered != 0, exchange: exchange,
+                    routingKey: routingKey, consumerTag: consumerTag, message: message, generation: generation))
+        case 0x003C_0050:  // basic.ack (publisher confirm)
+            let a = method.decoded.assumingMemoryBound(to: amqp_basic_ack_t.self).pointee
+            settle(upTo: a.delivery_tag, multiple: a.multiple != 0, nacked: false)
+        case 0x003C_0078:  // basic.nack
+            let n = method.decoded.assumingMemoryBound(to: amqp_basic_nack_t.self).pointee
+            settle(upTo: n.delivery_tag, multiple: n.multiple != 0, nacked: true)
+        case 0x003C_0032:  // basic.return
+            let r = method.decoded.assumingMemoryBound(to: amqp_basic_return_t.self).pointee
+            let replyText = Self.string(r.reply_text)
+            let exchange = Self.string(r.exchange)
+            let routingKey = Self.string(r.routing_key)
+            let message = try readContent(channel: channel)
+            outcome.returned.append(
+                ReturnedMessage(
+                    replyCode: Int(r.reply_code), replyText: replyText, exchange: exchange, routingKey: routingKey,
+                    message: message))
+        case 0x0014_0028:  // channel.close
+            let c = method.decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
+            let text = Self.string(c.reply_text)
+            fail()
+            throw AMQPError(.channelClosed, "the broker closed channel \(channel): \(text)", replyCode: Int(c.reply_code))
+        case 0x000A_0032:  // connection.close
+            let c = method.decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
+            let text = Self.string(c.reply_text)
+            var closeOk = amqp_connection_close_ok_t(dummy: 0)
+            amqp_send_method(state, 0, 0x000A_0033, &closeOk)
+            fail()
+            throw AMQPError(.connectionClosed, "the broker closed the connection: \(text)", replyCode: Int(c.reply_code))
+        case 0x003C_001E:  // basic.cancel from the broker (queue deleted, node down)
+            let c = method.decoded.assumingMemoryBound(to: amqp_basic_cancel_t.self).pointee
+            let tag = Self.string(c.consumer_tag)
+            fail()
+            throw AMQPError(.consumerCancelled, "the broker cancelled consumer \(tag)")
+        case 0x000A_003C:  // connection.blocked
+            blocked = true
+            logger.warning("broker blocked publishing (resource alarm)", metadata: ["amqp.server": "\(options.host)"])
+        case 0x000A_003D:  // connection.unblocked
+            blocked = false
+            logger.info("broker unblocked publishing", metadata: ["amqp.server": "\(options.host)"])
+        default:
+            logger.debug("ignored AMQP method", metadata: ["amqp.method": "\(method.id)", "amqp.channel": "\(channel)"])
+        }
+        if amqp_frames_enqueued(state) == 0, amqp_data_in_buffer(state) == 0 {
+            amqp_maybe_release_buffers(state)
+        }
+        return true
+    }
+
+    private func fail() {
+        open = false
+        amqp_destroy_connection(state)
+    }
+
+    private func settle(upTo tag: UInt64, multiple: Bool, nacked: Bool) {
+        if multiple {
+            while unconfirmedHead < unconfirmed.count, unconfirmed[unconfirmedHead] <= tag {
+                if nacked { outcome.nacked.append(unconfirmed[unconfirmedHead]) }
+                unconfirmedHead += 1
+            }
+        } else if let i = unconfirmed[unconfirmedHead...].firstIndex(of: tag) {
+            if nacked { outcome.nacked.append(tag) }
+            unconfirmed.remove(at: i)
+        }
+    }
+
+    private func readContent(channel: amqp_channel_t) throws(AMQPError) -> Message {
+        var msg = amqp_message_t()
+        let reply = amqp_read_message(state, channel, &msg, 0)
+        guard reply.reply_type == AMQP_RESPONSE_NORMAL else {
+            let text = Self.error(for: reply, "read message").message
+            fail()
+            throw AMQPError(.connectionClosed, text)
+        }
+        defer { amqp_destroy_message(&msg) }
+        return Message(body: Self.data(msg.body), properties: Self.properties(msg.properties))
+    }
+
+    // MARK: - Errors
+
+    private func checkReply(_ what: String) throws(AMQPError) {
+        let reply = amqp_get_rpc_reply(state)
+        if reply.reply_type == AMQP_RESPONSE_NORMAL { return }
+        let error = Self.error(for: reply, what)
+        // A closed channel or connection is not recoverable on this connection: callers reconnect.
+        if error.code == .channelClosed || error.code == .connectionClosed || error.code == .timeout {
+            if error.code == .channelClosed {
+                // Acknowledge the close so the socket stays usable for the goodbye.
+                var closeOk = amqp_channel_close_ok_t(dummy: 0)
+                amqp_send_method(state, Self.rpcChannel, 0x0014_0029, &closeOk)
+            }
+            close()
+        }
+        throw error
+    }
+
+    private func status(_ rc: Int32, _ what: String) throws(AMQPError) {
+        guard rc != AMQP_STATUS_OK.rawValue else { return }
+        fail()
+        throw AMQPError(.connectionClosed, "\(what): \(String(cString: amqp_error_string2(rc)))")
+    }
+
+    /// Turns a non-normal reply into an AMQPError naming the operation.
+    private static func error(for reply: amqp_rpc_reply_t, _ what: String) -> AMQPError {
+        switch reply.reply_type {
+        case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+            let code: AMQPError.Code = reply.library_error == AMQP_STATUS_TIMEOUT.rawValue ? .timeout : .connectionClosed
+            return AMQPError(code, "\(what): \(String(cString: amqp_error_string2(reply.library_error)))")
+        case AMQP_RESPONSE_SERVER_EXCEPTION:
+            if reply.reply.id == 0x0014_0028 {
+                let c = reply.reply.decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
+                return AMQPError(.channelClosed, "\(what): \(string(c.reply_text))", replyCode: Int(c.reply_code))
+            }
+            if reply.reply.id == 0x000A_0032 {
+                let c = reply.reply.decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
+                return AMQPError(.connectionClosed, "\(what): \(string(c.reply_text))", replyCode: Int(c.reply_code))
+            }
+            return AMQPError(.protocolError, "\(what): unexpected server method \(reply.reply.id)")
+        default:
+            return AMQPError(.protocolError, "\(what): no reply")
+        }
+    }
+
+    // MARK: - Conversions
+
+    static func timeval(_ seconds: TimeInterval) -> timeval {
+        let s = max(0, seconds)
+        return Glibc.timeval(tv_sec: Int(s), tv_usec: Int((s - s.rounded(.down)) * 1_000_000))
+    }
+
+    static func string(_ b: amqp_bytes_t) -> String {
+        guard b.len > 0, let p = b.bytes else { return "" }
+        return String(decoding: UnsafeRawBufferPointer(start: p, count: b.len), as: UTF8.self)
+    }
+
+    static func data(_ b: amqp_bytes_t) -> Data {
+        guard b.len > 0, let p = b.bytes else { return Data() }
+        return Data(bytes: p, count: b.len)
+    }
+
+    static func properties(_ p: amqp_basic_properties_t) -> Properties {
+        let f = p._flags
+        func has(_ flag: Int32) -> Bool { f & amqp_flags_t(flag) != 0 }
+        var props = Properties(persistent: has(1 << 12) && p.delivery_mode == 2)
+        if has(1 << 15) { props.contentType = string(p.content_type) }
+        if has(1 << 10) { props.correlationId = string(p.correlation_id) }
+        if has(1 << 9) { props.replyTo = string(p.reply_to) }
+        if has(1 << 8) { props.expiration = string(p.expiration) }
+        if has(1 << 7) { props.messageId = string(p.message_id) }
+        if has(1 << 6) { props.timestamp = p.timestamp }
+        if has(1 << 5) { props.type = string(p.type) }
+        if has(1 << 4) { props.userId = string(p.user_id) }
+        if has(1 << 3) { props.appId = string(p.app_id) }
+        if has(1 << 13) { props.headers = table(p.headers) }
+        return props
+    }
+
+    static func table(_ t: amqp_table_t) -> [String: FieldValue] {
+        var out: [String: FieldValue] = [:]
+        guard t.num_entries > 0, let entries = t.entries else { return out }
+        for i in 0..<Int(t.num_entries) {
+            let e = entries[i]
+            if let v = field(e.value) { out[string(e.key)] = v }
+        }
+        return out
+    }
+
+    static func field(_ v: amqp_field_value_t) -> FieldValue? {
+        switch UInt32(v.kind) {
+        case AMQP_FIELD_KIND_UTF8.rawValue, AMQP_FIELD_KIND_BYTES.rawValue: return .string(string(v.value.bytes))
+        case AMQP_FIELD_KIND_BOOLEAN.rawValue: return .bool(v.value.boolean != 0)
+        case AMQP_FIELD_KIND_I8.rawValue: return .int(Int64(v.value.i8))
+        case AMQP_FIELD_KIND_U8.rawValue: return .int(Int64(v.value.u8))
+        case AMQP_FIELD_KIND_I16.rawValue: return .int(Int64(v.value.i16))
+        case AMQP_FIELD_KIND_U16.rawValue: return .int(Int64(v.value.u16))
+        case AMQP_FIELD_KIND_I32.rawValue: return .int(Int64(v.value.i32))
+        case AMQP_FIELD_KIND_U32.rawValue: return .int(Int64(v.value.u32))
+        case AMQP_FIELD_KIND_I64.rawValue: return .int(v.value.i64)
+        case AMQP_FIELD_KIND_U64.rawValue, AMQP_FIELD_KIND_TIMESTAMP.rawValue: return .int(Int64(bitPattern: v.value.u64))
+        case AMQP_FIELD_KIND_F32.rawValue: return .string(String(v.value.f32))
+        case AMQP_FIELD_KIND_F64.rawValue: return .string(String(v.value.f64))
+        default: return nil
+        }
+    }
+}
+
+/// C memory for one call: every string, body and table handed to rabbitmq-c is copied here and freed
+/// together when the call is done.
+final class Arena {
+    private var allocations: [UnsafeMutableRawPointer] = []
+
+    deinit {
+        for p in allocations { free(p) }
+    }
+
+    private func allocate(_ count: Int) -> UnsafeMutableRawPointer {
+        let p = malloc(max(count, 1))!
+        allocations.append(p)
+        return p
+    }
+
+    func bytes(_ s: String) -> amqp_bytes_t {
+        var s = s
+        return s.withUTF8 { buf in copy(UnsafeRawBufferPointer(buf)) }
+    }
+
+    func bytes(_ d: Data) -> amqp_bytes_t {
+        d.withUnsafeBytes { copy($0) }
+    }
+
+    private func copy(_ buf: UnsafeRawBufferPointer) -> amqp_bytes_t {
+        let p = allocate(buf.count)
+        if buf.count > 0 { p.copyMemory(from: buf.baseAddress!, byteCount: buf.count) }
+        return amqp_bytes_t(len: buf.count, bytes: p)
+    }
+
+    func field(_ v: FieldValue) -> amqp_field_value_t {
+        var f = amqp_field_value_t()
+        switch v {
+        case .string(let s):
+            f.kind = UInt8(AMQP_FIELD_KIND_UTF8.rawValue)
+            f.value.bytes = bytes(s)
+        case .int(let i):
+            f.kind = UInt8(AMQP_FIELD_KIND_I64.rawValue)
+            f.value.i64 = i
+        case .bool(let b):
+            f.kind = UInt8(AMQP_FIELD_KIND_BOOLEAN.rawValue)
+            f.value.boolean = b ? 1 : 0
+        }
+        return f
+    }
+
+    func table(_ values: [String: FieldValue]) -> amqp_table_t {
+        guard !values.isEmpty else { return amqp_empty_table }
+        let entries = allocate(values.count * MemoryLayout<amqp_table_entry_t>.stride)
+            .bindMemory(to: amqp_table_entry_t.self, capacity: values.count)
+        for (i, (k, v)) in values.sorted(by: { $0.key < $1.key }).enumerated() {
+            entries[i] = amqp_table_entry_t(key: bytes(k), value: field(v))
+        }
+        return amqp_table_t(num_entries: Int32(values.count), entries: entries)
+    }
+
+    func properties(_ p: Properties) -> amqp_basic_properties_t {
+        var props = amqp_basic_properties_t()
+        var flags: Int32 = 1 << 12
+        props.delivery_mode = p.persistent ? 2 : 1
+        if let v = p.contentType { props.content_type = bytes(v); flags |= 1 << 15 }
+        if let v = p.correlationId { props.correlation_id = bytes(v); flags |= 1 << 10 }
+        if let v = p.replyTo { props.reply_to = bytes(v); flags |= 1 << 9 }
+        if let v = p.expiration { props.expiration = bytes(v); flags |= 1 << 8 }
+        if let v = p.messageId { props.message_id = bytes(v); flags |= 1 << 7 }
+        if let v = p.timestamp { props.timestamp = v; flags |= 1 << 6 }
+        if let v = p.type { props.type = bytes(v); flags |= 1 << 5 }
+        if let v = p.userId { props.user_id = bytes(v); flags |= 1 << 4 }
+        if let v = p.appId { props.app_id = bytes(v); flags |= 1 << 3 }
+        if !p.headers.isEmpty { props.headers = table(p.headers); flags |= 1 << 13 }
+        props._flags = amqp_flags_t(flags)
+        return props
+    }
+}

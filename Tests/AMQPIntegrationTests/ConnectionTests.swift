@@ -1,0 +1,148 @@
+import Foundation
+import Logging
+import Testing
+
+@testable import AMQP
+
+/// These run against the real broker that `make test` starts (Deploy/local/rabbitmq.sh).
+/// SB_TEST_AMQP_URL / SB_TEST_AMQPS_URL / SB_TLS_CA_FILE override the defaults.
+enum Broker {
+    static let url = ProcessInfo.processInfo.environment["SB_TEST_AMQP_URL"] ?? "amqp://guest:guest@localhost:5672/"
+    static let tlsURL = ProcessInfo.processInfo.environment["SB_TEST_AMQPS_URL"] ?? "amqps://guest:guest@localhost:5671/"
+    static var caFile: String {
+        if let ca = ProcessInfo.processInfo.environment["SB_TLS_CA_FILE"] { return ca }
+        // Tests/AMQPIntegrationTests/ConnectionTests.swift -> repo/.rabbitmq/tls/ca.pem
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        return repo.appendingPathComponent(".rabbitmq/tls/ca.pem").path
+    }
+    static let logger = Logger(label: "amqp-test")
+
+    static func connect(_ url: String = url, ca: String? = nil) throws(AMQPError) -> Connection {
+        try Connection(try ConnectionOptions(url: url, caFile: ca), logger: logger)
+    }
+
+    static func uniqueQueue(_ prefix: String) -> String { "test.\(prefix).\(UInt32.random(in: 0...UInt32.max))" }
+}
+
+@Suite(.serialized) struct ConnectionTests {
+    @Test func publishConfirmConsumeAck() throws {
+        let c = try Broker.connect()
+        defer { c.close() }
+        let q = Broker.uniqueQueue("roundtrip")
+        try c.declareQueue(q, durable: false, autoDelete: false)
+        defer { try? c.deleteQueue(q) }
+        try c.enableConfirms()
+        for i in 0..<250 {
+            let props = Properties(contentType: "application/json", messageId: "m-\(i)", correlationId: "c-\(i)",
+                                   type: "update", headers: ["x-sb-n": .int(Int64(i)), "x-sb-s": .string("v\(i)")])
+            try c.publish(exchange: "", routingKey: q, message: Message(body: Data("{\"n\":\(i)}".utf8), properties: props))
+        }
+        let outcome = try c.waitForConfirms(timeout: 10)
+        #expect(outcome.allConfirmed)
+        try c.qos(prefetch: 100)
+        try c.consume(q)
+        var received: [Delivery] = []
+        while received.count < 250, let d = try c.nextDelivery(timeout: 5) {
+            received.append(d)
+            if received.count % 50 == 0 { try c.ack(d, multiple: true) }
+        }
+        #expect(received.count == 250)
+        #expect(received.map { $0.message.properties.messageId } == (0..<250).map { "m-\($0)" })
+        let m = try #require(received.last)
+        #expect(m.message.properties.correlationId == "c-249")
+        #expect(m.message.properties.type == "update")
+        #expect(m.message.properties.contentType == "application/json")
+        #expect(m.message.properties.persistent)
+        #expect(m.message.properties.headers["x-sb-n"] == .int(249))
+        #expect(m.message.properties.headers["x-sb-s"] == .string("v249"))
+        #expect(String(decoding: m.message.body, as: UTF8.self) == "{\"n\":249}")
+    }
+
+    @Test func unroutableMandatoryMessageIsReturned() throws {
+        let c = try Broker.connect()
+        defer { c.close() }
+        try c.enableConfirms()
+        try c.publish(exchange: "", routingKey: Broker.uniqueQueue("nowhere"),
+                      message: Message(body: Data("x".utf8), properties: Properties(messageId: "lost-1")))
+        let outcome = try c.waitForConfirms(timeout: 10)
+        #expect(outcome.returned.count == 1)
+        #expect(outcome.returned.first?.message.properties.messageId == "lost-1")
+        #expect(outcome.returned.first?.replyCode == 312)
+    }
+
+    @Test func deliveryFromAnEarlierConnectionIsNotAcked() throws {
+        let q = Broker.uniqueQueue("stale")
+        let first = try Broker.connect()
+        try first.declareQueue(q, durable: false)
+        try first.enableConfirms()
+        try first.publish(exchange: "", routingKey: q, message: Message(body: Data("x".utf8)))
+        _ = try first.waitForConfirms(timeout: 5)
+        try first.consume(q)
+        let d = try #require(try first.nextDelivery(timeout: 5))
+        first.close()
+        let second = try Broker.connect()
+        defer { try? second.deleteQueue(q); second.close() }
+        #expect(throws: AMQPError.self) { try second.ack(d) }
+        // The message came back to the queue: it was never acked.
+        try second.consume(q)
+        let again = try #require(try second.nextDelivery(timeout: 5))
+        #expect(again.redelivered)
+        try second.ack(again)
+    }
+
+    @Test func declareConflictNamesTheQueue() throws {
+        let c = try Broker.connect()
+        let q = Broker.uniqueQueue("conflict")
+        try c.declareQueue(q, durable: false)
+        do {
+            try c.declareQueue(q, durable: true)
+            Issue.record("a clashing declaration was accepted")
+        } catch {
+            #expect(error.replyCode == 406)
+            #expect(error.message.contains(q))
+        }
+        let cleanup = try Broker.connect()
+        try cleanup.deleteQueue(q)
+        cleanup.close()
+    }
+
+    @Test func tlsWithVerifiedCertificate() throws {
+        let c = try Broker.connect(Broker.tlsURL, ca: Broker.caFile)
+        defer { c.close() }
+        let q = Broker.uniqueQueue("tls")
+        try c.declareQueue(q, durable: false, autoDelete: true)
+        try c.enableConfirms()
+        try c.publish(exchange: "", routingKey: q, message: Message(body: Data("secure".utf8)))
+        #expect(try c.waitForConfirms(timeout: 5).allConfirmed)
+    }
+
+    @Test func tlsRefusesAnUnknownCA() throws {
+        // The system bundle does not hold our local CA: verification must fail.
+        #expect(throws: AMQPError.self) { try Broker.connect(Broker.tlsURL, ca: "/etc/ssl/certs/ca-certificates.crt") }
+    }
+
+    @Test func tlsRefusesAHostnameNotInTheCertificate() throws {
+        let url = Broker.tlsURL.replacingOccurrences(of: "localhost", with: "127.0.0.1")
+        #expect(throws: AMQPError.self) { try Broker.connect(url, ca: Broker.caFile) }
+    }
+
+    @Test func wrongPasswordIsALoginErrorWithoutThePassword() throws {
+        do {
+            _ = try Broker.connect("amqp://guest:hunter2secret@localhost:5672/")
+            Issue.record("login with a wrong password succeeded")
+        } catch {
+            #expect(error.code == .login)
+            #expect(!error.description.contains("hunter2secret"))
+        }
+    }
+
+    @Test func urlRedaction() throws {
+        let o = try ConnectionOptions(url: "amqps://user:p%40ss@broker.example:5671/prod")
+        #expect(o.password == "p@ss")
+        #expect(o.vhost == "prod")
+        #expect(o.tls)
+        #expect(!o.redacted.contains("p@ss"))
+        #expect(throws: AMQPError.self) { try ConnectionOptions(url: "http://nope") }
+    }
+}
