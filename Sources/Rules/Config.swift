@@ -1,0 +1,180 @@
+import Foundation
+import JSONPath
+
+/// Where a piece of configuration came from, for error messages an operator can act on.
+package struct SourceLocation: Sendable, Hashable, CustomStringConvertible {
+    package var file: String
+    package var line: Int
+    package var column: Int
+
+    package init(file: String, line: Int, column: Int = 0) {
+        self.file = file
+        self.line = line
+        self.column = column
+    }
+
+    package var description: String { "\(file):\(line)" }
+}
+
+package struct ConfigError: Error, Sendable, CustomStringConvertible, Hashable {
+    package var location: SourceLocation
+    package var message: String
+
+    package init(_ location: SourceLocation, _ message: String) {
+        self.location = location
+        self.message = message
+    }
+
+    package var description: String { "\(location): \(message)" }
+}
+
+/// Every problem found in a configuration, in file and line order.
+package struct ConfigErrors: Error, Sendable, CustomStringConvertible {
+    package var errors: [ConfigError]
+    package var description: String { errors.map(\.description).joined(separator: "\n") }
+}
+
+/// The whole validated configuration. Immutable once loaded; shared by every role.
+package struct SwitchboardConfig: Sendable {
+    package var settings: Settings
+    package var endpoints: [String: EndpointConfig]
+    package var translations: [String: TranslationTable]
+    /// In evaluation order: higher priority first, then the order they were written in.
+    package var rules: [Rule]
+
+    package var endpointNames: [String] { endpoints.keys.sorted() }
+}
+
+package struct Settings: Sendable {
+    package var brokerURL = "amqp://guest:guest@localhost:5672/"
+    package var tlsCAFile: String? = nil
+    package var dataDir = ".data"
+    package var maxMessageBytes = 1 << 20
+    /// Work partitions: messages of one ticket always go to the same one, so they stay in order.
+    package var partitions = 8
+    package var prefetch = 200
+    package var batchSize = 100
+    package var heartbeatSeconds = 30
+
+    package init() {}
+}
+
+package struct EndpointConfig: Sendable {
+    package var name: String
+    package var format = "json"
+    /// Where this endpoint's own ticket id is in its messages.
+    package var ticketId: JSONPath
+    /// Where its messages carry other endpoints' ticket ids (endpoint name -> path).
+    package var references: [String: JSONPath] = [:]
+    /// Who made the change, for the timeline.
+    package var who: JSONPath?
+    /// Where the message type is when the AMQP `type` property is absent.
+    package var typeField: JSONPath?
+    /// Where an ack from this endpoint carries the ticket id it created.
+    package var ackKey: JSONPath?
+    package var location: SourceLocation
+}
+
+package struct TranslationTable: Sendable {
+    package var name: String
+    package var values: [String: JSON]
+    package var defaultValue: JSON?
+    package var ignoreCase: Bool
+    package var location: SourceLocation
+
+    /// The translation of `value`, the table's default, or nil when neither applies.
+    package func translate(_ value: JSON) -> JSON? {
+        guard let key = value.scalarText else { return defaultValue }
+        if let hit = values[key] { return hit }
+        if ignoreCase, let hit = values.first(where: { $0.key.caseInsensitiveCompare(key) == .orderedSame }) {
+            return hit.value
+        }
+        return defaultValue
+    }
+}
+
+package struct Rule: Sendable {
+    package var name: String
+    package var priority: Int
+    /// Source endpoints this rule listens to; empty means any.
+    package var from: Set<String>
+    /// Message types it matches; empty means any.
+    package var types: Set<String>
+    package var conditions: [Condition]
+    package var drop: Bool
+    package var stop: Bool
+    package var sends: [Send]
+    package var location: SourceLocation
+}
+
+package struct Send: Sendable {
+    package var to: String
+    package var type: String
+    package var body: Mapping
+    package var location: SourceLocation
+}
+
+/// How one outbound value is made.
+package indirect enum Mapping: Sendable {
+    case constant(JSON)
+    case field(JSONPath, Transform)
+    case template(Template, Transform)
+    case reference(String, Transform)
+    case object([(String, Mapping)])
+    case array([Mapping])
+}
+
+/// What happens to a looked-up value: translated through a table, and a default when it is missing.
+package struct Transform: Sendable {
+    package var translate: String?
+    package var defaultValue: JSON?
+
+    package init(translate: String? = nil, defaultValue: JSON? = nil) {
+        self.translate = translate
+        self.defaultValue = defaultValue
+    }
+}
+
+/// `"Ticket ${number}: ${short_description}"`, parsed once.
+package struct Template: Sendable {
+    package enum Part: Sendable {
+        case literal(String)
+        case field(JSONPath)
+        case reference(String)
+        case meta(String)
+    }
+
+    package var parts: [Part]
+    package var source: String
+}
+
+package indirect enum Condition: Sendable {
+    case all([Condition])
+    case any([Condition])
+    case not(Condition)
+    case test(Subject, Operator)
+}
+
+package enum Subject: Sendable {
+    case field(JSONPath)
+    case reference(String)
+    case meta(String)
+}
+
+package enum Operator: Sendable {
+    case equals(JSON, ignoreCase: Bool)
+    case oneOf([JSON], ignoreCase: Bool)
+    case regex(NSRegularExpressionBox)
+    case exists(Bool)
+    case compare(NumericComparison, Double)
+}
+
+package enum NumericComparison: String, Sendable {
+    case lt, lte, gt, gte
+}
+
+/// NSRegularExpression is immutable and thread-safe once made (Foundation documents it so).
+package struct NSRegularExpressionBox: @unchecked Sendable {
+    package let regex: NSRegularExpression
+    package let pattern: String
+}

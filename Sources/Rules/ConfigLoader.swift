@@ -1,0 +1,634 @@
+import Foundation
+import JSONPath
+import Yams
+
+/// Builds a `SwitchboardConfig` from YAML texts (one per file), collecting every error with its file and
+/// line instead of stopping at the first. Reading the files is the caller's job; this does no I/O.
+package struct ConfigLoader {
+    private var errors: [ConfigError] = []
+    private let environment: [String: String]
+
+    package init(environment: [String: String]) {
+        self.environment = environment
+    }
+
+    /// `files` are (name, YAML text) pairs, e.g. ("Config/rules.yaml", "...").
+    package static func load(
+        files: [(name: String, text: String)], environment: [String: String]
+    ) throws(ConfigErrors) -> SwitchboardConfig {
+        var loader = ConfigLoader(environment: environment)
+        return try loader.build(files)
+    }
+
+    private struct Pending {
+        var settings: [(Y, String)] = []
+        var endpoints: [(String, Y)] = []
+        var translations: [(String, Y)] = []
+        var rules: [Y] = []
+    }
+
+    private mutating func build(_ files: [(name: String, text: String)]) throws(ConfigErrors) -> SwitchboardConfig {
+        var pending = Pending()
+        for file in files {
+            let root: Node?
+            do {
+                root = try Yams.compose(yaml: file.text)
+            } catch let e as YamlError {
+                errors.append(Self.yamlError(e, file: file.name))
+                continue
+            } catch {
+                errors.append(ConfigError(SourceLocation(file: file.name, line: 1), "cannot parse YAML: \(error)"))
+                continue
+            }
+            guard let root else { continue }
+            let y = Y(node: root, file: file.name)
+            guard let top = mapping(y, "the top level") else { continue }
+            for (key, value) in top {
+                switch key.string {
+                case "settings": pending.settings.append((value, file.name))
+                case "endpoints":
+                    for (k, v) in mapping(value, "endpoints") ?? [] { pending.endpoints.append((k.string, v)) }
+                case "translations":
+                    for (k, v) in mapping(value, "translations") ?? [] { pending.translations.append((k.string, v)) }
+                case "rules":
+                    pending.rules.append(contentsOf: sequence(value, "rules") ?? [])
+                default:
+                    error(key, "unknown section '\(key.string)' (expected settings, endpoints, translations, rules)")
+                }
+            }
+        }
+
+        var settings = Settings()
+        for (s, _) in pending.settings { parseSettings(s, into: &settings) }
+
+        var endpoints: [String: EndpointConfig] = [:]
+        for (name, y) in pending.endpoints {
+            if let existing = endpoints[name] {
+                error(y, "endpoint '\(name)' is defined twice (first at \(existing.location))")
+                continue
+            }
+            if !Self.isValidName(name) {
+                error(y, "endpoint name '\(name)' may only hold letters, digits, '-', '_' and '.'")
+            }
+            if let e = parseEndpoint(name, y) { endpoints[name] = e }
+        }
+        // References may only name endpoints that exist.
+        for e in endpoints.values {
+            for other in e.references.keys where endpoints[other] == nil {
+                errors.append(ConfigError(e.location, "endpoint '\(e.name)': references name an unknown endpoint '\(other)'"))
+            }
+        }
+
+        var translations: [String: TranslationTable] = [:]
+        for (name, y) in pending.translations {
+            if translations[name] != nil {
+                error(y, "translation table '\(name)' is defined twice")
+                continue
+            }
+            if let t = parseTranslation(name, y) { translations[name] = t }
+        }
+
+        var rules: [Rule] = []
+        var ruleNames: [String: SourceLocation] = [:]
+        for y in pending.rules {
+            guard let rule = parseRule(y, endpoints: endpoints, translations: translations) else { continue }
+            if let first = ruleNames[rule.name] {
+                error(y, "rule '\(rule.name)' is defined twice (first at \(first))")
+            }
+            ruleNames[rule.name] = rule.location
+            rules.append(rule)
+        }
+        // Stable: equal priorities keep the order they were written in.
+        let ordered = rules.enumerated().sorted { a, b in
+            a.element.priority != b.element.priority ? a.element.priority > b.element.priority : a.offset < b.offset
+        }.map(\.element)
+
+        if endpoints.isEmpty && errors.isEmpty {
+            errors.append(ConfigError(SourceLocation(file: files.first?.name ?? "(config)", line: 1), "no endpoints are configured"))
+        }
+        guard errors.isEmpty else {
+            throw ConfigErrors(errors: errors.sorted { ($0.location.file, $0.location.line) < ($1.location.file, $1.location.line) })
+        }
+        return SwitchboardConfig(settings: settings, endpoints: endpoints, translations: translations, rules: ordered)
+    }
+
+    static func isValidName(_ name: String) -> Bool {
+        !name.isEmpty && name.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) || "-_.".unicodeScalars.contains($0) }
+    }
+
+    // MARK: - Sections
+
+    private mutating func parseSettings(_ y: Y, into s: inout Settings) {
+        for (key, value) in mapping(y, "settings") ?? [] {
+            switch key.string {
+            case "broker_url": if let v = string(value) { s.brokerURL = v }
+            case "tls_ca_file": if let v = string(value) { s.tlsCAFile = v.isEmpty ? nil : v }
+            case "data_dir": if let v = string(value) { s.dataDir = v }
+            case "max_message_bytes": if let v = int(value, min: 1) { s.maxMessageBytes = v }
+            case "partitions": if let v = int(value, min: 1, max: 1024) { s.partitions = v }
+            case "prefetch": if let v = int(value, min: 1, max: 65535) { s.prefetch = v }
+            case "batch_size": if let v = int(value, min: 1, max: 10000) { s.batchSize = v }
+            case "heartbeat_seconds": if let v = int(value, min: 0, max: 3600) { s.heartbeatSeconds = v }
+            default: unknownKey(key, in: "settings", allowed: "broker_url, tls_ca_file, data_dir, max_message_bytes, partitions, prefetch, batch_size, heartbeat_seconds")
+            }
+        }
+    }
+
+    private mutating func parseEndpoint(_ name: String, _ y: Y) -> EndpointConfig? {
+        guard let m = mapping(y, "endpoint '\(name)'") else { return nil }
+        var ticketId: JSONPath?
+        var e = EndpointConfig(name: name, ticketId: Self.placeholderPath, location: y.location)
+        for (key, value) in m {
+            switch key.string {
+            case "description": _ = string(value)
+            case "format":
+                if let f = string(value) {
+                    if f != "json" { error(value, "endpoint '\(name)': format '\(f)' is not supported (supported: json)") }
+                    e.format = f
+                }
+            case "ticket_id": ticketId = path(value)
+            case "who": e.who = path(value)
+            case "type_field": e.typeField = path(value)
+            case "ack_key": e.ackKey = path(value)
+            case "references":
+                for (k, v) in mapping(value, "references of '\(name)'") ?? [] {
+                    if let p = path(v) { e.references[k.string] = p }
+                }
+            default:
+                unknownKey(key, in: "endpoint '\(name)'", allowed: "description, format, ticket_id, who, type_field, ack_key, references")
+            }
+        }
+        guard let ticketId else {
+            error(y, "endpoint '\(name)' needs 'ticket_id': the JSONPath of its ticket id, e.g. $.number")
+            return nil
+        }
+        e.ticketId = ticketId
+        return e
+    }
+
+    private static let placeholderPath = try! JSONPath("$")
+
+    private mutating func parseTranslation(_ name: String, _ y: Y) -> TranslationTable? {
+        guard let m = mapping(y, "translation table '\(name)'") else { return nil }
+        var t = TranslationTable(name: name, values: [:], defaultValue: nil, ignoreCase: false, location: y.location)
+        var sawValues = false
+        for (key, value) in m {
+            switch key.string {
+            case "values":
+                sawValues = true
+                for (k, v) in mapping(value, "values of '\(name)'") ?? [] {
+                    if let j = json(v) { t.values[k.string] = j }
+                }
+            case "default": t.defaultValue = json(value)
+            case "ignore_case": if let b = bool(value) { t.ignoreCase = b }
+            default: unknownKey(key, in: "translation table '\(name)'", allowed: "values, default, ignore_case")
+            }
+        }
+        if !sawValues { error(y, "translation table '\(name)' needs 'values'") }
+        return t
+    }
+
+    private mutating func parseRule(
+        _ y: Y, endpoints: [String: EndpointConfig], translations: [String: TranslationTable]
+    ) -> Rule? {
+        guard let m = mapping(y, "a rule") else { return nil }
+        var rule = Rule(
+            name: "", priority: 0, from: [], types: [], conditions: [], drop: false, stop: false, sends: [],
+            location: y.location)
+        var context = MappingContext(endpoints: endpoints, translations: translations)
+        for (key, value) in m {
+            switch key.string {
+            case "name": rule.name = string(value) ?? ""
+            case "description": _ = string(value)
+            case "priority": rule.priority = int(value) ?? 0
+            case "from":
+                for v in stringList(value) {
+                    if endpoints[v.value] == nil {
+                        error(v.node, "unknown endpoint '\(v.value)' in 'from' (known: \(endpoints.keys.sorted().joined(separator: ", ")))")
+                    }
+                    rule.from.insert(v.value)
+                }
+            case "type": rule.types = Set(stringList(value).map(\.value))
+            case "when": rule.conditions = conditions(value, context: &context)
+            case "drop": rule.drop = bool(value) ?? false
+            case "stop": rule.stop = bool(value) ?? false
+            case "send":
+                for s in sequence(value, "send") ?? [] {
+                    if let send = parseSend(s, context: &context) { rule.sends.append(send) }
+                }
+            default:
+                unknownKey(key, in: "rule", allowed: "name, description, priority, from, type, when, drop, stop, send")
+            }
+        }
+        if rule.name.isEmpty { error(y, "a rule needs a 'name'") }
+        if rule.drop && !rule.sends.isEmpty { error(y, "rule '\(rule.name)' both drops and sends; choose one") }
+        if !rule.drop && rule.sends.isEmpty { error(y, "rule '\(rule.name)' neither sends nor drops") }
+        return rule
+    }
+
+    private struct MappingContext {
+        var endpoints: [String: EndpointConfig]
+        var translations: [String: TranslationTable]
+    }
+
+    private mutating func parseSend(_ y: Y, context: inout MappingContext) -> Send? {
+        guard let m = mapping(y, "a send") else { return nil }
+        var to: String?
+        var type = "update"
+        var body: Mapping = .object([])
+        for (key, value) in m {
+            switch key.string {
+            case "to":
+                if let t = string(value) {
+                    if context.endpoints[t] == nil {
+                        error(value, "unknown endpoint '\(t)' in 'to' (known: \(context.endpoints.keys.sorted().joined(separator: ", ")))")
+                    }
+                    to = t
+                }
+            case "type": type = string(value) ?? type
+            case "body": body = mappingValue(value, context: &context)
+            default: unknownKey(key, in: "send", allowed: "to, type, body")
+            }
+        }
+        guard let to else {
+            error(y, "a send needs 'to': the target endpoint")
+            return nil
+        }
+        return Send(to: to, type: type, body: body, location: y.location)
+    }
+
+    // MARK: - Mappings
+
+    private static let mappingKeys: Set<String> = ["field", "value", "template", "reference", "translate", "default"]
+
+    private mutating func mappingValue(_ y: Y, context: inout MappingContext) -> Mapping {
+        switch y.node {
+        case .scalar:
+            // Environment references are resolved first; what still holds `${` is a template.
+            guard let text = substitute(y) else { return .constant(.null) }
+            if text.contains("${") {
+                if let t = template(y) { return .template(t, Transform()) }
+                return .constant(.null)
+            }
+            return .constant(json(y) ?? .null)
+        case .sequence:
+            return .array((sequence(y, "a list") ?? []).map { mappingValue($0, context: &context) })
+        case .mapping:
+            let m = mapping(y, "a mapping") ?? []
+            let keys = Set(m.map(\.0.string))
+            let sources = keys.intersection(["field", "value", "template", "reference"])
+            if !keys.isEmpty, keys.isSubset(of: Self.mappingKeys), !sources.isEmpty {
+                return specialMapping(y, m, sources: sources, context: &context)
+            }
+            return .object(m.map { ($0.0.string, mappingValue($0.1, context: &context)) })
+        case .alias:
+            error(y, "YAML aliases are not supported here")
+            return .constant(.null)
+        }
+    }
+
+    private mutating func specialMapping(
+        _ y: Y, _ m: [(Y, Y)], sources: Set<String>, context: inout MappingContext
+    ) -> Mapping {
+        if sources.count > 1 {
+            error(y, "a value takes one of field, value, template, reference; this one has \(sources.sorted().joined(separator: " and "))")
+        }
+        var transform = Transform()
+        for (k, v) in m {
+            if k.string == "translate", let name = string(v) {
+                if context.translations[name] == nil {
+                    error(v, "unknown translation table '\(name)' (known: \(context.translations.keys.sorted().joined(separator: ", ")))")
+                }
+                transform.translate = name
+            }
+            if k.string == "default" { transform.defaultValue = json(v) }
+        }
+        for (k, v) in m {
+            switch k.string {
+            case "field": if let p = path(v) { return .field(p, transform) }
+            case "value": return .constant(json(v) ?? .null)
+            case "template": if let t = template(v) { return .template(t, transform) }
+            case "reference":
+                if let e = string(v) {
+                    if context.endpoints[e] == nil { error(v, "unknown endpoint '\(e)' in 'reference'") }
+                    return .reference(e, transform)
+                }
+            default: continue
+            }
+        }
+        return .constant(.null)
+    }
+
+    /// Parses `${...}` placeholders: a JSONPath (`${$.a.b}`), a dotted field name (`${a.b}`),
+    /// `${ref:endpoint}` or `${meta:name}`. `$${` is a literal `${`.
+    private mutating func template(_ y: Y) -> Template? {
+        guard let text = string(y) else { return nil }
+        var parts: [Template.Part] = []
+        var literal = ""
+        var rest = Substring(text)
+        while let start = rest.range(of: "${") {
+            if start.lowerBound > rest.startIndex, rest[rest.index(before: start.lowerBound)] == "$" {
+                literal += rest[..<rest.index(before: start.lowerBound)] + "${"
+                rest = rest[start.upperBound...]
+                continue
+            }
+            literal += rest[..<start.lowerBound]
+            guard let end = rest[start.upperBound...].firstIndex(of: "}") else {
+                error(y, "template \(text.debugDescription): '${' without a closing '}'")
+                return nil
+            }
+            let inner = String(rest[start.upperBound..<end]).trimmingCharacters(in: .whitespaces)
+            if !literal.isEmpty {
+                parts.append(.literal(literal))
+                literal = ""
+            }
+            if inner.hasPrefix("ref:") {
+                parts.append(.reference(String(inner.dropFirst(4))))
+            } else if inner.hasPrefix("meta:") {
+                let key = String(inner.dropFirst(5))
+                guard Self.metaKeys.contains(key) else {
+                    error(y, "template \(text.debugDescription): unknown '${meta:\(key)}' (known: \(Self.metaKeys.sorted().joined(separator: ", ")))")
+                    return nil
+                }
+                parts.append(.meta(key))
+            } else {
+                let source = inner.hasPrefix("$") ? inner : "$." + inner
+                do {
+                    parts.append(.field(try JSONPath(source)))
+                } catch {
+                    self.error(y, "template \(text.debugDescription): \(error.message) in '${\(inner)}'")
+                    return nil
+                }
+            }
+            rest = rest[rest.index(after: end)...]
+        }
+        literal += rest
+        if !literal.isEmpty { parts.append(.literal(literal)) }
+        return Template(parts: parts, source: text)
+    }
+
+    static let metaKeys: Set<String> = ["endpoint", "message_id", "type", "who", "ticket_id", "conversation"]
+
+    // MARK: - Conditions
+
+    private mutating func conditions(_ y: Y, context: inout MappingContext) -> [Condition] {
+        switch y.node {
+        case .sequence: return (sequence(y, "when") ?? []).compactMap { condition($0, context: &context) }
+        default: return condition(y, context: &context).map { [$0] } ?? []
+        }
+    }
+
+    private static let operatorKeys = ["equals", "in", "regex", "exists", "lt", "lte", "gt", "gte"]
+
+    private mutating func condition(_ y: Y, context: inout MappingContext) -> Condition? {
+        guard let m = mapping(y, "a condition") else { return nil }
+        let keys = m.map(\.0.string)
+        if keys == ["all"] { return .all(conditions(m[0].1, context: &context)) }
+        if keys == ["any"] { return .any(conditions(m[0].1, context: &context)) }
+        if keys == ["not"] {
+            return condition(m[0].1, context: &context).map { .not($0) }
+        }
+        var subject: Subject?
+        var op: Operator?
+        var ignoreCase = false
+        var negate = false
+        var opNode: (Y, Y)?
+        for (k, v) in m where k.string == "ignore_case" { ignoreCase = bool(v) ?? false }
+        for (k, v) in m {
+            switch k.string {
+            case "field": subject = path(v).map { .field($0) }
+            case "reference":
+                if let e = string(v) {
+                    if context.endpoints[e] == nil { error(v, "unknown endpoint '\(e)' in condition 'reference'") }
+                    subject = .reference(e)
+                }
+            case "meta":
+                if let key = string(v) {
+                    if !Self.metaKeys.contains(key) { error(v, "unknown meta '\(key)' (known: \(Self.metaKeys.sorted().joined(separator: ", ")))") }
+                    subject = .meta(key)
+                }
+            case "ignore_case": continue
+            case "negate": negate = bool(v) ?? false
+            case let key where Self.operatorKeys.contains(key):
+                if let (previous, _) = opNode {
+                    error(k, "a condition takes one operator; it has '\(previous.string)' and '\(key)'")
+                }
+                opNode = (k, v)
+            default:
+                unknownKey(k, in: "condition", allowed: "field, reference, meta, equals, in, regex, exists, lt, lte, gt, gte, ignore_case, negate; or all, any, not")
+            }
+        }
+        if let (k, v) = opNode {
+            switch k.string {
+            case "equals": op = json(v).map { .equals($0, ignoreCase: ignoreCase) }
+            case "in":
+                let items = (sequence(v, "'in'") ?? []).compactMap { json($0) }
+                op = .oneOf(items, ignoreCase: ignoreCase)
+            case "regex":
+                if let pattern = string(v) {
+                    do {
+                        let regex = try NSRegularExpression(pattern: pattern, options: ignoreCase ? [.caseInsensitive] : [])
+                        op = .regex(NSRegularExpressionBox(regex: regex, pattern: pattern))
+                    } catch {
+                        self.error(v, "invalid regex \(pattern.debugDescription): \(error.localizedDescription)")
+                    }
+                }
+            case "exists": op = bool(v).map { .exists($0) }
+            default:
+                if let n = double(v), let c = NumericComparison(rawValue: k.string) { op = .compare(c, n) }
+            }
+        } else {
+            error(y, "a condition needs an operator: one of \(Self.operatorKeys.joined(separator: ", "))")
+        }
+        if subject == nil && !m.contains(where: { ["field", "reference", "meta"].contains($0.0.string) }) {
+            error(y, "a condition needs a subject: field (a JSONPath), reference (an endpoint) or meta")
+        }
+        guard let subject, let op else { return nil }
+        return negate ? .not(.test(subject, op)) : .test(subject, op)
+    }
+
+    // MARK: - Typed access with errors
+
+    private mutating func error(_ y: Y, _ message: String) {
+        errors.append(ConfigError(y.location, message))
+    }
+
+    private mutating func unknownKey(_ key: Y, in context: String, allowed: String) {
+        error(key, "unknown key '\(key.string)' in \(context) (allowed: \(allowed))")
+    }
+
+    private mutating func mapping(_ y: Y, _ what: String) -> [(Y, Y)]? {
+        guard case .mapping(let m) = y.node else {
+            error(y, "\(what) must be a mapping")
+            return nil
+        }
+        return m.map { (Y(node: $0.key, file: y.file), Y(node: $0.value, file: y.file)) }
+    }
+
+    private mutating func sequence(_ y: Y, _ what: String) -> [Y]? {
+        guard case .sequence(let s) = y.node else {
+            error(y, "\(what) must be a list")
+            return nil
+        }
+        return s.map { Y(node: $0, file: y.file) }
+    }
+
+    private mutating func string(_ y: Y) -> String? {
+        guard case .scalar = y.node else {
+            error(y, "expected a text value")
+            return nil
+        }
+        return substitute(y)
+    }
+
+    private mutating func stringList(_ y: Y) -> [(node: Y, value: String)] {
+        if case .sequence = y.node {
+            return (sequence(y, "a list") ?? []).compactMap { item in string(item).map { (item, $0) } }
+        }
+        return string(y).map { [(y, $0)] } ?? []
+    }
+
+    private mutating func int(_ y: Y, min: Int = .min, max: Int = .max) -> Int? {
+        guard let s = string(y) else { return nil }
+        guard let v = Int(s.trimmingCharacters(in: .whitespaces)) else {
+            error(y, "expected a whole number, got \(s.debugDescription)")
+            return nil
+        }
+        guard v >= min, v <= max else {
+            error(y, "\(v) is out of range (\(min)...\(max))")
+            return nil
+        }
+        return v
+    }
+
+    private mutating func double(_ y: Y) -> Double? {
+        guard let s = string(y) else { return nil }
+        guard let v = Double(s.trimmingCharacters(in: .whitespaces)) else {
+            error(y, "expected a number, got \(s.debugDescription)")
+            return nil
+        }
+        return v
+    }
+
+    private mutating func bool(_ y: Y) -> Bool? {
+        guard let s = string(y) else { return nil }
+        switch s.lowercased() {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default:
+            error(y, "expected true or false, got \(s.debugDescription)")
+            return nil
+        }
+    }
+
+    private mutating func path(_ y: Y) -> JSONPath? {
+        guard let s = string(y) else { return nil }
+        do {
+            return try JSONPath(s)
+        } catch {
+            self.error(y, error.description)
+            return nil
+        }
+    }
+
+    /// A YAML value as JSON: plain scalars resolve like YAML (numbers, booleans, null), quoted ones are text.
+    private mutating func json(_ y: Y) -> JSON? {
+        switch y.node {
+        case .scalar(let scalar):
+            guard let text = substitute(y) else { return nil }
+            if scalar.style != .plain { return .string(text) }
+            if text == "null" || text == "~" || text.isEmpty { return .null }
+            if text == "true" { return .bool(true) }
+            if text == "false" { return .bool(false) }
+            if let i = Int(text) { return .number(Double(i)) }
+            if let d = Double(text), text.contains(where: { $0 == "." || $0 == "e" || $0 == "E" }) { return .number(d) }
+            return .string(text)
+        case .sequence:
+            return .array((sequence(y, "a list") ?? []).compactMap { json($0) })
+        case .mapping:
+            var out: [String: JSON] = [:]
+            for (k, v) in mapping(y, "a mapping") ?? [] { out[k.string] = json(v) ?? .null }
+            return .object(out)
+        case .alias:
+            error(y, "YAML aliases are not supported here")
+            return nil
+        }
+    }
+
+    /// `${NAME}` and `${NAME:-default}` with an upper-case NAME are taken from the environment when
+    /// the configuration is loaded; every other `${...}` is left for templates.
+    private mutating func substitute(_ y: Y) -> String? {
+        let text = y.string
+        guard text.contains("${") else { return text }
+        var out = ""
+        var rest = Substring(text)
+        while let start = rest.range(of: "${") {
+            out += rest[..<start.lowerBound]
+            guard let end = rest[start.upperBound...].firstIndex(of: "}") else {
+                out += rest[start.lowerBound...]
+                rest = rest[rest.endIndex...]
+                break
+            }
+            let inner = rest[start.upperBound..<end]
+            let name: Substring
+            let fallback: Substring?
+            if let sep = inner.range(of: ":-") {
+                name = inner[..<sep.lowerBound]
+                fallback = inner[sep.upperBound...]
+            } else {
+                name = inner
+                fallback = nil
+            }
+            if Self.isEnvName(name) {
+                if let v = environment[String(name)], !(v.isEmpty && fallback != nil) {
+                    out += v
+                } else if let fallback {
+                    out += fallback
+                } else {
+                    error(y, "environment variable \(name) is not set and has no default (write ${\(name):-default})")
+                    return nil
+                }
+            } else {
+                out += rest[start.lowerBound...end]
+            }
+            rest = rest[rest.index(after: end)...]
+        }
+        return out + rest
+    }
+
+    private static func isEnvName(_ s: Substring) -> Bool {
+        guard let first = s.unicodeScalars.first, ("A"..."Z").contains(first) || first == "_" else { return false }
+        return s.unicodeScalars.allSatisfy { ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "_" }
+    }
+
+    private static func yamlError(_ e: YamlError, file: String) -> ConfigError {
+        switch e {
+        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
+            .composer(let context, let problem, let mark, _):
+            let ctx = context.map { "\($0.text) " } ?? ""
+            return ConfigError(SourceLocation(file: file, line: mark.line, column: mark.column), "invalid YAML: \(ctx)\(problem)")
+        case .duplicatedKeysInMapping(let duplicates, let context):
+            return ConfigError(
+                SourceLocation(file: file, line: context.mark.line, column: context.mark.column),
+                "duplicate key(s) \(duplicates.joined(separator: ", ")) in one mapping")
+        default:
+            return ConfigError(SourceLocation(file: file, line: 1), "invalid YAML: \(e)")
+        }
+    }
+}
+
+/// A YAML node with the file it came from.
+private struct Y {
+    let node: Node
+    let file: String
+
+    var location: SourceLocation {
+        let mark = node.mark
+        return SourceLocation(file: file, line: mark?.line ?? 1, column: mark?.column ?? 0)
+    }
+
+    var string: String {
+        if case .scalar(let s) = node { return s.string }
+        return ""
+    }
+}

@@ -1,0 +1,254 @@
+import Foundation
+import JSONPath
+
+/// One inbound message as the engine sees it: already parsed and attributed to its endpoint.
+package struct InboundEvent: Sendable {
+    package var endpoint: String
+    package var messageId: String
+    package var type: String
+    package var body: JSON
+    /// The source endpoint's ticket id; nil for acks, which carry none.
+    package var ticketId: String?
+    package var who: String?
+    /// Other endpoints' ticket ids this message carries (endpoint -> id).
+    package var references: [String: String]
+
+    package init(
+        endpoint: String, messageId: String, type: String, body: JSON, ticketId: String?, who: String? = nil,
+        references: [String: String] = [:]
+    ) {
+        self.endpoint = endpoint
+        self.messageId = messageId
+        self.type = type
+        self.body = body
+        self.ticketId = ticketId
+        self.who = who
+        self.references = references
+    }
+}
+
+/// What the engine may know of a conversation.
+package struct ConversationSnapshot: Sendable {
+    package var id: String
+    package var version: Int
+    /// Every endpoint's ticket id known for this conversation.
+    package var references: [String: String]
+
+    package init(id: String, version: Int = 0, references: [String: String] = [:]) {
+        self.id = id
+        self.version = version
+        self.references = references
+    }
+}
+
+package struct OutboundDraft: Sendable, Equatable {
+    package var rule: String
+    package var target: String
+    package var type: String
+    package var body: JSON
+}
+
+package struct TimelineNote: Sendable, Equatable {
+    package var kind: String
+    package var detail: String
+    package var rule: String?
+
+    package init(kind: String, detail: String, rule: String? = nil) {
+        self.kind = kind
+        self.detail = detail
+        self.rule = rule
+    }
+}
+
+package struct Decision: Sendable {
+    package var matchedRules: [String] = []
+    package var outbound: [OutboundDraft] = []
+    package var notes: [TimelineNote] = []
+    package var dropped = false
+}
+
+/// The pure rule engine: (event, conversation, configuration) -> decision. No I/O, no clock, no broker.
+package struct Engine: Sendable {
+    package let config: SwitchboardConfig
+
+    package init(config: SwitchboardConfig) {
+        self.config = config
+    }
+
+    package func evaluate(_ event: InboundEvent, conversation: ConversationSnapshot) -> Decision {
+        var decision = Decision()
+        let context = Context(event: event, conversation: conversation, config: config)
+        for rule in config.rules {
+            if !rule.from.isEmpty && !rule.from.contains(event.endpoint) { continue }
+            if !rule.types.isEmpty && !rule.types.contains(event.type) { continue }
+            guard rule.conditions.allSatisfy({ context.test($0) }) else { continue }
+            decision.matchedRules.append(rule.name)
+            if rule.drop {
+                decision.dropped = true
+                decision.notes.append(TimelineNote(kind: "dropped", detail: "dropped by rule '\(rule.name)'", rule: rule.name))
+                break
+            }
+            decision.notes.append(TimelineNote(kind: "rule-matched", detail: "rule '\(rule.name)' matched", rule: rule.name))
+            for send in rule.sends {
+                var warnings: [String] = []
+                let body = context.build(send.body, warnings: &warnings) ?? .object([:])
+                for w in warnings {
+                    decision.notes.append(TimelineNote(kind: "warning", detail: "rule '\(rule.name)' to \(send.to): \(w)", rule: rule.name))
+                }
+                decision.outbound.append(OutboundDraft(rule: rule.name, target: send.to, type: send.type, body: body))
+            }
+            if rule.stop { break }
+        }
+        if decision.matchedRules.isEmpty {
+            decision.notes.append(TimelineNote(kind: "no-rule", detail: "no rule matched \(event.type) from \(event.endpoint)"))
+        }
+        return decision
+    }
+}
+
+/// Evaluation of conditions and mappings against one event and its conversation.
+struct Context {
+    let event: InboundEvent
+    let conversation: ConversationSnapshot
+    let config: SwitchboardConfig
+
+    func reference(_ endpoint: String) -> String? {
+        if endpoint == event.endpoint, let id = event.ticketId { return id }
+        return conversation.references[endpoint] ?? event.references[endpoint]
+    }
+
+    func meta(_ key: String) -> JSON? {
+        switch key {
+        case "endpoint": return .string(event.endpoint)
+        case "message_id": return .string(event.messageId)
+        case "type": return .string(event.type)
+        case "who": return event.who.map { .string($0) }
+        case "ticket_id": return event.ticketId.map { .string($0) }
+        case "conversation": return .string(conversation.id)
+        default: return nil
+        }
+    }
+
+    // MARK: Conditions
+
+    func test(_ condition: Condition) -> Bool {
+        switch condition {
+        case .all(let cs): return cs.allSatisfy { test($0) }
+        case .any(let cs): return cs.contains { test($0) }
+        case .not(let c): return !test(c)
+        case .test(let subject, let op): return apply(op, to: values(of: subject))
+        }
+    }
+
+    private func values(of subject: Subject) -> [JSON] {
+        switch subject {
+        case .field(let path): return path.select(event.body)
+        case .reference(let endpoint): return reference(endpoint).map { [.string($0)] } ?? []
+        case .meta(let key): return meta(key).map { [$0] } ?? []
+        }
+    }
+
+    private func apply(_ op: Operator, to values: [JSON]) -> Bool {
+        switch op {
+        case .exists(let wanted):
+            return values.contains { $0 != .null } == wanted
+        case .equals(let expected, let ignoreCase):
+            return values.contains { Self.looselyEqual($0, expected, ignoreCase: ignoreCase) }
+        case .oneOf(let options, let ignoreCase):
+            return values.contains { v in options.contains { Self.looselyEqual(v, $0, ignoreCase: ignoreCase) } }
+        case .regex(let box):
+            return values.contains { v in
+                guard let text = v.scalarText, v != .null else { return false }
+                return box.regex.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) != nil
+            }
+        case .compare(let comparison, let bound):
+            return values.contains { v in
+                guard let n = Self.number(v) else { return false }
+                switch comparison {
+                case .lt: return n < bound
+                case .lte: return n <= bound
+                case .gt: return n > bound
+                case .gte: return n >= bound
+                }
+            }
+        }
+    }
+
+    /// Scalars compare by their text, so the YAML number 1 equals the JSON string "1" (ITSM tools send
+    /// numbers as text all the time); numbers compare by value; arrays and objects compare exactly.
+    static func looselyEqual(_ a: JSON, _ b: JSON, ignoreCase: Bool) -> Bool {
+        if case .number(let x) = a, case .number(let y) = b { return x == y }
+        if a == .null || b == .null { return a == b }
+        guard let s = a.scalarText, let t = b.scalarText else { return a == b }
+        return ignoreCase ? s.caseInsensitiveCompare(t) == .orderedSame : s == t
+    }
+
+    static func number(_ v: JSON) -> Double? {
+        switch v {
+        case .number(let n): return n
+        case .string(let s): return Double(s.trimmingCharacters(in: .whitespaces))
+        default: return nil
+        }
+    }
+
+    // MARK: Mappings
+
+    /// The value a mapping produces, or nil when it produces nothing (the key is then left out).
+    func build(_ mapping: Mapping, warnings: inout [String]) -> JSON? {
+        switch mapping {
+        case .constant(let v):
+            return v
+        case .field(let path, let t):
+            return transform(path.first(event.body).flatMap { $0 == .null ? nil : $0 }, t, warnings: &warnings, what: path.source)
+        case .template(let template, let t):
+            return transform(.string(render(template)), t, warnings: &warnings, what: template.source)
+        case .reference(let endpoint, let t):
+            return transform(reference(endpoint).map { .string($0) }, t, warnings: &warnings, what: "reference \(endpoint)")
+        case .object(let members):
+            var out: [String: JSON] = [:]
+            for (k, m) in members {
+                if let v = build(m, warnings: &warnings) { out[k] = v }
+            }
+            return .object(out)
+        case .array(let items):
+            return .array(items.compactMap { build($0, warnings: &warnings) })
+        }
+    }
+
+    private func transform(_ value: JSON?, _ t: Transform, warnings: inout [String], what: String) -> JSON? {
+        guard let value else { return t.defaultValue }
+        guard let name = t.translate, let table = config.translations[name] else { return value }
+        if let translated = table.translate(value) { return translated }
+        if let d = t.defaultValue { return d }
+        warnings.append("translation '\(name)' has no entry for \(value.serializedString) (from \(what)) and no default; left out")
+        return nil
+    }
+
+    func render(_ template: Template) -> String {
+        var out = ""
+        for part in template.parts {
+            switch part {
+            case .literal(let s): out += s
+            case .field(let path):
+                if let v = path.first(event.body) { out += v.scalarText ?? v.serializedString }
+            case .reference(let endpoint): out += reference(endpoint) ?? ""
+            case .meta(let key): out += meta(key)?.scalarText ?? ""
+            }
+        }
+        return out
+    }
+}
+
+extension EndpointConfig {
+    /// What a message of this endpoint says about itself: its ticket id, who, its type, other references.
+    package func facts(body: JSON, amqpType: String?) -> (ticketId: String?, who: String?, type: String, references: [String: String]) {
+        let ticket = ticketId.first(body).flatMap { $0 == .null ? nil : $0.scalarText }.flatMap { $0.isEmpty ? nil : $0 }
+        let who = self.who?.first(body)?.scalarText
+        let type = amqpType.flatMap { $0.isEmpty ? nil : $0 } ?? typeField?.first(body)?.scalarText ?? "update"
+        var refs: [String: String] = [:]
+        for (endpoint, path) in references {
+            if let v = path.first(body)?.scalarText, !v.isEmpty, path.first(body) != .null { refs[endpoint] = v }
+        }
+        return (ticket, who, type, refs)
+    }
+}
