@@ -1,0 +1,133 @@
+import Foundation
+import Rules
+
+/// One endpoint's ticket, e.g. customer-a / INC0010001.
+package struct TicketRef: Hashable, Sendable, CustomStringConvertible {
+    package var endpoint: String
+    package var ticketId: String
+
+    package init(_ endpoint: String, _ ticketId: String) {
+        self.endpoint = endpoint
+        self.ticketId = ticketId
+    }
+
+    package var description: String { "\(endpoint)/\(ticketId)" }
+}
+
+/// An inbound message's identity for de-duplication: the ESB's message_id within its endpoint.
+package struct InboundKey: Hashable, Sendable, CustomStringConvertible {
+    package var endpoint: String
+    package var messageId: String
+
+    package init(_ endpoint: String, _ messageId: String) {
+        self.endpoint = endpoint
+        self.messageId = messageId
+    }
+
+    package var description: String { "\(endpoint)/\(messageId)" }
+}
+
+/// An outbound message as committed with the effects that caused it (the outbox). Re-published
+/// unchanged, with the same message id, when the inbound message is redelivered after a crash.
+package struct StoredOutbound: Sendable, Equatable {
+    package var messageId: String
+    package var conversationId: String
+    package var inbound: InboundKey
+    package var target: String
+    package var type: String
+    package var rule: String
+    package var body: Data
+
+    package init(
+        messageId: String, conversationId: String, inbound: InboundKey, target: String, type: String, rule: String,
+        body: Data
+    ) {
+        self.messageId = messageId
+        self.conversationId = conversationId
+        self.inbound = inbound
+        self.target = target
+        self.type = type
+        self.rule = rule
+        self.body = body
+    }
+}
+
+package struct TimelineEntry: Sendable, Equatable {
+    package var conversationId: String
+    package var at: Date
+    /// received, rule-matched, no-rule, dropped, sent, acked, linked, warning, ...
+    package var kind: String
+    package var endpoint: String?
+    package var who: String?
+    package var messageId: String?
+    package var rule: String?
+    package var detail: String
+
+    package init(
+        conversationId: String, at: Date, kind: String, endpoint: String? = nil, who: String? = nil,
+        messageId: String? = nil, rule: String? = nil, detail: String
+    ) {
+        self.conversationId = conversationId
+        self.at = at
+        self.kind = kind
+        self.endpoint = endpoint
+        self.who = who
+        self.messageId = messageId
+        self.rule = rule
+        self.detail = detail
+    }
+}
+
+/// Everything one inbound message changes, applied atomically or not at all.
+package struct Commit: Sendable {
+    package var inbound: InboundKey
+    package var conversationId: String
+    /// The version the decision was made against; 0 creates the conversation.
+    package var expectedVersion: Int
+    package var newReferences: [TicketRef]
+    package var timeline: [TimelineEntry]
+    package var outbox: [StoredOutbound]
+    package var at: Date
+
+    package init(
+        inbound: InboundKey, conversationId: String, expectedVersion: Int, newReferences: [TicketRef] = [],
+        timeline: [TimelineEntry] = [], outbox: [StoredOutbound] = [], at: Date
+    ) {
+        self.inbound = inbound
+        self.conversationId = conversationId
+        self.expectedVersion = expectedVersion
+        self.newReferences = newReferences
+        self.timeline = timeline
+        self.outbox = outbox
+        self.at = at
+    }
+}
+
+package enum CommitOutcome: Sendable, Equatable {
+    /// Applied; the conversation is now at this version.
+    case committed(version: Int)
+    /// This inbound message was applied before; here is what it sent then.
+    case duplicate(conversationId: String, outbox: [StoredOutbound])
+    /// The conversation changed since the snapshot (or a reference was taken meanwhile): evaluate again.
+    case stale
+}
+
+package struct StoreError: Error, CustomStringConvertible, Sendable {
+    package var message: String
+    package init(_ message: String) { self.message = message }
+    package var description: String { "store: \(message)" }
+}
+
+/// The conversation store. Implementations are safe to call from any thread.
+package protocol ConversationStore: Sendable {
+    /// The conversation any of these references belongs to (the first one found, in the given order).
+    func find(_ refs: [TicketRef]) throws -> ConversationSnapshot?
+    func conversation(id: String) throws -> ConversationSnapshot?
+    /// The outbound message with this id, for acks that name it in their correlation_id.
+    func outbound(messageId: String) throws -> StoredOutbound?
+    /// Applies the commits in order, in one transaction; one outcome per commit.
+    func commit(_ commits: [Commit]) throws -> [CommitOutcome]
+    func timeline(conversationId: String) throws -> [TimelineEntry]
+    /// Every reference of a conversation (endpoint -> ticket id).
+    func references(conversationId: String) throws -> [String: String]
+}

@@ -1,0 +1,210 @@
+import Foundation
+import GRDB
+import Rules
+
+/// The embedded default: one SQLite file in WAL mode, through GRDB. Writes are serialised by GRDB's
+/// writer queue; reads (admin, lookups) run concurrently with them.
+package final class SQLiteStore: ConversationStore {
+    private let pool: DatabasePool
+    package let path: String
+
+    package init(path: String) throws {
+        self.path = path
+        let dir = (path as NSString).deletingLastPathComponent
+        if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+        var config = Configuration()
+        config.label = "switchboard-store"
+        // WAL with synchronous=NORMAL: a commit survives a process crash; a power loss may lose the last
+        // transactions but never corrupts the file. The broker redelivers whatever was not acked.
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+        }
+        config.busyMode = .timeout(10)
+        pool = try DatabasePool(path: path, configuration: config)
+        try Self.migrator.migrate(pool)
+    }
+
+    private static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE conversation (
+                        id TEXT PRIMARY KEY,
+                        version INTEGER NOT NULL,
+                        created_at REAL NOT NULL,
+                        updated_at REAL NOT NULL
+                    );
+                    CREATE TABLE reference (
+                        endpoint TEXT NOT NULL,
+                        ticket_id TEXT NOT NULL,
+                        conversation_id TEXT NOT NULL REFERENCES conversation(id),
+                        created_at REAL NOT NULL,
+                        PRIMARY KEY (endpoint, ticket_id)
+                    );
+                    CREATE INDEX reference_by_conversation ON reference(conversation_id);
+                    CREATE TABLE processed (
+                        endpoint TEXT NOT NULL,
+                        message_id TEXT NOT NULL,
+                        conversation_id TEXT NOT NULL,
+                        processed_at REAL NOT NULL,
+                        PRIMARY KEY (endpoint, message_id)
+                    );
+                    CREATE TABLE outbox (
+                        message_id TEXT PRIMARY KEY,
+                        conversation_id TEXT NOT NULL,
+                        inbound_endpoint TEXT NOT NULL,
+                        inbound_message_id TEXT NOT NULL,
+                        seq INTEGER NOT NULL,
+                        target TEXT NOT NULL,
+                        type TEXT NOT NULL,
+                        rule TEXT NOT NULL,
+                        body BLOB NOT NULL,
+                        created_at REAL NOT NULL
+                    );
+                    CREATE INDEX outbox_by_inbound ON outbox(inbound_endpoint, inbound_message_id, seq);
+                    CREATE TABLE timeline (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        conversation_id TEXT NOT NULL,
+                        at REAL NOT NULL,
+                        kind TEXT NOT NULL,
+                        endpoint TEXT,
+                        who TEXT,
+                        message_id TEXT,
+                        rule TEXT,
+                        detail TEXT NOT NULL
+                    );
+                    CREATE INDEX timeline_by_conversation ON timeline(conversation_id, id);
+                    """)
+        }
+        return m
+    }
+
+    package func find(_ refs: [TicketRef]) throws -> ConversationSnapshot? {
+        try pool.read { db in
+            for ref in refs {
+                if let id = try String.fetchOne(
+                    db, sql: "SELECT conversation_id FROM reference WHERE endpoint = ? AND ticket_id = ?",
+                    arguments: [ref.endpoint, ref.ticketId])
+                {
+                    return try Self.snapshot(db, id: id)
+                }
+            }
+            return nil
+        }
+    }
+
+    package func conversation(id: String) throws -> ConversationSnapshot? {
+        try pool.read { db in try Self.snapshot(db, id: id) }
+    }
+
+    private static func snapshot(_ db: Database, id: String) throws -> ConversationSnapshot? {
+        guard let version = try Int.fetchOne(db, sql: "SELECT version FROM conversation WHERE id = ?", arguments: [id]) else {
+            return nil
+        }
+        return ConversationSnapshot(id: id, version: version, references: try references(db, id))
+    }
+
+    private static func references(_ db: Database, _ id: String) throws -> [String: String] {
+        var refs: [String: String] = [:]
+        for row in try Row.fetchAll(
+            db, sql: "SELECT endpoint, ticket_id FROM reference WHERE conversation_id = ? ORDER BY created_at", arguments: [id])
+        {
+            refs[row["endpoint"]] = row["ticket_id"]
+        }
+        return refs
+    }
+
+    package func references(conversationId: String) throws -> [String: String] {
+        try pool.read { db in try Self.references(db, conversationId) }
+    }
+
+    package func outbound(messageId: String) throws -> StoredOutbound? {
+        try pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM outbox WHERE message_id = ?", arguments: [messageId]).map(Self.outbound)
+        }
+    }
+
+    private static func outbound(_ row: Row) -> StoredOutbound {
+        StoredOutbound(
+            messageId: row["message_id"], conversationId: row["conversation_id"],
+            inbound: InboundKey(row["inbound_endpoint"], row["inbound_message_id"]), target: row["target"],
+            type: row["type"], rule: row["rule"], body: row["body"])
+    }
+
+    package func commit(_ commits: [Commit]) throws -> [CommitOutcome] {
+        try pool.write { db in
+            var outcomes: [CommitOutcome] = []
+            for c in commits {
+                outcomes.append(try Self.apply(c, db))
+            }
+            return outcomes
+        }
+    }
+
+    private static func apply(_ c: Commit, _ db: Database) throws -> CommitOutcome {
+        if let conversation = try String.fetchOne(
+            db, sql: "SELECT conversation_id FROM processed WHERE endpoint = ? AND message_id = ?",
+            arguments: [c.inbound.endpoint, c.inbound.messageId])
+        {
+            let rows = try Row.fetchAll(
+                db, sql: "SELECT * FROM outbox WHERE inbound_endpoint = ? AND inbound_message_id = ? ORDER BY seq",
+                arguments: [c.inbound.endpoint, c.inbound.messageId])
+            return .duplicate(conversationId: conversation, outbox: rows.map(outbound))
+        }
+        let at = c.at.timeIntervalSince1970
+        let current = try Int.fetchOne(db, sql: "SELECT version FROM conversation WHERE id = ?", arguments: [c.conversationId])
+        guard (current ?? 0) == c.expectedVersion else { return .stale }
+        // A reference taken by another conversation meanwhile makes the decision stale too.
+        for ref in c.newReferences {
+            if let owner = try String.fetchOne(
+                db, sql: "SELECT conversation_id FROM reference WHERE endpoint = ? AND ticket_id = ?",
+                arguments: [ref.endpoint, ref.ticketId]), owner != c.conversationId
+            {
+                return .stale
+            }
+        }
+        let version = c.expectedVersion + 1
+        if current == nil {
+            try db.execute(
+                sql: "INSERT INTO conversation (id, version, created_at, updated_at) VALUES (?, ?, ?, ?)",
+                arguments: [c.conversationId, version, at, at])
+        } else {
+            try db.execute(
+                sql: "UPDATE conversation SET version = ?, updated_at = ? WHERE id = ?", arguments: [version, at, c.conversationId])
+        }
+        for ref in c.newReferences {
+            try db.execute(
+                sql: "INSERT OR IGNORE INTO reference (endpoint, ticket_id, conversation_id, created_at) VALUES (?, ?, ?, ?)",
+                arguments: [ref.endpoint, ref.ticketId, c.conversationId, at])
+        }
+        try db.execute(
+            sql: "INSERT INTO processed (endpoint, message_id, conversation_id, processed_at) VALUES (?, ?, ?, ?)",
+            arguments: [c.inbound.endpoint, c.inbound.messageId, c.conversationId, at])
+        for (seq, o) in c.outbox.enumerated() {
+            try db.execute(
+                sql: """
+                    INSERT INTO outbox (message_id, conversation_id, inbound_endpoint, inbound_message_id, seq, target, type, rule, body, created_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [o.messageId, o.conversationId, o.inbound.endpoint, o.inbound.messageId, seq, o.target, o.type, o.rule, o.body, at])
+        }
+        for t in c.timeline {
+            try db.execute(
+                sql: "INSERT INTO timeline (conversation_id, at, kind, endpoint, who, message_id, rule, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                arguments: [t.conversationId, t.at.timeIntervalSince1970, t.kind, t.endpoint, t.who, t.messageId, t.rule, t.detail])
+        }
+        return .committed(version: version)
+    }
+
+    package func timeline(conversationId: String) throws -> [TimelineEntry] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM timeline WHERE conversation_id = ? ORDER BY id", arguments: [conversationId]).map {
+                TimelineEntry(
+                    conversationId: $0["conversation_id"], at: Date(timeIntervalSince1970: $0["at"]), kind: $0["kind"],
+                    endpoint: $0["endpoint"], who: $0["who"], messageId: $0["message_id"], rule: $0["rule"],
+                    detail: $0["detail"])
+            }
+        }
+    }
+}
