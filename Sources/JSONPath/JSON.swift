@@ -14,7 +14,16 @@ public enum JSON: Hashable, Sendable {
         do {
             return try JSONDecoder().decode(JSON.self, from: Data(data))
         } catch let error as DecodingError {
-            throw JSONParseError(message: JSONParseError.describe(error))
+            // JSONDecoder does not say where; JSONSerialization does ("around line 1, column 9").
+            var message = JSONParseError.describe(error)
+            do {
+                _ = try JSONSerialization.jsonObject(with: Data(data), options: [.fragmentsAllowed])
+            } catch {
+                if let detail = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String {
+                    message = "not valid JSON: \(detail)"
+                }
+            }
+            throw JSONParseError(message: message)
         }
     }
 

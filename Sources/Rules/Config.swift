@@ -31,6 +31,7 @@ package struct ConfigError: Error, Sendable, CustomStringConvertible, Hashable {
 /// Every problem found in a configuration, in file and line order.
 package struct ConfigErrors: Error, Sendable, CustomStringConvertible {
     package var errors: [ConfigError]
+    package init(errors: [ConfigError]) { self.errors = errors }
     package var description: String { errors.map(\.description).joined(separator: "\n") }
 }
 

@@ -1,0 +1,94 @@
+import AMQP
+import Foundation
+import Logging
+import Rules
+import ServiceLifecycle
+import Store
+
+/// Wiring: the same roles whether they run together (`switchboard run`) or, later, one per process.
+package enum Application {
+    /// Reads every *.yaml / *.yml file of a directory (sorted by name) and validates the whole.
+    package static func loadConfig(
+        directory: String, environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws -> SwitchboardConfig {
+        let url = URL(fileURLWithPath: directory)
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: url.path)
+                .filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }.sorted()
+        } catch {
+            throw ConfigErrors(errors: [ConfigError(SourceLocation(file: directory, line: 0), "cannot read the configuration directory: \(error.localizedDescription)")])
+        }
+        guard !names.isEmpty else {
+            throw ConfigErrors(errors: [ConfigError(SourceLocation(file: directory, line: 0), "no .yaml files in the configuration directory")])
+        }
+        var files: [(name: String, text: String)] = []
+        for name in names {
+            let path = (directory as NSString).appendingPathComponent(name)
+            do {
+                files.append((path, try String(contentsOfFile: path, encoding: .utf8)))
+            } catch {
+                throw ConfigErrors(errors: [ConfigError(SourceLocation(file: path, line: 0), "cannot read: \(error.localizedDescription)")])
+            }
+        }
+        return try ConfigLoader.load(files: files, environment: environment)
+    }
+
+    package static func brokerOptions(_ config: SwitchboardConfig) throws -> ConnectionOptions {
+        var options = try ConnectionOptions(url: config.settings.brokerURL, caFile: config.settings.tlsCAFile)
+        options.heartbeatSeconds = config.settings.heartbeatSeconds
+        return options
+    }
+
+    package static func openStore(_ config: SwitchboardConfig) throws -> SQLiteStore {
+        try SQLiteStore(path: (config.settings.dataDir as NSString).appendingPathComponent("switchboard.sqlite"))
+    }
+
+    package static func intakeService(config: SwitchboardConfig, options: ConnectionOptions, logger: Logger) -> RoleService {
+        RoleService(name: "intake") { flag in
+            let handler = IntakeHandler(config: config, logger: logger)
+            ConsumerLoop(
+                name: "intake", options: options, topology: Topology(config: config), prefetch: config.settings.prefetch,
+                batchSize: config.settings.batchSize, handler: handler, stopFlag: flag, logger: logger
+            ).run()
+        }
+    }
+
+    package static func workerService(
+        config: SwitchboardConfig, store: ConversationStore, options: ConnectionOptions, logger: Logger
+    ) -> RoleService {
+        RoleService(name: "worker") { flag in
+            let handler = WorkerHandler(
+                config: config, store: store, partitions: Array(0..<config.settings.partitions), logger: logger)
+            ConsumerLoop(
+                name: "worker", options: options, topology: Topology(config: config), prefetch: config.settings.prefetch,
+                batchSize: config.settings.batchSize, handler: handler, stopFlag: flag, logger: logger
+            ).run()
+        }
+    }
+
+    /// `switchboard run`: store, intake and worker in one process, until SIGTERM or SIGINT.
+    package static func runAll(config: SwitchboardConfig, logger: Logger) async throws {
+        let options = try brokerOptions(config)
+        let store = try openStore(config)
+        say("switchboard: broker \(options.redacted)")
+        say("switchboard: endpoints \(config.endpointNames.joined(separator: ", ")): ESBs publish to exchange '\(Contract.inboundExchange)' (routing key = endpoint) and consume '\(Contract.outboundQueue("<endpoint>"))'")
+        say("switchboard: store \(store.path); bad input goes to queue '\(Contract.parkedQueue)'")
+        say("switchboard: running intake and worker (\(config.settings.partitions) partitions); Ctrl-C or SIGTERM stops gracefully")
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [
+                    .init(service: intakeService(config: config, options: options, logger: logger)),
+                    .init(service: workerService(config: config, store: store, options: options, logger: logger)),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        try await group.run()
+        say("switchboard: stopped")
+    }
+}
+
+/// Status lines for the person who started us, written unbuffered so they show at once in a pipe or log.
+package func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}

@@ -1,0 +1,157 @@
+import AMQP
+import Foundation
+import Logging
+import Synchronization
+
+/// A message to publish as the result of a batch.
+package struct Outgoing: Sendable {
+    package var exchange: String
+    package var routingKey: String
+    package var message: Message
+
+    package init(exchange: String, routingKey: String, message: Message) {
+        self.exchange = exchange
+        self.routingKey = routingKey
+        self.message = message
+    }
+}
+
+/// Processes a batch of deliveries into messages to publish. Bad input is turned into parked messages
+/// by the handler itself; a thrown error means "infrastructure trouble": the batch is requeued whole.
+package protocol BatchHandler: AnyObject {
+    /// Queue name -> consumer tag to use; the handler tells its deliveries apart by tag.
+    var queues: [(queue: String, tag: String)] { get }
+    func handle(_ batch: [Delivery]) throws -> [Outgoing]
+}
+
+/// A one-shot flag, set from any thread (signal handling), read by the loop between blocking calls.
+package final class StopFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+    package init() {}
+    package func stop() { flag.store(true, ordering: .relaxed) }
+    package var isStopped: Bool { flag.load(ordering: .relaxed) }
+}
+
+/// The consume -> handle -> publish with confirms -> ack cycle, on one connection owned by one thread,
+/// with reconnection. Invariant: a delivery is acked only after everything it caused is confirmed by the
+/// broker; after a connection loss nothing from the old connection is acked (its messages come back).
+package final class ConsumerLoop {
+    private let name: String
+    private let options: ConnectionOptions
+    private let topology: Topology
+    private let prefetch: Int
+    private let batchSize: Int
+    private let handler: BatchHandler
+    private let stopFlag: StopFlag
+    private let logger: Logger
+    private let confirmTimeout: TimeInterval = 30
+    /// Called once consumers are attached (tests and `run` use it to know the role is live).
+    package var onConsuming: (@Sendable () -> Void)?
+
+    package init(
+        name: String, options: ConnectionOptions, topology: Topology, prefetch: Int, batchSize: Int,
+        handler: BatchHandler, stopFlag: StopFlag, logger: Logger
+    ) {
+        self.name = name
+        var options = options
+        options.connectionName = "switchboard \(name)"
+        self.options = options
+        self.topology = topology
+        self.prefetch = prefetch
+        self.batchSize = batchSize
+        self.handler = handler
+        self.stopFlag = stopFlag
+        self.logger = logger
+    }
+
+    /// Runs until the stop flag is set; then finishes the batch in hand, acks it, and returns.
+    package func run() {
+        var backoff: TimeInterval = 0.2
+        var connectedOnce = false
+        while !stopFlag.isStopped {
+            var connection: Connection?
+            do {
+                let c = try Connection(options, logger: logger)
+                connection = c
+                try topology.declare(on: c)
+                try c.enableConfirms()
+                try c.qos(prefetch: prefetch)
+                for (queue, tag) in handler.queues {
+                    try c.consume(queue, consumerTag: tag)
+                }
+                logger.info(
+                    connectedOnce ? "reconnected and consuming" : "consuming",
+                    metadata: ["sb.role": "\(name)", "amqp.server": "\(options.redacted)", "sb.queues": "\(handler.queues.count)"])
+                connectedOnce = true
+                onConsuming?()
+                backoff = 0.2
+                try consume(on: c)
+                for (_, tag) in handler.queues { try? c.cancel(consumerTag: tag) }
+                c.close()
+            } catch {
+                connection?.close()
+                if stopFlag.isStopped { break }
+                logger.error(
+                    "broker connection failed; retrying",
+                    metadata: ["sb.role": "\(name)", "sb.error": "\(error)", "sb.retry-in": "\(backoff)s"])
+                sleep(seconds: backoff)
+                backoff = min(backoff * 2, 5)
+            }
+        }
+        logger.info("stopped", metadata: ["sb.role": "\(name)"])
+    }
+
+    private func consume(on c: Connection) throws {
+        while !stopFlag.isStopped {
+            guard let first = try c.nextDelivery(timeout: 0.25) else { continue }
+            var batch = [first]
+            while batch.count < batchSize, let d = try c.nextDelivery(timeout: 0) { batch.append(d) }
+            try process(batch, on: c)
+        }
+    }
+
+    private func process(_ batch: [Delivery], on c: Connection) throws {
+        let outgoing: [Outgoing]
+        do {
+            outgoing = try handler.handle(batch)
+        } catch {
+            // Not the messages' fault (store unavailable, ...): give them back and slow down.
+            logger.error("batch failed; requeued", metadata: ["sb.role": "\(name)", "sb.error": "\(error)", "sb.batch": "\(batch.count)"])
+            try c.nack(batch[batch.count - 1], multiple: true, requeue: true)
+            sleep(seconds: 1)
+            return
+        }
+        for o in outgoing {
+            try c.publish(exchange: o.exchange, routingKey: o.routingKey, message: o.message, mandatory: true)
+        }
+        var outcome = try c.waitForConfirms(timeout: confirmTimeout)
+        if !outcome.returned.isEmpty {
+            // Unroutable (no queue bound): the broker "confirms" it anyway; park it so nothing is lost.
+            for r in outcome.returned {
+                logger.error(
+                    "unroutable message parked",
+                    metadata: ["sb.role": "\(name)", "sb.exchange": "\(r.exchange)", "sb.routing-key": "\(r.routingKey)",
+                               "sb.message-id": "\(r.message.properties.messageId ?? "")"])
+                let parked = Parking.park(
+                    r.message, reason: "unroutable: no queue is bound to exchange '\(r.exchange)' for routing key '\(r.routingKey)' (\(r.replyText))",
+                    stage: name, endpoint: nil, exchange: r.exchange, routingKey: r.routingKey)
+                try c.publish(exchange: parked.exchange, routingKey: parked.routingKey, message: parked.message)
+            }
+            outcome = try c.waitForConfirms(timeout: confirmTimeout)
+        }
+        guard outcome.nacked.isEmpty else {
+            // The broker could not take them (e.g. a full queue): requeue the inputs and try again later.
+            logger.error("broker refused messages; batch requeued", metadata: ["sb.role": "\(name)", "sb.nacked": "\(outcome.nacked.count)"])
+            try c.nack(batch[batch.count - 1], multiple: true, requeue: true)
+            sleep(seconds: 1)
+            return
+        }
+        try c.ack(batch[batch.count - 1], multiple: true)
+    }
+
+    /// Sleeps in short steps so a stop request is honoured quickly.
+    private func sleep(seconds: TimeInterval) {
+        let end = Date().addingTimeInterval(seconds)
+        while !stopFlag.isStopped, Date() < end { Thread.sleep(forTimeInterval: min(0.05, seconds)) }
+    }
+}

@@ -1,0 +1,103 @@
+import AMQP
+import Foundation
+import Rules
+
+/// The names of the ESB-facing contract (docs/esb-contract.md) and our internal queues, in one place.
+package enum Contract {
+    package static let inboundExchange = "sb.in"
+    package static let outboundExchange = "sb.out"
+    /// Messages published to sb.in with a routing key no endpoint has land here, and are parked.
+    package static let unroutedExchange = "sb.in.unrouted"
+    package static let unroutedQueue = "sb.in.unrouted"
+    package static let parkedQueue = "sb.parked"
+    package static let workExchange = "sb.work"
+
+    package static func inboundQueue(_ endpoint: String) -> String { "sb.in.\(endpoint)" }
+    package static func outboundQueue(_ endpoint: String) -> String { "sb.out.\(endpoint)" }
+    package static func workQueue(_ partition: Int) -> String { "sb.work.\(partition)" }
+
+    /// Headers we set. Outbound messages name their conversation and rule; parked ones say why.
+    package enum Header {
+        package static let conversation = "x-sb-conversation"
+        package static let rule = "x-sb-rule"
+        package static let sourceEndpoint = "x-sb-source-endpoint"
+        package static let endpoint = "x-sb-endpoint"
+        package static let kind = "x-sb-kind"
+        package static let reason = "x-sb-reason"
+        package static let stage = "x-sb-stage"
+        package static let parkedAt = "x-sb-parked-at"
+        package static let originalExchange = "x-sb-original-exchange"
+        package static let originalRoutingKey = "x-sb-original-routing-key"
+        package static let messageIdDerived = "x-sb-message-id-derived"
+    }
+
+    package static let ackType = "ack"
+
+    /// Outbound message ids embed the conversation, so an ack (whose correlation_id is one of them) can be
+    /// routed to its conversation's partition without asking the store: `sb-<conversation>-<inbound>-<n>`.
+    package static func outboundMessageId(conversation: String, inbound: String, index: Int) -> String {
+        "sb-\(conversation)-\(inbound)-\(index)"
+    }
+
+    package static func conversation(inOutboundMessageId id: String) -> String? {
+        let parts = id.split(separator: "-")
+        guard parts.count == 4, parts[0] == "sb", parts[1].count == 32 else { return nil }
+        return String(parts[1])
+    }
+
+    /// A stable id for an inbound message whose ESB sent none: the same bytes give the same id, so a
+    /// resend is still recognised.
+    package static func derivedMessageId(endpoint: String, body: Data) -> String {
+        var h = Hash.FNV128()
+        h.add(endpoint)
+        h.add([0])
+        h.add(body)
+        return "derived-" + h.hex
+    }
+
+    package static func newConversationId() -> String {
+        UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+    }
+
+    package static func partition(of key: String, partitions: Int) -> Int {
+        var h = Hash.FNV64()
+        h.add(key)
+        return Int(h.value % UInt64(partitions))
+    }
+}
+
+/// FNV-1a: fast, stable across processes and versions (unlike Swift's seeded Hasher), not cryptographic.
+package enum Hash {
+    package struct FNV64 {
+        package var value: UInt64 = 0xcbf2_9ce4_8422_2325
+        package init() {}
+        package mutating func add(_ s: String) { add(Array(s.utf8)) }
+        package mutating func add<S: Sequence>(_ bytes: S) where S.Element == UInt8 {
+            for b in bytes {
+                value ^= UInt64(b)
+                value &*= 0x0000_0100_0000_01B3
+            }
+        }
+        package var hex: String { String(value, radix: 16).leftPadded(16) }
+    }
+
+    package struct FNV128 {
+        private var value: UInt128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d
+        private static let prime: UInt128 = 0x0000_0000_0100_0000_0000_0000_0000_013B
+        package init() {}
+        package mutating func add(_ s: String) { add(Array(s.utf8)) }
+        package mutating func add<S: Sequence>(_ bytes: S) where S.Element == UInt8 {
+            for b in bytes {
+                value ^= UInt128(b)
+                value &*= Self.prime
+            }
+        }
+        package var hex: String { String(value, radix: 16).leftPadded(32) }
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(_ width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+}

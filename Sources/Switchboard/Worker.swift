@@ -1,0 +1,261 @@
+import AMQP
+import Foundation
+import JSONPath
+import Logging
+import Rules
+import Store
+
+/// The worker role: for each message of its partitions, find the conversation, evaluate the rules,
+/// commit the effects with the outbound messages (outbox) in one store transaction per batch, then
+/// publish. A redelivered message whose commit already happened re-publishes the stored outbox, with
+/// the same message ids, instead of being evaluated again.
+package final class WorkerHandler: BatchHandler {
+    private let config: SwitchboardConfig
+    private let engine: Engine
+    private let store: ConversationStore
+    private let partitions: [Int]
+    private let logger: Logger
+    private let clock: @Sendable () -> Date
+    private static let maxAttempts = 5
+
+    package init(
+        config: SwitchboardConfig, store: ConversationStore, partitions: [Int], logger: Logger,
+        clock: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.config = config
+        self.engine = Engine(config: config)
+        self.store = store
+        self.partitions = partitions
+        self.logger = logger
+        self.clock = clock
+    }
+
+    package var queues: [(queue: String, tag: String)] {
+        partitions.map { (Contract.workQueue($0), "sb-worker:\($0)") }
+    }
+
+    /// One inbound message on its way through the batch.
+    private struct Item {
+        var delivery: Delivery
+        var endpoint: String
+        var messageId: String
+        var event: InboundEvent?
+        var commit: Commit?
+        var outcome: CommitOutcome?
+        var park: String?
+    }
+
+    package func handle(_ batch: [Delivery]) throws -> [Outgoing] {
+        var items = batch.map(prepare)
+        var pending = Array(items.indices.filter { items[$0].park == nil })
+        var attempt = 0
+        while !pending.isEmpty {
+            attempt += 1
+            // Decisions within a batch build on each other: a later message of the same conversation sees
+            // the version and references the earlier one will commit.
+            var overlay = Overlay()
+            for i in pending {
+                do {
+                    items[i].commit = try decide(items[i], overlay: &overlay, retry: attempt > 1)
+                } catch let error as StoreError {
+                    throw error
+                } catch {
+                    items[i].park = "\(error)"
+                }
+            }
+            let committing = pending.filter { items[$0].commit != nil }
+            let outcomes = try store.commit(committing.map { items[$0].commit! })
+            for (i, outcome) in zip(committing, outcomes) { items[i].outcome = outcome }
+            pending = committing.filter { items[$0].outcome == .stale }
+            if !pending.isEmpty && attempt >= Self.maxAttempts {
+                throw StoreError("conversation kept changing under \(pending.count) message(s) after \(attempt) attempts")
+            }
+        }
+        return items.flatMap(outgoing)
+    }
+
+    private func prepare(_ d: Delivery) -> Item {
+        let endpoint = d.message.properties.headers[Contract.Header.endpoint]?.description ?? ""
+        let messageId = d.message.properties.messageId ?? ""
+        var item = Item(delivery: d, endpoint: endpoint, messageId: messageId)
+        guard let config = self.config.endpoints[endpoint] else {
+            item.park = "unknown endpoint '\(endpoint)' (the configuration changed since intake?)"
+            return item
+        }
+        let body: JSON
+        do {
+            body = try JSON.parse(d.message.body)
+        } catch {
+            item.park = "\(error) (endpoint \(endpoint))"
+            return item
+        }
+        let facts = config.facts(body: body, amqpType: d.message.properties.type)
+        if d.message.properties.headers[Contract.Header.kind]?.description == "ack" {
+            item.event = InboundEvent(endpoint: endpoint, messageId: messageId, type: Contract.ackType, body: body, ticketId: nil, who: facts.who)
+        } else {
+            guard let ticket = facts.ticketId else {
+                item.park = "no ticket id at \(config.ticketId.source) (endpoints.\(endpoint).ticket_id)"
+                return item
+            }
+            item.event = InboundEvent(
+                endpoint: endpoint, messageId: messageId, type: facts.type, body: body, ticketId: ticket, who: facts.who,
+                references: facts.references)
+        }
+        return item
+    }
+
+    /// What the batch has decided so far, so later messages see earlier ones.
+    private struct Overlay {
+        var conversations: [String: ConversationSnapshot] = [:]
+        var byReference: [TicketRef: String] = [:]
+
+        mutating func record(_ s: ConversationSnapshot) {
+            conversations[s.id] = s
+            for (e, t) in s.references { byReference[TicketRef(e, t)] = s.id }
+        }
+    }
+
+    private struct Unprocessable: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    private func decide(_ item: Item, overlay: inout Overlay, retry: Bool) throws -> Commit {
+        guard let event = item.event else { throw Unprocessable(description: "no event") }
+        let now = clock()
+        let inbound = InboundKey(item.endpoint, item.messageId)
+        var snapshot: ConversationSnapshot
+        var candidates: [TicketRef] = []
+        var timeline: [TimelineEntry] = []
+
+        if event.type == Contract.ackType {
+            let correlation = item.delivery.message.properties.correlationId ?? ""
+            guard let acked = try storeCall({ try store.outbound(messageId: correlation) }) else {
+                throw Unprocessable(description: "ack for unknown message '\(correlation)': no outbound message with that id")
+            }
+            snapshot = try overlay.conversations[acked.conversationId]
+                ?? storeCall({ try store.conversation(id: acked.conversationId) })
+                ?? ConversationSnapshot(id: acked.conversationId)
+            let endpoint = config.endpoints[item.endpoint]
+            let status = event.body["status"]?.scalarText ?? "ok"
+            if status.lowercased() == "ok", let keyPath = endpoint?.ackKey ?? (try? JSONPath("$.key")),
+                let key = keyPath.first(event.body)?.scalarText, !key.isEmpty
+            {
+                candidates.append(TicketRef(acked.target, key))
+            }
+            timeline.append(TimelineEntry(
+                conversationId: snapshot.id, at: now, kind: status.lowercased() == "ok" ? "acked" : "ack-error",
+                endpoint: item.endpoint, who: event.who, messageId: item.messageId,
+                detail: "\(status) ack of \(acked.type) \(acked.messageId) to \(acked.target)"
+                    + (event.body["message"]?.scalarText.map { ": \($0)" } ?? "")))
+        } else {
+            let own = TicketRef(item.endpoint, event.ticketId ?? "")
+            let refs = [own] + event.references.sorted { $0.key < $1.key }.map { TicketRef($0.key, $0.value) }
+            let known = overlay.byReference
+            if let id = refs.compactMap({ known[$0] }).first, let s = overlay.conversations[id] {
+                snapshot = s
+            } else if let s = try storeCall({ try store.find(refs) }) {
+                snapshot = s
+            } else {
+                snapshot = ConversationSnapshot(id: Contract.newConversationId())
+            }
+            candidates = refs
+            timeline.append(TimelineEntry(
+                conversationId: snapshot.id, at: now, kind: "received", endpoint: item.endpoint, who: event.who,
+                messageId: item.messageId, detail: "\(event.type) of \(own)"))
+        }
+
+        // References this message teaches us. On a retry, skip any another conversation owns already
+        // (a genuine conflict, noted on the timeline) so the commit cannot go stale forever.
+        var newRefs: [TicketRef] = []
+        for ref in candidates where snapshot.references[ref.endpoint] == nil && !newRefs.contains(where: { $0.endpoint == ref.endpoint }) {
+            if retry, let owner = try storeCall({ try store.find([ref]) }), owner.id != snapshot.id {
+                timeline.append(TimelineEntry(
+                    conversationId: snapshot.id, at: now, kind: "warning", endpoint: item.endpoint, messageId: item.messageId,
+                    detail: "reference \(ref) already belongs to conversation \(owner.id); not linked"))
+                continue
+            }
+            newRefs.append(ref)
+        }
+        var view = snapshot
+        for ref in newRefs {
+            view.references[ref.endpoint] = ref.ticketId
+            // A new conversation starts with its source ticket; every other reference is a link.
+            if snapshot.version > 0 || ref.endpoint != item.endpoint || event.type == Contract.ackType {
+                timeline.append(TimelineEntry(
+                    conversationId: snapshot.id, at: now, kind: "linked", endpoint: ref.endpoint, messageId: item.messageId,
+                    detail: "linked \(ref)"))
+            }
+        }
+
+        let decision = engine.evaluate(event, conversation: view)
+        for note in decision.notes {
+            timeline.append(TimelineEntry(
+                conversationId: snapshot.id, at: now, kind: note.kind, endpoint: item.endpoint, messageId: item.messageId,
+                rule: note.rule, detail: note.detail))
+        }
+        let inboundHash = Contract.derivedMessageId(endpoint: item.endpoint, body: Data(item.messageId.utf8)).dropFirst(8).prefix(16)
+        var outbox: [StoredOutbound] = []
+        for (n, draft) in decision.outbound.enumerated() {
+            let id = Contract.outboundMessageId(conversation: snapshot.id, inbound: String(inboundHash), index: n)
+            outbox.append(StoredOutbound(
+                messageId: id, conversationId: snapshot.id, inbound: inbound, target: draft.target, type: draft.type,
+                rule: draft.rule, body: draft.body.serialized()))
+            timeline.append(TimelineEntry(
+                conversationId: snapshot.id, at: now, kind: "sent", endpoint: draft.target, messageId: id, rule: draft.rule,
+                detail: "\(draft.type) to \(draft.target)"))
+        }
+        var next = view
+        next.version = snapshot.version + 1
+        overlay.record(next)
+        return Commit(
+            inbound: inbound, conversationId: snapshot.id, expectedVersion: snapshot.version, newReferences: newRefs,
+            timeline: timeline, outbox: outbox, at: now)
+    }
+
+    /// Store failures are infrastructure trouble (the batch is retried), never the message's fault.
+    private func storeCall<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let e as StoreError {
+            throw e
+        } catch {
+            throw StoreError("\(error)")
+        }
+    }
+
+    private func outgoing(_ item: Item) -> [Outgoing] {
+        if let reason = item.park {
+            logger.warning("message parked", metadata: ["sb.endpoint": "\(item.endpoint)", "sb.message-id": "\(item.messageId)", "sb.reason": "\(reason)"])
+            return [Parking.park(item.delivery.message, reason: reason, stage: "worker", endpoint: item.endpoint,
+                                 exchange: item.delivery.exchange, routingKey: item.delivery.routingKey)]
+        }
+        let outbox: [StoredOutbound]
+        switch item.outcome {
+        case .committed?: outbox = item.commit?.outbox ?? []
+        case .duplicate(_, let stored)?:
+            // Redelivered by the broker: we may have crashed between commit and publish, so publish the
+            // stored outbox again (same message ids; receivers de-duplicate). A fresh copy instead is an
+            // ESB's resend: its first copy already published (or will, when redelivered), so send nothing.
+            if item.delivery.redelivered {
+                logger.info("redelivered message already applied; re-publishing its stored outbound messages",
+                            metadata: ["sb.endpoint": "\(item.endpoint)", "sb.message-id": "\(item.messageId)", "sb.outbound": "\(stored.count)"])
+                outbox = stored
+            } else {
+                logger.info("resent message already applied; ignored",
+                            metadata: ["sb.endpoint": "\(item.endpoint)", "sb.message-id": "\(item.messageId)"])
+                outbox = []
+            }
+        default: outbox = []
+        }
+        return outbox.map { o in
+            let props = Properties(
+                contentType: "application/json", messageId: o.messageId, correlationId: o.inbound.messageId, type: o.type,
+                appId: "switchboard", timestamp: UInt64(clock().timeIntervalSince1970), persistent: true,
+                headers: [
+                    Contract.Header.conversation: .string(o.conversationId), Contract.Header.rule: .string(o.rule),
+                    Contract.Header.sourceEndpoint: .string(o.inbound.endpoint),
+                ])
+            return Outgoing(exchange: Contract.outboundExchange, routingKey: o.target, message: Message(body: o.body, properties: props))
+        }
+    }
+}

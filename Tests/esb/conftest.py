@@ -1,0 +1,188 @@
+"""ESB-side tests: a real AMQP client (pika) talks to the real switchboard binary through the real broker.
+
+Each test session gets a vhost of its own (created through the management API), so the contract's fixed
+queue names never collide with a running `make run` or another session.
+"""
+import base64
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+
+import pika
+import pytest
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BINARY = os.environ.get("SB_BINARY", os.path.join(REPO, ".build", "debug", "switchboard"))
+MGMT = os.environ.get("SB_TEST_MANAGEMENT_URL", "http://localhost:15672")
+AMQP_HOST = os.environ.get("SB_TEST_AMQP_HOST", "localhost")
+
+
+def mgmt(method, path, body=None):
+    req = urllib.request.Request(MGMT + path, method=method, data=json.dumps(body).encode() if body is not None else None)
+    req.add_header("Authorization", "Basic " + base64.b64encode(b"guest:guest").decode())
+    req.add_header("content-type", "application/json")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        data = r.read()
+        return json.loads(data) if data else None
+
+
+@pytest.fixture(scope="session")
+def vhost():
+    name = "sb-test-" + uuid.uuid4().hex[:8]
+    mgmt("PUT", f"/api/vhosts/{name}", {})
+    mgmt("PUT", f"/api/permissions/{name}/guest", {"configure": ".*", "write": ".*", "read": ".*"})
+    yield name
+    mgmt("DELETE", f"/api/vhosts/{name}")
+
+
+def amqp_url(vhost):
+    return f"amqp://guest:guest@{AMQP_HOST}:5672/{vhost}"
+
+
+class ESB:
+    """The ESB side: publishes to sb.in, reads sb.out.<endpoint> and sb.parked."""
+
+    def __init__(self, vhost):
+        self.vhost = vhost
+        self.connect()
+
+    def connect(self):
+        self.conn = pika.BlockingConnection(pika.URLParameters(amqp_url(self.vhost)))
+        self.ch = self.conn.channel()
+        self.ch.confirm_delivery()
+
+    def close(self):
+        try:
+            self.conn.close()
+        except Exception:
+            pass
+
+    def publish(self, endpoint, body, message_id=None, type=None, correlation_id=None, raw=False):
+        data = body if raw else json.dumps(body).encode()
+        props = pika.BasicProperties(
+            message_id=message_id, type=type, correlation_id=correlation_id,
+            content_type="application/json", delivery_mode=2)
+        self.ch.basic_publish("sb.in", endpoint, data, props)
+
+    def depth(self, queue):
+        return self.ch.queue_declare(queue, passive=True).method.message_count
+
+    def take(self, queue, count, timeout=20.0):
+        """Waits for `count` messages on `queue`; returns (properties, body) pairs in arrival order."""
+        got = []
+        deadline = time.time() + timeout
+        while len(got) < count and time.time() < deadline:
+            method, props, body = self.ch.basic_get(queue, auto_ack=True)
+            if method is None:
+                self.conn.sleep(0.05)
+                continue
+            got.append((props, body))
+        return got
+
+    def drain(self, queue, quiet=1.0):
+        """Everything that arrives on `queue` until it has been quiet for `quiet` seconds."""
+        got = []
+        last = time.time()
+        while time.time() - last < quiet:
+            method, props, body = self.ch.basic_get(queue, auto_ack=True)
+            if method is None:
+                self.conn.sleep(0.05)
+                continue
+            got.append((props, body))
+            last = time.time()
+        return got
+
+    def purge(self, *queues):
+        for q in queues:
+            try:
+                self.ch.queue_purge(q)
+            except pika.exceptions.ChannelClosedByBroker:
+                self.ch = self.conn.channel()
+                self.ch.confirm_delivery()
+
+
+class Switchboard:
+    """The real binary, `switchboard run`, on a copy of Config/ with a data folder of its own."""
+
+    def __init__(self, vhost, env=None):
+        self.dir = tempfile.mkdtemp(prefix="sb-esb-")
+        self.config = os.path.join(self.dir, "Config")
+        shutil.copytree(os.path.join(REPO, "Config"), self.config)
+        self.data = os.path.join(self.dir, "data")
+        self.env = dict(os.environ, SB_BROKER_URL=amqp_url(vhost), SB_DATA_DIR=self.data, SB_LOG_LEVEL="info")
+        self.env.update(env or {})
+        self.log_path = os.path.join(self.dir, "switchboard.log")
+        self.proc = None
+
+    def start(self):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([BINARY, "run", "--config", self.config], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("switchboard exited at start:\n" + self.output())
+            if self.output().count("consuming") >= 2:
+                return self
+            time.sleep(0.1)
+        raise RuntimeError("switchboard did not start consuming:\n" + self.output())
+
+    def output(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode if self.proc else None
+
+    def db(self):
+        return sqlite3.connect(os.path.join(self.data, "switchboard.sqlite"))
+
+
+@pytest.fixture
+def esb(vhost):
+    e = ESB(vhost)
+    e.purge("sb.parked", "sb.out.vendor-x", "sb.out.customer-a", "sb.in.customer-a", "sb.in.vendor-x")
+    yield e
+    e.close()
+
+
+@pytest.fixture
+def switchboard(vhost, esb):
+    sb = Switchboard(vhost).start()
+    yield sb
+    rc = sb.stop()
+    if rc != 0:
+        sys.stderr.write(sb.output())
+
+
+def incident(number, **fields):
+    body = {
+        "number": number, "sys_id": uuid.uuid4().hex, "short_description": "SAP down", "description": "Nothing works",
+        "priority": "2", "state": "2",
+        "assignment_group": {"value": "g-sap", "display_value": "SAP Support"},
+        "sys_updated_by": "alice",
+    }
+    body.update(fields)
+    return body
+
+
+def jira(key, customer_ref, event="jira:issue_updated", status="In Progress", user="Bob Vendor"):
+    return {
+        "webhookEvent": event, "user": {"displayName": user},
+        "issue": {"key": key, "fields": {"summary": "SAP down", "description": "x", "priority": {"name": "High"},
+                                         "status": {"name": status}, "customfield_10400": customer_ref}},
+    }
