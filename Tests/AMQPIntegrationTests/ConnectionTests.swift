@@ -146,3 +146,24 @@ enum Broker {
         #expect(throws: AMQPError.self) { try ConnectionOptions(url: "http://nope") }
     }
 }
+
+/// Our client must refuse a server that offers only TLS 1.1 (rabbitmq-c 0.11 would accept it by default).
+@Test func clientRefusesTLS11() throws {
+    let tls = URL(fileURLWithPath: Broker.caFile).deletingLastPathComponent()
+    let openssl = Process()
+    openssl.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+    let port = Int.random(in: 20000...29999)
+    openssl.arguments = ["s_server", "-quiet", "-accept", String(port), "-cert", tls.appendingPathComponent("server.pem").path,
+                         "-key", tls.appendingPathComponent("server.key").path, "-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"]
+    openssl.standardOutput = FileHandle.nullDevice
+    openssl.standardError = FileHandle.nullDevice
+    try openssl.run()
+    defer { openssl.terminate(); openssl.waitUntilExit() }
+    Thread.sleep(forTimeInterval: 0.5)
+    do {
+        _ = try Broker.connect("amqps://guest:guest@localhost:\(port)/", ca: Broker.caFile)
+        Issue.record("connected to a TLS 1.1 server")
+    } catch {
+        #expect(error.code == .tls, "\(error)")
+    }
+}

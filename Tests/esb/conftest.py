@@ -122,10 +122,10 @@ class Switchboard:
         self.log_path = os.path.join(self.dir, "switchboard.log")
         self.proc = None
 
-    def start(self):
+    def start(self, timeout=30):
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([BINARY, "run", "--config", self.config], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 30
+        deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("switchboard exited at start:\n" + self.output())

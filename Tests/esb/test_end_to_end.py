@@ -232,3 +232,27 @@ def test_config_check_reports_every_error_with_file_and_line(tmp_path):
     r = subprocess.run([binary, "run", "--config", str(tmp_path)], capture_output=True, text=True, timeout=30)
     assert r.returncode == 1
     assert "unknown endpoint 'b'" in r.stderr
+
+
+def test_runs_over_amqps_with_a_verified_certificate(esb, vhost):
+    ca = os.environ.get("SB_TLS_CA_FILE", os.path.join(REPO, ".rabbitmq", "tls", "ca.pem"))
+    if not os.path.exists(ca):
+        pytest.skip("no local TLS listener (the broker was not started by Deploy/local/rabbitmq.sh)")
+    sb = Switchboard(vhost, env={"SB_BROKER_URL": f"amqps://guest:guest@localhost:5671/{vhost}", "SB_TLS_CA_FILE": ca}).start()
+    try:
+        assert "amqps://guest:***@localhost:5671/" in sb.output()
+        number = "INC" + uuid.uuid4().hex[:7]
+        esb.publish("customer-a", incident(number), message_id="tls-1")
+        [(props, body)] = esb.take("sb.out.vendor-x", 1)
+        assert json.loads(body)["customer_reference"] == number
+    finally:
+        assert sb.stop() == 0
+    # The same with a CA that did not sign the broker's certificate: no connection, and it says why.
+    bad = Switchboard(vhost, env={"SB_BROKER_URL": f"amqps://guest:guest@localhost:5671/{vhost}",
+                                  "SB_TLS_CA_FILE": "/etc/ssl/certs/ca-certificates.crt"})
+    try:
+        with pytest.raises(RuntimeError):
+            bad.start(timeout=3)
+        assert "amqp tls" in bad.output()
+    finally:
+        bad.stop()
