@@ -40,7 +40,7 @@ let package = Package(
         // The conversation store: protocol and the SQLite backend.
         .target(
             name: "Store",
-            dependencies: ["Rules", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["Rules", "JSONPath", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strict
         ),
         // Roles (intake, worker, store) as services, and their wiring.

@@ -43,6 +43,10 @@ package struct SwitchboardConfig: Sendable {
     /// In evaluation order: higher priority first, then the order they were written in.
     package var rules: [Rule]
 
+    /// Every distinct outbound delay and timer delay the rules use: each gets a delay queue of its own.
+    package var outboundDelays: Set<Int> { Set(rules.flatMap { $0.sends.compactMap(\.delayMs) }) }
+    package var timerDelays: Set<Int> { Set(rules.flatMap { $0.schedules.map(\.afterMs) }) }
+
     package var endpointNames: [String] { endpoints.keys.sorted() }
 }
 
@@ -74,6 +78,12 @@ package struct EndpointConfig: Sendable {
     /// Where an ack from this endpoint carries the ticket id it created.
     package var ackKey: JSONPath?
     package var location: SourceLocation
+
+    package init(name: String, ticketId: JSONPath, location: SourceLocation) {
+        self.name = name
+        self.ticketId = ticketId
+        self.location = location
+    }
 }
 
 package struct TranslationTable: Sendable {
@@ -97,6 +107,8 @@ package struct TranslationTable: Sendable {
 package struct Rule: Sendable {
     package var name: String
     package var priority: Int
+    /// When set, the rule matches only the firing of this timer (see `schedule`).
+    package var timer: String?
     /// Source endpoints this rule listens to; empty means any.
     package var from: Set<String>
     /// Message types it matches; empty means any.
@@ -104,14 +116,42 @@ package struct Rule: Sendable {
     package var conditions: [Condition]
     package var drop: Bool
     package var stop: Bool
+    package var sets: [AttributeWrite] = []
+    package var counters: [CounterOp] = []
+    package var schedules: [TimerSchedule] = []
     package var sends: [Send]
     package var location: SourceLocation
+}
+
+/// Remember something in the conversation: `set: [{attribute: name, value: <mapping>, when: ...}]`.
+package struct AttributeWrite: Sendable {
+    package var name: String
+    package var value: Mapping
+    package var conditions: [Condition]
+}
+
+package struct CounterOp: Sendable {
+    package enum Change: Sendable, Equatable {
+        case increment(Int)
+        case set(Int)
+    }
+
+    package var name: String
+    package var change: Change
+}
+
+/// Come back to this conversation later: the timer fires as an event of type `timer` after `afterMs`.
+package struct TimerSchedule: Sendable {
+    package var name: String
+    package var afterMs: Int
 }
 
 package struct Send: Sendable {
     package var to: String
     package var type: String
     package var body: Mapping
+    /// Leave only after this many milliseconds (through a delay queue).
+    package var delayMs: Int?
     package var location: SourceLocation
 }
 
@@ -121,6 +161,8 @@ package indirect enum Mapping: Sendable {
     case field(JSONPath, Transform)
     case template(Template, Transform)
     case reference(String, Transform)
+    case attribute(String, Transform)
+    case counter(String)
     case object([(String, Mapping)])
     case array([Mapping])
 }
@@ -142,6 +184,8 @@ package struct Template: Sendable {
         case literal(String)
         case field(JSONPath)
         case reference(String)
+        case attribute(String)
+        case counter(String)
         case meta(String)
     }
 
@@ -159,6 +203,8 @@ package indirect enum Condition: Sendable {
 package enum Subject: Sendable {
     case field(JSONPath)
     case reference(String)
+    case attribute(String)
+    case counter(String)
     case meta(String)
 }
 

@@ -67,6 +67,9 @@ package struct ConfigLoader {
                 error(y, "endpoint '\(name)' is defined twice (first at \(existing.location))")
                 continue
             }
+            if name == "switchboard" {
+                error(y, "the endpoint name 'switchboard' is reserved (timers come from it)")
+            }
             if !Self.isValidName(name) {
                 error(y, "endpoint name '\(name)' may only hold letters, digits, '-', '_' and '.'")
             }
@@ -209,7 +212,20 @@ package struct ConfigLoader {
                     rule.from.insert(v.value)
                 }
             case "type": rule.types = Set(stringList(value).map(\.value))
+            case "timer": rule.timer = string(value)
             case "when": rule.conditions = conditions(value, context: &context)
+            case "set":
+                for w in sequence(value, "set") ?? [] {
+                    if let write = parseAttributeWrite(w, context: &context) { rule.sets.append(write) }
+                }
+            case "counters":
+                for c in sequence(value, "counters") ?? [] {
+                    if let op = parseCounterOp(c) { rule.counters.append(op) }
+                }
+            case "schedule":
+                for t in sequence(value, "schedule") ?? [] {
+                    if let timer = parseSchedule(t) { rule.schedules.append(timer) }
+                }
             case "drop": rule.drop = bool(value) ?? false
             case "stop": rule.stop = bool(value) ?? false
             case "send":
@@ -217,12 +233,17 @@ package struct ConfigLoader {
                     if let send = parseSend(s, context: &context) { rule.sends.append(send) }
                 }
             default:
-                unknownKey(key, in: "rule", allowed: "name, description, priority, from, type, when, drop, stop, send")
+                unknownKey(key, in: "rule", allowed: "name, description, priority, from, type, timer, when, drop, stop, set, counters, schedule, send")
             }
         }
         if rule.name.isEmpty { error(y, "a rule needs a 'name'") }
         if rule.drop && !rule.sends.isEmpty { error(y, "rule '\(rule.name)' both drops and sends; choose one") }
-        if !rule.drop && rule.sends.isEmpty { error(y, "rule '\(rule.name)' neither sends nor drops") }
+        if !rule.drop && rule.sends.isEmpty && rule.sets.isEmpty && rule.counters.isEmpty && rule.schedules.isEmpty {
+            error(y, "rule '\(rule.name)' does nothing: give it send, set, counters, schedule or drop")
+        }
+        if rule.timer != nil && !rule.from.isEmpty {
+            error(y, "rule '\(rule.name)' has both 'timer' and 'from'; a timer rule matches its timer only")
+        }
         return rule
     }
 
@@ -236,6 +257,7 @@ package struct ConfigLoader {
         var to: String?
         var type = "update"
         var body: Mapping = .object([])
+        var delay: Int?
         for (key, value) in m {
             switch key.string {
             case "to":
@@ -247,19 +269,104 @@ package struct ConfigLoader {
                 }
             case "type": type = string(value) ?? type
             case "body": body = mappingValue(value, context: &context)
-            default: unknownKey(key, in: "send", allowed: "to, type, body")
+            case "delay": delay = duration(value)
+            default: unknownKey(key, in: "send", allowed: "to, type, body, delay")
             }
         }
         guard let to else {
             error(y, "a send needs 'to': the target endpoint")
             return nil
         }
-        return Send(to: to, type: type, body: body, location: y.location)
+        return Send(to: to, type: type, body: body, delayMs: delay, location: y.location)
+    }
+
+    private mutating func parseAttributeWrite(_ y: Y, context: inout MappingContext) -> AttributeWrite? {
+        guard let m = mapping(y, "a set") else { return nil }
+        var name: String?
+        var value: Mapping?
+        var when: [Condition] = []
+        for (k, v) in m {
+            switch k.string {
+            case "attribute": name = string(v)
+            case "value": value = mappingValue(v, context: &context)
+            case "when": when = conditions(v, context: &context)
+            default: unknownKey(k, in: "set", allowed: "attribute, value, when")
+            }
+        }
+        guard let name, !name.isEmpty else {
+            error(y, "a set needs 'attribute': the attribute's name")
+            return nil
+        }
+        guard let value else {
+            error(y, "set of '\(name)' needs 'value' (a mapping: a constant, {field: ...}, a template, {attribute: ...}; null removes it)")
+            return nil
+        }
+        return AttributeWrite(name: name, value: value, conditions: when)
+    }
+
+    private mutating func parseCounterOp(_ y: Y) -> CounterOp? {
+        guard let m = mapping(y, "a counter change") else { return nil }
+        var name: String?
+        var change: CounterOp.Change?
+        for (k, v) in m {
+            switch k.string {
+            case "counter": name = string(v)
+            case "increment": change = int(v).map { .increment($0) }
+            case "reset": if bool(v) == true { change = .set(0) }
+            case "set": change = int(v).map { .set($0) }
+            default: unknownKey(k, in: "counters", allowed: "counter, increment, reset, set")
+            }
+        }
+        guard let name, !name.isEmpty else {
+            error(y, "a counter change needs 'counter': the counter's name")
+            return nil
+        }
+        guard let change else {
+            error(y, "counter '\(name)' needs one of increment: N, reset: true, set: N")
+            return nil
+        }
+        return CounterOp(name: name, change: change)
+    }
+
+    private mutating func parseSchedule(_ y: Y) -> TimerSchedule? {
+        guard let m = mapping(y, "a schedule") else { return nil }
+        var name: String?
+        var after: Int?
+        for (k, v) in m {
+            switch k.string {
+            case "timer": name = string(v)
+            case "after": after = duration(v)
+            default: unknownKey(k, in: "schedule", allowed: "timer, after")
+            }
+        }
+        guard let name, !name.isEmpty, let after else {
+            error(y, "a schedule needs 'timer' (a name) and 'after' (a duration such as 60s)")
+            return nil
+        }
+        return TimerSchedule(name: name, afterMs: after)
+    }
+
+    /// `250ms`, `1.5s`, `2m`, `1h`; a bare number is seconds. At least 1 ms, at most 24 days (the
+    /// largest per-message TTL RabbitMQ takes is 2^32-1 ms).
+    private mutating func duration(_ y: Y) -> Int? {
+        guard let text = string(y)?.trimmingCharacters(in: .whitespaces).lowercased() else { return nil }
+        let units: [(String, Double)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
+        var ms: Double?
+        for (suffix, factor) in units where text.hasSuffix(suffix) {
+            if let n = Double(text.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)) { ms = n * factor }
+            break
+        }
+        if ms == nil, let n = Double(text) { ms = n * 1000 }
+        guard let ms, ms >= 1, ms <= 2_073_600_000 else {
+            error(y, "expected a duration between 1ms and 24 days such as 500ms, 60s, 5m or 1h; got \(text.debugDescription)")
+            return nil
+        }
+        return Int(ms.rounded())
     }
 
     // MARK: - Mappings
 
-    private static let mappingKeys: Set<String> = ["field", "value", "template", "reference", "translate", "default"]
+    private static let mappingKeys: Set<String> = ["field", "value", "template", "reference", "attribute", "counter", "translate", "default"]
 
     private mutating func mappingValue(_ y: Y, context: inout MappingContext) -> Mapping {
         switch y.node {
@@ -276,7 +383,7 @@ package struct ConfigLoader {
         case .mapping:
             let m = mapping(y, "a mapping") ?? []
             let keys = Set(m.map(\.0.string))
-            let sources = keys.intersection(["field", "value", "template", "reference"])
+            let sources = keys.intersection(["field", "value", "template", "reference", "attribute", "counter"])
             if !keys.isEmpty, keys.isSubset(of: Self.mappingKeys), !sources.isEmpty {
                 return specialMapping(y, m, sources: sources, context: &context)
             }
@@ -291,7 +398,7 @@ package struct ConfigLoader {
         _ y: Y, _ m: [(Y, Y)], sources: Set<String>, context: inout MappingContext
     ) -> Mapping {
         if sources.count > 1 {
-            error(y, "a value takes one of field, value, template, reference; this one has \(sources.sorted().joined(separator: " and "))")
+            error(y, "a value takes one of field, value, template, reference, attribute, counter; this one has \(sources.sorted().joined(separator: " and "))")
         }
         var transform = Transform()
         for (k, v) in m {
@@ -313,6 +420,8 @@ package struct ConfigLoader {
                     if context.endpoints[e] == nil { error(v, "unknown endpoint '\(e)' in 'reference'") }
                     return .reference(e, transform)
                 }
+            case "attribute": if let a = string(v) { return .attribute(a, transform) }
+            case "counter": if let c = string(v) { return .counter(c) }
             default: continue
             }
         }
@@ -344,6 +453,10 @@ package struct ConfigLoader {
             }
             if inner.hasPrefix("ref:") {
                 parts.append(.reference(String(inner.dropFirst(4))))
+            } else if inner.hasPrefix("attr:") {
+                parts.append(.attribute(String(inner.dropFirst(5))))
+            } else if inner.hasPrefix("counter:") {
+                parts.append(.counter(String(inner.dropFirst(8))))
             } else if inner.hasPrefix("meta:") {
                 let key = String(inner.dropFirst(5))
                 guard Self.metaKeys.contains(key) else {
@@ -367,7 +480,10 @@ package struct ConfigLoader {
         return Template(parts: parts, source: text)
     }
 
-    static let metaKeys: Set<String> = ["endpoint", "message_id", "type", "who", "ticket_id", "conversation"]
+    static let metaKeys: Set<String> = [
+        "endpoint", "message_id", "type", "who", "ticket_id", "conversation", "timer",
+        "acked_type", "acked_rule", "acked_target", "acked_message_id",
+    ]
 
     // MARK: - Conditions
 
@@ -402,6 +518,8 @@ package struct ConfigLoader {
                     if context.endpoints[e] == nil { error(v, "unknown endpoint '\(e)' in condition 'reference'") }
                     subject = .reference(e)
                 }
+            case "attribute": subject = string(v).map { .attribute($0) }
+            case "counter": subject = string(v).map { .counter($0) }
             case "meta":
                 if let key = string(v) {
                     if !Self.metaKeys.contains(key) { error(v, "unknown meta '\(key)' (known: \(Self.metaKeys.sorted().joined(separator: ", ")))") }
@@ -415,7 +533,7 @@ package struct ConfigLoader {
                 }
                 opNode = (k, v)
             default:
-                unknownKey(k, in: "condition", allowed: "field, reference, meta, equals, in, regex, exists, lt, lte, gt, gte, ignore_case, negate; or all, any, not")
+                unknownKey(k, in: "condition", allowed: "field, reference, attribute, counter, meta, equals, in, regex, exists, lt, lte, gt, gte, ignore_case, negate; or all, any, not")
             }
         }
         if let (k, v) = opNode {
@@ -440,8 +558,8 @@ package struct ConfigLoader {
         } else {
             error(y, "a condition needs an operator: one of \(Self.operatorKeys.joined(separator: ", "))")
         }
-        if subject == nil && !m.contains(where: { ["field", "reference", "meta"].contains($0.0.string) }) {
-            error(y, "a condition needs a subject: field (a JSONPath), reference (an endpoint) or meta")
+        if subject == nil && !m.contains(where: { ["field", "reference", "attribute", "counter", "meta"].contains($0.0.string) }) {
+            error(y, "a condition needs a subject: field (a JSONPath), reference (an endpoint), attribute, counter or meta")
         }
         guard let subject, let op else { return nil }
         return negate ? .not(.test(subject, op)) : .test(subject, op)

@@ -12,6 +12,10 @@ package struct InboundEvent: Sendable {
     package var who: String?
     /// Other endpoints' ticket ids this message carries (endpoint -> id).
     package var references: [String: String]
+    /// For an ack: the outbound message it answers.
+    package var ack: AckedMessage?
+    /// For a timer firing: the timer's name.
+    package var timer: String?
 
     package init(
         endpoint: String, messageId: String, type: String, body: JSON, ticketId: String?, who: String? = nil,
@@ -27,17 +31,45 @@ package struct InboundEvent: Sendable {
     }
 }
 
+/// The outbound message an ack answers, as far as rules may match on it.
+package struct AckedMessage: Sendable {
+    package var messageId: String
+    package var type: String
+    package var rule: String
+    package var target: String
+
+    package init(messageId: String, type: String, rule: String, target: String) {
+        self.messageId = messageId
+        self.type = type
+        self.rule = rule
+        self.target = target
+    }
+}
+
+package enum EventType {
+    package static let ack = "ack"
+    package static let timer = "timer"
+}
+
 /// What the engine may know of a conversation.
 package struct ConversationSnapshot: Sendable {
     package var id: String
     package var version: Int
     /// Every endpoint's ticket id known for this conversation.
     package var references: [String: String]
+    /// The conversation's memory, written and read by rules.
+    package var attributes: [String: JSON]
+    package var counters: [String: Int]
 
-    package init(id: String, version: Int = 0, references: [String: String] = [:]) {
+    package init(
+        id: String, version: Int = 0, references: [String: String] = [:], attributes: [String: JSON] = [:],
+        counters: [String: Int] = [:]
+    ) {
         self.id = id
         self.version = version
         self.references = references
+        self.attributes = attributes
+        self.counters = counters
     }
 }
 
@@ -46,6 +78,13 @@ package struct OutboundDraft: Sendable, Equatable {
     package var target: String
     package var type: String
     package var body: JSON
+    package var delayMs: Int? = nil
+}
+
+package struct TimerDraft: Sendable, Equatable {
+    package var rule: String
+    package var name: String
+    package var afterMs: Int
 }
 
 package struct TimelineNote: Sendable, Equatable {
@@ -65,6 +104,11 @@ package struct Decision: Sendable {
     package var outbound: [OutboundDraft] = []
     package var notes: [TimelineNote] = []
     package var dropped = false
+    /// Attributes as they are after the message (nil: removed), only those that changed.
+    package var attributeChanges: [String: JSON?] = [:]
+    /// Counters as they are after the message, only those that changed.
+    package var counterChanges: [String: Int] = [:]
+    package var timers: [TimerDraft] = []
 }
 
 /// The pure rule engine: (event, conversation, configuration) -> decision. No I/O, no clock, no broker.
@@ -77,10 +121,17 @@ package struct Engine: Sendable {
 
     package func evaluate(_ event: InboundEvent, conversation: ConversationSnapshot) -> Decision {
         var decision = Decision()
-        let context = Context(event: event, conversation: conversation, config: config)
+        var context = Context(event: event, conversation: conversation, config: config)
         for rule in config.rules {
-            if !rule.from.isEmpty && !rule.from.contains(event.endpoint) { continue }
-            if !rule.types.isEmpty && !rule.types.contains(event.type) { continue }
+            // Timers match only rules that name them; acks only rules that ask for type ack.
+            if let timer = rule.timer {
+                guard event.type == EventType.timer, event.timer == timer else { continue }
+            } else {
+                if event.type == EventType.timer { continue }
+                if event.type == EventType.ack && !rule.types.contains(EventType.ack) { continue }
+                if !rule.from.isEmpty && !rule.from.contains(event.endpoint) { continue }
+                if !rule.types.isEmpty && !rule.types.contains(event.type) { continue }
+            }
             guard rule.conditions.allSatisfy({ context.test($0) }) else { continue }
             decision.matchedRules.append(rule.name)
             if rule.drop {
@@ -89,13 +140,41 @@ package struct Engine: Sendable {
                 break
             }
             decision.notes.append(TimelineNote(kind: "rule-matched", detail: "rule '\(rule.name)' matched", rule: rule.name))
+            for write in rule.sets where write.conditions.allSatisfy({ context.test($0) }) {
+                var warnings: [String] = []
+                let value = context.build(write.value, warnings: &warnings)
+                let new = value == .null ? nil : value
+                let old = context.attributes[write.name]
+                guard old != new else { continue }
+                context.attributes[write.name] = new
+                decision.attributeChanges[write.name] = .some(new)
+                decision.notes.append(TimelineNote(
+                    kind: "attribute",
+                    detail: "\(write.name): \(old?.serializedString ?? "(none)") -> \(new?.serializedString ?? "(none)")", rule: rule.name))
+            }
+            for op in rule.counters {
+                let old = context.counters[op.name] ?? 0
+                let new: Int
+                switch op.change {
+                case .increment(let n): new = old + n
+                case .set(let n): new = n
+                }
+                guard old != new else { continue }
+                context.counters[op.name] = new
+                decision.counterChanges[op.name] = new
+                decision.notes.append(TimelineNote(kind: "counter", detail: "\(op.name): \(old) -> \(new)", rule: rule.name))
+            }
             for send in rule.sends {
                 var warnings: [String] = []
                 let body = context.build(send.body, warnings: &warnings) ?? .object([:])
                 for w in warnings {
                     decision.notes.append(TimelineNote(kind: "warning", detail: "rule '\(rule.name)' to \(send.to): \(w)", rule: rule.name))
                 }
-                decision.outbound.append(OutboundDraft(rule: rule.name, target: send.to, type: send.type, body: body))
+                decision.outbound.append(OutboundDraft(rule: rule.name, target: send.to, type: send.type, body: body, delayMs: send.delayMs))
+            }
+            for timer in rule.schedules {
+                decision.timers.append(TimerDraft(rule: rule.name, name: timer.name, afterMs: timer.afterMs))
+                decision.notes.append(TimelineNote(kind: "delay-scheduled", detail: "timer '\(timer.name)' in \(Self.format(ms: timer.afterMs))", rule: rule.name))
             }
             if rule.stop { break }
         }
@@ -104,6 +183,13 @@ package struct Engine: Sendable {
         }
         return decision
     }
+
+    package static func format(ms: Int) -> String {
+        if ms % 3_600_000 == 0 { return "\(ms / 3_600_000)h" }
+        if ms % 60_000 == 0 { return "\(ms / 60_000)m" }
+        if ms % 1000 == 0 { return "\(ms / 1000)s" }
+        return "\(ms)ms"
+    }
 }
 
 /// Evaluation of conditions and mappings against one event and its conversation.
@@ -111,6 +197,17 @@ struct Context {
     let event: InboundEvent
     let conversation: ConversationSnapshot
     let config: SwitchboardConfig
+    /// The conversation's memory as the rules so far left it.
+    var attributes: [String: JSON]
+    var counters: [String: Int]
+
+    init(event: InboundEvent, conversation: ConversationSnapshot, config: SwitchboardConfig) {
+        self.event = event
+        self.conversation = conversation
+        self.config = config
+        self.attributes = conversation.attributes
+        self.counters = conversation.counters
+    }
 
     func reference(_ endpoint: String) -> String? {
         if endpoint == event.endpoint, let id = event.ticketId { return id }
@@ -125,6 +222,11 @@ struct Context {
         case "who": return event.who.map { .string($0) }
         case "ticket_id": return event.ticketId.map { .string($0) }
         case "conversation": return .string(conversation.id)
+        case "timer": return event.timer.map { .string($0) }
+        case "acked_type": return event.ack.map { .string($0.type) }
+        case "acked_rule": return event.ack.map { .string($0.rule) }
+        case "acked_target": return event.ack.map { .string($0.target) }
+        case "acked_message_id": return event.ack.map { .string($0.messageId) }
         default: return nil
         }
     }
@@ -144,6 +246,8 @@ struct Context {
         switch subject {
         case .field(let path): return path.select(event.body)
         case .reference(let endpoint): return reference(endpoint).map { [.string($0)] } ?? []
+        case .attribute(let name): return attributes[name].map { [$0] } ?? []
+        case .counter(let name): return [.number(Double(counters[name] ?? 0))]
         case .meta(let key): return meta(key).map { [$0] } ?? []
         }
     }
@@ -204,6 +308,10 @@ struct Context {
             return transform(.string(render(template)), t, warnings: &warnings, what: template.source)
         case .reference(let endpoint, let t):
             return transform(reference(endpoint).map { .string($0) }, t, warnings: &warnings, what: "reference \(endpoint)")
+        case .attribute(let name, let t):
+            return transform(attributes[name], t, warnings: &warnings, what: "attribute \(name)")
+        case .counter(let name):
+            return .number(Double(counters[name] ?? 0))
         case .object(let members):
             var out: [String: JSON] = [:]
             for (k, m) in members {
@@ -232,6 +340,9 @@ struct Context {
             case .field(let path):
                 if let v = path.first(event.body) { out += v.scalarText ?? v.serializedString }
             case .reference(let endpoint): out += reference(endpoint) ?? ""
+            case .attribute(let name):
+                if let v = attributes[name] { out += v.scalarText ?? v.serializedString }
+            case .counter(let name): out += String(counters[name] ?? 0)
             case .meta(let key): out += meta(key)?.scalarText ?? ""
             }
         }

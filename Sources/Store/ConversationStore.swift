@@ -1,4 +1,5 @@
 import Foundation
+import JSONPath
 import Rules
 
 /// One endpoint's ticket, e.g. customer-a / INC0010001.
@@ -37,10 +38,19 @@ package struct StoredOutbound: Sendable, Equatable {
     package var type: String
     package var rule: String
     package var body: Data
+    /// 0: publish now. Otherwise through the delay queue of that many milliseconds.
+    package var delayMs: Int
+    /// A message for an endpoint, or a timer that comes back to this conversation (`type` is its name).
+    package var kind: Kind
+
+    package enum Kind: String, Sendable {
+        case message
+        case timer
+    }
 
     package init(
         messageId: String, conversationId: String, inbound: InboundKey, target: String, type: String, rule: String,
-        body: Data
+        body: Data, delayMs: Int = 0, kind: Kind = .message
     ) {
         self.messageId = messageId
         self.conversationId = conversationId
@@ -49,6 +59,8 @@ package struct StoredOutbound: Sendable, Equatable {
         self.type = type
         self.rule = rule
         self.body = body
+        self.delayMs = delayMs
+        self.kind = kind
     }
 }
 
@@ -87,12 +99,19 @@ package struct Commit: Sendable {
     package var newReferences: [TicketRef]
     package var timeline: [TimelineEntry]
     package var outbox: [StoredOutbound]
+    /// Attributes after the message (nil removes one); only those that changed.
+    package var attributes: [String: JSON?]
+    /// Counters after the message; only those that changed.
+    package var counters: [String: Int]
     package var at: Date
 
     package init(
         inbound: InboundKey, conversationId: String, expectedVersion: Int, newReferences: [TicketRef] = [],
-        timeline: [TimelineEntry] = [], outbox: [StoredOutbound] = [], at: Date
+        timeline: [TimelineEntry] = [], outbox: [StoredOutbound] = [], attributes: [String: JSON?] = [:],
+        counters: [String: Int] = [:], at: Date
     ) {
+        self.attributes = attributes
+        self.counters = counters
         self.inbound = inbound
         self.conversationId = conversationId
         self.expectedVersion = expectedVersion

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import JSONPath
 import Rules
 
 /// The embedded default: one SQLite file in WAL mode, through GRDB. Writes are serialised by GRDB's
@@ -77,6 +78,27 @@ package final class SQLiteStore: ConversationStore {
                     CREATE INDEX timeline_by_conversation ON timeline(conversation_id, id);
                     """)
         }
+        m.registerMigration("v2: attributes, counters, delays") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE attribute (
+                        conversation_id TEXT NOT NULL,
+                        name TEXT NOT NULL,
+                        value TEXT NOT NULL,
+                        updated_at REAL NOT NULL,
+                        PRIMARY KEY (conversation_id, name)
+                    );
+                    CREATE TABLE counter (
+                        conversation_id TEXT NOT NULL,
+                        name TEXT NOT NULL,
+                        value INTEGER NOT NULL,
+                        updated_at REAL NOT NULL,
+                        PRIMARY KEY (conversation_id, name)
+                    );
+                    ALTER TABLE outbox ADD COLUMN delay_ms INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE outbox ADD COLUMN kind TEXT NOT NULL DEFAULT 'message';
+                    """)
+        }
         return m
     }
 
@@ -102,7 +124,17 @@ package final class SQLiteStore: ConversationStore {
         guard let version = try Int.fetchOne(db, sql: "SELECT version FROM conversation WHERE id = ?", arguments: [id]) else {
             return nil
         }
-        return ConversationSnapshot(id: id, version: version, references: try references(db, id))
+        var attributes: [String: JSON] = [:]
+        for row in try Row.fetchAll(db, sql: "SELECT name, value FROM attribute WHERE conversation_id = ?", arguments: [id]) {
+            let text: String = row["value"]
+            attributes[row["name"]] = (try? JSON.parse(text)) ?? .string(text)
+        }
+        var counters: [String: Int] = [:]
+        for row in try Row.fetchAll(db, sql: "SELECT name, value FROM counter WHERE conversation_id = ?", arguments: [id]) {
+            counters[row["name"]] = row["value"]
+        }
+        return ConversationSnapshot(
+            id: id, version: version, references: try references(db, id), attributes: attributes, counters: counters)
     }
 
     private static func references(_ db: Database, _ id: String) throws -> [String: String] {
@@ -129,7 +161,8 @@ package final class SQLiteStore: ConversationStore {
         StoredOutbound(
             messageId: row["message_id"], conversationId: row["conversation_id"],
             inbound: InboundKey(row["inbound_endpoint"], row["inbound_message_id"]), target: row["target"],
-            type: row["type"], rule: row["rule"], body: row["body"])
+            type: row["type"], rule: row["rule"], body: row["body"], delayMs: row["delay_ms"],
+            kind: StoredOutbound.Kind(rawValue: row["kind"]) ?? .message)
     }
 
     package func commit(_ commits: [Commit]) throws -> [CommitOutcome] {
@@ -184,10 +217,24 @@ package final class SQLiteStore: ConversationStore {
         for (seq, o) in c.outbox.enumerated() {
             try db.execute(
                 sql: """
-                    INSERT INTO outbox (message_id, conversation_id, inbound_endpoint, inbound_message_id, seq, target, type, rule, body, created_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    INSERT INTO outbox (message_id, conversation_id, inbound_endpoint, inbound_message_id, seq, target, type, rule, body, delay_ms, kind, created_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """,
-                arguments: [o.messageId, o.conversationId, o.inbound.endpoint, o.inbound.messageId, seq, o.target, o.type, o.rule, o.body, at])
+                arguments: [o.messageId, o.conversationId, o.inbound.endpoint, o.inbound.messageId, seq, o.target, o.type, o.rule, o.body, o.delayMs, o.kind.rawValue, at])
+        }
+        for (name, value) in c.attributes {
+            if let value {
+                try db.execute(
+                    sql: "INSERT INTO attribute (conversation_id, name, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (conversation_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                    arguments: [c.conversationId, name, value.serializedString, at])
+            } else {
+                try db.execute(sql: "DELETE FROM attribute WHERE conversation_id = ? AND name = ?", arguments: [c.conversationId, name])
+            }
+        }
+        for (name, value) in c.counters {
+            try db.execute(
+                sql: "INSERT INTO counter (conversation_id, name, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (conversation_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                arguments: [c.conversationId, name, value, at])
         }
         for t in c.timeline {
             try db.execute(

@@ -12,6 +12,14 @@ package enum Contract {
     package static let parkedQueue = "sb.parked"
     package static let workExchange = "sb.work"
 
+    /// The pseudo-endpoint timers arrive from.
+    package static let timerEndpoint = "switchboard"
+
+    /// Delayed outbound messages wait in `sb.delay.<ms>` (one TTL per queue) and dead-letter to sb.out.
+    package static func outboundDelayExchange(_ ms: Int) -> String { "sb.delay.\(ms)" }
+    /// Timers wait in `sb.delay.work.<ms>` and dead-letter to sb.work, into their conversation's partition.
+    package static func timerDelayExchange(_ ms: Int) -> String { "sb.delay.work.\(ms)" }
+
     package static func inboundQueue(_ endpoint: String) -> String { "sb.in.\(endpoint)" }
     package static func outboundQueue(_ endpoint: String) -> String { "sb.out.\(endpoint)" }
     package static func workQueue(_ partition: Int) -> String { "sb.work.\(partition)" }
@@ -35,8 +43,8 @@ package enum Contract {
 
     /// Outbound message ids embed the conversation, so an ack (whose correlation_id is one of them) can be
     /// routed to its conversation's partition without asking the store: `sb-<conversation>-<inbound>-<n>`.
-    package static func outboundMessageId(conversation: String, inbound: String, index: Int) -> String {
-        "sb-\(conversation)-\(inbound)-\(index)"
+    package static func outboundMessageId(conversation: String, inbound: String, index: Int, timer: Bool = false) -> String {
+        "sb-\(conversation)-\(inbound)-\(timer ? "t" : "")\(index)"
     }
 
     package static func conversation(inOutboundMessageId id: String) -> String? {

@@ -7,10 +7,14 @@ import Rules
 package struct Topology: Sendable {
     package var endpoints: [String]
     package var partitions: Int
+    package var outboundDelays: [Int]
+    package var timerDelays: [Int]
 
     package init(config: SwitchboardConfig) {
         endpoints = config.endpointNames
         partitions = config.settings.partitions
+        outboundDelays = config.outboundDelays.sorted()
+        timerDelays = config.timerDelays.sorted()
     }
 
     package func declare(on c: Connection) throws(AMQPError) {
@@ -27,9 +31,25 @@ package struct Topology: Sendable {
             try c.declareQueue(Contract.outboundQueue(e))
             try c.bindQueue(Contract.outboundQueue(e), exchange: Contract.outboundExchange, routingKey: e)
         }
+        // One queue per distinct delay, so every message in a queue has the same TTL and none waits
+        // behind a longer one (RabbitMQ expires messages only at the head of a queue).
+        for ms in outboundDelays {
+            try declareDelay(Contract.outboundDelayExchange(ms), ms: ms, deadLetterTo: Contract.outboundExchange, on: c)
+        }
+        for ms in timerDelays {
+            try declareDelay(Contract.timerDelayExchange(ms), ms: ms, deadLetterTo: Contract.workExchange, on: c)
+        }
         for p in 0..<partitions {
             try c.declareQueue(Contract.workQueue(p))
             try c.bindQueue(Contract.workQueue(p), exchange: Contract.workExchange, routingKey: String(p))
         }
+    }
+
+    /// A fanout exchange and its queue of the same name; expired messages keep their routing key and go
+    /// to `deadLetterTo`, which routes them as if they had just been published there.
+    private func declareDelay(_ name: String, ms: Int, deadLetterTo target: String, on c: Connection) throws(AMQPError) {
+        try c.declareExchange(name, type: "fanout")
+        try c.declareQueue(name, arguments: ["x-message-ttl": .int(Int64(ms)), "x-dead-letter-exchange": .string(target)])
+        try c.bindQueue(name, exchange: name, routingKey: "")
     }
 }

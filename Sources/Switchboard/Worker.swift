@@ -30,6 +30,11 @@ package final class WorkerHandler: BatchHandler {
         self.clock = clock
     }
 
+    /// Timers come back as messages of this pseudo-endpoint; they carry no ticket id of their own.
+    private static let timerEndpoint = EndpointConfig(
+        name: Contract.timerEndpoint, ticketId: try! JSONPath("$.conversation"),
+        location: SourceLocation(file: "(built in)", line: 0))
+
     package var queues: [(queue: String, tag: String)] {
         partitions.map { (Contract.workQueue($0), "sb-worker:\($0)") }
     }
@@ -78,7 +83,7 @@ package final class WorkerHandler: BatchHandler {
         let endpoint = d.message.properties.headers[Contract.Header.endpoint]?.description ?? ""
         let messageId = d.message.properties.messageId ?? ""
         var item = Item(delivery: d, endpoint: endpoint, messageId: messageId)
-        guard let config = self.config.endpoints[endpoint] else {
+        guard let config = self.config.endpoints[endpoint] ?? (endpoint == Contract.timerEndpoint ? Self.timerEndpoint : nil) else {
             item.park = "unknown endpoint '\(endpoint)' (the configuration changed since intake?)"
             return item
         }
@@ -90,7 +95,11 @@ package final class WorkerHandler: BatchHandler {
             return item
         }
         let facts = config.facts(body: body, amqpType: d.message.properties.type)
-        if d.message.properties.headers[Contract.Header.kind]?.description == "ack" {
+        if d.message.properties.headers[Contract.Header.kind]?.description == "timer" {
+            var event = InboundEvent(endpoint: endpoint, messageId: messageId, type: EventType.timer, body: body, ticketId: nil)
+            event.timer = body["timer"]?.stringValue
+            item.event = event
+        } else if d.message.properties.headers[Contract.Header.kind]?.description == "ack" {
             item.event = InboundEvent(endpoint: endpoint, messageId: messageId, type: Contract.ackType, body: body, ticketId: nil, who: facts.who)
         } else {
             guard let ticket = facts.ticketId else {
@@ -126,8 +135,19 @@ package final class WorkerHandler: BatchHandler {
         var snapshot: ConversationSnapshot
         var candidates: [TicketRef] = []
         var timeline: [TimelineEntry] = []
+        var ackedMessage: AckedMessage?
 
-        if event.type == Contract.ackType {
+        if event.type == EventType.timer {
+            let id = event.body["conversation"]?.stringValue ?? ""
+            let known = overlay.conversations[id]
+            guard let s = try known ?? storeCall({ try store.conversation(id: id) }) else {
+                throw Unprocessable(description: "timer '\(event.timer ?? "?")' for unknown conversation '\(id)'")
+            }
+            snapshot = s
+            timeline.append(TimelineEntry(
+                conversationId: snapshot.id, at: now, kind: "timer-fired", endpoint: nil, messageId: item.messageId,
+                detail: "timer '\(event.timer ?? "?")' fired"))
+        } else if event.type == Contract.ackType {
             let correlation = item.delivery.message.properties.correlationId ?? ""
             guard let acked = try storeCall({ try store.outbound(messageId: correlation) }) else {
                 throw Unprocessable(description: "ack for unknown message '\(correlation)': no outbound message with that id")
@@ -135,6 +155,7 @@ package final class WorkerHandler: BatchHandler {
             snapshot = try overlay.conversations[acked.conversationId]
                 ?? storeCall({ try store.conversation(id: acked.conversationId) })
                 ?? ConversationSnapshot(id: acked.conversationId)
+            ackedMessage = AckedMessage(messageId: acked.messageId, type: acked.type, rule: acked.rule, target: acked.target)
             let endpoint = config.endpoints[item.endpoint]
             let status = event.body["status"]?.scalarText ?? "ok"
             if status.lowercased() == "ok", let keyPath = endpoint?.ackKey ?? (try? JSONPath("$.key")),
@@ -187,7 +208,9 @@ package final class WorkerHandler: BatchHandler {
             }
         }
 
-        let decision = engine.evaluate(event, conversation: view)
+        var evaluated = event
+        evaluated.ack = ackedMessage
+        let decision = engine.evaluate(evaluated, conversation: view)
         for note in decision.notes {
             timeline.append(TimelineEntry(
                 conversationId: snapshot.id, at: now, kind: note.kind, endpoint: item.endpoint, messageId: item.messageId,
@@ -199,17 +222,27 @@ package final class WorkerHandler: BatchHandler {
             let id = Contract.outboundMessageId(conversation: snapshot.id, inbound: String(inboundHash), index: n)
             outbox.append(StoredOutbound(
                 messageId: id, conversationId: snapshot.id, inbound: inbound, target: draft.target, type: draft.type,
-                rule: draft.rule, body: draft.body.serialized()))
+                rule: draft.rule, body: draft.body.serialized(), delayMs: draft.delayMs ?? 0))
+            let delayed = draft.delayMs.map { " (leaves in \(Engine.format(ms: $0)))" } ?? ""
             timeline.append(TimelineEntry(
                 conversationId: snapshot.id, at: now, kind: "sent", endpoint: draft.target, messageId: id, rule: draft.rule,
-                detail: "\(draft.type) to \(draft.target)"))
+                detail: "\(draft.type) to \(draft.target)\(delayed): \(Self.excerpt(draft.body))"))
+        }
+        for (n, timer) in decision.timers.enumerated() {
+            let id = Contract.outboundMessageId(conversation: snapshot.id, inbound: String(inboundHash), index: n, timer: true)
+            let body: JSON = ["timer": .string(timer.name), "conversation": .string(snapshot.id)]
+            outbox.append(StoredOutbound(
+                messageId: id, conversationId: snapshot.id, inbound: inbound, target: Contract.timerEndpoint, type: timer.name,
+                rule: timer.rule, body: body.serialized(), delayMs: timer.afterMs, kind: .timer))
         }
         var next = view
         next.version = snapshot.version + 1
+        for (name, value) in decision.attributeChanges { next.attributes[name] = value }
+        for (name, value) in decision.counterChanges { next.counters[name] = value }
         overlay.record(next)
         return Commit(
             inbound: inbound, conversationId: snapshot.id, expectedVersion: snapshot.version, newReferences: newRefs,
-            timeline: timeline, outbox: outbox, at: now)
+            timeline: timeline, outbox: outbox, attributes: decision.attributeChanges, counters: decision.counterChanges, at: now)
     }
 
     /// Store failures are infrastructure trouble (the batch is retried), never the message's fault.
@@ -248,6 +281,20 @@ package final class WorkerHandler: BatchHandler {
         default: outbox = []
         }
         return outbox.map { o in
+            if o.kind == .timer {
+                // Back to this conversation's partition after the delay, through sb.delay.work.<ms>.
+                let props = Properties(
+                    contentType: "application/json", messageId: o.messageId, type: EventType.timer,
+                    expiration: String(o.delayMs), appId: "switchboard", persistent: true,
+                    headers: [
+                        Contract.Header.kind: .string("timer"), Contract.Header.endpoint: .string(Contract.timerEndpoint),
+                        Contract.Header.conversation: .string(o.conversationId), Contract.Header.rule: .string(o.rule),
+                    ])
+                return Outgoing(
+                    exchange: Contract.timerDelayExchange(o.delayMs),
+                    routingKey: String(Contract.partition(of: o.conversationId, partitions: config.settings.partitions)),
+                    message: Message(body: o.body, properties: props))
+            }
             let props = Properties(
                 contentType: "application/json", messageId: o.messageId, correlationId: o.inbound.messageId, type: o.type,
                 appId: "switchboard", timestamp: UInt64(clock().timeIntervalSince1970), persistent: true,
@@ -255,7 +302,18 @@ package final class WorkerHandler: BatchHandler {
                     Contract.Header.conversation: .string(o.conversationId), Contract.Header.rule: .string(o.rule),
                     Contract.Header.sourceEndpoint: .string(o.inbound.endpoint),
                 ])
-            return Outgoing(exchange: Contract.outboundExchange, routingKey: o.target, message: Message(body: o.body, properties: props))
+            var message = Message(body: o.body, properties: props)
+            if o.delayMs > 0 {
+                message.properties.expiration = String(o.delayMs)
+                return Outgoing(exchange: Contract.outboundDelayExchange(o.delayMs), routingKey: o.target, message: message)
+            }
+            return Outgoing(exchange: Contract.outboundExchange, routingKey: o.target, message: message)
         }
+    }
+
+    /// The start of a body for the timeline: enough to recognise it, never a whole payload.
+    static func excerpt(_ body: JSON) -> String {
+        let text = body.serializedString
+        return text.count <= 200 ? text : String(text.prefix(200)) + "..."
     }
 }

@@ -34,8 +34,9 @@ def test_create_reaches_vendor_with_contract_properties(esb, switchboard):
         conv = props.headers["x-sb-conversation"]
         refs = dict(db.execute("SELECT endpoint, ticket_id FROM reference WHERE conversation_id = ?", (conv,)).fetchall())
         assert refs == {"customer-a": number}
-        kinds = [r[0] for r in db.execute("SELECT kind FROM timeline WHERE conversation_id = ? ORDER BY id", (conv,))]
-        assert kinds == ["received", "rule-matched", "sent"]
+        kinds = db.execute("SELECT kind, rule FROM timeline WHERE conversation_id = ? ORDER BY id", (conv,)).fetchall()
+        assert kinds == [("received", None), ("rule-matched", "remember-origin"), ("rule-matched", "create-at-vendor"),
+                         ("sent", "create-at-vendor")]
         who = db.execute("SELECT who FROM timeline WHERE conversation_id = ? AND kind = 'received'", (conv,)).fetchone()[0]
         assert who == "alice"
 
