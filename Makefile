@@ -6,7 +6,7 @@ SWIFT_BUILD_FLAGS ?=
 BIN := .build/$(CONFIGURATION)/switchboard
 export SB_TLS_CA_FILE ?= $(CURDIR)/.rabbitmq/tls/ca.pem
 
-.PHONY: all deps broker broker-stop build run test test-unit test-esb config-check clean
+.PHONY: all deps broker broker-stop build run demo test test-unit config-check clean
 
 all: build
 
@@ -28,6 +28,10 @@ config-check: build
 run: broker build
 	@echo "switchboard: starting every role with $(CONFIG)/ (Ctrl-C or SIGTERM stops it gracefully)"
 	$(BIN) run --config $(CONFIG)
+
+# Both stories (hand-back, locked ticket) played by a scripted ESB, with short delays; prints the timeline.
+demo: broker build
+	SB_BINARY=$(CURDIR)/$(BIN) python3 Tests/esb/demo.py
 
 # Fast engine tests only: no broker needed.
 test-unit:

@@ -92,3 +92,29 @@ package enum Application {
 package func say(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
+
+extension Application {
+    /// A conversation, found by any endpoint's ticket id, as an administrator reads it.
+    package static func describeConversation(config: SwitchboardConfig, endpoint: String, ticket: String) throws -> String? {
+        let store = try openStore(config)
+        guard let c = try store.find([TicketRef(endpoint, ticket)]) else { return nil }
+        let time = DateFormatter()
+        time.dateFormat = "yyyy-MM-dd HH:mm:ss.SSS"
+        time.timeZone = TimeZone(identifier: "UTC")
+        var lines = ["conversation \(c.id) (version \(c.version))"]
+        lines.append("  tickets:    " + c.references.sorted { $0.key < $1.key }.map { "\($0.key)/\($0.value)" }.joined(separator: ", "))
+        for (name, value) in c.attributes.sorted(by: { $0.key < $1.key }) {
+            lines.append("  attribute:  \(name) = \(value.serializedString)")
+        }
+        for (name, value) in c.counters.sorted(by: { $0.key < $1.key }) {
+            lines.append("  counter:    \(name) = \(value)")
+        }
+        lines.append("  timeline (UTC):")
+        for e in try store.timeline(conversationId: c.id) {
+            let who = e.who.map { " by \($0)" } ?? ""
+            let endpoint = e.endpoint.map { " [\($0)]" } ?? ""
+            lines.append("    \(time.string(from: e.at))  \(e.kind.padding(toLength: 16, withPad: " ", startingAt: 0))\(e.detail)\(endpoint)\(who)")
+        }
+        return lines.joined(separator: "\n")
+    }
+}

@@ -9,7 +9,7 @@ struct SwitchboardCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "switchboard",
         abstract: "An ITSM integration hub on RabbitMQ.",
-        subcommands: [Run.self, ConfigCommand.self])
+        subcommands: [Run.self, ConfigCommand.self, Timeline.self])
 }
 
 struct GlobalOptions: ParsableArguments {
@@ -51,6 +51,26 @@ struct Run: AsyncParsableCommand {
         let config = try loadConfigOrExit(options.config)
         let logger = options.logger("switchboard")
         try await Application.runAll(config: config, logger: logger)
+    }
+}
+
+struct Timeline: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show a conversation: its tickets, attributes, counters and timeline.",
+        discussion: "Find it by any endpoint's ticket id, e.g. `switchboard timeline customer-a INC0010001`.")
+
+    @Argument(help: "The endpoint whose ticket id you have.") var endpoint: String
+    @Argument(help: "The ticket id at that endpoint.") var ticket: String
+    @Option(name: .long, help: "Configuration directory (for the store's location).") var config: String = "Config"
+
+    func run() async throws {
+        let cfg = try loadConfigOrExit(config)
+        guard let text = try Application.describeConversation(config: cfg, endpoint: endpoint, ticket: ticket) else {
+            var err = FileHandle.standardError
+            print("switchboard: no conversation has \(endpoint)/\(ticket)", to: &err)
+            throw ExitCode(1)
+        }
+        print(text)
     }
 }
 

@@ -112,11 +112,14 @@ class ESB:
 class Switchboard:
     """The real binary, `switchboard run`, on a copy of Config/ with a data folder of its own."""
 
-    def __init__(self, vhost, env=None):
+    def __init__(self, vhost, env=None, data=None, extra_config=None):
         self.dir = tempfile.mkdtemp(prefix="sb-esb-")
         self.config = os.path.join(self.dir, "Config")
         shutil.copytree(os.path.join(REPO, "Config"), self.config)
-        self.data = os.path.join(self.dir, "data")
+        if extra_config:
+            with open(os.path.join(self.config, "zz-test.yaml"), "w") as f:
+                f.write(extra_config)
+        self.data = data or os.path.join(self.dir, "data")
         self.env = dict(os.environ, SB_BROKER_URL=amqp_url(vhost), SB_DATA_DIR=self.data, SB_LOG_LEVEL="info")
         self.env.update(env or {})
         self.log_path = os.path.join(self.dir, "switchboard.log")
@@ -147,6 +150,12 @@ class Switchboard:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode if self.proc else None
+
+    def timeline(self, endpoint, ticket):
+        r = subprocess.run([BINARY, "timeline", endpoint, ticket, "--config", self.config], env=self.env,
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
 
     def db(self):
         return sqlite3.connect(os.path.join(self.data, "switchboard.sqlite"))

@@ -147,10 +147,7 @@ def test_sigterm_drains_and_exits_zero(esb, vhost):
     assert sb.stop() == 0
     assert "stopped" in sb.output()
     # Whatever was not finished is still in the broker; a restart finishes it, nothing is lost or doubled.
-    sb2 = Switchboard(vhost)
-    sb2.data = sb.data
-    sb2.env["SB_DATA_DIR"] = sb.data
-    sb2.start()
+    sb2 = Switchboard(vhost, data=sb.data).start()
     try:
         out = esb.take("sb.out.vendor-x", 300, timeout=60)
         assert sorted(json.loads(b)["customer_reference"] for _, b in out) == sorted(numbers)

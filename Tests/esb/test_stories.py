@@ -1,0 +1,198 @@
+"""Issue 3: the two stories users bought us for, end to end through the real broker, from Config/."""
+import json
+import time
+import uuid
+
+from conftest import Switchboard, incident, jira
+
+DELAY = 0.4          # LOCK_RETRY_DELAY for these tests, seconds
+MAX = 10             # LOCK_RETRY_MAX
+
+
+def story_env(delay=DELAY, max_retries=MAX):
+    return {"LOCK_RETRY_DELAY": f"{int(delay * 1000)}ms", "LOCK_RETRY_MAX": str(max_retries)}
+
+
+def open_ticket_at_vendor(esb, number, key):
+    """A assigns a ticket to SAP Support; X's ESB acks the create with its key. Returns the create."""
+    esb.publish("customer-a", incident(number), message_id=f"{number}-create")
+    [(create, _)] = esb.take("sb.out.vendor-x", 1)
+    esb.publish("vendor-x", {"status": "ok", "key": key}, type="ack", correlation_id=create.message_id,
+                message_id=f"{number}-create-ack")
+    return create
+
+
+def error_ack(esb, props, n):
+    esb.publish("vendor-x", {"status": "error", "code": "LOCKED", "message": "ticket is open on a screen"},
+                type="ack", correlation_id=props.message_id, message_id=f"err-{props.message_id}-{n}")
+
+
+def test_hand_back_to_the_group_it_came_from(esb, vhost):
+    sb = Switchboard(vhost, env=story_env()).start()
+    try:
+        number, key = "INC" + uuid.uuid4().hex[:7], "VX-" + uuid.uuid4().hex[:5]
+        local = {"value": "g-local-7", "display_value": "Local Service Desk"}
+        # The ticket starts at A's local desk: nothing goes out, but the group is remembered.
+        esb.publish("customer-a", incident(number, assignment_group=local), message_id="hb-1")
+        time.sleep(0.5)
+        assert esb.drain("sb.out.vendor-x", quiet=0.5) == []
+        # A reassigns it to SAP Support: created at the vendor.
+        esb.publish("customer-a", incident(number), message_id="hb-2")
+        [(create, _)] = esb.take("sb.out.vendor-x", 1)
+        esb.publish("vendor-x", {"status": "ok", "key": key}, type="ack", correlation_id=create.message_id, message_id="hb-3")
+        esb.publish("vendor-x", jira(key, number, status="In Progress", user="Vera Vendor"), message_id="hb-4")
+        [(progress, _)] = esb.take("sb.out.customer-a", 1)
+        assert progress.headers["x-sb-rule"] == "vendor-update-to-customer"
+        # Weeks later the vendor hands it back. Neither ticket still says where it came from.
+        esb.publish("vendor-x", jira(key, number, status="Returned to customer", user="Vera Vendor"), message_id="hb-5")
+        [(back, body)] = esb.take("sb.out.customer-a", 1)
+        assert back.headers["x-sb-rule"] == "hand-back-to-customer"
+        assert back.type == "update"
+        assert json.loads(body) == {"number": number, "assignment_group": local,
+                                    "comments": "Handed back by Vera Vendor (vendor X)"}
+        shown = sb.timeline("vendor-x", key)
+        assert 'attribute:  original_group = {"display_value":"Local Service Desk","value":"g-local-7"}' in shown
+        assert "attribute       original_group: (none) -> " in shown
+        assert f"linked vendor-x/{key}" in shown
+    finally:
+        assert sb.stop() == 0
+
+
+def test_locked_ticket_is_retried_then_the_customer_is_told(esb, vhost):
+    sb = Switchboard(vhost, env=story_env()).start()
+    try:
+        number, key = "INC" + uuid.uuid4().hex[:7], "VX-" + uuid.uuid4().hex[:5]
+        open_ticket_at_vendor(esb, number, key)
+        esb.publish("customer-a", incident(number, short_description="Orders fail"), message_id="lk-1")
+        arrivals, bodies = [], []
+        # X's ESB: every update it receives, the target ticket is locked.
+        while len(arrivals) < MAX + 2:
+            got = esb.take("sb.out.vendor-x", 1, timeout=DELAY + 5)
+            if not got:
+                break
+            props, body = got[0]
+            arrivals.append(time.monotonic())
+            bodies.append(json.loads(body))
+            assert props.type == "update"
+            error_ack(esb, props, len(arrivals))
+        assert len(arrivals) == 1 + MAX, f"expected the update and {MAX} retries, got {len(arrivals)}"
+        gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
+        assert all(g >= DELAY for g in gaps), gaps
+        assert all(g <= DELAY + 1.0 for g in gaps), gaps
+        # Every retry re-sends the same update, rebuilt from the conversation.
+        assert all(b == bodies[0] for b in bodies)
+        assert bodies[0]["key"] == key and bodies[0]["fields"]["summary"] == f"{number}: Orders fail"
+        [(comment, body)] = esb.take("sb.out.customer-a", 1)
+        assert comment.type == "comment"
+        assert json.loads(body) == {
+            "number": number,
+            "comments": "Update failed to reach the target. The target ticket is locked. Try again later"}
+        assert esb.drain("sb.out.vendor-x", quiet=DELAY * 3) == []
+        shown = sb.timeline("customer-a", number)
+        assert shown.count("timer-fired") == MAX
+        assert shown.count("delay-scheduled") == MAX
+        assert "lock_retries: 9 -> 10" in shown
+        assert "lock_retries: 10 -> 0" in shown
+        assert shown.count("ack-error") == MAX + 1
+    finally:
+        assert sb.stop() == 0
+
+
+def test_an_ok_ack_ends_the_retries(esb, vhost):
+    sb = Switchboard(vhost, env=story_env()).start()
+    try:
+        number, key = "INC" + uuid.uuid4().hex[:7], "VX-" + uuid.uuid4().hex[:5]
+        open_ticket_at_vendor(esb, number, key)
+        esb.publish("customer-a", incident(number), message_id="ok-1")
+        [(first, _)] = esb.take("sb.out.vendor-x", 1)
+        error_ack(esb, first, 1)
+        [(retry, _)] = esb.take("sb.out.vendor-x", 1, timeout=DELAY + 3)
+        esb.publish("vendor-x", {"status": "ok"}, type="ack", correlation_id=retry.message_id, message_id="ok-ack")
+        assert esb.drain("sb.out.vendor-x", quiet=DELAY * 4) == []
+        assert esb.drain("sb.out.customer-a", quiet=0.2) == []
+        assert "lock_retries: 1 -> 0" in sb.timeline("customer-a", number)
+    finally:
+        assert sb.stop() == 0
+
+
+def test_a_newer_update_supersedes_the_pending_content(esb, vhost):
+    sb = Switchboard(vhost, env=story_env(delay=1.5)).start()
+    try:
+        number, key = "INC" + uuid.uuid4().hex[:7], "VX-" + uuid.uuid4().hex[:5]
+        open_ticket_at_vendor(esb, number, key)
+        esb.publish("customer-a", incident(number, short_description="first words"), message_id="new-1")
+        [(first, _)] = esb.take("sb.out.vendor-x", 1)
+        error_ack(esb, first, 1)
+        time.sleep(0.3)
+        # While the retry waits, A updates the ticket again.
+        esb.publish("customer-a", incident(number, short_description="newest words"), message_id="new-2")
+        [(second, body)] = esb.take("sb.out.vendor-x", 1)
+        assert json.loads(body)["fields"]["summary"] == f"{number}: newest words"
+        [(retry, body)] = esb.take("sb.out.vendor-x", 1, timeout=5)
+        assert retry.headers["x-sb-rule"] == "retry-locked-update"
+        assert json.loads(body)["fields"]["summary"] == f"{number}: newest words"
+    finally:
+        assert sb.stop() == 0
+
+
+def test_a_delayed_retry_survives_a_restart(esb, vhost):
+    env = story_env(delay=3.0)
+    sb = Switchboard(vhost, env=env).start()
+    number, key = "INC" + uuid.uuid4().hex[:7], "VX-" + uuid.uuid4().hex[:5]
+    open_ticket_at_vendor(esb, number, key)
+    esb.publish("customer-a", incident(number), message_id="rs-1")
+    [(first, _)] = esb.take("sb.out.vendor-x", 1)
+    error_ack(esb, first, 1)
+    deadline = time.time() + 10
+    while "delay-scheduled" not in sb.timeline("customer-a", number) and time.time() < deadline:
+        time.sleep(0.1)
+    scheduled = time.monotonic()
+    assert sb.stop() == 0, "switchboard did not stop cleanly"
+    # Switchboard is down while the retry is due: the delayed message waits in the broker.
+    time.sleep(3.5)
+    assert esb.drain("sb.out.vendor-x", quiet=0.2) == []
+    sb2 = Switchboard(vhost, env=env, data=sb.data).start()
+    try:
+        [(retry, body)] = esb.take("sb.out.vendor-x", 1, timeout=10)
+        assert time.monotonic() - scheduled >= 3.0
+        assert retry.headers["x-sb-rule"] == "retry-locked-update"
+        assert json.loads(body)["key"] == key
+    finally:
+        assert sb2.stop() == 0
+
+
+HOL_RULES = """
+rules:
+  - name: test-long-delay
+    from: customer-a
+    when: {field: $.delay_test, equals: long}
+    stop: true
+    send: [{to: vendor-x, type: comment, delay: 60s, body: {n: {field: $.number}}}]
+  - name: test-short-delay
+    from: customer-a
+    when: {field: $.delay_test, equals: short}
+    stop: true
+    send: [{to: vendor-x, type: comment, delay: 1s, body: {n: {field: $.number}}}]
+"""
+
+
+def test_no_head_of_line_blocking_between_delays(esb, vhost):
+    sb = Switchboard(vhost, extra_config=HOL_RULES).start()
+    try:
+        desk = {"value": "g2", "display_value": "Service Desk"}
+        for i in range(500):
+            esb.publish("customer-a", incident(f"LONG{i}", delay_test="long", assignment_group=desk), message_id=f"long-{i}")
+        deadline = time.time() + 30
+        while esb.depth("sb.delay.60000") < 500 and time.time() < deadline:
+            time.sleep(0.1)
+        assert esb.depth("sb.delay.60000") == 500
+        sent = time.monotonic()
+        esb.publish("customer-a", incident("SHORT1", delay_test="short", assignment_group=desk), message_id="short-1")
+        [(props, body)] = esb.take("sb.out.vendor-x", 1, timeout=10)
+        waited = time.monotonic() - sent
+        assert json.loads(body) == {"n": "SHORT1"}
+        assert 1.0 <= waited <= 2.5, waited
+        assert esb.depth("sb.delay.60000") == 500
+    finally:
+        assert sb.stop() == 0
+        esb.purge("sb.delay.60000")
