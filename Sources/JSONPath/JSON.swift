@@ -1,5 +1,13 @@
 import Foundation
 
+// Made once: creating a coder per message costs more than the coding of a small message.
+private let decoder = JSONDecoder()
+private let encoder: JSONEncoder = {
+    let e = JSONEncoder()
+    e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    return e
+}()
+
 /// A JSON value (RFC 8259). Numbers are IEEE doubles, as in I-JSON (RFC 7493), which JSONPath assumes.
 public enum JSON: Hashable, Sendable {
     case null
@@ -12,7 +20,7 @@ public enum JSON: Hashable, Sendable {
     /// Parses UTF-8 JSON text. The error names the position Foundation reports.
     public static func parse(_ data: some DataProtocol) throws -> JSON {
         do {
-            return try JSONDecoder().decode(JSON.self, from: Data(data))
+            return try decoder.decode(JSON.self, from: Data(data))
         } catch let error as DecodingError {
             // JSONDecoder does not say where; JSONSerialization does ("around line 1, column 9").
             var message = JSONParseError.describe(error)
@@ -33,8 +41,6 @@ public enum JSON: Hashable, Sendable {
 
     /// Compact serialisation with sorted keys, so equal values always give equal bytes.
     public func serialized() -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         // Encoding a JSON value cannot fail: every case maps onto an encodable primitive.
         return (try? encoder.encode(self)) ?? Data("null".utf8)
     }

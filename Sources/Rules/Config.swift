@@ -92,14 +92,14 @@ package struct TranslationTable: Sendable {
     package var defaultValue: JSON?
     package var ignoreCase: Bool
     package var location: SourceLocation
+    /// The values by lower-cased key, for ignore_case lookups (filled by the loader).
+    package var lowercased: [String: JSON] = [:]
 
     /// The translation of `value`, the table's default, or nil when neither applies.
     package func translate(_ value: JSON) -> JSON? {
         guard let key = value.scalarText else { return defaultValue }
         if let hit = values[key] { return hit }
-        if ignoreCase, let hit = values.first(where: { $0.key.caseInsensitiveCompare(key) == .orderedSame }) {
-            return hit.value
-        }
+        if ignoreCase, let hit = lowercased[key.lowercased()] { return hit }
         return defaultValue
     }
 }

@@ -188,6 +188,7 @@ package struct ConfigLoader {
             }
         }
         if !sawValues { error(y, "translation table '\(name)' needs 'values'") }
+        t.lowercased = Dictionary(t.values.map { ($0.key.lowercased(), $0.value) }, uniquingKeysWith: { first, _ in first })
         return t
     }
 

@@ -106,7 +106,7 @@ package final class SQLiteStore: ConversationStore {
         try pool.read { db in
             for ref in refs {
                 if let id = try String.fetchOne(
-                    db, sql: "SELECT conversation_id FROM reference WHERE endpoint = ? AND ticket_id = ?",
+                    db.cachedStatement(sql: "SELECT conversation_id FROM reference WHERE endpoint = ? AND ticket_id = ?"),
                     arguments: [ref.endpoint, ref.ticketId])
                 {
                     return try Self.snapshot(db, id: id)
@@ -121,16 +121,16 @@ package final class SQLiteStore: ConversationStore {
     }
 
     private static func snapshot(_ db: Database, id: String) throws -> ConversationSnapshot? {
-        guard let version = try Int.fetchOne(db, sql: "SELECT version FROM conversation WHERE id = ?", arguments: [id]) else {
+        guard let version = try Int.fetchOne(db.cachedStatement(sql: "SELECT version FROM conversation WHERE id = ?"), arguments: [id]) else {
             return nil
         }
         var attributes: [String: JSON] = [:]
-        for row in try Row.fetchAll(db, sql: "SELECT name, value FROM attribute WHERE conversation_id = ?", arguments: [id]) {
+        for row in try Row.fetchAll(db.cachedStatement(sql: "SELECT name, value FROM attribute WHERE conversation_id = ?"), arguments: [id]) {
             let text: String = row["value"]
             attributes[row["name"]] = (try? JSON.parse(text)) ?? .string(text)
         }
         var counters: [String: Int] = [:]
-        for row in try Row.fetchAll(db, sql: "SELECT name, value FROM counter WHERE conversation_id = ?", arguments: [id]) {
+        for row in try Row.fetchAll(db.cachedStatement(sql: "SELECT name, value FROM counter WHERE conversation_id = ?"), arguments: [id]) {
             counters[row["name"]] = row["value"]
         }
         return ConversationSnapshot(
@@ -140,7 +140,7 @@ package final class SQLiteStore: ConversationStore {
     private static func references(_ db: Database, _ id: String) throws -> [String: String] {
         var refs: [String: String] = [:]
         for row in try Row.fetchAll(
-            db, sql: "SELECT endpoint, ticket_id FROM reference WHERE conversation_id = ? ORDER BY created_at", arguments: [id])
+            db.cachedStatement(sql: "SELECT endpoint, ticket_id FROM reference WHERE conversation_id = ? ORDER BY created_at"), arguments: [id])
         {
             refs[row["endpoint"]] = row["ticket_id"]
         }
@@ -153,7 +153,7 @@ package final class SQLiteStore: ConversationStore {
 
     package func outbound(messageId: String) throws -> StoredOutbound? {
         try pool.read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM outbox WHERE message_id = ?", arguments: [messageId]).map(Self.outbound)
+            try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM outbox WHERE message_id = ?"), arguments: [messageId]).map(Self.outbound)
         }
     }
 
@@ -177,21 +177,21 @@ package final class SQLiteStore: ConversationStore {
 
     private static func apply(_ c: Commit, _ db: Database) throws -> CommitOutcome {
         if let conversation = try String.fetchOne(
-            db, sql: "SELECT conversation_id FROM processed WHERE endpoint = ? AND message_id = ?",
+            db.cachedStatement(sql: "SELECT conversation_id FROM processed WHERE endpoint = ? AND message_id = ?"),
             arguments: [c.inbound.endpoint, c.inbound.messageId])
         {
             let rows = try Row.fetchAll(
-                db, sql: "SELECT * FROM outbox WHERE inbound_endpoint = ? AND inbound_message_id = ? ORDER BY seq",
+                db.cachedStatement(sql: "SELECT * FROM outbox WHERE inbound_endpoint = ? AND inbound_message_id = ? ORDER BY seq"),
                 arguments: [c.inbound.endpoint, c.inbound.messageId])
             return .duplicate(conversationId: conversation, outbox: rows.map(outbound))
         }
         let at = c.at.timeIntervalSince1970
-        let current = try Int.fetchOne(db, sql: "SELECT version FROM conversation WHERE id = ?", arguments: [c.conversationId])
+        let current = try Int.fetchOne(db.cachedStatement(sql: "SELECT version FROM conversation WHERE id = ?"), arguments: [c.conversationId])
         guard (current ?? 0) == c.expectedVersion else { return .stale }
         // A reference taken by another conversation meanwhile makes the decision stale too.
         for ref in c.newReferences {
             if let owner = try String.fetchOne(
-                db, sql: "SELECT conversation_id FROM reference WHERE endpoint = ? AND ticket_id = ?",
+                db.cachedStatement(sql: "SELECT conversation_id FROM reference WHERE endpoint = ? AND ticket_id = ?"),
                 arguments: [ref.endpoint, ref.ticketId]), owner != c.conversationId
             {
                 return .stale
@@ -199,54 +199,39 @@ package final class SQLiteStore: ConversationStore {
         }
         let version = c.expectedVersion + 1
         if current == nil {
-            try db.execute(
-                sql: "INSERT INTO conversation (id, version, created_at, updated_at) VALUES (?, ?, ?, ?)",
-                arguments: [c.conversationId, version, at, at])
+            try db.cachedStatement(sql: "INSERT INTO conversation (id, version, created_at, updated_at) VALUES (?, ?, ?, ?)").execute(arguments: [c.conversationId, version, at, at])
         } else {
-            try db.execute(
-                sql: "UPDATE conversation SET version = ?, updated_at = ? WHERE id = ?", arguments: [version, at, c.conversationId])
+            try db.cachedStatement(sql: "UPDATE conversation SET version = ?, updated_at = ? WHERE id = ?").execute(arguments: [version, at, c.conversationId])
         }
         for ref in c.newReferences {
-            try db.execute(
-                sql: "INSERT OR IGNORE INTO reference (endpoint, ticket_id, conversation_id, created_at) VALUES (?, ?, ?, ?)",
-                arguments: [ref.endpoint, ref.ticketId, c.conversationId, at])
+            try db.cachedStatement(sql: "INSERT OR IGNORE INTO reference (endpoint, ticket_id, conversation_id, created_at) VALUES (?, ?, ?, ?)").execute(arguments: [ref.endpoint, ref.ticketId, c.conversationId, at])
         }
-        try db.execute(
-            sql: "INSERT INTO processed (endpoint, message_id, conversation_id, processed_at) VALUES (?, ?, ?, ?)",
-            arguments: [c.inbound.endpoint, c.inbound.messageId, c.conversationId, at])
+        try db.cachedStatement(sql: "INSERT INTO processed (endpoint, message_id, conversation_id, processed_at) VALUES (?, ?, ?, ?)").execute(arguments: [c.inbound.endpoint, c.inbound.messageId, c.conversationId, at])
         for (seq, o) in c.outbox.enumerated() {
-            try db.execute(
-                sql: """
+            try db.cachedStatement(sql: """
                     INSERT INTO outbox (message_id, conversation_id, inbound_endpoint, inbound_message_id, seq, target, type, rule, body, delay_ms, kind, created_at)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """,
-                arguments: [o.messageId, o.conversationId, o.inbound.endpoint, o.inbound.messageId, seq, o.target, o.type, o.rule, o.body, o.delayMs, o.kind.rawValue, at])
+                    """).execute(arguments: [o.messageId, o.conversationId, o.inbound.endpoint, o.inbound.messageId, seq, o.target, o.type, o.rule, o.body, o.delayMs, o.kind.rawValue, at])
         }
         for (name, value) in c.attributes {
             if let value {
-                try db.execute(
-                    sql: "INSERT INTO attribute (conversation_id, name, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (conversation_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                    arguments: [c.conversationId, name, value.serializedString, at])
+                try db.cachedStatement(sql: "INSERT INTO attribute (conversation_id, name, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (conversation_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at").execute(arguments: [c.conversationId, name, value.serializedString, at])
             } else {
-                try db.execute(sql: "DELETE FROM attribute WHERE conversation_id = ? AND name = ?", arguments: [c.conversationId, name])
+                try db.cachedStatement(sql: "DELETE FROM attribute WHERE conversation_id = ? AND name = ?").execute(arguments: [c.conversationId, name])
             }
         }
         for (name, value) in c.counters {
-            try db.execute(
-                sql: "INSERT INTO counter (conversation_id, name, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (conversation_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                arguments: [c.conversationId, name, value, at])
+            try db.cachedStatement(sql: "INSERT INTO counter (conversation_id, name, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (conversation_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at").execute(arguments: [c.conversationId, name, value, at])
         }
         for t in c.timeline {
-            try db.execute(
-                sql: "INSERT INTO timeline (conversation_id, at, kind, endpoint, who, message_id, rule, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                arguments: [t.conversationId, t.at.timeIntervalSince1970, t.kind, t.endpoint, t.who, t.messageId, t.rule, t.detail])
+            try db.cachedStatement(sql: "INSERT INTO timeline (conversation_id, at, kind, endpoint, who, message_id, rule, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)").execute(arguments: [t.conversationId, t.at.timeIntervalSince1970, t.kind, t.endpoint, t.who, t.messageId, t.rule, t.detail])
         }
         return .committed(version: version)
     }
 
     package func timeline(conversationId: String) throws -> [TimelineEntry] {
         try pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM timeline WHERE conversation_id = ? ORDER BY id", arguments: [conversationId]).map {
+            try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM timeline WHERE conversation_id = ? ORDER BY id"), arguments: [conversationId]).map {
                 TimelineEntry(
                     conversationId: $0["conversation_id"], at: Date(timeIntervalSince1970: $0["at"]), kind: $0["kind"],
                     endpoint: $0["endpoint"], who: $0["who"], messageId: $0["message_id"], rule: $0["rule"],

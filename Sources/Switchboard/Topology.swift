@@ -10,6 +10,13 @@ package struct Topology: Sendable {
     package var outboundDelays: [Int]
     package var timerDelays: [Int]
 
+    package init(endpoints: [String], partitions: Int, outboundDelays: [Int] = [], timerDelays: [Int] = []) {
+        self.endpoints = endpoints
+        self.partitions = partitions
+        self.outboundDelays = outboundDelays
+        self.timerDelays = timerDelays
+    }
+
     package init(config: SwitchboardConfig) {
         endpoints = config.endpointNames
         partitions = config.settings.partitions

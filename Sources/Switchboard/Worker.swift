@@ -220,13 +220,14 @@ package final class WorkerHandler: BatchHandler {
         var outbox: [StoredOutbound] = []
         for (n, draft) in decision.outbound.enumerated() {
             let id = Contract.outboundMessageId(conversation: snapshot.id, inbound: String(inboundHash), index: n)
+            let body = draft.body.serialized()
             outbox.append(StoredOutbound(
                 messageId: id, conversationId: snapshot.id, inbound: inbound, target: draft.target, type: draft.type,
-                rule: draft.rule, body: draft.body.serialized(), delayMs: draft.delayMs ?? 0))
+                rule: draft.rule, body: body, delayMs: draft.delayMs ?? 0))
             let delayed = draft.delayMs.map { " (leaves in \(Engine.format(ms: $0)))" } ?? ""
             timeline.append(TimelineEntry(
                 conversationId: snapshot.id, at: now, kind: "sent", endpoint: draft.target, messageId: id, rule: draft.rule,
-                detail: "\(draft.type) to \(draft.target)\(delayed): \(Self.excerpt(draft.body))"))
+                detail: "\(draft.type) to \(draft.target)\(delayed): \(Self.excerpt(body))"))
         }
         for (n, timer) in decision.timers.enumerated() {
             let id = Contract.outboundMessageId(conversation: snapshot.id, inbound: String(inboundHash), index: n, timer: true)
@@ -312,8 +313,7 @@ package final class WorkerHandler: BatchHandler {
     }
 
     /// The start of a body for the timeline: enough to recognise it, never a whole payload.
-    static func excerpt(_ body: JSON) -> String {
-        let text = body.serializedString
-        return text.count <= 200 ? text : String(text.prefix(200)) + "..."
+    static func excerpt(_ body: Data) -> String {
+        body.count <= 200 ? String(decoding: body, as: UTF8.self) : String(decoding: body.prefix(200), as: UTF8.self) + "..."
     }
 }

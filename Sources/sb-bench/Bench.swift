@@ -1,0 +1,310 @@
+import AMQP
+import ArgumentParser
+import Foundation
+import Logging
+import Switchboard
+import Synchronization
+
+/// `make bench`: how fast Switchboard moves ticket updates through a real broker, against the broker's
+/// own ceiling measured in the same run: a bare relay with the same batching and confirms, no rules,
+/// no store. The last line is `bench: ratio R` (pipeline / ceiling).
+@main
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "sb-bench", abstract: "Switchboard throughput and latency benchmark.")
+
+    @Option(help: "Broker URL of a vhost the bench may fill and purge.") var url = "amqp://guest:guest@localhost:5672/sb-bench"
+    @Option(help: "Ticket updates per run.") var messages = 50_000
+    @Option(help: "Body size in bytes.") var size = 1024
+    @Option(help: "Distinct tickets (conversations).") var conversations = 1000
+    @Option(help: "Work partitions.") var partitions = 8
+    @Option(help: "The switchboard binary to measure.") var binary = ".build/release/switchboard"
+    @Option(help: "Configuration directory for switchboard.") var config = "Config"
+    @Option(help: "Burst runs against the same process (RSS must stay flat).") var runs = 2
+
+    func run() throws {
+        let logger = Logger(label: "sb-bench")
+        let options = try ConnectionOptions(url: url)
+
+        say("bench: \(messages) messages of \(size) bytes over \(conversations) conversations, \(partitions) partitions, broker \(options.redacted)")
+
+        // 1. The ceiling: consume, publish onward with confirms, ack after the confirm; nothing else.
+        let ceiling = try Relay.measure(options: options, messages: messages, size: size, logger: logger)
+        say(String(format: "ceiling  (bare relay, batches of 100, confirms): %.0f msg/s (%d in %.2f s)", ceiling.rate, ceiling.count, ceiling.seconds))
+
+        // 2. The pipeline: `switchboard run` with the example rules (map, translate, attribute).
+        let process = try SwitchboardProcess(binary: binary, config: config, url: url, partitions: partitions)
+        defer { process.stop() }
+        try process.waitUntilConsuming(options: options, logger: logger)
+        var best = 0.0
+        for run in 1...max(1, runs) {
+            let r = try Load.run(
+                options: options, messages: messages, size: size, conversations: conversations, run: run, rate: nil,
+                target: "sb.out.vendor-x", logger: logger)
+            best = max(best, r.rate)
+            let usage = process.usage()
+            say(String(
+                format: "pipeline run %d: %.0f msg/s (%d in %.2f s), latency p50 %.1f ms p99 %.1f ms max %.1f ms; switchboard RSS %.1f MB (peak %.1f MB), CPU %.3f s per 1000 msgs",
+                run, r.rate, r.count, r.seconds, r.p50, r.p99, r.max, usage.rssMB, usage.peakMB, usage.cpuSeconds / Double(messages * run) * 1000))
+        }
+        // 3. Latency at half the measured maximum rate.
+        let paced = try Load.run(
+            options: options, messages: messages / 2, size: size, conversations: conversations, run: runs + 1, rate: best / 2,
+            target: "sb.out.vendor-x", logger: logger)
+        say(String(format: "pipeline at %.0f msg/s (half the maximum): latency p50 %.1f ms p99 %.1f ms max %.1f ms", best / 2, paced.p50, paced.p99, paced.max))
+        let usage = process.usage()
+        say(String(format: "switchboard peak RSS %.1f MB, CPU %.3f s per 1000 msgs over all runs", usage.peakMB, usage.cpuSeconds / Double(messages * runs + messages / 2) * 1000))
+        say(String(format: "bench: ratio %.2f", best / ceiling.rate))
+    }
+}
+
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
+struct Result {
+    var count: Int
+    var seconds: Double
+    var latenciesMs: [Double]
+
+    var rate: Double { Double(count) / seconds }
+    func percentile(_ p: Double) -> Double {
+        guard !latenciesMs.isEmpty else { return 0 }
+        let sorted = latenciesMs.sorted()
+        return sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
+    }
+    var p50: Double { percentile(0.50) }
+    var p99: Double { percentile(0.99) }
+    var max: Double { latenciesMs.max() ?? 0 }
+}
+
+func nanos() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+/// A ServiceNow-style incident update padded to `size` bytes. `correlation_display` carries the vendor
+/// key, so every conversation is linked to vendor-x and takes the update rule (map, translate, attribute).
+func body(seq: Int, conversations: Int, size: Int) -> Data {
+    let n = seq % conversations
+    var text = #"{"number":"INC\#(String(format: "%07d", n))","correlation_display":"VX-\#(n)","short_description":"Bench update \#(seq)","priority":"\#(seq % 5 + 1)","state":"2","assignment_group":{"value":"g-sap","display_value":"SAP Support"},"sys_updated_by":"bench","description":""#
+    let filler = max(0, size - text.utf8.count - 2)
+    text += String(repeating: "x", count: filler) + #""}"#
+    return Data(text.utf8)
+}
+
+/// Publishes, and collects what arrives on the target queue.
+enum Load {
+    static func run(
+        options: ConnectionOptions, messages: Int, size: Int, conversations: Int, run: Int, rate: Double?, target: String,
+        logger: Logger
+    ) throws -> Result {
+        let sink = Sink(queue: target, expected: messages, options: options, logger: logger, idField: .correlationId)
+        let started = nanos()
+        try sink.start()
+        let publisher = Thread {
+            do {
+                let c = try Connection(options, logger: logger)
+                defer { c.close() }
+                try c.enableConfirms()
+                let begin = nanos()
+                for seq in 0..<messages {
+                    if let rate {
+                        let due = begin + UInt64(Double(seq) / rate * 1e9)
+                        let now = nanos()
+                        if due > now { Thread.sleep(forTimeInterval: Double(due - now) / 1e9) }
+                    }
+                    let props = Properties(contentType: "application/json", messageId: "b\(run)-\(seq)-\(nanos())")
+                    try c.publish(exchange: "sb.in", routingKey: "customer-a", message: Message(body: body(seq: seq, conversations: conversations, size: size), properties: props))
+                    if seq % 200 == 199 { _ = try c.waitForConfirms(timeout: 30) }
+                }
+                _ = try c.waitForConfirms(timeout: 30)
+            } catch {
+                logger.error("publisher failed", metadata: ["error": "\(error)"])
+            }
+        }
+        publisher.start()
+        let latencies = try sink.wait()
+        return Result(count: latencies.count, seconds: Double(sink.lastArrival - started) / 1e9, latenciesMs: latencies)
+    }
+}
+
+/// Consumes a queue until `expected` distinct messages arrived (or nothing came for 60 s).
+final class Sink: @unchecked Sendable {
+    enum IdField { case messageId, correlationId }
+    let queue: String
+    let expected: Int
+    let options: ConnectionOptions
+    let logger: Logger
+    let idField: IdField
+    private let done = DispatchSemaphore(value: 0)
+    private var latencies: [Double] = []
+    private var failure: Error?
+    private(set) var lastArrival: UInt64 = 0
+
+    init(queue: String, expected: Int, options: ConnectionOptions, logger: Logger, idField: IdField) {
+        self.queue = queue
+        self.expected = expected
+        self.options = options
+        self.logger = logger
+        self.idField = idField
+    }
+
+    func start() throws {
+        let ready = DispatchSemaphore(value: 0)
+        let thread = Thread { [self] in
+            var seen = Set<String>()
+            do {
+                let c = try Connection(options, logger: logger)
+                defer { c.close() }
+                try c.qos(prefetch: 2000)
+                try c.consume(queue)
+                ready.signal()
+                var idle = 0.0
+                var unacked = 0
+                while seen.count < expected, idle < 60 {
+                    guard let d = try c.nextDelivery(timeout: 1) else {
+                        idle += 1
+                        continue
+                    }
+                    idle = 0
+                    let now = nanos()
+                    let id = (idField == .messageId ? d.message.properties.messageId : d.message.properties.correlationId) ?? ""
+                    if seen.insert(id).inserted, let sent = id.split(separator: "-").last.flatMap({ UInt64($0) }) {
+                        latencies.append(Double(now - sent) / 1e6)
+                        lastArrival = now
+                    }
+                    unacked += 1
+                    if unacked >= 200 {
+                        try c.ack(d, multiple: true)
+                        unacked = 0
+                    }
+                }
+            } catch {
+                failure = error
+                ready.signal()
+            }
+            done.signal()
+        }
+        thread.start()
+        ready.wait()
+        if let failure { throw failure }
+    }
+
+    func wait() throws -> [Double] {
+        done.wait()
+        if let failure { throw failure }
+        return latencies
+    }
+}
+
+/// The ceiling: ConsumerLoop (the same cycle every Switchboard role runs) with a handler that only
+/// forwards, between two plain queues.
+enum Relay {
+    final class Forward: BatchHandler {
+        var queues: [(queue: String, tag: String)] { [("bench.relay.in", "bench-relay")] }
+        func handle(_ batch: [Delivery]) throws -> [Outgoing] {
+            batch.map { Outgoing(exchange: "", routingKey: "bench.relay.out", message: $0.message) }
+        }
+    }
+
+    static func measure(options: ConnectionOptions, messages: Int, size: Int, logger: Logger) throws -> Result {
+        let setup = try Connection(options, logger: logger)
+        try setup.declareQueue("bench.relay.in")
+        try setup.declareQueue("bench.relay.out")
+        try setup.purgeQueue("bench.relay.in")
+        try setup.purgeQueue("bench.relay.out")
+        setup.close()
+        let stop = StopFlag()
+        let relay = Thread {
+            ConsumerLoop(
+                name: "relay", options: options, topology: Topology(endpoints: [], partitions: 0), prefetch: 200, batchSize: 100,
+                handler: Forward(), stopFlag: stop, logger: logger
+            ).run()
+        }
+        relay.start()
+        defer { stop.stop() }
+        let sink = Sink(queue: "bench.relay.out", expected: messages, options: options, logger: logger, idField: .messageId)
+        let started = nanos()
+        try sink.start()
+        let c = try Connection(options, logger: logger)
+        defer { c.close() }
+        try c.enableConfirms()
+        for seq in 0..<messages {
+            let props = Properties(contentType: "application/json", messageId: "relay-\(seq)-\(nanos())")
+            try c.publish(exchange: "", routingKey: "bench.relay.in", message: Message(body: body(seq: seq, conversations: 1000, size: size), properties: props))
+            if seq % 200 == 199 { _ = try c.waitForConfirms(timeout: 30) }
+        }
+        _ = try c.waitForConfirms(timeout: 30)
+        let latencies = try sink.wait()
+        return Result(count: latencies.count, seconds: Double(sink.lastArrival - started) / 1e9, latenciesMs: latencies)
+    }
+}
+
+/// `switchboard run` as a child process, with its resource usage read from /proc.
+final class SwitchboardProcess {
+    let process = Process()
+    let dataDir: String
+
+    init(binary: String, config: String, url: String, partitions: Int) throws {
+        dataDir = NSTemporaryDirectory() + "sb-bench-\(UUID().uuidString)"
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["run", "--config", config, "--log-level", "warning"]
+        var env = ProcessInfo.processInfo.environment
+        env["SB_BROKER_URL"] = url
+        env["SB_DATA_DIR"] = dataDir
+        env["SB_PARTITIONS"] = String(partitions)
+        process.environment = env
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    func waitUntilConsuming(options: ConnectionOptions, logger: Logger) throws {
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            if let c = try? Connection(options, logger: logger) {
+                defer { c.close() }
+                if let work = try? c.queueDepth("sb.work.0"), work.consumers > 0,
+                    let c2 = try? Connection(options, logger: logger), let intake = try? c2.queueDepth("sb.in.customer-a")
+                {
+                    c2.close()
+                    if intake.consumers > 0 { return }
+                }
+            }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        throw ValidationError("switchboard did not start consuming within 30 s")
+    }
+
+    struct Usage {
+        var rssMB: Double
+        var peakMB: Double
+        var cpuSeconds: Double
+    }
+
+    func usage() -> Usage {
+        let pid = process.processIdentifier
+        var usage = Usage(rssMB: 0, peakMB: 0, cpuSeconds: 0)
+        if let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) {
+            for line in status.split(separator: "\n") {
+                let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+                if line.hasPrefix("VmRSS:"), parts.count > 1 { usage.rssMB = (Double(parts[1]) ?? 0) / 1024 }
+                if line.hasPrefix("VmHWM:"), parts.count > 1 { usage.peakMB = (Double(parts[1]) ?? 0) / 1024 }
+            }
+        }
+        if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        {
+            // Fields after the command name: state is field 3; utime and stime are fields 14 and 15.
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 13, let u = Double(fields[11]), let s = Double(fields[12]) {
+                usage.cpuSeconds = (u + s) / Double(sysconf(Int32(_SC_CLK_TCK)))
+            }
+        }
+        return usage
+    }
+
+    func stop() {
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        try? FileManager.default.removeItem(atPath: dataDir)
+    }
+}
