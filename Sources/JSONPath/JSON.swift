@@ -1,13 +1,5 @@
 import Foundation
 
-// Made once: creating a coder per message costs more than the coding of a small message.
-private let decoder = JSONDecoder()
-private let encoder: JSONEncoder = {
-    let e = JSONEncoder()
-    e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    return e
-}()
-
 /// A JSON value (RFC 8259). Numbers are IEEE doubles, as in I-JSON (RFC 7493), which JSONPath assumes.
 public enum JSON: Hashable, Sendable {
     case null
@@ -17,35 +9,81 @@ public enum JSON: Hashable, Sendable {
     case array([JSON])
     case object([String: JSON])
 
-    /// Parses UTF-8 JSON text. The error names the position Foundation reports.
-    public static func parse(_ data: some DataProtocol) throws -> JSON {
-        do {
-            return try decoder.decode(JSON.self, from: Data(data))
-        } catch let error as DecodingError {
-            // JSONDecoder does not say where; JSONSerialization does ("around line 1, column 9").
-            var message = JSONParseError.describe(error)
-            do {
-                _ = try JSONSerialization.jsonObject(with: Data(data), options: [.fragmentsAllowed])
-            } catch {
-                if let detail = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String {
-                    message = "not valid JSON: \(detail)"
-                }
-            }
-            throw JSONParseError(message: message)
-        }
+    /// Parses UTF-8 JSON text (RFC 8259). The error names line and column.
+    public static func parse(_ data: some DataProtocol) throws(JSONParseError) -> JSON {
+        var parser = JSONParser(data)
+        return try parser.parseDocument()
     }
 
-    public static func parse(_ text: String) throws -> JSON {
+    public static func parse(_ text: String) throws(JSONParseError) -> JSON {
         try parse(Data(text.utf8))
     }
 
-    /// Compact serialisation with sorted keys, so equal values always give equal bytes.
+    /// Compact serialisation with sorted keys, so equal values always give equal bytes. Written directly
+    /// rather than through JSONEncoder: this runs several times per message and Codable's generic path
+    /// cost more than the rest of the rule evaluation together.
     public func serialized() -> Data {
-        // Encoding a JSON value cannot fail: every case maps onto an encodable primitive.
-        return (try? encoder.encode(self)) ?? Data("null".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(256)
+        write(to: &out)
+        return Data(out)
     }
 
-    public var serializedString: String { String(decoding: serialized(), as: UTF8.self) }
+    public var serializedString: String {
+        var out: [UInt8] = []
+        write(to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    private func write(to out: inout [UInt8]) {
+        switch self {
+        case .null: out.append(contentsOf: "null".utf8)
+        case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
+        case .number(let n):
+            if n.rounded() == n, abs(n) < 9.007_199_254_740_992e15 {
+                out.append(contentsOf: String(Int64(n)).utf8)
+            } else {
+                out.append(contentsOf: String(n).utf8)
+            }
+        case .string(let s): Self.write(string: s, to: &out)
+        case .array(let items):
+            out.append(UInt8(ascii: "["))
+            for (i, item) in items.enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                item.write(to: &out)
+            }
+            out.append(UInt8(ascii: "]"))
+        case .object(let members):
+            out.append(UInt8(ascii: "{"))
+            for (i, key) in members.keys.sorted().enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                Self.write(string: key, to: &out)
+                out.append(UInt8(ascii: ":"))
+                members[key]!.write(to: &out)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+    }
+
+    private static func write(string: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        for byte in string.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): out.append(contentsOf: [92, 34])
+            case UInt8(ascii: "\\"): out.append(contentsOf: [92, 92])
+            case 0x0A: out.append(contentsOf: [92, UInt8(ascii: "n")])
+            case 0x0D: out.append(contentsOf: [92, UInt8(ascii: "r")])
+            case 0x09: out.append(contentsOf: [92, UInt8(ascii: "t")])
+            case 0x08: out.append(contentsOf: [92, UInt8(ascii: "b")])
+            case 0x0C: out.append(contentsOf: [92, UInt8(ascii: "f")])
+            case 0..<0x20:
+                let hex = Array("0123456789abcdef".utf8)
+                out.append(contentsOf: [92, UInt8(ascii: "u"), 48, 48, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
+            default: out.append(byte)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
 
     public subscript(key: String) -> JSON? {
         if case .object(let members) = self { return members[key] }
@@ -77,16 +115,6 @@ public enum JSON: Hashable, Sendable {
 public struct JSONParseError: Error, CustomStringConvertible, Sendable {
     public let message: String
     public var description: String { message }
-
-    static func describe(_ error: DecodingError) -> String {
-        switch error {
-        case .dataCorrupted(let context):
-            let underlying = (context.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String
-            return "not valid JSON: \(underlying ?? context.debugDescription)"
-        default:
-            return "not valid JSON: \(error)"
-        }
-    }
 }
 
 extension JSON: Codable {

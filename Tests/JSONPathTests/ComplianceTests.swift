@@ -76,3 +76,41 @@ func compliance(_ c: ComplianceCase) throws {
     let v = try JSON.parse(#"{"b":1.0,"a":[true,null,"x/y",2.5]}"#)
     #expect(v.serializedString == #"{"a":[true,null,"x/y",2.5],"b":1}"#)
 }
+
+@Test func serializationEscapesAndRoundTrips() throws {
+    let tricky: JSON = ["q\"uote": "a\\b\n\t\r\u{08}\u{0C}\u{01}é☺/", "n": [1.5, -0.25, 1e20, 3, -7], "e": [:], "l": []]
+    let text = tricky.serializedString
+    #expect(text == #"{"e":{},"l":[],"n":[1.5,-0.25,1e+20,3,-7],"q\"uote":"a\\b\n\t\r\b\f\u0001é☺/"}"#)
+    #expect(try JSON.parse(text) == tricky)
+    // The same bytes Foundation's encoder would give for the parts they agree on.
+    let foundation = try JSONSerialization.jsonObject(with: tricky.serialized())
+    #expect(foundation is [String: Any])
+}
+
+@Test(arguments: [
+    ("{\"a\": 1,, }", "line 1, column 9"),
+    ("{\"a\":\n  tru}", "line 2, column 3"),
+    ("[1, 2", "end of input"),
+    ("\"\\ud800\"", "surrogate"),
+    ("01", "leading zeros"),
+    ("{\"a\":1} x", "after the JSON value"),
+    ("\"tab\there\"", "control character"),
+    ("", "end of input"),
+])
+func parseErrorsSayWhereAndWhy(input: String, expected: String) {
+    do {
+        _ = try JSON.parse(input)
+        Issue.record("accepted \(input.debugDescription)")
+    } catch {
+        #expect(error.message.contains(expected), "\(input.debugDescription): \(error.message)")
+    }
+}
+
+@Test func parsesWhatFoundationParses() throws {
+    let text = #"{"s":"caf\u00e9 \ud83d\ude00 \"q\" \\ \/","n":[0,-0.5,1E3,2e-2,123456789012],"b":[true,false,null],"o":{"":{}}}"#
+    let v = try JSON.parse(text)
+    #expect(v["s"] == "café 😀 \"q\" \\ /")
+    #expect(v["n"] == [0, -0.5, 1000, 0.02, 123456789012])
+    #expect(v["b"] == [true, false, nil])
+    #expect(v["o"] == ["": [:]])
+}
