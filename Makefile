@@ -6,7 +6,7 @@ SWIFT_BUILD_FLAGS ?=
 BIN := .build/$(CONFIGURATION)/switchboard
 export SB_TLS_CA_FILE ?= $(CURDIR)/.rabbitmq/tls/ca.pem
 
-.PHONY: all deps broker broker-stop build run demo test test-unit config-check clean
+.PHONY: all deps broker broker-stop build run demo bench test test-unit config-check clean
 
 all: build
 
@@ -32,6 +32,11 @@ run: broker build
 # Both stories (hand-back, locked ticket) played by a scripted ESB, with short delays; prints the timeline.
 demo: broker build
 	SB_BINARY=$(CURDIR)/$(BIN) python3 Tests/esb/demo.py
+
+# Throughput and latency against the broker's own ceiling (release build). BENCH_ARGS="--messages 10000".
+bench: broker
+	swift build -c release $(SWIFT_BUILD_FLAGS)
+	bash Deploy/local/bench.sh $(BENCH_ARGS)
 
 # Fast engine tests only: no broker needed.
 test-unit:

@@ -57,6 +57,8 @@ package struct Settings: Sendable {
     package var maxMessageBytes = 1 << 20
     /// Work partitions: messages of one ticket always go to the same one, so they stay in order.
     package var partitions = 8
+    /// Worker threads in one `switchboard run` process; partitions are split between them.
+    package var workers = 2
     package var prefetch = 200
     package var batchSize = 100
     package var heartbeatSeconds = 30

@@ -129,10 +129,11 @@ package struct ConfigLoader {
             case "data_dir": if let v = string(value) { s.dataDir = v }
             case "max_message_bytes": if let v = int(value, min: 1) { s.maxMessageBytes = v }
             case "partitions": if let v = int(value, min: 1, max: 1024) { s.partitions = v }
+            case "workers": if let v = int(value, min: 1, max: 64) { s.workers = v }
             case "prefetch": if let v = int(value, min: 1, max: 65535) { s.prefetch = v }
             case "batch_size": if let v = int(value, min: 1, max: 10000) { s.batchSize = v }
             case "heartbeat_seconds": if let v = int(value, min: 0, max: 3600) { s.heartbeatSeconds = v }
-            default: unknownKey(key, in: "settings", allowed: "broker_url, tls_ca_file, data_dir, max_message_bytes, partitions, prefetch, batch_size, heartbeat_seconds")
+            default: unknownKey(key, in: "settings", allowed: "broker_url, tls_ca_file, data_dir, max_message_bytes, partitions, workers, prefetch, batch_size, heartbeat_seconds")
             }
         }
     }

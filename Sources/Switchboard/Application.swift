@@ -54,14 +54,16 @@ package enum Application {
         }
     }
 
+    /// One worker thread for the given partitions. Each partition has exactly one consumer in the
+    /// process, so one ticket's messages stay in order whatever the number of threads.
     package static func workerService(
-        config: SwitchboardConfig, store: ConversationStore, options: ConnectionOptions, logger: Logger
+        config: SwitchboardConfig, store: ConversationStore, options: ConnectionOptions, logger: Logger,
+        partitions: [Int], name: String = "worker"
     ) -> RoleService {
-        RoleService(name: "worker") { flag in
-            let handler = WorkerHandler(
-                config: config, store: store, partitions: Array(0..<config.settings.partitions), logger: logger)
+        RoleService(name: name) { flag in
+            let handler = WorkerHandler(config: config, store: store, partitions: partitions, logger: logger)
             ConsumerLoop(
-                name: "worker", options: options, topology: Topology(config: config), prefetch: config.settings.prefetch,
+                name: name, options: options, topology: Topology(config: config), prefetch: config.settings.prefetch,
                 batchSize: config.settings.batchSize, handler: handler, stopFlag: flag, logger: logger
             ).run()
         }
@@ -74,13 +76,19 @@ package enum Application {
         say("switchboard: broker \(options.redacted)")
         say("switchboard: endpoints \(config.endpointNames.joined(separator: ", ")): ESBs publish to exchange '\(Contract.inboundExchange)' (routing key = endpoint) and consume '\(Contract.outboundQueue("<endpoint>"))'")
         say("switchboard: store \(store.path); bad input goes to queue '\(Contract.parkedQueue)'")
-        say("switchboard: running intake and worker (\(config.settings.partitions) partitions); Ctrl-C or SIGTERM stops gracefully")
+        let workers = min(config.settings.workers, config.settings.partitions)
+        say("switchboard: running intake and \(workers) worker thread(s) over \(config.settings.partitions) partitions; Ctrl-C or SIGTERM stops gracefully")
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: intakeService(config: config, options: options, logger: logger))
+        ]
+        for w in 0..<workers {
+            let mine = Array(stride(from: w, to: config.settings.partitions, by: workers))
+            services.append(.init(service: workerService(
+                config: config, store: store, options: options, logger: logger, partitions: mine, name: "worker-\(w)")))
+        }
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: [
-                    .init(service: intakeService(config: config, options: options, logger: logger)),
-                    .init(service: workerService(config: config, store: store, options: options, logger: logger)),
-                ],
+                services: services,
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         try await group.run()

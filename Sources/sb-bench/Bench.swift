@@ -17,6 +17,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Body size in bytes.") var size = 1024
     @Option(help: "Distinct tickets (conversations).") var conversations = 1000
     @Option(help: "Work partitions.") var partitions = 8
+    @Option(help: "Worker threads in the switchboard process.") var workers = 2
     @Option(help: "The switchboard binary to measure.") var binary = ".build/release/switchboard"
     @Option(help: "Configuration directory for switchboard.") var config = "Config"
     @Option(help: "Burst runs against the same process (RSS must stay flat).") var runs = 2
@@ -25,14 +26,14 @@ struct Bench: ParsableCommand {
         let logger = Logger(label: "sb-bench")
         let options = try ConnectionOptions(url: url)
 
-        say("bench: \(messages) messages of \(size) bytes over \(conversations) conversations, \(partitions) partitions, broker \(options.redacted)")
+        say("bench: \(messages) messages of \(size) bytes over \(conversations) conversations, \(partitions) partitions, \(workers) worker thread(s), broker \(options.redacted)")
 
         // 1. The ceiling: consume, publish onward with confirms, ack after the confirm; nothing else.
         let ceiling = try Relay.measure(options: options, messages: messages, size: size, logger: logger)
         say(String(format: "ceiling  (bare relay, batches of 100, confirms): %.0f msg/s (%d in %.2f s)", ceiling.rate, ceiling.count, ceiling.seconds))
 
         // 2. The pipeline: `switchboard run` with the example rules (map, translate, attribute).
-        let process = try SwitchboardProcess(binary: binary, config: config, url: url, partitions: partitions)
+        let process = try SwitchboardProcess(binary: binary, config: config, url: url, partitions: partitions, workers: workers)
         defer { process.stop() }
         try process.waitUntilConsuming(options: options, logger: logger)
         var best = 0.0
@@ -242,7 +243,7 @@ final class SwitchboardProcess {
     let process = Process()
     let dataDir: String
 
-    init(binary: String, config: String, url: String, partitions: Int) throws {
+    init(binary: String, config: String, url: String, partitions: Int, workers: Int) throws {
         dataDir = NSTemporaryDirectory() + "sb-bench-\(UUID().uuidString)"
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["run", "--config", config, "--log-level", "warning"]
@@ -250,6 +251,7 @@ final class SwitchboardProcess {
         env["SB_BROKER_URL"] = url
         env["SB_DATA_DIR"] = dataDir
         env["SB_PARTITIONS"] = String(partitions)
+        env["SB_WORKERS"] = String(workers)
         process.environment = env
         process.standardOutput = FileHandle.nullDevice
         try process.run()

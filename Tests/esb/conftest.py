@@ -132,7 +132,8 @@ class Switchboard:
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("switchboard exited at start:\n" + self.output())
-            if self.output().count("consuming") >= 2:
+            # intake and every worker thread (SB_WORKERS, 2 by default) say so.
+            if self.output().count("consuming") >= 1 + int(self.env.get("SB_WORKERS", "2")):
                 return self
             time.sleep(0.1)
         raise RuntimeError("switchboard did not start consuming:\n" + self.output())
