@@ -41,16 +41,40 @@ package enum Contract {
 
     package static let ackType = "ack"
 
-    /// Outbound message ids embed the conversation, so an ack (whose correlation_id is one of them) can be
-    /// routed to its conversation's partition without asking the store: `sb-<conversation>-<inbound>-<n>`.
-    package static func outboundMessageId(conversation: String, inbound: String, index: Int, timer: Bool = false) -> String {
-        "sb-\(conversation)-\(inbound)-\(timer ? "t" : "")\(index)"
+    /// Outbound message ids embed the conversation and the route of the ticket whose message caused them:
+    /// `sb-<conversation>-<route>-<inbound>-<n>`. An ack (whose correlation_id is one of them) and a timer
+    /// thus go to the same partition as that ticket's own messages, without asking the store, and are
+    /// processed in the order they were published relative to them.
+    package static func outboundMessageId(
+        conversation: String, route: UInt64, inbound: String, index: Int, timer: Bool = false
+    ) -> String {
+        "sb-\(conversation)-\(hex(route))-\(inbound)-\(timer ? "t" : "")\(index)"
     }
 
-    package static func conversation(inOutboundMessageId id: String) -> String? {
+    package static func parse(outboundMessageId id: String) -> (conversation: String, route: UInt64)? {
         let parts = id.split(separator: "-")
-        guard parts.count == 4, parts[0] == "sb", parts[1].count == 32 else { return nil }
-        return String(parts[1])
+        guard parts.count == 5, parts[0] == "sb", parts[1].count == 32, let route = UInt64(parts[2], radix: 16) else {
+            return nil
+        }
+        return (String(parts[1]), route)
+    }
+
+    /// The route of a ticket: which partition its messages (and the acks and timers they cause) use.
+    package static func route(endpoint: String, ticket: String) -> UInt64 {
+        var h = Hash.FNV64()
+        h.add(endpoint)
+        h.add([0])
+        h.add(ticket)
+        return h.value
+    }
+
+    package static func partition(route: UInt64, partitions: Int) -> Int {
+        Int(route % UInt64(partitions))
+    }
+
+    package static func hex(_ v: UInt64) -> String {
+        let s = String(v, radix: 16)
+        return String(repeating: "0", count: max(0, 16 - s.count)) + s
     }
 
     /// A stable id for an inbound message whose ESB sent none: the same bytes give the same id, so a
@@ -67,11 +91,6 @@ package enum Contract {
         UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
     }
 
-    package static func partition(of key: String, partitions: Int) -> Int {
-        var h = Hash.FNV64()
-        h.add(key)
-        return Int(h.value % UInt64(partitions))
-    }
 }
 
 /// FNV-1a: fast, stable across processes and versions (unlike Swift's seeded Hasher), not cryptographic.

@@ -48,15 +48,15 @@ package final class IntakeHandler: BatchHandler {
             message.properties.messageId = Contract.derivedMessageId(endpoint: name, body: message.body)
             message.properties.headers[Contract.Header.messageIdDerived] = .bool(true)
         }
-        let partitionKey: String
+        let route: UInt64
         if message.properties.type == Contract.ackType {
             guard let correlation = message.properties.correlationId, !correlation.isEmpty else {
                 return park("ack without correlation_id: an ack must name the message_id it answers", name)
             }
-            guard let conversation = Contract.conversation(inOutboundMessageId: correlation) else {
+            guard let answered = Contract.parse(outboundMessageId: correlation) else {
                 return park("ack for unknown message '\(correlation)': its correlation_id names no message Switchboard sent", name)
             }
-            partitionKey = conversation
+            route = answered.route
             message.properties.headers[Contract.Header.kind] = .string("ack")
         } else {
             let body: JSON
@@ -68,12 +68,12 @@ package final class IntakeHandler: BatchHandler {
             guard let ticket = endpoint.facts(body: body, amqpType: message.properties.type).ticketId else {
                 return park("no ticket id at \(endpoint.ticketId.source) (endpoints.\(name).ticket_id)", name)
             }
-            partitionKey = "\(name)\u{0}\(ticket)"
+            route = Contract.route(endpoint: name, ticket: ticket)
             message.properties.headers[Contract.Header.kind] = .string("ticket")
         }
         message.properties.headers[Contract.Header.endpoint] = .string(name)
         message.properties.persistent = true
-        let partition = Contract.partition(of: partitionKey, partitions: config.settings.partitions)
+        let partition = Contract.partition(route: route, partitions: config.settings.partitions)
         return Outgoing(exchange: Contract.workExchange, routingKey: String(partition), message: message)
     }
 }

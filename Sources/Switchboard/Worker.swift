@@ -44,6 +44,8 @@ package final class WorkerHandler: BatchHandler {
         var delivery: Delivery
         var endpoint: String
         var messageId: String
+        /// The partition route of the ticket this message belongs to; what it causes inherits it.
+        var route: UInt64 = 0
         var event: InboundEvent?
         var commit: Commit?
         var outcome: CommitOutcome?
@@ -99,8 +101,10 @@ package final class WorkerHandler: BatchHandler {
             var event = InboundEvent(endpoint: endpoint, messageId: messageId, type: EventType.timer, body: body, ticketId: nil)
             event.timer = body["timer"]?.stringValue
             item.event = event
+            item.route = Contract.parse(outboundMessageId: messageId)?.route ?? 0
         } else if d.message.properties.headers[Contract.Header.kind]?.description == "ack" {
             item.event = InboundEvent(endpoint: endpoint, messageId: messageId, type: Contract.ackType, body: body, ticketId: nil, who: facts.who)
+            item.route = Contract.parse(outboundMessageId: d.message.properties.correlationId ?? "")?.route ?? 0
         } else {
             guard let ticket = facts.ticketId else {
                 item.park = "no ticket id at \(config.ticketId.source) (endpoints.\(endpoint).ticket_id)"
@@ -109,6 +113,7 @@ package final class WorkerHandler: BatchHandler {
             item.event = InboundEvent(
                 endpoint: endpoint, messageId: messageId, type: facts.type, body: body, ticketId: ticket, who: facts.who,
                 references: facts.references)
+            item.route = Contract.route(endpoint: endpoint, ticket: ticket)
         }
         return item
     }
@@ -219,7 +224,7 @@ package final class WorkerHandler: BatchHandler {
         let inboundHash = Contract.derivedMessageId(endpoint: item.endpoint, body: Data(item.messageId.utf8)).dropFirst(8).prefix(16)
         var outbox: [StoredOutbound] = []
         for (n, draft) in decision.outbound.enumerated() {
-            let id = Contract.outboundMessageId(conversation: snapshot.id, inbound: String(inboundHash), index: n)
+            let id = Contract.outboundMessageId(conversation: snapshot.id, route: item.route, inbound: String(inboundHash), index: n)
             let body = draft.body.serialized()
             outbox.append(StoredOutbound(
                 messageId: id, conversationId: snapshot.id, inbound: inbound, target: draft.target, type: draft.type,
@@ -230,7 +235,8 @@ package final class WorkerHandler: BatchHandler {
                 detail: "\(draft.type) to \(draft.target)\(delayed): \(Self.excerpt(body))"))
         }
         for (n, timer) in decision.timers.enumerated() {
-            let id = Contract.outboundMessageId(conversation: snapshot.id, inbound: String(inboundHash), index: n, timer: true)
+            let id = Contract.outboundMessageId(
+                conversation: snapshot.id, route: item.route, inbound: String(inboundHash), index: n, timer: true)
             let body: JSON = ["timer": .string(timer.name), "conversation": .string(snapshot.id)]
             outbox.append(StoredOutbound(
                 messageId: id, conversationId: snapshot.id, inbound: inbound, target: Contract.timerEndpoint, type: timer.name,
@@ -293,7 +299,8 @@ package final class WorkerHandler: BatchHandler {
                     ])
                 return Outgoing(
                     exchange: Contract.timerDelayExchange(o.delayMs),
-                    routingKey: String(Contract.partition(of: o.conversationId, partitions: config.settings.partitions)),
+                    routingKey: String(Contract.partition(
+                        route: Contract.parse(outboundMessageId: o.messageId)?.route ?? 0, partitions: config.settings.partitions)),
                     message: Message(body: o.body, properties: props))
             }
             let props = Properties(

@@ -118,7 +118,7 @@ def test_bad_input_is_parked_with_its_reason_and_good_messages_flow(esb, vhost):
         esb.publish("nobody-knows", incident("INC-X"), message_id="bad-endpoint")
         esb.publish("customer-a", incident(good[2], description="x" * 5000), message_id="bad-size")
         esb.publish("vendor-x", {"status": "ok"}, type="ack", message_id="bad-ack")
-        esb.publish("vendor-x", {"status": "ok"}, type="ack", correlation_id="sb-" + "0" * 32 + "-0000000000000000-0", message_id="bad-ack-2")
+        esb.publish("vendor-x", {"status": "ok"}, type="ack", correlation_id="sb-" + "0" * 32 + "-0000000000000000-0000000000000000-0", message_id="bad-ack-2")
         esb.publish("customer-a", incident(good[3]), message_id="g-3")
         out = esb.take("sb.out.vendor-x", 3)
         assert sorted(json.loads(b)["customer_reference"] for _, b in out) == sorted([good[0], good[1], good[3]])
