@@ -81,6 +81,10 @@ let package = Package(
         ),
         .testTarget(name: "RulesTests", dependencies: ["Rules", "JSONPath"], swiftSettings: strict),
         .testTarget(name: "StoreTests", dependencies: ["Store", "Rules", "JSONPath"], swiftSettings: strict),
+        // The roles' handlers with a real store and no broker: concurrency and redelivery.
+        .testTarget(
+            name: "SwitchboardTests", dependencies: ["Switchboard", "AMQP", "Store", "Rules", "JSONPath"],
+            swiftSettings: strict),
         // Tests against the real broker started by Deploy/local (make test, .ci/run).
         .testTarget(name: "AMQPIntegrationTests", dependencies: ["AMQP"], swiftSettings: strict),
     ]

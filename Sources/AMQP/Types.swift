@@ -69,6 +69,19 @@ package struct Delivery: Sendable {
     package var message: Message
     /// Which connection generation received it; acks check it.
     package var generation: UInt64
+
+    package init(
+        deliveryTag: UInt64, redelivered: Bool, exchange: String, routingKey: String, consumerTag: String, message: Message,
+        generation: UInt64
+    ) {
+        self.deliveryTag = deliveryTag
+        self.redelivered = redelivered
+        self.exchange = exchange
+        self.routingKey = routingKey
+        self.consumerTag = consumerTag
+        self.message = message
+        self.generation = generation
+    }
 }
 
 /// A message the broker handed back because no queue was bound for it (`mandatory`).

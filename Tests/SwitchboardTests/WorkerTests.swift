@@ -1,0 +1,114 @@
+import AMQP
+import Foundation
+import JSONPath
+import Logging
+import Testing
+
+@testable import Rules
+@testable import Store
+@testable import Switchboard
+
+let countingConfig = """
+    endpoints:
+      customer-a:
+        ticket_id: $.number
+    rules:
+      - name: count
+        from: customer-a
+        counters: [{counter: n, increment: 1}]
+        send:
+          - to: customer-a
+            type: comment
+            body: {seen: "${counter:n}"}
+    """
+
+func config() throws -> SwitchboardConfig {
+    try ConfigLoader.load(files: [("test.yaml", countingConfig)], environment: [:])
+}
+
+func temporaryStore() throws -> SQLiteStore {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sb-worker-\(UUID().uuidString)")
+    return try SQLiteStore(path: dir.appendingPathComponent("s.sqlite").path)
+}
+
+func delivery(_ id: String, ticket: String = "INC1", redelivered: Bool = false, tag: UInt64 = 1) -> Delivery {
+    let props = Properties(
+        messageId: id, headers: [Contract.Header.endpoint: .string("customer-a"), Contract.Header.kind: .string("ticket")])
+    return Delivery(
+        deliveryTag: tag, redelivered: redelivered, exchange: Contract.workExchange, routingKey: "0", consumerTag: "t",
+        message: Message(body: Data(#"{"number":"\#(ticket)"}"#.utf8), properties: props), generation: 1)
+}
+
+/// A store that lets another writer commit just before our first commit: the decision we made is stale.
+final class InterferingStore: ConversationStore, @unchecked Sendable {
+    let inner: ConversationStore
+    var beforeFirstCommit: (() throws -> Void)?
+    private(set) var outcomes: [CommitOutcome] = []
+
+    init(_ inner: ConversationStore) { self.inner = inner }
+
+    func find(_ refs: [TicketRef]) throws -> ConversationSnapshot? { try inner.find(refs) }
+    func conversation(id: String) throws -> ConversationSnapshot? { try inner.conversation(id: id) }
+    func outbound(messageId: String) throws -> StoredOutbound? { try inner.outbound(messageId: messageId) }
+    func timeline(conversationId: String) throws -> [TimelineEntry] { try inner.timeline(conversationId: conversationId) }
+    func references(conversationId: String) throws -> [String: String] { try inner.references(conversationId: conversationId) }
+    func commit(_ commits: [Commit]) throws -> [CommitOutcome] {
+        if let hook = beforeFirstCommit {
+            beforeFirstCommit = nil
+            try hook()
+        }
+        let result = try inner.commit(commits)
+        outcomes += result
+        return result
+    }
+}
+
+@Suite struct WorkerTests {
+    let logger = Logger(label: "test")
+
+    @Test func aStaleCommitIsRefusedAndTheMessageReEvaluated() throws {
+        let cfg = try config()
+        let store = try temporaryStore()
+        let other = WorkerHandler(config: cfg, store: store, partitions: [0], logger: logger)
+        _ = try other.handle([delivery("m0")])
+
+        let interfering = InterferingStore(store)
+        let mine = WorkerHandler(config: cfg, store: interfering, partitions: [0], logger: logger)
+        // While `mine` has decided m1 against version 1, the other writer commits m2.
+        interfering.beforeFirstCommit = { _ = try other.handle([delivery("m2")]) }
+        let out = try mine.handle([delivery("m1")])
+
+        #expect(interfering.outcomes == [.stale, .committed(version: 3)])
+        // Re-evaluated against the other writer's state: the counter is 3, not 2 twice.
+        #expect(out.count == 1)
+        #expect(try JSON.parse(out[0].message.body) == ["seen": "3"])
+        let conversation = try #require(try store.find([TicketRef("customer-a", "INC1")]))
+        #expect(conversation.counters == ["n": 3])
+        #expect(conversation.version == 3)
+        #expect(try store.timeline(conversationId: conversation.id).filter { $0.kind == "received" }.count == 3)
+    }
+
+    @Test func redeliveryAfterCommitRepublishesTheSameMessageIds() throws {
+        let cfg = try config()
+        let store = try temporaryStore()
+        let worker = WorkerHandler(config: cfg, store: store, partitions: [0], logger: logger)
+        let first = try worker.handle([delivery("m1")])
+        // The process died after the commit, before the ack: the broker redelivers.
+        let again = try worker.handle([delivery("m1", redelivered: true)])
+        #expect(again.map(\.message.properties.messageId) == first.map(\.message.properties.messageId))
+        #expect(again.map(\.message.body) == first.map(\.message.body))
+        #expect(try store.find([TicketRef("customer-a", "INC1")])?.counters == ["n": 1])
+        // An ESB's fresh resend of the same message id sends nothing and changes nothing.
+        #expect(try worker.handle([delivery("m1")]).isEmpty)
+        #expect(try store.find([TicketRef("customer-a", "INC1")])?.counters == ["n": 1])
+    }
+
+    @Test func messagesOfOneTicketInOneBatchBuildOnEachOther() throws {
+        let cfg = try config()
+        let store = try temporaryStore()
+        let worker = WorkerHandler(config: cfg, store: store, partitions: [0], logger: logger)
+        let out = try worker.handle((1...5).map { delivery("b\($0)", tag: UInt64($0)) })
+        #expect(try out.map { try JSON.parse($0.message.body) } == (1...5).map { ["seen": .string(String($0))] })
+        #expect(try store.find([TicketRef("customer-a", "INC1")])?.version == 5)
+    }
+}
