@@ -69,20 +69,43 @@ package enum Application {
         }
     }
 
+    /// Which roles a process runs. `switchboard run` is all of them; `intake` and `worker` are one each.
+    package struct Roles: Sendable {
+        package var intake: Bool
+        /// Partitions this process's workers consume; empty: no worker.
+        package var partitions: [Int]
+        package var workerThreads: Int
+
+        package init(intake: Bool, partitions: [Int], workerThreads: Int) {
+            self.intake = intake
+            self.partitions = partitions
+            self.workerThreads = workerThreads
+        }
+    }
+
     /// `switchboard run`: store, intake and worker in one process, until SIGTERM or SIGINT.
     package static func runAll(config: SwitchboardConfig, logger: Logger) async throws {
+        try await run(
+            Roles(intake: true, partitions: Array(0..<config.settings.partitions), workerThreads: config.settings.workers),
+            config: config, logger: logger)
+    }
+
+    /// Runs the given roles with the same code whichever process they are in.
+    package static func run(_ roles: Roles, config: SwitchboardConfig, logger: Logger) async throws {
         let options = try brokerOptions(config)
         let store = try openStore(config)
         say("switchboard: broker \(options.redacted)")
         say("switchboard: endpoints \(config.endpointNames.joined(separator: ", ")): ESBs publish to exchange '\(Contract.inboundExchange)' (routing key = endpoint) and consume '\(Contract.outboundQueue("<endpoint>"))'")
         say("switchboard: store \(store.path); bad input goes to queue '\(Contract.parkedQueue)'")
-        let workers = min(config.settings.workers, config.settings.partitions)
-        say("switchboard: running intake and \(workers) worker thread(s) over \(config.settings.partitions) partitions; Ctrl-C or SIGTERM stops gracefully")
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: intakeService(config: config, options: options, logger: logger))
-        ]
+        let workers = min(roles.workerThreads, roles.partitions.count)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if roles.intake {
+            services.append(.init(service: intakeService(config: config, options: options, logger: logger)))
+        }
+        let running = [roles.intake ? "intake" : nil, workers > 0 ? "\(workers) worker thread(s) for partitions \(roles.partitions.map(String.init).joined(separator: ","))" : nil]
+        say("switchboard: running \(running.compactMap { $0 }.joined(separator: " and ")); Ctrl-C or SIGTERM stops gracefully")
         for w in 0..<workers {
-            let mine = Array(stride(from: w, to: config.settings.partitions, by: workers))
+            let mine = stride(from: w, to: roles.partitions.count, by: workers).map { roles.partitions[$0] }
             services.append(.init(service: workerService(
                 config: config, store: store, options: options, logger: logger, partitions: mine, name: "worker-\(w)")))
         }

@@ -21,6 +21,9 @@ package struct Outgoing: Sendable {
 package protocol BatchHandler: AnyObject {
     /// Queue name -> consumer tag to use; the handler tells its deliveries apart by tag.
     var queues: [(queue: String, tag: String)] { get }
+    /// Consume exclusively: the broker refuses a second consumer on the same queue (work partitions:
+    /// one ticket's messages must never be processed by two workers at once).
+    var exclusive: Bool { get }
     func handle(_ batch: [Delivery]) throws -> [Outgoing]
 }
 
@@ -77,7 +80,7 @@ package final class ConsumerLoop {
                 try c.enableConfirms()
                 try c.qos(prefetch: prefetch)
                 for (queue, tag) in handler.queues {
-                    try c.consume(queue, consumerTag: tag)
+                    try c.consume(queue, exclusive: handler.exclusive, consumerTag: tag)
                 }
                 logger.info(
                     connectedOnce ? "reconnected and consuming" : "consuming",

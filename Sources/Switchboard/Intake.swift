@@ -17,6 +17,8 @@ package final class IntakeHandler: BatchHandler {
         self.logger = logger
     }
 
+    package var exclusive: Bool { false }
+
     package var queues: [(queue: String, tag: String)] {
         config.endpointNames.map { (Contract.inboundQueue($0), Self.tagPrefix + $0) }
             + [(Contract.unroutedQueue, Self.unroutedTag)]

@@ -35,6 +35,8 @@ package final class WorkerHandler: BatchHandler {
         name: Contract.timerEndpoint, ticketId: try! JSONPath("$.conversation"),
         location: SourceLocation(file: "(built in)", line: 0))
 
+    package var exclusive: Bool { true }
+
     package var queues: [(queue: String, tag: String)] {
         partitions.map { (Contract.workQueue($0), "sb-worker:\($0)") }
     }

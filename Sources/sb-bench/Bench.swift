@@ -200,6 +200,7 @@ final class Sink: @unchecked Sendable {
 enum Relay {
     final class Forward: BatchHandler {
         var queues: [(queue: String, tag: String)] { [("bench.relay.in", "bench-relay")] }
+        var exclusive: Bool { false }
         func handle(_ batch: [Delivery]) throws -> [Outgoing] {
             batch.map { Outgoing(exchange: "", routingKey: "bench.relay.out", message: $0.message) }
         }

@@ -9,7 +9,7 @@ struct SwitchboardCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "switchboard",
         abstract: "An ITSM integration hub on RabbitMQ.",
-        subcommands: [Run.self, ConfigCommand.self, Timeline.self])
+        subcommands: [Run.self, Intake.self, Worker.self, ConfigCommand.self, Timeline.self])
 }
 
 struct GlobalOptions: ParsableArguments {
@@ -51,6 +51,63 @@ struct Run: AsyncParsableCommand {
         let config = try loadConfigOrExit(options.config)
         let logger = options.logger("switchboard")
         try await Application.runAll(config: config, logger: logger)
+    }
+}
+
+struct Intake: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run only the intake role: validate, park, and hand messages to the work partitions.",
+        discussion: "Run as many as you like, on any machine: they need only the broker and the configuration.")
+
+    @OptionGroup var options: GlobalOptions
+
+    func run() async throws {
+        let config = try loadConfigOrExit(options.config)
+        try await Application.run(
+            .init(intake: true, partitions: [], workerThreads: 0), config: config, logger: options.logger("switchboard"))
+    }
+}
+
+struct Worker: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run only worker threads, for some or all work partitions.",
+        discussion: """
+            Each partition is consumed exclusively: a second worker for the same partition is refused by the \
+            broker and retries until the first one leaves. Today the store is the SQLite file in data_dir, \
+            so worker processes share one machine; give each its partitions, e.g. --partitions 0-3 and 4-7.
+            """)
+
+    @OptionGroup var options: GlobalOptions
+
+    @Option(help: "Partitions to consume, e.g. 0-3 or 0,2,4 (default: all).") var partitions: String?
+    @Option(help: "Worker threads (default: settings.workers).") var threads: Int?
+
+    func run() async throws {
+        let config = try loadConfigOrExit(options.config)
+        let all = Array(0..<config.settings.partitions)
+        var mine = all
+        if let spec = partitions {
+            guard let parsed = Self.parse(spec), !parsed.isEmpty, parsed.allSatisfy({ all.contains($0) }) else {
+                throw ValidationError("--partitions \(spec): expected numbers or ranges within 0-\(all.count - 1), e.g. 0-3 or 0,2,4")
+            }
+            mine = parsed
+        }
+        try await Application.run(
+            .init(intake: false, partitions: mine, workerThreads: threads ?? config.settings.workers), config: config,
+            logger: options.logger("switchboard"))
+    }
+
+    static func parse(_ spec: String) -> [Int]? {
+        var out: [Int] = []
+        for part in spec.split(separator: ",") {
+            let bounds = part.split(separator: "-").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            switch bounds.count {
+            case 1: guard let v = bounds[0] else { return nil }; out.append(v)
+            case 2: guard let a = bounds[0], let b = bounds[1], a <= b else { return nil }; out += Array(a...b)
+            default: return nil
+            }
+        }
+        return Array(Set(out)).sorted()
     }
 }
 

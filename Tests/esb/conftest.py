@@ -112,7 +112,7 @@ class ESB:
 class Switchboard:
     """The real binary, `switchboard run`, on a copy of Config/ with a data folder of its own."""
 
-    def __init__(self, vhost, env=None, data=None, extra_config=None):
+    def __init__(self, vhost, env=None, data=None, extra_config=None, args=("run",), consumers=None):
         self.dir = tempfile.mkdtemp(prefix="sb-esb-")
         self.config = os.path.join(self.dir, "Config")
         shutil.copytree(os.path.join(REPO, "Config"), self.config)
@@ -124,16 +124,19 @@ class Switchboard:
         self.env.update(env or {})
         self.log_path = os.path.join(self.dir, "switchboard.log")
         self.proc = None
+        self.args = list(args)
+        # Each role thread logs "consuming" once: intake, and every worker thread (SB_WORKERS, 2 by default).
+        self.consumers = consumers if consumers is not None else 1 + int(self.env.get("SB_WORKERS", "2"))
 
     def start(self, timeout=30):
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([BINARY, "run", "--config", self.config], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([BINARY, *self.args, "--config", self.config], env=self.env, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("switchboard exited at start:\n" + self.output())
-            # intake and every worker thread (SB_WORKERS, 2 by default) say so.
-            if self.output().count("consuming") >= 1 + int(self.env.get("SB_WORKERS", "2")):
+            if self.output().count("consuming") >= self.consumers:
                 return self
             time.sleep(0.1)
         raise RuntimeError("switchboard did not start consuming:\n" + self.output())
