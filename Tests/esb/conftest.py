@@ -199,3 +199,12 @@ def jira(key, customer_ref, event="jira:issue_updated", status="In Progress", us
         "issue": {"key": key, "fields": {"summary": "SAP down", "description": "x", "priority": {"name": "High"},
                                          "status": {"name": status}, "customfield_10400": customer_ref}},
     }
+
+
+def rabbitmqctl(*args):
+    return subprocess.run(["bash", os.path.join(REPO, "Deploy/local/rabbitmq.sh"), "ctl", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def rabbitmqctl_ok():
+    return rabbitmqctl("status").returncode == 0

@@ -9,7 +9,7 @@ import uuid
 import pika
 import pytest
 
-from conftest import REPO, Switchboard, incident, jira
+from conftest import REPO, Switchboard, incident, jira, rabbitmqctl
 
 
 def test_create_reaches_vendor_with_contract_properties(esb, switchboard):
@@ -154,11 +154,6 @@ def test_sigterm_drains_and_exits_zero(esb, vhost):
         assert esb.drain("sb.out.vendor-x", quiet=1.0) == []
     finally:
         assert sb2.stop() == 0
-
-
-def rabbitmqctl(*args):
-    return subprocess.run(["bash", os.path.join(REPO, "Deploy/local/rabbitmq.sh"), "ctl", *args],
-                          capture_output=True, text=True, timeout=60)
 
 
 def test_broker_connection_loss_midstream_loses_nothing_and_doubles_nothing(esb, vhost):

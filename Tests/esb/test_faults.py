@@ -1,0 +1,92 @@
+"""Crash safety under faults: kill -9 workers again and again, cut every broker connection once.
+Afterwards every effect happened exactly once and every ticket's messages left in order."""
+import json
+import os
+import random
+import signal
+import time
+
+import pytest
+
+from conftest import Switchboard, incident, rabbitmqctl_ok, rabbitmqctl
+
+COUNTING_RULES = """
+rules:
+  - name: test-count
+    priority: 1000
+    from: customer-a
+    when: {field: $.seq, exists: true}
+    stop: true
+    counters: [{counter: seen, increment: 1}]
+    send: [{to: vendor-x, type: update, body: {number: {field: $.number}, seq: {field: $.seq}, seen: {counter: seen}}}]
+"""
+
+DESK = {"value": "g2", "display_value": "Service Desk"}
+PARTITIONS = ["0-2", "3-5", "6-7"]
+
+
+def test_kill_workers_and_cut_connections_lose_nothing_and_double_nothing(esb, vhost):
+    if not rabbitmqctl_ok():
+        pytest.skip("the broker is not the one Deploy/local/rabbitmq.sh started")
+    tickets, per_ticket = 200, int(os.environ.get("SB_FAULT_MESSAGES_PER_TICKET", "50"))
+    total = tickets * per_ticket
+    intake = Switchboard(vhost, extra_config=COUNTING_RULES, args=["intake"], consumers=1).start()
+
+    def worker(i):
+        return Switchboard(vhost, extra_config=COUNTING_RULES, data=intake.data,
+                           args=["worker", "--partitions", PARTITIONS[i], "--threads", "1"], consumers=1).start()
+
+    workers = []
+    kills = 0
+    try:
+        # The backlog first, so the faults below hit a pipeline that is busy all along.
+        for seq in range(per_ticket):
+            for t in range(tickets):
+                esb.publish("customer-a", incident(f"F{t:04d}", seq=seq, assignment_group=DESK), message_id=f"f-{t}-{seq}")
+        workers = [worker(i) for i in range(3)]
+        seen, first_order = set(), {}
+        deadline = time.time() + 240
+        next_kill = time.time() + 0.7
+        cut = False
+        while len(seen) < total and time.time() < deadline:
+            for props, body in esb.take("sb.out.vendor-x", 500, timeout=0.5):
+                if props.message_id not in seen:
+                    seen.add(props.message_id)
+                    m = json.loads(body)
+                    first_order.setdefault(m["number"], []).append(m["seq"])
+            if time.time() >= next_kill and len(seen) < total * 0.9:
+                i = random.randrange(3)
+                workers[i].proc.send_signal(signal.SIGKILL)
+                workers[i].proc.wait()
+                kills += 1
+                workers[i] = worker(i)
+                next_kill = time.time() + 0.7
+            if not cut and len(seen) > total // 2:
+                assert rabbitmqctl("close_all_connections", "-p", vhost, "test: connection loss").returncode == 0
+                cut = True
+                time.sleep(0.5)
+                esb.connect()
+        print(f"faults: {total} messages, {kills} workers killed with SIGKILL, connections cut once")
+        assert kills >= 2, "the run ended before the workers could be killed"
+        assert cut
+        seen_more = esb.drain("sb.out.vendor-x", quiet=2.0)
+        seen.update(p.message_id for p, _ in seen_more)
+        # Every inbound message produced exactly one distinct outbound message id.
+        assert len(seen) == total
+        # Each ticket's outbound messages first arrived in the order its inbound messages were sent.
+        assert all(order == list(range(per_ticket)) for order in first_order.values()), \
+            {k: v for k, v in first_order.items() if v != list(range(per_ticket))}
+        with intake.db() as db:
+            counters = dict(db.execute(
+                "SELECT r.ticket_id, c.value FROM counter c JOIN reference r ON r.conversation_id = c.conversation_id "
+                "WHERE c.name = 'seen' AND r.endpoint = 'customer-a'").fetchall())
+            assert len(counters) == tickets
+            assert set(counters.values()) == {per_ticket}, "a counter was applied twice or not at all"
+            assert db.execute("SELECT count(*) FROM processed WHERE message_id LIKE 'f-%'").fetchone()[0] == total
+        assert esb.depth("sb.parked") == 0
+        for q in ["sb.in.customer-a"] + [f"sb.work.{p}" for p in range(8)]:
+            assert esb.depth(q) == 0, q
+    finally:
+        for w in workers:
+            w.stop()
+        intake.stop()
