@@ -9,7 +9,7 @@ struct SwitchboardCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "switchboard",
         abstract: "An ITSM integration hub on RabbitMQ.",
-        subcommands: [Run.self, Intake.self, Worker.self, ConfigCommand.self, Timeline.self])
+        subcommands: [Run.self, Intake.self, Worker.self, ConfigCommand.self, Timeline.self, Parked.self])
 }
 
 struct GlobalOptions: ParsableArguments {
@@ -128,6 +128,27 @@ struct Timeline: AsyncParsableCommand {
             throw ExitCode(1)
         }
         print(text)
+    }
+}
+
+struct Parked: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Work with parked messages (queue sb.parked).", subcommands: [Replay.self])
+
+    struct Replay: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Publish parked messages again where they were first published, after fixing the cause.",
+            discussion: "A message that fails again is parked again with the new reason. Nothing is removed before its replay is confirmed.")
+
+        @OptionGroup var options: GlobalOptions
+        @Option(help: "Replay at most this many (default: every message parked now).") var limit: Int?
+
+        func run() async throws {
+            let config = try loadConfigOrExit(options.config)
+            let logger = options.logger("switchboard")
+            let count = try Application.replayParked(config: config, limit: limit, logger: logger)
+            print("switchboard: replayed \(count) parked message(s)")
+        }
     }
 }
 
