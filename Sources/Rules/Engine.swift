@@ -114,15 +114,29 @@ package struct Decision: Sendable {
 /// The pure rule engine: (event, conversation, configuration) -> decision. No I/O, no clock, no broker.
 package struct Engine: Sendable {
     package let config: SwitchboardConfig
+    /// The rules that can match a source endpoint (its own `from` rules and those for any endpoint),
+    /// in evaluation order; timer rules under the timer's name. Computed once.
+    private let bySource: [String: [Rule]]
+    private let anySource: [Rule]
+    private let byTimer: [String: [Rule]]
 
     package init(config: SwitchboardConfig) {
         self.config = config
+        var bySource: [String: [Rule]] = [:]
+        for name in config.endpoints.keys {
+            bySource[name] = config.rules.filter { $0.timer == nil && ($0.from.isEmpty || $0.from.contains(name)) }
+        }
+        self.bySource = bySource
+        anySource = config.rules.filter { $0.timer == nil && $0.from.isEmpty }
+        byTimer = Dictionary(grouping: config.rules.filter { $0.timer != nil }, by: { $0.timer! })
     }
 
     package func evaluate(_ event: InboundEvent, conversation: ConversationSnapshot) -> Decision {
         var decision = Decision()
         var context = Context(event: event, conversation: conversation, config: config)
-        for rule in config.rules {
+        let candidates =
+            event.type == EventType.timer ? byTimer[event.timer ?? ""] ?? [] : bySource[event.endpoint] ?? anySource
+        for rule in candidates {
             // Timers match only rules that name them; acks only rules that ask for type ack.
             if let timer = rule.timer {
                 guard event.type == EventType.timer, event.timer == timer else { continue }
