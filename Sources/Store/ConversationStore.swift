@@ -149,4 +149,10 @@ package protocol ConversationStore: Sendable {
     func timeline(conversationId: String) throws -> [TimelineEntry]
     /// Every reference of a conversation (endpoint -> ticket id).
     func references(conversationId: String) throws -> [String: String]
+
+    /// Worker membership for spreading partitions: records that `member` is alive now and returns every
+    /// member seen within `ttl` seconds, sorted. All workers compute the same assignment from it.
+    func heartbeat(member: String, ttl: TimeInterval) throws -> [String]
+    /// A member leaving on purpose (graceful shutdown): the others take its partitions at once.
+    func leave(member: String) throws
 }

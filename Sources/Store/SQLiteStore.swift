@@ -99,7 +99,28 @@ package final class SQLiteStore: ConversationStore {
                     ALTER TABLE outbox ADD COLUMN kind TEXT NOT NULL DEFAULT 'message';
                     """)
         }
+        m.registerMigration("v3: members") { db in
+            try db.execute(sql: "CREATE TABLE member (id TEXT PRIMARY KEY, seen_at REAL NOT NULL)")
+        }
         return m
+    }
+
+    package func heartbeat(member: String, ttl: TimeInterval) throws -> [String] {
+        let now = Date().timeIntervalSince1970
+        return try pool.write { db in
+            try db.cachedStatement(
+                sql: "INSERT INTO member (id, seen_at) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at"
+            ).execute(arguments: [member, now])
+            try db.cachedStatement(sql: "DELETE FROM member WHERE seen_at < ?").execute(arguments: [now - ttl * 10])
+            return try String.fetchAll(
+                db.cachedStatement(sql: "SELECT id FROM member WHERE seen_at >= ? ORDER BY id"), arguments: [now - ttl])
+        }
+    }
+
+    package func leave(member: String) throws {
+        try pool.write { db in
+            try db.cachedStatement(sql: "DELETE FROM member WHERE id = ?").execute(arguments: [member])
+        }
     }
 
     package func find(_ refs: [TicketRef]) throws -> ConversationSnapshot? {

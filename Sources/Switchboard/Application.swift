@@ -75,11 +75,14 @@ package enum Application {
         /// Partitions this process's workers consume; empty: no worker.
         package var partitions: [Int]
         package var workerThreads: Int
+        /// Take a share of the partitions that the live workers agree on, instead of `partitions`.
+        package var coordinated: Bool
 
-        package init(intake: Bool, partitions: [Int], workerThreads: Int) {
+        package init(intake: Bool, partitions: [Int], workerThreads: Int, coordinated: Bool = false) {
             self.intake = intake
             self.partitions = partitions
             self.workerThreads = workerThreads
+            self.coordinated = coordinated
         }
     }
 
@@ -104,7 +107,14 @@ package enum Application {
         }
         let running = [roles.intake ? "intake" : nil, workers > 0 ? "\(workers) worker thread(s) for partitions \(roles.partitions.map(String.init).joined(separator: ","))" : nil]
         say("switchboard: running \(running.compactMap { $0 }.joined(separator: " and ")); Ctrl-C or SIGTERM stops gracefully")
-        for w in 0..<workers {
+        if roles.coordinated {
+            say("switchboard: worker joins the others and takes its share of the \(config.settings.partitions) partitions; Ctrl-C or SIGTERM stops gracefully")
+            let threads = roles.workerThreads
+            services.append(.init(service: RoleService(name: "coordinator") { flag in
+                Coordinator(config: config, store: store, options: options, threads: threads, logger: logger).run(stop: flag)
+            }))
+        }
+        for w in 0..<(roles.coordinated ? 0 : workers) {
             let mine = stride(from: w, to: roles.partitions.count, by: workers).map { roles.partitions[$0] }
             services.append(.init(service: workerService(
                 config: config, store: store, options: options, logger: logger, partitions: mine, name: "worker-\(w)")))

@@ -57,7 +57,8 @@ package final class ConsumerLoop {
     ) {
         self.name = name
         var options = options
-        options.connectionName = "switchboard \(name)"
+        // Shown in the management UI and `rabbitmqctl list_consumers`: which process holds what.
+        options.connectionName = "switchboard \(name) pid \(ProcessInfo.processInfo.processIdentifier)"
         self.options = options
         self.topology = topology
         self.prefetch = prefetch

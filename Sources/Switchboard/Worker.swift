@@ -38,7 +38,8 @@ package final class WorkerHandler: BatchHandler {
     package var exclusive: Bool { true }
 
     package var queues: [(queue: String, tag: String)] {
-        partitions.map { (Contract.workQueue($0), "sb-worker:\($0)") }
+        // The pid in the tag shows in `rabbitmqctl list_consumers` which process holds a partition.
+        partitions.map { (Contract.workQueue($0), "sb-worker:\($0):\(ProcessInfo.processInfo.processIdentifier)") }
     }
 
     /// One inbound message on its way through the batch.

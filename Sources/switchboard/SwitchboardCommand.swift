@@ -72,20 +72,23 @@ struct Worker: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run only worker threads, for some or all work partitions.",
         discussion: """
-            Each partition is consumed exclusively: a second worker for the same partition is refused by the \
-            broker and retries until the first one leaves. Today the store is the SQLite file in data_dir, \
-            so worker processes share one machine; give each its partitions, e.g. --partitions 0-3 and 4-7.
+            Without --partitions, the worker joins the other workers (through the store) and takes an even \
+            share of the partitions; shares move when workers come and go. With --partitions, it consumes \
+            exactly those. Each partition is consumed exclusively: a second worker for the same partition is \
+            refused by the broker and retries until the first one leaves. Today the store is the SQLite file \
+            in data_dir, so worker processes share one machine.
             """)
 
     @OptionGroup var options: GlobalOptions
 
-    @Option(help: "Partitions to consume, e.g. 0-3 or 0,2,4 (default: all).") var partitions: String?
+    @Option(help: "Partitions to consume, e.g. 0-3 or 0,2,4 (default: a share agreed with the other workers).") var partitions: String?
     @Option(help: "Worker threads (default: settings.workers).") var threads: Int?
 
     func run() async throws {
         let config = try loadConfigOrExit(options.config)
         let all = Array(0..<config.settings.partitions)
         var mine = all
+        let coordinated = partitions == nil
         if let spec = partitions {
             guard let parsed = Self.parse(spec), !parsed.isEmpty, parsed.allSatisfy({ all.contains($0) }) else {
                 throw ValidationError("--partitions \(spec): expected numbers or ranges within 0-\(all.count - 1), e.g. 0-3 or 0,2,4")
@@ -93,7 +96,8 @@ struct Worker: AsyncParsableCommand {
             mine = parsed
         }
         try await Application.run(
-            .init(intake: false, partitions: mine, workerThreads: threads ?? config.settings.workers), config: config,
+            .init(intake: false, partitions: mine, workerThreads: threads ?? config.settings.workers, coordinated: coordinated),
+            config: config,
             logger: options.logger("switchboard"))
     }
 

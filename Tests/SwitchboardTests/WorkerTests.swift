@@ -52,6 +52,8 @@ final class InterferingStore: ConversationStore, @unchecked Sendable {
     func outbound(messageId: String) throws -> StoredOutbound? { try inner.outbound(messageId: messageId) }
     func timeline(conversationId: String) throws -> [TimelineEntry] { try inner.timeline(conversationId: conversationId) }
     func references(conversationId: String) throws -> [String: String] { try inner.references(conversationId: conversationId) }
+    func heartbeat(member: String, ttl: TimeInterval) throws -> [String] { try inner.heartbeat(member: member, ttl: ttl) }
+    func leave(member: String) throws { try inner.leave(member: member) }
     func commit(_ commits: [Commit]) throws -> [CommitOutcome] {
         if let hook = beforeFirstCommit {
             beforeFirstCommit = nil

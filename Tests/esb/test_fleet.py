@@ -1,8 +1,12 @@
 """Roles as separate processes of the one binary (the first part of the fleet issue)."""
 import json
+import signal
 import time
+from collections import Counter
 
-from conftest import Switchboard, incident
+import pytest
+
+from conftest import Switchboard, incident, rabbitmqctl, rabbitmqctl_ok
 
 ORDER_RULES = """
 rules:
@@ -44,9 +48,10 @@ def test_intake_and_two_worker_processes_keep_per_ticket_order(esb, vhost):
 
 def test_a_partition_has_one_worker_and_is_taken_over_when_it_leaves(esb, vhost):
     intake = Switchboard(vhost, extra_config=ORDER_RULES, args=["intake"], consumers=1).start()
-    first = Switchboard(vhost, extra_config=ORDER_RULES, data=intake.data, args=["worker", "--threads", "1"], consumers=1).start()
+    everything = ["worker", "--partitions", "0-7", "--threads", "1"]
+    first = Switchboard(vhost, extra_config=ORDER_RULES, data=intake.data, args=everything, consumers=1).start()
     # A second worker for the same partitions is refused by the broker (exclusive consumer) and waits.
-    second = Switchboard(vhost, extra_config=ORDER_RULES, data=intake.data, args=["worker", "--threads", "1"], consumers=0)
+    second = Switchboard(vhost, extra_config=ORDER_RULES, data=intake.data, args=everything, consumers=0)
     second.start()
     try:
         deadline = time.time() + 15
@@ -64,3 +69,73 @@ def test_a_partition_has_one_worker_and_is_taken_over_when_it_leaves(esb, vhost)
     finally:
         for p in (second, first, intake):
             p.stop()
+
+
+def owners(vhost):
+    """partition -> pids consuming it, straight from the broker."""
+    r = rabbitmqctl("list_consumers", "-p", vhost, "-q", "--formatter", "json", "queue_name", "consumer_tag")
+    assert r.returncode == 0, r.stderr
+    held = {p: [] for p in range(8)}
+    for c in json.loads(r.stdout or "[]"):
+        if c["queue_name"].startswith("sb.work."):
+            held[int(c["queue_name"].split(".")[-1])].append(int(c["consumer_tag"].split(":")[-1]))
+    return held
+
+
+def watch_until(vhost, want, timeout, unconsumed_since):
+    """Polls the consumers until `want(spread)` holds; fails if a partition ever has two consumers or none
+    for more than 10 s. Returns the final owners."""
+    deadline = time.time() + timeout
+    while True:
+        held = owners(vhost)
+        now = time.time()
+        for p, pids in held.items():
+            assert len(pids) <= 1, f"partition {p} consumed by {pids} at once"
+            if pids:
+                unconsumed_since[p] = None
+            elif unconsumed_since.get(p) is None:
+                unconsumed_since[p] = now
+            else:
+                assert now - unconsumed_since[p] <= 10, f"partition {p} unconsumed for {now - unconsumed_since[p]:.1f} s"
+        spread = sorted(Counter(pids[0] for pids in held.values() if pids).values())
+        if want(held, spread):
+            return held
+        assert now < deadline, f"partitions did not settle: {held}"
+        time.sleep(0.3)
+
+
+def test_partitions_spread_over_live_workers_and_move_when_one_leaves(esb, vhost):
+    if not rabbitmqctl_ok():
+        pytest.skip("the broker is not the one Deploy/local/rabbitmq.sh started")
+    auto = ["worker", "--threads", "1"]
+    a = Switchboard(vhost, args=auto, consumers=1).start()
+    b = c = None
+    since = {}
+    try:
+        held = watch_until(vhost, lambda h, s: s == [8], 20, since)
+        assert all(pids == [a.proc.pid] for pids in held.values())
+        b = Switchboard(vhost, args=auto, data=a.data, consumers=0).start()
+        c = Switchboard(vhost, args=auto, data=a.data, consumers=0).start()
+        held = watch_until(vhost, lambda h, s: s == [2, 3, 3] and all(h.values()), 30, since)
+        assert {pids[0] for pids in held.values()} == {a.proc.pid, b.proc.pid, c.proc.pid}
+        # One leaves: its partitions go to the others, evenly.
+        assert b.stop() == 0
+        held = watch_until(vhost, lambda h, s: s == [4, 4] and all(h.values()), 30, since)
+        assert {pids[0] for pids in held.values()} == {a.proc.pid, c.proc.pid}
+        # One dies (kill -9): it cannot say goodbye; its heartbeat stops and the survivor takes over.
+        c.proc.send_signal(signal.SIGKILL)
+        c.proc.wait()
+        held = watch_until(vhost, lambda h, s: s == [8], 30, since)
+        assert all(pids == [a.proc.pid] for pids in held.values())
+        # Work still flows through the new owner.
+        intake = Switchboard(vhost, args=["intake"], data=a.data, consumers=1).start()
+        try:
+            for t in range(16):
+                esb.publish("customer-a", incident(f"SPREAD{t}"), message_id=f"spread-{t}")
+            assert len(esb.take("sb.out.vendor-x", 16, timeout=20)) == 16
+        finally:
+            intake.stop()
+    finally:
+        for p in (c, b, a):
+            if p:
+                p.stop()

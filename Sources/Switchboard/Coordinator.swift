@@ -1,0 +1,95 @@
+import AMQP
+import Foundation
+import Logging
+import Rules
+import Store
+
+/// Spreads the work partitions over the live worker processes, with no configuration: every worker
+/// heartbeats into the store, reads the list of live workers, and takes the partitions `p` with
+/// `p mod count == its index` in the sorted list. All workers compute the same assignment from the same
+/// list. When the list changes, a worker restarts its consumers on its new share; partitions that move
+/// are released by the old owner (graceful stop of its loop) or by the broker (a dead process's
+/// connection closes), and the exclusive consume flag keeps two workers off one partition meanwhile.
+package final class Coordinator {
+    private let config: SwitchboardConfig
+    private let store: ConversationStore
+    private let options: ConnectionOptions
+    private let logger: Logger
+    private let threads: Int
+    package let member: String
+    private let heartbeatInterval: TimeInterval = 1
+    /// A worker that has not been seen for this long is taken for dead and its partitions move.
+    private let ttl: TimeInterval = 4
+
+    private struct Running {
+        var flag: StopFlag
+        var done: DispatchSemaphore
+    }
+
+    package init(config: SwitchboardConfig, store: ConversationStore, options: ConnectionOptions, threads: Int, logger: Logger) {
+        self.config = config
+        self.store = store
+        self.options = options
+        self.threads = max(1, threads)
+        self.logger = logger
+        member = "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)-\(UUID().uuidString.prefix(8))"
+    }
+
+    /// The share of `member` among `members` (sorted).
+    package static func share(of member: String, members: [String], partitions: Int) -> [Int] {
+        guard let index = members.firstIndex(of: member) else { return [] }
+        return (0..<partitions).filter { $0 % members.count == index }
+    }
+
+    package func run(stop: StopFlag) {
+        var current: [Int]? = nil
+        var running: [Running] = []
+        while !stop.isStopped {
+            do {
+                let members = try store.heartbeat(member: member, ttl: ttl)
+                let mine = Self.share(of: member, members: members, partitions: config.settings.partitions)
+                if mine != current {
+                    logger.info("partitions assigned", metadata: [
+                        "sb.member": "\(member)", "sb.workers": "\(members.count)",
+                        "sb.partitions": "\(mine.map(String.init).joined(separator: ","))",
+                    ])
+                    stopAll(&running)
+                    running = start(mine)
+                    current = mine
+                }
+            } catch {
+                logger.error("heartbeat to the store failed", metadata: ["sb.error": "\(error)"])
+            }
+            let next = Date().addingTimeInterval(heartbeatInterval)
+            while !stop.isStopped, Date() < next { Thread.sleep(forTimeInterval: 0.05) }
+        }
+        stopAll(&running)
+        try? store.leave(member: member)
+    }
+
+    private func start(_ partitions: [Int]) -> [Running] {
+        let count = min(threads, partitions.count)
+        return (0..<count).map { t in
+            let mine = stride(from: t, to: partitions.count, by: count).map { partitions[$0] }
+            let flag = StopFlag()
+            let done = DispatchSemaphore(value: 0)
+            let (config, store, options, logger) = (self.config, self.store, self.options, self.logger)
+            let thread = Thread {
+                let handler = WorkerHandler(config: config, store: store, partitions: mine, logger: logger)
+                ConsumerLoop(
+                    name: "worker-\(t)", options: options, topology: Topology(config: config), prefetch: config.settings.prefetch,
+                    batchSize: config.settings.batchSize, handler: handler, stopFlag: flag, logger: logger
+                ).run()
+                done.signal()
+            }
+            thread.start()
+            return Running(flag: flag, done: done)
+        }
+    }
+
+    private func stopAll(_ running: inout [Running]) {
+        for r in running { r.flag.stop() }
+        for r in running { r.done.wait() }
+        running = []
+    }
+}
