@@ -50,18 +50,19 @@ public enum IRegexp {
             guard j < s.count, !name.isEmpty else { return nil }
             return ("\\\(Character(s[at + 1])){\(name)}", j + 1)
         }
+        // An escape at `at`, in or out of a class: a category or a single-character escape.
+        func escape(_ at: Int) -> (String, Int)? {
+            if let category = categoryEscape(at) { return category }
+            guard at + 1 < s.count, isSingleEscape(s[at + 1]) else { return nil }
+            return ("\\" + String(Character(s[at + 1])), at + 2)
+        }
         while i < s.count {
             let c = s[i]
             switch c {
             case "\\":
-                if let (esc, next) = categoryEscape(i) {
-                    out += esc
-                    i = next
-                } else {
-                    guard i + 1 < s.count, isSingleEscape(s[i + 1]) else { return nil }
-                    out += "\\" + String(Character(s[i + 1]))
-                    i += 2
-                }
+                guard let (esc, next) = escape(i) else { return nil }
+                out += esc
+                i = next
                 lastWasAtom = true
             case ".":
                 out += "[^\\n\\r]"
@@ -123,14 +124,9 @@ public enum IRegexp {
                 while j < s.count, s[j] != "]" {
                     let d = s[j]
                     if d == "\\" {
-                        if let (esc, next) = categoryEscape(j) {
-                            set += esc
-                            j = next
-                        } else {
-                            guard j + 1 < s.count, isSingleEscape(s[j + 1]) else { return nil }
-                            set += "\\" + String(Character(s[j + 1]))
-                            j += 2
-                        }
+                        guard let (esc, next) = escape(j) else { return nil }
+                        set += esc
+                        j = next
                     } else if d == "[" {
                         return nil
                     } else if d == "-" {
