@@ -86,10 +86,13 @@ package enum Application {
         }
     }
 
-    /// `switchboard run`: store, intake and worker in one process, until SIGTERM or SIGINT.
+    /// `switchboard run`: store, intake and workers in one process, until SIGTERM or SIGINT. Its workers
+    /// take their share of the partitions like any `switchboard worker` (all of them when alone), so more
+    /// worker processes can join it.
     package static func runAll(config: SwitchboardConfig, logger: Logger) async throws {
         try await run(
-            Roles(intake: true, partitions: Array(0..<config.settings.partitions), workerThreads: config.settings.workers),
+            Roles(intake: true, partitions: Array(0..<config.settings.partitions), workerThreads: config.settings.workers,
+                  coordinated: true),
             config: config, logger: logger)
     }
 
@@ -105,10 +108,12 @@ package enum Application {
         if roles.intake {
             services.append(.init(service: intakeService(config: config, options: options, logger: logger)))
         }
-        let running = [roles.intake ? "intake" : nil, workers > 0 ? "\(workers) worker thread(s) for partitions \(roles.partitions.map(String.init).joined(separator: ","))" : nil]
+        let workerText = roles.coordinated
+            ? "up to \(roles.workerThreads) worker thread(s) on this process's share of the \(config.settings.partitions) partitions"
+            : "\(workers) worker thread(s) for partitions \(roles.partitions.map(String.init).joined(separator: ","))"
+        let running = [roles.intake ? "intake" : nil, roles.partitions.isEmpty ? nil : workerText]
         say("switchboard: running \(running.compactMap { $0 }.joined(separator: " and ")); Ctrl-C or SIGTERM stops gracefully")
         if roles.coordinated {
-            say("switchboard: worker joins the others and takes its share of the \(config.settings.partitions) partitions; Ctrl-C or SIGTERM stops gracefully")
             let threads = roles.workerThreads
             services.append(.init(service: RoleService(name: "coordinator") { flag in
                 Coordinator(config: config, store: store, options: options, threads: threads, logger: logger).run(stop: flag)

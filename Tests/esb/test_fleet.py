@@ -139,3 +139,23 @@ def test_partitions_spread_over_live_workers_and_move_when_one_leaves(esb, vhost
         for p in (c, b, a):
             if p:
                 p.stop()
+
+
+def test_a_worker_process_joins_a_running_switchboard_run(esb, vhost):
+    if not rabbitmqctl_ok():
+        pytest.skip("the broker is not the one Deploy/local/rabbitmq.sh started")
+    run = Switchboard(vhost).start()
+    extra = None
+    since = {}
+    try:
+        watch_until(vhost, lambda h, s: s == [8], 20, since)
+        extra = Switchboard(vhost, args=["worker"], data=run.data, consumers=0).start()
+        held = watch_until(vhost, lambda h, s: s == [4, 4] and all(h.values()), 30, since)
+        assert {pids[0] for pids in held.values()} == {run.proc.pid, extra.proc.pid}
+        for t in range(16):
+            esb.publish("customer-a", incident(f"JOIN{t}"), message_id=f"join-{t}")
+        assert len(esb.take("sb.out.vendor-x", 16, timeout=20)) == 16
+    finally:
+        for p in (extra, run):
+            if p:
+                assert p.stop() == 0
