@@ -226,9 +226,6 @@ package final class Connection {
         return pending.isEmpty ? nil : pending.removeFirst()
     }
 
-    /// Deliveries already received and not yet handed out, without waiting.
-    package var bufferedDeliveries: Int { pending.count }
-
     package func ack(_ delivery: Delivery, multiple: Bool = false) throws(AMQPError) {
         try checkGeneration(delivery)
         try status(amqp_basic_ack(state, Self.consumeChannel, delivery.deliveryTag, multiple ? 1 : 0), "basic.ack")

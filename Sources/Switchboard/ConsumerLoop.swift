@@ -48,8 +48,6 @@ package final class ConsumerLoop {
     private let stopFlag: StopFlag
     private let logger: Logger
     private let confirmTimeout: TimeInterval = 30
-    /// Called once consumers are attached (tests and `run` use it to know the role is live).
-    package var onConsuming: (@Sendable () -> Void)?
 
     package init(
         name: String, options: ConnectionOptions, topology: Topology, prefetch: Int, batchSize: Int,
@@ -87,7 +85,6 @@ package final class ConsumerLoop {
                     connectedOnce ? "reconnected and consuming" : "consuming",
                     metadata: ["sb.role": "\(name)", "amqp.server": "\(options.redacted)", "sb.queues": "\(handler.queues.count)"])
                 connectedOnce = true
-                onConsuming?()
                 backoff = 0.2
                 try consume(on: c)
                 for (_, tag) in handler.queues { try? c.cancel(consumerTag: tag) }
