@@ -39,12 +39,7 @@ public enum JSON: Hashable, Sendable {
         switch self {
         case .null: out.append(contentsOf: "null".utf8)
         case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
-        case .number(let n):
-            if n.rounded() == n, abs(n) < 9.007_199_254_740_992e15 {
-                out.append(contentsOf: String(Int64(n)).utf8)
-            } else {
-                out.append(contentsOf: String(n).utf8)
-            }
+        case .number(let n): out.append(contentsOf: Self.format(number: n).utf8)
         case .string(let s): Self.write(string: s, to: &out)
         case .array(let items):
             out.append(UInt8(ascii: "["))
@@ -106,8 +101,10 @@ public enum JSON: Hashable, Sendable {
         }
     }
 
+    /// Whole numbers in the exact double range as integers (`3`, not `3.0`); others as Swift prints them.
+    /// One rule for serialisation, templates and comparisons, so a value reads the same everywhere.
     static func format(number n: Double) -> String {
-        if n.rounded() == n, abs(n) < 1e15 { return String(Int64(n)) }
+        if n.rounded() == n, abs(n) < 9.007_199_254_740_992e15 { return String(Int64(n)) }
         return String(n)
     }
 }
@@ -117,7 +114,9 @@ public struct JSONParseError: Error, CustomStringConvertible, Sendable {
     public var description: String { message }
 }
 
-extension JSON: Codable {
+/// Decodable, so JSON values can sit inside other Decodable types (test fixtures). The hot path uses
+/// `JSON.parse`, which is faster and says where the input is wrong.
+extension JSON: Decodable {
     public init(from decoder: Decoder) throws {
         let container = try decoder.singleValueContainer()
         if container.decodeNil() {
@@ -132,23 +131,6 @@ extension JSON: Codable {
             self = .array(a)
         } else {
             self = .object(try container.decode([String: JSON].self))
-        }
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var container = encoder.singleValueContainer()
-        switch self {
-        case .null: try container.encodeNil()
-        case .bool(let b): try container.encode(b)
-        case .number(let n):
-            if n.rounded() == n, abs(n) < 9.007_199_254_740_992e15 {
-                try container.encode(Int64(n))
-            } else {
-                try container.encode(n)
-            }
-        case .string(let s): try container.encode(s)
-        case .array(let a): try container.encode(a)
-        case .object(let o): try container.encode(o)
         }
     }
 }

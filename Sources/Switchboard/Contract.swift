@@ -87,6 +87,12 @@ package enum Contract {
         return "derived-" + h.hex
     }
 
+    /// 16 hex digits naming an inbound message within its conversation's outbound ids: stable, so a
+    /// message evaluated again after a crash produces the same outbound ids.
+    package static func inboundHash(endpoint: String, messageId: String) -> String {
+        String(derivedMessageId(endpoint: endpoint, body: Data(messageId.utf8)).dropFirst("derived-".count).prefix(16))
+    }
+
     package static func newConversationId() -> String {
         UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
     }

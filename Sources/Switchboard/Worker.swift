@@ -224,10 +224,10 @@ package final class WorkerHandler: BatchHandler {
                 conversationId: snapshot.id, at: now, kind: note.kind, endpoint: item.endpoint, messageId: item.messageId,
                 rule: note.rule, detail: note.detail))
         }
-        let inboundHash = Contract.derivedMessageId(endpoint: item.endpoint, body: Data(item.messageId.utf8)).dropFirst(8).prefix(16)
+        let inboundHash = Contract.inboundHash(endpoint: item.endpoint, messageId: item.messageId)
         var outbox: [StoredOutbound] = []
         for (n, draft) in decision.outbound.enumerated() {
-            let id = Contract.outboundMessageId(conversation: snapshot.id, route: item.route, inbound: String(inboundHash), index: n)
+            let id = Contract.outboundMessageId(conversation: snapshot.id, route: item.route, inbound: inboundHash, index: n)
             let body = draft.body.serialized()
             outbox.append(StoredOutbound(
                 messageId: id, conversationId: snapshot.id, inbound: inbound, target: draft.target, type: draft.type,
@@ -239,7 +239,7 @@ package final class WorkerHandler: BatchHandler {
         }
         for (n, timer) in decision.timers.enumerated() {
             let id = Contract.outboundMessageId(
-                conversation: snapshot.id, route: item.route, inbound: String(inboundHash), index: n, timer: true)
+                conversation: snapshot.id, route: item.route, inbound: inboundHash, index: n, timer: true)
             let body: JSON = ["timer": .string(timer.name), "conversation": .string(snapshot.id)]
             outbox.append(StoredOutbound(
                 messageId: id, conversationId: snapshot.id, inbound: inbound, target: Contract.timerEndpoint, type: timer.name,
