@@ -6,7 +6,7 @@ SWIFT_BUILD_FLAGS ?=
 BIN := .build/$(CONFIGURATION)/switchboard
 export SB_TLS_CA_FILE ?= $(CURDIR)/.rabbitmq/tls/ca.pem
 
-.PHONY: all deps broker broker-stop build run demo bench test test-unit config-check clean
+.PHONY: all deps broker broker-stop postgres postgres-stop build run demo bench test test-unit config-check clean
 
 all: build
 
@@ -18,6 +18,13 @@ broker: deps
 
 broker-stop:
 	@bash Deploy/local/rabbitmq.sh stop
+
+# A throwaway PostgreSQL (the fleet's store backend); the store contract tests run against it.
+postgres: deps
+	@bash Deploy/local/postgres.sh start
+
+postgres-stop:
+	@bash Deploy/local/postgres.sh stop
 
 build: deps
 	swift build -c $(CONFIGURATION) $(SWIFT_BUILD_FLAGS)
@@ -38,15 +45,17 @@ bench: broker
 	swift build -c release $(SWIFT_BUILD_FLAGS)
 	bash Deploy/local/bench.sh $(BENCH_ARGS)
 
-# Fast engine tests only: no broker needed.
+# Fast engine tests only: no broker, no PostgreSQL needed.
 test-unit:
-	swift test --skip AMQPIntegrationTests
+	swift test --skip AMQPIntegrationTests --skip PostgresContract
 
-# Every test: engine, store, the AMQP layer against the real broker, then the ESB-side tests (pika).
-test: broker
+# Every test: engine, the store contract on SQLite and PostgreSQL, the AMQP layer against the real
+# broker, then the ESB-side tests (pika), the fleet and fault tests on both store backends.
+test: broker postgres
 	swift build $(SWIFT_BUILD_FLAGS)
-	swift test $(SWIFT_BUILD_FLAGS)
-	SB_BINARY=$(CURDIR)/.build/debug/switchboard python3 -m pytest -q Tests/esb
+	SB_TEST_POSTGRES_URL=$$(bash Deploy/local/postgres.sh url) swift test $(SWIFT_BUILD_FLAGS)
+	SB_TEST_POSTGRES_URL=$$(bash Deploy/local/postgres.sh url) SB_BINARY=$(CURDIR)/.build/debug/switchboard \
+	  python3 -m pytest -q Tests/esb
 
 clean:
 	rm -rf .build .data

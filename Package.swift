@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.0"),
     ],
     targets: [
         // rabbitmq-c, Debian's librabbitmq-dev. Only the AMQP module imports it.
@@ -38,10 +39,14 @@ let package = Package(
             dependencies: ["JSONPath", "Yams"],
             swiftSettings: strict
         ),
-        // The conversation store: protocol and the SQLite backend.
+        // The conversation store: protocol, the SQLite backend (embedded default) and PostgreSQL (a fleet).
         .target(
             name: "Store",
-            dependencies: ["Rules", "JSONPath", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: [
+                "Rules", "JSONPath", .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
         // Roles (intake, worker, store) as services, and their wiring.
@@ -80,7 +85,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "RulesTests", dependencies: ["Rules", "JSONPath"], swiftSettings: strict),
-        .testTarget(name: "StoreTests", dependencies: ["Store", "Rules", "JSONPath"], swiftSettings: strict),
+        // The store contract, run against SQLite and against a real PostgreSQL.
+        .testTarget(
+            name: "StoreTests",
+            dependencies: ["Store", "Rules", "JSONPath", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
         // The roles' handlers with a real store and no broker: concurrency and redelivery.
         .testTarget(
             name: "SwitchboardTests", dependencies: ["Switchboard", "AMQP", "Store", "Rules", "JSONPath"],

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what Switchboard needs on Debian 12 (and Ubuntu): the broker, the C client, SQLite headers,
-# openssl for the local TLS certificates, and the Python AMQP client the ESB-side tests use.
+# PostgreSQL (the fleet's store), openssl for the local TLS certificates, and the Python AMQP client the ESB-side tests use.
 set -euo pipefail
 
 need_apt=()
@@ -10,6 +10,8 @@ command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/lib/rabbitmq/bin/rabbitm
 [ -f /usr/include/openssl/ssl.h ] || need_apt+=(libssl-dev)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+# PostgreSQL: the store backend for a fleet; the tests run the store contract against a real server.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "switchboard: installing ${need_apt[*]}"

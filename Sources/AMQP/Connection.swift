@@ -209,6 +209,18 @@ package final class Connection {
         return ok.map { Self.string($0.pointee.consumer_tag) } ?? consumerTag
     }
 
+    /// Starts consuming RabbitMQ's direct reply-to pseudo-queue on the publishing channel (where the
+    /// requests must go out for replies to find their way back). Replies arrive through `nextDelivery`
+    /// and need no ack. Publish requests with `replyTo: Connection.directReplyTo`.
+    package func consumeDirectReplies() throws(AMQPError) {
+        let arena = Arena()
+        amqp_basic_consume(
+            state, Self.publishChannel, arena.bytes(Self.directReplyTo), arena.bytes(""), 0, 1, 0, amqp_empty_table)
+        try checkReply("basic.consume \(Self.directReplyTo)")
+    }
+
+    package static let directReplyTo = "amq.rabbitmq.reply-to"
+
     package func cancel(consumerTag: String) throws(AMQPError) {
         let arena = Arena()
         amqp_basic_cancel(state, Self.consumeChannel, arena.bytes(consumerTag))

@@ -114,9 +114,21 @@ public struct JSONParseError: Error, CustomStringConvertible, Sendable {
     public var description: String { message }
 }
 
-/// Decodable, so JSON values can sit inside other Decodable types (test fixtures). The hot path uses
-/// `JSON.parse`, which is faster and says where the input is wrong.
-extension JSON: Decodable {
+/// Codable, so JSON values can sit inside other Codable types (test fixtures, the store's RPC messages).
+/// The hot path uses `JSON.parse`, which is faster and says where the input is wrong.
+extension JSON: Codable {
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .null: try container.encodeNil()
+        case .bool(let b): try container.encode(b)
+        case .number(let n): try container.encode(n)
+        case .string(let s): try container.encode(s)
+        case .array(let a): try container.encode(a)
+        case .object(let o): try container.encode(o)
+        }
+    }
+
     public init(from decoder: Decoder) throws {
         let container = try decoder.singleValueContainer()
         if container.decodeNil() {

@@ -62,6 +62,11 @@ package struct Settings: Sendable {
     package var prefetch = 200
     package var batchSize = 100
     package var heartbeatSeconds = 30
+    /// `sqlite` (the file switchboard.sqlite in data_dir), `sqlite:/path/to/file`, or
+    /// `postgres://user:password@host:port/database` for several store processes.
+    package var storeURL = "sqlite"
+    /// How long a worker waits for the store role to answer one request.
+    package var storeTimeoutMs = 5000
 
     package init() {}
 }

@@ -133,7 +133,16 @@ package struct ConfigLoader {
             case "prefetch": if let v = int(value, min: 1, max: 65535) { s.prefetch = v }
             case "batch_size": if let v = int(value, min: 1, max: 10000) { s.batchSize = v }
             case "heartbeat_seconds": if let v = int(value, min: 0, max: 3600) { s.heartbeatSeconds = v }
-            default: unknownKey(key, in: "settings", allowed: "broker_url, tls_ca_file, data_dir, max_message_bytes, partitions, workers, prefetch, batch_size, heartbeat_seconds")
+            case "store_url":
+                if let v = string(value) {
+                    if v == "sqlite" || v.hasPrefix("sqlite:") || v.hasPrefix("postgres://") || v.hasPrefix("postgresql://") {
+                        s.storeURL = v
+                    } else {
+                        error(value, "store_url: expected sqlite, sqlite:/path/to/file or postgres://user:password@host:port/database")
+                    }
+                }
+            case "store_timeout_ms": if let v = int(value, min: 100, max: 600_000) { s.storeTimeoutMs = v }
+            default: unknownKey(key, in: "settings", allowed: "broker_url, tls_ca_file, data_dir, max_message_bytes, partitions, workers, prefetch, batch_size, heartbeat_seconds, store_url, store_timeout_ms")
             }
         }
     }

@@ -52,7 +52,7 @@ package enum EventType {
 }
 
 /// What the engine may know of a conversation.
-package struct ConversationSnapshot: Sendable {
+package struct ConversationSnapshot: Sendable, Codable {
     package var id: String
     package var version: Int
     /// Every endpoint's ticket id known for this conversation.

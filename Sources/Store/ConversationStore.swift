@@ -3,7 +3,7 @@ import JSONPath
 import Rules
 
 /// One endpoint's ticket, e.g. customer-a / INC0010001.
-package struct TicketRef: Hashable, Sendable, CustomStringConvertible {
+package struct TicketRef: Hashable, Sendable, Codable, CustomStringConvertible {
     package var endpoint: String
     package var ticketId: String
 
@@ -16,7 +16,7 @@ package struct TicketRef: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// An inbound message's identity for de-duplication: the ESB's message_id within its endpoint.
-package struct InboundKey: Hashable, Sendable, CustomStringConvertible {
+package struct InboundKey: Hashable, Sendable, Codable, CustomStringConvertible {
     package var endpoint: String
     package var messageId: String
 
@@ -30,7 +30,7 @@ package struct InboundKey: Hashable, Sendable, CustomStringConvertible {
 
 /// An outbound message as committed with the effects that caused it (the outbox). Re-published
 /// unchanged, with the same message id, when the inbound message is redelivered after a crash.
-package struct StoredOutbound: Sendable, Equatable {
+package struct StoredOutbound: Sendable, Equatable, Codable {
     package var messageId: String
     package var conversationId: String
     package var inbound: InboundKey
@@ -43,7 +43,7 @@ package struct StoredOutbound: Sendable, Equatable {
     /// A message for an endpoint, or a timer that comes back to this conversation (`type` is its name).
     package var kind: Kind
 
-    package enum Kind: String, Sendable {
+    package enum Kind: String, Sendable, Codable {
         case message
         case timer
     }
@@ -64,7 +64,7 @@ package struct StoredOutbound: Sendable, Equatable {
     }
 }
 
-package struct TimelineEntry: Sendable, Equatable {
+package struct TimelineEntry: Sendable, Equatable, Codable {
     package var conversationId: String
     package var at: Date
     /// received, rule-matched, no-rule, dropped, sent, acked, linked, warning, ...
@@ -91,7 +91,7 @@ package struct TimelineEntry: Sendable, Equatable {
 }
 
 /// Everything one inbound message changes, applied atomically or not at all.
-package struct Commit: Sendable {
+package struct Commit: Sendable, Codable {
     package var inbound: InboundKey
     package var conversationId: String
     /// The version the decision was made against; 0 creates the conversation.
@@ -120,9 +120,44 @@ package struct Commit: Sendable {
         self.outbox = outbox
         self.at = at
     }
+
+    private enum CodingKeys: String, CodingKey {
+        case inbound, conversationId, expectedVersion, newReferences, timeline, outbox, setAttributes, removedAttributes,
+            counters, at
+    }
+
+    // Attributes travel as set (name -> value) and removed (names): a removal and a JSON null stay apart.
+    package init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        inbound = try c.decode(InboundKey.self, forKey: .inbound)
+        conversationId = try c.decode(String.self, forKey: .conversationId)
+        expectedVersion = try c.decode(Int.self, forKey: .expectedVersion)
+        newReferences = try c.decode([TicketRef].self, forKey: .newReferences)
+        timeline = try c.decode([TimelineEntry].self, forKey: .timeline)
+        outbox = try c.decode([StoredOutbound].self, forKey: .outbox)
+        counters = try c.decode([String: Int].self, forKey: .counters)
+        at = try c.decode(Date.self, forKey: .at)
+        attributes = [:]
+        for (name, value) in try c.decode([String: JSON].self, forKey: .setAttributes) { attributes.updateValue(value, forKey: name) }
+        for name in try c.decode([String].self, forKey: .removedAttributes) { attributes.updateValue(nil, forKey: name) }
+    }
+
+    package func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(inbound, forKey: .inbound)
+        try c.encode(conversationId, forKey: .conversationId)
+        try c.encode(expectedVersion, forKey: .expectedVersion)
+        try c.encode(newReferences, forKey: .newReferences)
+        try c.encode(timeline, forKey: .timeline)
+        try c.encode(outbox, forKey: .outbox)
+        try c.encode(counters, forKey: .counters)
+        try c.encode(at, forKey: .at)
+        try c.encode(attributes.compactMapValues { $0 }, forKey: .setAttributes)
+        try c.encode(attributes.filter { $0.value == nil }.keys.sorted(), forKey: .removedAttributes)
+    }
 }
 
-package enum CommitOutcome: Sendable, Equatable {
+package enum CommitOutcome: Sendable, Equatable, Codable {
     /// Applied; the conversation is now at this version.
     case committed(version: Int)
     /// This inbound message was applied before; here is what it sent then.
@@ -131,7 +166,7 @@ package enum CommitOutcome: Sendable, Equatable {
     case stale
 }
 
-package struct StoreError: Error, CustomStringConvertible, Sendable {
+package struct StoreError: Error, CustomStringConvertible, Sendable, Codable {
     package var message: String
     package init(_ message: String) { self.message = message }
     package var description: String { "store: \(message)" }
@@ -141,6 +176,8 @@ package struct StoreError: Error, CustomStringConvertible, Sendable {
 package protocol ConversationStore: Sendable {
     /// The conversation any of these references belongs to (the first one found, in the given order).
     func find(_ refs: [TicketRef]) throws -> ConversationSnapshot?
+    /// `find` for many messages at once (one round trip for a remote store): one answer per list.
+    func find(batch: [[TicketRef]]) throws -> [ConversationSnapshot?]
     func conversation(id: String) throws -> ConversationSnapshot?
     /// The outbound message with this id, for acks that name it in their correlation_id.
     func outbound(messageId: String) throws -> StoredOutbound?
@@ -155,4 +192,10 @@ package protocol ConversationStore: Sendable {
     func heartbeat(member: String, ttl: TimeInterval) throws -> [String]
     /// A member leaving on purpose (graceful shutdown): the others take its partitions at once.
     func leave(member: String) throws
+}
+
+extension ConversationStore {
+    package func find(batch: [[TicketRef]]) throws -> [ConversationSnapshot?] {
+        try batch.map { try find($0) }
+    }
 }

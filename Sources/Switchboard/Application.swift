@@ -40,8 +40,39 @@ package enum Application {
         return options
     }
 
-    package static func openStore(_ config: SwitchboardConfig) throws -> SQLiteStore {
-        try SQLiteStore(path: (config.settings.dataDir as NSString).appendingPathComponent("switchboard.sqlite"))
+    /// The database `store_url` names, opened by the process that owns it (the store role, admin commands).
+    package static func openStore(_ config: SwitchboardConfig, logger: Logger) throws -> ConversationStore {
+        let url = config.settings.storeURL
+        if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
+            return try PostgresStore(url: url, logger: logger)
+        }
+        return try SQLiteStore(path: sqlitePath(config))
+    }
+
+    static func sqlitePath(_ config: SwitchboardConfig) -> String {
+        let url = config.settings.storeURL
+        if url.hasPrefix("sqlite:"), url.count > "sqlite:".count { return String(url.dropFirst("sqlite:".count)) }
+        return (config.settings.dataDir as NSString).appendingPathComponent("switchboard.sqlite")
+    }
+
+    /// The store for a log line: the SQLite file, or the PostgreSQL URL without its password.
+    static func storeDescription(_ config: SwitchboardConfig) -> String {
+        config.settings.storeURL.hasPrefix("sqlite") ? sqlitePath(config) : ConnectionOptions.redact(config.settings.storeURL)
+    }
+
+    /// The store role's service: answers `sb.store` requests from workers in other processes.
+    package static func storeService(
+        config: SwitchboardConfig, store: ConversationStore, options: ConnectionOptions, logger: Logger
+    ) -> RoleService {
+        // One SQLite file has one owner: a second store process waits (exclusive consumer) as a standby.
+        let exclusive = !(config.settings.storeURL.hasPrefix("postgres"))
+        return RoleService(name: "store") { flag in
+            ConsumerLoop(
+                name: "store", options: options, topology: Topology(config: config), prefetch: config.settings.prefetch,
+                batchSize: config.settings.batchSize, handler: StoreServer(store: store, exclusive: exclusive, logger: logger),
+                stopFlag: flag, logger: logger
+            ).run()
+        }
     }
 
     package static func intakeService(config: SwitchboardConfig, options: ConnectionOptions, logger: Logger) -> RoleService {
@@ -69,17 +100,29 @@ package enum Application {
         }
     }
 
-    /// Which roles a process runs. `switchboard run` is all of them; `intake` and `worker` are one each.
+    /// How a process reaches the conversation store.
+    package enum StoreAccess: Sendable {
+        /// No store (intake only).
+        case none
+        /// Owns the database and serves it to other processes over the broker (the store role).
+        case serve
+        /// Through the store role over the broker (a stateless worker).
+        case remote
+    }
+
+    /// Which roles a process runs. `switchboard run` is all of them; `intake`, `worker` and `store` one each.
     package struct Roles: Sendable {
         package var intake: Bool
+        package var store: StoreAccess
         /// Partitions this process's workers consume; empty: no worker.
         package var partitions: [Int]
         package var workerThreads: Int
         /// Take a share of the partitions that the live workers agree on, instead of `partitions`.
         package var coordinated: Bool
 
-        package init(intake: Bool, partitions: [Int], workerThreads: Int, coordinated: Bool = false) {
+        package init(intake: Bool, store: StoreAccess, partitions: [Int], workerThreads: Int, coordinated: Bool = false) {
             self.intake = intake
+            self.store = store
             self.partitions = partitions
             self.workerThreads = workerThreads
             self.coordinated = coordinated
@@ -91,27 +134,36 @@ package enum Application {
     /// worker processes can join it.
     package static func runAll(config: SwitchboardConfig, logger: Logger) async throws {
         try await run(
-            Roles(intake: true, partitions: Array(0..<config.settings.partitions), workerThreads: config.settings.workers,
-                  coordinated: true),
+            Roles(intake: true, store: .serve, partitions: Array(0..<config.settings.partitions),
+                  workerThreads: config.settings.workers, coordinated: true),
             config: config, logger: logger)
     }
 
     /// Runs the given roles with the same code whichever process they are in.
     package static func run(_ roles: Roles, config: SwitchboardConfig, logger: Logger) async throws {
         let options = try brokerOptions(config)
-        let store = try openStore(config)
         say("switchboard: broker \(options.redacted)")
         say("switchboard: endpoints \(config.endpointNames.joined(separator: ", ")): ESBs publish to exchange '\(Contract.inboundExchange)' (routing key = endpoint) and consume '\(Contract.outboundQueue("<endpoint>"))'")
-        say("switchboard: store \(store.path); bad input goes to queue '\(Contract.parkedQueue)'")
-        let workers = min(roles.workerThreads, roles.partitions.count)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        let store: ConversationStore
+        switch roles.store {
+        case .serve:
+            store = try openStore(config, logger: logger)
+            say("switchboard: store \(storeDescription(config)), serving queue '\(Contract.storeQueue)'; bad input goes to queue '\(Contract.parkedQueue)'")
+            services.append(.init(service: storeService(config: config, store: store, options: options, logger: logger)))
+        case .remote, .none:
+            store = RemoteStore(
+                options: options, timeout: Double(config.settings.storeTimeoutMs) / 1000, logger: logger)
+            if roles.store == .remote { say("switchboard: store reached through queue '\(Contract.storeQueue)' (the store role)") }
+        }
+        let workers = min(roles.workerThreads, roles.partitions.count)
         if roles.intake {
             services.append(.init(service: intakeService(config: config, options: options, logger: logger)))
         }
         let workerText = roles.coordinated
             ? "up to \(roles.workerThreads) worker thread(s) on this process's share of the \(config.settings.partitions) partitions"
             : "\(workers) worker thread(s) for partitions \(roles.partitions.map(String.init).joined(separator: ","))"
-        let running = [roles.intake ? "intake" : nil, roles.partitions.isEmpty ? nil : workerText]
+        let running = [roles.store == .serve ? "store" : nil, roles.intake ? "intake" : nil, roles.partitions.isEmpty ? nil : workerText]
         say("switchboard: running \(running.compactMap { $0 }.joined(separator: " and ")); Ctrl-C or SIGTERM stops gracefully")
         if roles.coordinated {
             let threads = roles.workerThreads
@@ -141,8 +193,8 @@ package func say(_ line: String) {
 
 extension Application {
     /// A conversation, found by any endpoint's ticket id, as an administrator reads it.
-    package static func describeConversation(config: SwitchboardConfig, endpoint: String, ticket: String) throws -> String? {
-        let store = try openStore(config)
+    package static func describeConversation(config: SwitchboardConfig, endpoint: String, ticket: String, logger: Logger) throws -> String? {
+        let store = try openStore(config, logger: logger)
         guard let c = try store.find([TicketRef(endpoint, ticket)]) else { return nil }
         let time = DateFormatter()
         time.dateFormat = "yyyy-MM-dd HH:mm:ss.SSS"

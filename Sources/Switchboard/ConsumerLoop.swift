@@ -8,11 +8,14 @@ package struct Outgoing: Sendable {
     package var exchange: String
     package var routingKey: String
     package var message: Message
+    /// Return it (and park it) when no queue takes it. Off for replies to a caller that may have gone.
+    package var mandatory: Bool
 
-    package init(exchange: String, routingKey: String, message: Message) {
+    package init(exchange: String, routingKey: String, message: Message, mandatory: Bool = true) {
         self.exchange = exchange
         self.routingKey = routingKey
         self.message = message
+        self.mandatory = mandatory
     }
 }
 
@@ -89,6 +92,12 @@ package final class ConsumerLoop {
                 try consume(on: c)
                 for (_, tag) in handler.queues { try? c.cancel(consumerTag: tag) }
                 c.close()
+            } catch let e as GiveBack {
+                connection?.close()
+                logger.error(
+                    "batch failed; everything unacked goes back to the queues",
+                    metadata: ["sb.role": "\(name)", "sb.error": "\(e.reason)", "sb.retry-in": "1s"])
+                sleep(seconds: 1)
             } catch {
                 connection?.close()
                 if stopFlag.isStopped { break }
@@ -100,6 +109,14 @@ package final class ConsumerLoop {
             }
         }
         logger.info("stopped", metadata: ["sb.role": "\(name)"])
+    }
+
+    /// A batch that could not be processed. Everything this connection holds unacked goes back to the
+    /// queues by closing it: nacking only the batch would let the prefetched messages behind it (the
+    /// same tickets' later updates) overtake it. Then reconnect after a pause.
+    private struct GiveBack: Error, CustomStringConvertible {
+        var reason: String
+        var description: String { reason }
     }
 
     private func consume(on c: Connection) throws {
@@ -117,13 +134,10 @@ package final class ConsumerLoop {
             outgoing = try handler.handle(batch)
         } catch {
             // Not the messages' fault (store unavailable, ...): give them back and slow down.
-            logger.error("batch failed; requeued", metadata: ["sb.role": "\(name)", "sb.error": "\(error)", "sb.batch": "\(batch.count)"])
-            try c.nack(batch[batch.count - 1], multiple: true, requeue: true)
-            sleep(seconds: 1)
-            return
+            throw GiveBack(reason: "batch of \(batch.count) failed: \(error)")
         }
         for o in outgoing {
-            try c.publish(exchange: o.exchange, routingKey: o.routingKey, message: o.message, mandatory: true)
+            try c.publish(exchange: o.exchange, routingKey: o.routingKey, message: o.message, mandatory: o.mandatory)
         }
         var outcome = try c.waitForConfirms(timeout: confirmTimeout)
         if !outcome.returned.isEmpty {
@@ -142,10 +156,7 @@ package final class ConsumerLoop {
         }
         guard outcome.nacked.isEmpty else {
             // The broker could not take them (e.g. a full queue): requeue the inputs and try again later.
-            logger.error("broker refused messages; batch requeued", metadata: ["sb.role": "\(name)", "sb.nacked": "\(outcome.nacked.count)"])
-            try c.nack(batch[batch.count - 1], multiple: true, requeue: true)
-            sleep(seconds: 1)
-            return
+            throw GiveBack(reason: "the broker refused \(outcome.nacked.count) outgoing message(s)")
         }
         try c.ack(batch[batch.count - 1], multiple: true)
     }

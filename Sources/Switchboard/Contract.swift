@@ -11,6 +11,8 @@ package enum Contract {
     package static let unroutedQueue = "sb.in.unrouted"
     package static let parkedQueue = "sb.parked"
     package static let workExchange = "sb.work"
+    /// Requests to the store role (load and commit), answered through direct reply-to.
+    package static let storeQueue = "sb.store"
 
     /// The pseudo-endpoint timers arrive from.
     package static let timerEndpoint = "switchboard"

@@ -32,6 +32,7 @@ package struct Topology: Sendable {
         try c.declareExchange(Contract.outboundExchange)
         try c.declareExchange(Contract.workExchange)
         try c.declareQueue(Contract.parkedQueue)
+        try c.declareQueue(Contract.storeQueue)
         for e in endpoints {
             try c.declareQueue(Contract.inboundQueue(e))
             try c.bindQueue(Contract.inboundQueue(e), exchange: Contract.inboundExchange, routingKey: e)

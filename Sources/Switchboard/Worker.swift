@@ -64,9 +64,13 @@ package final class WorkerHandler: BatchHandler {
             // Decisions within a batch build on each other: a later message of the same conversation sees
             // the version and references the earlier one will commit.
             var overlay = Overlay()
+            // One store round trip for the conversations of every ticket message in the batch.
+            let lookups = pending.filter { items[$0].event.map(Self.isTicketEvent) ?? false }
+            let found = try storeCall { try store.find(batch: lookups.map { Self.refs(of: items[$0]) }) }
+            let preloaded = Dictionary(uniqueKeysWithValues: zip(lookups, found))
             for i in pending {
                 do {
-                    items[i].commit = try decide(items[i], overlay: &overlay, retry: attempt > 1)
+                    items[i].commit = try decide(items[i], overlay: &overlay, preloaded: preloaded[i] ?? nil, retry: attempt > 1)
                 } catch let error as StoreError {
                     throw error
                 } catch {
@@ -136,7 +140,20 @@ package final class WorkerHandler: BatchHandler {
         var description: String
     }
 
-    private func decide(_ item: Item, overlay: inout Overlay, retry: Bool) throws -> Commit {
+    /// A message about a ticket (not a timer, not an ack): found by its ticket references.
+    private static func isTicketEvent(_ event: InboundEvent) -> Bool {
+        event.type != EventType.timer && event.type != Contract.ackType
+    }
+
+    /// The message's own ticket, then the other endpoints' tickets it names, in a stable order.
+    private static func refs(of item: Item) -> [TicketRef] {
+        guard let event = item.event else { return [] }
+        return [TicketRef(item.endpoint, event.ticketId ?? "")]
+            + event.references.sorted { $0.key < $1.key }.map { TicketRef($0.key, $0.value) }
+    }
+
+    /// `preloaded`: what the store held for this message's tickets when the batch started.
+    private func decide(_ item: Item, overlay: inout Overlay, preloaded: ConversationSnapshot?, retry: Bool) throws -> Commit {
         guard let event = item.event else { throw Unprocessable(description: "no event") }
         let now = clock()
         let inbound = InboundKey(item.endpoint, item.messageId)
@@ -177,13 +194,14 @@ package final class WorkerHandler: BatchHandler {
                 detail: "\(status) ack of \(acked.type) \(acked.messageId) to \(acked.target)"
                     + (event.body["message"]?.scalarText.map { ": \($0)" } ?? "")))
         } else {
-            let own = TicketRef(item.endpoint, event.ticketId ?? "")
-            let refs = [own] + event.references.sorted { $0.key < $1.key }.map { TicketRef($0.key, $0.value) }
+            let refs = Self.refs(of: item)
+            let own = refs[0]
             let known = overlay.byReference
             if let id = refs.compactMap({ known[$0] }).first, let s = overlay.conversations[id] {
                 snapshot = s
-            } else if let s = try storeCall({ try store.find(refs) }) {
-                snapshot = s
+            } else if let s = preloaded {
+                // An earlier message of the batch may have changed it since.
+                snapshot = overlay.conversations[s.id] ?? s
             } else {
                 snapshot = ConversationSnapshot(id: Contract.newConversationId())
             }

@@ -9,7 +9,7 @@ struct SwitchboardCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "switchboard",
         abstract: "An ITSM integration hub on RabbitMQ.",
-        subcommands: [Run.self, Intake.self, Worker.self, ConfigCommand.self, Timeline.self, Parked.self])
+        subcommands: [Run.self, Intake.self, Worker.self, Store.self, ConfigCommand.self, Timeline.self, Parked.self])
 }
 
 struct GlobalOptions: ParsableArguments {
@@ -64,7 +64,7 @@ struct Intake: AsyncParsableCommand {
     func run() async throws {
         let config = try loadConfigOrExit(options.config)
         try await Application.run(
-            .init(intake: true, partitions: [], workerThreads: 0), config: config, logger: options.logger("switchboard"))
+            .init(intake: true, store: .none, partitions: [], workerThreads: 0), config: config, logger: options.logger("switchboard"))
     }
 }
 
@@ -75,8 +75,9 @@ struct Worker: AsyncParsableCommand {
             Without --partitions, the worker joins the other workers (through the store) and takes an even \
             share of the partitions; shares move when workers come and go. With --partitions, it consumes \
             exactly those. Each partition is consumed exclusively: a second worker for the same partition is \
-            refused by the broker and retries until the first one leaves. Today the store is the SQLite file \
-            in data_dir, so worker processes share one machine.
+            refused by the broker and retries until the first one leaves. Workers are stateless: they load and \
+            commit conversations through the store role (`switchboard store` or `switchboard run`) over the \
+            broker, so they can run on any machine.
             """)
 
     @OptionGroup var options: GlobalOptions
@@ -96,7 +97,7 @@ struct Worker: AsyncParsableCommand {
             mine = parsed
         }
         try await Application.run(
-            .init(intake: false, partitions: mine, workerThreads: threads ?? config.settings.workers, coordinated: coordinated),
+            .init(intake: false, store: .remote, partitions: mine, workerThreads: threads ?? config.settings.workers, coordinated: coordinated),
             config: config,
             logger: options.logger("switchboard"))
     }
@@ -115,6 +116,25 @@ struct Worker: AsyncParsableCommand {
     }
 }
 
+struct Store: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run only the store role: own the database and serve workers' loads and commits over the broker.",
+        discussion: """
+            With store_url sqlite (the default) one store process serves at a time; start a second one as a \
+            standby and it takes over when the first stops. With store_url postgres://... run as many as you \
+            like, on any machine.
+            """)
+
+    @OptionGroup var options: GlobalOptions
+
+    func run() async throws {
+        let config = try loadConfigOrExit(options.config)
+        try await Application.run(
+            .init(intake: false, store: .serve, partitions: [], workerThreads: 0), config: config,
+            logger: options.logger("switchboard"))
+    }
+}
+
 struct Timeline: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show a conversation: its tickets, attributes, counters and timeline.",
@@ -126,7 +146,7 @@ struct Timeline: AsyncParsableCommand {
 
     func run() async throws {
         let cfg = try loadConfigOrExit(config)
-        guard let text = try Application.describeConversation(config: cfg, endpoint: endpoint, ticket: ticket) else {
+        guard let text = try Application.describeConversation(config: cfg, endpoint: endpoint, ticket: ticket, logger: Logger(label: "switchboard")) else {
             var err = FileHandle.standardError
             print("switchboard: no conversation has \(endpoint)/\(ticket)", to: &err)
             throw ExitCode(1)

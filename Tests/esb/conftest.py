@@ -109,10 +109,24 @@ class ESB:
                 self.ch.confirm_delivery()
 
 
-class Switchboard:
-    """The real binary, `switchboard run`, on a copy of Config/ with a data folder of its own."""
+def postgres_url(schema):
+    """A store_url in a schema of its own on the PostgreSQL that `make test` starts."""
+    base = os.environ.get("SB_TEST_POSTGRES_URL")
+    if not base:
+        pytest.fail("SB_TEST_POSTGRES_URL is not set: `make test` starts a PostgreSQL and sets it")
+    return f"{base}?schema={schema}"
 
-    def __init__(self, vhost, env=None, data=None, extra_config=None, args=("run",), consumers=None):
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request):
+    """Both store backends, for the tests that must hold on each: 'sqlite' or a fresh PostgreSQL schema."""
+    return "sqlite" if request.param == "sqlite" else postgres_url("esb_" + uuid.uuid4().hex[:12])
+
+
+class Switchboard:
+    """The real binary, `switchboard run` by default, on a copy of Config/ with a data folder of its own."""
+
+    def __init__(self, vhost, env=None, data=None, extra_config=None, args=("run",), consumers=None, store_url=None):
         self.dir = tempfile.mkdtemp(prefix="sb-esb-")
         self.config = os.path.join(self.dir, "Config")
         shutil.copytree(os.path.join(REPO, "Config"), self.config)
@@ -122,11 +136,13 @@ class Switchboard:
         self.data = data or os.path.join(self.dir, "data")
         self.env = dict(os.environ, SB_BROKER_URL=amqp_url(vhost), SB_DATA_DIR=self.data, SB_LOG_LEVEL="info")
         self.env.update(env or {})
+        self.store_url = store_url or "sqlite"
+        self.env["SB_STORE_URL"] = self.store_url
         self.log_path = os.path.join(self.dir, "switchboard.log")
         self.proc = None
         self.args = list(args)
-        # Each role thread logs "consuming" once: intake, and every worker thread (SB_WORKERS, 2 by default).
-        self.consumers = consumers if consumers is not None else 1 + int(self.env.get("SB_WORKERS", "2"))
+        # Each role thread logs "consuming" once: store, intake, and every worker thread (SB_WORKERS, 2 by default).
+        self.consumers = consumers if consumers is not None else 2 + int(self.env.get("SB_WORKERS", "2"))
 
     def start(self, timeout=30):
         self.log = open(self.log_path, "ab")
@@ -163,6 +179,18 @@ class Switchboard:
 
     def db(self):
         return sqlite3.connect(os.path.join(self.data, "switchboard.sqlite"))
+
+    def query(self, sql):
+        """Rows of a query on this Switchboard's store, SQLite or PostgreSQL (through psql), as tuples of str."""
+        if self.store_url == "sqlite":
+            with self.db() as db:
+                return [tuple(str(v) for v in row) for row in db.execute(sql).fetchall()]
+        base, schema = self.store_url.split("?schema=")
+        r = subprocess.run(["psql", base, "-X", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                           env=dict(os.environ, PGOPTIONS=f"-c search_path={schema}"), capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 0, r.stderr
+        return [tuple(line.split("\t")) for line in r.stdout.splitlines() if line]
 
 
 @pytest.fixture

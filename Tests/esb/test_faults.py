@@ -1,5 +1,6 @@
-"""Crash safety under faults: kill -9 workers again and again, cut every broker connection once.
-Afterwards every effect happened exactly once and every ticket's messages left in order."""
+"""Crash safety under faults, on each store backend: kill -9 workers again and again, kill -9 the store
+once, cut every broker connection once. Afterwards every effect happened exactly once and every
+ticket's messages left in order."""
 import json
 import os
 import random
@@ -25,19 +26,29 @@ DESK = {"value": "g2", "display_value": "Service Desk"}
 PARTITIONS = ["0-2", "3-5", "6-7"]
 
 
-def test_kill_workers_and_cut_connections_lose_nothing_and_double_nothing(esb, vhost):
+def test_kill_workers_and_the_store_and_cut_connections_lose_nothing_and_double_nothing(esb, vhost, store_url):
     if not rabbitmqctl_ok():
         pytest.skip("the broker is not the one Deploy/local/rabbitmq.sh started")
     tickets, per_ticket = 200, int(os.environ.get("SB_FAULT_MESSAGES_PER_TICKET", "50"))
     total = tickets * per_ticket
-    intake = Switchboard(vhost, extra_config=COUNTING_RULES, args=["intake"], consumers=1).start()
+    # Workers give up on an unanswered store call after 2 s (their batch goes back to the queue).
+    env = {"SB_STORE_TIMEOUT_MS": "2000"}
+
+    def store():
+        return Switchboard(vhost, extra_config=COUNTING_RULES, args=["store"], consumers=1, store_url=store_url,
+                           env=env, data=os.path.join(intake.dir, "store-data")).start()
+
+    intake = Switchboard(vhost, extra_config=COUNTING_RULES, args=["intake"], consumers=1)
+    intake.start()
+    the_store = store()
 
     def worker(i):
-        return Switchboard(vhost, extra_config=COUNTING_RULES, data=intake.data,
+        return Switchboard(vhost, extra_config=COUNTING_RULES, env=env,
                            args=["worker", "--partitions", PARTITIONS[i], "--threads", "1"], consumers=1).start()
 
     workers = []
     kills = 0
+    store_killed = False
     try:
         # The backlog first, so the faults below hit a pipeline that is busy all along.
         for seq in range(per_ticket):
@@ -46,8 +57,9 @@ def test_kill_workers_and_cut_connections_lose_nothing_and_double_nothing(esb, v
         workers = [worker(i) for i in range(3)]
         seen, first_order = set(), {}
         deadline = time.time() + 240
-        next_kill = time.time() + 0.7
+        next_kill = time.time() + 2.0
         cut = False
+        started = time.time()
         while len(seen) < total and time.time() < deadline:
             for props, body in esb.take("sb.out.vendor-x", 500, timeout=0.5):
                 if props.message_id not in seen:
@@ -60,15 +72,22 @@ def test_kill_workers_and_cut_connections_lose_nothing_and_double_nothing(esb, v
                 workers[i].proc.wait()
                 kills += 1
                 workers[i] = worker(i)
-                next_kill = time.time() + 0.7
+                next_kill = time.time() + 2.0
+            if not store_killed and len(seen) > total // 3:
+                the_store.proc.send_signal(signal.SIGKILL)
+                the_store.proc.wait()
+                store_killed = True
+                time.sleep(1.0)
+                the_store = store()
             if not cut and len(seen) > total // 2:
                 assert rabbitmqctl("close_all_connections", "-p", vhost, "test: connection loss").returncode == 0
                 cut = True
                 time.sleep(0.5)
                 esb.connect()
-        print(f"faults: {total} messages, {kills} workers killed with SIGKILL, connections cut once")
+        print(f"faults ({store_url.split('?')[0]}): {total} messages, {kills} workers and the store killed with SIGKILL, "
+              f"connections cut once; {time.time() - started:.1f} s")
         assert kills >= 2, "the run ended before the workers could be killed"
-        assert cut
+        assert cut and store_killed
         seen_more = esb.drain("sb.out.vendor-x", quiet=2.0)
         seen.update(p.message_id for p, _ in seen_more)
         # Every inbound message produced exactly one distinct outbound message id.
@@ -76,13 +95,12 @@ def test_kill_workers_and_cut_connections_lose_nothing_and_double_nothing(esb, v
         # Each ticket's outbound messages first arrived in the order its inbound messages were sent.
         assert all(order == list(range(per_ticket)) for order in first_order.values()), \
             {k: v for k, v in first_order.items() if v != list(range(per_ticket))}
-        with intake.db() as db:
-            counters = dict(db.execute(
-                "SELECT r.ticket_id, c.value FROM counter c JOIN reference r ON r.conversation_id = c.conversation_id "
-                "WHERE c.name = 'seen' AND r.endpoint = 'customer-a'").fetchall())
-            assert len(counters) == tickets
-            assert set(counters.values()) == {per_ticket}, "a counter was applied twice or not at all"
-            assert db.execute("SELECT count(*) FROM processed WHERE message_id LIKE 'f-%'").fetchone()[0] == total
+        counters = dict(the_store.query(
+            "SELECT r.ticket_id, c.value FROM counter c JOIN reference r ON r.conversation_id = c.conversation_id "
+            "WHERE c.name = 'seen' AND r.endpoint = 'customer-a'"))
+        assert len(counters) == tickets
+        assert {int(v) for v in counters.values()} == {per_ticket}, "a counter was applied twice or not at all"
+        assert the_store.query("SELECT count(*) FROM processed WHERE message_id LIKE 'f-%'") == [(str(total),)]
         assert esb.depth("sb.parked") == 0
         for q in ["sb.in.customer-a"] + [f"sb.work.{p}" for p in range(8)]:
             assert esb.depth(q) == 0, q
@@ -90,3 +108,4 @@ def test_kill_workers_and_cut_connections_lose_nothing_and_double_nothing(esb, v
         for w in workers:
             w.stop()
         intake.stop()
+        the_store.stop()

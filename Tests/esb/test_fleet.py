@@ -1,5 +1,7 @@
-"""Roles as separate processes of the one binary (the first part of the fleet issue)."""
+"""Roles as separate processes of the one binary: intake, stateless workers, and the store role that
+owns the database and serves the workers over the broker."""
 import json
+import os
 import signal
 import time
 from collections import Counter
@@ -22,9 +24,11 @@ DESK = {"value": "g2", "display_value": "Service Desk"}
 
 
 def test_intake_and_two_worker_processes_keep_per_ticket_order(esb, vhost):
+    store = Switchboard(vhost, extra_config=ORDER_RULES, args=["store"], consumers=1).start()
     intake = Switchboard(vhost, extra_config=ORDER_RULES, args=["intake"], consumers=1).start()
-    a = Switchboard(vhost, extra_config=ORDER_RULES, data=intake.data, args=["worker", "--partitions", "0-3"], consumers=2).start()
-    b = Switchboard(vhost, extra_config=ORDER_RULES, data=intake.data, args=["worker", "--partitions", "4-7"], consumers=2).start()
+    # The workers have no database of their own (no data folder in common with the store).
+    a = Switchboard(vhost, extra_config=ORDER_RULES, args=["worker", "--partitions", "0-3"], consumers=2).start()
+    b = Switchboard(vhost, extra_config=ORDER_RULES, args=["worker", "--partitions", "4-7"], consumers=2).start()
     try:
         tickets, per_ticket = 40, 15
         for seq in range(per_ticket):
@@ -38,15 +42,39 @@ def test_intake_and_two_worker_processes_keep_per_ticket_order(esb, vhost):
             seen.setdefault(m["number"], []).append(m["seq"])
         assert all(seqs == list(range(per_ticket)) for seqs in seen.values()), seen
         # Both worker processes did part of the work.
-        with intake.db() as db:
+        with store.db() as db:
             assert db.execute("SELECT count(*) FROM processed WHERE message_id LIKE 'o-%'").fetchone()[0] == tickets * per_ticket
         assert "worker-0" in a.output() and "worker-0" in b.output()
+        assert not os.path.exists(os.path.join(a.data, "switchboard.sqlite"))
     finally:
-        for p in (b, a, intake):
+        for p in (b, a, intake, store):
             assert p.stop() == 0
 
 
+def test_a_worker_without_a_store_says_so_and_loses_nothing(esb, vhost):
+    intake = Switchboard(vhost, extra_config=ORDER_RULES, args=["intake"], consumers=1).start()
+    worker = Switchboard(vhost, extra_config=ORDER_RULES, args=["worker", "--threads", "1", "--partitions", "0-7"],
+                         env={"SB_STORE_TIMEOUT_MS": "500"}, consumers=1).start()
+    store = None
+    try:
+        esb.publish("customer-a", incident("NOSTORE1", seq=0, assignment_group=DESK), message_id="nostore-0")
+        deadline = time.time() + 15
+        while "has no consumer" not in worker.output() and time.time() < deadline:
+            time.sleep(0.2)
+        assert "no store answered" in worker.output() and "start `switchboard store`" in worker.output(), worker.output()
+        assert esb.depth("sb.parked") == 0
+        # The message waits in its partition and goes through once a store is there.
+        store = Switchboard(vhost, extra_config=ORDER_RULES, args=["store"], consumers=1).start()
+        got = esb.take("sb.out.vendor-x", 1, timeout=20)
+        assert [json.loads(b)["number"] for _, b in got] == ["NOSTORE1"]
+    finally:
+        for p in (worker, intake, store):
+            if p:
+                p.stop()
+
+
 def test_a_partition_has_one_worker_and_is_taken_over_when_it_leaves(esb, vhost):
+    store = Switchboard(vhost, extra_config=ORDER_RULES, args=["store"], consumers=1).start()
     intake = Switchboard(vhost, extra_config=ORDER_RULES, args=["intake"], consumers=1).start()
     everything = ["worker", "--partitions", "0-7", "--threads", "1"]
     first = Switchboard(vhost, extra_config=ORDER_RULES, data=intake.data, args=everything, consumers=1).start()
@@ -67,7 +95,7 @@ def test_a_partition_has_one_worker_and_is_taken_over_when_it_leaves(esb, vhost)
         assert [json.loads(b)["seq"] for _, b in got] == [1]
         assert "consuming" in second.output()
     finally:
-        for p in (second, first, intake):
+        for p in (second, first, intake, store):
             p.stop()
 
 
@@ -108,6 +136,7 @@ def test_partitions_spread_over_live_workers_and_move_when_one_leaves(esb, vhost
     if not rabbitmqctl_ok():
         pytest.skip("the broker is not the one Deploy/local/rabbitmq.sh started")
     auto = ["worker", "--threads", "1"]
+    store = Switchboard(vhost, args=["store"], consumers=1).start()
     a = Switchboard(vhost, args=auto, consumers=1).start()
     b = c = None
     since = {}
@@ -136,7 +165,7 @@ def test_partitions_spread_over_live_workers_and_move_when_one_leaves(esb, vhost
         finally:
             intake.stop()
     finally:
-        for p in (c, b, a):
+        for p in (c, b, a, store):
             if p:
                 p.stop()
 

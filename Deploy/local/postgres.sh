@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# A throwaway PostgreSQL for development and tests: its own cluster in $SB_POSTGRES_DIR (default
+# .postgres/ in the repo), on 127.0.0.1:${SB_POSTGRES_PORT:-55432}, trust authentication for local
+# connections, fsync off. Never touches a cluster the machine already runs.
+#   postgres.sh start   create the cluster on first use and start it (no-op when it answers already)
+#   postgres.sh stop
+#   postgres.sh url     the store_url for it
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+port="${SB_POSTGRES_PORT:-55432}"
+state="${SB_POSTGRES_DIR:-$repo/.postgres}"
+# As root the server runs as 'postgres', which may not reach into the repo (a clone under /root, say).
+if [ -z "${SB_POSTGRES_DIR:-}" ] && [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$repo" 2>/dev/null; then
+  state="/tmp/switchboard-postgres-$port"
+fi
+bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+[ -n "$bin" ] || { echo "postgres.sh: PostgreSQL is not installed (make deps installs it)" >&2; exit 1; }
+
+# initdb and the server refuse to run as root: as root, run them as the 'postgres' user.
+as_owner() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+answers() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
+
+case "${1:-}" in
+  start)
+    if answers; then exit 0; fi
+    mkdir -p "$state"
+    [ "$(id -u)" = 0 ] && chown postgres: "$state"
+    if [ ! -f "$state/PG_VERSION" ]; then
+      as_owner "$bin/initdb" -D "$state" -U postgres -A trust -E UTF8 --no-sync >"$state.initdb.log" 2>&1 \
+        || { cat "$state.initdb.log" >&2; exit 1; }
+    fi
+    as_owner "$bin/pg_ctl" -D "$state" -l "$state/server.log" -w -t 60 \
+      -o "-p $port -k $state -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=200" start >/dev/null \
+      || { tail -20 "$state/server.log" >&2; exit 1; }
+    echo "postgres.sh: PostgreSQL on 127.0.0.1:$port ($state)"
+    ;;
+  stop)
+    [ -f "$state/postmaster.pid" ] && as_owner "$bin/pg_ctl" -D "$state" -m fast -w stop >/dev/null || true
+    ;;
+  url)
+    echo "postgres://postgres@127.0.0.1:$port/postgres"
+    ;;
+  *)
+    echo "usage: $0 start|stop|url" >&2; exit 2 ;;
+esac

@@ -1,0 +1,231 @@
+import AMQP
+import Foundation
+import Logging
+import Rules
+import Store
+
+/// The store role's protocol over the broker. A request is a message to queue `sb.store` whose `type`
+/// names the operation and whose body is its JSON-encoded argument; it carries `reply_to` (RabbitMQ's
+/// direct reply-to), a `correlation_id` and an `expiration` equal to the caller's timeout, so a request
+/// nobody took in time disappears instead of being served late. The answer has `type` `ok` (body: the
+/// result) or `error` (body: the store's error message).
+///
+/// Nothing here needs to be exactly-once: reads are reads, and a commit that was applied but whose answer
+/// was lost is answered `duplicate` when the worker's redelivered batch commits again.
+package enum StoreRPC {
+    package enum Op: String, Sendable {
+        case find, findBatch, conversation, outbound, commit, timeline, references, heartbeat, leave
+    }
+
+    struct Refs: Codable { var refs: [TicketRef] }
+    struct Batch: Codable { var batch: [[TicketRef]] }
+    struct Id: Codable { var id: String }
+    struct Commits: Codable { var commits: [Commit] }
+    struct Member: Codable { var member: String; var ttl: Double }
+    struct Nothing: Codable {}
+    /// Results are wrapped so an optional result is still a JSON object at the top.
+    struct Reply<T: Codable>: Codable { var value: T }
+
+    static func encode(_ value: some Encodable) throws -> Data {
+        try JSONEncoder().encode(value)
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ data: Data) throws -> T {
+        try JSONDecoder().decode(type, from: data)
+    }
+}
+
+/// The store role: serves `sb.store` requests from a store it owns (SQLite or PostgreSQL). With SQLite it
+/// consumes exclusively, so a second store process waits as a hot standby instead of opening a second
+/// database; with PostgreSQL any number of store processes share the queue.
+package final class StoreServer: BatchHandler {
+    private let store: ConversationStore
+    private let logger: Logger
+    package let exclusive: Bool
+
+    package init(store: ConversationStore, exclusive: Bool, logger: Logger) {
+        self.store = store
+        self.exclusive = exclusive
+        self.logger = logger
+    }
+
+    package var queues: [(queue: String, tag: String)] {
+        [(Contract.storeQueue, "sb-store:\(ProcessInfo.processInfo.processIdentifier)")]
+    }
+
+    package func handle(_ batch: [Delivery]) throws -> [Outgoing] {
+        batch.compactMap { d in
+            let p = d.message.properties
+            guard let replyTo = p.replyTo, !replyTo.isEmpty else {
+                logger.warning("store request without reply_to ignored", metadata: ["sb.op": "\(p.type ?? "")"])
+                return nil
+            }
+            let (type, body): (String, Data)
+            do {
+                (type, body) = ("ok", try answer(p.type ?? "", d.message.body))
+            } catch {
+                let message = (error as? StoreError)?.message ?? "\(error)"
+                logger.error("store request failed", metadata: ["sb.op": "\(p.type ?? "")", "sb.error": "\(message)"])
+                (type, body) = ("error", (try? StoreRPC.encode(StoreError(message))) ?? Data())
+            }
+            return Outgoing(
+                exchange: "", routingKey: replyTo,
+                message: Message(body: body, properties: Properties(correlationId: p.correlationId, type: type, persistent: false)),
+                mandatory: false)
+        }
+    }
+
+    private func answer(_ op: String, _ body: Data) throws -> Data {
+        guard let op = StoreRPC.Op(rawValue: op) else { throw StoreError("unknown store operation '\(op)'") }
+        func reply<T: Codable>(_ value: T) throws -> Data { try StoreRPC.encode(StoreRPC.Reply(value: value)) }
+        switch op {
+        case .find: return try reply(store.find(StoreRPC.decode(StoreRPC.Refs.self, body).refs))
+        case .findBatch: return try reply(store.find(batch: StoreRPC.decode(StoreRPC.Batch.self, body).batch))
+        case .conversation: return try reply(store.conversation(id: StoreRPC.decode(StoreRPC.Id.self, body).id))
+        case .outbound: return try reply(store.outbound(messageId: StoreRPC.decode(StoreRPC.Id.self, body).id))
+        case .commit: return try reply(store.commit(StoreRPC.decode(StoreRPC.Commits.self, body).commits))
+        case .timeline: return try reply(store.timeline(conversationId: StoreRPC.decode(StoreRPC.Id.self, body).id))
+        case .references: return try reply(store.references(conversationId: StoreRPC.decode(StoreRPC.Id.self, body).id))
+        case .heartbeat:
+            let m = try StoreRPC.decode(StoreRPC.Member.self, body)
+            return try reply(store.heartbeat(member: m.member, ttl: m.ttl))
+        case .leave:
+            try store.leave(member: StoreRPC.decode(StoreRPC.Id.self, body).id)
+            return try reply(StoreRPC.Nothing())
+        }
+    }
+}
+
+/// The store as a stateless worker sees it: every call is a request to the store role over the broker.
+/// Safe to call from any thread: each call borrows one of a few connections (one per concurrent caller).
+package final class RemoteStore: ConversationStore, @unchecked Sendable {
+    private let options: ConnectionOptions
+    private let timeout: TimeInterval
+    private let logger: Logger
+    private let lock = NSLock()
+    private var idle: [Channel] = []
+    private var nextId: UInt64 = 0
+
+    /// One connection and its reply consumer; used by one caller at a time.
+    private final class Channel {
+        let connection: Connection
+        init(_ connection: Connection) { self.connection = connection }
+    }
+
+    package init(options: ConnectionOptions, timeout: TimeInterval, logger: Logger) {
+        var options = options
+        options.connectionName = "switchboard store client pid \(ProcessInfo.processInfo.processIdentifier)"
+        self.options = options
+        self.timeout = timeout
+        self.logger = logger
+    }
+
+    package func find(_ refs: [TicketRef]) throws -> ConversationSnapshot? {
+        try call(.find, StoreRPC.Refs(refs: refs))
+    }
+
+    package func find(batch: [[TicketRef]]) throws -> [ConversationSnapshot?] {
+        try call(.findBatch, StoreRPC.Batch(batch: batch))
+    }
+
+    package func conversation(id: String) throws -> ConversationSnapshot? {
+        try call(.conversation, StoreRPC.Id(id: id))
+    }
+
+    package func outbound(messageId: String) throws -> StoredOutbound? {
+        try call(.outbound, StoreRPC.Id(id: messageId))
+    }
+
+    package func commit(_ commits: [Commit]) throws -> [CommitOutcome] {
+        try call(.commit, StoreRPC.Commits(commits: commits))
+    }
+
+    package func timeline(conversationId: String) throws -> [TimelineEntry] {
+        try call(.timeline, StoreRPC.Id(id: conversationId))
+    }
+
+    package func references(conversationId: String) throws -> [String: String] {
+        try call(.references, StoreRPC.Id(id: conversationId))
+    }
+
+    package func heartbeat(member: String, ttl: TimeInterval) throws -> [String] {
+        try call(.heartbeat, StoreRPC.Member(member: member, ttl: ttl))
+    }
+
+    package func leave(member: String) throws {
+        let _: StoreRPC.Nothing = try call(.leave, StoreRPC.Id(id: member))
+    }
+
+    private func borrow() throws -> (Channel, String) {
+        lock.lock()
+        nextId += 1
+        let id = String(nextId)
+        let channel = idle.popLast()
+        lock.unlock()
+        if let channel { return (channel, id) }
+        let c = try Connection(options, logger: logger)
+        try c.declareQueue(Contract.storeQueue)
+        try c.consumeDirectReplies()
+        return (Channel(c), id)
+    }
+
+    private func giveBack(_ channel: Channel) {
+        lock.lock()
+        idle.append(channel)
+        lock.unlock()
+    }
+
+    private func call<R: Codable>(_ op: StoreRPC.Op, _ request: some Encodable) throws -> R {
+        let channel: Channel
+        let id: String
+        do {
+            (channel, id) = try borrow()
+        } catch {
+            throw StoreError("cannot reach the broker to call the store (\(op.rawValue)): \(error)")
+        }
+        let c = channel.connection
+        let answer: Message
+        do {
+            let props = Properties(
+                correlationId: id, type: op.rawValue, replyTo: Connection.directReplyTo,
+                expiration: String(Int(timeout * 1000)), persistent: false)
+            try c.publish(
+                exchange: "", routingKey: Contract.storeQueue, message: Message(body: try StoreRPC.encode(request), properties: props),
+                mandatory: false)
+            answer = try wait(for: id, on: c, op: op)
+        } catch let e as StoreError {
+            giveBack(channel)
+            throw e
+        } catch {
+            // The connection is broken: drop it; the next call makes a new one.
+            c.close()
+            throw StoreError("store call '\(op.rawValue)' failed: \(error)")
+        }
+        giveBack(channel)
+        if answer.properties.type == "error" {
+            throw (try? StoreRPC.decode(StoreError.self, answer.body)) ?? StoreError("the store failed '\(op.rawValue)'")
+        }
+        do {
+            return try StoreRPC.decode(StoreRPC.Reply<R>.self, answer.body).value
+        } catch {
+            throw StoreError("unreadable answer from the store to '\(op.rawValue)': \(error)")
+        }
+    }
+
+    private func wait(for id: String, on c: Connection, op: StoreRPC.Op) throws -> Message {
+        let deadline = Date().addingTimeInterval(timeout)
+        while true {
+            let remaining = deadline.timeIntervalSinceNow
+            guard remaining > 0, let d = try c.nextDelivery(timeout: remaining) else {
+                let consumers = (try? c.queueDepth(Contract.storeQueue))?.consumers
+                throw StoreError(
+                    "no store answered '\(op.rawValue)' within \(timeout) s"
+                        + (consumers == 0
+                            ? ": queue '\(Contract.storeQueue)' has no consumer; start `switchboard store` (or `switchboard run`)"
+                            : " (queue '\(Contract.storeQueue)' has \(consumers.map(String.init) ?? "?") consumer(s))"))
+            }
+            // A late answer to an earlier call that timed out is not ours.
+            if d.message.properties.correlationId == id { return d.message }
+        }
+    }
+}

@@ -1,0 +1,203 @@
+import Foundation
+import Logging
+import Testing
+
+@testable import JSONPath
+@testable import Rules
+@testable import Store
+
+// One contract, two backends: every test body below runs against SQLite and against a real PostgreSQL
+// (the server `make test` and `.ci/run` start; its URL comes in SB_TEST_POSTGRES_URL).
+
+/// Runs blocking store code on a thread of its own: the stores block their caller (as the worker
+/// threads do), which must never be one of Swift concurrency's few threads.
+func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try body() }) }.start()
+    }
+}
+
+func outbound(_ id: String, conversation: String, inbound: InboundKey) -> StoredOutbound {
+    StoredOutbound(messageId: id, conversationId: conversation, inbound: inbound, target: "vendor-x", type: "create",
+                   rule: "r", body: Data("{\"id\":\"\(id)\"}".utf8))
+}
+
+/// Opens stores of one backend; `reopen` opens the same database again (a second store process).
+struct Backend: Sendable {
+    var name: String
+    var open: @Sendable () throws -> (store: ConversationStore, reopen: @Sendable () throws -> ConversationStore)
+
+    static let sqlite = Backend(name: "sqlite") {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sb-store-\(UUID().uuidString)")
+        let path = dir.appendingPathComponent("switchboard.sqlite").path
+        return (try SQLiteStore(path: path), { try SQLiteStore(path: path) })
+    }
+
+    struct NoServer: Error, CustomStringConvertible {
+        var description: String {
+            "SB_TEST_POSTGRES_URL is not set: `make test` starts a PostgreSQL and sets it (`make test-unit` skips these)"
+        }
+    }
+
+    /// Each store gets a schema of its own in the test server's database.
+    static let postgres = Backend(name: "postgres") {
+        guard let base = ProcessInfo.processInfo.environment["SB_TEST_POSTGRES_URL"], !base.isEmpty else { throw NoServer() }
+        let url = base + (base.contains("?") ? "&" : "?") + "schema=t\(UUID().uuidString.prefix(12).lowercased().replacingOccurrences(of: "-", with: ""))"
+        let logger = Logger(label: "store-test")
+        return (try PostgresStore(url: url, logger: logger), { try PostgresStore(url: url, logger: logger) })
+    }
+}
+
+enum StoreContract {
+    static func createFindAndLink(_ backend: Backend) throws {
+        let store = try backend.open().store
+        let now = Date()
+        let key = InboundKey("customer-a", "m1")
+        let outcome = try store.commit([Commit(
+            inbound: key, conversationId: "c1", expectedVersion: 0, newReferences: [TicketRef("customer-a", "INC1")],
+            timeline: [TimelineEntry(conversationId: "c1", at: now, kind: "received", endpoint: "customer-a", who: "alice", detail: "x")],
+            outbox: [outbound("o1", conversation: "c1", inbound: key)], attributes: ["origin": .some("portal"), "gone": JSON?.none],
+            counters: ["updates": 1], at: now)])
+        #expect(outcome == [.committed(version: 1)])
+        // A second endpoint's reference links to the same conversation.
+        let key2 = InboundKey("vendor-x", "v1")
+        #expect(try store.commit([Commit(inbound: key2, conversationId: "c1", expectedVersion: 1,
+                                         newReferences: [TicketRef("vendor-x", "VX-1")], counters: ["updates": 2], at: now)])
+                == [.committed(version: 2)])
+        let byVendor = try #require(try store.find([TicketRef("vendor-x", "VX-1")]))
+        #expect(byVendor.id == "c1")
+        #expect(byVendor.version == 2)
+        #expect(byVendor.references == ["customer-a": "INC1", "vendor-x": "VX-1"])
+        #expect(byVendor.attributes == ["origin": "portal"])
+        #expect(byVendor.counters == ["updates": 2])
+        #expect(try store.references(conversationId: "c1") == ["customer-a": "INC1", "vendor-x": "VX-1"])
+        #expect(try store.find([TicketRef("vendor-x", "VX-404")]) == nil)
+        let batch = try store.find(batch: [[TicketRef("vendor-x", "VX-404"), TicketRef("customer-a", "INC1")], [TicketRef("x", "y")]])
+        #expect(batch.map { $0?.id } == ["c1", nil])
+        let stored = try #require(try store.outbound(messageId: "o1"))
+        #expect(stored == outbound("o1", conversation: "c1", inbound: key))
+        let timeline = try store.timeline(conversationId: "c1")
+        #expect(timeline.map(\.who) == ["alice"])
+        #expect(abs(timeline[0].at.timeIntervalSince(now)) < 0.001)
+    }
+
+    static func duplicateInboundReturnsTheStoredOutbox(_ backend: Backend) throws {
+        let store = try backend.open().store
+        let key = InboundKey("customer-a", "m1")
+        let c = Commit(inbound: key, conversationId: "c1", expectedVersion: 0, newReferences: [TicketRef("customer-a", "INC1")],
+                       outbox: [outbound("o1", conversation: "c1", inbound: key), outbound("o2", conversation: "c1", inbound: key)], at: Date())
+        #expect(try store.commit([c]) == [.committed(version: 1)])
+        var again = c
+        again.expectedVersion = 1
+        again.outbox = []
+        let outcome = try store.commit([again])
+        guard case .duplicate(let conversation, let outbox) = outcome.first else {
+            Issue.record("a resent message id was applied twice: \(outcome)")
+            return
+        }
+        #expect(conversation == "c1")
+        #expect(outbox.map(\.messageId) == ["o1", "o2"])
+        #expect(try store.conversation(id: "c1")?.version == 1)
+    }
+
+    static func staleVersionIsRefused(_ backend: Backend) throws {
+        let store = try backend.open().store
+        let now = Date()
+        #expect(try store.commit([Commit(inbound: InboundKey("a", "1"), conversationId: "c1", expectedVersion: 0, at: now)]) == [.committed(version: 1)])
+        // Two writers decided against version 1; the second loses, and nothing of it is applied.
+        let outcomes = try store.commit([
+            Commit(inbound: InboundKey("a", "2"), conversationId: "c1", expectedVersion: 1, counters: ["n": 1], at: now),
+            Commit(inbound: InboundKey("a", "3"), conversationId: "c1", expectedVersion: 1,
+                   outbox: [outbound("o3", conversation: "c1", inbound: InboundKey("a", "3"))], counters: ["n": 7], at: now),
+        ])
+        #expect(outcomes == [.committed(version: 2), .stale])
+        #expect(try store.conversation(id: "c1")?.counters == ["n": 1])
+        #expect(try store.outbound(messageId: "o3") == nil)
+        // Creating a conversation that exists already is stale as well.
+        #expect(try store.commit([Commit(inbound: InboundKey("a", "4"), conversationId: "c1", expectedVersion: 0, at: now)]) == [.stale])
+        // A refused message was not recorded as processed: its next attempt commits.
+        #expect(try store.commit([Commit(inbound: InboundKey("a", "3"), conversationId: "c1", expectedVersion: 2, at: now)])
+                == [.committed(version: 3)])
+    }
+
+    static func referenceOwnedByAnotherConversationIsStale(_ backend: Backend) throws {
+        let store = try backend.open().store
+        let now = Date()
+        _ = try store.commit([Commit(inbound: InboundKey("a", "1"), conversationId: "c1", expectedVersion: 0,
+                                     newReferences: [TicketRef("vendor-x", "VX-1")], at: now)])
+        #expect(try store.commit([Commit(inbound: InboundKey("a", "2"), conversationId: "c2", expectedVersion: 0,
+                                         newReferences: [TicketRef("vendor-x", "VX-1")], at: now)]) == [.stale])
+        #expect(try store.conversation(id: "c2") == nil)
+    }
+
+    static func survivesReopening(_ backend: Backend) throws {
+        let (store, reopen) = try backend.open()
+        _ = try store.commit([Commit(inbound: InboundKey("a", "1"), conversationId: "c1", expectedVersion: 0,
+                                     newReferences: [TicketRef("a", "T1")], at: Date())])
+        #expect(try reopen().find([TicketRef("a", "T1")])?.id == "c1")
+    }
+
+    static func membership(_ backend: Backend) throws {
+        let store = try backend.open().store
+        #expect(try store.heartbeat(member: "w-b", ttl: 4) == ["w-b"])
+        #expect(try store.heartbeat(member: "w-a", ttl: 4) == ["w-a", "w-b"])
+        try store.leave(member: "w-b")
+        #expect(try store.heartbeat(member: "w-a", ttl: 4) == ["w-a"])
+    }
+
+    /// Two store processes (two connections to one database), each with a writer that reads the
+    /// conversation, decides, and commits against the version it read; on a stale answer it reads again.
+    /// Every increment lands exactly once, and some commits were refused on the way.
+    static func concurrentWritersOnOneConversation(_ backend: Backend) async throws {
+        let (first, reopen) = try backend.open()
+        let second = try reopen()
+        _ = try first.commit([Commit(inbound: InboundKey("t", "0"), conversationId: "c1", expectedVersion: 0, counters: ["n": 0], at: Date())])
+        let perWriter = 60
+        async let a = onThread { try writer(first, name: "a", count: perWriter) }
+        async let b = onThread { try writer(second, name: "b", count: perWriter) }
+        let (staleA, staleB) = try await (a, b)
+        let final = try #require(try first.conversation(id: "c1"))
+        #expect(final.counters["n"] == 2 * perWriter)
+        #expect(final.version == 2 * perWriter + 1)
+        #expect(staleA + staleB > 0, "the two writers never collided; the test proves nothing")
+    }
+
+    /// Returns how many of its commits were refused as stale.
+    private static func writer(_ store: ConversationStore, name: String, count: Int) throws -> Int {
+        var stale = 0
+        for i in 0..<count {
+            while true {
+                let s = try #require(try store.conversation(id: "c1"))
+                let outcome = try store.commit([Commit(
+                    inbound: InboundKey(name, String(i)), conversationId: "c1", expectedVersion: s.version,
+                    counters: ["n": (s.counters["n"] ?? 0) + 1], at: Date())])
+                if outcome == [.stale] { stale += 1; continue }
+                #expect(outcome == [.committed(version: s.version + 1)])
+                break
+            }
+        }
+        return stale
+    }
+}
+
+@Suite struct SQLiteContract {
+    let b = Backend.sqlite
+    @Test func createFindAndLink() async throws { try await onThread { [b] in try StoreContract.createFindAndLink(b) } }
+    @Test func duplicateInbound() async throws { try await onThread { [b] in try StoreContract.duplicateInboundReturnsTheStoredOutbox(b) } }
+    @Test func staleVersion() async throws { try await onThread { [b] in try StoreContract.staleVersionIsRefused(b) } }
+    @Test func referenceConflict() async throws { try await onThread { [b] in try StoreContract.referenceOwnedByAnotherConversationIsStale(b) } }
+    @Test func reopening() async throws { try await onThread { [b] in try StoreContract.survivesReopening(b) } }
+    @Test func membership() async throws { try await onThread { [b] in try StoreContract.membership(b) } }
+    @Test func concurrentWriters() async throws { try await StoreContract.concurrentWritersOnOneConversation(b) }
+}
+
+@Suite(.serialized) struct PostgresContract {
+    let b = Backend.postgres
+    @Test func createFindAndLink() async throws { try await onThread { [b] in try StoreContract.createFindAndLink(b) } }
+    @Test func duplicateInbound() async throws { try await onThread { [b] in try StoreContract.duplicateInboundReturnsTheStoredOutbox(b) } }
+    @Test func staleVersion() async throws { try await onThread { [b] in try StoreContract.staleVersionIsRefused(b) } }
+    @Test func referenceConflict() async throws { try await onThread { [b] in try StoreContract.referenceOwnedByAnotherConversationIsStale(b) } }
+    @Test func reopening() async throws { try await onThread { [b] in try StoreContract.survivesReopening(b) } }
+    @Test func membership() async throws { try await onThread { [b] in try StoreContract.membership(b) } }
+    @Test func concurrentWriters() async throws { try await StoreContract.concurrentWritersOnOneConversation(b) }
+}
