@@ -104,12 +104,17 @@ package struct Commit: Sendable, Codable {
     /// Counters after the message; only those that changed.
     package var counters: [String: Int]
     package var at: Date
+    /// Which attempt of the worker made this commit. The same request can reach the store twice (its
+    /// answer was lost, the store restarted and served it again); the second time it is answered
+    /// `committed`, as it was, not `duplicate` (which a worker reads as "someone else applied it").
+    package var attempt: String
 
     package init(
         inbound: InboundKey, conversationId: String, expectedVersion: Int, newReferences: [TicketRef] = [],
         timeline: [TimelineEntry] = [], outbox: [StoredOutbound] = [], attributes: [String: JSON?] = [:],
-        counters: [String: Int] = [:], at: Date
+        counters: [String: Int] = [:], at: Date, attempt: String = ""
     ) {
+        self.attempt = attempt
         self.attributes = attributes
         self.counters = counters
         self.inbound = inbound
@@ -123,7 +128,7 @@ package struct Commit: Sendable, Codable {
 
     private enum CodingKeys: String, CodingKey {
         case inbound, conversationId, expectedVersion, newReferences, timeline, outbox, setAttributes, removedAttributes,
-            counters, at
+            counters, at, attempt
     }
 
     // Attributes travel as set (name -> value) and removed (names): a removal and a JSON null stay apart.
@@ -137,6 +142,7 @@ package struct Commit: Sendable, Codable {
         outbox = try c.decode([StoredOutbound].self, forKey: .outbox)
         counters = try c.decode([String: Int].self, forKey: .counters)
         at = try c.decode(Date.self, forKey: .at)
+        attempt = try c.decode(String.self, forKey: .attempt)
         attributes = [:]
         for (name, value) in try c.decode([String: JSON].self, forKey: .setAttributes) { attributes.updateValue(value, forKey: name) }
         for name in try c.decode([String].self, forKey: .removedAttributes) { attributes.updateValue(nil, forKey: name) }
@@ -152,6 +158,7 @@ package struct Commit: Sendable, Codable {
         try c.encode(outbox, forKey: .outbox)
         try c.encode(counters, forKey: .counters)
         try c.encode(at, forKey: .at)
+        try c.encode(attempt, forKey: .attempt)
         try c.encode(attributes.compactMapValues { $0 }, forKey: .setAttributes)
         try c.encode(attributes.filter { $0.value == nil }.keys.sorted(), forKey: .removedAttributes)
     }
@@ -160,7 +167,7 @@ package struct Commit: Sendable, Codable {
 package enum CommitOutcome: Sendable, Equatable, Codable {
     /// Applied; the conversation is now at this version.
     case committed(version: Int)
-    /// This inbound message was applied before; here is what it sent then.
+    /// This inbound message was applied before, by another attempt; here is what it sent then.
     case duplicate(conversationId: String, outbox: [StoredOutbound])
     /// The conversation changed since the snapshot (or a reference was taken meanwhile): evaluate again.
     case stale

@@ -75,8 +75,117 @@ package final class PostgresStore: ConversationStore {
             where !statement.isEmpty {
                 try await db.query(PostgresQuery(unsafeSQL: statement), logger: logger)
             }
+            for function in functionsSQL {
+                try await db.query(PostgresQuery(unsafeSQL: function), logger: logger)
+            }
         }
     }
+
+    /// The hot paths as server-side functions, so a worker's batch is one round trip to the database,
+    /// whatever its size. They speak the JSON shapes of the Swift types (Codable): `sb_find` takes
+    /// `[[TicketRef]]` and returns `[ConversationSnapshot?]`; `sb_commit` takes `[Commit]` and returns
+    /// `[CommitOutcome]`. Each commit runs in its own sub-transaction (an exception block): a stale one
+    /// (version moved, reference taken, the same inbound message applied concurrently) is undone alone.
+    private static let functionsSQL = [
+        """
+        CREATE OR REPLACE FUNCTION sb_snapshot(cid text) RETURNS jsonb LANGUAGE sql STABLE AS $$
+          SELECT jsonb_build_object(
+            'id', c.id, 'version', c.version,
+            'references', coalesce((SELECT jsonb_object_agg(endpoint, ticket_id) FROM reference WHERE conversation_id = c.id), '{}'),
+            'attributes', coalesce((SELECT jsonb_object_agg(name, value::jsonb) FROM attribute WHERE conversation_id = c.id), '{}'),
+            'counters', coalesce((SELECT jsonb_object_agg(name, value) FROM counter WHERE conversation_id = c.id), '{}'))
+          FROM conversation c WHERE c.id = cid
+        $$
+        """,
+        """
+        CREATE OR REPLACE FUNCTION sb_find(batch jsonb) RETURNS jsonb LANGUAGE sql STABLE AS $$
+          SELECT coalesce(jsonb_agg(
+            (SELECT sb_snapshot(r.conversation_id)
+               FROM jsonb_array_elements(refs.list) WITH ORDINALITY AS x(ref, n)
+               JOIN reference r ON r.endpoint = x.ref->>'endpoint' AND r.ticket_id = x.ref->>'ticketId'
+              ORDER BY x.n LIMIT 1)
+            ORDER BY refs.i), '[]')
+          FROM jsonb_array_elements(batch) WITH ORDINALITY AS refs(list, i)
+        $$
+        """,
+        """
+        CREATE OR REPLACE FUNCTION sb_outbound_json(o outbox) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+          SELECT jsonb_build_object(
+            'messageId', o.message_id, 'conversationId', o.conversation_id,
+            'inbound', jsonb_build_object('endpoint', o.inbound_endpoint, 'messageId', o.inbound_message_id),
+            'target', o.target, 'type', o.type, 'rule', o.rule,
+            'body', translate(encode(o.body, 'base64'), E'\\n', ''), 'delayMs', o.delay_ms, 'kind', o.kind)
+        $$
+        """,
+        """
+        CREATE OR REPLACE FUNCTION sb_commit(batch jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+        DECLARE
+          c jsonb; ref jsonb; cid text; dup text; dup_attempt text; owner text; expected bigint; current bigint; at double precision;
+          outcomes jsonb := '[]';
+        BEGIN
+          FOR c IN SELECT value FROM jsonb_array_elements(batch) LOOP
+            SELECT conversation_id, attempt INTO dup, dup_attempt FROM processed
+             WHERE endpoint = c->'inbound'->>'endpoint' AND message_id = c->'inbound'->>'messageId';
+            IF FOUND AND c->>'attempt' <> '' AND dup_attempt = c->>'attempt' AND dup = c->>'conversationId' THEN
+              -- This very request, served a second time: it was committed.
+              outcomes := outcomes || jsonb_build_array(jsonb_build_object('committed', jsonb_build_object(
+                'version', (c->>'expectedVersion')::bigint + 1)));
+              CONTINUE;
+            ELSIF FOUND THEN
+              outcomes := outcomes || jsonb_build_array(jsonb_build_object('duplicate', jsonb_build_object(
+                'conversationId', dup,
+                'outbox', (SELECT coalesce(jsonb_agg(sb_outbound_json(o) ORDER BY o.seq), '[]') FROM outbox o
+                            WHERE o.inbound_endpoint = c->'inbound'->>'endpoint' AND o.inbound_message_id = c->'inbound'->>'messageId'))));
+              CONTINUE;
+            END IF;
+            cid := c->>'conversationId';
+            expected := (c->>'expectedVersion')::bigint;
+            at := (c->>'at')::double precision;
+            BEGIN
+              SELECT version INTO current FROM conversation WHERE id = cid FOR UPDATE;
+              IF NOT FOUND THEN current := NULL; END IF;
+              IF coalesce(current, 0) <> expected THEN RAISE EXCEPTION 'stale' USING ERRCODE = 'SB001'; END IF;
+              IF current IS NULL THEN
+                INSERT INTO conversation (id, version, created_at, updated_at) VALUES (cid, expected + 1, at, at)
+                  ON CONFLICT (id) DO NOTHING;
+                IF NOT FOUND THEN RAISE EXCEPTION 'stale' USING ERRCODE = 'SB001'; END IF;
+              ELSE
+                UPDATE conversation SET version = expected + 1, updated_at = at WHERE id = cid;
+              END IF;
+              FOR ref IN SELECT value FROM jsonb_array_elements(c->'newReferences') LOOP
+                INSERT INTO reference (endpoint, ticket_id, conversation_id, created_at)
+                  VALUES (ref->>'endpoint', ref->>'ticketId', cid, at) ON CONFLICT DO NOTHING;
+                SELECT conversation_id INTO owner FROM reference WHERE endpoint = ref->>'endpoint' AND ticket_id = ref->>'ticketId';
+                IF owner <> cid THEN RAISE EXCEPTION 'stale' USING ERRCODE = 'SB001'; END IF;
+              END LOOP;
+              INSERT INTO processed (endpoint, message_id, conversation_id, processed_at, attempt)
+                VALUES (c->'inbound'->>'endpoint', c->'inbound'->>'messageId', cid, at, c->>'attempt');
+              INSERT INTO outbox (message_id, conversation_id, inbound_endpoint, inbound_message_id, seq, target, type, rule, body, delay_ms, kind, created_at)
+                SELECT o->>'messageId', o->>'conversationId', o->'inbound'->>'endpoint', o->'inbound'->>'messageId', n - 1,
+                       o->>'target', o->>'type', o->>'rule', decode(o->>'body', 'base64'), (o->>'delayMs')::bigint, o->>'kind', at
+                  FROM jsonb_array_elements(c->'outbox') WITH ORDINALITY AS x(o, n);
+              INSERT INTO attribute (conversation_id, name, value, updated_at)
+                SELECT cid, key, value::text, at FROM jsonb_each(c->'setAttributes')
+                ON CONFLICT (conversation_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at;
+              DELETE FROM attribute WHERE conversation_id = cid
+                AND name IN (SELECT jsonb_array_elements_text(c->'removedAttributes'));
+              INSERT INTO counter (conversation_id, name, value, updated_at)
+                SELECT cid, key, value::bigint, at FROM jsonb_each_text(c->'counters')
+                ON CONFLICT (conversation_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at;
+              INSERT INTO timeline (conversation_id, at, kind, endpoint, who, message_id, rule, detail)
+                SELECT t->>'conversationId', (t->>'at')::double precision, t->>'kind', t->>'endpoint', t->>'who',
+                       t->>'messageId', t->>'rule', t->>'detail'
+                  FROM jsonb_array_elements(c->'timeline') WITH ORDINALITY AS x(t, n) ORDER BY n;
+              outcomes := outcomes || jsonb_build_array(jsonb_build_object('committed', jsonb_build_object('version', expected + 1)));
+            EXCEPTION WHEN SQLSTATE 'SB001' OR unique_violation THEN
+              outcomes := outcomes || '[{"stale": {}}]'::jsonb;
+            END;
+          END LOOP;
+          RETURN outcomes;
+        END
+        $$
+        """,
+    ]
 
     private static let schemaSQL = """
                     CREATE TABLE IF NOT EXISTS conversation (
@@ -97,6 +206,7 @@ package final class PostgresStore: ConversationStore {
                         message_id TEXT NOT NULL,
                         conversation_id TEXT NOT NULL,
                         processed_at DOUBLE PRECISION NOT NULL,
+                        attempt TEXT NOT NULL DEFAULT '',
                         PRIMARY KEY (endpoint, message_id));
                     CREATE TABLE IF NOT EXISTS outbox (
                         message_id TEXT PRIMARY KEY,
@@ -136,6 +246,7 @@ package final class PostgresStore: ConversationStore {
                         updated_at DOUBLE PRECISION NOT NULL,
                         PRIMARY KEY (conversation_id, name));
                     CREATE TABLE IF NOT EXISTS member (id TEXT PRIMARY KEY, seen_at DOUBLE PRECISION NOT NULL);
+                    ALTER TABLE processed ADD COLUMN IF NOT EXISTS attempt TEXT NOT NULL DEFAULT '';
                     """
 
     // MARK: - The synchronous bridge
@@ -187,59 +298,44 @@ package final class PostgresStore: ConversationStore {
     }
 
     package func find(batch: [[TicketRef]]) throws -> [ConversationSnapshot?] {
-        let logger = self.logger
-        return try blocking { [client] in
-            try await client.withConnection { db in
-                var out: [ConversationSnapshot?] = []
-                for refs in batch {
-                    var found: ConversationSnapshot?
-                    for ref in refs {
-                        let rows = try await db.query(
-                            "SELECT conversation_id FROM reference WHERE endpoint = \(ref.endpoint) AND ticket_id = \(ref.ticketId)",
-                            logger: logger)
-                        var id: String?
-                        for try await v in rows.decode(String.self) { id = v }
-                        if let id {
-                            found = try await Self.snapshot(db, id: id, logger: logger)
-                            break
-                        }
-                    }
-                    out.append(found)
-                }
-                return out
-            }
-        }
+        try json("SELECT sb_find(\(try Self.text(batch))::jsonb)::text")
     }
 
     package func conversation(id: String) throws -> ConversationSnapshot? {
+        try json("SELECT coalesce(sb_snapshot(\(id)), 'null'::jsonb)::text")
+    }
+
+    /// Runs a query whose one row and column is JSON text, and decodes it.
+    private func json<T: Decodable & Sendable>(_ query: PostgresQuery) throws -> T {
         let logger = self.logger
-        return try blocking { [client] in
-            try await client.withConnection { db in try await Self.snapshot(db, id: id, logger: logger) }
+        let text: String = try blocking { [client] in
+            var out = "null"
+            for try await v in try await client.query(query, logger: logger).decode(String.self) { out = v }
+            return out
+        }
+        do {
+            return try Self.decoder.decode(T.self, from: Data(text.utf8))
+        } catch {
+            throw StoreError("unreadable answer from PostgreSQL: \(error)")
         }
     }
 
-    private static func snapshot(_ db: PostgresConnection, id: String, logger: Logger) async throws -> ConversationSnapshot? {
-        var version: Int?
-        for try await v in try await db.query("SELECT version FROM conversation WHERE id = \(id)", logger: logger).decode(Int.self) {
-            version = v
-        }
-        guard let version else { return nil }
-        var attributes: [String: JSON] = [:]
-        for try await (name, text) in try await db.query(
-            "SELECT name, value FROM attribute WHERE conversation_id = \(id)", logger: logger
-        ).decode((String, String).self) {
-            attributes[name] = (try? JSON.parse(text)) ?? .string(text)
-        }
-        var counters: [String: Int] = [:]
-        for try await (name, value) in try await db.query(
-            "SELECT name, value FROM counter WHERE conversation_id = \(id)", logger: logger
-        ).decode((String, Int).self) {
-            counters[name] = value
-        }
-        return ConversationSnapshot(
-            id: id, version: version, references: try await references(db, id, logger: logger), attributes: attributes,
-            counters: counters)
+    private static func text(_ value: some Encodable) throws -> String {
+        String(decoding: try encoder.encode(value), as: UTF8.self)
     }
+
+    // Dates travel as seconds since 1970, as the tables hold them.
+    private static let encoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.dateEncodingStrategy = .secondsSince1970
+        return e
+    }()
+
+    private static let decoder: JSONDecoder = {
+        let d = JSONDecoder()
+        d.dateDecodingStrategy = .secondsSince1970
+        return d
+    }()
 
     private static func references(_ db: PostgresConnection, _ id: String, logger: Logger) async throws -> [String: String] {
         var refs: [String: String] = [:]
@@ -258,28 +354,8 @@ package final class PostgresStore: ConversationStore {
         }
     }
 
-    private static let outboxColumns = "message_id, conversation_id, inbound_endpoint, inbound_message_id, target, type, rule, body, delay_ms, kind"
-
-    private static func outbound(_ rows: PostgresRowSequence) async throws -> [StoredOutbound] {
-        var out: [StoredOutbound] = []
-        for try await (id, conversation, endpoint, inbound, target, type, rule, body, delay, kind) in rows.decode(
-            (String, String, String, String, String, String, String, Data, Int, String).self)
-        {
-            out.append(StoredOutbound(
-                messageId: id, conversationId: conversation, inbound: InboundKey(endpoint, inbound), target: target,
-                type: type, rule: rule, body: body, delayMs: delay, kind: StoredOutbound.Kind(rawValue: kind) ?? .message))
-        }
-        return out
-    }
-
     package func outbound(messageId: String) throws -> StoredOutbound? {
-        let logger = self.logger
-        return try blocking { [client] in
-            try await client.withConnection { db in
-                try await Self.outbound(db.query(
-                    "SELECT \(unescaped: Self.outboxColumns) FROM outbox WHERE message_id = \(messageId)", logger: logger)).first
-            }
-        }
+        try json("SELECT coalesce((SELECT sb_outbound_json(o) FROM outbox o WHERE o.message_id = \(messageId)), 'null'::jsonb)::text")
     }
 
     package func timeline(conversationId: String) throws -> [TimelineEntry] {
@@ -333,110 +409,10 @@ package final class PostgresStore: ConversationStore {
     // MARK: - Commits
 
     package func commit(_ commits: [Commit]) throws -> [CommitOutcome] {
-        let logger = self.logger
-        return try blocking { [client] in
-            try await client.withTransaction(logger: logger) { db in
-                var outcomes: [CommitOutcome] = []
-                for c in commits {
-                    try await db.query("SAVEPOINT sb_commit", logger: logger)
-                    let outcome = try await Self.apply(c, db, logger: logger)
-                    if outcome == .stale {
-                        try await db.query("ROLLBACK TO SAVEPOINT sb_commit", logger: logger)
-                    } else {
-                        try await db.query("RELEASE SAVEPOINT sb_commit", logger: logger)
-                    }
-                    outcomes.append(outcome)
-                }
-                return outcomes
-            }
+        let outcomes: [CommitOutcome] = try json("SELECT sb_commit(\(try Self.text(commits))::jsonb)::text")
+        guard outcomes.count == commits.count else {
+            throw StoreError("PostgreSQL answered \(outcomes.count) outcome(s) for \(commits.count) commit(s)")
         }
-    }
-
-    private static func duplicate(_ c: Commit, _ db: PostgresConnection, logger: Logger) async throws -> CommitOutcome? {
-        var conversation: String?
-        for try await id in try await db.query(
-            "SELECT conversation_id FROM processed WHERE endpoint = \(c.inbound.endpoint) AND message_id = \(c.inbound.messageId)",
-            logger: logger
-        ).decode(String.self) {
-            conversation = id
-        }
-        guard let conversation else { return nil }
-        let outbox = try await outbound(db.query(
-            "SELECT \(unescaped: outboxColumns) FROM outbox WHERE inbound_endpoint = \(c.inbound.endpoint) AND inbound_message_id = \(c.inbound.messageId) ORDER BY seq",
-            logger: logger))
-        return .duplicate(conversationId: conversation, outbox: outbox)
-    }
-
-    private static func apply(_ c: Commit, _ db: PostgresConnection, logger: Logger) async throws -> CommitOutcome {
-        if let duplicate = try await duplicate(c, db, logger: logger) { return duplicate }
-        let at = c.at.timeIntervalSince1970
-        let id = c.conversationId
-        var current: Int?
-        for try await v in try await db.query("SELECT version FROM conversation WHERE id = \(id) FOR UPDATE", logger: logger).decode(Int.self) {
-            current = v
-        }
-        guard (current ?? 0) == c.expectedVersion else { return .stale }
-        let version = c.expectedVersion + 1
-        if current == nil {
-            // Another store may be creating the same conversation right now: only one insert wins.
-            var created = false
-            for try await _ in try await db.query(
-                "INSERT INTO conversation (id, version, created_at, updated_at) VALUES (\(id), \(version), \(at), \(at)) ON CONFLICT (id) DO NOTHING RETURNING 1",
-                logger: logger
-            ).decode(Int.self) {
-                created = true
-            }
-            if !created { return .stale }
-        } else {
-            try await db.query("UPDATE conversation SET version = \(version), updated_at = \(at) WHERE id = \(id)", logger: logger)
-        }
-        // A reference taken by another conversation meanwhile makes the decision stale.
-        for ref in c.newReferences {
-            try await db.query(
-                "INSERT INTO reference (endpoint, ticket_id, conversation_id, created_at) VALUES (\(ref.endpoint), \(ref.ticketId), \(id), \(at)) ON CONFLICT DO NOTHING",
-                logger: logger)
-            for try await owner in try await db.query(
-                "SELECT conversation_id FROM reference WHERE endpoint = \(ref.endpoint) AND ticket_id = \(ref.ticketId)", logger: logger
-            ).decode(String.self) where owner != id {
-                return .stale
-            }
-        }
-        var recorded = false
-        for try await _ in try await db.query(
-            "INSERT INTO processed (endpoint, message_id, conversation_id, processed_at) VALUES (\(c.inbound.endpoint), \(c.inbound.messageId), \(id), \(at)) ON CONFLICT DO NOTHING RETURNING 1",
-            logger: logger
-        ).decode(Int.self) {
-            recorded = true
-        }
-        // Another store applied the same inbound message meanwhile: ours is undone (stale), and the
-        // worker's next attempt finds it applied.
-        if !recorded { return .stale }
-        for (seq, o) in c.outbox.enumerated() {
-            try await db.query(
-                """
-                INSERT INTO outbox (message_id, conversation_id, inbound_endpoint, inbound_message_id, seq, target, type, rule, body, delay_ms, kind, created_at)
-                VALUES (\(o.messageId), \(o.conversationId), \(o.inbound.endpoint), \(o.inbound.messageId), \(seq), \(o.target), \(o.type), \(o.rule), \(o.body), \(o.delayMs), \(o.kind.rawValue), \(at))
-                """, logger: logger)
-        }
-        for (name, value) in c.attributes {
-            if let value {
-                try await db.query(
-                    "INSERT INTO attribute (conversation_id, name, value, updated_at) VALUES (\(id), \(name), \(value.serializedString), \(at)) ON CONFLICT (conversation_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                    logger: logger)
-            } else {
-                try await db.query("DELETE FROM attribute WHERE conversation_id = \(id) AND name = \(name)", logger: logger)
-            }
-        }
-        for (name, value) in c.counters {
-            try await db.query(
-                "INSERT INTO counter (conversation_id, name, value, updated_at) VALUES (\(id), \(name), \(value), \(at)) ON CONFLICT (conversation_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                logger: logger)
-        }
-        for t in c.timeline {
-            try await db.query(
-                "INSERT INTO timeline (conversation_id, at, kind, endpoint, who, message_id, rule, detail) VALUES (\(t.conversationId), \(t.at.timeIntervalSince1970), \(t.kind), \(t.endpoint), \(t.who), \(t.messageId), \(t.rule), \(t.detail))",
-                logger: logger)
-        }
-        return .committed(version: version)
+        return outcomes
     }
 }

@@ -102,6 +102,9 @@ package final class SQLiteStore: ConversationStore {
         m.registerMigration("v3: members") { db in
             try db.execute(sql: "CREATE TABLE member (id TEXT PRIMARY KEY, seen_at REAL NOT NULL)")
         }
+        m.registerMigration("v4: the attempt that applied a message") { db in
+            try db.execute(sql: "ALTER TABLE processed ADD COLUMN attempt TEXT NOT NULL DEFAULT ''")
+        }
         return m
     }
 
@@ -197,10 +200,15 @@ package final class SQLiteStore: ConversationStore {
     }
 
     private static func apply(_ c: Commit, _ db: Database) throws -> CommitOutcome {
-        if let conversation = try String.fetchOne(
-            db.cachedStatement(sql: "SELECT conversation_id FROM processed WHERE endpoint = ? AND message_id = ?"),
+        if let row = try Row.fetchOne(
+            db.cachedStatement(sql: "SELECT conversation_id, attempt FROM processed WHERE endpoint = ? AND message_id = ?"),
             arguments: [c.inbound.endpoint, c.inbound.messageId])
         {
+            let conversation: String = row["conversation_id"]
+            let attempt: String = row["attempt"]
+            if !c.attempt.isEmpty, attempt == c.attempt, conversation == c.conversationId {
+                return .committed(version: c.expectedVersion + 1)
+            }
             let rows = try Row.fetchAll(
                 db.cachedStatement(sql: "SELECT * FROM outbox WHERE inbound_endpoint = ? AND inbound_message_id = ? ORDER BY seq"),
                 arguments: [c.inbound.endpoint, c.inbound.messageId])
@@ -227,7 +235,7 @@ package final class SQLiteStore: ConversationStore {
         for ref in c.newReferences {
             try db.cachedStatement(sql: "INSERT OR IGNORE INTO reference (endpoint, ticket_id, conversation_id, created_at) VALUES (?, ?, ?, ?)").execute(arguments: [ref.endpoint, ref.ticketId, c.conversationId, at])
         }
-        try db.cachedStatement(sql: "INSERT INTO processed (endpoint, message_id, conversation_id, processed_at) VALUES (?, ?, ?, ?)").execute(arguments: [c.inbound.endpoint, c.inbound.messageId, c.conversationId, at])
+        try db.cachedStatement(sql: "INSERT INTO processed (endpoint, message_id, conversation_id, processed_at, attempt) VALUES (?, ?, ?, ?, ?)").execute(arguments: [c.inbound.endpoint, c.inbound.messageId, c.conversationId, at, c.attempt])
         for (seq, o) in c.outbox.enumerated() {
             try db.cachedStatement(sql: """
                     INSERT INTO outbox (message_id, conversation_id, inbound_endpoint, inbound_message_id, seq, target, type, rule, body, delay_ms, kind, created_at)

@@ -77,7 +77,10 @@ package final class WorkerHandler: BatchHandler {
                     items[i].park = "\(error)"
                 }
             }
+            // Names this attempt, so a request the store serves twice is known as ours (see Commit.attempt).
+            let attemptId = UUID().uuidString
             let committing = pending.filter { items[$0].commit != nil }
+            for i in committing { items[i].commit?.attempt = attemptId }
             let outcomes = try store.commit(committing.map { items[$0].commit! })
             for (i, outcome) in zip(committing, outcomes) { items[i].outcome = outcome }
             pending = committing.filter { items[$0].outcome == .stale }

@@ -19,7 +19,7 @@ func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async thr
 
 func outbound(_ id: String, conversation: String, inbound: InboundKey) -> StoredOutbound {
     StoredOutbound(messageId: id, conversationId: conversation, inbound: inbound, target: "vendor-x", type: "create",
-                   rule: "r", body: Data("{\"id\":\"\(id)\"}".utf8))
+                   rule: "r", body: Data("{\"id\":\"\(id)\",\"pad\":\"\(String(repeating: "é-x", count: 100))\"}".utf8))
 }
 
 /// Opens stores of one backend; `reopen` opens the same database again (a second store process).
@@ -98,6 +98,27 @@ enum StoreContract {
         #expect(conversation == "c1")
         #expect(outbox.map(\.messageId) == ["o1", "o2"])
         #expect(try store.conversation(id: "c1")?.version == 1)
+    }
+
+    /// The store's answer was lost and the same request served again (store restarted, request redelivered):
+    /// it is answered as committed, not as someone else's duplicate, and applied once.
+    static func theSameRequestTwiceIsCommittedOnce(_ backend: Backend) throws {
+        let store = try backend.open().store
+        let key = InboundKey("customer-a", "m1")
+        let c = Commit(inbound: key, conversationId: "c1", expectedVersion: 0, newReferences: [TicketRef("customer-a", "INC1")],
+                       outbox: [outbound("o1", conversation: "c1", inbound: key)], counters: ["n": 1], at: Date(), attempt: "attempt-1")
+        #expect(try store.commit([c]) == [.committed(version: 1)])
+        #expect(try store.commit([c]) == [.committed(version: 1)])
+        #expect(try store.conversation(id: "c1")?.version == 1)
+        #expect(try store.conversation(id: "c1")?.counters == ["n": 1])
+        // Another attempt with the same inbound message (an ESB resend, a redelivery) is a duplicate.
+        var other = c
+        other.attempt = "attempt-2"
+        guard case .duplicate(_, let outbox) = try store.commit([other]).first else {
+            Issue.record("a second attempt was not recognised as a duplicate")
+            return
+        }
+        #expect(outbox.map(\.messageId) == ["o1"])
     }
 
     static func staleVersionIsRefused(_ backend: Backend) throws {
@@ -185,6 +206,7 @@ enum StoreContract {
     @Test func createFindAndLink() async throws { try await onThread { [b] in try StoreContract.createFindAndLink(b) } }
     @Test func duplicateInbound() async throws { try await onThread { [b] in try StoreContract.duplicateInboundReturnsTheStoredOutbox(b) } }
     @Test func staleVersion() async throws { try await onThread { [b] in try StoreContract.staleVersionIsRefused(b) } }
+    @Test func sameRequestTwice() async throws { try await onThread { [b] in try StoreContract.theSameRequestTwiceIsCommittedOnce(b) } }
     @Test func referenceConflict() async throws { try await onThread { [b] in try StoreContract.referenceOwnedByAnotherConversationIsStale(b) } }
     @Test func reopening() async throws { try await onThread { [b] in try StoreContract.survivesReopening(b) } }
     @Test func membership() async throws { try await onThread { [b] in try StoreContract.membership(b) } }
@@ -196,6 +218,7 @@ enum StoreContract {
     @Test func createFindAndLink() async throws { try await onThread { [b] in try StoreContract.createFindAndLink(b) } }
     @Test func duplicateInbound() async throws { try await onThread { [b] in try StoreContract.duplicateInboundReturnsTheStoredOutbox(b) } }
     @Test func staleVersion() async throws { try await onThread { [b] in try StoreContract.staleVersionIsRefused(b) } }
+    @Test func sameRequestTwice() async throws { try await onThread { [b] in try StoreContract.theSameRequestTwiceIsCommittedOnce(b) } }
     @Test func referenceConflict() async throws { try await onThread { [b] in try StoreContract.referenceOwnedByAnotherConversationIsStale(b) } }
     @Test func reopening() async throws { try await onThread { [b] in try StoreContract.survivesReopening(b) } }
     @Test func membership() async throws { try await onThread { [b] in try StoreContract.membership(b) } }
