@@ -127,17 +127,24 @@ package final class SQLiteStore: ConversationStore {
     }
 
     package func find(_ refs: [TicketRef]) throws -> ConversationSnapshot? {
-        try pool.read { db in
-            for ref in refs {
-                if let id = try String.fetchOne(
-                    db.cachedStatement(sql: "SELECT conversation_id FROM reference WHERE endpoint = ? AND ticket_id = ?"),
-                    arguments: [ref.endpoint, ref.ticketId])
-                {
-                    return try Self.snapshot(db, id: id)
-                }
+        try pool.read { db in try Self.find(db, refs) }
+    }
+
+    /// One read transaction for the whole batch.
+    package func find(batch: [[TicketRef]]) throws -> [ConversationSnapshot?] {
+        try pool.read { db in try batch.map { try Self.find(db, $0) } }
+    }
+
+    private static func find(_ db: Database, _ refs: [TicketRef]) throws -> ConversationSnapshot? {
+        for ref in refs {
+            if let id = try String.fetchOne(
+                db.cachedStatement(sql: "SELECT conversation_id FROM reference WHERE endpoint = ? AND ticket_id = ?"),
+                arguments: [ref.endpoint, ref.ticketId])
+            {
+                return try snapshot(db, id: id)
             }
-            return nil
         }
+        return nil
     }
 
     package func conversation(id: String) throws -> ConversationSnapshot? {
