@@ -188,3 +188,89 @@ def test_a_worker_process_joins_a_running_switchboard_run(esb, vhost):
         for p in (extra, run):
             if p:
                 assert p.stop() == 0
+
+
+COUNTING_RULES = """
+rules:
+  - name: test-count
+    priority: 1000
+    from: customer-a
+    when: {field: $.seq, exists: true}
+    stop: true
+    counters: [{counter: seen, increment: 1}]
+    send: [{to: vendor-x, type: update, body: {number: {field: $.number}, seq: {field: $.seq}}}]
+"""
+
+
+def store_consumers(vhost):
+    r = rabbitmqctl("list_queues", "-p", vhost, "-q", "--formatter", "json", "name", "consumers")
+    assert r.returncode == 0, r.stderr
+    return next((q["consumers"] for q in json.loads(r.stdout or "[]") if q["name"] == "sb.store"), 0)
+
+
+def test_two_postgres_store_processes_serve_the_workers_and_one_may_die(esb, vhost):
+    if not rabbitmqctl_ok():
+        pytest.skip("the broker is not the one Deploy/local/rabbitmq.sh started")
+    from conftest import postgres_url
+    import uuid
+    url = postgres_url("esb_" + uuid.uuid4().hex[:12])
+    env = {"SB_STORE_TIMEOUT_MS": "2000"}
+    stores = [Switchboard(vhost, extra_config=COUNTING_RULES, args=["store"], consumers=1, store_url=url, env=env).start()
+              for _ in range(2)]
+    intake = Switchboard(vhost, extra_config=COUNTING_RULES, args=["intake"], consumers=1).start()
+    workers = [Switchboard(vhost, extra_config=COUNTING_RULES, args=["worker", "--partitions", p, "--threads", "1"],
+                           consumers=1, env=env).start() for p in ("0-3", "4-7")]
+    try:
+        # Both store processes consume sb.store at once (PostgreSQL: no exclusive owner).
+        assert store_consumers(vhost) == 2
+        tickets, per_ticket = 50, 20
+        for seq in range(per_ticket):
+            for t in range(tickets):
+                esb.publish("customer-a", incident(f"PG{t:03d}", seq=seq, assignment_group=DESK), message_id=f"pg-{t}-{seq}")
+                if seq == per_ticket // 2 and t == 0:
+                    stores[0].proc.send_signal(signal.SIGKILL)
+                    stores[0].proc.wait()
+        seen, order = set(), {}
+        deadline = time.time() + 90
+        while len(seen) < tickets * per_ticket and time.time() < deadline:
+            for props, body in esb.take("sb.out.vendor-x", 200, timeout=1.0):
+                if props.message_id not in seen:
+                    seen.add(props.message_id)
+                    m = json.loads(body)
+                    order.setdefault(m["number"], []).append(m["seq"])
+        assert len(seen) == tickets * per_ticket
+        assert all(v == list(range(per_ticket)) for v in order.values())
+        counters = dict(stores[1].query(
+            "SELECT r.ticket_id, c.value FROM counter c JOIN reference r ON r.conversation_id = c.conversation_id "
+            "WHERE c.name = 'seen' AND r.endpoint = 'customer-a'"))
+        assert {int(v) for v in counters.values()} == {per_ticket} and len(counters) == tickets
+        assert esb.depth("sb.parked") == 0
+    finally:
+        for p in workers + [intake] + stores:
+            p.stop()
+
+
+def test_a_second_sqlite_store_waits_as_a_standby_and_takes_over(esb, vhost):
+    first = Switchboard(vhost, extra_config=COUNTING_RULES, args=["store"], consumers=1).start()
+    # Same database file: the second store must not serve it while the first does.
+    standby = Switchboard(vhost, extra_config=COUNTING_RULES, args=["store"], consumers=0, data=first.data).start()
+    intake = Switchboard(vhost, extra_config=COUNTING_RULES, args=["intake"], consumers=1).start()
+    worker = Switchboard(vhost, extra_config=COUNTING_RULES, args=["worker", "--threads", "1", "--partitions", "0-7"],
+                         consumers=1, env={"SB_STORE_TIMEOUT_MS": "2000"}).start()
+    try:
+        deadline = time.time() + 15
+        while "exclusive" not in standby.output().lower() and time.time() < deadline:
+            time.sleep(0.2)
+        assert "exclusive" in standby.output().lower() or "access_refused" in standby.output().lower(), standby.output()
+        esb.publish("customer-a", incident("STBY1", seq=0, assignment_group=DESK), message_id="stby-0")
+        assert len(esb.take("sb.out.vendor-x", 1, timeout=15)) == 1
+        assert first.stop() == 0
+        # The standby takes the queue over; the work goes on against the same file.
+        esb.publish("customer-a", incident("STBY1", seq=1, assignment_group=DESK), message_id="stby-1")
+        got = esb.take("sb.out.vendor-x", 1, timeout=30)
+        assert [json.loads(b)["seq"] for _, b in got] == [1]
+        assert "consuming" in standby.output()
+        assert first.query("SELECT value FROM counter WHERE name = 'seen'") == [("2",)]
+    finally:
+        for p in (worker, intake, standby, first):
+            p.stop()
