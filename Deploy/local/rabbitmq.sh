@@ -20,6 +20,9 @@ export RABBITMQ_CONFIG_FILE="$state/rabbitmq.conf"
 export RABBITMQ_ENABLED_PLUGINS_FILE="$state/enabled_plugins"
 export RABBITMQ_PID_FILE="$state/rabbitmq.pid"
 export RABBITMQ_ADVANCED_CONFIG_FILE="$state/advanced.config"
+# The broker shares the machine with Switchboard's processes: Erlang schedulers must not busy-wait for
+# work (the default), which takes CPU the workers need. RabbitMQ's own advice for shared hosts.
+export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="${RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS:-+sbwt none +sbwtdcpu none +sbwtdio none}"
 
 answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
