@@ -53,7 +53,8 @@ test-unit:
 # broker, then the ESB-side tests (pika), the fleet and fault tests on both store backends.
 test: broker postgres
 	swift build $(SWIFT_BUILD_FLAGS)
-	SB_TEST_POSTGRES_URL=$$(bash Deploy/local/postgres.sh url) swift test $(SWIFT_BUILD_FLAGS)
+	SB_TEST_POSTGRES_URL=$$(bash Deploy/local/postgres.sh url) SB_TEST_POSTGRES_CA=$$(bash Deploy/local/postgres.sh ca) \
+	  swift test $(SWIFT_BUILD_FLAGS)
 	SB_TEST_POSTGRES_URL=$$(bash Deploy/local/postgres.sh url) SB_BINARY=$(CURDIR)/.build/debug/switchboard \
 	  python3 -m pytest -q Tests/esb
 

@@ -5,6 +5,7 @@
 #   postgres.sh start   create the cluster on first use and start it (no-op when it answers already)
 #   postgres.sh stop
 #   postgres.sh url     the store_url for it
+#   postgres.sh ca      the CA file that signed its TLS certificate (TLS 1.2+ on the same port)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -34,8 +35,21 @@ case "${1:-}" in
       as_owner "$bin/initdb" -D "$state" -U postgres -A trust -E UTF8 --no-sync >"$state.initdb.log" 2>&1 \
         || { cat "$state.initdb.log" >&2; exit 1; }
     fi
+    # A local CA and a server certificate for 127.0.0.1/localhost, so TLS can be tested for real.
+    tls="$state/tls"
+    if [ ! -f "$tls/server.crt" ]; then
+      mkdir -p "$tls"
+      openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=Switchboard local PostgreSQL CA" \
+        -keyout "$tls/ca.key" -out "$tls/ca.pem" >/dev/null 2>&1
+      openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout "$tls/server.key" -out "$tls/server.csr" >/dev/null 2>&1
+      printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > "$tls/server.ext"
+      openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial -days 3650 \
+        -extfile "$tls/server.ext" -out "$tls/server.crt" >/dev/null 2>&1
+      chmod 600 "$tls"/*.key
+      [ "$(id -u)" = 0 ] && chown -R postgres: "$tls"
+    fi
     as_owner "$bin/pg_ctl" -D "$state" -l "$state/server.log" -w -t 60 \
-      -o "-p $port -k $state -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=200" start >/dev/null \
+      -o "-p $port -k $state -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=200 -c ssl=on -c ssl_cert_file=$tls/server.crt -c ssl_key_file=$tls/server.key -c ssl_min_protocol_version=TLSv1.2" start >/dev/null \
       || { tail -20 "$state/server.log" >&2; exit 1; }
     echo "postgres.sh: PostgreSQL on 127.0.0.1:$port ($state)"
     ;;
@@ -45,6 +59,9 @@ case "${1:-}" in
   url)
     echo "postgres://postgres@127.0.0.1:$port/postgres"
     ;;
+  ca)
+    echo "$state/tls/ca.pem"
+    ;;
   *)
-    echo "usage: $0 start|stop|url" >&2; exit 2 ;;
+    echo "usage: $0 start|stop|url|ca" >&2; exit 2 ;;
 esac

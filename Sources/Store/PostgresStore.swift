@@ -27,16 +27,26 @@ package final class PostgresStore: ConversationStore {
         var config = PostgresClient.Configuration(
             host: host, port: u.port ?? 5432, username: u.user ?? "postgres", password: u.password,
             database: database.isEmpty ? nil : database, tls: .disable)
-        // A TLS connection is asked for with ?sslmode=require; the server's certificate is then verified
-        // against the system's CAs.
-        if u.queryItems?.first(where: { $0.name == "sslmode" })?.value == "require" {
+        // TLS with ?sslmode=require (or verify-ca, verify-full): TLS 1.2 or later, and the server's
+        // certificate is always verified, host name included (stricter than libpq's "require"), against
+        // the system's CAs or the PEM file ?sslrootcert=PATH names.
+        let query = Dictionary(u.queryItems?.map { ($0.name, $0.value ?? "") } ?? [], uniquingKeysWith: { _, last in last })
+        var tlsConfiguration: TLSConfiguration?
+        switch query["sslmode"] ?? "disable" {
+        case "disable": break
+        case "require", "verify-ca", "verify-full":
             var tls = TLSConfiguration.makeClientConfiguration()
             tls.minimumTLSVersion = .tlsv12
+            tls.certificateVerification = .fullVerification
+            if let ca = query["sslrootcert"], !ca.isEmpty { tls.trustRoots = .file(ca) }
             config.tls = .require(tls)
+            tlsConfiguration = tls
+        case let other:
+            throw StoreError("store_url: sslmode '\(other)' is not supported (disable, require, verify-ca, verify-full)")
         }
         // ?schema=NAME keeps Switchboard's tables in their own schema (created when missing).
         var schema: String?
-        if let name = u.queryItems?.first(where: { $0.name == "schema" })?.value {
+        if let name = query["schema"] {
             guard !name.isEmpty, name.utf8.allSatisfy({ ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 95 }) else {
                 throw StoreError("store_url: schema '\(name)' must be lower-case letters, digits and _")
             }
@@ -53,6 +63,17 @@ package final class PostgresStore: ConversationStore {
         if shown.password != nil { shown.password = "***" }
         redactedURL = shown.string ?? "postgres://"
         runner = Task { await client.run() }
+        // One connection first, on its own: the pool retries a failing connection quietly, while this
+        // says at once why it fails (refused, bad password, certificate not trusted, ...).
+        var probe = PostgresConnection.Configuration(
+            host: host, port: u.port ?? 5432, username: config.username, password: config.password,
+            database: config.database,
+            tls: try tlsConfiguration.map { .require(try NIOSSLContext(configuration: $0)) } ?? .disable)
+        probe.options.additionalStartupParameters = config.options.additionalStartupParameters
+        try blocking { [probe] in
+            let connection = try await PostgresConnection.connect(configuration: probe, id: 0, logger: logger)
+            try await connection.close()
+        }
         let chosen = schema
         try blocking { try await Self.migrate(client, schema: chosen, logger: logger) }
     }

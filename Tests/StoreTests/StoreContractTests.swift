@@ -214,6 +214,34 @@ enum StoreContract {
 }
 
 @Suite(.serialized) struct PostgresContract {
+    /// TLS to the test server, its certificate checked against the CA `Deploy/local/postgres.sh ca` names.
+    @Test func tlsWithAVerifiedCertificate() async throws {
+        let env = ProcessInfo.processInfo.environment
+        guard let base = env["SB_TEST_POSTGRES_URL"], let ca = env["SB_TEST_POSTGRES_CA"] else { throw Backend.NoServer() }
+        let schema = "t" + UUID().uuidString.prefix(8).lowercased()
+        try await onThread {
+            let store = try PostgresStore(url: "\(base)?schema=\(schema)&sslmode=require&sslrootcert=\(ca)", logger: Logger(label: "t"))
+            #expect(try store.commit([Commit(inbound: InboundKey("a", "1"), conversationId: "c1", expectedVersion: 0, at: Date())])
+                    == [.committed(version: 1)])
+        }
+        // Any other CA: refused, and the error says why.
+        let otherCA = FileManager.default.temporaryDirectory.appendingPathComponent("sb-other-ca-\(UUID().uuidString).pem").path
+        let openssl = Process()
+        openssl.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        openssl.arguments = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=Other CA",
+                             "-keyout", otherCA + ".key", "-out", otherCA]
+        openssl.standardError = FileHandle.nullDevice
+        try openssl.run()
+        openssl.waitUntilExit()
+        #expect(openssl.terminationStatus == 0)
+        let refused = await #expect(throws: StoreError.self) {
+            try await onThread {
+                _ = try PostgresStore(url: "\(base)?schema=\(schema)&sslmode=require&sslrootcert=\(otherCA)", timeout: 15, logger: Logger(label: "t"))
+            }
+        }
+        #expect(refused.map { "\($0)".lowercased().contains("certificate") } == true, "\(String(describing: refused))")
+    }
+
     let b = Backend.postgres
     @Test func createFindAndLink() async throws { try await onThread { [b] in try StoreContract.createFindAndLink(b) } }
     @Test func duplicateInbound() async throws { try await onThread { [b] in try StoreContract.duplicateInboundReturnsTheStoredOutbox(b) } }

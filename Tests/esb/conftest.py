@@ -123,11 +123,22 @@ def store_url(request):
     return "sqlite" if request.param == "sqlite" else postgres_url("esb_" + uuid.uuid4().hex[:12])
 
 
+CREATED_DIRS = []
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Temporary folders (configuration copy, data, logs) go when every test passed; kept for a look otherwise."""
+    if exitstatus == 0:
+        for d in CREATED_DIRS:
+            shutil.rmtree(d, ignore_errors=True)
+
+
 class Switchboard:
     """The real binary, `switchboard run` by default, on a copy of Config/ with a data folder of its own."""
 
     def __init__(self, vhost, env=None, data=None, extra_config=None, args=("run",), consumers=None, store_url=None):
         self.dir = tempfile.mkdtemp(prefix="sb-esb-")
+        CREATED_DIRS.append(self.dir)
         self.config = os.path.join(self.dir, "Config")
         shutil.copytree(os.path.join(REPO, "Config"), self.config)
         if extra_config:
