@@ -22,6 +22,11 @@ package enum Contract {
     /// Timers wait in `sb.delay.work.<ms>` and dead-letter to sb.work, into their conversation's partition.
     package static func timerDelayExchange(_ ms: Int) -> String { "sb.delay.work.\(ms)" }
 
+    /// The quorum queue behind a delay exchange: `sb.delay.<ms>` -> `sb.delayq.<ms>`, `sb.delay.work.<ms>` ->
+    /// `sb.delayq.work.<ms>`. (Earlier builds used classic queues named like the exchange; docs/operations.md says how to remove them.)
+    package static func delayQueue(forExchange exchange: String) -> String {
+        "sb.delayq." + exchange.dropFirst("sb.delay.".count)
+    }
     package static func inboundQueue(_ endpoint: String) -> String { "sb.in.\(endpoint)" }
     package static func outboundQueue(_ endpoint: String) -> String { "sb.out.\(endpoint)" }
     package static func workQueue(_ partition: Int) -> String { "sb.work.\(partition)" }

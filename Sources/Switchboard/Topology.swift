@@ -53,11 +53,22 @@ package struct Topology: Sendable {
         }
     }
 
-    /// A fanout exchange and its queue of the same name; expired messages keep their routing key and go
-    /// to `deadLetterTo`, which routes them as if they had just been published there.
+    /// A fanout exchange and its queue (`sb.delayq...`); expired messages keep their routing key and go to
+    /// `deadLetterTo`, which routes them as if they had just been published there. The queue is a quorum
+    /// queue with at-least-once dead-lettering: a waiting delay or timer survives the loss of a node and
+    /// is not lost between expiry and its new queue (classic queues dead-letter without confirms).
     private func declareDelay(_ name: String, ms: Int, deadLetterTo target: String, on c: Connection) throws(AMQPError) {
         try c.declareExchange(name, type: "fanout")
-        try c.declareQueue(name, arguments: ["x-message-ttl": .int(Int64(ms)), "x-dead-letter-exchange": .string(target)])
-        try c.bindQueue(name, exchange: name, routingKey: "")
+        let queue = Contract.delayQueue(forExchange: name)
+        try c.declareQueue(queue, arguments: [
+            "x-queue-type": .string("quorum"),
+            "x-message-ttl": .int(Int64(ms)),
+            "x-dead-letter-exchange": .string(target),
+            "x-dead-letter-strategy": .string("at-least-once"),
+            // At-least-once dead-lettering needs it: a full queue refuses new messages (the publisher's
+            // confirm is a nack, the batch is retried) instead of dropping the oldest.
+            "x-overflow": .string("reject-publish"),
+        ])
+        try c.bindQueue(queue, exchange: name, routingKey: "")
     }
 }

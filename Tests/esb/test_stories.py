@@ -3,7 +3,7 @@ import json
 import time
 import uuid
 
-from conftest import Switchboard, incident, jira
+from conftest import mgmt, Switchboard, incident, jira
 
 DELAY = 0.4          # LOCK_RETRY_DELAY for these tests, seconds
 MAX = 10             # LOCK_RETRY_MAX
@@ -183,16 +183,21 @@ def test_no_head_of_line_blocking_between_delays(esb, vhost):
         for i in range(500):
             esb.publish("customer-a", incident(f"LONG{i}", delay_test="long", assignment_group=desk), message_id=f"long-{i}")
         deadline = time.time() + 30
-        while esb.depth("sb.delay.60000") < 500 and time.time() < deadline:
+        while esb.depth("sb.delayq.60000") < 500 and time.time() < deadline:
             time.sleep(0.1)
-        assert esb.depth("sb.delay.60000") == 500
+        assert esb.depth("sb.delayq.60000") == 500
+        # Delays wait in quorum queues that dead-letter at least once (not lost between expiry and sb.out).
+        q = mgmt("GET", f"/api/queues/{vhost}/sb.delayq.60000")
+        assert q["type"] == "quorum"
+        assert q["arguments"]["x-dead-letter-strategy"] == "at-least-once"
+        assert q["arguments"]["x-dead-letter-exchange"] == "sb.out"
         sent = time.monotonic()
         esb.publish("customer-a", incident("SHORT1", delay_test="short", assignment_group=desk), message_id="short-1")
         [(props, body)] = esb.take("sb.out.vendor-x", 1, timeout=10)
         waited = time.monotonic() - sent
         assert json.loads(body) == {"n": "SHORT1"}
         assert 1.0 <= waited <= 2.5, waited
-        assert esb.depth("sb.delay.60000") == 500
+        assert esb.depth("sb.delayq.60000") == 500
     finally:
         assert sb.stop() == 0
-        esb.purge("sb.delay.60000")
+        esb.purge("sb.delayq.60000")
