@@ -188,6 +188,10 @@ package protocol ConversationStore: Sendable {
     func conversation(id: String) throws -> ConversationSnapshot?
     /// The outbound message with this id, for acks that name it in their correlation_id.
     func outbound(messageId: String) throws -> StoredOutbound?
+    /// `outbound` and `conversation` for a whole batch's acks and timers (one round trip for a remote
+    /// store): one answer per id, in order.
+    func outbound(messageIds: [String]) throws -> [StoredOutbound?]
+    func conversations(ids: [String]) throws -> [ConversationSnapshot?]
     /// Applies the commits in order, in one transaction; one outcome per commit.
     func commit(_ commits: [Commit]) throws -> [CommitOutcome]
     func timeline(conversationId: String) throws -> [TimelineEntry]
@@ -204,5 +208,13 @@ package protocol ConversationStore: Sendable {
 extension ConversationStore {
     package func find(batch: [[TicketRef]]) throws -> [ConversationSnapshot?] {
         try batch.map { try find($0) }
+    }
+
+    package func outbound(messageIds: [String]) throws -> [StoredOutbound?] {
+        try messageIds.map { try outbound(messageId: $0) }
+    }
+
+    package func conversations(ids: [String]) throws -> [ConversationSnapshot?] {
+        try ids.map { try conversation(id: $0) }
     }
 }

@@ -322,6 +322,14 @@ package final class PostgresStore: ConversationStore {
         try json("SELECT sb_find(\(try Self.text(batch))::jsonb)::text")
     }
 
+    package func conversations(ids: [String]) throws -> [ConversationSnapshot?] {
+        try json("SELECT coalesce(jsonb_agg(sb_snapshot(x.id) ORDER BY x.n), '[]')::text FROM jsonb_array_elements_text(\(try Self.text(ids))::jsonb) WITH ORDINALITY AS x(id, n)")
+    }
+
+    package func outbound(messageIds: [String]) throws -> [StoredOutbound?] {
+        try json("SELECT coalesce(jsonb_agg((SELECT sb_outbound_json(o) FROM outbox o WHERE o.message_id = x.id) ORDER BY x.n), '[]')::text FROM jsonb_array_elements_text(\(try Self.text(messageIds))::jsonb) WITH ORDINALITY AS x(id, n)")
+    }
+
     package func conversation(id: String) throws -> ConversationSnapshot? {
         try json("SELECT coalesce(sb_snapshot(\(id)), 'null'::jsonb)::text")
     }

@@ -151,6 +151,18 @@ package final class SQLiteStore: ConversationStore {
         try pool.read { db in try Self.snapshot(db, id: id) }
     }
 
+    package func conversations(ids: [String]) throws -> [ConversationSnapshot?] {
+        try pool.read { db in try ids.map { try Self.snapshot(db, id: $0) } }
+    }
+
+    package func outbound(messageIds: [String]) throws -> [StoredOutbound?] {
+        try pool.read { db in
+            try messageIds.map {
+                try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM outbox WHERE message_id = ?"), arguments: [$0]).map(Self.outbound)
+            }
+        }
+    }
+
     private static func snapshot(_ db: Database, id: String) throws -> ConversationSnapshot? {
         guard let version = try Int.fetchOne(db.cachedStatement(sql: "SELECT version FROM conversation WHERE id = ?"), arguments: [id]) else {
             return nil

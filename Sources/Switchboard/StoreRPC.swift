@@ -14,12 +14,13 @@ import Store
 /// was lost is answered `duplicate` when the worker's redelivered batch commits again.
 package enum StoreRPC {
     package enum Op: String, Sendable {
-        case find, findBatch, conversation, outbound, commit, timeline, references, heartbeat, leave
+        case find, findBatch, conversation, conversations, outbound, outbounds, commit, timeline, references, heartbeat, leave
     }
 
     struct Refs: Codable { var refs: [TicketRef] }
     struct Batch: Codable { var batch: [[TicketRef]] }
     struct Id: Codable { var id: String }
+    struct Ids: Codable { var ids: [String] }
     struct Commits: Codable { var commits: [Commit] }
     struct Member: Codable { var member: String; var ttl: Double }
     struct Nothing: Codable {}
@@ -82,7 +83,9 @@ package final class StoreServer: BatchHandler {
         case .find: return try reply(store.find(StoreRPC.decode(StoreRPC.Refs.self, body).refs))
         case .findBatch: return try reply(store.find(batch: StoreRPC.decode(StoreRPC.Batch.self, body).batch))
         case .conversation: return try reply(store.conversation(id: StoreRPC.decode(StoreRPC.Id.self, body).id))
+        case .conversations: return try reply(store.conversations(ids: StoreRPC.decode(StoreRPC.Ids.self, body).ids))
         case .outbound: return try reply(store.outbound(messageId: StoreRPC.decode(StoreRPC.Id.self, body).id))
+        case .outbounds: return try reply(store.outbound(messageIds: StoreRPC.decode(StoreRPC.Ids.self, body).ids))
         case .commit: return try reply(store.commit(StoreRPC.decode(StoreRPC.Commits.self, body).commits))
         case .timeline: return try reply(store.timeline(conversationId: StoreRPC.decode(StoreRPC.Id.self, body).id))
         case .references: return try reply(store.references(conversationId: StoreRPC.decode(StoreRPC.Id.self, body).id))
@@ -134,6 +137,14 @@ package final class RemoteStore: ConversationStore, @unchecked Sendable {
 
     package func outbound(messageId: String) throws -> StoredOutbound? {
         try call(.outbound, StoreRPC.Id(id: messageId))
+    }
+
+    package func outbound(messageIds: [String]) throws -> [StoredOutbound?] {
+        try call(.outbounds, StoreRPC.Ids(ids: messageIds))
+    }
+
+    package func conversations(ids: [String]) throws -> [ConversationSnapshot?] {
+        try call(.conversations, StoreRPC.Ids(ids: ids))
     }
 
     package func commit(_ commits: [Commit]) throws -> [CommitOutcome] {

@@ -64,13 +64,10 @@ package final class WorkerHandler: BatchHandler {
             // Decisions within a batch build on each other: a later message of the same conversation sees
             // the version and references the earlier one will commit.
             var overlay = Overlay()
-            // One store round trip for the conversations of every ticket message in the batch.
-            let lookups = pending.filter { items[$0].event.map(Self.isTicketEvent) ?? false }
-            let found = try storeCall { try store.find(batch: lookups.map { Self.refs(of: items[$0]) }) }
-            let preloaded = Dictionary(uniqueKeysWithValues: zip(lookups, found))
+            let preloaded = try preload(items, pending)
             for i in pending {
                 do {
-                    items[i].commit = try decide(items[i], overlay: &overlay, preloaded: preloaded[i] ?? nil, retry: attempt > 1)
+                    items[i].commit = try decide(items[i], overlay: &overlay, preloaded: preloaded, index: i, retry: attempt > 1)
                 } catch let error as StoreError {
                     throw error
                 } catch {
@@ -143,6 +140,40 @@ package final class WorkerHandler: BatchHandler {
         var description: String
     }
 
+    /// What the store holds for a batch, read before deciding: a few round trips per batch, whatever its
+    /// size, instead of one per message (they are requests over the broker for a stateless worker).
+    private struct Preloaded {
+        /// Ticket messages: the conversation their tickets belong to (nil: none yet), by item index.
+        var byItem: [Int: ConversationSnapshot?] = [:]
+        /// Acks: the outbound message each answers, by its id.
+        var outbounds: [String: StoredOutbound] = [:]
+        /// Timers and acks: their conversations, by id.
+        var conversations: [String: ConversationSnapshot] = [:]
+    }
+
+    private func preload(_ items: [Item], _ pending: [Int]) throws -> Preloaded {
+        var p = Preloaded()
+        let tickets = pending.filter { items[$0].event.map(Self.isTicketEvent) ?? false }
+        if !tickets.isEmpty {
+            let found = try storeCall { try store.find(batch: tickets.map { Self.refs(of: items[$0]) }) }
+            p.byItem = Dictionary(uniqueKeysWithValues: zip(tickets, found))
+        }
+        let correlations = pending.filter { items[$0].event?.type == Contract.ackType }
+            .map { items[$0].delivery.message.properties.correlationId ?? "" }
+        if !correlations.isEmpty {
+            let found = try storeCall { try store.outbound(messageIds: correlations) }
+            for case let o? in found { p.outbounds[o.messageId] = o }
+        }
+        let timers = pending.compactMap { i in
+            items[i].event?.type == EventType.timer ? items[i].event?.body["conversation"]?.stringValue : nil
+        }
+        let ids = Array(Set(timers + p.outbounds.values.map(\.conversationId))).sorted()
+        if !ids.isEmpty {
+            for case let c? in try storeCall({ try store.conversations(ids: ids) }) { p.conversations[c.id] = c }
+        }
+        return p
+    }
+
     /// A message about a ticket (not a timer, not an ack): found by its ticket references.
     private static func isTicketEvent(_ event: InboundEvent) -> Bool {
         event.type != EventType.timer && event.type != Contract.ackType
@@ -155,8 +186,8 @@ package final class WorkerHandler: BatchHandler {
             + event.references.sorted { $0.key < $1.key }.map { TicketRef($0.key, $0.value) }
     }
 
-    /// `preloaded`: what the store held for this message's tickets when the batch started.
-    private func decide(_ item: Item, overlay: inout Overlay, preloaded: ConversationSnapshot?, retry: Bool) throws -> Commit {
+    /// `preloaded`: what the store held when the batch (attempt) started; `overlay`: what the batch changed since.
+    private func decide(_ item: Item, overlay: inout Overlay, preloaded: Preloaded, index: Int, retry: Bool) throws -> Commit {
         guard let event = item.event else { throw Unprocessable(description: "no event") }
         let now = clock()
         let inbound = InboundKey(item.endpoint, item.messageId)
@@ -167,8 +198,7 @@ package final class WorkerHandler: BatchHandler {
 
         if event.type == EventType.timer {
             let id = event.body["conversation"]?.stringValue ?? ""
-            let known = overlay.conversations[id]
-            guard let s = try known ?? storeCall({ try store.conversation(id: id) }) else {
+            guard let s = overlay.conversations[id] ?? preloaded.conversations[id] else {
                 throw Unprocessable(description: "timer '\(event.timer ?? "?")' for unknown conversation '\(id)'")
             }
             snapshot = s
@@ -177,11 +207,10 @@ package final class WorkerHandler: BatchHandler {
                 detail: "timer '\(event.timer ?? "?")' fired"))
         } else if event.type == Contract.ackType {
             let correlation = item.delivery.message.properties.correlationId ?? ""
-            guard let acked = try storeCall({ try store.outbound(messageId: correlation) }) else {
+            guard let acked = preloaded.outbounds[correlation] else {
                 throw Unprocessable(description: "ack for unknown message '\(correlation)': no outbound message with that id")
             }
-            snapshot = try overlay.conversations[acked.conversationId]
-                ?? storeCall({ try store.conversation(id: acked.conversationId) })
+            snapshot = overlay.conversations[acked.conversationId] ?? preloaded.conversations[acked.conversationId]
                 ?? ConversationSnapshot(id: acked.conversationId)
             ackedMessage = AckedMessage(messageId: acked.messageId, type: acked.type, rule: acked.rule, target: acked.target)
             let endpoint = config.endpoints[item.endpoint]
@@ -202,7 +231,7 @@ package final class WorkerHandler: BatchHandler {
             let known = overlay.byReference
             if let id = refs.compactMap({ known[$0] }).first, let s = overlay.conversations[id] {
                 snapshot = s
-            } else if let s = preloaded {
+            } else if let s = preloaded.byItem[index] ?? nil {
                 // An earlier message of the batch may have changed it since.
                 snapshot = overlay.conversations[s.id] ?? s
             } else {

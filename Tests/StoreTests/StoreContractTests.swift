@@ -76,6 +76,8 @@ enum StoreContract {
         #expect(batch.map { $0?.id } == ["c1", nil])
         let stored = try #require(try store.outbound(messageId: "o1"))
         #expect(stored == outbound("o1", conversation: "c1", inbound: key))
+        #expect(try store.outbound(messageIds: ["o-404", "o1"]) == [nil, stored])
+        #expect(try store.conversations(ids: ["c1", "c-404"]).map { $0?.version } == [2, nil])
         let timeline = try store.timeline(conversationId: "c1")
         #expect(timeline.map(\.who) == ["alice"])
         #expect(abs(timeline[0].at.timeIntervalSince(now)) < 0.001)

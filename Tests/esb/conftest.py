@@ -204,6 +204,33 @@ class Switchboard:
         return [tuple(line.split("\t")) for line in r.stdout.splitlines() if line]
 
 
+class Fleet:
+    """The same roles as separate processes: one store, one intake, one stateless worker (all partitions,
+    two threads), sharing a configuration. Starts, stops and shows timelines like `Switchboard`."""
+
+    def __init__(self, vhost, env=None, extra_config=None):
+        def role(args, consumers):
+            return Switchboard(vhost, env=env, extra_config=extra_config, args=args, consumers=consumers)
+        self.store = role(["store"], 1)
+        self.intake = role(["intake"], 1)
+        self.worker = role(["worker", "--partitions", "0-7", "--threads", "2"], 2)
+
+    def start(self):
+        for p in (self.store, self.intake, self.worker):
+            p.start()
+        return self
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        codes = [p.stop(sig, timeout) for p in (self.worker, self.intake, self.store)]
+        return next((c for c in codes if c != 0), 0)
+
+    def timeline(self, endpoint, ticket):
+        return self.store.timeline(endpoint, ticket)
+
+    def output(self):
+        return "\n".join(p.output() for p in (self.store, self.intake, self.worker))
+
+
 @pytest.fixture
 def esb(vhost):
     e = ESB(vhost)

@@ -3,7 +3,9 @@ import json
 import time
 import uuid
 
-from conftest import mgmt, Switchboard, incident, jira
+import pytest
+
+from conftest import Fleet, mgmt, Switchboard, incident, jira
 
 DELAY = 0.4          # LOCK_RETRY_DELAY for these tests, seconds
 MAX = 10             # LOCK_RETRY_MAX
@@ -58,8 +60,11 @@ def test_hand_back_to_the_group_it_came_from(esb, vhost):
         assert sb.stop() == 0
 
 
-def test_locked_ticket_is_retried_then_the_customer_is_told(esb, vhost):
-    sb = Switchboard(vhost, env=story_env()).start()
+@pytest.mark.parametrize("shape", ["run", "fleet"])
+def test_locked_ticket_is_retried_then_the_customer_is_told(esb, vhost, shape):
+    # "fleet": store, intake and a stateless worker as separate processes, so acks and timers go
+    # through the store role over the broker.
+    sb = (Switchboard(vhost, env=story_env()) if shape == "run" else Fleet(vhost, env=story_env())).start()
     try:
         number, key = "INC" + uuid.uuid4().hex[:7], "VX-" + uuid.uuid4().hex[:5]
         open_ticket_at_vendor(esb, number, key)
