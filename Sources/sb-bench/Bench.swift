@@ -21,6 +21,9 @@ struct Bench: ParsableCommand {
     @Option(help: "The switchboard binary to measure.") var binary = ".build/release/switchboard"
     @Option(help: "Configuration directory for switchboard.") var config = "Config"
     @Option(help: "Burst runs against the same process (RSS must stay flat).") var runs = 2
+    @Option(help: "run: one `switchboard run` (the target's all-in-one); fleet: `switchboard store`, `intake` and --worker-processes `worker` processes.")
+    var shape = "run"
+    @Option(help: "Worker processes in the fleet shape (each with --workers threads).") var workerProcesses = 2
 
     func run() throws {
         let logger = Logger(label: "sb-bench")
@@ -33,27 +36,52 @@ struct Bench: ParsableCommand {
         say(String(format: "ceiling  (bare relay, batches of 100, confirms): %.0f msg/s (%d in %.2f s)", ceiling.rate, ceiling.count, ceiling.seconds))
 
         // 2. The pipeline: `switchboard run` with the example rules (map, translate, attribute).
-        let process = try SwitchboardProcess(binary: binary, config: config, url: url, partitions: partitions, workers: workers)
-        defer { process.stop() }
-        try process.waitUntilConsuming(options: options, logger: logger)
+        guard shape == "run" || shape == "fleet" else { throw ValidationError("--shape: run or fleet") }
+        let roles: [(name: String, args: [String])] = shape == "run"
+            ? [("run", ["run"])]
+            : [("store", ["store"]), ("intake", ["intake"])]
+                + (0..<max(1, workerProcesses)).map { ("worker-\($0)", ["worker"]) }
+        // One data folder for all of them: only the store (or run) opens the database in it.
+        let dataDir = NSTemporaryDirectory() + "sb-bench-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dataDir) }
+        var processes: [(name: String, process: SwitchboardProcess)] = []
+        defer { for p in processes.reversed() { p.process.stop() } }
+        for role in roles {
+            processes.append((role.name, try SwitchboardProcess(
+                binary: binary, args: role.args, config: config, url: url, dataDir: dataDir, partitions: partitions,
+                workers: workers)))
+        }
+        say("bench: shape \(shape): " + processes.map(\.name).joined(separator: ", "))
+        try SwitchboardProcess.waitUntilConsuming(options: options, logger: logger)
+        func usage() -> (cpuSeconds: Double, rss: String, peak: String) {
+            let all = processes.map { ($0.name, $0.process.usage()) }
+            let cpu = all.reduce(0) { $0 + $1.1.cpuSeconds }
+            let show = { (v: (String, SwitchboardProcess.Usage) -> Double) in
+                all.map { "\($0.0) " + String(format: "%.1f MB", v($0.0, $0.1)) }.joined(separator: ", ")
+            }
+            return (cpu, show { $1.rssMB }, show { $1.peakMB })
+        }
         var best = 0.0
         for run in 1...max(1, runs) {
             let r = try Load.run(
                 options: options, messages: messages, size: size, conversations: conversations, run: run, rate: nil,
                 target: "sb.out.vendor-x", logger: logger)
             best = max(best, r.rate)
-            let usage = process.usage()
+            let u = usage()
             say(String(
-                format: "pipeline run %d: %.0f msg/s (%d in %.2f s), latency p50 %.1f ms p99 %.1f ms max %.1f ms; switchboard RSS %.1f MB (peak %.1f MB), CPU %.3f s per 1000 msgs",
-                run, r.rate, r.count, r.seconds, r.p50, r.p99, r.max, usage.rssMB, usage.peakMB, usage.cpuSeconds / Double(messages * run) * 1000))
+                format: "pipeline run %d: %.0f msg/s (%d in %.2f s), latency p50 %.1f ms p99 %.1f ms max %.1f ms; ",
+                run, r.rate, r.count, r.seconds, r.p50, r.p99, r.max)
+                + "RSS \(u.rss) (peak \(u.peak)), "
+                + String(format: "CPU %.3f s per 1000 msgs", u.cpuSeconds / Double(messages * run) * 1000))
         }
         // 3. Latency at half the measured maximum rate.
         let paced = try Load.run(
             options: options, messages: messages / 2, size: size, conversations: conversations, run: runs + 1, rate: best / 2,
             target: "sb.out.vendor-x", logger: logger)
         say(String(format: "pipeline at %.0f msg/s (half the maximum): latency p50 %.1f ms p99 %.1f ms max %.1f ms", best / 2, paced.p50, paced.p99, paced.max))
-        let usage = process.usage()
-        say(String(format: "switchboard peak RSS %.1f MB, CPU %.3f s per 1000 msgs over all runs", usage.peakMB, usage.cpuSeconds / Double(messages * runs + messages / 2) * 1000))
+        let u = usage()
+        say("switchboard peak RSS \(u.peak), "
+            + String(format: "CPU %.3f s per 1000 msgs over all runs (all processes)", u.cpuSeconds / Double(messages * runs + messages / 2) * 1000))
         say(String(format: "bench: ratio %.2f", best / ceiling.rate))
     }
 }
@@ -242,12 +270,10 @@ enum Relay {
 /// `switchboard run` as a child process, with its resource usage read from /proc.
 final class SwitchboardProcess {
     let process = Process()
-    let dataDir: String
 
-    init(binary: String, config: String, url: String, partitions: Int, workers: Int) throws {
-        dataDir = NSTemporaryDirectory() + "sb-bench-\(UUID().uuidString)"
+    init(binary: String, args: [String], config: String, url: String, dataDir: String, partitions: Int, workers: Int) throws {
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["run", "--config", config, "--log-level", "warning"]
+        process.arguments = args + ["--config", config, "--log-level", "warning"]
         var env = ProcessInfo.processInfo.environment
         env["SB_BROKER_URL"] = url
         env["SB_DATA_DIR"] = dataDir
@@ -258,12 +284,13 @@ final class SwitchboardProcess {
         try process.run()
     }
 
-    func waitUntilConsuming(options: ConnectionOptions, logger: Logger) throws {
+    static func waitUntilConsuming(options: ConnectionOptions, logger: Logger) throws {
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
             if let c = try? Connection(options, logger: logger) {
                 defer { c.close() }
                 if let work = try? c.queueDepth("sb.work.0"), work.consumers > 0,
+                    let store = try? c.queueDepth("sb.store"), store.consumers > 0,
                     let c2 = try? Connection(options, logger: logger), let intake = try? c2.queueDepth("sb.in.customer-a")
                 {
                     c2.close()
@@ -290,6 +317,8 @@ final class SwitchboardProcess {
                 if line.hasPrefix("VmRSS:"), parts.count > 1 { usage.rssMB = (Double(parts[1]) ?? 0) / 1024 }
                 if line.hasPrefix("VmHWM:"), parts.count > 1 { usage.peakMB = (Double(parts[1]) ?? 0) / 1024 }
             }
+            // The kernel updates the high-water mark lazily; the current RSS can be above it for a while.
+            usage.peakMB = max(usage.peakMB, usage.rssMB)
         }
         if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
             let close = stat.lastIndex(of: ")")
@@ -308,6 +337,5 @@ final class SwitchboardProcess {
             process.terminate()
             process.waitUntilExit()
         }
-        try? FileManager.default.removeItem(atPath: dataDir)
     }
 }
