@@ -145,16 +145,18 @@ package enum Application {
         say("switchboard: broker \(options.redacted)")
         say("switchboard: endpoints \(config.endpointNames.joined(separator: ", ")): ESBs publish to exchange '\(Contract.inboundExchange)' (routing key = endpoint) and consume '\(Contract.outboundQueue("<endpoint>"))'")
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
-        let store: ConversationStore
+        let store: ConversationStore?
         switch roles.store {
         case .serve:
-            store = try openStore(config, logger: logger)
+            let owned = try openStore(config, logger: logger)
             say("switchboard: store \(storeDescription(config)), serving queue '\(Contract.storeQueue)'; bad input goes to queue '\(Contract.parkedQueue)'")
-            services.append(.init(service: storeService(config: config, store: store, options: options, logger: logger)))
-        case .remote, .none:
-            store = RemoteStore(
-                options: options, timeout: Double(config.settings.storeTimeoutMs) / 1000, logger: logger)
-            if roles.store == .remote { say("switchboard: store reached through queue '\(Contract.storeQueue)' (the store role)") }
+            services.append(.init(service: storeService(config: config, store: owned, options: options, logger: logger)))
+            store = owned
+        case .remote:
+            store = RemoteStore(options: options, timeout: Double(config.settings.storeTimeoutMs) / 1000, logger: logger)
+            say("switchboard: store reached through queue '\(Contract.storeQueue)' (the store role)")
+        case .none:
+            store = nil
         }
         let workers = min(roles.workerThreads, roles.partitions.count)
         if roles.intake {
@@ -165,16 +167,19 @@ package enum Application {
             : "\(workers) worker thread(s) for partitions \(roles.partitions.map(String.init).joined(separator: ","))"
         let running = [roles.store == .serve ? "store" : nil, roles.intake ? "intake" : nil, roles.partitions.isEmpty ? nil : workerText]
         say("switchboard: running \(running.compactMap { $0 }.joined(separator: " and ")); Ctrl-C or SIGTERM stops gracefully")
-        if roles.coordinated {
-            let threads = roles.workerThreads
-            services.append(.init(service: RoleService(name: "coordinator") { flag in
-                Coordinator(config: config, store: store, options: options, threads: threads, logger: logger).run(stop: flag)
-            }))
-        }
-        for w in 0..<(roles.coordinated ? 0 : workers) {
-            let mine = stride(from: w, to: roles.partitions.count, by: workers).map { roles.partitions[$0] }
-            services.append(.init(service: workerService(
-                config: config, store: store, options: options, logger: logger, partitions: mine, name: "worker-\(w)")))
+        if let store, !roles.partitions.isEmpty {
+            if roles.coordinated {
+                let threads = roles.workerThreads
+                services.append(.init(service: RoleService(name: "coordinator") { flag in
+                    Coordinator(config: config, store: store, options: options, threads: threads, logger: logger).run(stop: flag)
+                }))
+            } else {
+                for w in 0..<workers {
+                    let mine = stride(from: w, to: roles.partitions.count, by: workers).map { roles.partitions[$0] }
+                    services.append(.init(service: workerService(
+                        config: config, store: store, options: options, logger: logger, partitions: mine, name: "worker-\(w)")))
+                }
+            }
         }
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(

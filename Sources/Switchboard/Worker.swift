@@ -156,12 +156,15 @@ package final class WorkerHandler: BatchHandler {
         let tickets = pending.filter { items[$0].event.map(Self.isTicketEvent) ?? false }
         if !tickets.isEmpty {
             let found = try storeCall { try store.find(batch: tickets.map { Self.refs(of: items[$0]) }) }
+            // A short answer would make known tickets look new: never guess, retry the batch.
+            try Self.expect(found.count, tickets.count, "conversations")
             p.byItem = Dictionary(uniqueKeysWithValues: zip(tickets, found))
         }
         let correlations = pending.filter { items[$0].event?.type == Contract.ackType }
             .map { items[$0].delivery.message.properties.correlationId ?? "" }
         if !correlations.isEmpty {
             let found = try storeCall { try store.outbound(messageIds: correlations) }
+            try Self.expect(found.count, correlations.count, "outbound messages")
             for case let o? in found { p.outbounds[o.messageId] = o }
         }
         let timers = pending.compactMap { i in
@@ -169,9 +172,15 @@ package final class WorkerHandler: BatchHandler {
         }
         let ids = Array(Set(timers + p.outbounds.values.map(\.conversationId))).sorted()
         if !ids.isEmpty {
-            for case let c? in try storeCall({ try store.conversations(ids: ids) }) { p.conversations[c.id] = c }
+            let found = try storeCall { try store.conversations(ids: ids) }
+            try Self.expect(found.count, ids.count, "conversations")
+            for case let c? in found { p.conversations[c.id] = c }
         }
         return p
+    }
+
+    private static func expect(_ got: Int, _ asked: Int, _ what: String) throws {
+        guard got == asked else { throw StoreError("the store answered \(got) \(what) for \(asked) asked") }
     }
 
     /// A message about a ticket (not a timer, not an ack): found by its ticket references.
