@@ -109,6 +109,43 @@ class ESB:
                 self.ch.confirm_delivery()
 
 
+# Every message of a ticket increments its conversation's counter `seen` and produces one outbound message.
+COUNTING_RULES = """
+rules:
+  - name: test-count
+    priority: 1000
+    from: customer-a
+    when: {field: $.seq, exists: true}
+    stop: true
+    counters: [{counter: seen, increment: 1}]
+    send: [{to: vendor-x, type: update, body: {number: {field: $.number}, seq: {field: $.seq}, seen: {counter: seen}}}]
+"""
+
+
+def seen_counters(store):
+    """customer-a ticket id -> its conversation's counter `seen`, read from a store process's database."""
+    return {ticket: int(value) for ticket, value in store.query(
+        "SELECT r.ticket_id, c.value FROM counter c JOIN reference r ON r.conversation_id = c.conversation_id "
+        "WHERE c.name = 'seen' AND r.endpoint = 'customer-a'")}
+
+
+def assert_standby_takes_over(esb, first, standby, ticket, timeout):
+    """`standby` was refused as a second exclusive consumer and waits; once `first` stops, it takes over and
+    the ticket's next message goes through."""
+    deadline = time.time() + 15
+    while "exclusive" not in standby.output().lower() and time.time() < deadline:
+        time.sleep(0.2)
+    assert "exclusive" in standby.output().lower() or "access_refused" in standby.output().lower(), standby.output()
+    desk = {"value": "g2", "display_value": "Service Desk"}
+    esb.publish("customer-a", incident(ticket, seq=0, assignment_group=desk), message_id=f"{ticket}-0")
+    assert len(esb.take("sb.out.vendor-x", 1, timeout=timeout)) == 1
+    assert first.stop() == 0
+    esb.publish("customer-a", incident(ticket, seq=1, assignment_group=desk), message_id=f"{ticket}-1")
+    got = esb.take("sb.out.vendor-x", 1, timeout=timeout * 2)
+    assert [json.loads(b)["seq"] for _, b in got] == [1]
+    assert "consuming" in standby.output()
+
+
 def postgres_url(schema):
     """A store_url in a schema of its own on the PostgreSQL that `make test` starts."""
     base = os.environ.get("SB_TEST_POSTGRES_URL")

@@ -4,11 +4,13 @@ import json
 import os
 import signal
 import time
+import uuid
 from collections import Counter
 
 import pytest
 
-from conftest import Switchboard, incident, rabbitmqctl, rabbitmqctl_ok
+from conftest import (COUNTING_RULES, Switchboard, assert_standby_takes_over, incident, postgres_url, rabbitmqctl,
+                      rabbitmqctl_ok, seen_counters)
 
 ORDER_RULES = """
 rules:
@@ -82,18 +84,8 @@ def test_a_partition_has_one_worker_and_is_taken_over_when_it_leaves(esb, vhost)
     second = Switchboard(vhost, extra_config=ORDER_RULES, data=intake.data, args=everything, consumers=0)
     second.start()
     try:
-        deadline = time.time() + 15
-        while "exclusive" not in second.output().lower() and time.time() < deadline:
-            time.sleep(0.2)
-        assert "exclusive" in second.output().lower() or "access_refused" in second.output().lower(), second.output()
-        esb.publish("customer-a", incident("TAKE1", seq=0, assignment_group=DESK), message_id="take-0")
-        assert len(esb.take("sb.out.vendor-x", 1, timeout=10)) == 1
-        assert first.stop() == 0
         # The waiting worker takes the partitions over within seconds.
-        esb.publish("customer-a", incident("TAKE1", seq=1, assignment_group=DESK), message_id="take-1")
-        got = esb.take("sb.out.vendor-x", 1, timeout=15)
-        assert [json.loads(b)["seq"] for _, b in got] == [1]
-        assert "consuming" in second.output()
+        assert_standby_takes_over(esb, first, second, "TAKE1", timeout=10)
     finally:
         for p in (second, first, intake, store):
             p.stop()
@@ -190,18 +182,6 @@ def test_a_worker_process_joins_a_running_switchboard_run(esb, vhost):
                 assert p.stop() == 0
 
 
-COUNTING_RULES = """
-rules:
-  - name: test-count
-    priority: 1000
-    from: customer-a
-    when: {field: $.seq, exists: true}
-    stop: true
-    counters: [{counter: seen, increment: 1}]
-    send: [{to: vendor-x, type: update, body: {number: {field: $.number}, seq: {field: $.seq}}}]
-"""
-
-
 def store_consumers(vhost):
     r = rabbitmqctl("list_queues", "-p", vhost, "-q", "--formatter", "json", "name", "consumers")
     assert r.returncode == 0, r.stderr
@@ -211,8 +191,6 @@ def store_consumers(vhost):
 def test_two_postgres_store_processes_serve_the_workers_and_one_may_die(esb, vhost):
     if not rabbitmqctl_ok():
         pytest.skip("the broker is not the one Deploy/local/rabbitmq.sh started")
-    from conftest import postgres_url
-    import uuid
     url = postgres_url("esb_" + uuid.uuid4().hex[:12])
     env = {"SB_STORE_TIMEOUT_MS": "2000"}
     stores = [Switchboard(vhost, extra_config=COUNTING_RULES, args=["store"], consumers=1, store_url=url, env=env).start()
@@ -240,10 +218,8 @@ def test_two_postgres_store_processes_serve_the_workers_and_one_may_die(esb, vho
                     order.setdefault(m["number"], []).append(m["seq"])
         assert len(seen) == tickets * per_ticket
         assert all(v == list(range(per_ticket)) for v in order.values())
-        counters = dict(stores[1].query(
-            "SELECT r.ticket_id, c.value FROM counter c JOIN reference r ON r.conversation_id = c.conversation_id "
-            "WHERE c.name = 'seen' AND r.endpoint = 'customer-a'"))
-        assert {int(v) for v in counters.values()} == {per_ticket} and len(counters) == tickets
+        counters = seen_counters(stores[1])
+        assert set(counters.values()) == {per_ticket} and len(counters) == tickets
         assert esb.depth("sb.parked") == 0
     finally:
         for p in workers + [intake] + stores:
@@ -258,18 +234,8 @@ def test_a_second_sqlite_store_waits_as_a_standby_and_takes_over(esb, vhost):
     worker = Switchboard(vhost, extra_config=COUNTING_RULES, args=["worker", "--threads", "1", "--partitions", "0-7"],
                          consumers=1, env={"SB_STORE_TIMEOUT_MS": "2000"}).start()
     try:
-        deadline = time.time() + 15
-        while "exclusive" not in standby.output().lower() and time.time() < deadline:
-            time.sleep(0.2)
-        assert "exclusive" in standby.output().lower() or "access_refused" in standby.output().lower(), standby.output()
-        esb.publish("customer-a", incident("STBY1", seq=0, assignment_group=DESK), message_id="stby-0")
-        assert len(esb.take("sb.out.vendor-x", 1, timeout=15)) == 1
-        assert first.stop() == 0
         # The standby takes the queue over; the work goes on against the same file.
-        esb.publish("customer-a", incident("STBY1", seq=1, assignment_group=DESK), message_id="stby-1")
-        got = esb.take("sb.out.vendor-x", 1, timeout=30)
-        assert [json.loads(b)["seq"] for _, b in got] == [1]
-        assert "consuming" in standby.output()
+        assert_standby_takes_over(esb, first, standby, "STBY1", timeout=15)
         assert first.query("SELECT value FROM counter WHERE name = 'seen'") == [("2",)]
     finally:
         for p in (worker, intake, standby, first):

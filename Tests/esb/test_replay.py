@@ -2,7 +2,7 @@
 import json
 import subprocess
 
-from conftest import BINARY, Switchboard, incident
+from conftest import BINARY, Switchboard
 
 CRM_ENDPOINT = """
 endpoints:
