@@ -142,7 +142,8 @@ package struct ConfigLoader {
                     }
                 }
             case "store_timeout_ms": if let v = int(value, min: 100, max: 600_000) { s.storeTimeoutMs = v }
-            default: unknownKey(key, in: "settings", allowed: "broker_url, tls_ca_file, data_dir, max_message_bytes, partitions, workers, prefetch, batch_size, heartbeat_seconds, store_url, store_timeout_ms")
+            case "fuse_intake": if let v = bool(value) { s.fuseIntake = v }
+            default: unknownKey(key, in: "settings", allowed: "broker_url, tls_ca_file, data_dir, max_message_bytes, partitions, workers, prefetch, batch_size, heartbeat_seconds, store_url, store_timeout_ms, fuse_intake")
             }
         }
     }

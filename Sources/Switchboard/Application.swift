@@ -85,6 +85,19 @@ package enum Application {
         }
     }
 
+    /// Intake that evaluates the messages of this process's partitions where they arrive (`switchboard run`).
+    static func fusedIntakeService(
+        config: SwitchboardConfig, store: ConversationStore, local: LocalPartitions, options: ConnectionOptions, logger: Logger
+    ) -> RoleService {
+        RoleService(name: "intake") { flag in
+            let handler = FusedIntakeHandler(config: config, store: store, local: local, threads: config.settings.workers, logger: logger)
+            ConsumerLoop(
+                name: "intake", options: options, topology: Topology(config: config), prefetch: config.settings.prefetch,
+                batchSize: config.settings.batchSize, handler: handler, stopFlag: flag, logger: logger
+            ).run()
+        }
+    }
+
     /// One worker thread for the given partitions. Each partition has exactly one consumer in the
     /// process, so one ticket's messages stay in order whatever the number of threads.
     package static func workerService(
@@ -159,7 +172,12 @@ package enum Application {
             store = nil
         }
         let workers = min(roles.workerThreads, roles.partitions.count)
-        if roles.intake {
+        // With workers of its own and the store at hand, intake evaluates its own partitions' messages itself.
+        let fused = roles.intake && roles.coordinated && store != nil && !roles.partitions.isEmpty && config.settings.fuseIntake
+        let local = fused ? LocalPartitions() : nil
+        if let local, let store {
+            services.append(.init(service: fusedIntakeService(config: config, store: store, local: local, options: options, logger: logger)))
+        } else if roles.intake {
             services.append(.init(service: intakeService(config: config, options: options, logger: logger)))
         }
         let workerText = roles.coordinated
@@ -171,7 +189,7 @@ package enum Application {
             if roles.coordinated {
                 let threads = roles.workerThreads
                 services.append(.init(service: RoleService(name: "coordinator") { flag in
-                    Coordinator(config: config, store: store, options: options, threads: threads, logger: logger).run(stop: flag)
+                    Coordinator(config: config, store: store, options: options, threads: threads, logger: logger, local: local).run(stop: flag)
                 }))
             } else {
                 for w in 0..<workers {

@@ -28,6 +28,12 @@ package protocol BatchHandler: AnyObject {
     /// one ticket's messages must never be processed by two workers at once).
     var exclusive: Bool { get }
     func handle(_ batch: [Delivery]) throws -> [Outgoing]
+    /// Called once a batch's outgoing messages are confirmed and the batch acked.
+    func confirmed(_ batch: [Delivery])
+}
+
+extension BatchHandler {
+    package func confirmed(_ batch: [Delivery]) {}
 }
 
 /// A one-shot flag, set from any thread (signal handling), read by the loop between blocking calls.
@@ -73,6 +79,7 @@ package final class ConsumerLoop {
     package func run() {
         var backoff: TimeInterval = 0.2
         var connectedOnce = false
+        var standingBy = false
         while !stopFlag.isStopped {
             var connection: Connection?
             do {
@@ -88,6 +95,7 @@ package final class ConsumerLoop {
                     connectedOnce ? "reconnected and consuming" : "consuming",
                     metadata: ["sb.role": "\(name)", "amqp.server": "\(options.redacted)", "sb.queues": "\(handler.queues.count)"])
                 connectedOnce = true
+                standingBy = false
                 backoff = 0.2
                 try consume(on: c)
                 for (_, tag) in handler.queues { try? c.cancel(consumerTag: tag) }
@@ -97,6 +105,18 @@ package final class ConsumerLoop {
                 logger.error(
                     "batch failed; everything unacked goes back to the queues",
                     metadata: ["sb.role": "\(name)", "sb.error": "\(e.reason)", "sb.retry-in": "1s"])
+                sleep(seconds: 1)
+            } catch let e as AMQPError where e.replyCode == 403 && handler.exclusive {
+                // Another process holds one of our queues exclusively (a partition's worker, the active
+                // intake, the SQLite store): wait as a standby and take over within a second of it leaving.
+                connection?.close()
+                if stopFlag.isStopped { break }
+                if !standingBy {
+                    logger.notice(
+                        "standing by: another process consumes the queue exclusively; taking over when it stops",
+                        metadata: ["sb.role": "\(name)", "sb.error": "\(e)"])
+                    standingBy = true
+                }
                 sleep(seconds: 1)
             } catch {
                 connection?.close()
@@ -159,6 +179,7 @@ package final class ConsumerLoop {
             throw GiveBack(reason: "the broker refused \(outcome.nacked.count) outgoing message(s)")
         }
         try c.ack(batch[batch.count - 1], multiple: true)
+        handler.confirmed(batch)
     }
 
     /// Sleeps in short steps so a stop request is honoured quickly.

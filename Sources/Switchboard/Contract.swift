@@ -44,6 +44,12 @@ package enum Contract {
         package static let originalExchange = "x-sb-original-exchange"
         package static let originalRoutingKey = "x-sb-original-routing-key"
         package static let messageIdDerived = "x-sb-message-id-derived"
+        /// On a work message: intake got it redelivered from `sb.in.<endpoint>` (it may have been applied
+        /// already by a process that died before acking it; the worker then re-publishes the stored outbox).
+        package static let redelivered = "x-sb-redelivered"
+        /// On what a fused intake routes to a partition, and on its barriers (`x-sb-kind: barrier`):
+        /// `<process>:<sequence>`; that process's worker reports it once passed (see FusedIntakeHandler).
+        package static let barrier = "x-sb-barrier"
     }
 
     package static let ackType = "ack"

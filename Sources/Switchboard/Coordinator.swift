@@ -16,6 +16,7 @@ package final class Coordinator {
     private let options: ConnectionOptions
     private let logger: Logger
     private let threads: Int
+    private let local: LocalPartitions?
     package let member: String
     private let heartbeatInterval: TimeInterval = 1
     /// A worker that has not been seen for this long is taken for dead and its partitions move.
@@ -26,8 +27,13 @@ package final class Coordinator {
         var done: DispatchSemaphore
     }
 
-    package init(config: SwitchboardConfig, store: ConversationStore, options: ConnectionOptions, threads: Int, logger: Logger) {
+    /// `local`: told which partitions this process consumes (for a fused intake in the same process).
+    package init(
+        config: SwitchboardConfig, store: ConversationStore, options: ConnectionOptions, threads: Int, logger: Logger,
+        local: LocalPartitions? = nil
+    ) {
         self.config = config
+        self.local = local
         self.store = store
         self.options = options
         self.threads = max(1, threads)
@@ -53,8 +59,10 @@ package final class Coordinator {
                         "sb.member": "\(member)", "sb.workers": "\(members.count)",
                         "sb.partitions": "\(mine.map(String.init).joined(separator: ","))",
                     ])
+                    local?.setOwned([])
                     stopAll(&running)
                     running = start(mine)
+                    local?.setOwned(Set(mine))
                     current = mine
                 }
             } catch {
@@ -63,6 +71,7 @@ package final class Coordinator {
             let next = Date().addingTimeInterval(heartbeatInterval)
             while !stop.isStopped, Date() < next { Thread.sleep(forTimeInterval: 0.05) }
         }
+        local?.setOwned([])
         stopAll(&running)
         try? store.leave(member: member)
     }
@@ -73,9 +82,9 @@ package final class Coordinator {
             let mine = stride(from: t, to: partitions.count, by: count).map { partitions[$0] }
             let flag = StopFlag()
             let done = DispatchSemaphore(value: 0)
-            let (config, store, options, logger) = (self.config, self.store, self.options, self.logger)
+            let (config, store, options, logger, local) = (self.config, self.store, self.options, self.logger, self.local)
             let thread = Thread {
-                let handler = WorkerHandler(config: config, store: store, partitions: mine, logger: logger)
+                let handler = WorkerHandler(config: config, store: store, partitions: mine, logger: logger, local: local)
                 ConsumerLoop(
                     name: "worker-\(t)", options: options, topology: Topology(config: config), prefetch: config.settings.prefetch,
                     batchSize: config.settings.batchSize, handler: handler, stopFlag: flag, logger: logger

@@ -17,7 +17,9 @@ package final class IntakeHandler: BatchHandler {
         self.logger = logger
     }
 
-    package var exclusive: Bool { false }
+    /// One consumer per inbound queue at a time: two would take turns on a ticket's messages and could
+    /// hand them to its partition out of order. Another intake process waits as a standby.
+    package var exclusive: Bool { true }
 
     package var queues: [(queue: String, tag: String)] {
         config.endpointNames.map { (Contract.inboundQueue($0), Self.tagPrefix + $0) }
@@ -75,6 +77,7 @@ package final class IntakeHandler: BatchHandler {
         }
         message.properties.headers[Contract.Header.endpoint] = .string(name)
         message.properties.persistent = true
+        if d.redelivered { message.properties.headers[Contract.Header.redelivered] = .bool(true) }
         let partition = Contract.partition(route: route, partitions: config.settings.partitions)
         return Outgoing(exchange: Contract.workExchange, routingKey: String(partition), message: message)
     }

@@ -16,13 +16,15 @@ package final class WorkerHandler: BatchHandler {
     private let partitions: [Int]
     private let logger: Logger
     private let clock: @Sendable () -> Date
+    private let local: LocalPartitions?
     private static let maxAttempts = 5
 
     package init(
         config: SwitchboardConfig, store: ConversationStore, partitions: [Int], logger: Logger,
-        clock: @escaping @Sendable () -> Date = { Date() }
+        local: LocalPartitions? = nil, clock: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.config = config
+        self.local = local
         self.engine = Engine(config: config)
         self.store = store
         self.partitions = partitions
@@ -53,11 +55,18 @@ package final class WorkerHandler: BatchHandler {
         var commit: Commit?
         var outcome: CommitOutcome?
         var park: String?
+        /// A barrier from this process's fused intake: nothing to evaluate (see `confirmed`).
+        var barrier = false
+
+        /// Delivered before, here or (per intake's header) from `sb.in`: it may have been applied already.
+        var redelivered: Bool {
+            delivery.redelivered || delivery.message.properties.headers[Contract.Header.redelivered] == .bool(true)
+        }
     }
 
     package func handle(_ batch: [Delivery]) throws -> [Outgoing] {
         var items = batch.map(prepare)
-        var pending = Array(items.indices.filter { items[$0].park == nil })
+        var pending = Array(items.indices.filter { items[$0].park == nil && !items[$0].barrier })
         var attempt = 0
         while !pending.isEmpty {
             attempt += 1
@@ -88,10 +97,29 @@ package final class WorkerHandler: BatchHandler {
         return items.flatMap(outgoing)
     }
 
+    /// Reports how far this batch got through what this process's fused intake routed: everything before
+    /// its marks is committed and published now, so the intake may evaluate their partitions' tickets itself.
+    package func confirmed(_ batch: [Delivery]) {
+        guard let local else { return }
+        for d in batch {
+            if case .string(let mark)? = d.message.properties.headers[Contract.Header.barrier], let p = Int(d.routingKey) {
+                local.passed(partition: p, mark: mark)
+            }
+        }
+    }
+
+    private static func isBarrier(_ d: Delivery) -> Bool {
+        d.message.properties.headers[Contract.Header.kind] == .string("barrier")
+    }
+
     private func prepare(_ d: Delivery) -> Item {
         let endpoint = d.message.properties.headers[Contract.Header.endpoint]?.description ?? ""
         let messageId = d.message.properties.messageId ?? ""
         var item = Item(delivery: d, endpoint: endpoint, messageId: messageId)
+        if Self.isBarrier(d) {
+            item.barrier = true
+            return item
+        }
         guard let config = self.config.endpoints[endpoint] ?? (endpoint == Contract.timerEndpoint ? Self.timerEndpoint : nil) else {
             item.park = "unknown endpoint '\(endpoint)' (the configuration changed since intake?)"
             return item
@@ -326,6 +354,7 @@ package final class WorkerHandler: BatchHandler {
     }
 
     private func outgoing(_ item: Item) -> [Outgoing] {
+        if item.barrier { return [] }
         if let reason = item.park {
             logger.warning("message parked", metadata: ["sb.endpoint": "\(item.endpoint)", "sb.message-id": "\(item.messageId)", "sb.reason": "\(reason)"])
             return [Parking.park(item.delivery.message, reason: reason, stage: "worker", endpoint: item.endpoint,
@@ -338,7 +367,7 @@ package final class WorkerHandler: BatchHandler {
             // Redelivered by the broker: we may have crashed between commit and publish, so publish the
             // stored outbox again (same message ids; receivers de-duplicate). A fresh copy instead is an
             // ESB's resend: its first copy already published (or will, when redelivered), so send nothing.
-            if item.delivery.redelivered {
+            if item.redelivered {
                 logger.info("redelivered message already applied; re-publishing its stored outbound messages",
                             metadata: ["sb.endpoint": "\(item.endpoint)", "sb.message-id": "\(item.messageId)", "sb.outbound": "\(stored.count)"])
                 outbox = stored

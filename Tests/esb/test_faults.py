@@ -15,6 +15,51 @@ DESK = {"value": "g2", "display_value": "Service Desk"}
 PARTITIONS = ["0-2", "3-5", "6-7"]
 
 
+def publish_backlog(esb, tickets, per_ticket, prefix):
+    for seq in range(per_ticket):
+        for t in range(tickets):
+            esb.publish("customer-a", incident(f"{prefix}{t:04d}", seq=seq, assignment_group=DESK),
+                        message_id=f"{prefix.lower()}-{t}-{seq}")
+
+
+def take_outbound(esb, seen, first_order):
+    for props, body in esb.take("sb.out.vendor-x", 500, timeout=0.5):
+        if props.message_id not in seen:
+            seen.add(props.message_id)
+            m = json.loads(body)
+            first_order.setdefault(m["number"], []).append(m["seq"])
+
+
+def assert_exactly_once_in_order(esb, the_store, seen, first_order, tickets, per_ticket):
+    total = tickets * per_ticket
+    seen_more = esb.drain("sb.out.vendor-x", quiet=2.0)
+    seen.update(p.message_id for p, _ in seen_more)
+    # Every inbound message produced exactly one distinct outbound message id.
+    assert len(seen) == total
+    # Each ticket's outbound messages first arrived in the order its inbound messages were sent.
+    assert all(order == list(range(per_ticket)) for order in first_order.values()), \
+        {k: v for k, v in first_order.items() if v != list(range(per_ticket))}
+    counters = seen_counters(the_store)
+    assert len(counters) == tickets
+    assert set(counters.values()) == {per_ticket}, "a counter was applied twice or not at all"
+    assert the_store.query("SELECT count(*) FROM processed WHERE endpoint = 'customer-a'") == [(str(total),)]
+    assert esb.depth("sb.parked") == 0
+    for q in ["sb.in.customer-a"] + [f"sb.work.{p}" for p in range(8)]:
+        assert esb.depth(q) == 0, q
+
+
+def kill(process):
+    process.proc.send_signal(signal.SIGKILL)
+    process.proc.wait()
+
+
+def cut_all_connections(esb, vhost):
+    assert rabbitmqctl("close_all_connections", "-p", vhost, "test: connection loss").returncode == 0
+    time.sleep(0.5)
+    esb.connect()
+    return True
+
+
 def test_kill_workers_and_the_store_and_cut_connections_lose_nothing_and_double_nothing(esb, vhost, store_url):
     if not rabbitmqctl_ok():
         pytest.skip("the broker is not the one Deploy/local/rabbitmq.sh started")
@@ -40,9 +85,7 @@ def test_kill_workers_and_the_store_and_cut_connections_lose_nothing_and_double_
     store_killed = False
     try:
         # The backlog first, so the faults below hit a pipeline that is busy all along.
-        for seq in range(per_ticket):
-            for t in range(tickets):
-                esb.publish("customer-a", incident(f"F{t:04d}", seq=seq, assignment_group=DESK), message_id=f"f-{t}-{seq}")
+        publish_backlog(esb, tickets, per_ticket, "F")
         workers = [worker(i) for i in range(3)]
         seen, first_order = set(), {}
         deadline = time.time() + 240
@@ -50,49 +93,91 @@ def test_kill_workers_and_the_store_and_cut_connections_lose_nothing_and_double_
         cut = False
         started = time.time()
         while len(seen) < total and time.time() < deadline:
-            for props, body in esb.take("sb.out.vendor-x", 500, timeout=0.5):
-                if props.message_id not in seen:
-                    seen.add(props.message_id)
-                    m = json.loads(body)
-                    first_order.setdefault(m["number"], []).append(m["seq"])
+            take_outbound(esb, seen, first_order)
             if time.time() >= next_kill and len(seen) < total * 0.9:
                 i = random.randrange(3)
-                workers[i].proc.send_signal(signal.SIGKILL)
-                workers[i].proc.wait()
+                kill(workers[i])
                 kills += 1
                 workers[i] = worker(i)
                 next_kill = time.time() + 2.0
             if not store_killed and len(seen) > total // 3:
-                the_store.proc.send_signal(signal.SIGKILL)
-                the_store.proc.wait()
+                kill(the_store)
                 store_killed = True
                 time.sleep(1.0)
                 the_store = store()
             if not cut and len(seen) > total // 2:
-                assert rabbitmqctl("close_all_connections", "-p", vhost, "test: connection loss").returncode == 0
-                cut = True
-                time.sleep(0.5)
-                esb.connect()
+                cut = cut_all_connections(esb, vhost)
         print(f"faults ({store_url.split('?')[0]}): {total} messages, {kills} workers and the store killed with SIGKILL, "
               f"connections cut once; {time.time() - started:.1f} s")
         assert kills >= 2, "the run ended before the workers could be killed"
         assert cut and store_killed
-        seen_more = esb.drain("sb.out.vendor-x", quiet=2.0)
-        seen.update(p.message_id for p, _ in seen_more)
-        # Every inbound message produced exactly one distinct outbound message id.
-        assert len(seen) == total
-        # Each ticket's outbound messages first arrived in the order its inbound messages were sent.
-        assert all(order == list(range(per_ticket)) for order in first_order.values()), \
-            {k: v for k, v in first_order.items() if v != list(range(per_ticket))}
-        counters = seen_counters(the_store)
-        assert len(counters) == tickets
-        assert set(counters.values()) == {per_ticket}, "a counter was applied twice or not at all"
-        assert the_store.query("SELECT count(*) FROM processed WHERE message_id LIKE 'f-%'") == [(str(total),)]
-        assert esb.depth("sb.parked") == 0
-        for q in ["sb.in.customer-a"] + [f"sb.work.{p}" for p in range(8)]:
-            assert esb.depth(q) == 0, q
+        assert_exactly_once_in_order(esb, the_store, seen, first_order, tickets, per_ticket)
     finally:
         for w in workers:
             w.stop()
         intake.stop()
         the_store.stop()
+
+
+def test_a_run_whose_partitions_move_to_worker_processes_and_back_keeps_order_and_loses_nothing(esb, vhost):
+    """`switchboard run` evaluates its own partitions' messages in intake (fused) and routes the others;
+    worker processes that join, die (kill -9) and come back move partitions between it and them again and
+    again, and the run itself is killed -9 once: still exactly once, in order."""
+    if not rabbitmqctl_ok():
+        pytest.skip("the broker is not the one Deploy/local/rabbitmq.sh started")
+    tickets, per_ticket = 200, int(os.environ.get("SB_FAULT_MESSAGES_PER_TICKET", "50"))
+    total = tickets * per_ticket
+    env = {"SB_STORE_TIMEOUT_MS": "2000"}
+    run = Switchboard(vhost, extra_config=COUNTING_RULES, env=env)
+
+    def start_run():
+        return Switchboard(vhost, extra_config=COUNTING_RULES, env=env, data=run.data).start()
+
+    def worker():
+        return Switchboard(vhost, extra_config=COUNTING_RULES, env=env, args=["worker", "--threads", "1"],
+                           consumers=0).start()
+
+    first_run = run.start()
+    workers = []
+    kills = 0
+    run_killed = False
+    try:
+        workers = [worker(), worker()]
+        seen, first_order = set(), {}
+        rounds = 0
+        deadline = time.time() + 240
+        next_kill = time.time() + 1.0
+        cut = False
+        started = time.time()
+        while len(seen) < total and time.time() < deadline:
+            # One message per ticket at a time, so the faults below hit a pipeline that is fed all along.
+            if rounds < per_ticket:
+                for t in range(tickets):
+                    esb.publish("customer-a", incident(f"R{t:04d}", seq=rounds, assignment_group=DESK),
+                                message_id=f"r-{t}-{rounds}")
+                rounds += 1
+            take_outbound(esb, seen, first_order)
+            if time.time() >= next_kill and len(seen) < total * 0.9:
+                i = random.randrange(len(workers))
+                kill(workers[i])
+                kills += 1
+                workers[i] = worker()
+                next_kill = time.time() + 1.5
+            if not run_killed and len(seen) > total // 3:
+                kill(run)
+                run_killed = True
+                run = start_run()
+            if not cut and len(seen) > total // 2:
+                cut = cut_all_connections(esb, vhost)
+        print(f"faults (run + worker processes): {total} messages, {kills} workers and the run killed with SIGKILL, "
+              f"connections cut once; {time.time() - started:.1f} s")
+        assert kills >= 2, "the run ended before the workers could be killed"
+        assert cut and run_killed
+        assert_exactly_once_in_order(esb, run, seen, first_order, tickets, per_ticket)
+        # The run evaluated its partitions' messages in intake, and the set changed as workers came and went.
+        changes = [line for line in first_run.output().splitlines() if "intake evaluates" in line]
+        assert len(set(line.split("sb.direct=")[1].split()[0] for line in changes)) >= 2, changes
+    finally:
+        for w in workers:
+            w.stop()
+        run.stop()

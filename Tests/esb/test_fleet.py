@@ -240,3 +240,20 @@ def test_a_second_sqlite_store_waits_as_a_standby_and_takes_over(esb, vhost):
     finally:
         for p in (worker, intake, standby, first):
             p.stop()
+
+
+def test_a_second_intake_waits_as_a_standby_and_takes_over(esb, vhost):
+    """Two intakes taking turns on one inbound queue could pass a ticket's messages to its partition out of
+    order: the second one waits until the first is gone."""
+    store = Switchboard(vhost, extra_config=COUNTING_RULES, args=["store"], consumers=1).start()
+    worker = Switchboard(vhost, extra_config=COUNTING_RULES, args=["worker", "--threads", "1", "--partitions", "0-7"],
+                         consumers=1).start()
+    first = Switchboard(vhost, extra_config=COUNTING_RULES, args=["intake"], consumers=1).start()
+    standby = Switchboard(vhost, extra_config=COUNTING_RULES, args=["intake"], consumers=0).start()
+    try:
+        assert_standby_takes_over(esb, first, standby, "INTK1", timeout=15)
+        assert "standing by" in standby.output()
+        assert store.query("SELECT value FROM counter WHERE name = 'seen'") == [("2",)]
+    finally:
+        for p in (standby, first, worker, store):
+            p.stop()
