@@ -79,6 +79,9 @@ struct Bench: ParsableCommand {
             options: options, messages: messages / 2, size: size, conversations: conversations, run: runs + 1, rate: best / 2,
             target: "sb.out.vendor-x", logger: logger)
         say(String(format: "pipeline at %.0f msg/s (half the maximum): latency p50 %.1f ms p99 %.1f ms max %.1f ms", best / 2, paced.p50, paced.p99, paced.max))
+        // The broker's own latency at that rate: what no pipeline on this machine can go below.
+        let relayPaced = try Relay.measure(options: options, messages: messages / 2, size: size, rate: best / 2, logger: logger)
+        say(String(format: "ceiling  at %.0f msg/s (bare relay, same rate): latency p50 %.1f ms p99 %.1f ms max %.1f ms", best / 2, relayPaced.p50, relayPaced.p99, relayPaced.max))
         let u = usage()
         say("switchboard peak RSS \(u.peak), "
             + String(format: "CPU %.3f s per 1000 msgs over all runs (all processes)", u.cpuSeconds / Double(messages * runs + messages / 2) * 1000))
@@ -108,6 +111,13 @@ struct Result {
 
 func nanos() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
+/// Sleeps until message `seq` is due at `rate` per second from `since`.
+func pace(seq: Int, rate: Double, since: UInt64) {
+    let due = since + UInt64(Double(seq) / rate * 1e9)
+    let now = nanos()
+    if due > now { Thread.sleep(forTimeInterval: Double(due - now) / 1e9) }
+}
+
 /// A ServiceNow-style incident update padded to `size` bytes. `correlation_display` carries the vendor
 /// key, so every conversation is linked to vendor-x and takes the update rule (map, translate, attribute).
 func body(seq: Int, conversations: Int, size: Int) -> Data {
@@ -134,11 +144,7 @@ enum Load {
                 try c.enableConfirms()
                 let begin = nanos()
                 for seq in 0..<messages {
-                    if let rate {
-                        let due = begin + UInt64(Double(seq) / rate * 1e9)
-                        let now = nanos()
-                        if due > now { Thread.sleep(forTimeInterval: Double(due - now) / 1e9) }
-                    }
+                    if let rate { pace(seq: seq, rate: rate, since: begin) }
                     let props = Properties(contentType: "application/json", messageId: "b\(run)-\(seq)-\(nanos())")
                     try c.publish(exchange: "sb.in", routingKey: "customer-a", message: Message(body: body(seq: seq, conversations: conversations, size: size), properties: props))
                     if seq % 200 == 199 { _ = try c.waitForConfirms(timeout: 30) }
@@ -234,7 +240,7 @@ enum Relay {
         }
     }
 
-    static func measure(options: ConnectionOptions, messages: Int, size: Int, logger: Logger) throws -> Result {
+    static func measure(options: ConnectionOptions, messages: Int, size: Int, rate: Double? = nil, logger: Logger) throws -> Result {
         let setup = try Connection(options, logger: logger)
         try setup.declareQueue("bench.relay.in")
         try setup.declareQueue("bench.relay.out")
@@ -256,7 +262,9 @@ enum Relay {
         let c = try Connection(options, logger: logger)
         defer { c.close() }
         try c.enableConfirms()
+        let begin = nanos()
         for seq in 0..<messages {
+            if let rate { pace(seq: seq, rate: rate, since: begin) }
             let props = Properties(contentType: "application/json", messageId: "relay-\(seq)-\(nanos())")
             try c.publish(exchange: "", routingKey: "bench.relay.in", message: Message(body: body(seq: seq, conversations: 1000, size: size), properties: props))
             if seq % 200 == 199 { _ = try c.waitForConfirms(timeout: 30) }
