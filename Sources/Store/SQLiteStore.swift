@@ -2,12 +2,47 @@ import Foundation
 import GRDB
 import JSONPath
 import Rules
+import Synchronization
 
 /// The embedded default: one SQLite file in WAL mode, through GRDB. Writes are serialised by GRDB's
 /// writer queue; reads (admin, lookups) run concurrently with them.
 package final class SQLiteStore: ConversationStore {
     private let pool: DatabasePool
     package let path: String
+    private let cache = Mutex(SnapshotCache())
+
+    /// Conversations as the commits through this object left them (write-through), so a batch's lookups
+    /// need no queries for the tickets it has seen. Only a shortcut: every commit still checks the version
+    /// in the database, and an entry that turns out old (a commit this object did not make, e.g. by
+    /// another process on the same file) is dropped when the commit built on it is found stale.
+    private struct SnapshotCache {
+        var conversations: [String: ConversationSnapshot] = [:]
+        var byReference: [TicketRef: String] = [:]
+        /// Bumped by every commit: a snapshot read from the database is kept only if none happened meanwhile.
+        var generation: UInt64 = 0
+        static let capacity = 10_000
+
+        func find(_ refs: [TicketRef]) -> ConversationSnapshot? {
+            for ref in refs {
+                if let id = byReference[ref] { return conversations[id] }
+            }
+            return nil
+        }
+
+        mutating func keep(_ s: ConversationSnapshot) {
+            if conversations.count >= Self.capacity && conversations[s.id] == nil {
+                conversations.removeAll(keepingCapacity: true)
+                byReference.removeAll(keepingCapacity: true)
+            }
+            conversations[s.id] = s
+            for (e, t) in s.references { byReference[TicketRef(e, t)] = s.id }
+        }
+
+        mutating func drop(_ id: String) {
+            guard let s = conversations.removeValue(forKey: id) else { return }
+            for (e, t) in s.references { byReference[TicketRef(e, t)] = nil }
+        }
+    }
 
     package init(path: String) throws {
         self.path = path
@@ -130,9 +165,25 @@ package final class SQLiteStore: ConversationStore {
         try pool.read { db in try Self.find(db, refs) }
     }
 
-    /// One read transaction for the whole batch.
+    /// One read transaction for the whole batch, and none for the tickets the cache knows.
     package func find(batch: [[TicketRef]]) throws -> [ConversationSnapshot?] {
-        try pool.read { db in try batch.map { try Self.find(db, $0) } }
+        let (known, generation) = cache.withLock { c in (batch.map { c.find($0) }, c.generation) }
+        let missing = batch.indices.filter { known[$0] == nil }
+        if missing.isEmpty { return known }
+        let read = try pool.read { db in try missing.map { try Self.find(db, batch[$0]) } }
+        remember(read.compactMap { $0 }, readAt: generation)
+        var answer = known
+        for (i, s) in zip(missing, read) { answer[i] = s }
+        return answer
+    }
+
+    /// Keeps snapshots read from the database, unless a commit happened since `generation` (they may be old).
+    private func remember(_ snapshots: [ConversationSnapshot], readAt generation: UInt64) {
+        guard !snapshots.isEmpty else { return }
+        cache.withLock { c in
+            guard c.generation == generation else { return }
+            for s in snapshots { c.keep(s) }
+        }
     }
 
     private static func find(_ db: Database, _ refs: [TicketRef]) throws -> ConversationSnapshot? {
@@ -152,7 +203,14 @@ package final class SQLiteStore: ConversationStore {
     }
 
     package func conversations(ids: [String]) throws -> [ConversationSnapshot?] {
-        try pool.read { db in try ids.map { try Self.snapshot(db, id: $0) } }
+        let (known, generation) = cache.withLock { c in (ids.map { c.conversations[$0] }, c.generation) }
+        let missing = ids.indices.filter { known[$0] == nil }
+        if missing.isEmpty { return known }
+        let read = try pool.read { db in try missing.map { try Self.snapshot(db, id: ids[$0]) } }
+        remember(read.compactMap { $0 }, readAt: generation)
+        var answer = known
+        for (i, s) in zip(missing, read) { answer[i] = s }
+        return answer
     }
 
     package func outbound(messageIds: [String]) throws -> [StoredOutbound?] {
@@ -209,16 +267,61 @@ package final class SQLiteStore: ConversationStore {
     }
 
     package func commit(_ commits: [Commit]) throws -> [CommitOutcome] {
-        try pool.write { db in
-            var outcomes: [CommitOutcome] = []
-            for c in commits {
-                outcomes.append(try Self.apply(c, db))
+        let result: (outcomes: [CommitOutcome], applied: [Bool])
+        do {
+            result = try pool.write { db in
+                var outcomes: [CommitOutcome] = []
+                var applied: [Bool] = []
+                for c in commits {
+                    var didApply = false
+                    outcomes.append(try Self.apply(c, db, applied: &didApply))
+                    applied.append(didApply)
+                }
+                return (outcomes, applied)
             }
-            return outcomes
+        } catch {
+            cache.withLock { c in
+                c.generation += 1
+                for commit in commits { c.drop(commit.conversationId) }
+            }
+            throw error
         }
+        cache.withLock { c in
+            c.generation += 1
+            for (commit, applied) in zip(commits, result.applied) {
+                // Built on what the cache holds (or a new conversation): the cache follows. Anything else
+                // (stale, duplicate, a replayed attempt): forget it, the database says.
+                if applied, let next = Self.after(commit, base: c.conversations[commit.conversationId]) {
+                    c.keep(next)
+                } else {
+                    c.drop(commit.conversationId)
+                }
+            }
+        }
+        return result.outcomes
     }
 
-    private static func apply(_ c: Commit, _ db: Database) throws -> CommitOutcome {
+    /// The conversation after an applied commit, if `base` is what it was decided against.
+    private static func after(_ c: Commit, base: ConversationSnapshot?) -> ConversationSnapshot? {
+        var s: ConversationSnapshot
+        if c.expectedVersion == 0 {
+            s = ConversationSnapshot(id: c.conversationId)
+        } else if let base, base.version == c.expectedVersion {
+            s = base
+        } else {
+            return nil
+        }
+        s.version = c.expectedVersion + 1
+        for ref in c.newReferences { s.references[ref.endpoint] = ref.ticketId }
+        for (name, value) in c.attributes {
+            // As a read from the database would give it back.
+            s.attributes[name] = value.map { v in (try? JSON.parse(v.serializedString)) ?? .string(v.serializedString) }
+        }
+        for (name, value) in c.counters { s.counters[name] = value }
+        return s
+    }
+
+    private static func apply(_ c: Commit, _ db: Database, applied: inout Bool) throws -> CommitOutcome {
         if let row = try Row.fetchOne(
             db.cachedStatement(sql: "SELECT conversation_id, attempt FROM processed WHERE endpoint = ? AND message_id = ?"),
             arguments: [c.inbound.endpoint, c.inbound.messageId])
@@ -274,6 +377,7 @@ package final class SQLiteStore: ConversationStore {
         for t in c.timeline {
             try db.cachedStatement(sql: "INSERT INTO timeline (conversation_id, at, kind, endpoint, who, message_id, rule, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)").execute(arguments: [t.conversationId, t.at.timeIntervalSince1970, t.kind, t.endpoint, t.who, t.messageId, t.rule, t.detail])
         }
+        applied = true
         return .committed(version: version)
     }
 
