@@ -75,6 +75,8 @@ package final class WorkerHandler: BatchHandler {
             var overlay = Overlay()
             let preloaded = try preload(items, pending)
             for i in pending {
+                // A message that cannot be decided again is parked, and its earlier decision not committed.
+                items[i].commit = nil
                 do {
                     items[i].commit = try decide(items[i], overlay: &overlay, preloaded: preloaded, index: i, retry: attempt > 1)
                 } catch let error as StoreError {
