@@ -167,13 +167,21 @@ package final class SQLiteStore: ConversationStore {
 
     /// One read transaction for the whole batch, and none for the tickets the cache knows.
     package func find(batch: [[TicketRef]]) throws -> [ConversationSnapshot?] {
-        let (known, generation) = cache.withLock { c in (batch.map { c.find($0) }, c.generation) }
-        let missing = batch.indices.filter { known[$0] == nil }
+        try cached(batch, known: { $0.find($1) }, read: { try Self.find($0, $1) })
+    }
+
+    /// Answers from the cache where it can, reads the rest in one read transaction and remembers it.
+    private func cached<Key>(
+        _ keys: [Key], known lookup: (SnapshotCache, Key) -> ConversationSnapshot?,
+        read: (Database, Key) throws -> ConversationSnapshot?
+    ) throws -> [ConversationSnapshot?] {
+        let (known, generation) = cache.withLock { c in (keys.map { lookup(c, $0) }, c.generation) }
+        let missing = keys.indices.filter { known[$0] == nil }
         if missing.isEmpty { return known }
-        let read = try pool.read { db in try missing.map { try Self.find(db, batch[$0]) } }
-        remember(read.compactMap { $0 }, readAt: generation)
+        let fetched = try pool.read { db in try missing.map { try read(db, keys[$0]) } }
+        remember(fetched.compactMap { $0 }, readAt: generation)
         var answer = known
-        for (i, s) in zip(missing, read) { answer[i] = s }
+        for (i, s) in zip(missing, fetched) { answer[i] = s }
         return answer
     }
 
@@ -203,14 +211,7 @@ package final class SQLiteStore: ConversationStore {
     }
 
     package func conversations(ids: [String]) throws -> [ConversationSnapshot?] {
-        let (known, generation) = cache.withLock { c in (ids.map { c.conversations[$0] }, c.generation) }
-        let missing = ids.indices.filter { known[$0] == nil }
-        if missing.isEmpty { return known }
-        let read = try pool.read { db in try missing.map { try Self.snapshot(db, id: ids[$0]) } }
-        remember(read.compactMap { $0 }, readAt: generation)
-        var answer = known
-        for (i, s) in zip(missing, read) { answer[i] = s }
-        return answer
+        try cached(ids, known: { $0.conversations[$1] }, read: { try Self.snapshot($0, id: $1) })
     }
 
     package func outbound(messageIds: [String]) throws -> [StoredOutbound?] {

@@ -68,9 +68,8 @@ package enum Application {
         let exclusive = !(config.settings.storeURL.hasPrefix("postgres"))
         return RoleService(name: "store") { flag in
             ConsumerLoop(
-                name: "store", options: options, topology: Topology(config: config), prefetch: config.settings.prefetch,
-                batchSize: config.settings.batchSize, handler: StoreServer(store: store, exclusive: exclusive, logger: logger),
-                stopFlag: flag, logger: logger
+                name: "store", config: config, options: options,
+                handler: StoreServer(store: store, exclusive: exclusive, logger: logger), stopFlag: flag, logger: logger
             ).run()
         }
     }
@@ -78,10 +77,7 @@ package enum Application {
     package static func intakeService(config: SwitchboardConfig, options: ConnectionOptions, logger: Logger) -> RoleService {
         RoleService(name: "intake") { flag in
             let handler = IntakeHandler(config: config, logger: logger)
-            ConsumerLoop(
-                name: "intake", options: options, topology: Topology(config: config), prefetch: config.settings.prefetch,
-                batchSize: config.settings.batchSize, handler: handler, stopFlag: flag, logger: logger
-            ).run()
+            ConsumerLoop(name: "intake", config: config, options: options, handler: handler, stopFlag: flag, logger: logger).run()
         }
     }
 
@@ -91,10 +87,7 @@ package enum Application {
     ) -> RoleService {
         RoleService(name: "intake") { flag in
             let handler = FusedIntakeHandler(config: config, store: store, local: local, threads: config.settings.workers, logger: logger)
-            ConsumerLoop(
-                name: "intake", options: options, topology: Topology(config: config), prefetch: config.settings.prefetch,
-                batchSize: config.settings.batchSize, handler: handler, stopFlag: flag, logger: logger
-            ).run()
+            ConsumerLoop(name: "intake", config: config, options: options, handler: handler, stopFlag: flag, logger: logger).run()
         }
     }
 
@@ -106,10 +99,7 @@ package enum Application {
     ) -> RoleService {
         RoleService(name: name) { flag in
             let handler = WorkerHandler(config: config, store: store, partitions: partitions, logger: logger)
-            ConsumerLoop(
-                name: name, options: options, topology: Topology(config: config), prefetch: config.settings.prefetch,
-                batchSize: config.settings.batchSize, handler: handler, stopFlag: flag, logger: logger
-            ).run()
+            ConsumerLoop(name: name, config: config, options: options, handler: handler, stopFlag: flag, logger: logger).run()
         }
     }
 

@@ -1,6 +1,7 @@
 import AMQP
 import Foundation
 import Logging
+import Rules
 import Synchronization
 
 /// A message to publish as the result of a batch.
@@ -73,6 +74,16 @@ package final class ConsumerLoop {
         self.handler = handler
         self.stopFlag = stopFlag
         self.logger = logger
+    }
+
+    /// A role's loop with the configuration's topology, prefetch and batch size.
+    package convenience init(
+        name: String, config: SwitchboardConfig, options: ConnectionOptions, handler: BatchHandler, stopFlag: StopFlag,
+        logger: Logger
+    ) {
+        self.init(
+            name: name, options: options, topology: Topology(config: config), prefetch: config.settings.prefetch,
+            batchSize: config.settings.batchSize, handler: handler, stopFlag: stopFlag, logger: logger)
     }
 
     /// Runs until the stop flag is set; then finishes the batch in hand, acks it, and returns.

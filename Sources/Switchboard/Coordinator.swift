@@ -86,8 +86,7 @@ package final class Coordinator {
             let thread = Thread {
                 let handler = WorkerHandler(config: config, store: store, partitions: mine, logger: logger, local: local)
                 ConsumerLoop(
-                    name: "worker-\(t)", options: options, topology: Topology(config: config), prefetch: config.settings.prefetch,
-                    batchSize: config.settings.batchSize, handler: handler, stopFlag: flag, logger: logger
+                    name: "worker-\(t)", config: config, options: options, handler: handler, stopFlag: flag, logger: logger
                 ).run()
                 done.signal()
             }

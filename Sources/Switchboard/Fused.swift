@@ -141,17 +141,15 @@ package final class FusedIntakeHandler: BatchHandler {
         let before = direct
         let owned = local.owned
         direct.formIntersection(owned)
+        // Partition -> whether its worker has passed the last mark routed there (absent: nothing routed yet).
+        let caughtUp = { [self] in owned.subtracting(direct).compactMap { p in routed[p].map { (p, local.passed(partition: p) >= $0.seq) } } }
         let deadline = Date().addingTimeInterval(maxWait)
-        while Date() < deadline,
-            owned.contains(where: { p in !direct.contains(p) && routed[p].map { local.passed(partition: p) < $0.seq } ?? false })
-        {
+        while Date() < deadline, caughtUp().contains(where: { !$0.1 }) {
             Thread.sleep(forTimeInterval: 0.001)
         }
-        for p in owned.subtracting(direct) {
-            if let last = routed[p], local.passed(partition: p) >= last.seq {
-                direct.insert(p)
-                routed[p] = nil
-            }
+        for (p, done) in caughtUp() where done {
+            direct.insert(p)
+            routed[p] = nil
         }
         if direct != before {
             let list = { (s: Set<Int>) in s.isEmpty ? "none" : s.sorted().map(String.init).joined(separator: ",") }
