@@ -10,6 +10,7 @@ package final class SQLiteStore: ConversationStore {
     private let pool: DatabasePool
     package let path: String
     private let cache = Mutex(SnapshotCache())
+    private let checkpointer: Checkpointer
 
     /// Conversations as the commits through this object left them (write-through), so a batch's lookups
     /// need no queries for the tickets it has seen. Only a shortcut: every commit still checks the version
@@ -44,7 +45,20 @@ package final class SQLiteStore: ConversationStore {
         }
     }
 
-    package init(path: String) throws {
+    /// When the WAL is copied back into the database (in pages of 4 KiB); see `Checkpointer`.
+    package struct WALLimits: Sendable {
+        /// Once the WAL holds this many pages, it is checkpointed to its end between two commits and starts over.
+        package var restartPages = 4_000
+        /// The writer checkpoints inline only beyond this, should the checkpoint thread fall behind.
+        package var backstopPages = 20_000
+
+        package init(restartPages: Int = 4_000, backstopPages: Int = 20_000) {
+            self.restartPages = restartPages
+            self.backstopPages = backstopPages
+        }
+    }
+
+    package init(path: String, wal: WALLimits = WALLimits()) throws {
         self.path = path
         let dir = (path as NSString).deletingLastPathComponent
         if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
@@ -54,10 +68,17 @@ package final class SQLiteStore: ConversationStore {
         // transactions but never corrupts the file. The broker redelivers whatever was not acked.
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            // Checkpoints run on a thread of their own (`Checkpointer`), not in the commits.
+            try db.execute(sql: "PRAGMA wal_autocheckpoint = \(wal.backstopPages)")
         }
         config.busyMode = .timeout(10)
         pool = try DatabasePool(path: path, configuration: config)
         try Self.migrator.migrate(pool)
+        checkpointer = try Checkpointer(path: path, writer: pool, restartPages: wal.restartPages)
+    }
+
+    deinit {
+        checkpointer.stop()
     }
 
     private static var migrator: DatabaseMigrator {
@@ -287,6 +308,7 @@ package final class SQLiteStore: ConversationStore {
             }
             throw error
         }
+        checkpointer.committed()
         cache.withLock { c in
             c.generation += 1
             for (commit, applied) in zip(commits, result.applied) {
@@ -389,6 +411,56 @@ package final class SQLiteStore: ConversationStore {
                     conversationId: $0["conversation_id"], at: Date(timeIntervalSince1970: $0["at"]), kind: $0["kind"],
                     endpoint: $0["endpoint"], who: $0["who"], messageId: $0["message_id"], rule: $0["rule"],
                     detail: $0["detail"])
+            }
+        }
+    }
+}
+
+/// Copies the WAL back into the database file from a thread of its own, so commits do not wait for a
+/// checkpoint's copying and `fdatasync`s (inline, they were a fifth of the commit path's time and its
+/// latency spikes). A passive checkpoint never blocks the writer or readers, but while commits keep
+/// coming it never reaches the WAL's end, and only a WAL checkpointed to its end starts over from its
+/// beginning. So once the WAL holds `restartPages`, the few frames appended since the last pass are
+/// checkpointed on the writer connection between two commits: the next commit starts the WAL over.
+/// The writer's own automatic checkpoint stays on (`WALLimits.backstopPages`), should this thread fall behind.
+private final class Checkpointer: Sendable {
+    private let restartPages: Int
+    private static let interval: TimeInterval = 0.02
+    private let commits = Atomic<UInt64>(0)
+    private let stopped = Atomic<Bool>(false)
+    private let wake = DispatchSemaphore(value: 0)
+
+    init(path: String, writer: DatabasePool, restartPages: Int) throws {
+        self.restartPages = restartPages
+        var config = Configuration()
+        config.label = "switchboard-checkpoint"
+        config.busyMode = .timeout(10)
+        let connection = try DatabaseQueue(path: path, configuration: config)
+        let thread = Thread { [self] in run(connection, writer) }
+        thread.name = "sqlite-checkpoint"
+        thread.start()
+    }
+
+    func committed() {
+        commits.add(1, ordering: .relaxed)
+    }
+
+    func stop() {
+        stopped.store(true, ordering: .relaxed)
+        wake.signal()
+    }
+
+    private func run(_ connection: DatabaseQueue, _ writer: DatabasePool) {
+        var seen: UInt64 = 0
+        while !stopped.load(ordering: .relaxed) {
+            _ = wake.wait(timeout: .now() + Self.interval)
+            let now = commits.load(ordering: .relaxed)
+            guard now != seen, !stopped.load(ordering: .relaxed) else { continue }
+            seen = now
+            // Failing is harmless: the next round (or the writer's backstop) catches up.
+            guard let pass = try? connection.writeWithoutTransaction({ db in try db.checkpoint(.passive) }) else { continue }
+            if pass.walFrameCount >= restartPages {
+                _ = try? writer.writeWithoutTransaction { db in try db.checkpoint(.passive) }
             }
         }
     }
