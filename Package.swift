@@ -72,7 +72,7 @@ let package = Package(
         .executableTarget(
             name: "sb-bench",
             dependencies: [
-                "AMQP", "JSONPath", "Switchboard",
+                "AMQP", "JSONPath", "Rules", "Store", "Switchboard",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -88,13 +88,13 @@ let package = Package(
         // The store contract, run against SQLite and against a real PostgreSQL.
         .testTarget(
             name: "StoreTests",
-            dependencies: ["Store", "Rules", "JSONPath", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Store", "Rules", "JSONPath", .product(name: "Logging", package: "swift-log"), .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strict),
         // The roles' handlers with a real store and no broker: concurrency and redelivery.
         .testTarget(
             name: "SwitchboardTests", dependencies: ["Switchboard", "AMQP", "Store", "Rules", "JSONPath"],
             swiftSettings: strict),
         // Tests against the real broker started by Deploy/local (make test, .ci/run).
-        .testTarget(name: "AMQPIntegrationTests", dependencies: ["AMQP"], swiftSettings: strict),
+        .testTarget(name: "AMQPIntegrationTests", dependencies: ["AMQP", "Switchboard"], swiftSettings: strict),
     ]
 )

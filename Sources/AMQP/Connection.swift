@@ -287,17 +287,33 @@ package final class Connection {
         return seq
     }
 
+    /// The sequence number of the last message published on this connection (0: none yet).
+    package var lastPublished: UInt64 { nextPublishSeq - 1 }
+
     /// Waits until the broker confirmed everything published so far. Returns what was nacked or returned
     /// since the last call. Throws `.timeout` when the broker does not answer in time.
     package func waitForConfirms(timeout: TimeInterval) throws(AMQPError) -> ConfirmOutcome {
+        try waitForConfirms(through: lastPublished, timeout: timeout)
+    }
+
+    /// Waits until the broker confirmed every message published up to sequence number `seq` (later ones
+    /// may still be open). Returns what was nacked or returned since the last call, whichever message it was.
+    package func waitForConfirms(through seq: UInt64, timeout: TimeInterval) throws(AMQPError) -> ConfirmOutcome {
         let deadline = Date().addingTimeInterval(timeout)
-        while unconfirmedHead < unconfirmed.count {
+        while unconfirmedHead < unconfirmed.count, unconfirmed[unconfirmedHead] <= seq {
             guard try pump(until: deadline) else {
-                throw AMQPError(.timeout, "the broker did not confirm \(unconfirmed.count - unconfirmedHead) message(s) within \(timeout) s")
+                let open = unconfirmed[unconfirmedHead...].prefix { $0 <= seq }.count
+                throw AMQPError(.timeout, "the broker did not confirm \(open) message(s) within \(timeout) s")
             }
         }
-        unconfirmed.removeAll(keepingCapacity: true)
-        unconfirmedHead = 0
+        if unconfirmedHead == unconfirmed.count {
+            unconfirmed.removeAll(keepingCapacity: true)
+            unconfirmedHead = 0
+        } else if unconfirmedHead >= 4096 {
+            // Messages keep being published before the earlier ones are confirmed: drop the settled prefix.
+            unconfirmed.removeFirst(unconfirmedHead)
+            unconfirmedHead = 0
+        }
         let result = outcome
         outcome = ConfirmOutcome()
         return result

@@ -164,7 +164,7 @@ package struct Engine: Sendable {
                 decision.attributeChanges[write.name] = .some(new)
                 decision.notes.append(TimelineNote(
                     kind: "attribute",
-                    detail: "\(write.name): \(old?.serializedString ?? "(none)") -> \(new?.serializedString ?? "(none)")", rule: rule.name))
+                    detail: "\(write.name): \(Self.excerpt(old)) -> \(Self.excerpt(new))", rule: rule.name))
             }
             for op in rule.counters {
                 let old = context.counters[op.name] ?? 0
@@ -196,6 +196,14 @@ package struct Engine: Sendable {
             decision.notes.append(TimelineNote(kind: "no-rule", detail: "no rule matched \(event.type) from \(event.endpoint)"))
         }
         return decision
+    }
+
+    /// An attribute value on the timeline: whole when short, else its first 100 characters. The
+    /// conversation shows the whole current value; the timeline says when and by which rule it changed.
+    static func excerpt(_ value: JSON?) -> String {
+        guard let value else { return "(none)" }
+        let text = value.serializedString
+        return text.utf8.count <= 100 ? text : String(text.prefix(100)) + "..."
     }
 
     package static func format(ms: Int) -> String {

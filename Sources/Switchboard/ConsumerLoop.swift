@@ -150,16 +150,37 @@ package final class ConsumerLoop {
         var description: String { reason }
     }
 
-    private func consume(on c: Connection) throws {
-        while !stopFlag.isStopped {
-            guard let first = try c.nextDelivery(timeout: 0.25) else { continue }
-            var batch = [first]
-            while batch.count < batchSize, let d = try c.nextDelivery(timeout: 0) { batch.append(d) }
-            try process(batch, on: c)
-        }
+    /// A batch whose outgoing messages are published and not yet known to be confirmed.
+    private struct Published {
+        var batch: [Delivery]
+        /// The publish sequence number of its last outgoing message (or of the last one before it).
+        var through: UInt64
     }
 
-    private func process(_ batch: [Delivery], on c: Connection) throws {
+    /// While the broker confirms one batch's messages, the next batch is already handled and published
+    /// (if it has arrived): the confirm round trip overlaps with work instead of adding to it. A batch is
+    /// acked, as before, only once everything published up to its last message is confirmed.
+    private func consume(on c: Connection) throws {
+        var inFlight: Published?
+        while !stopFlag.isStopped {
+            // With a batch awaiting its confirms, take only what has arrived already.
+            guard let first = try c.nextDelivery(timeout: inFlight == nil ? 0.25 : 0) else {
+                if let earlier = inFlight {
+                    try settle(earlier, on: c)
+                    inFlight = nil
+                }
+                continue
+            }
+            var batch = [first]
+            while batch.count < batchSize, let d = try c.nextDelivery(timeout: 0) { batch.append(d) }
+            let published = try publish(batch, on: c)
+            if let earlier = inFlight { try settle(earlier, on: c) }
+            inFlight = published
+        }
+        if let earlier = inFlight { try settle(earlier, on: c) }
+    }
+
+    private func publish(_ batch: [Delivery], on c: Connection) throws -> Published {
         let outgoing: [Outgoing]
         do {
             outgoing = try handler.handle(batch)
@@ -170,9 +191,14 @@ package final class ConsumerLoop {
         for o in outgoing {
             try c.publish(exchange: o.exchange, routingKey: o.routingKey, message: o.message, mandatory: o.mandatory)
         }
-        var outcome = try c.waitForConfirms(timeout: confirmTimeout)
+        return Published(batch: batch, through: c.lastPublished)
+    }
+
+    private func settle(_ p: Published, on c: Connection) throws {
+        var outcome = try c.waitForConfirms(through: p.through, timeout: confirmTimeout)
         if !outcome.returned.isEmpty {
             // Unroutable (no queue bound): the broker "confirms" it anyway; park it so nothing is lost.
+            // (It may be a message of the next batch already; parking it early does no harm.)
             for r in outcome.returned {
                 logger.error(
                     "unroutable message parked",
@@ -183,14 +209,18 @@ package final class ConsumerLoop {
                     stage: name, endpoint: nil, exchange: r.exchange, routingKey: r.routingKey)
                 try c.publish(exchange: parked.exchange, routingKey: parked.routingKey, message: parked.message)
             }
-            outcome = try c.waitForConfirms(timeout: confirmTimeout)
+            let parking = try c.waitForConfirms(timeout: confirmTimeout)
+            outcome.nacked += parking.nacked
+            guard parking.returned.isEmpty else {
+                throw GiveBack(reason: "the parked-message queue took no message (\(parking.returned.count) returned)")
+            }
         }
         guard outcome.nacked.isEmpty else {
             // The broker could not take them (e.g. a full queue): requeue the inputs and try again later.
             throw GiveBack(reason: "the broker refused \(outcome.nacked.count) outgoing message(s)")
         }
-        try c.ack(batch[batch.count - 1], multiple: true)
-        handler.confirmed(batch)
+        try c.ack(p.batch[p.batch.count - 1], multiple: true)
+        handler.confirmed(p.batch)
     }
 
     /// Sleeps in short steps so a stop request is honoured quickly.

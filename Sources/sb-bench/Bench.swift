@@ -21,11 +21,16 @@ struct Bench: ParsableCommand {
     @Option(help: "The switchboard binary to measure.") var binary = ".build/release/switchboard"
     @Option(help: "Configuration directory for switchboard.") var config = "Config"
     @Option(help: "Burst runs against the same process (RSS must stay flat).") var runs = 2
-    @Option(help: "run: one `switchboard run` (the target's all-in-one); fleet: `switchboard store`, `intake` and --worker-processes `worker` processes.")
+    @Option(help: "run: one `switchboard run` (the target's all-in-one); fleet: `switchboard store`, `intake` and --worker-processes `worker` processes; engine: intake's routing, the rules and the SQLite store on one thread, no broker.")
     var shape = "run"
     @Option(help: "Worker processes in the fleet shape (each with --workers threads).") var workerProcesses = 2
 
     func run() throws {
+        if shape == "engine" {
+            say("bench: \(messages) messages of \(size) bytes over \(conversations) conversations, engine and store only")
+            return try EngineBench.measure(
+                messages: messages, size: size, conversations: conversations, batchSize: 100, runs: runs, config: config)
+        }
         let logger = Logger(label: "sb-bench")
         let options = try ConnectionOptions(url: url)
 

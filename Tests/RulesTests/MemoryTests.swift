@@ -71,6 +71,17 @@ import Testing
         #expect(later.attributeChanges.isEmpty)
     }
 
+    /// The conversation keeps a long value whole; its timeline note shows the first 100 characters of each side.
+    @Test func aLongAttributeValueIsExcerptedOnTheTimeline() throws {
+        let long = String(repeating: "y", count: 300)
+        let d = try eval(try event(#"{"number":"INC1","short":"\#(long)","group":"Local Desk"}"#),
+                         ConversationSnapshot(id: "c", attributes: ["last_summary": .string("INC1: \(long)x")]))
+        #expect(d.attributeChanges["last_summary"] == .some(.string("INC1: \(long)")))
+        let note = try #require(d.notes.first { $0.kind == "attribute" && $0.detail.hasPrefix("last_summary:") })
+        let side = "\"INC1: " + String(repeating: "y", count: 93) + "..."
+        #expect(note.detail == "last_summary: \(side) -> \(side)")
+    }
+
     @Test func attributesAreReadInMappingsAndNeverSentUnasked() throws {
         let d = try eval(try event(#"{"status":"Returned to customer","user":"Bob"}"#, from: "vendor-x"),
                          ConversationSnapshot(id: "c", attributes: ["original_group": "Local Desk", "secret": "x"]))

@@ -1,0 +1,67 @@
+import AMQP
+import Foundation
+import Logging
+import Rules
+import Store
+import Switchboard
+
+/// `sb-bench --shape engine`: what one worker thread costs per message without a broker: intake's routing,
+/// the worker's decisions and its SQLite commits, batch by batch, on the same messages and rules as the
+/// pipeline. For comparing changes to the engine and the store (CPU per message), not a target figure.
+enum EngineBench {
+    static func measure(messages: Int, size: Int, conversations: Int, batchSize: Int, runs: Int, config directory: String) throws {
+        let logger = Logger(label: "sb-bench")
+        let dataDir = NSTemporaryDirectory() + "sb-engine-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dataDir) }
+        var environment = ProcessInfo.processInfo.environment
+        environment["SB_DATA_DIR"] = dataDir
+        let config = try Application.loadConfig(directory: directory, environment: environment)
+        let store = try Application.openStore(config, logger: logger)
+        let intake = IntakeHandler(config: config, logger: logger)
+        let worker = WorkerHandler(
+            config: config, store: store, partitions: Array(0..<config.settings.partitions), logger: logger)
+        let endpoint = "customer-a"
+        for run in 1...max(1, runs) {
+            let started = nanos()
+            let cpu = cpuSeconds()
+            var sent = 0
+            var seq = 0
+            while seq < messages {
+                let batch = (seq..<min(messages, seq + batchSize)).map { n in
+                    let inbound = Delivery(
+                        deliveryTag: UInt64(n + 1), redelivered: false, exchange: "sb.in", routingKey: endpoint,
+                        consumerTag: "sb-intake:\(endpoint)",
+                        message: Message(
+                            body: body(seq: n, conversations: conversations, size: size),
+                            properties: Properties(contentType: "application/json", messageId: "e\(run)-\(n)")),
+                        generation: 1)
+                    let routed = intake.route(inbound)
+                    return Delivery(
+                        deliveryTag: inbound.deliveryTag, redelivered: false, exchange: routed.exchange,
+                        routingKey: routed.routingKey, consumerTag: "sb-worker:\(routed.routingKey)", message: routed.message,
+                        generation: 1)
+                }
+                sent += try worker.handle(batch).filter { $0.routingKey == "vendor-x" || $0.exchange.hasSuffix("vendor-x") }.count
+                seq += batch.count
+            }
+            let seconds = Double(nanos() - started) / 1e9
+            guard sent == messages else {
+                throw EngineBenchError(description: "expected \(messages) updates to vendor-x, the rules produced \(sent)")
+            }
+            say(String(
+                format: "engine run %d: %.0f msg/s (%d in %.2f s, batches of %d, one thread, no broker), CPU %.3f s per 1000 msgs",
+                run, Double(messages) / seconds, messages, seconds, batchSize, (cpuSeconds() - cpu) / Double(messages) * 1000))
+        }
+    }
+
+    struct EngineBenchError: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// User + system CPU of this process so far (the checkpoint thread included).
+    static func cpuSeconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+    }
+}

@@ -1,0 +1,90 @@
+import Foundation
+import Switchboard
+import Synchronization
+import Testing
+
+@testable import AMQP
+
+/// The consume -> handle -> publish -> confirm -> ack cycle every role runs, against the real broker.
+@Suite(.serialized) struct ConsumerLoopTests {
+    /// Forwards every message and notes when each batch was handled and when it was confirmed and acked.
+    final class Recorder: BatchHandler, @unchecked Sendable {
+        let input: String
+        let output: String
+        let events = Mutex<[String]>([])
+        init(input: String, output: String) {
+            self.input = input
+            self.output = output
+        }
+        var queues: [(queue: String, tag: String)] { [(input, "loop-test")] }
+        var exclusive: Bool { false }
+        func handle(_ batch: [Delivery]) throws -> [Outgoing] {
+            let first = batch[0].message.properties.messageId ?? "?"
+            events.withLock { $0.append("handle \(first)") }
+            // Time for the broker to deliver the next batch while this one is in hand.
+            Thread.sleep(forTimeInterval: 0.02)
+            return batch.map { Outgoing(exchange: "", routingKey: output, message: $0.message) }
+        }
+        func confirmed(_ batch: [Delivery]) {
+            let first = batch[0].message.properties.messageId ?? "?"
+            events.withLock { $0.append("confirmed \(first)") }
+        }
+    }
+
+    /// The next batch is handled and published while the broker confirms the one before; each batch is
+    /// still acked only after its confirms, once, in order, and everything arrives once, in order.
+    @Test func theNextBatchIsHandledWhileTheLastOneIsConfirmed() throws {
+        let c = try Broker.connect()
+        defer { c.close() }
+        let input = Broker.uniqueQueue("loop-in")
+        let output = Broker.uniqueQueue("loop-out")
+        try c.declareQueue(input)
+        try c.declareQueue(output)
+        defer {
+            try? c.deleteQueue(input)
+            try? c.deleteQueue(output)
+        }
+        try c.enableConfirms()
+        let count = 1000
+        for i in 0..<count {
+            try c.publish(exchange: "", routingKey: input, message: Message(body: Data("\(i)".utf8), properties: Properties(messageId: "m\(i)")))
+        }
+        #expect(try c.waitForConfirms(timeout: 10).allConfirmed)
+
+        let recorder = Recorder(input: input, output: output)
+        let stop = StopFlag()
+        let done = Atomic<Bool>(false)
+        let loop = Thread {
+            ConsumerLoop(
+                name: "loop-test", options: try! ConnectionOptions(url: Broker.url),
+                topology: Topology(endpoints: [], partitions: 0), prefetch: 200, batchSize: 50, handler: recorder,
+                stopFlag: stop, logger: Broker.logger
+            ).run()
+            done.store(true, ordering: .relaxed)
+        }
+        loop.start()
+        let deadline = Date().addingTimeInterval(30)
+        while recorder.events.withLock({ $0.filter { $0.hasPrefix("confirmed") }.count }) < count / 50, Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        stop.stop()
+        while !done.load(ordering: .relaxed), Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+
+        let events = recorder.events.withLock { $0 }
+        let firsts = (0..<(count / 50)).map { "m\($0 * 50)" }
+        #expect(events.filter { $0.hasPrefix("handle") } == firsts.map { "handle \($0)" })
+        #expect(events.filter { $0.hasPrefix("confirmed") } == firsts.map { "confirmed \($0)" })
+        // Overlap: batch n+1 was handled before batch n was confirmed (acked), for most batches.
+        let overlapped = (0..<(firsts.count - 1)).filter { n in
+            events.firstIndex(of: "handle \(firsts[n + 1])")! < events.firstIndex(of: "confirmed \(firsts[n])")!
+        }
+        #expect(overlapped.count >= firsts.count / 2, "\(events)")
+        // Everything acked (nothing back in the queue after the loop closed its connection) and forwarded once, in order.
+        #expect(try c.queueDepth(input).messages == 0)
+        try c.consume(output)
+        var out: [String] = []
+        while out.count < count, let d = try c.nextDelivery(timeout: 5) { out.append(d.message.properties.messageId ?? "") }
+        #expect(out == (0..<count).map { "m\($0)" })
+        #expect(try c.nextDelivery(timeout: 0.3) == nil)
+    }
+}
