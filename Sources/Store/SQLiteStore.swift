@@ -48,11 +48,11 @@ package final class SQLiteStore: ConversationStore {
     /// When the WAL is copied back into the database (in pages of 4 KiB); see `Checkpointer`.
     package struct WALLimits: Sendable {
         /// Once the WAL holds this many pages, it is checkpointed to its end between two commits and starts over.
-        package var restartPages = 4_000
+        package var restartPages = 16_000
         /// The writer checkpoints inline only beyond this, should the checkpoint thread fall behind.
-        package var backstopPages = 20_000
+        package var backstopPages = 40_000
 
-        package init(restartPages: Int = 4_000, backstopPages: Int = 20_000) {
+        package init(restartPages: Int = 16_000, backstopPages: Int = 40_000) {
             self.restartPages = restartPages
             self.backstopPages = backstopPages
         }

@@ -188,8 +188,10 @@ package final class ConsumerLoop {
             // Not the messages' fault (store unavailable, ...): give them back and slow down.
             throw GiveBack(reason: "batch of \(batch.count) failed: \(error)")
         }
-        for o in outgoing {
-            try c.publish(exchange: o.exchange, routingKey: o.routingKey, message: o.message, mandatory: o.mandatory)
+        try c.corked { () throws(AMQPError) in
+            for o in outgoing {
+                try c.publish(exchange: o.exchange, routingKey: o.routingKey, message: o.message, mandatory: o.mandatory)
+            }
         }
         return Published(batch: batch, through: c.lastPublished)
     }

@@ -64,6 +64,9 @@ package final class FusedIntakeHandler: BatchHandler {
     /// How long a batch waits for routed messages of an owned partition to come through its worker.
     private let maxWait: TimeInterval = 2
     private let partitions: Int
+    /// Batches with fewer messages to evaluate than this are decided by one thread, in one store
+    /// transaction: at low rates (small batches) a second transaction costs more than the split saves.
+    private static let parallelFrom = 64
 
     package init(config: SwitchboardConfig, store: ConversationStore, local: LocalPartitions, threads: Int, logger: Logger) {
         intake = IntakeHandler(config: config, logger: logger)
@@ -107,7 +110,12 @@ package final class FusedIntakeHandler: BatchHandler {
                 results[i] = [out]
             }
         }
-        let busy = groups.indices.filter { !groups[$0].isEmpty }
+        var busy = groups.indices.filter { !groups[$0].isEmpty }
+        if busy.count > 1, groups.reduce(0, { $0 + $1.count }) < Self.parallelFrom {
+            // A few messages: one thread and one transaction cost less than splitting them.
+            groups[busy[0]] = busy.flatMap { groups[$0] }.sorted { $0.index < $1.index }
+            busy = [busy[0]]
+        }
         if busy.count == 1 {
             let g = groups[busy[0]]
             results[g[0].index] = try slots[busy[0]].handle(g.map(\.delivery))

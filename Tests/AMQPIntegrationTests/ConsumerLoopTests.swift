@@ -87,4 +87,31 @@ import Testing
         #expect(out == (0..<count).map { "m\($0)" })
         #expect(try c.nextDelivery(timeout: 0.3) == nil)
     }
+
+    /// A batch's publishes leave the socket corked (full TCP segments) and it is uncorked afterwards,
+    /// also when the batch fails.
+    @Test func aBatchIsPublishedThroughACorkedSocket() throws {
+        let c = try Broker.connect()
+        defer { c.close() }
+        func corked() -> Int32 {
+            var value: Int32 = -1
+            var size = socklen_t(MemoryLayout<Int32>.size)
+            getsockopt(c.socket, Int32(IPPROTO_TCP), TCP_CORK, &value, &size)
+            return value
+        }
+        let q = Broker.uniqueQueue("cork")
+        try c.declareQueue(q, durable: false, autoDelete: true)
+        try c.enableConfirms()
+        #expect(corked() == 0)
+        let inside = try c.corked { () throws(AMQPError) -> Int32 in
+            for i in 0..<10 { try c.publish(exchange: "", routingKey: q, message: Message(body: Data("\(i)".utf8))) }
+            return corked()
+        }
+        #expect(inside == 1)
+        #expect(corked() == 0)
+        #expect(try c.waitForConfirms(timeout: 10).allConfirmed)
+        #expect(throws: AMQPError.self) { try c.corked { () throws(AMQPError) in throw AMQPError(.timeout, "test") } }
+        #expect(corked() == 0)
+        #expect(try c.queueDepth(q).messages == 10)
+    }
 }

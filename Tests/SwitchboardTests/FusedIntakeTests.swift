@@ -75,4 +75,38 @@ import Testing
         let fourth = try fused.handle([inbound("m4", ticket: "INC2", generation: 2)])
         #expect(fourth.filter { !isBarrier($0) }.map(\.exchange) == [Contract.workExchange])
     }
+
+    /// A few messages are decided by one thread in one store transaction; a full batch is split by
+    /// partition over the worker threads (one transaction each), and both give every ticket its messages.
+    @Test func smallBatchesTakeOneTransactionLargeOnesAreSplit() throws {
+        let cfg = try config()
+        let store = InterferingStore(try temporaryStore())
+        let all = Set(0..<cfg.settings.partitions)
+        let local = LocalPartitions()
+        local.setOwned(all)
+        let fused = FusedIntakeHandler(config: cfg, store: store, local: local, threads: 2, logger: logger)
+        let worker = WorkerHandler(config: cfg, store: store, partitions: Array(all), logger: logger, local: local)
+        // Every partition's barrier through its worker: from now on intake evaluates them all itself.
+        let flushed = try fused.handle([inbound("m0", ticket: "INC0")]).map(work)
+        _ = try worker.handle(flushed)
+        worker.confirmed(flushed)
+
+        let partition = { (ticket: String) in
+            Contract.partition(route: Contract.route(endpoint: "customer-a", ticket: ticket), partitions: cfg.settings.partitions)
+        }
+        let tickets = (1..<200).map { "INC\($0)" }
+        let even = try #require(tickets.first { partition($0) % 2 == 0 })
+        let odd = try #require(tickets.first { partition($0) % 2 == 1 })
+        let before = store.commits.withLock { $0 }
+        let small = try fused.handle([inbound("s1", ticket: even), inbound("s2", ticket: odd), inbound("s3", ticket: even)])
+        #expect(small.map(\.exchange) == Array(repeating: Contract.outboundExchange, count: 3))
+        #expect(store.commits.withLock { $0 } == before + 1)
+
+        let large = (0..<80).map { inbound("l\($0)", ticket: $0 % 2 == 0 ? even : odd) }
+        let out = try fused.handle(large)
+        #expect(out.count == 80 && out.allSatisfy { $0.exchange == Contract.outboundExchange })
+        #expect(store.commits.withLock { $0 } == before + 3)
+        #expect(try store.find([TicketRef("customer-a", even)])?.counters == ["n": 42])
+        #expect(try store.find([TicketRef("customer-a", odd)])?.counters == ["n": 41])
+    }
 }

@@ -2,6 +2,7 @@ import AMQP
 import Foundation
 import JSONPath
 import Logging
+import Synchronization
 import Testing
 
 @testable import Rules
@@ -44,6 +45,8 @@ final class InterferingStore: ConversationStore, @unchecked Sendable {
     let inner: ConversationStore
     var beforeFirstCommit: (() throws -> Void)?
     private(set) var outcomes: [CommitOutcome] = []
+    /// Store transactions asked for (commit calls), from any thread.
+    let commits = Mutex(0)
 
     init(_ inner: ConversationStore) { self.inner = inner }
 
@@ -55,12 +58,13 @@ final class InterferingStore: ConversationStore, @unchecked Sendable {
     func heartbeat(member: String, ttl: TimeInterval) throws -> [String] { try inner.heartbeat(member: member, ttl: ttl) }
     func leave(member: String) throws { try inner.leave(member: member) }
     func commit(_ commits: [Commit]) throws -> [CommitOutcome] {
+        self.commits.withLock { $0 += 1 }
         if let hook = beforeFirstCommit {
             beforeFirstCommit = nil
             try hook()
         }
         let result = try inner.commit(commits)
-        outcomes += result
+        self.commits.withLock { _ in outcomes += result }
         return result
     }
 }
