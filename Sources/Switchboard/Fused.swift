@@ -1,5 +1,6 @@
 import AMQP
 import Foundation
+import JSONPath
 import Logging
 import Rules
 import Store
@@ -92,9 +93,10 @@ package final class FusedIntakeHandler: BatchHandler {
         updateDirect()
         let now = Date()
         var results = [[Outgoing]](repeating: [], count: batch.count)
-        var groups = [[(index: Int, delivery: Delivery)]](repeating: [], count: slots.count)
+        var groups = [[(index: Int, delivery: Delivery, body: JSON?)]](repeating: [], count: slots.count)
         for (i, d) in batch.enumerated() {
-            var out = intake.route(d)
+            var body: JSON?
+            var out = intake.route(d, body: &body)
             guard out.exchange == Contract.workExchange, let p = Int(out.routingKey) else {
                 results[i] = [out]
                 continue
@@ -104,7 +106,7 @@ package final class FusedIntakeHandler: BatchHandler {
                 let work = Delivery(
                     deliveryTag: d.deliveryTag, redelivered: d.redelivered, exchange: out.exchange,
                     routingKey: out.routingKey, consumerTag: d.consumerTag, message: out.message, generation: d.generation)
-                groups[p % slots.count].append((i, work))
+                groups[p % slots.count].append((i, work, body))
             } else {
                 out.message.properties.headers[Contract.Header.barrier] = .string(mark(p, now))
                 results[i] = [out]
@@ -118,12 +120,14 @@ package final class FusedIntakeHandler: BatchHandler {
         }
         if busy.count == 1 {
             let g = groups[busy[0]]
-            results[g[0].index] = try slots[busy[0]].handle(g.map(\.delivery))
+            results[g[0].index] = try slots[busy[0]].handle(g.map(\.delivery), bodies: g.map(\.body))
         } else if busy.count > 1 {
             let outcomes = Mutex([Int: Result<[Outgoing], Error>]())
-            let runs = busy.map { SlotRun(slot: $0, handler: slots[$0], batch: groups[$0].map(\.delivery)) }
+            let runs = busy.map {
+                SlotRun(slot: $0, handler: slots[$0], batch: groups[$0].map(\.delivery), bodies: groups[$0].map(\.body))
+            }
             DispatchQueue.concurrentPerform(iterations: runs.count) { n in
-                let outcome = Result { try runs[n].handler.handle(runs[n].batch) }
+                let outcome = Result { try runs[n].handler.handle(runs[n].batch, bodies: runs[n].bodies) }
                 outcomes.withLock { $0[runs[n].slot] = outcome }
             }
             // Any failure gives the whole batch back; what the others committed is found as already
@@ -187,5 +191,6 @@ package final class FusedIntakeHandler: BatchHandler {
         var slot: Int
         var handler: WorkerHandler
         var batch: [Delivery]
+        var bodies: [JSON?]
     }
 }

@@ -65,7 +65,12 @@ package final class WorkerHandler: BatchHandler {
     }
 
     package func handle(_ batch: [Delivery]) throws -> [Outgoing] {
-        var items = batch.map(prepare)
+        try handle(batch, bodies: [])
+    }
+
+    /// `bodies`: the messages' bodies where the caller parsed them already (the fused intake), by index.
+    package func handle(_ batch: [Delivery], bodies: [JSON?]) throws -> [Outgoing] {
+        var items = batch.indices.map { prepare(batch[$0], body: $0 < bodies.count ? bodies[$0] : nil) }
         var pending = Array(items.indices.filter { items[$0].park == nil && !items[$0].barrier })
         var attempt = 0
         while !pending.isEmpty {
@@ -114,7 +119,7 @@ package final class WorkerHandler: BatchHandler {
         d.message.properties.headers[Contract.Header.kind] == .string("barrier")
     }
 
-    private func prepare(_ d: Delivery) -> Item {
+    private func prepare(_ d: Delivery, body parsed: JSON?) -> Item {
         let endpoint = d.message.properties.headers[Contract.Header.endpoint]?.description ?? ""
         let messageId = d.message.properties.messageId ?? ""
         var item = Item(delivery: d, endpoint: endpoint, messageId: messageId)
@@ -128,7 +133,7 @@ package final class WorkerHandler: BatchHandler {
         }
         let body: JSON
         do {
-            body = try JSON.parse(d.message.body)
+            body = try parsed ?? JSON.parse(d.message.body)
         } catch {
             item.park = "\(error) (endpoint \(endpoint))"
             return item
