@@ -1,5 +1,6 @@
 import AMQP
 import Foundation
+import JSONPath
 import Logging
 import Rules
 import Store
@@ -27,6 +28,7 @@ enum EngineBench {
             var sent = 0
             var seq = 0
             while seq < messages {
+                var bodies: [JSON?] = []
                 let batch = (seq..<min(messages, seq + batchSize)).map { n in
                     let inbound = Delivery(
                         deliveryTag: UInt64(n + 1), redelivered: false, exchange: "sb.in", routingKey: endpoint,
@@ -35,13 +37,17 @@ enum EngineBench {
                             body: body(seq: n, conversations: conversations, size: size),
                             properties: Properties(contentType: "application/json", messageId: "e\(run)-\(n)")),
                         generation: 1)
-                    let routed = intake.route(inbound)
+                    // As the fused intake does: the worker decides on the body intake parsed.
+                    var body: JSON?
+                    let routed = intake.route(inbound, body: &body)
+                    bodies.append(body)
                     return Delivery(
                         deliveryTag: inbound.deliveryTag, redelivered: false, exchange: routed.exchange,
                         routingKey: routed.routingKey, consumerTag: "sb-worker:\(routed.routingKey)", message: routed.message,
                         generation: 1)
                 }
-                sent += try worker.handle(batch).filter { $0.routingKey == "vendor-x" || $0.exchange.hasSuffix("vendor-x") }.count
+                sent += try worker.handle(batch, bodies: bodies)
+                    .filter { $0.exchange == Contract.outboundExchange && $0.routingKey == "vendor-x" }.count
                 seq += batch.count
             }
             let seconds = Double(nanos() - started) / 1e9

@@ -8,10 +8,7 @@ import Testing
 /// The SQLite store answers lookups of conversations it committed from memory. Those answers must be
 /// exactly what the database holds, and a commit it did not make must not leave it answering old state.
 @Suite struct SQLiteCacheTests {
-    func path() -> String {
-        FileManager.default.temporaryDirectory.appendingPathComponent("sb-cache-\(UUID().uuidString)")
-            .appendingPathComponent("switchboard.sqlite").path
-    }
+    func path() -> String { temporarySQLitePath("sb-cache") }
 
     func same(_ a: ConversationSnapshot?, _ b: ConversationSnapshot?) -> Bool {
         guard let a, let b else { return a == nil && b == nil }

@@ -19,8 +19,7 @@ import Testing
     }
 
     @Test func oneRowPerCommitAndOlderRowsFirst() throws {
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("sb-timeline-\(UUID().uuidString)")
-            .appendingPathComponent("switchboard.sqlite").path
+        let file = temporarySQLitePath("sb-timeline")
         let store = try SQLiteStore(path: file)
         let at = Date(timeIntervalSince1970: 1_790_000_000.123456)
         let entries = [

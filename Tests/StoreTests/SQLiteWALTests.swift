@@ -8,10 +8,7 @@ import Testing
 /// coming, that alone would never let the WAL start over, so it must be finished between two commits
 /// once the WAL is long: the file stays bounded, and what was committed stays readable.
 @Suite struct SQLiteWALTests {
-    func path() -> String {
-        FileManager.default.temporaryDirectory.appendingPathComponent("sb-wal-\(UUID().uuidString)")
-            .appendingPathComponent("switchboard.sqlite").path
-    }
+    func path() -> String { temporarySQLitePath("sb-wal") }
 
     /// 300 batches of 10 commits, back to back, each with a 4 KiB outbound body; the size of the WAL file afterwards.
     func load(_ file: String, _ limits: SQLiteStore.WALLimits) throws -> Int {

@@ -28,8 +28,7 @@ struct Backend: Sendable {
     var open: @Sendable () throws -> (store: ConversationStore, reopen: @Sendable () throws -> ConversationStore)
 
     static let sqlite = Backend(name: "sqlite") {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sb-store-\(UUID().uuidString)")
-        let path = dir.appendingPathComponent("switchboard.sqlite").path
+        let path = temporarySQLitePath("sb-store")
         return (try SQLiteStore(path: path), { try SQLiteStore(path: path) })
     }
 
