@@ -142,9 +142,16 @@ package final class PostgresStore: ConversationStore {
         CREATE OR REPLACE FUNCTION sb_commit(batch jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
         DECLARE
           c jsonb; ref jsonb; cid text; dup text; dup_attempt text; owner text; expected bigint; current bigint; at double precision;
-          outcomes jsonb := '[]';
+          outcomes jsonb := '[]'; broken text[] := '{}';
         BEGIN
           FOR c IN SELECT value FROM jsonb_array_elements(batch) LOOP
+            cid := c->>'conversationId';
+            -- A later commit of a conversation was decided on top of the earlier ones of this batch: once
+            -- one is not applied, the rest of that chain is stale too (see SQLiteStore.commit).
+            IF cid = ANY(broken) THEN
+              outcomes := outcomes || '[{"stale": {}}]'::jsonb;
+              CONTINUE;
+            END IF;
             SELECT conversation_id, attempt INTO dup, dup_attempt FROM processed
              WHERE endpoint = c->'inbound'->>'endpoint' AND message_id = c->'inbound'->>'messageId';
             IF FOUND AND c->>'attempt' <> '' AND dup_attempt = c->>'attempt' AND dup = c->>'conversationId' THEN
@@ -153,13 +160,13 @@ package final class PostgresStore: ConversationStore {
                 'version', (c->>'expectedVersion')::bigint + 1)));
               CONTINUE;
             ELSIF FOUND THEN
+              broken := broken || cid;
               outcomes := outcomes || jsonb_build_array(jsonb_build_object('duplicate', jsonb_build_object(
                 'conversationId', dup,
                 'outbox', (SELECT coalesce(jsonb_agg(sb_outbound_json(o) ORDER BY o.seq), '[]') FROM outbox o
                             WHERE o.inbound_endpoint = c->'inbound'->>'endpoint' AND o.inbound_message_id = c->'inbound'->>'messageId'))));
               CONTINUE;
             END IF;
-            cid := c->>'conversationId';
             expected := (c->>'expectedVersion')::bigint;
             at := (c->>'at')::double precision;
             BEGIN
@@ -199,6 +206,7 @@ package final class PostgresStore: ConversationStore {
                   FROM jsonb_array_elements(c->'timeline') WITH ORDINALITY AS x(t, n) ORDER BY n;
               outcomes := outcomes || jsonb_build_array(jsonb_build_object('committed', jsonb_build_object('version', expected + 1)));
             EXCEPTION WHEN SQLSTATE 'SB001' OR unique_violation THEN
+              broken := broken || cid;
               outcomes := outcomes || '[{"stale": {}}]'::jsonb;
             END;
           END LOOP;

@@ -308,9 +308,15 @@ package final class SQLiteStore: ConversationStore {
             result = try pool.write { db in
                 var outcomes: [CommitOutcome] = []
                 var applied: [Bool] = []
+                // A later commit of a conversation was decided on top of the earlier ones of this call
+                // (the worker's overlay): once one of them is not applied, the rest of the chain is stale,
+                // even where its expected version happens to match what another writer made.
+                var broken: Set<String> = []
                 for c in commits {
                     var didApply = false
-                    outcomes.append(try Self.apply(c, db, applied: &didApply))
+                    let outcome = broken.contains(c.conversationId) ? .stale : try Self.apply(c, db, applied: &didApply)
+                    if case .committed = outcome {} else { broken.insert(c.conversationId) }
+                    outcomes.append(outcome)
                     applied.append(didApply)
                 }
                 return (outcomes, applied)

@@ -17,7 +17,10 @@ package final class WorkerHandler: BatchHandler {
     private let logger: Logger
     private let clock: @Sendable () -> Date
     private let local: LocalPartitions?
-    private static let maxAttempts = 5
+    /// Attempts at a batch whose commits keep going stale. Another writer of the same conversation (its
+    /// other ticket's partition) committing between our read and our commit makes ours stale; one of the
+    /// two always wins, so the fleet makes progress, and a short random pause keeps one from always losing.
+    private static let maxAttempts = 60
 
     package init(
         config: SwitchboardConfig, store: ConversationStore, partitions: [Int], logger: Logger,
@@ -75,6 +78,9 @@ package final class WorkerHandler: BatchHandler {
         var attempt = 0
         while !pending.isEmpty {
             attempt += 1
+            if attempt > 1 {
+                Thread.sleep(forTimeInterval: Double.random(in: 0...Double(min(attempt, 20))) / 1000)
+            }
             // Decisions within a batch build on each other: a later message of the same conversation sees
             // the version and references the earlier one will commit.
             var overlay = Overlay()

@@ -142,6 +142,31 @@ enum StoreContract {
                 == [.committed(version: 3)])
     }
 
+    /// A worker decided two messages of one conversation in a batch, the second on top of the first
+    /// (expected versions 1 and 2). Another writer moved the conversation to 2 meanwhile: the first is
+    /// stale, and so is the second, although its expected version matches the other writer's.
+    static func aChainAfterAStaleCommitIsStale(_ backend: Backend) throws {
+        let store = try backend.open().store
+        let now = Date()
+        _ = try store.commit([Commit(inbound: InboundKey("a", "0"), conversationId: "c1", expectedVersion: 0, at: now)])
+        #expect(try store.commit([Commit(inbound: InboundKey("b", "1"), conversationId: "c1", expectedVersion: 1, counters: ["n": 100], at: now)])
+                == [.committed(version: 2)])
+        let outcomes = try store.commit([
+            Commit(inbound: InboundKey("a", "1"), conversationId: "c1", expectedVersion: 1, counters: ["n": 1], at: now),
+            Commit(inbound: InboundKey("x", "1"), conversationId: "c9", expectedVersion: 0, at: now),
+            Commit(inbound: InboundKey("a", "2"), conversationId: "c1", expectedVersion: 2, counters: ["n": 2], at: now),
+        ])
+        #expect(outcomes == [.stale, .committed(version: 1), .stale])
+        #expect(try store.conversation(id: "c1")?.counters == ["n": 100])
+        // After a duplicate, too: the next commit was decided as if the duplicate had been applied again.
+        let afterDuplicate = try store.commit([
+            Commit(inbound: InboundKey("b", "1"), conversationId: "c1", expectedVersion: 2, at: now),
+            Commit(inbound: InboundKey("a", "3"), conversationId: "c1", expectedVersion: 2, counters: ["n": 3], at: now),
+        ])
+        #expect(afterDuplicate.last == .stale)
+        #expect(try store.conversation(id: "c1")?.version == 2)
+    }
+
     static func referenceOwnedByAnotherConversationIsStale(_ backend: Backend) throws {
         let store = try backend.open().store
         let now = Date()
@@ -209,6 +234,7 @@ enum StoreContract {
     @Test func staleVersion() async throws { try await onThread { [b] in try StoreContract.staleVersionIsRefused(b) } }
     @Test func sameRequestTwice() async throws { try await onThread { [b] in try StoreContract.theSameRequestTwiceIsCommittedOnce(b) } }
     @Test func referenceConflict() async throws { try await onThread { [b] in try StoreContract.referenceOwnedByAnotherConversationIsStale(b) } }
+    @Test func chainAfterStale() async throws { try await onThread { [b] in try StoreContract.aChainAfterAStaleCommitIsStale(b) } }
     @Test func reopening() async throws { try await onThread { [b] in try StoreContract.survivesReopening(b) } }
     @Test func membership() async throws { try await onThread { [b] in try StoreContract.membership(b) } }
     @Test func concurrentWriters() async throws { try await StoreContract.concurrentWritersOnOneConversation(b) }
@@ -249,6 +275,7 @@ enum StoreContract {
     @Test func staleVersion() async throws { try await onThread { [b] in try StoreContract.staleVersionIsRefused(b) } }
     @Test func sameRequestTwice() async throws { try await onThread { [b] in try StoreContract.theSameRequestTwiceIsCommittedOnce(b) } }
     @Test func referenceConflict() async throws { try await onThread { [b] in try StoreContract.referenceOwnedByAnotherConversationIsStale(b) } }
+    @Test func chainAfterStale() async throws { try await onThread { [b] in try StoreContract.aChainAfterAStaleCommitIsStale(b) } }
     @Test func reopening() async throws { try await onThread { [b] in try StoreContract.survivesReopening(b) } }
     @Test func membership() async throws { try await onThread { [b] in try StoreContract.membership(b) } }
     @Test func concurrentWriters() async throws { try await StoreContract.concurrentWritersOnOneConversation(b) }

@@ -1,0 +1,112 @@
+"""Bidirectional sync: both tickets of a conversation change at the same time. Their messages hash to
+different partitions, so two workers write one conversation at once; its history must still be one
+serial order in which each side's messages keep that side's order."""
+import json
+import threading
+
+import pytest
+
+from conftest import ESB, Switchboard, incident, jira
+
+# Every update of either side increments the conversation's counter `n` and sends its value to the other side.
+BOTH_SIDES_RULES = """
+rules:
+  - name: test-both-a
+    priority: 1000
+    from: customer-a
+    when: {field: $.seq, exists: true}
+    stop: true
+    counters: [{counter: n, increment: 1}]
+    send: [{to: vendor-x, type: update, body: {side: a, ticket: {field: $.number}, seq: {field: $.seq}, n: {counter: n}}}]
+  - name: test-both-x
+    priority: 1000
+    from: vendor-x
+    when: {field: $.seq, exists: true}
+    stop: true
+    counters: [{counter: n, increment: 1}]
+    send: [{to: customer-a, type: update, body: {side: x, ticket: {field: $.issue.key}, seq: {field: $.seq}, n: {counter: n}}}]
+"""
+
+
+def vendor_update(key, customer_ref, seq):
+    body = jira(key, customer_ref)
+    body["seq"] = seq
+    return body
+
+
+def start_shape(vhost, shape, store_url):
+    """`run` (one process) or a fleet: store, intake and two worker processes of four partitions each."""
+    if shape == "run":
+        return [Switchboard(vhost, extra_config=BOTH_SIDES_RULES, store_url=store_url).start()]
+    store = Switchboard(vhost, extra_config=BOTH_SIDES_RULES, args=["store"], consumers=1, store_url=store_url).start()
+    intake = Switchboard(vhost, extra_config=BOTH_SIDES_RULES, args=["intake"], consumers=1, store_url=store_url).start()
+    a = Switchboard(vhost, extra_config=BOTH_SIDES_RULES, args=["worker", "--partitions", "0-3"], consumers=2,
+                    store_url=store_url).start()
+    b = Switchboard(vhost, extra_config=BOTH_SIDES_RULES, args=["worker", "--partitions", "4-7"], consumers=2,
+                    store_url=store_url).start()
+    return [b, a, intake, store]
+
+
+def check_serial(messages, per_side):
+    """Per conversation: every counter value once (1..N), and each side's values grow with its order."""
+    by_conversation = {}
+    for props, body in messages:
+        by_conversation.setdefault(props.headers["x-sb-conversation"], []).append(json.loads(body))
+    problems = []
+    for conversation, ms in by_conversation.items():
+        values = sorted(m["n"] for m in ms)
+        if values != list(range(1, 2 * per_side + 3)):
+            problems.append(f"{conversation}: counter values are not 1..{2 * per_side + 2} once each: {values}")
+        for side in ("a", "x"):
+            ns = [m["n"] for m in sorted((m for m in ms if m["side"] == side), key=lambda m: m["seq"])]
+            if ns != sorted(ns):
+                problems.append(f"{conversation} side {side}: values out of that side's order: {ns}")
+    return by_conversation, problems
+
+
+@pytest.mark.parametrize("shape", ["run", "fleet"])
+def test_both_sides_write_one_conversation_at_once(esb, vhost, store_url, shape):
+    procs = start_shape(vhost, shape, store_url)
+    try:
+        conversations, per_side = 3, 150
+        tickets = [(f"BOTH{k}", f"VB-{k}") for k in range(conversations)]
+        # Link each pair first: A's ticket, then the vendor's ticket naming A's number.
+        for inc, _ in tickets:
+            esb.publish("customer-a", incident(inc, seq=0), message_id=f"{inc}-a-0")
+        links = esb.take("sb.out.vendor-x", conversations, timeout=30)
+        assert len(links) == conversations
+        for inc, key in tickets:
+            esb.publish("vendor-x", vendor_update(key, inc, 0), message_id=f"{key}-x-0")
+        links += esb.take("sb.out.customer-a", conversations, timeout=30)
+        assert len(links) == 2 * conversations
+
+        def side(endpoint, make):
+            # Each side is an ESB of its own: its own connection, publishing its tickets' updates in order.
+            other = ESB(vhost)
+            try:
+                for seq in range(1, per_side + 1):
+                    for inc, key in tickets:
+                        ticket = inc if endpoint == "customer-a" else key
+                        other.publish(endpoint, make(inc, key, seq), message_id=f"{ticket}-{endpoint}-{seq}")
+            finally:
+                other.close()
+
+        threads = [
+            threading.Thread(target=side, args=("customer-a", lambda inc, key, seq: incident(inc, seq=seq))),
+            threading.Thread(target=side, args=("vendor-x", lambda inc, key, seq: vendor_update(key, inc, seq))),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        total = conversations * per_side
+        to_vendor = esb.take("sb.out.vendor-x", total, timeout=120)
+        to_customer = esb.take("sb.out.customer-a", total, timeout=120)
+        assert (len(to_vendor), len(to_customer)) == (total, total)
+        assert esb.depth("sb.parked") == 0
+        by_conversation, problems = check_serial(links + to_vendor + to_customer, per_side)
+        assert len(by_conversation) == conversations
+        assert not problems, "\n".join(problems[:10])
+    finally:
+        for p in procs:
+            assert p.stop() == 0, p.output()[-3000:]
