@@ -513,7 +513,11 @@ package final class Connection {
         let f = p._flags
         func has(_ flag: Int32) -> Bool { f & amqp_flags_t(flag) != 0 }
         var props = Properties(persistent: has(1 << 12) && p.delivery_mode == 2)
+        props.deliveryModeSet = has(1 << 12)
         if has(1 << 15) { props.contentType = string(p.content_type) }
+        if has(1 << 14) { props.contentEncoding = string(p.content_encoding) }
+        if has(1 << 11) { props.priority = p.priority }
+        if has(1 << 2) { props.clusterId = string(p.cluster_id) }
         if has(1 << 10) { props.correlationId = string(p.correlation_id) }
         if has(1 << 9) { props.replyTo = string(p.reply_to) }
         if has(1 << 8) { props.expiration = string(p.expiration) }
@@ -538,7 +542,8 @@ package final class Connection {
 
     static func field(_ v: amqp_field_value_t) -> FieldValue? {
         switch UInt32(v.kind) {
-        case AMQP_FIELD_KIND_UTF8.rawValue, AMQP_FIELD_KIND_BYTES.rawValue: return .string(string(v.value.bytes))
+        case AMQP_FIELD_KIND_UTF8.rawValue: return .string(string(v.value.bytes))
+        case AMQP_FIELD_KIND_BYTES.rawValue: return .bytes(data(v.value.bytes))
         case AMQP_FIELD_KIND_BOOLEAN.rawValue: return .bool(v.value.boolean != 0)
         case AMQP_FIELD_KIND_I8.rawValue: return .int(Int64(v.value.i8))
         case AMQP_FIELD_KIND_U8.rawValue: return .int(Int64(v.value.u8))
@@ -547,9 +552,17 @@ package final class Connection {
         case AMQP_FIELD_KIND_I32.rawValue: return .int(Int64(v.value.i32))
         case AMQP_FIELD_KIND_U32.rawValue: return .int(Int64(v.value.u32))
         case AMQP_FIELD_KIND_I64.rawValue: return .int(v.value.i64)
-        case AMQP_FIELD_KIND_U64.rawValue, AMQP_FIELD_KIND_TIMESTAMP.rawValue: return .int(Int64(bitPattern: v.value.u64))
-        case AMQP_FIELD_KIND_F32.rawValue: return .string(String(v.value.f32))
-        case AMQP_FIELD_KIND_F64.rawValue: return .string(String(v.value.f64))
+        case AMQP_FIELD_KIND_U64.rawValue: return .int(Int64(bitPattern: v.value.u64))
+        case AMQP_FIELD_KIND_TIMESTAMP.rawValue: return .timestamp(v.value.u64)
+        case AMQP_FIELD_KIND_F32.rawValue: return .float(v.value.f32)
+        case AMQP_FIELD_KIND_F64.rawValue: return .double(v.value.f64)
+        case AMQP_FIELD_KIND_DECIMAL.rawValue: return .decimal(scale: v.value.decimal.decimals, value: v.value.decimal.value)
+        case AMQP_FIELD_KIND_TABLE.rawValue: return .table(table(v.value.table))
+        case AMQP_FIELD_KIND_ARRAY.rawValue:
+            let a = v.value.array
+            guard a.num_entries > 0, let entries = a.entries else { return .array([]) }
+            return .array((0..<Int(a.num_entries)).compactMap { field(entries[$0]) })
+        case AMQP_FIELD_KIND_VOID.rawValue: return .void
         default: return nil
         }
     }
@@ -587,16 +600,43 @@ final class Arena {
 
     func field(_ v: FieldValue) -> amqp_field_value_t {
         var f = amqp_field_value_t()
+        func kind(_ k: amqp_field_value_kind_t) { f.kind = UInt8(k.rawValue) }
         switch v {
         case .string(let s):
-            f.kind = UInt8(AMQP_FIELD_KIND_UTF8.rawValue)
+            kind(AMQP_FIELD_KIND_UTF8)
             f.value.bytes = bytes(s)
+        case .bytes(let d):
+            kind(AMQP_FIELD_KIND_BYTES)
+            f.value.bytes = bytes(d)
         case .int(let i):
-            f.kind = UInt8(AMQP_FIELD_KIND_I64.rawValue)
+            kind(AMQP_FIELD_KIND_I64)
             f.value.i64 = i
         case .bool(let b):
-            f.kind = UInt8(AMQP_FIELD_KIND_BOOLEAN.rawValue)
+            kind(AMQP_FIELD_KIND_BOOLEAN)
             f.value.boolean = b ? 1 : 0
+        case .float(let x):
+            kind(AMQP_FIELD_KIND_F32)
+            f.value.f32 = x
+        case .double(let x):
+            kind(AMQP_FIELD_KIND_F64)
+            f.value.f64 = x
+        case .decimal(let scale, let value):
+            kind(AMQP_FIELD_KIND_DECIMAL)
+            f.value.decimal = amqp_decimal_t(decimals: scale, value: value)
+        case .timestamp(let t):
+            kind(AMQP_FIELD_KIND_TIMESTAMP)
+            f.value.u64 = t
+        case .table(let t):
+            kind(AMQP_FIELD_KIND_TABLE)
+            f.value.table = table(t)
+        case .array(let items):
+            kind(AMQP_FIELD_KIND_ARRAY)
+            let entries = allocate(max(1, items.count) * MemoryLayout<amqp_field_value_t>.stride)
+                .bindMemory(to: amqp_field_value_t.self, capacity: max(1, items.count))
+            for (i, item) in items.enumerated() { entries[i] = field(item) }
+            f.value.array = amqp_array_t(num_entries: Int32(items.count), entries: entries)
+        case .void:
+            kind(AMQP_FIELD_KIND_VOID)
         }
         return f
     }
@@ -613,9 +653,12 @@ final class Arena {
 
     func properties(_ p: Properties) -> amqp_basic_properties_t {
         var props = amqp_basic_properties_t()
-        var flags: Int32 = 1 << 12
+        var flags: Int32 = p.deliveryModeSet ? 1 << 12 : 0
         props.delivery_mode = p.persistent ? 2 : 1
         if let v = p.contentType { props.content_type = bytes(v); flags |= 1 << 15 }
+        if let v = p.contentEncoding { props.content_encoding = bytes(v); flags |= 1 << 14 }
+        if let v = p.priority { props.priority = v; flags |= 1 << 11 }
+        if let v = p.clusterId { props.cluster_id = bytes(v); flags |= 1 << 2 }
         if let v = p.correlationId { props.correlation_id = bytes(v); flags |= 1 << 10 }
         if let v = p.replyTo { props.reply_to = bytes(v); flags |= 1 << 9 }
         if let v = p.expiration { props.expiration = bytes(v); flags |= 1 << 8 }

@@ -1,16 +1,37 @@
 import Foundation
 
-/// An AMQP field value as Switchboard uses them in headers and queue arguments.
-package enum FieldValue: Sendable, Hashable, CustomStringConvertible {
+/// An AMQP field value: headers, queue arguments, and whatever an ESB puts in its headers (nested
+/// tables and arrays included), kept as it came so a parked message can be replayed as it was sent.
+package indirect enum FieldValue: Sendable, Hashable, CustomStringConvertible {
     case string(String)
+    /// A byte string (field kind 'x'), not necessarily UTF-8.
+    case bytes(Data)
+    /// Integers of any width arrive here; they are sent as 64-bit ('l').
     case int(Int64)
     case bool(Bool)
+    case float(Float)
+    case double(Double)
+    /// A decimal: `value` / 10^`scale`.
+    case decimal(scale: UInt8, value: UInt32)
+    /// Seconds since 1970.
+    case timestamp(UInt64)
+    case table([String: FieldValue])
+    case array([FieldValue])
+    case void
 
     package var description: String {
         switch self {
         case .string(let s): return s
+        case .bytes(let d): return String(decoding: d, as: UTF8.self)
         case .int(let i): return String(i)
         case .bool(let b): return b ? "true" : "false"
+        case .float(let f): return String(f)
+        case .double(let d): return String(d)
+        case .decimal(let scale, let value): return "\(value)e-\(scale)"
+        case .timestamp(let t): return String(t)
+        case .table(let t): return "{" + t.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ") + "}"
+        case .array(let a): return "[" + a.map(\.description).joined(separator: ", ") + "]"
+        case .void: return ""
         }
     }
 }
@@ -28,12 +49,21 @@ package struct Properties: Sendable, Hashable {
     package var timestamp: UInt64?
     package var persistent: Bool
     package var headers: [String: FieldValue]
+    package var contentEncoding: String?
+    package var priority: UInt8?
+    package var clusterId: String?
+    /// Whether delivery_mode was set at all (`persistent` says which): kept so a replay is exact.
+    package var deliveryModeSet: Bool = true
 
     package init(
         contentType: String? = nil, messageId: String? = nil, correlationId: String? = nil, type: String? = nil,
         replyTo: String? = nil, expiration: String? = nil, appId: String? = nil, userId: String? = nil,
-        timestamp: UInt64? = nil, persistent: Bool = true, headers: [String: FieldValue] = [:]
+        timestamp: UInt64? = nil, persistent: Bool = true, headers: [String: FieldValue] = [:],
+        contentEncoding: String? = nil, priority: UInt8? = nil, clusterId: String? = nil
     ) {
+        self.contentEncoding = contentEncoding
+        self.priority = priority
+        self.clusterId = clusterId
         self.contentType = contentType
         self.messageId = messageId
         self.correlationId = correlationId

@@ -1,10 +1,11 @@
 import Foundation
 
-/// A JSON value (RFC 8259). Numbers are IEEE doubles, as in I-JSON (RFC 7493), which JSONPath assumes.
+/// A JSON value (RFC 8259). Numbers compare and compute as IEEE doubles, as in I-JSON (RFC 7493), which
+/// JSONPath assumes, and keep the text they were written with (see `JSONNumber`).
 public enum JSON: Hashable, Sendable {
     case null
     case bool(Bool)
-    case number(Double)
+    case number(JSONNumber)
     case string(String)
     case array([JSON])
     case object([String: JSON])
@@ -39,7 +40,7 @@ public enum JSON: Hashable, Sendable {
         switch self {
         case .null: out.append(contentsOf: "null".utf8)
         case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
-        case .number(let n): out.append(contentsOf: Self.format(number: n).utf8)
+        case .number(let n): out.append(contentsOf: n.description.utf8)
         case .string(let s): Self.write(string: s, to: &out)
         case .array(let items):
             out.append(UInt8(ascii: "["))
@@ -106,7 +107,7 @@ public enum JSON: Hashable, Sendable {
         switch self {
         case .null: return ""
         case .bool(let b): return b ? "true" : "false"
-        case .number(let n): return JSON.format(number: n)
+        case .number(let n): return n.description
         case .string(let s): return s
         case .array, .object: return nil
         }
@@ -118,6 +119,51 @@ public enum JSON: Hashable, Sendable {
         if n.rounded() == n, abs(n) < 9.007_199_254_740_992e15 { return String(Int64(n)) }
         return String(n)
     }
+}
+
+/// A JSON number: its value as a double, for comparisons and arithmetic, and the text it was written
+/// with where the double would not give it back (integers beyond 2^53, `1.50`, `1e3`), so a number is
+/// relayed exactly as it came.
+public struct JSONNumber: Hashable, Sendable, Swift.Comparable, CustomStringConvertible {
+    public let value: Double
+    /// As written; nil when `value` prints the same (most integers), which saves keeping a string.
+    public let text: String?
+
+    public init(_ value: Double) {
+        self.value = value
+        self.text = nil
+    }
+
+    /// From a JSON number literal (already checked by the parser); nil when it is out of a double's range.
+    public init?(text: String) {
+        guard let value = Double(text), value.isFinite else { return nil }
+        self.value = value
+        var digits = text.utf8.count
+        if text.utf8.first == UInt8(ascii: "-") { digits -= 1 }
+        // Up to 15 digits with no fraction or exponent: the double prints exactly this (except "-0").
+        let plain = digits <= 15 && text != "-0" && text.utf8.allSatisfy { $0 == UInt8(ascii: "-") || ($0 >= 48 && $0 <= 57) }
+        self.text = plain ? nil : text
+    }
+
+    public var description: String { text ?? JSON.format(number: value) }
+
+    /// Equal values are equal numbers (1 == 1.0, as JSONPath wants), except beyond a double's exact
+    /// integers, where two integers written differently are different numbers (ids, amounts).
+    public static func == (a: JSONNumber, b: JSONNumber) -> Bool {
+        guard a.value == b.value else { return false }
+        if abs(a.value) >= 9.007_199_254_740_992e15, let x = a.text, let y = b.text, isInteger(x), isInteger(y) {
+            return x == y
+        }
+        return true
+    }
+
+    private static func isInteger(_ s: String) -> Bool {
+        s.utf8.allSatisfy { $0 == UInt8(ascii: "-") || ($0 >= 48 && $0 <= 57) }
+    }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(value) }
+
+    public static func < (a: JSONNumber, b: JSONNumber) -> Bool { a.value < b.value }
 }
 
 public struct JSONParseError: Error, CustomStringConvertible, Sendable {
@@ -133,7 +179,13 @@ extension JSON: Codable {
         switch self {
         case .null: try container.encodeNil()
         case .bool(let b): try container.encode(b)
-        case .number(let n): try container.encode(n)
+        case .number(let n):
+            // A Decimal is written as its digits: an integer beyond 2^53 (an id, an amount) crosses intact.
+            if n.text != nil, let d = Decimal(string: n.description), d.description == n.description {
+                try container.encode(d)
+            } else {
+                try container.encode(n.value)
+            }
         case .string(let s): try container.encode(s)
         case .array(let a): try container.encode(a)
         case .object(let o): try container.encode(o)
@@ -146,8 +198,11 @@ extension JSON: Codable {
             self = .null
         } else if let b = try? container.decode(Bool.self) {
             self = .bool(b)
+        } else if let d = try? container.decode(Decimal.self) {
+            let text = d.description
+            self = .number(JSONNumber(text: text) ?? JSONNumber(Double(truncating: d as NSNumber)))
         } else if let n = try? container.decode(Double.self) {
-            self = .number(n)
+            self = .number(JSONNumber(n))
         } else if let s = try? container.decode(String.self) {
             self = .string(s)
         } else if let a = try? container.decode([JSON].self) {
@@ -162,8 +217,8 @@ extension JSON: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, Express
     ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral, ExpressibleByNilLiteral, ExpressibleByFloatLiteral
 {
     public init(stringLiteral value: String) { self = .string(value) }
-    public init(integerLiteral value: Int) { self = .number(Double(value)) }
-    public init(floatLiteral value: Double) { self = .number(value) }
+    public init(integerLiteral value: Int) { self = .number(JSONNumber(Double(value))) }
+    public init(floatLiteral value: Double) { self = .number(JSONNumber(value)) }
     public init(booleanLiteral value: Bool) { self = .bool(value) }
     public init(arrayLiteral elements: JSON...) { self = .array(elements) }
     public init(dictionaryLiteral elements: (String, JSON)...) {

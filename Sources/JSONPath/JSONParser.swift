@@ -146,8 +146,8 @@ struct JSONParser {
             while i < bytes.count, Self.isDigit(bytes[i]) { i += 1 }
         }
         let text = String(decoding: bytes[start..<i], as: UTF8.self)
-        guard let value = Double(text), value.isFinite else { throw error("number out of range: \(text)") }
-        return .number(value)
+        guard let number = JSONNumber(text: text) else { throw error("number out of range: \(text)") }
+        return .number(number)
     }
 
     private static func isDigit(_ b: UInt8) -> Bool { b >= 0x30 && b <= 0x39 }

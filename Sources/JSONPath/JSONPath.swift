@@ -274,14 +274,14 @@ struct Evaluator {
         case "length":
             guard case .value(let v?) = args[0] else { return .value(nil) }
             switch v {
-            case .string(let s): return .value(.number(Double(s.unicodeScalars.count)))
-            case .array(let a): return .value(.number(Double(a.count)))
-            case .object(let o): return .value(.number(Double(o.count)))
+            case .string(let s): return .value(.number(JSONNumber(Double(s.unicodeScalars.count))))
+            case .array(let a): return .value(.number(JSONNumber(Double(a.count))))
+            case .object(let o): return .value(.number(JSONNumber(Double(o.count))))
             default: return .value(nil)
             }
         case "count":
             guard case .nodes(let n) = args[0] else { return .value(nil) }
-            return .value(.number(Double(n.count)))
+            return .value(.number(JSONNumber(Double(n.count))))
         case "value":
             guard case .nodes(let n) = args[0], n.count == 1 else { return .value(nil) }
             return .value(n[0].value)

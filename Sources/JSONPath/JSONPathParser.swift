@@ -390,7 +390,7 @@ struct JSONPathParser {
         case "'", "\"":
             return .literal(.string(try parseStringLiteral()))
         case "-", "0"..."9":
-            return .literal(.number(try parseNumber()))
+            return .literal(.number(JSONNumber(try parseNumber())))
         default:
             if consume("true") { return try literalKeyword(.bool(true)) }
             if consume("false") { return try literalKeyword(.bool(false)) }

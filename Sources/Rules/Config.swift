@@ -87,6 +87,9 @@ package struct EndpointConfig: Sendable {
     package var typeField: JSONPath?
     /// Where an ack from this endpoint carries the ticket id it created.
     package var ackKey: JSONPath?
+    /// The broker users allowed to publish for this endpoint (the AMQP `user_id` property, which RabbitMQ
+    /// checks against the connection's user). Empty: any user who may write to `sb.in`.
+    package var users: Set<String> = []
     package var location: SourceLocation
 
     package init(name: String, ticketId: JSONPath, location: SourceLocation) {

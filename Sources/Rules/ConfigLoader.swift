@@ -164,12 +164,13 @@ package struct ConfigLoader {
             case "who": e.who = path(value)
             case "type_field": e.typeField = path(value)
             case "ack_key": e.ackKey = path(value)
+            case "users": e.users = Set(stringList(value).map(\.value))
             case "references":
                 for (k, v) in mapping(value, "references of '\(name)'") ?? [] {
                     if let p = path(v) { e.references[k.string] = p }
                 }
             default:
-                unknownKey(key, in: "endpoint '\(name)'", allowed: "description, format, ticket_id, who, type_field, ack_key, references")
+                unknownKey(key, in: "endpoint '\(name)'", allowed: "description, format, ticket_id, who, type_field, ack_key, users, references")
             }
         }
         guard let ticketId else {
@@ -670,8 +671,12 @@ package struct ConfigLoader {
             if text == "null" || text == "~" || text.isEmpty { return .null }
             if text == "true" { return .bool(true) }
             if text == "false" { return .bool(false) }
-            if let i = Int(text) { return .number(Double(i)) }
-            if let d = Double(text), text.contains(where: { $0 == "." || $0 == "e" || $0 == "E" }) { return .number(d) }
+            if let i = Int(text), let n = JSONNumber(text: String(i)) { return .number(n) }
+            // As written when it is a JSON number too (`1.50`); YAML's own forms (`.5`, `+1.0`) by value.
+            if let d = Double(text), text.contains(where: { $0 == "." || $0 == "e" || $0 == "E" }) {
+                if case .number(let n)? = try? JSON.parse(text) { return .number(n) }
+                return d.isFinite ? .number(JSONNumber(d)) : .string(text)
+            }
             return .string(text)
         case .sequence:
             return .array((sequence(y, "a list") ?? []).compactMap { json($0) })

@@ -109,6 +109,9 @@ package struct Decision: Sendable {
     /// Counters as they are after the message, only those that changed.
     package var counterChanges: [String: Int] = [:]
     package var timers: [TimerDraft] = []
+    /// Outbound messages this message marks failed (an error ack that no rule handled), by message id,
+    /// with what the ack said.
+    package var failedOutbound: [String: String] = [:]
 }
 
 /// The pure rule engine: (event, conversation, configuration) -> decision. No I/O, no clock, no broker.
@@ -193,17 +196,32 @@ package struct Engine: Sendable {
             if rule.stop { break }
         }
         if decision.matchedRules.isEmpty {
-            decision.notes.append(TimelineNote(kind: "no-rule", detail: "no rule matched \(event.type) from \(event.endpoint)"))
+            if let ack = event.ack, !Self.ackStatus(event.body).ok {
+                // Nothing silent: the refusal is on the timeline and the outbound message is marked failed.
+                let said = Self.excerpt(event.body, limit: 1000)
+                decision.failedOutbound[ack.messageId] = said
+                decision.notes.append(TimelineNote(
+                    kind: "ack-unhandled",
+                    detail: "\(Self.ackStatus(event.body).status) ack of \(ack.type) \(ack.messageId) to \(ack.target) matched no rule; the message is marked failed. The ack: \(said)"))
+            } else {
+                decision.notes.append(TimelineNote(kind: "no-rule", detail: "no rule matched \(event.type) from \(event.endpoint)"))
+            }
         }
         return decision
     }
 
+    /// What an ack says: `status` ("ok" when absent; anything else is a refusal).
+    package static func ackStatus(_ body: JSON) -> (ok: Bool, status: String) {
+        let status = body["status"]?.scalarText ?? "ok"
+        return (status.lowercased() == "ok", status)
+    }
+
     /// An attribute value on the timeline: whole when short, else its first 100 characters. The
     /// conversation shows the whole current value; the timeline says when and by which rule it changed.
-    static func excerpt(_ value: JSON?) -> String {
+    static func excerpt(_ value: JSON?, limit: Int = 100) -> String {
         guard let value else { return "(none)" }
         let text = value.serializedString
-        return text.utf8.count <= 100 ? text : String(text.prefix(100)) + "..."
+        return text.utf8.count <= limit ? text : String(text.prefix(limit)) + "..."
     }
 
     package static func format(ms: Int) -> String {
@@ -269,7 +287,7 @@ struct Context {
         case .field(let path): return path.select(event.body)
         case .reference(let endpoint): return reference(endpoint).map { [.string($0)] } ?? []
         case .attribute(let name): return attributes[name].map { [$0] } ?? []
-        case .counter(let name): return [.number(Double(counters[name] ?? 0))]
+        case .counter(let name): return [.number(JSONNumber(Double(counters[name] ?? 0)))]
         case .meta(let key): return meta(key).map { [$0] } ?? []
         }
     }
@@ -312,7 +330,7 @@ struct Context {
 
     static func number(_ v: JSON) -> Double? {
         switch v {
-        case .number(let n): return n
+        case .number(let n): return n.value
         case .string(let s): return Double(s.trimmingCharacters(in: .whitespaces))
         default: return nil
         }
@@ -334,7 +352,7 @@ struct Context {
         case .attribute(let name, let t):
             return transform(attributes[name], t, warnings: &warnings, what: "attribute \(name)")
         case .counter(let name):
-            return .number(Double(counters[name] ?? 0))
+            return .number(JSONNumber(Double(counters[name] ?? 0)))
         case .object(let members):
             var out: [String: JSON] = [:]
             for (k, m) in members {

@@ -103,6 +103,8 @@ package struct Commit: Sendable, Codable {
     package var attributes: [String: JSON?]
     /// Counters after the message; only those that changed.
     package var counters: [String: Int]
+    /// Outbound messages this message marks failed (message id -> why), e.g. by an unhandled error ack.
+    package var failedOutbound: [String: String]
     package var at: Date
     /// Which attempt of the worker made this commit. The same request can reach the store twice (its
     /// answer was lost, the store restarted and served it again); the second time it is answered
@@ -112,9 +114,10 @@ package struct Commit: Sendable, Codable {
     package init(
         inbound: InboundKey, conversationId: String, expectedVersion: Int, newReferences: [TicketRef] = [],
         timeline: [TimelineEntry] = [], outbox: [StoredOutbound] = [], attributes: [String: JSON?] = [:],
-        counters: [String: Int] = [:], at: Date, attempt: String = ""
+        counters: [String: Int] = [:], failedOutbound: [String: String] = [:], at: Date, attempt: String = ""
     ) {
         self.attempt = attempt
+        self.failedOutbound = failedOutbound
         self.attributes = attributes
         self.counters = counters
         self.inbound = inbound
@@ -128,7 +131,7 @@ package struct Commit: Sendable, Codable {
 
     private enum CodingKeys: String, CodingKey {
         case inbound, conversationId, expectedVersion, newReferences, timeline, outbox, setAttributes, removedAttributes,
-            counters, at, attempt
+            counters, at, attempt, failed
     }
 
     // Attributes travel as set (name -> value) and removed (names): a removal and a JSON null stay apart.
@@ -143,6 +146,7 @@ package struct Commit: Sendable, Codable {
         counters = try c.decode([String: Int].self, forKey: .counters)
         at = try c.decode(Date.self, forKey: .at)
         attempt = try c.decode(String.self, forKey: .attempt)
+        failedOutbound = try c.decodeIfPresent([String: String].self, forKey: .failed) ?? [:]
         attributes = [:]
         for (name, value) in try c.decode([String: JSON].self, forKey: .setAttributes) { attributes.updateValue(value, forKey: name) }
         for name in try c.decode([String].self, forKey: .removedAttributes) { attributes.updateValue(nil, forKey: name) }
@@ -159,6 +163,7 @@ package struct Commit: Sendable, Codable {
         try c.encode(counters, forKey: .counters)
         try c.encode(at, forKey: .at)
         try c.encode(attempt, forKey: .attempt)
+        try c.encode(failedOutbound, forKey: .failed)
         try c.encode(attributes.compactMapValues { $0 }, forKey: .setAttributes)
         try c.encode(attributes.filter { $0.value == nil }.keys.sorted(), forKey: .removedAttributes)
     }
@@ -203,6 +208,22 @@ package protocol ConversationStore: Sendable {
     func heartbeat(member: String, ttl: TimeInterval) throws -> [String]
     /// A member leaving on purpose (graceful shutdown): the others take its partitions at once.
     func leave(member: String) throws
+
+    /// Outbound messages marked failed (an error ack no rule handled): how many, and the newest `limit`.
+    func failedOutbound(limit: Int) throws -> (count: Int, newest: [FailedOutbound])
+}
+
+/// An outbound message that was refused and that no rule handled.
+package struct FailedOutbound: Sendable, Equatable {
+    package var outbound: StoredOutbound
+    package var failedAt: Date
+    package var failure: String
+
+    package init(outbound: StoredOutbound, failedAt: Date, failure: String) {
+        self.outbound = outbound
+        self.failedAt = failedAt
+        self.failure = failure
+    }
 }
 
 extension ConversationStore {

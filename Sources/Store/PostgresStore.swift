@@ -144,6 +144,10 @@ package final class PostgresStore: ConversationStore {
           c jsonb; ref jsonb; cid text; dup text; dup_attempt text; owner text; expected bigint; current bigint; at double precision;
           outcomes jsonb := '[]'; broken text[] := '{}';
         BEGIN
+          -- The batch's conversations locked up front, in one order: two batches that share conversations
+          -- wait for each other instead of deadlocking.
+          PERFORM 1 FROM conversation
+            WHERE id IN (SELECT DISTINCT value->>'conversationId' FROM jsonb_array_elements(batch)) ORDER BY id FOR UPDATE;
           FOR c IN SELECT value FROM jsonb_array_elements(batch) LOOP
             cid := c->>'conversationId';
             -- A later commit of a conversation was decided on top of the earlier ones of this batch: once
@@ -197,6 +201,8 @@ package final class PostgresStore: ConversationStore {
                 ON CONFLICT (conversation_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at;
               DELETE FROM attribute WHERE conversation_id = cid
                 AND name IN (SELECT jsonb_array_elements_text(c->'removedAttributes'));
+              UPDATE outbox o SET failed_at = at, failure = f.value
+                FROM jsonb_each_text(coalesce(c->'failed', '{}')) AS f WHERE o.message_id = f.key;
               INSERT INTO counter (conversation_id, name, value, updated_at)
                 SELECT cid, key, value::bigint, at FROM jsonb_each_text(c->'counters')
                 ON CONFLICT (conversation_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at;
@@ -276,6 +282,9 @@ package final class PostgresStore: ConversationStore {
                         PRIMARY KEY (conversation_id, name));
                     CREATE TABLE IF NOT EXISTS member (id TEXT PRIMARY KEY, seen_at DOUBLE PRECISION NOT NULL);
                     ALTER TABLE processed ADD COLUMN IF NOT EXISTS attempt TEXT NOT NULL DEFAULT '';
+                    ALTER TABLE outbox ADD COLUMN IF NOT EXISTS failed_at DOUBLE PRECISION;
+                    ALTER TABLE outbox ADD COLUMN IF NOT EXISTS failure TEXT;
+                    CREATE INDEX IF NOT EXISTS outbox_failed ON outbox(failed_at) WHERE failed_at IS NOT NULL;
                     """
 
     // MARK: - The synchronous bridge
@@ -336,6 +345,21 @@ package final class PostgresStore: ConversationStore {
 
     package func outbound(messageIds: [String]) throws -> [StoredOutbound?] {
         try json("SELECT coalesce(jsonb_agg((SELECT sb_outbound_json(o) FROM outbox o WHERE o.message_id = x.id) ORDER BY x.n), '[]')::text FROM jsonb_array_elements_text(\(try Self.text(messageIds))::jsonb) WITH ORDINALITY AS x(id, n)")
+    }
+
+    package func failedOutbound(limit: Int) throws -> (count: Int, newest: [FailedOutbound]) {
+        struct Item: Decodable { var outbound: StoredOutbound; var failedAt: Double; var failure: String }
+        struct Answer: Decodable { var count: Int; var newest: [Item] }
+        let a: Answer = try json("""
+            SELECT jsonb_build_object(
+              'count', (SELECT count(*) FROM outbox WHERE failed_at IS NOT NULL),
+              'newest', coalesce((SELECT jsonb_agg(jsonb_build_object(
+                  'outbound', sb_outbound_json(o), 'failedAt', o.failed_at, 'failure', coalesce(o.failure, ''))
+                  ORDER BY o.failed_at DESC)
+                FROM outbox o WHERE o.message_id IN (
+                  SELECT message_id FROM outbox WHERE failed_at IS NOT NULL ORDER BY failed_at DESC LIMIT \(limit))), '[]'))::text
+            """)
+        return (a.count, a.newest.map { FailedOutbound(outbound: $0.outbound, failedAt: Date(timeIntervalSince1970: $0.failedAt), failure: $0.failure) })
     }
 
     package func conversation(id: String) throws -> ConversationSnapshot? {

@@ -175,7 +175,26 @@ package final class SQLiteStore: ConversationStore {
                     CREATE INDEX timeline_entries_by_conversation ON timeline_entries(conversation_id, id);
                     """)
         }
+        m.registerMigration("v6: failed outbound messages") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE outbox ADD COLUMN failed_at REAL;
+                    ALTER TABLE outbox ADD COLUMN failure TEXT;
+                    CREATE INDEX outbox_failed ON outbox(failed_at) WHERE failed_at IS NOT NULL;
+                    """)
+        }
         return m
+    }
+
+    package func failedOutbound(limit: Int) throws -> (count: Int, newest: [FailedOutbound]) {
+        try pool.read { db in
+            let count = try Int.fetchOne(db, sql: "SELECT count(*) FROM outbox WHERE failed_at IS NOT NULL") ?? 0
+            let rows = try Row.fetchAll(
+                db, sql: "SELECT * FROM outbox WHERE failed_at IS NOT NULL ORDER BY failed_at DESC LIMIT ?", arguments: [limit])
+            return (count, rows.map {
+                FailedOutbound(outbound: Self.outbound($0), failedAt: Date(timeIntervalSince1970: $0["failed_at"]), failure: $0["failure"] ?? "")
+            })
+        }
     }
 
     package func heartbeat(member: String, ttl: TimeInterval) throws -> [String] {
@@ -412,6 +431,10 @@ package final class SQLiteStore: ConversationStore {
                 try db.cachedStatement(sql: "DELETE FROM attribute WHERE conversation_id = ? AND name = ?").execute(arguments: [c.conversationId, name])
             }
         }
+        for (messageId, failure) in c.failedOutbound {
+            try db.cachedStatement(sql: "UPDATE outbox SET failed_at = ?, failure = ? WHERE message_id = ?")
+                .execute(arguments: [at, failure, messageId])
+        }
         for (name, value) in c.counters {
             try db.cachedStatement(sql: "INSERT INTO counter (conversation_id, name, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (conversation_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at").execute(arguments: [c.conversationId, name, value, at])
         }
@@ -447,7 +470,7 @@ package final class SQLiteStore: ConversationStore {
     /// Timeline entries of one conversation as a JSON array (`at` in seconds since 1970; absent fields left out).
     private static func encode(_ entries: ArraySlice<TimelineEntry>) -> String {
         JSON.array(entries.map { e in
-            var o: [String: JSON] = ["at": .number(e.at.timeIntervalSince1970), "kind": .string(e.kind), "detail": .string(e.detail)]
+            var o: [String: JSON] = ["at": .number(JSONNumber(e.at.timeIntervalSince1970)), "kind": .string(e.kind), "detail": .string(e.detail)]
             if let v = e.endpoint { o["endpoint"] = .string(v) }
             if let v = e.who { o["who"] = .string(v) }
             if let v = e.messageId { o["message_id"] = .string(v) }
@@ -462,7 +485,7 @@ package final class SQLiteStore: ConversationStore {
         }
         return items.map { o in
             var at = 0.0
-            if case .number(let n)? = o["at"] { at = n }
+            if case .number(let n)? = o["at"] { at = n.value }
             return TimelineEntry(
                 conversationId: conversationId, at: Date(timeIntervalSince1970: at),
                 kind: o["kind"]?.stringValue ?? "", endpoint: o["endpoint"]?.stringValue, who: o["who"]?.stringValue,

@@ -228,4 +228,19 @@ extension Application {
         }
         return lines.joined(separator: "\n")
     }
+
+    /// `switchboard failed`: how many outbound messages were refused with no rule to handle it, and the newest.
+    package static func describeFailed(config: SwitchboardConfig, limit: Int, logger: Logger) throws -> String {
+        let (count, newest) = try openStore(config, logger: logger).failedOutbound(limit: limit)
+        let time = DateFormatter()
+        time.dateFormat = "yyyy-MM-dd HH:mm:ss.SSS"
+        time.timeZone = TimeZone(identifier: "UTC")
+        var lines = ["\(count) outbound message(s) failed (refused, and no rule handled the refusal)"]
+        for f in newest {
+            let o = f.outbound
+            lines.append("  \(time.string(from: f.failedAt))  \(o.type) to \(o.target)  \(o.messageId)  conversation \(o.conversationId)  rule \(o.rule)")
+            lines.append("      ack: \(f.failure)")
+        }
+        return lines.joined(separator: "\n")
+    }
 }

@@ -207,8 +207,9 @@ package final class ConsumerLoop {
                     metadata: ["sb.role": "\(name)", "sb.exchange": "\(r.exchange)", "sb.routing-key": "\(r.routingKey)",
                                "sb.message-id": "\(r.message.properties.messageId ?? "")"])
                 let parked = Parking.park(
-                    r.message, reason: "unroutable: no queue is bound to exchange '\(r.exchange)' for routing key '\(r.routingKey)' (\(r.replyText))",
-                    stage: name, endpoint: nil, exchange: r.exchange, routingKey: r.routingKey)
+                    body: r.message.body, original: Original.of(r.message, exchange: r.exchange, routingKey: r.routingKey),
+                    reason: "unroutable: no queue is bound to exchange '\(r.exchange)' for routing key '\(r.routingKey)' (\(r.replyText))",
+                    stage: name, endpoint: nil)
                 try c.publish(exchange: parked.exchange, routingKey: parked.routingKey, message: parked.message)
             }
             let parking = try c.waitForConfirms(timeout: confirmTimeout)

@@ -50,7 +50,15 @@ package enum Contract {
         /// On what a fused intake routes to a partition, and on its barriers (`x-sb-kind: barrier`):
         /// `<process>:<sequence>`; that process's worker reports it once passed (see FusedIntakeHandler).
         package static let barrier = "x-sb-barrier"
+        /// What the ESB published (exchange, routing key, every property and header), kept as data on our
+        /// work and parked messages: none of it rides along as their properties (see `Original`).
+        package static let original = "x-sb-original"
+        /// On a replayed message put straight into `sb.in.<endpoint>`: take `x-sb-original` as what arrived.
+        package static let replay = "x-sb-replay"
     }
+
+    /// Ticket ids longer than this are refused at intake: they are keys in the store and in every page.
+    package static let maxTicketIdLength = 255
 
     package static let ackType = "ack"
 
@@ -90,12 +98,15 @@ package enum Contract {
         return String(repeating: "0", count: max(0, 16 - s.count)) + s
     }
 
-    /// A stable id for an inbound message whose ESB sent none: the same bytes give the same id, so a
-    /// resend is still recognised.
-    package static func derivedMessageId(endpoint: String, body: Data) -> String {
+    /// A stable id for an inbound message whose ESB sent none. It covers what makes two messages
+    /// different (endpoint, type, correlation id, body): a resend gets the same id and is recognised,
+    /// while two acks with the same body that answer different messages do not.
+    package static func derivedMessageId(endpoint: String, type: String?, correlationId: String?, body: Data) -> String {
         var h = Hash.FNV128()
-        h.add(endpoint)
-        h.add([0])
+        for part in [endpoint, type ?? "", correlationId ?? ""] {
+            h.add(part)
+            h.add([0])
+        }
         h.add(body)
         return "derived-" + h.hex
     }
@@ -103,7 +114,11 @@ package enum Contract {
     /// 16 hex digits naming an inbound message within its conversation's outbound ids: stable, so a
     /// message evaluated again after a crash produces the same outbound ids.
     package static func inboundHash(endpoint: String, messageId: String) -> String {
-        String(derivedMessageId(endpoint: endpoint, body: Data(messageId.utf8)).dropFirst("derived-".count).prefix(16))
+        var h = Hash.FNV128()
+        h.add(endpoint)
+        h.add([0])
+        h.add(messageId)
+        return String(h.hex.prefix(16))
     }
 
     package static func newConversationId() -> String {

@@ -39,54 +39,92 @@ package final class IntakeHandler: BatchHandler {
     /// The same, handing back the body it parsed (a ticket message's), so the fused intake's worker need
     /// not parse it again.
     package func route(_ d: Delivery, body parsed: inout JSON?) -> Outgoing {
+        let original = Self.published(d)
+        let props = original.properties
         let park = { (reason: String, endpoint: String?) -> Outgoing in
             self.logger.warning(
                 "message parked",
-                metadata: ["sb.endpoint": "\(endpoint ?? "-")", "sb.message-id": "\(d.message.properties.messageId ?? "-")", "sb.reason": "\(reason)"])
-            return Parking.park(d.message, reason: reason, stage: "intake", endpoint: endpoint, exchange: d.exchange, routingKey: d.routingKey)
+                metadata: ["sb.endpoint": "\(endpoint ?? "-")", "sb.message-id": "\(props.messageId ?? "-")", "sb.reason": "\(reason)"])
+            return Parking.park(body: d.message.body, original: original, reason: reason, stage: "intake", endpoint: endpoint)
         }
         guard d.consumerTag.hasPrefix(Self.tagPrefix) else {
-            return park("unknown endpoint '\(d.routingKey)': no endpoint of that name is configured (known: \(config.endpointNames.joined(separator: ", ")))", nil)
+            return park("unknown endpoint '\(original.routingKey)': no endpoint of that name is configured (known: \(config.endpointNames.joined(separator: ", ")))", nil)
         }
         let name = String(d.consumerTag.dropFirst(Self.tagPrefix.count))
         guard let endpoint = config.endpoints[name] else { return park("unknown endpoint '\(name)'", nil) }
+        if !endpoint.users.isEmpty, !(props.userId.map(endpoint.users.contains) ?? false) {
+            let who = props.userId.map { "broker user '\($0)'" } ?? "a publisher that set no user_id"
+            return park(
+                "published by \(who); endpoint '\(name)' accepts messages from \(endpoint.users.sorted().map { "'\($0)'" }.joined(separator: ", ")) only (endpoints.\(name).users)",
+                name)
+        }
         let size = d.message.body.count
         guard size <= config.settings.maxMessageBytes else {
             return park("message of \(size) bytes exceeds the limit of \(config.settings.maxMessageBytes) bytes (settings.max_message_bytes)", name)
         }
-        var message = d.message
-        if message.properties.messageId?.isEmpty ?? true {
-            message.properties.messageId = Contract.derivedMessageId(endpoint: name, body: message.body)
-            message.properties.headers[Contract.Header.messageIdDerived] = .bool(true)
+        if props.type == EventType.timer {
+            return park("type 'timer' is reserved for Switchboard's own timers; an ESB cannot send one", name)
         }
+        let messageId = props.messageId.flatMap { $0.isEmpty ? nil : $0 }
+            ?? Contract.derivedMessageId(endpoint: name, type: props.type, correlationId: props.correlationId, body: d.message.body)
+        // Only what we set: the worker reads these, and nothing the ESB set rides along (see `Original`).
+        var headers: [String: FieldValue] = [Contract.Header.endpoint: .string(name), Contract.Header.original: original.field]
+        if props.messageId?.isEmpty ?? true { headers[Contract.Header.messageIdDerived] = .bool(true) }
+        if d.redelivered { headers[Contract.Header.redelivered] = .bool(true) }
         let route: UInt64
-        if message.properties.type == Contract.ackType {
-            guard let correlation = message.properties.correlationId, !correlation.isEmpty else {
+        if props.type == Contract.ackType {
+            guard let correlation = props.correlationId, !correlation.isEmpty else {
                 return park("ack without correlation_id: an ack must name the message_id it answers", name)
             }
             guard let answered = Contract.parse(outboundMessageId: correlation) else {
                 return park("ack for unknown message '\(correlation)': its correlation_id names no message Switchboard sent", name)
             }
             route = answered.route
-            message.properties.headers[Contract.Header.kind] = .string("ack")
+            headers[Contract.Header.kind] = .string("ack")
         } else {
             let body: JSON
             do {
-                body = try JSON.parse(message.body)
+                body = try JSON.parse(d.message.body)
             } catch {
                 return park("\(error) (endpoint \(name))", name)
             }
             parsed = body
-            guard let ticket = endpoint.facts(body: body, amqpType: message.properties.type).ticketId else {
+            guard let ticket = endpoint.facts(body: body, amqpType: props.type).ticketId else {
                 return park("no ticket id at \(endpoint.ticketId.source) (endpoints.\(name).ticket_id)", name)
             }
+            if let problem = Self.problem(ticketId: ticket) {
+                return park("ticket id at \(endpoint.ticketId.source) \(problem) (endpoints.\(name).ticket_id)", name)
+            }
             route = Contract.route(endpoint: name, ticket: ticket)
-            message.properties.headers[Contract.Header.kind] = .string("ticket")
+            headers[Contract.Header.kind] = .string("ticket")
         }
-        message.properties.headers[Contract.Header.endpoint] = .string(name)
-        message.properties.persistent = true
-        if d.redelivered { message.properties.headers[Contract.Header.redelivered] = .bool(true) }
+        let work = Message(body: d.message.body, properties: Properties(
+            messageId: messageId, correlationId: props.correlationId, type: props.type, appId: "switchboard",
+            persistent: true, headers: headers))
         let partition = Contract.partition(route: route, partitions: config.settings.partitions)
-        return Outgoing(exchange: Contract.workExchange, routingKey: String(partition), message: message)
+        return Outgoing(exchange: Contract.workExchange, routingKey: String(partition), message: work)
+    }
+
+    /// What the ESB published: the delivery, or for a replay (put straight into the inbound queue through
+    /// the default exchange, which ESB users may not write to) the message it keeps.
+    static func published(_ d: Delivery) -> Original {
+        if d.exchange.isEmpty, d.message.properties.headers[Contract.Header.replay] == .bool(true),
+            let kept = Original(d.message.properties.headers[Contract.Header.original])
+        {
+            return kept
+        }
+        return Original(exchange: d.exchange, routingKey: d.routingKey, properties: d.message.properties)
+    }
+
+    /// Why a ticket id cannot be a key (too long, control characters), or nil.
+    static func problem(ticketId: String) -> String? {
+        let length = ticketId.unicodeScalars.count
+        if length > Contract.maxTicketIdLength {
+            return "is \(length) characters long; the limit is \(Contract.maxTicketIdLength)"
+        }
+        if let (i, c) = ticketId.unicodeScalars.enumerated().first(where: { $0.element.properties.generalCategory == .control }) {
+            return "contains the control character U+\(String(format: "%04X", c.value)) at position \(i + 1)"
+        }
+        return nil
     }
 }

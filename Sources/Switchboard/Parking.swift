@@ -1,20 +1,28 @@
 import AMQP
 import Foundation
 
-/// Bad or unprocessable input goes to `sb.parked` with the reason and its origin in headers, body and
-/// properties unchanged, so an operator can read why and replay it once the cause is fixed.
+/// Bad or unprocessable input goes to `sb.parked` with the reason in headers and the body unchanged. Its
+/// properties are ours (persistent, no expiration, no one else's user_id); what was published is kept
+/// whole in `x-sb-original`, so an operator can read why and replay it as it was once the cause is fixed.
 package enum Parking {
-    package static func park(
-        _ message: Message, reason: String, stage: String, endpoint: String?, exchange: String, routingKey: String
-    ) -> Outgoing {
-        var m = message
-        m.properties.persistent = true
-        m.properties.headers[Contract.Header.reason] = .string(reason)
-        m.properties.headers[Contract.Header.stage] = .string(stage)
-        m.properties.headers[Contract.Header.parkedAt] = .string(ISO8601DateFormatter().string(from: Date()))
-        m.properties.headers[Contract.Header.originalExchange] = .string(exchange)
-        m.properties.headers[Contract.Header.originalRoutingKey] = .string(routingKey)
-        if let endpoint { m.properties.headers[Contract.Header.endpoint] = .string(endpoint) }
-        return Outgoing(exchange: "", routingKey: Contract.parkedQueue, message: m)
+    package static func park(body: Data, original: Original, reason: String, stage: String, endpoint: String?) -> Outgoing {
+        var headers: [String: FieldValue] = [
+            Contract.Header.reason: .string(reason),
+            Contract.Header.stage: .string(stage),
+            Contract.Header.parkedAt: .string(ISO8601DateFormatter().string(from: Date())),
+            Contract.Header.originalExchange: .string(original.exchange),
+            Contract.Header.originalRoutingKey: .string(original.routingKey),
+            Contract.Header.original: original.field,
+        ]
+        if let endpoint { headers[Contract.Header.endpoint] = .string(endpoint) }
+        let props = Properties(
+            contentType: original.properties.contentType, messageId: original.properties.messageId, appId: "switchboard",
+            persistent: true, headers: headers)
+        return Outgoing(exchange: "", routingKey: Contract.parkedQueue, message: Message(body: body, properties: props))
+    }
+
+    /// A delivery as it is (what it carries as its original, or itself).
+    package static func park(_ d: Delivery, reason: String, stage: String, endpoint: String?) -> Outgoing {
+        park(body: d.message.body, original: Original.of(d), reason: reason, stage: stage, endpoint: endpoint)
     }
 }

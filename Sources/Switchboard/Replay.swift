@@ -25,30 +25,52 @@ package final class ReplayHandler: BatchHandler {
     package func handle(_ batch: [Delivery]) throws -> [Outgoing] {
         var out: [Outgoing] = []
         for d in batch {
-            var m = d.message
-            let headers = m.properties.headers
-            let exchange = headers[Contract.Header.originalExchange]?.description
-            let routingKey = headers[Contract.Header.originalRoutingKey]?.description
-            if replayed >= limit || exchange == nil || routingKey == nil {
+            guard replayed < limit, let target = Self.replay(d.message) else {
                 // Over the limit, or not something we parked: leave it parked, unchanged, at the end.
                 out.append(Outgoing(exchange: "", routingKey: Contract.parkedQueue, message: d.message))
                 continue
             }
-            for key in [Contract.Header.reason, Contract.Header.stage, Contract.Header.parkedAt,
-                        Contract.Header.originalExchange, Contract.Header.originalRoutingKey]
-            {
-                m.properties.headers[key] = nil
-            }
-            // Intake sets the endpoint header again; a stale one would only confuse it.
-            if exchange == Contract.inboundExchange { m.properties.headers[Contract.Header.endpoint] = nil }
             replayed += 1
             logger.info("replaying parked message", metadata: [
-                "sb.message-id": "\(m.properties.messageId ?? "-")", "sb.exchange": "\(exchange!)", "sb.routing-key": "\(routingKey!)",
+                "sb.message-id": "\(d.message.properties.messageId ?? "-")", "sb.exchange": "\(target.exchange)",
+                "sb.routing-key": "\(target.routingKey)",
             ])
-            out.append(Outgoing(exchange: exchange!, routingKey: routingKey!, message: m))
+            out.append(target)
         }
         if replayed >= limit { stop.stop() }
         return out
+    }
+
+    /// Where a parked message goes again. What an ESB published to `sb.in` goes straight into its
+    /// endpoint's inbound queue, carrying what was published as data (`x-sb-replay`): we cannot publish
+    /// with the ESB's user_id, and intake must still see who sent it. Our own messages (timers, outbound)
+    /// go back to where we published them, as they were.
+    static func replay(_ parked: Message) -> Outgoing? {
+        let headers = parked.properties.headers
+        guard let original = Original(headers[Contract.Header.original]) else { return legacy(parked) }
+        if original.exchange == Contract.inboundExchange {
+            let props = Properties(
+                messageId: original.properties.messageId, appId: "switchboard", persistent: true,
+                headers: [Contract.Header.replay: .bool(true), Contract.Header.original: original.field])
+            return Outgoing(
+                exchange: "", routingKey: Contract.inboundQueue(original.routingKey), message: Message(body: parked.body, properties: props))
+        }
+        return Outgoing(
+            exchange: original.exchange, routingKey: original.routingKey, message: Message(body: parked.body, properties: original.properties))
+    }
+
+    /// Parked by an earlier version (the message's own properties, our headers added): ours removed.
+    private static func legacy(_ parked: Message) -> Outgoing? {
+        var m = parked
+        guard let exchange = m.properties.headers[Contract.Header.originalExchange]?.description,
+            let routingKey = m.properties.headers[Contract.Header.originalRoutingKey]?.description
+        else { return nil }
+        for key in [Contract.Header.reason, Contract.Header.stage, Contract.Header.parkedAt,
+                    Contract.Header.originalExchange, Contract.Header.originalRoutingKey, Contract.Header.endpoint]
+        {
+            m.properties.headers[key] = nil
+        }
+        return Outgoing(exchange: exchange, routingKey: routingKey, message: m)
     }
 }
 

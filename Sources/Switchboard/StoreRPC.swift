@@ -163,6 +163,11 @@ package final class RemoteStore: ConversationStore, @unchecked Sendable {
         try call(.heartbeat, StoreRPC.Member(member: member, ttl: ttl))
     }
 
+    /// An operator's question, asked of the store's database directly (`switchboard failed`), not over the broker.
+    package func failedOutbound(limit: Int) throws -> (count: Int, newest: [FailedOutbound]) {
+        throw StoreError("failed outbound messages are read from the store's database, not through the store role")
+    }
+
     package func leave(member: String) throws {
         let _: StoreRPC.Nothing = try call(.leave, StoreRPC.Id(id: member))
     }

@@ -264,14 +264,14 @@ package final class WorkerHandler: BatchHandler {
                 ?? ConversationSnapshot(id: acked.conversationId)
             ackedMessage = AckedMessage(messageId: acked.messageId, type: acked.type, rule: acked.rule, target: acked.target)
             let endpoint = config.endpoints[item.endpoint]
-            let status = event.body["status"]?.scalarText ?? "ok"
-            if status.lowercased() == "ok", let keyPath = endpoint?.ackKey ?? (try? JSONPath("$.key")),
+            let (ok, status) = Engine.ackStatus(event.body)
+            if ok, let keyPath = endpoint?.ackKey ?? (try? JSONPath("$.key")),
                 let key = keyPath.first(event.body)?.scalarText, !key.isEmpty
             {
                 candidates.append(TicketRef(acked.target, key))
             }
             timeline.append(TimelineEntry(
-                conversationId: snapshot.id, at: now, kind: status.lowercased() == "ok" ? "acked" : "ack-error",
+                conversationId: snapshot.id, at: now, kind: ok ? "acked" : "ack-error",
                 endpoint: item.endpoint, who: event.who, messageId: item.messageId,
                 detail: "\(status) ack of \(acked.type) \(acked.messageId) to \(acked.target)"
                     + (event.body["message"]?.scalarText.map { ": \($0)" } ?? "")))
@@ -352,7 +352,8 @@ package final class WorkerHandler: BatchHandler {
         overlay.record(next)
         return Commit(
             inbound: inbound, conversationId: snapshot.id, expectedVersion: snapshot.version, newReferences: newRefs,
-            timeline: timeline, outbox: outbox, attributes: decision.attributeChanges, counters: decision.counterChanges, at: now)
+            timeline: timeline, outbox: outbox, attributes: decision.attributeChanges, counters: decision.counterChanges,
+            failedOutbound: decision.failedOutbound, at: now)
     }
 
     /// Store failures are infrastructure trouble (the batch is retried), never the message's fault.
@@ -370,8 +371,7 @@ package final class WorkerHandler: BatchHandler {
         if item.barrier { return [] }
         if let reason = item.park {
             logger.warning("message parked", metadata: ["sb.endpoint": "\(item.endpoint)", "sb.message-id": "\(item.messageId)", "sb.reason": "\(reason)"])
-            return [Parking.park(item.delivery.message, reason: reason, stage: "worker", endpoint: item.endpoint,
-                                 exchange: item.delivery.exchange, routingKey: item.delivery.routingKey)]
+            return [Parking.park(item.delivery, reason: reason, stage: "worker", endpoint: item.endpoint)]
         }
         let outbox: [StoredOutbound]
         switch item.outcome {

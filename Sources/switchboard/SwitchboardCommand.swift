@@ -9,7 +9,7 @@ struct SwitchboardCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "switchboard",
         abstract: "An ITSM integration hub on RabbitMQ.",
-        subcommands: [Run.self, Intake.self, Worker.self, Store.self, ConfigCommand.self, Timeline.self, Parked.self])
+        subcommands: [Run.self, Intake.self, Worker.self, Store.self, ConfigCommand.self, Timeline.self, Failed.self, Parked.self])
 }
 
 struct GlobalOptions: ParsableArguments {
@@ -152,6 +152,20 @@ struct Timeline: AsyncParsableCommand {
             throw ExitCode(1)
         }
         print(text)
+    }
+}
+
+struct Failed: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Count and list outbound messages that were refused (an error ack) with no rule to handle it.",
+        discussion: "Each is also on its conversation's timeline as 'ack-unhandled', with what the ack said.")
+
+    @Option(name: .long, help: "Configuration directory (for the store's location).") var config: String = "Config"
+    @Option(help: "List at most this many, newest first.") var limit: Int = 20
+
+    func run() async throws {
+        let cfg = try loadConfigOrExit(config)
+        print(try Application.describeFailed(config: cfg, limit: limit, logger: Logger(label: "switchboard")))
     }
 }
 

@@ -72,9 +72,10 @@ func compliance(_ c: ComplianceCase) throws {
     #expect(path.select(doc) == ["Done"])
 }
 
-@Test func serializationIsCanonical() throws {
+/// Keys sorted; numbers as they were written (`1.0` stays `1.0`: an ITSM tool may care).
+@Test func serializationSortsKeysAndKeepsNumbers() throws {
     let v = try JSON.parse(#"{"b":1.0,"a":[true,null,"x/y",2.5]}"#)
-    #expect(v.serializedString == #"{"a":[true,null,"x/y",2.5],"b":1}"#)
+    #expect(v.serializedString == #"{"a":[true,null,"x/y",2.5],"b":1.0}"#)
 }
 
 @Test func serializationEscapesAndRoundTrips() throws {

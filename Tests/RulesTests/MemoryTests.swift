@@ -111,6 +111,19 @@ import Testing
         #expect(d.timers.isEmpty)
     }
 
+    /// Nothing silent: an error ack that no rule handles marks the message failed, with what the ack said.
+    @Test func anUnhandledErrorAckMarksTheMessageFailed() throws {
+        let d = try eval(try ack(#"{"status":"error","code":"NO_SUCH_FIELD","message":"field x is unknown"}"#, type: "create"),
+                         ConversationSnapshot(id: "c"))
+        #expect(d.matchedRules.isEmpty)
+        let said = try #require(d.failedOutbound.values.first)
+        #expect(d.failedOutbound.count == 1 && said.contains("NO_SUCH_FIELD") && said.contains("field x is unknown"))
+        #expect(d.notes.map(\.kind) == ["ack-unhandled"])
+        // Handled (a retry), or an ok ack that no rule wants: nothing is marked.
+        #expect(try eval(try ack(#"{"status":"error","code":"LOCKED"}"#), ConversationSnapshot(id: "c")).failedOutbound.isEmpty)
+        #expect(try eval(try ack(#"{"status":"ok"}"#, type: "create"), ConversationSnapshot(id: "c")).failedOutbound.isEmpty)
+    }
+
     @Test func okAckEndsRetries() throws {
         let d = try eval(try ack(#"{"status":"ok"}"#), ConversationSnapshot(id: "c", counters: ["lock_retries": 2]))
         #expect(d.counterChanges == ["lock_retries": 0])

@@ -167,6 +167,23 @@ enum StoreContract {
         #expect(try store.conversation(id: "c1")?.version == 2)
     }
 
+    /// An error ack that no rule handled marks the outbound message failed; an operator counts and lists them.
+    static func failedOutboundIsCountedAndListed(_ backend: Backend) throws {
+        let store = try backend.open().store
+        let key = InboundKey("customer-a", "m1")
+        _ = try store.commit([Commit(inbound: key, conversationId: "c1", expectedVersion: 0,
+                                     outbox: [outbound("o1", conversation: "c1", inbound: key), outbound("o2", conversation: "c1", inbound: key)],
+                                     at: Date())])
+        #expect(try store.failedOutbound(limit: 10).count == 0)
+        _ = try store.commit([Commit(inbound: InboundKey("vendor-x", "ack-1"), conversationId: "c1", expectedVersion: 1,
+                                     failedOutbound: ["o2": #"{"code":"NOPE","message":"é"}"#], at: Date())])
+        let (count, newest) = try store.failedOutbound(limit: 10)
+        #expect(count == 1)
+        #expect(newest.map(\.outbound.messageId) == ["o2"])
+        #expect(newest.first?.failure == #"{"code":"NOPE","message":"é"}"#)
+        #expect(newest.first?.outbound == outbound("o2", conversation: "c1", inbound: key))
+    }
+
     static func referenceOwnedByAnotherConversationIsStale(_ backend: Backend) throws {
         let store = try backend.open().store
         let now = Date()
@@ -235,6 +252,7 @@ enum StoreContract {
     @Test func sameRequestTwice() async throws { try await onThread { [b] in try StoreContract.theSameRequestTwiceIsCommittedOnce(b) } }
     @Test func referenceConflict() async throws { try await onThread { [b] in try StoreContract.referenceOwnedByAnotherConversationIsStale(b) } }
     @Test func chainAfterStale() async throws { try await onThread { [b] in try StoreContract.aChainAfterAStaleCommitIsStale(b) } }
+    @Test func failedOutbound() async throws { try await onThread { [b] in try StoreContract.failedOutboundIsCountedAndListed(b) } }
     @Test func reopening() async throws { try await onThread { [b] in try StoreContract.survivesReopening(b) } }
     @Test func membership() async throws { try await onThread { [b] in try StoreContract.membership(b) } }
     @Test func concurrentWriters() async throws { try await StoreContract.concurrentWritersOnOneConversation(b) }
@@ -276,6 +294,7 @@ enum StoreContract {
     @Test func sameRequestTwice() async throws { try await onThread { [b] in try StoreContract.theSameRequestTwiceIsCommittedOnce(b) } }
     @Test func referenceConflict() async throws { try await onThread { [b] in try StoreContract.referenceOwnedByAnotherConversationIsStale(b) } }
     @Test func chainAfterStale() async throws { try await onThread { [b] in try StoreContract.aChainAfterAStaleCommitIsStale(b) } }
+    @Test func failedOutbound() async throws { try await onThread { [b] in try StoreContract.failedOutboundIsCountedAndListed(b) } }
     @Test func reopening() async throws { try await onThread { [b] in try StoreContract.survivesReopening(b) } }
     @Test func membership() async throws { try await onThread { [b] in try StoreContract.membership(b) } }
     @Test func concurrentWriters() async throws { try await StoreContract.concurrentWritersOnOneConversation(b) }

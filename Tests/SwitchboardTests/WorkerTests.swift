@@ -57,6 +57,7 @@ final class InterferingStore: ConversationStore, @unchecked Sendable {
     func references(conversationId: String) throws -> [String: String] { try inner.references(conversationId: conversationId) }
     func heartbeat(member: String, ttl: TimeInterval) throws -> [String] { try inner.heartbeat(member: member, ttl: ttl) }
     func leave(member: String) throws { try inner.leave(member: member) }
+    func failedOutbound(limit: Int) throws -> (count: Int, newest: [FailedOutbound]) { try inner.failedOutbound(limit: limit) }
     func commit(_ commits: [Commit]) throws -> [CommitOutcome] {
         self.commits.withLock { $0 += 1 }
         if let hook = beforeFirstCommit {

@@ -1,11 +1,12 @@
 """Issue 3: the two stories users bought us for, end to end through the real broker, from Config/."""
 import json
+import subprocess
 import time
 import uuid
 
 import pytest
 
-from conftest import Fleet, mgmt, Switchboard, incident, jira
+from conftest import BINARY, Fleet, mgmt, Switchboard, incident, jira
 
 DELAY = 0.4          # LOCK_RETRY_DELAY for these tests, seconds
 MAX = 10             # LOCK_RETRY_MAX
@@ -25,8 +26,9 @@ def open_ticket_at_vendor(esb, number, key):
 
 
 def error_ack(esb, props, n):
+    """Like many ESBs: no message_id, and the same body every time; only the correlation_id differs."""
     esb.publish("vendor-x", {"status": "error", "code": "LOCKED", "message": "ticket is open on a screen"},
-                type="ack", correlation_id=props.message_id, message_id=f"err-{props.message_id}-{n}")
+                type="ack", correlation_id=props.message_id)
 
 
 def test_hand_back_to_the_group_it_came_from(esb, vhost):
@@ -206,3 +208,62 @@ def test_no_head_of_line_blocking_between_delays(esb, vhost):
     finally:
         assert sb.stop() == 0
         esb.purge("sb.delayq.60000")
+
+
+@pytest.mark.parametrize("shape", ["run", "fleet"])
+def test_a_comment_to_a_locked_ticket_is_retried_then_the_customer_is_told(esb, vhost, shape):
+    max_retries = 3
+    env = story_env(max_retries=max_retries)
+    sb = (Switchboard(vhost, env=env) if shape == "run" else Fleet(vhost, env=env)).start()
+    try:
+        number, key = "INC" + uuid.uuid4().hex[:7], "VX-" + uuid.uuid4().hex[:5]
+        open_ticket_at_vendor(esb, number, key)
+        esb.publish("customer-a", incident(number, comments="Please restart the SAP gateway", sys_updated_by="carol"),
+                    message_id="cm-1")
+        bodies = []
+        while len(bodies) < max_retries + 2:
+            got = esb.take("sb.out.vendor-x", 1, timeout=DELAY + 5)
+            if not got:
+                break
+            props, body = got[0]
+            assert props.type == "comment", props.type
+            bodies.append(json.loads(body))
+            error_ack(esb, props, len(bodies))
+        assert len(bodies) == 1 + max_retries
+        assert all(b == bodies[0] for b in bodies), bodies
+        assert bodies[0]["comment"] == "carol (customer A): Please restart the SAP gateway"
+        [(told, body)] = esb.take("sb.out.customer-a", 1)
+        assert told.type == "comment"
+        assert json.loads(body)["comments"] == ("Comment failed to reach the target. The target ticket is locked. "
+                                                "Try again later. The comment: carol (customer A): Please restart the SAP gateway")
+        shown = sb.timeline("customer-a", number)
+        assert f"comment_lock_retries: {max_retries - 1} -> {max_retries}" in shown
+        assert "ack-unhandled" not in shown
+    finally:
+        assert sb.stop() == 0
+
+
+@pytest.mark.parametrize("shape", ["run", "fleet"])
+def test_an_error_ack_no_rule_handles_marks_the_message_failed(esb, vhost, shape):
+    sb = (Switchboard(vhost, env=story_env()) if shape == "run" else Fleet(vhost, env=story_env())).start()
+    try:
+        number, key = "INC" + uuid.uuid4().hex[:7], "VX-" + uuid.uuid4().hex[:5]
+        open_ticket_at_vendor(esb, number, key)
+        esb.publish("customer-a", incident(number, short_description="Orders fail"), message_id="un-1")
+        [(update, _)] = esb.take("sb.out.vendor-x", 1)
+        esb.publish("vendor-x", {"status": "error", "code": "FIELD_UNKNOWN", "message": "customfield_99 is not on the screen"},
+                    type="ack", correlation_id=update.message_id)
+        deadline = time.time() + 15
+        while "ack-unhandled" not in sb.timeline("customer-a", number) and time.time() < deadline:
+            time.sleep(0.2)
+        shown = sb.timeline("customer-a", number)
+        assert "ack-unhandled" in shown and "customfield_99 is not on the screen" in shown, shown
+        store = sb if shape == "run" else sb.store
+        r = subprocess.run([BINARY, "failed", "--config", store.config], env=store.env, capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith("1 outbound message(s) failed"), r.stdout
+        assert update.message_id in r.stdout and "FIELD_UNKNOWN" in r.stdout
+        assert esb.drain("sb.out.customer-a", quiet=0.5) == []
+    finally:
+        assert sb.stop() == 0

@@ -1,0 +1,189 @@
+"""What real ESBs send: their own broker user (user_id), every AMQP property, nested header tables,
+headers that look like ours, and messages that no endpoint's users may send. Nothing of it rides along
+on our internal messages; what is parked keeps it all as data, and a replay is what the ESB published."""
+import decimal
+import json
+import os
+import subprocess
+import time
+import uuid
+
+import pika
+import pytest
+
+from conftest import AMQP_HOST, BINARY, REPO, Switchboard
+
+PORTAL = """
+endpoints:
+  portal-z:
+    ticket_id: $.id
+    users: [{user}]
+rules:
+  - name: portal-to-vendor
+    priority: 1000
+    from: portal-z
+    stop: true
+    send: [{{to: vendor-x, type: create, body: {{id: {{field: $.id}}, amount: {{field: $.amount}}}}}}]
+"""
+
+
+def users_sh(*args, password):
+    env = dict(os.environ, SB_USER_PASSWORD=password, RABBITMQCTL=f"bash {REPO}/Deploy/local/rabbitmq.sh ctl")
+    r = subprocess.run(["bash", os.path.join(REPO, "Deploy/rabbitmq/users.sh"), *args],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+
+
+def add_esb_user(vhost, user, password, *endpoints):
+    users_sh("esb", vhost, user, *endpoints, password=password)
+
+
+def connect(vhost, user, password):
+    params = pika.ConnectionParameters(host=AMQP_HOST, virtual_host=vhost,
+                                       credentials=pika.PlainCredentials(user, password))
+    conn = pika.BlockingConnection(params)
+    ch = conn.channel()
+    ch.confirm_delivery()
+    return conn, ch
+
+
+@pytest.fixture
+def portal_user(vhost):
+    user, password = "esb-z-" + uuid.uuid4().hex[:6], uuid.uuid4().hex
+    add_esb_user(vhost, user, password, "portal-z")
+    return user, password
+
+
+HOSTILE_HEADERS = {
+    # Look-alikes of ours: never trusted.
+    "x-sb-kind": "timer", "x-sb-endpoint": "vendor-x", "x-sb-redelivered": True, "x-sb-conversation": "forged",
+    "x-sb-original": {"exchange": "sb.work", "routing_key": "0", "properties": {}},
+    # What ESBs carry: nested tables, arrays, numbers of every kind.
+    "nested": {"a": {"b": [1, "two", {"c": True}]}}, "ratio": decimal.Decimal("1.50"), "big": 2 ** 40, "raw": b"\x00\xffbytes",
+}
+
+
+def every_property(user, **extra):
+    props = dict(user_id=user, content_type="application/json", content_encoding="utf-8", delivery_mode=2,
+                 priority=7, correlation_id="corr-1", reply_to="esb.replies", expiration="1000",
+                 message_id="m-" + uuid.uuid4().hex[:8], timestamp=1764590000, type="incident", app_id="esb-app",
+                 headers=HOSTILE_HEADERS)
+    props.update(extra)
+    return pika.BasicProperties(**props)
+
+
+def test_an_esb_user_with_every_property_set_is_served_and_its_bad_message_is_kept(esb, vhost, portal_user):
+    user, password = portal_user
+    sb = Switchboard(vhost, extra_config=PORTAL.format(user=user)).start()
+    conn, ch = connect(vhost, user, password)
+    try:
+        # Two good messages: the endpoint is not wedged by the first one's user_id.
+        for n in range(2):
+            ch.basic_publish("sb.in", "portal-z", json.dumps({"id": f"Z-{n}", "amount": 12345678901234567891}).encode(),
+                             every_property(user))
+        out = esb.take("sb.out.vendor-x", 2, timeout=20)
+        assert [json.loads(b)["id"] for _, b in out] == ["Z-0", "Z-1"]
+        props, body = out[0]
+        # Exact numbers through mapping, and our properties only.
+        assert b'"amount":12345678901234567891' in body
+        assert props.user_id is None and props.expiration is None and props.priority is None
+        assert props.reply_to is None and props.content_encoding is None
+        assert "nested" not in props.headers and props.headers["x-sb-conversation"] != "forged"
+        # A broken one with an expiration: parked, and still there after its expiration has long passed.
+        bad = every_property(user, message_id="bad-hostile")
+        ch.basic_publish("sb.in", "portal-z", b"{broken", bad)
+        time.sleep(2.5)
+        [(parked, parked_body)] = esb.take("sb.parked", 1, timeout=10)
+        assert parked_body == b"{broken"
+        assert "not valid JSON" in parked.headers["x-sb-reason"]
+        assert parked.user_id is None and parked.expiration is None and parked.priority is None
+        original = parked.headers["x-sb-original"]
+        assert (original["exchange"], original["routing_key"]) == ("sb.in", "portal-z")
+        sent = original["properties"]
+        assert sent["user_id"] == user and sent["expiration"] == "1000" and sent["priority"] == 7
+        assert sent["content_encoding"] == "utf-8" and sent["reply_to"] == "esb.replies"
+        assert sent["message_id"] == "bad-hostile" and sent["correlation_id"] == "corr-1"
+        assert sent["headers"]["nested"] == {"a": {"b": [1, "two", {"c": True}]}}
+        assert sent["headers"]["x-sb-kind"] == "timer" and sent["headers"]["raw"] == b"\x00\xffbytes"
+        assert sent["headers"]["ratio"] == decimal.Decimal("1.50") and sent["headers"]["big"] == 2 ** 40
+    finally:
+        conn.close()
+        assert sb.stop() == 0
+    # Replayed, it is what the ESB published: same user (so the endpoint still accepts it), same properties.
+    esb.ch.basic_publish("", "sb.parked", parked_body, parked)
+    r = subprocess.run([BINARY, "parked", "replay", "--config", sb.config], env=sb.env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    again = Switchboard(vhost, extra_config=PORTAL.format(user=user), data=sb.data).start()
+    try:
+        [(reparked, _)] = esb.take("sb.parked", 1, timeout=20)
+        assert "not valid JSON" in reparked.headers["x-sb-reason"], reparked.headers["x-sb-reason"]
+        assert reparked.headers["x-sb-original"] == original
+    finally:
+        assert again.stop() == 0
+
+
+def test_only_the_endpoints_users_may_speak_for_it(esb, vhost, portal_user):
+    user, password = portal_user
+    other, other_password = "esb-y-" + uuid.uuid4().hex[:6], uuid.uuid4().hex
+    add_esb_user(vhost, other, other_password, "portal-z")
+    sb = Switchboard(vhost, extra_config=PORTAL.format(user=user)).start()
+    conn, ch = connect(vhost, other, other_password)
+    try:
+        body = json.dumps({"id": "Z-9"}).encode()
+        ch.basic_publish("sb.in", "portal-z", body, pika.BasicProperties(user_id=other, message_id="from-other"))
+        esb.ch.basic_publish("sb.in", "portal-z", body, pika.BasicProperties(message_id="from-nobody"))
+        esb.publish("customer-a", {"number": "INC-T"}, message_id="esb-timer", type="timer")
+        parked = {p.message_id: p.headers["x-sb-reason"] for p, _ in esb.take("sb.parked", 3, timeout=20)}
+        assert f"published by broker user '{other}'" in parked["from-other"] and f"'{user}'" in parked["from-other"]
+        assert "set no user_id" in parked["from-nobody"] and f"'{user}'" in parked["from-nobody"]
+        assert "reserved" in parked["esb-timer"]
+        assert esb.drain("sb.out.vendor-x", quiet=0.5) == []
+    finally:
+        conn.close()
+        assert sb.stop() == 0
+
+
+def test_an_esb_user_does_its_job_and_nothing_internal(esb, vhost, portal_user):
+    user, password = portal_user
+    sb = Switchboard(vhost, extra_config=PORTAL.format(user=user)).start()
+    try:
+        conn, ch = connect(vhost, user, password)
+        ch.basic_publish("sb.in", "portal-z", b'{"id": "Z-ok"}', pika.BasicProperties(user_id=user, message_id="ok"))
+        assert len(esb.take("sb.out.vendor-x", 1, timeout=20)) == 1
+        # Its own outbound queue it may read.
+        ch.basic_get("sb.out.portal-z", auto_ack=True)
+        conn.close()
+        forbidden = [
+            ("publish", "sb.work", "0"), ("publish", "", "sb.store"), ("publish", "", "sb.in.customer-a"),
+            ("publish", "sb.delay.work.60000", "0"), ("publish", "sb.out", "vendor-x"),
+            ("get", None, "sb.out.vendor-x"), ("get", None, "sb.work.0"), ("get", None, "sb.parked"),
+        ]
+        for action, exchange, key in forbidden:
+            conn, ch = connect(vhost, user, password)
+            with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
+                if action == "publish":
+                    ch.basic_publish(exchange, key, b"{}", pika.BasicProperties(user_id=user))
+                else:
+                    ch.basic_get(key, auto_ack=True)
+            assert refused.value.reply_code == 403, (action, exchange, key, refused.value)
+            conn.close()
+    finally:
+        assert sb.stop() == 0
+
+
+def test_switchboard_runs_as_its_own_least_privilege_user(esb, vhost, portal_user):
+    user, password = portal_user
+    own, own_password = "sb-" + uuid.uuid4().hex[:6], uuid.uuid4().hex
+    users_sh("switchboard", vhost, own, password=own_password)
+    url = f"amqp://{own}:{own_password}@{AMQP_HOST}:5672/{vhost}"
+    sb = Switchboard(vhost, extra_config=PORTAL.format(user=user), env={"SB_BROKER_URL": url}).start()
+    try:
+        conn, ch = connect(vhost, user, password)
+        ch.basic_publish("sb.in", "portal-z", b'{"id": "Z-own"}', pika.BasicProperties(user_id=user, message_id="own"))
+        ch.basic_publish("sb.in", "portal-z", b'{broken', pika.BasicProperties(user_id=user, message_id="own-bad"))
+        conn.close()
+        assert [json.loads(b)["id"] for _, b in esb.take("sb.out.vendor-x", 1, timeout=20)] == ["Z-own"]
+        assert [p.message_id for p, _ in esb.take("sb.parked", 1, timeout=20)] == ["own-bad"]
+    finally:
+        assert sb.stop() == 0
