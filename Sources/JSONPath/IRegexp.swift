@@ -8,7 +8,7 @@ public enum IRegexp {
     private static let cache = Mutex<[String: NSRegularExpression?]>([:])
 
     /// True when `pattern` is a valid I-Regexp and matches `text` (all of it when `whole`).
-    public static func matches(_ pattern: String, in text: String, whole: Bool) -> Bool {
+    public static func matches(_ pattern: String, in text: String, whole: Bool, budget: RegexBudget = RegexBudget()) -> Bool {
         let key = (whole ? "M" : "S") + pattern
         let regex: NSRegularExpression? = cache.withLock { cache in
             if let cached = cache[key] { return cached }
@@ -20,8 +20,7 @@ public enum IRegexp {
             return compiled
         }
         guard let regex else { return false }
-        let range = NSRange(text.startIndex..<text.endIndex, in: text)
-        return regex.firstMatch(in: text, options: [], range: range) != nil
+        return budget.firstMatch(regex, in: text)
     }
 
     /// The ICU pattern for an I-Regexp, or nil when the pattern is not valid I-Regexp.

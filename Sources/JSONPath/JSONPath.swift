@@ -17,19 +17,20 @@ public struct JSONPath: Sendable, CustomStringConvertible {
     public var isSingular: Bool { query.isSingular }
 
     /// The values the query selects, in document order.
-    public func select(_ document: JSON) -> [JSON] {
-        let evaluator = Evaluator(root: document, trackPaths: false)
+    /// `budget` bounds the work of `match()` and `search()` and says when they gave up (see `RegexBudget`).
+    public func select(_ document: JSON, budget: RegexBudget? = nil) -> [JSON] {
+        let evaluator = Evaluator(root: document, trackPaths: false, budget: budget)
         return evaluator.run(query, current: Node(value: document, path: nil)).map(\.value)
     }
 
     /// The first selected value, or nil when nothing matches.
-    public func first(_ document: JSON) -> JSON? {
-        select(document).first
+    public func first(_ document: JSON, budget: RegexBudget? = nil) -> JSON? {
+        select(document, budget: budget).first
     }
 
     /// Each selected value with its normalized path (RFC 9535 2.7), e.g. `$['store']['book'][0]`.
     public func locate(_ document: JSON) -> [(path: String, value: JSON)] {
-        let evaluator = Evaluator(root: document, trackPaths: true)
+        let evaluator = Evaluator(root: document, trackPaths: true, budget: nil)
         return evaluator.run(query, current: Node(value: document, path: PathBox([]))).map {
             (Self.normalized($0.path?.components ?? []), $0.value)
         }
@@ -93,6 +94,8 @@ private enum Evaluated {
 struct Evaluator {
     let root: JSON
     let trackPaths: Bool
+    /// nil: a budget of the default size for each match.
+    let budget: RegexBudget?
 
     func run(_ query: Query, current: Node) -> [Node] {
         var nodes = [query.root == .root ? Node(value: root, path: trackPaths ? PathBox([]) : nil) : current]
@@ -289,7 +292,7 @@ struct Evaluator {
             guard case .value(.string(let s)?) = args[0], case .value(.string(let pattern)?) = args[1] else {
                 return .logical(false)
             }
-            return .logical(IRegexp.matches(pattern, in: s, whole: call.name == "match"))
+            return .logical(IRegexp.matches(pattern, in: s, whole: call.name == "match", budget: budget ?? RegexBudget()))
         default:
             return .value(nil)
         }

@@ -70,6 +70,21 @@ package struct Settings: Sendable {
     /// `switchboard run`: intake evaluates the messages of the process's own partitions where they arrive
     /// instead of passing them through `sb.work.<n>` (one broker crossing fewer). Off: always through it.
     package var fuseIntake = true
+    /// SQLite's `synchronous`: `full` (default) syncs every commit to disk before anything is acked, so
+    /// a power loss loses nothing acked; `normal` syncs at checkpoints only (a crash of the process loses
+    /// nothing, a power loss may lose the last commits, whose inbound messages were already acked).
+    package var sqliteSynchronous = "full"
+    /// How long the store keeps what it keeps (days): outbound bodies, the processed ids that recognise a
+    /// resend (the dedupe window), and whole conversations (references, attributes, counters, timeline)
+    /// after their last change.
+    package var retention = Retention()
+
+    package struct Retention: Sendable, Equatable {
+        package var bodiesDays = 30
+        package var dedupeDays = 7
+        package var conversationsDays = 365
+        package init() {}
+    }
 
     package init() {}
 }

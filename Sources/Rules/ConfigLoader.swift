@@ -143,7 +143,14 @@ package struct ConfigLoader {
                 }
             case "store_timeout_ms": if let v = int(value, min: 100, max: 600_000) { s.storeTimeoutMs = v }
             case "fuse_intake": if let v = bool(value) { s.fuseIntake = v }
-            default: unknownKey(key, in: "settings", allowed: "broker_url, tls_ca_file, data_dir, max_message_bytes, partitions, workers, prefetch, batch_size, heartbeat_seconds, store_url, store_timeout_ms, fuse_intake")
+            case "retention_bodies_days": if let v = int(value, min: 1, max: 36_500) { s.retention.bodiesDays = v }
+            case "retention_dedupe_days": if let v = int(value, min: 1, max: 36_500) { s.retention.dedupeDays = v }
+            case "retention_conversations_days": if let v = int(value, min: 1, max: 36_500) { s.retention.conversationsDays = v }
+            case "sqlite_synchronous":
+                if let v = string(value) {
+                    if ["full", "normal"].contains(v) { s.sqliteSynchronous = v } else { error(value, "sqlite_synchronous: expected full or normal") }
+                }
+            default: unknownKey(key, in: "settings", allowed: "broker_url, tls_ca_file, data_dir, max_message_bytes, partitions, workers, prefetch, batch_size, heartbeat_seconds, store_url, store_timeout_ms, fuse_intake, sqlite_synchronous, retention_bodies_days, retention_dedupe_days, retention_conversations_days")
             }
         }
     }

@@ -109,6 +109,9 @@ package struct Decision: Sendable {
     /// Counters as they are after the message, only those that changed.
     package var counterChanges: [String: Int] = [:]
     package var timers: [TimerDraft] = []
+    /// Set when a regular expression gave up on this message (see `RegexBudget`): the decision is not
+    /// to be trusted, and the message is parked with this reason.
+    package var tooSlow: String?
     /// Outbound messages this message marks failed (an error ack that no rule handled), by message id,
     /// with what the ack said.
     package var failedOutbound: [String: String] = [:]
@@ -122,6 +125,8 @@ package struct Engine: Sendable {
     private let bySource: [String: [Rule]]
     private let anySource: [Rule]
     private let byTimer: [String: [Rule]]
+    /// Milliseconds of regular-expression matching allowed per message before it is parked (`RegexBudget`).
+    package var regexLimit = RegexBudget.defaultLimit
 
     package init(config: SwitchboardConfig) {
         self.config = config
@@ -136,7 +141,7 @@ package struct Engine: Sendable {
 
     package func evaluate(_ event: InboundEvent, conversation: ConversationSnapshot) -> Decision {
         var decision = Decision()
-        var context = Context(event: event, conversation: conversation, config: config)
+        var context = Context(event: event, conversation: conversation, config: config, regexLimit: regexLimit)
         let candidates =
             event.type == EventType.timer ? byTimer[event.timer ?? ""] ?? [] : bySource[event.endpoint] ?? anySource
         for rule in candidates {
@@ -195,6 +200,7 @@ package struct Engine: Sendable {
             }
             if rule.stop { break }
         }
+        decision.tooSlow = context.budget.exceeded
         if decision.matchedRules.isEmpty {
             if let ack = event.ack, !Self.ackStatus(event.body).ok {
                 // Nothing silent: the refusal is on the timeline and the outbound message is marked failed.
@@ -240,8 +246,11 @@ struct Context {
     /// The conversation's memory as the rules so far left it.
     var attributes: [String: JSON]
     var counters: [String: Int]
+    /// Bounds the regular expressions of this one evaluation (conditions and JSONPath match/search).
+    let budget: RegexBudget
 
-    init(event: InboundEvent, conversation: ConversationSnapshot, config: SwitchboardConfig) {
+    init(event: InboundEvent, conversation: ConversationSnapshot, config: SwitchboardConfig, regexLimit: Int = RegexBudget.defaultLimit) {
+        self.budget = RegexBudget(limit: regexLimit)
         self.event = event
         self.conversation = conversation
         self.config = config
@@ -284,7 +293,7 @@ struct Context {
 
     private func values(of subject: Subject) -> [JSON] {
         switch subject {
-        case .field(let path): return path.select(event.body)
+        case .field(let path): return path.select(event.body, budget: budget)
         case .reference(let endpoint): return reference(endpoint).map { [.string($0)] } ?? []
         case .attribute(let name): return attributes[name].map { [$0] } ?? []
         case .counter(let name): return [.number(JSONNumber(Double(counters[name] ?? 0)))]
@@ -303,7 +312,7 @@ struct Context {
         case .regex(let box):
             return values.contains { v in
                 guard let text = v.scalarText, v != .null else { return false }
-                return box.regex.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) != nil
+                return budget.firstMatch(box.regex, in: text)
             }
         case .compare(let comparison, let bound):
             return values.contains { v in
@@ -344,7 +353,7 @@ struct Context {
         case .constant(let v):
             return v
         case .field(let path, let t):
-            return transform(path.first(event.body).flatMap { $0 == .null ? nil : $0 }, t, warnings: &warnings, what: path.source)
+            return transform(path.first(event.body, budget: budget).flatMap { $0 == .null ? nil : $0 }, t, warnings: &warnings, what: path.source)
         case .template(let template, let t):
             return transform(.string(render(template)), t, warnings: &warnings, what: template.source)
         case .reference(let endpoint, let t):
@@ -379,7 +388,7 @@ struct Context {
             switch part {
             case .literal(let s): out += s
             case .field(let path):
-                if let v = path.first(event.body) { out += v.scalarText ?? v.serializedString }
+                if let v = path.first(event.body, budget: budget) { out += v.scalarText ?? v.serializedString }
             case .reference(let endpoint): out += reference(endpoint) ?? ""
             case .attribute(let name):
                 if let v = attributes[name] { out += v.scalarText ?? v.serializedString }

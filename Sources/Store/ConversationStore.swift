@@ -105,6 +105,9 @@ package struct Commit: Sendable, Codable {
     package var counters: [String: Int]
     /// Outbound messages this message marks failed (message id -> why), e.g. by an unhandled error ack.
     package var failedOutbound: [String: String]
+    /// What the inbound message said (a hash of its type, correlation id and body): the same message_id
+    /// with another digest is another message, not a resend.
+    package var digest: String
     package var at: Date
     /// Which attempt of the worker made this commit. The same request can reach the store twice (its
     /// answer was lost, the store restarted and served it again); the second time it is answered
@@ -114,9 +117,11 @@ package struct Commit: Sendable, Codable {
     package init(
         inbound: InboundKey, conversationId: String, expectedVersion: Int, newReferences: [TicketRef] = [],
         timeline: [TimelineEntry] = [], outbox: [StoredOutbound] = [], attributes: [String: JSON?] = [:],
-        counters: [String: Int] = [:], failedOutbound: [String: String] = [:], at: Date, attempt: String = ""
+        counters: [String: Int] = [:], failedOutbound: [String: String] = [:], digest: String = "", at: Date,
+        attempt: String = ""
     ) {
         self.attempt = attempt
+        self.digest = digest
         self.failedOutbound = failedOutbound
         self.attributes = attributes
         self.counters = counters
@@ -131,7 +136,7 @@ package struct Commit: Sendable, Codable {
 
     private enum CodingKeys: String, CodingKey {
         case inbound, conversationId, expectedVersion, newReferences, timeline, outbox, setAttributes, removedAttributes,
-            counters, at, attempt, failed
+            counters, at, attempt, failed, digest
     }
 
     // Attributes travel as set (name -> value) and removed (names): a removal and a JSON null stay apart.
@@ -147,6 +152,7 @@ package struct Commit: Sendable, Codable {
         at = try c.decode(Date.self, forKey: .at)
         attempt = try c.decode(String.self, forKey: .attempt)
         failedOutbound = try c.decodeIfPresent([String: String].self, forKey: .failed) ?? [:]
+        digest = try c.decodeIfPresent(String.self, forKey: .digest) ?? ""
         attributes = [:]
         for (name, value) in try c.decode([String: JSON].self, forKey: .setAttributes) { attributes.updateValue(value, forKey: name) }
         for name in try c.decode([String].self, forKey: .removedAttributes) { attributes.updateValue(nil, forKey: name) }
@@ -164,6 +170,7 @@ package struct Commit: Sendable, Codable {
         try c.encode(at, forKey: .at)
         try c.encode(attempt, forKey: .attempt)
         try c.encode(failedOutbound, forKey: .failed)
+        try c.encode(digest, forKey: .digest)
         try c.encode(attributes.compactMapValues { $0 }, forKey: .setAttributes)
         try c.encode(attributes.filter { $0.value == nil }.keys.sorted(), forKey: .removedAttributes)
     }
@@ -176,12 +183,36 @@ package enum CommitOutcome: Sendable, Equatable, Codable {
     case duplicate(conversationId: String, outbox: [StoredOutbound])
     /// The conversation changed since the snapshot (or a reference was taken meanwhile): evaluate again.
     case stale
+    /// Another message with this message_id (another digest) was applied: this one is not a resend.
+    case conflict(conversationId: String, digest: String, at: Date)
 }
 
 package struct StoreError: Error, CustomStringConvertible, Sendable, Codable {
+    package enum Code: String, Sendable, Codable {
+        /// The store could not be reached or did not answer in time, or the database is busy: try again.
+        case unavailable
+        /// The database refused what it was asked to store (a value it cannot hold, a limit): trying
+        /// again gives the same answer. The message that caused it is parked.
+        case refused
+    }
+
+    package var code: Code
     package var message: String
-    package init(_ message: String) { self.message = message }
+    package init(_ message: String, code: Code = .unavailable) {
+        self.message = message
+        self.code = code
+    }
     package var description: String { "store: \(message)" }
+    /// Infrastructure trouble heals (retry the batch); a refusal of content does not (park the message).
+    package var isRetriable: Bool { code != .refused }
+
+    private enum CodingKeys: String, CodingKey { case code, message }
+
+    package init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        message = try c.decode(String.self, forKey: .message)
+        code = try c.decodeIfPresent(Code.self, forKey: .code) ?? .unavailable
+    }
 }
 
 /// The conversation store. Implementations are safe to call from any thread.
@@ -211,6 +242,30 @@ package protocol ConversationStore: Sendable {
 
     /// Outbound messages marked failed (an error ack no rule handled): how many, and the newest `limit`.
     func failedOutbound(limit: Int) throws -> (count: Int, newest: [FailedOutbound])
+
+    /// Removes what is older than the retention allows, measured from `now`; at most `limit` rows of each
+    /// kind per call (call again while it returns a full count), so no pass holds the database for long.
+    func prune(now: Date, retention: Settings.Retention, limit: Int) throws -> Pruned
+}
+
+/// What one pruning pass removed.
+package struct Pruned: Sendable, Equatable, Codable, CustomStringConvertible {
+    /// Outbound messages (body and all) forgotten after the bodies' retention: an ack that comes later
+    /// is parked as an ack for an unknown message. The timeline keeps that they were sent.
+    package var bodies = 0
+    /// Processed inbound ids forgotten: a resend after the dedupe window is applied again.
+    package var processed = 0
+    /// Conversations removed with everything they held.
+    package var conversations = 0
+
+    package init(bodies: Int = 0, processed: Int = 0, conversations: Int = 0) {
+        self.bodies = bodies
+        self.processed = processed
+        self.conversations = conversations
+    }
+
+    package var description: String { "\(bodies) bodies, \(processed) processed ids, \(conversations) conversations" }
+    package func full(_ limit: Int) -> Bool { bodies >= limit || processed >= limit || conversations >= limit }
 }
 
 /// An outbound message that was refused and that no rule handled.

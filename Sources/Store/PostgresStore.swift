@@ -141,7 +141,7 @@ package final class PostgresStore: ConversationStore {
         """
         CREATE OR REPLACE FUNCTION sb_commit(batch jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
         DECLARE
-          c jsonb; ref jsonb; cid text; dup text; dup_attempt text; owner text; expected bigint; current bigint; at double precision;
+          c jsonb; ref jsonb; cid text; dup text; dup_attempt text; dup_digest text; dup_at double precision; owner text; expected bigint; current bigint; at double precision;
           outcomes jsonb := '[]'; broken text[] := '{}';
         BEGIN
           -- The batch's conversations locked up front, in one order: two batches that share conversations
@@ -156,12 +156,18 @@ package final class PostgresStore: ConversationStore {
               outcomes := outcomes || '[{"stale": {}}]'::jsonb;
               CONTINUE;
             END IF;
-            SELECT conversation_id, attempt INTO dup, dup_attempt FROM processed
+            SELECT conversation_id, attempt, digest, processed_at INTO dup, dup_attempt, dup_digest, dup_at FROM processed
              WHERE endpoint = c->'inbound'->>'endpoint' AND message_id = c->'inbound'->>'messageId';
             IF FOUND AND c->>'attempt' <> '' AND dup_attempt = c->>'attempt' AND dup = c->>'conversationId' THEN
               -- This very request, served a second time: it was committed.
               outcomes := outcomes || jsonb_build_array(jsonb_build_object('committed', jsonb_build_object(
                 'version', (c->>'expectedVersion')::bigint + 1)));
+              CONTINUE;
+            ELSIF FOUND AND dup_digest <> '' AND coalesce(c->>'digest', '') <> '' AND dup_digest <> c->>'digest' THEN
+              -- The same message_id on another message: not a resend.
+              broken := broken || cid;
+              outcomes := outcomes || jsonb_build_array(jsonb_build_object('conflict', jsonb_build_object(
+                'conversationId', dup, 'digest', dup_digest, 'at', dup_at)));
               CONTINUE;
             ELSIF FOUND THEN
               broken := broken || cid;
@@ -190,8 +196,8 @@ package final class PostgresStore: ConversationStore {
                 SELECT conversation_id INTO owner FROM reference WHERE endpoint = ref->>'endpoint' AND ticket_id = ref->>'ticketId';
                 IF owner <> cid THEN RAISE EXCEPTION 'stale' USING ERRCODE = 'SB001'; END IF;
               END LOOP;
-              INSERT INTO processed (endpoint, message_id, conversation_id, processed_at, attempt)
-                VALUES (c->'inbound'->>'endpoint', c->'inbound'->>'messageId', cid, at, c->>'attempt');
+              INSERT INTO processed (endpoint, message_id, conversation_id, processed_at, attempt, digest)
+                VALUES (c->'inbound'->>'endpoint', c->'inbound'->>'messageId', cid, at, c->>'attempt', coalesce(c->>'digest', ''));
               INSERT INTO outbox (message_id, conversation_id, inbound_endpoint, inbound_message_id, seq, target, type, rule, body, delay_ms, kind, created_at)
                 SELECT o->>'messageId', o->>'conversationId', o->'inbound'->>'endpoint', o->'inbound'->>'messageId', n - 1,
                        o->>'target', o->>'type', o->>'rule', decode(o->>'body', 'base64'), (o->>'delayMs')::bigint, o->>'kind', at
@@ -282,9 +288,13 @@ package final class PostgresStore: ConversationStore {
                         PRIMARY KEY (conversation_id, name));
                     CREATE TABLE IF NOT EXISTS member (id TEXT PRIMARY KEY, seen_at DOUBLE PRECISION NOT NULL);
                     ALTER TABLE processed ADD COLUMN IF NOT EXISTS attempt TEXT NOT NULL DEFAULT '';
+                    ALTER TABLE processed ADD COLUMN IF NOT EXISTS digest TEXT NOT NULL DEFAULT '';
                     ALTER TABLE outbox ADD COLUMN IF NOT EXISTS failed_at DOUBLE PRECISION;
                     ALTER TABLE outbox ADD COLUMN IF NOT EXISTS failure TEXT;
                     CREATE INDEX IF NOT EXISTS outbox_failed ON outbox(failed_at) WHERE failed_at IS NOT NULL;
+                    CREATE INDEX IF NOT EXISTS outbox_by_age ON outbox(created_at);
+                    CREATE INDEX IF NOT EXISTS processed_by_age ON processed(processed_at);
+                    CREATE INDEX IF NOT EXISTS conversation_by_age ON conversation(updated_at);
                     """
 
     // MARK: - The synchronous bridge
@@ -312,13 +322,22 @@ package final class PostgresStore: ConversationStore {
         } catch let e as StoreError {
             throw e
         } catch let e as PSQLError {
-            throw StoreError("PostgreSQL at \(redactedURL): \(Self.describe(e))")
+            throw StoreError("PostgreSQL at \(redactedURL): \(Self.describe(e))", code: Self.code(e))
         } catch let e as PostgresTransactionError {
             let cause = [e.beginError, e.closureError, e.commitError].compactMap { $0 }.first
-            throw StoreError("PostgreSQL at \(redactedURL): \((cause as? PSQLError).map(Self.describe) ?? cause.map { "\($0)" } ?? "transaction failed")")
+            throw StoreError(
+                "PostgreSQL at \(redactedURL): \((cause as? PSQLError).map(Self.describe) ?? cause.map { "\($0)" } ?? "transaction failed")",
+                code: (cause as? PSQLError).map(Self.code) ?? .unavailable)
         } catch {
             throw StoreError("PostgreSQL at \(redactedURL): \(error)")
         }
+    }
+
+    /// Data exceptions (22: a value PostgreSQL cannot hold, such as U+0000 in text), integrity violations
+    /// (23) and limits (54) refuse the content; everything else (connections, deadlocks, resources) heals.
+    private static func code(_ e: PSQLError) -> StoreError.Code {
+        guard let state = e.serverInfo?[.sqlState] else { return .unavailable }
+        return ["22", "23", "54"].contains(String(state.prefix(2))) ? .refused : .unavailable
     }
 
     /// The server's own message and SQLSTATE, or the client's error code; never the whole query.
@@ -345,6 +364,28 @@ package final class PostgresStore: ConversationStore {
 
     package func outbound(messageIds: [String]) throws -> [StoredOutbound?] {
         try json("SELECT coalesce(jsonb_agg((SELECT sb_outbound_json(o) FROM outbox o WHERE o.message_id = x.id) ORDER BY x.n), '[]')::text FROM jsonb_array_elements_text(\(try Self.text(messageIds))::jsonb) WITH ORDINALITY AS x(id, n)")
+    }
+
+    package func prune(now: Date, retention: Settings.Retention, limit: Int) throws -> Pruned {
+        let t = now.timeIntervalSince1970
+        let bodies = t - Double(retention.bodiesDays) * 86_400
+        let dedupe = t - Double(retention.dedupeDays) * 86_400
+        let conversations = t - Double(retention.conversationsDays) * 86_400
+        // One statement: each part deletes at most `limit` rows; a conversation goes with what it holds.
+        return try json("""
+            WITH o AS (DELETE FROM outbox WHERE message_id IN (
+                       SELECT message_id FROM outbox WHERE created_at < \(bodies) LIMIT \(limit)) RETURNING 1),
+                 p AS (DELETE FROM processed WHERE (endpoint, message_id) IN (
+                       SELECT endpoint, message_id FROM processed WHERE processed_at < \(dedupe) LIMIT \(limit)) RETURNING 1),
+                 c AS (SELECT id FROM conversation WHERE updated_at < \(conversations) LIMIT \(limit) FOR UPDATE SKIP LOCKED),
+                 r AS (DELETE FROM reference WHERE conversation_id IN (SELECT id FROM c)),
+                 a AS (DELETE FROM attribute WHERE conversation_id IN (SELECT id FROM c)),
+                 n AS (DELETE FROM counter WHERE conversation_id IN (SELECT id FROM c)),
+                 t AS (DELETE FROM timeline WHERE conversation_id IN (SELECT id FROM c)),
+                 d AS (DELETE FROM conversation WHERE id IN (SELECT id FROM c) RETURNING 1)
+            SELECT jsonb_build_object('bodies', (SELECT count(*) FROM o), 'processed', (SELECT count(*) FROM p),
+                                      'conversations', (SELECT count(*) FROM d))::text
+            """)
     }
 
     package func failedOutbound(limit: Int) throws -> (count: Int, newest: [FailedOutbound]) {

@@ -58,27 +58,36 @@ package final class SQLiteStore: ConversationStore {
         }
     }
 
-    package init(path: String, wal: WALLimits = WALLimits()) throws {
+    /// `synchronous`: `full` syncs the WAL at every commit (nothing acked is lost on a power loss);
+    /// `normal` only at checkpoints (see `Settings.sqliteSynchronous`).
+    package init(path: String, wal: WALLimits = WALLimits(), synchronous: String = "full") throws {
         self.path = path
         let dir = (path as NSString).deletingLastPathComponent
         if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
         var config = Configuration()
         config.label = "switchboard-store"
-        // WAL with synchronous=NORMAL: a commit survives a process crash; a power loss may lose the last
-        // transactions but never corrupts the file. The broker redelivers whatever was not acked.
+        // WAL with synchronous=FULL: a commit is on disk before its answer, so before its inbound message is
+        // acked. NORMAL survives a process crash but a power loss may lose the last commits.
+        let mode = synchronous == "normal" ? "NORMAL" : "FULL"
         config.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = NORMAL")
             // Checkpoints run on a thread of their own (`Checkpointer`), not in the commits.
             try db.execute(sql: "PRAGMA wal_autocheckpoint = \(wal.backstopPages)")
         }
         config.busyMode = .timeout(10)
         pool = try DatabasePool(path: path, configuration: config)
+        // On the writer, after GRDB's own WAL set-up (which chooses NORMAL): commits are what must be durable.
+        try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = \(mode)") }
         try Self.migrator.migrate(pool)
         checkpointer = try Checkpointer(path: path, writer: pool, restartPages: wal.restartPages)
     }
 
     deinit {
         checkpointer.stop()
+    }
+
+    /// The writer connection's `PRAGMA synchronous` (1 NORMAL, 2 FULL), for tests and diagnostics.
+    package func synchronousLevel() throws -> Int {
+        try pool.write { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1 }
     }
 
     private static var migrator: DatabaseMigrator {
@@ -183,7 +192,56 @@ package final class SQLiteStore: ConversationStore {
                     CREATE INDEX outbox_failed ON outbox(failed_at) WHERE failed_at IS NOT NULL;
                     """)
         }
+        m.registerMigration("v7: what a processed message said") { db in
+            try db.execute(sql: "ALTER TABLE processed ADD COLUMN digest TEXT NOT NULL DEFAULT ''")
+        }
         return m
+    }
+
+    /// Without indexes by age (they would cost every commit): processed ids and outbox rows are written in
+    /// time order, so the oldest are the first by rowid; conversations are found by a scan in a read
+    /// transaction, which never blocks the writer.
+    package func prune(now: Date, retention: Settings.Retention, limit: Int) throws -> Pruned {
+        let day = 86_400.0
+        let t = now.timeIntervalSince1970
+        let old = try pool.read { db in
+            try String.fetchAll(
+                db, sql: "SELECT id FROM conversation WHERE updated_at < ? LIMIT ?",
+                arguments: [t - Double(retention.conversationsDays) * day, limit])
+        }
+        let pruned = try pool.write { db -> Pruned in
+            var p = Pruned()
+            /// Deletes the first rows by rowid while they are older than `cutoff`.
+            func oldest(_ table: String, _ column: String, _ cutoff: Double) throws -> Int {
+                let rows = try Row.fetchAll(db, sql: "SELECT rowid, \(column) AS t FROM \(table) ORDER BY rowid LIMIT ?", arguments: [limit])
+                let expired = rows.prefix { ($0["t"] as Double) < cutoff }.map { $0["rowid"] as Int64 }
+                guard let last = expired.last else { return 0 }
+                try db.execute(sql: "DELETE FROM \(table) WHERE rowid <= ?", arguments: [last])
+                return expired.count
+            }
+            p.bodies = try oldest("outbox", "created_at", t - Double(retention.bodiesDays) * day)
+            p.processed = try oldest("processed", "processed_at", t - Double(retention.dedupeDays) * day)
+            for id in old {
+                // Still old inside the write transaction (a commit may have touched it since the scan).
+                guard let updated = try Double.fetchOne(db, sql: "SELECT updated_at FROM conversation WHERE id = ?", arguments: [id]),
+                    updated < t - Double(retention.conversationsDays) * day
+                else { continue }
+                for table in ["reference", "attribute", "counter", "timeline", "timeline_entries"] {
+                    try db.execute(sql: "DELETE FROM \(table) WHERE conversation_id = ?", arguments: [id])
+                }
+                try db.execute(sql: "DELETE FROM conversation WHERE id = ?", arguments: [id])
+                p.conversations += 1
+            }
+            return p
+        }
+        if pruned.conversations > 0 {
+            cache.withLock { c in
+                c.generation += 1
+                c.conversations.removeAll()
+                c.byReference.removeAll()
+            }
+        }
+        return pruned
     }
 
     package func failedOutbound(limit: Int) throws -> (count: Int, newest: [FailedOutbound]) {
@@ -345,6 +403,10 @@ package final class SQLiteStore: ConversationStore {
                 c.generation += 1
                 for commit in commits { c.drop(commit.conversationId) }
             }
+            // What SQLite refuses for the content (too big, a constraint) is the same on every attempt.
+            if let e = error as? DatabaseError, [.SQLITE_TOOBIG, .SQLITE_CONSTRAINT, .SQLITE_MISMATCH].contains(e.resultCode) {
+                throw StoreError("SQLite refused the commit: \(e.message ?? "\(e.resultCode)")", code: .refused)
+            }
             throw error
         }
         checkpointer.committed()
@@ -383,13 +445,17 @@ package final class SQLiteStore: ConversationStore {
 
     private static func apply(_ c: Commit, _ db: Database, applied: inout Bool) throws -> CommitOutcome {
         if let row = try Row.fetchOne(
-            db.cachedStatement(sql: "SELECT conversation_id, attempt FROM processed WHERE endpoint = ? AND message_id = ?"),
+            db.cachedStatement(sql: "SELECT conversation_id, attempt, digest, processed_at FROM processed WHERE endpoint = ? AND message_id = ?"),
             arguments: [c.inbound.endpoint, c.inbound.messageId])
         {
             let conversation: String = row["conversation_id"]
             let attempt: String = row["attempt"]
             if !c.attempt.isEmpty, attempt == c.attempt, conversation == c.conversationId {
                 return .committed(version: c.expectedVersion + 1)
+            }
+            let digest: String = row["digest"]
+            if !digest.isEmpty, !c.digest.isEmpty, digest != c.digest {
+                return .conflict(conversationId: conversation, digest: digest, at: Date(timeIntervalSince1970: row["processed_at"]))
             }
             let rows = try Row.fetchAll(
                 db.cachedStatement(sql: "SELECT * FROM outbox WHERE inbound_endpoint = ? AND inbound_message_id = ? ORDER BY seq"),
@@ -417,7 +483,7 @@ package final class SQLiteStore: ConversationStore {
         for ref in c.newReferences {
             try db.cachedStatement(sql: "INSERT OR IGNORE INTO reference (endpoint, ticket_id, conversation_id, created_at) VALUES (?, ?, ?, ?)").execute(arguments: [ref.endpoint, ref.ticketId, c.conversationId, at])
         }
-        try db.cachedStatement(sql: "INSERT INTO processed (endpoint, message_id, conversation_id, processed_at, attempt) VALUES (?, ?, ?, ?, ?)").execute(arguments: [c.inbound.endpoint, c.inbound.messageId, c.conversationId, at, c.attempt])
+        try db.cachedStatement(sql: "INSERT INTO processed (endpoint, message_id, conversation_id, processed_at, attempt, digest) VALUES (?, ?, ?, ?, ?, ?)").execute(arguments: [c.inbound.endpoint, c.inbound.messageId, c.conversationId, at, c.attempt, c.digest])
         for (seq, o) in c.outbox.enumerated() {
             try db.cachedStatement(sql: """
                     INSERT INTO outbox (message_id, conversation_id, inbound_endpoint, inbound_message_id, seq, target, type, rule, body, delay_ms, kind, created_at)

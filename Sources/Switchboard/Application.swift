@@ -46,7 +46,7 @@ package enum Application {
         if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
             return try PostgresStore(url: url, logger: logger)
         }
-        return try SQLiteStore(path: sqlitePath(config))
+        return try SQLiteStore(path: sqlitePath(config), synchronous: config.settings.sqliteSynchronous)
     }
 
     static func sqlitePath(_ config: SwitchboardConfig) -> String {
@@ -154,6 +154,7 @@ package enum Application {
             let owned = try openStore(config, logger: logger)
             say("switchboard: store \(storeDescription(config)), serving queue '\(Contract.storeQueue)'; bad input goes to queue '\(Contract.parkedQueue)'")
             services.append(.init(service: storeService(config: config, store: owned, options: options, logger: logger)))
+            services.append(.init(service: Retention.service(config: config, store: owned, logger: logger)))
             store = owned
         case .remote:
             store = RemoteStore(options: options, timeout: Double(config.settings.storeTimeoutMs) / 1000, logger: logger)

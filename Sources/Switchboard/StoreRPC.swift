@@ -65,9 +65,9 @@ package final class StoreServer: BatchHandler {
             do {
                 (type, body) = ("ok", try answer(p.type ?? "", d.message.body))
             } catch {
-                let message = (error as? StoreError)?.message ?? "\(error)"
-                logger.error("store request failed", metadata: ["sb.op": "\(p.type ?? "")", "sb.error": "\(message)"])
-                (type, body) = ("error", (try? StoreRPC.encode(StoreError(message))) ?? Data())
+                let failure = (error as? StoreError) ?? StoreError("\(error)")
+                logger.error("store request failed", metadata: ["sb.op": "\(p.type ?? "")", "sb.error": "\(failure.message)"])
+                (type, body) = ("error", (try? StoreRPC.encode(failure)) ?? Data())
             }
             return Outgoing(
                 exchange: "", routingKey: replyTo,
@@ -166,6 +166,11 @@ package final class RemoteStore: ConversationStore, @unchecked Sendable {
     /// An operator's question, asked of the store's database directly (`switchboard failed`), not over the broker.
     package func failedOutbound(limit: Int) throws -> (count: Int, newest: [FailedOutbound]) {
         throw StoreError("failed outbound messages are read from the store's database, not through the store role")
+    }
+
+    /// Pruning runs where the database is (the store role), not through it.
+    package func prune(now: Date, retention: Settings.Retention, limit: Int) throws -> Pruned {
+        throw StoreError("pruning runs in the store role, next to its database")
     }
 
     package func leave(member: String) throws {

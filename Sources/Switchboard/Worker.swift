@@ -60,6 +60,10 @@ package final class WorkerHandler: BatchHandler {
         var park: String?
         /// A barrier from this process's fused intake: nothing to evaluate (see `confirmed`).
         var barrier = false
+        /// What the message says (type, correlation id, body): tells a resend from another message with the same id.
+        var digest = ""
+        /// A second copy of an earlier message of this batch: the first one applies it, this one does nothing.
+        var copy = false
 
         /// Delivered before, here or (per intake's header) from `sb.in`: it may have been applied already.
         var redelivered: Bool {
@@ -74,7 +78,8 @@ package final class WorkerHandler: BatchHandler {
     /// `bodies`: the messages' bodies where the caller parsed them already (the fused intake), by index.
     package func handle(_ batch: [Delivery], bodies: [JSON?]) throws -> [Outgoing] {
         var items = batch.indices.map { prepare(batch[$0], body: $0 < bodies.count ? bodies[$0] : nil) }
-        var pending = Array(items.indices.filter { items[$0].park == nil && !items[$0].barrier })
+        Self.markCopies(&items)
+        var pending = Array(items.indices.filter { items[$0].park == nil && !items[$0].barrier && !items[$0].copy })
         var attempt = 0
         while !pending.isEmpty {
             attempt += 1
@@ -96,18 +101,77 @@ package final class WorkerHandler: BatchHandler {
                     items[i].park = "\(error)"
                 }
             }
-            // Names this attempt, so a request the store serves twice is known as ours (see Commit.attempt).
-            let attemptId = UUID().uuidString
+            // Names each commit of this attempt, so a request the store serves twice is known as ours (see Commit.attempt).
             let committing = pending.filter { items[$0].commit != nil }
-            for i in committing { items[i].commit?.attempt = attemptId }
-            let outcomes = try store.commit(committing.map { items[$0].commit! })
-            for (i, outcome) in zip(committing, outcomes) { items[i].outcome = outcome }
+            for i in committing { items[i].commit?.attempt = UUID().uuidString }
+            let outcomes = try commitIsolatingRefusals(committing, &items)
+            for (i, outcome) in zip(committing, outcomes) {
+                items[i].outcome = outcome
+                if case .conflict(let conversation, let digest, let at) = outcome {
+                    items[i].park = Self.reused(items[i], by: "a message applied to conversation \(conversation) at \(at) (digest \(digest))")
+                }
+            }
             pending = committing.filter { items[$0].outcome == .stale }
             if !pending.isEmpty && attempt >= Self.maxAttempts {
                 throw StoreError("conversation kept changing under \(pending.count) message(s) after \(attempt) attempts")
             }
         }
         return items.flatMap(outgoing)
+    }
+
+    /// Commits the batch's decisions. When the store refuses the content (not an outage), the commits go
+    /// one at a time to find the messages it refuses; those are parked with the store's reason and the
+    /// rest of their conversation's chain is decided again (it was decided on top of them).
+    /// nil: refused, and the message parked.
+    private func commitIsolatingRefusals(_ committing: [Int], _ items: inout [Item]) throws -> [CommitOutcome?] {
+        do {
+            return try store.commit(committing.map { items[$0].commit! }).map { $0 }
+        } catch let e as StoreError where !e.isRetriable {
+            var outcomes: [CommitOutcome?] = []
+            var refused: Set<String> = []
+            for i in committing {
+                let commit = items[i].commit!
+                if refused.contains(commit.conversationId) {
+                    outcomes.append(.stale)
+                    continue
+                }
+                do {
+                    outcomes.append(contentsOf: try store.commit([commit]))
+                } catch let e as StoreError where !e.isRetriable {
+                    logger.warning("the store refused a message", metadata: [
+                        "sb.endpoint": "\(items[i].endpoint)", "sb.message-id": "\(items[i].messageId)", "sb.error": "\(e.message)",
+                    ])
+                    items[i].park = "the store refused what this message changes: \(e.message)"
+                    refused.insert(commit.conversationId)
+                    outcomes.append(nil)
+                }
+            }
+            return outcomes
+        }
+    }
+
+    /// Two copies of one message in a batch apply once (the first); a message_id reused in the batch by
+    /// a message that says something else is parked.
+    private static func markCopies(_ items: inout [Item]) {
+        var first: [InboundKey: Int] = [:]
+        for i in items.indices where items[i].park == nil && !items[i].barrier {
+            let key = InboundKey(items[i].endpoint, items[i].messageId)
+            guard let j = first[key] else {
+                first[key] = i
+                continue
+            }
+            if items[j].digest == items[i].digest {
+                items[i].copy = true
+            } else {
+                items[i].park = reused(items[i], by: "an earlier message of the same batch (digest \(items[j].digest))")
+            }
+        }
+    }
+
+    private static func reused(_ item: Item, by other: String) -> String {
+        "message_id '\(item.messageId)' of endpoint '\(item.endpoint)' was already used by \(other); this message "
+            + "(digest \(item.digest)) differs in type, correlation_id or body, so it is not a resend: not applied. "
+            + "Give each message a message_id of its own"
     }
 
     /// Reports how far this batch got through what this process's fused intake routed: everything before
@@ -144,6 +208,9 @@ package final class WorkerHandler: BatchHandler {
             item.park = "\(error) (endpoint \(endpoint))"
             return item
         }
+        item.digest = String(Contract.derivedMessageId(
+            endpoint: endpoint, type: d.message.properties.type, correlationId: d.message.properties.correlationId,
+            body: d.message.body).dropFirst("derived-".count))
         let facts = config.facts(body: body, amqpType: d.message.properties.type)
         if d.message.properties.headers[Contract.Header.kind]?.description == "timer" {
             var event = InboundEvent(endpoint: endpoint, messageId: messageId, type: EventType.timer, body: body, ticketId: nil)
@@ -319,6 +386,9 @@ package final class WorkerHandler: BatchHandler {
         var evaluated = event
         evaluated.ack = ackedMessage
         let decision = engine.evaluate(evaluated, conversation: view)
+        if let why = decision.tooSlow {
+            throw Unprocessable(description: "\(why); the message is parked so that its partition goes on")
+        }
         for note in decision.notes {
             timeline.append(TimelineEntry(
                 conversationId: snapshot.id, at: now, kind: note.kind, endpoint: item.endpoint, messageId: item.messageId,
@@ -353,7 +423,7 @@ package final class WorkerHandler: BatchHandler {
         return Commit(
             inbound: inbound, conversationId: snapshot.id, expectedVersion: snapshot.version, newReferences: newRefs,
             timeline: timeline, outbox: outbox, attributes: decision.attributeChanges, counters: decision.counterChanges,
-            failedOutbound: decision.failedOutbound, at: now)
+            failedOutbound: decision.failedOutbound, digest: item.digest, at: now)
     }
 
     /// Store failures are infrastructure trouble (the batch is retried), never the message's fault.

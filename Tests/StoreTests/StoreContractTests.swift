@@ -184,6 +184,83 @@ enum StoreContract {
         #expect(newest.first?.outbound == outbound("o2", conversation: "c1", inbound: key))
     }
 
+    /// The same message_id with another digest is another message: `conflict`, naming the first; the same
+    /// digest is a resend (`duplicate`). Rows without a digest (older versions) count as resends.
+    static func aReusedMessageIdIsAConflict(_ backend: Backend) throws {
+        let store = try backend.open().store
+        let key = InboundKey("customer-a", "m1")
+        let at = Date(timeIntervalSince1970: 1_764_590_000.25)
+        #expect(try store.commit([Commit(inbound: key, conversationId: "c1", expectedVersion: 0, digest: "d1", at: at)])
+                == [.committed(version: 1)])
+        let outcomes = try store.commit([
+            Commit(inbound: key, conversationId: "c1", expectedVersion: 1, digest: "d2", at: Date()),
+            Commit(inbound: key, conversationId: "c1", expectedVersion: 1, digest: "d1", at: Date()),
+        ])
+        guard case .conflict(let conversation, let digest, let first) = outcomes.first else {
+            Issue.record("a reused message_id was not a conflict: \(outcomes)")
+            return
+        }
+        #expect(conversation == "c1" && digest == "d1" && abs(first.timeIntervalSince(at)) < 0.001)
+        guard case .duplicate = try store.commit([Commit(inbound: key, conversationId: "c1", expectedVersion: 1, digest: "d1", at: Date())]).first
+        else {
+            Issue.record("a resend with the same digest was not a duplicate")
+            return
+        }
+        #expect(try store.conversation(id: "c1")?.version == 1)
+    }
+
+    /// Retention with an injected clock: commits made "days ago" (their `at`) are pruned by age, in
+    /// rounds of `limit`; what is younger stays.
+    static func retentionPrunesByAge(_ backend: Backend) throws {
+        let store = try backend.open().store
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        func daysAgo(_ d: Double) -> Date { now.addingTimeInterval(-d * 86_400) }
+        // c-old: last changed 400 days ago. c-mid: 40 days ago. c-new: 2 days ago (plus a message 10 days ago).
+        for (conversation, age, n) in [("c-old", 400.0, 0), ("c-mid", 40.0, 0), ("c-new", 10.0, 0), ("c-new", 2.0, 1)] {
+            let key = InboundKey("customer-a", "\(conversation)-\(n)")
+            _ = try store.commit([Commit(
+                inbound: key, conversationId: conversation, expectedVersion: n, newReferences: n == 0 ? [TicketRef("customer-a", conversation)] : [],
+                timeline: [TimelineEntry(conversationId: conversation, at: daysAgo(age), kind: "received", detail: "x")],
+                outbox: [outbound("o-\(conversation)-\(n)", conversation: conversation, inbound: key)],
+                attributes: ["a": .some("v")], counters: ["k": n + 1], at: daysAgo(age))])
+        }
+        var retention = Settings.Retention()
+        retention.bodiesDays = 30
+        retention.dedupeDays = 7
+        retention.conversationsDays = 365
+        var total = Pruned()
+        while true {
+            let round = try store.prune(now: now, retention: retention, limit: 1)
+            total.bodies += round.bodies
+            total.processed += round.processed
+            total.conversations += round.conversations
+            if !round.full(1) { break }
+        }
+        #expect(total == Pruned(bodies: 2, processed: 3, conversations: 1))
+        // The year-old conversation is gone with what it held; the others keep theirs.
+        #expect(try store.find([TicketRef("customer-a", "c-old")]) == nil)
+        #expect(try store.conversation(id: "c-old") == nil)
+        #expect(try store.timeline(conversationId: "c-old").isEmpty)
+        #expect(try store.find([TicketRef("customer-a", "c-mid")])?.attributes == ["a": "v"])
+        #expect(try store.timeline(conversationId: "c-mid").count == 1)
+        // Bodies older than 30 days are gone; younger ones stay.
+        #expect(try store.outbound(messageIds: ["o-c-mid-0", "o-c-new-0", "o-c-new-1"]).map { $0 != nil } == [false, true, true])
+        // Processed ids older than 7 days are forgotten: that message would now be applied again.
+        guard case .committed = try store.commit([Commit(inbound: InboundKey("customer-a", "c-new-0"), conversationId: "c-new",
+                                                         expectedVersion: 2, at: now)]).first
+        else {
+            Issue.record("a processed id older than the dedupe window was still remembered")
+            return
+        }
+        guard case .duplicate = try store.commit([Commit(inbound: InboundKey("customer-a", "c-new-1"), conversationId: "c-new",
+                                                         expectedVersion: 3, at: now)]).first
+        else {
+            Issue.record("a processed id inside the dedupe window was forgotten")
+            return
+        }
+        #expect(try store.prune(now: now, retention: retention, limit: 100) == Pruned())
+    }
+
     static func referenceOwnedByAnotherConversationIsStale(_ backend: Backend) throws {
         let store = try backend.open().store
         let now = Date()
@@ -253,6 +330,8 @@ enum StoreContract {
     @Test func referenceConflict() async throws { try await onThread { [b] in try StoreContract.referenceOwnedByAnotherConversationIsStale(b) } }
     @Test func chainAfterStale() async throws { try await onThread { [b] in try StoreContract.aChainAfterAStaleCommitIsStale(b) } }
     @Test func failedOutbound() async throws { try await onThread { [b] in try StoreContract.failedOutboundIsCountedAndListed(b) } }
+    @Test func reusedMessageId() async throws { try await onThread { [b] in try StoreContract.aReusedMessageIdIsAConflict(b) } }
+    @Test func retention() async throws { try await onThread { [b] in try StoreContract.retentionPrunesByAge(b) } }
     @Test func reopening() async throws { try await onThread { [b] in try StoreContract.survivesReopening(b) } }
     @Test func membership() async throws { try await onThread { [b] in try StoreContract.membership(b) } }
     @Test func concurrentWriters() async throws { try await StoreContract.concurrentWritersOnOneConversation(b) }
@@ -295,6 +374,8 @@ enum StoreContract {
     @Test func referenceConflict() async throws { try await onThread { [b] in try StoreContract.referenceOwnedByAnotherConversationIsStale(b) } }
     @Test func chainAfterStale() async throws { try await onThread { [b] in try StoreContract.aChainAfterAStaleCommitIsStale(b) } }
     @Test func failedOutbound() async throws { try await onThread { [b] in try StoreContract.failedOutboundIsCountedAndListed(b) } }
+    @Test func reusedMessageId() async throws { try await onThread { [b] in try StoreContract.aReusedMessageIdIsAConflict(b) } }
+    @Test func retention() async throws { try await onThread { [b] in try StoreContract.retentionPrunesByAge(b) } }
     @Test func reopening() async throws { try await onThread { [b] in try StoreContract.survivesReopening(b) } }
     @Test func membership() async throws { try await onThread { [b] in try StoreContract.membership(b) } }
     @Test func concurrentWriters() async throws { try await StoreContract.concurrentWritersOnOneConversation(b) }

@@ -58,6 +58,9 @@ final class InterferingStore: ConversationStore, @unchecked Sendable {
     func heartbeat(member: String, ttl: TimeInterval) throws -> [String] { try inner.heartbeat(member: member, ttl: ttl) }
     func leave(member: String) throws { try inner.leave(member: member) }
     func failedOutbound(limit: Int) throws -> (count: Int, newest: [FailedOutbound]) { try inner.failedOutbound(limit: limit) }
+    func prune(now: Date, retention: Settings.Retention, limit: Int) throws -> Pruned {
+        try inner.prune(now: now, retention: retention, limit: limit)
+    }
     func commit(_ commits: [Commit]) throws -> [CommitOutcome] {
         self.commits.withLock { $0 += 1 }
         if let hook = beforeFirstCommit {
@@ -108,6 +111,24 @@ final class InterferingStore: ConversationStore, @unchecked Sendable {
         // An ESB's fresh resend of the same message id sends nothing and changes nothing.
         #expect(try worker.handle([delivery("m1")]).isEmpty)
         #expect(try store.find([TicketRef("customer-a", "INC1")])?.counters == ["n": 1])
+    }
+
+    @Test func twoCopiesInOneBatchApplyOnceAndAReusedIdIsParked() throws {
+        let cfg = try config()
+        let store = try temporaryStore()
+        let worker = WorkerHandler(config: cfg, store: store, partitions: [0], logger: logger)
+        var other = delivery("m1", tag: 3)
+        other.message.body = Data(#"{"number":"INC1","note":"something else"}"#.utf8)
+        let out = try worker.handle([delivery("m1", tag: 1), delivery("m1", tag: 2), other])
+        #expect(out.filter { $0.routingKey == "customer-a" }.count == 1)
+        let parked = out.filter { $0.routingKey == Contract.parkedQueue }
+        #expect(parked.count == 1)
+        #expect(parked.first?.message.properties.headers[Contract.Header.reason]?.description.contains("already used by an earlier message of the same batch") == true)
+        #expect(try store.find([TicketRef("customer-a", "INC1")])?.counters == ["n": 1])
+        // Later, on its own: the store knows the first one's digest.
+        let later = try worker.handle([other])
+        #expect(later.map(\.routingKey) == [Contract.parkedQueue])
+        #expect(later.first?.message.properties.headers[Contract.Header.reason]?.description.contains("already used by a message applied to conversation") == true)
     }
 
     @Test func messagesOfOneTicketInOneBatchBuildOnEachOther() throws {

@@ -245,9 +245,10 @@ class Fleet:
     """The same roles as separate processes: one store, one intake, one stateless worker (all partitions,
     two threads), sharing a configuration. Starts, stops and shows timelines like `Switchboard`."""
 
-    def __init__(self, vhost, env=None, extra_config=None):
+    def __init__(self, vhost, env=None, extra_config=None, store_url=None):
         def role(args, consumers):
-            return Switchboard(vhost, env=env, extra_config=extra_config, args=args, consumers=consumers)
+            return Switchboard(vhost, env=env, extra_config=extra_config, args=args, consumers=consumers,
+                               store_url=store_url)
         self.store = role(["store"], 1)
         self.intake = role(["intake"], 1)
         self.worker = role(["worker", "--partitions", "0-7", "--threads", "2"], 2)

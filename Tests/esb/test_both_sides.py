@@ -2,7 +2,10 @@
 different partitions, so two workers write one conversation at once; its history must still be one
 serial order in which each side's messages keep that side's order."""
 import json
+import random
+import signal
 import threading
+import time
 
 import pytest
 
@@ -121,3 +124,69 @@ def test_both_sides_write_one_conversation_at_once(esb, vhost, store_url, shape)
     finally:
         for p in procs:
             assert p.stop() == 0, p.output()[-3000:]
+
+
+def test_both_sides_while_workers_are_killed(esb, vhost, store_url):
+    """The fault test with both sides writing: workers killed with SIGKILL every second while both tickets of
+    every conversation change. Every counter value once per conversation, each side in its order."""
+    partitions = ["0-2", "3-5", "6-7"]
+    env = {"SB_STORE_TIMEOUT_MS": "2000"}
+    store = Switchboard(vhost, extra_config=BOTH_SIDES_RULES, args=["store"], consumers=1, store_url=store_url,
+                        env=env).start()
+    intake = Switchboard(vhost, extra_config=BOTH_SIDES_RULES, args=["intake"], consumers=1).start()
+
+    def worker(i):
+        return Switchboard(vhost, extra_config=BOTH_SIDES_RULES, env=env,
+                           args=["worker", "--partitions", partitions[i], "--threads", "1"], consumers=1).start()
+
+    workers = [worker(i) for i in range(3)]
+    try:
+        conversations, per_side = 20, 200
+        tickets = [(f"KB{k}", f"VK-{k}") for k in range(conversations)]
+        for inc, _ in tickets:
+            esb.publish("customer-a", incident(inc, seq=0), message_id=f"{inc}-a-0")
+        links = esb.take("sb.out.vendor-x", conversations, timeout=30)
+        for inc, key in tickets:
+            esb.publish("vendor-x", vendor_update(key, inc, 0), message_id=f"{key}-x-0")
+        links += esb.take("sb.out.customer-a", conversations, timeout=30)
+        assert len(unique(links)) == 2 * conversations
+        def side(endpoint, make):
+            other = ESB(vhost)
+            try:
+                for seq in range(1, per_side + 1):
+                    for inc, key in tickets:
+                        other.publish(endpoint, make(inc, key, seq), message_id=f"{endpoint}-{inc}-{seq}")
+            finally:
+                other.close()
+
+        publishers = [
+            threading.Thread(target=side, args=("customer-a", lambda inc, key, seq: incident(inc, seq=seq))),
+            threading.Thread(target=side, args=("vendor-x", lambda inc, key, seq: vendor_update(key, inc, seq))),
+        ]
+        for t in publishers:
+            t.start()
+        total = conversations * per_side
+        got, kills = [], 0
+        deadline, next_kill = time.time() + 240, time.time() + 1.0
+        while len(unique(got)) < 2 * total and time.time() < deadline:
+            got += esb.take("sb.out.vendor-x", 500, timeout=0.3) + esb.take("sb.out.customer-a", 500, timeout=0.3)
+            if time.time() >= next_kill and len(unique(got)) < 2 * total * 0.9:
+                i = random.randrange(3)
+                workers[i].proc.send_signal(signal.SIGKILL)
+                workers[i].proc.wait()
+                workers[i] = worker(i)
+                kills += 1
+                next_kill = time.time() + 1.0
+        for t in publishers:
+            t.join()
+        got += esb.drain("sb.out.vendor-x", quiet=1.0) + esb.drain("sb.out.customer-a", quiet=1.0)
+        print(f"both sides under faults ({store_url.split('?')[0]}): {2 * total} messages, {kills} workers killed")
+        assert kills >= 2, "the run ended before the workers could be killed"
+        assert len(unique(got)) == 2 * total
+        by_conversation, problems = check_serial(links + got, per_side)
+        assert len(by_conversation) == conversations
+        assert not problems, "\n".join(problems[:10])
+        assert esb.depth("sb.parked") == 0
+    finally:
+        for p in workers + [intake, store]:
+            p.stop()

@@ -1,0 +1,47 @@
+import Foundation
+import Logging
+import Rules
+import Store
+
+/// The pruning pass: in the process that owns the store, at start and then every `interval`, removes
+/// what is older than `settings.retention_*` (in rounds of `limit` rows, so no transaction is long).
+package enum Retention {
+    package static let interval: TimeInterval = 600
+    static let limit = 5_000
+
+    /// One pass: rounds until nothing more is old. Returns what it removed.
+    @discardableResult
+    package static func prune(
+        _ store: ConversationStore, retention: Settings.Retention, now: Date = Date(), limit: Int = limit
+    ) throws -> Pruned {
+        var total = Pruned()
+        while true {
+            let round = try store.prune(now: now, retention: retention, limit: limit)
+            total.bodies += round.bodies
+            total.processed += round.processed
+            total.conversations += round.conversations
+            if !round.full(limit) { return total }
+        }
+    }
+
+    package static func service(config: SwitchboardConfig, store: ConversationStore, logger: Logger) -> RoleService {
+        RoleService(name: "retention") { flag in
+            var next = Date()
+            while !flag.isStopped {
+                if Date() >= next {
+                    next = Date().addingTimeInterval(interval)
+                    do {
+                        let pruned = try prune(store, retention: config.settings.retention)
+                        if pruned != Pruned() {
+                            logger.info("pruned what is older than the retention allows", metadata: ["sb.pruned": "\(pruned)"])
+                        }
+                    } catch {
+                        // The next pass tries again; nothing is lost by waiting.
+                        logger.warning("pruning failed", metadata: ["sb.error": "\(error)"])
+                    }
+                }
+                Thread.sleep(forTimeInterval: 0.2)
+            }
+        }
+    }
+}

@@ -1,0 +1,70 @@
+"""Poison messages: a message whose processing fails because of what it says (a regular expression that
+backtracks without end on it, a value the store refuses) is parked with the reason, and the messages
+behind it in its partition go on. Outages are retried instead (test_fleet, test_faults)."""
+import json
+import uuid
+
+import pytest
+
+from conftest import Fleet, Switchboard, incident
+
+POISON_RULES = """
+rules:
+  - name: test-slow-regex
+    priority: 1000
+    from: customer-a
+    when: [{field: $.short_description, regex: '(x+x+)+y'}]
+    stop: true
+    send: [{to: vendor-x, type: update, body: {never: true}}]
+  - name: test-note
+    priority: 999
+    from: customer-a
+    when: {field: $.seq, exists: true}
+    stop: true
+    set: [{attribute: note, value: {field: $.note}}]
+    send: [{to: vendor-x, type: update, body: {number: {field: $.number}, seq: {field: $.seq}, note: {field: $.note}}}]
+"""
+
+DESK = {"value": "g2", "display_value": "Service Desk"}
+
+
+@pytest.mark.parametrize("shape", ["run", "fleet"])
+def test_a_poison_message_is_parked_and_its_partition_goes_on(esb, vhost, store_url, shape):
+    sb = (Switchboard(vhost, extra_config=POISON_RULES, store_url=store_url) if shape == "run"
+          else Fleet(vhost, extra_config=POISON_RULES, store_url=store_url)).start()
+    try:
+        ticket = "PZ" + uuid.uuid4().hex[:6]
+        esb.publish("customer-a", incident(ticket, seq=0, note="fine"), message_id=f"{ticket}-0")
+        esb.publish("customer-a", incident(ticket, seq=1, note="x", short_description="x" * 30),
+                    message_id=f"{ticket}-1")
+        # U+0000: SQLite keeps it; PostgreSQL cannot hold it in text or jsonb and refuses the commit.
+        esb.publish("customer-a", incident(ticket, seq=2, note="nul\u0000inside"), message_id=f"{ticket}-2")
+        esb.publish("customer-a", incident(ticket, seq=3, note="after"), message_id=f"{ticket}-3")
+        postgres = store_url != "sqlite"
+        expected = [0, 3] if postgres else [0, 2, 3]
+        out = esb.take("sb.out.vendor-x", len(expected), timeout=60)
+        assert [json.loads(b)["seq"] for _, b in out] == expected
+        if not postgres:
+            assert json.loads(out[1][1])["note"] == "nul\u0000inside"
+        parked = {p.message_id: p.headers["x-sb-reason"] for p, _ in esb.take("sb.parked", 2 if postgres else 1, timeout=30)}
+        assert "gave up on a text of 30 characters" in parked[f"{ticket}-1"], parked
+        if postgres:
+            assert "the store refused what this message changes" in parked[f"{ticket}-2"], parked
+        assert esb.drain("sb.parked", quiet=0.5) == []
+    finally:
+        assert sb.stop() == 0
+
+
+def test_ticket_ids_that_cannot_be_keys_are_parked_at_intake(esb, vhost):
+    sb = Switchboard(vhost).start()
+    try:
+        esb.publish("customer-a", incident("INC" + "9" * 300), message_id="long-id")
+        esb.publish("customer-a", incident("INC\u00001"), message_id="nul-id")
+        esb.publish("customer-a", incident("INC\n2"), message_id="newline-id")
+        parked = {p.message_id: (p.headers["x-sb-reason"], p.headers["x-sb-stage"]) for p, _ in esb.take("sb.parked", 3)}
+        assert "is 303 characters long; the limit is 255" in parked["long-id"][0]
+        assert "control character U+0000 at position 4" in parked["nul-id"][0]
+        assert "control character U+000A at position 4" in parked["newline-id"][0]
+        assert {stage for _, stage in parked.values()} == {"intake"}
+    finally:
+        assert sb.stop() == 0
