@@ -111,6 +111,18 @@ package enum Contract {
         return "derived-" + h.hex
     }
 
+    /// What a message says (type, correlation id, body), to tell a resend (same digest) from another message
+    /// that reuses its message_id. 64 bits: it only ever tells apart messages with one id.
+    package static func digest(type: String?, correlationId: String?, body: Data) -> String {
+        var h = Hash.FNV64()
+        for part in [type ?? "", correlationId ?? ""] {
+            h.add(part)
+            h.add([0])
+        }
+        body.withUnsafeBytes { h.add($0) }
+        return h.hex
+    }
+
     /// 16 hex digits naming an inbound message within its conversation's outbound ids: stable, so a
     /// message evaluated again after a crash produces the same outbound ids.
     package static func inboundHash(endpoint: String, messageId: String) -> String {

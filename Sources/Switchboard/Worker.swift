@@ -103,7 +103,8 @@ package final class WorkerHandler: BatchHandler {
             }
             // Names each commit of this attempt, so a request the store serves twice is known as ours (see Commit.attempt).
             let committing = pending.filter { items[$0].commit != nil }
-            for i in committing { items[i].commit?.attempt = UUID().uuidString }
+            let attemptId = UUID().uuidString
+            for (n, i) in committing.enumerated() { items[i].commit?.attempt = "\(attemptId)-\(n)" }
             let outcomes = try commitIsolatingRefusals(committing, &items)
             for (i, outcome) in zip(committing, outcomes) {
                 items[i].outcome = outcome
@@ -208,9 +209,7 @@ package final class WorkerHandler: BatchHandler {
             item.park = "\(error) (endpoint \(endpoint))"
             return item
         }
-        item.digest = String(Contract.derivedMessageId(
-            endpoint: endpoint, type: d.message.properties.type, correlationId: d.message.properties.correlationId,
-            body: d.message.body).dropFirst("derived-".count))
+        item.digest = Contract.digest(type: d.message.properties.type, correlationId: d.message.properties.correlationId, body: d.message.body)
         let facts = config.facts(body: body, amqpType: d.message.properties.type)
         if d.message.properties.headers[Contract.Header.kind]?.description == "timer" {
             var event = InboundEvent(endpoint: endpoint, messageId: messageId, type: EventType.timer, body: body, ticketId: nil)
