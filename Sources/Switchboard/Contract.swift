@@ -15,7 +15,7 @@ package enum Contract {
     package static let storeQueue = "sb.store"
 
     /// The pseudo-endpoint timers arrive from.
-    package static let timerEndpoint = "switchboard"
+    package static let timerEndpoint = MessageIds.timerEndpoint
 
     /// Delayed outbound messages wait in `sb.delay.<ms>` (one TTL per queue) and dead-letter to sb.out.
     package static func outboundDelayExchange(_ ms: Int) -> String { "sb.delay.\(ms)" }
@@ -62,40 +62,23 @@ package enum Contract {
 
     package static let ackType = "ack"
 
-    /// Outbound message ids embed the conversation and the route of the ticket whose message caused them:
-    /// `sb-<conversation>-<route>-<inbound>-<n>`. An ack (whose correlation_id is one of them) and a timer
-    /// thus go to the same partition as that ticket's own messages, without asking the store, and are
-    /// processed in the order they were published relative to them.
+    /// Outbound message ids and routes (see `MessageIds`).
     package static func outboundMessageId(
         conversation: String, route: UInt64, inbound: String, index: Int, timer: Bool = false
     ) -> String {
-        "sb-\(conversation)-\(hex(route))-\(inbound)-\(timer ? "t" : "")\(index)"
+        MessageIds.outbound(conversation: conversation, route: route, inbound: inbound, index: index, timer: timer)
     }
 
     package static func parse(outboundMessageId id: String) -> (conversation: String, route: UInt64)? {
-        let parts = id.split(separator: "-")
-        guard parts.count == 5, parts[0] == "sb", parts[1].count == 32, let route = UInt64(parts[2], radix: 16) else {
-            return nil
-        }
-        return (String(parts[1]), route)
+        MessageIds.parse(outbound: id)
     }
 
-    /// The route of a ticket: which partition its messages (and the acks and timers they cause) use.
     package static func route(endpoint: String, ticket: String) -> UInt64 {
-        var h = Hash.FNV64()
-        h.add(endpoint)
-        h.add([0])
-        h.add(ticket)
-        return h.value
+        MessageIds.route(endpoint: endpoint, ticket: ticket)
     }
 
     package static func partition(route: UInt64, partitions: Int) -> Int {
         Int(route % UInt64(partitions))
-    }
-
-    package static func hex(_ v: UInt64) -> String {
-        let s = String(v, radix: 16)
-        return String(repeating: "0", count: max(0, 16 - s.count)) + s
     }
 
     /// A stable id for an inbound message whose ESB sent none. It covers what makes two messages
@@ -123,14 +106,8 @@ package enum Contract {
         return h.hex
     }
 
-    /// 16 hex digits naming an inbound message within its conversation's outbound ids: stable, so a
-    /// message evaluated again after a crash produces the same outbound ids.
     package static func inboundHash(endpoint: String, messageId: String) -> String {
-        var h = Hash.FNV128()
-        h.add(endpoint)
-        h.add([0])
-        h.add(messageId)
-        return String(h.hex.prefix(16))
+        MessageIds.inboundHash(endpoint: endpoint, messageId: messageId)
     }
 
     package static func newConversationId() -> String {
@@ -139,38 +116,3 @@ package enum Contract {
 
 }
 
-/// FNV-1a: fast, stable across processes and versions (unlike Swift's seeded Hasher), not cryptographic.
-package enum Hash {
-    package struct FNV64 {
-        package var value: UInt64 = 0xcbf2_9ce4_8422_2325
-        package init() {}
-        package mutating func add(_ s: String) { add(Array(s.utf8)) }
-        package mutating func add<S: Sequence>(_ bytes: S) where S.Element == UInt8 {
-            for b in bytes {
-                value ^= UInt64(b)
-                value &*= 0x0000_0100_0000_01B3
-            }
-        }
-        package var hex: String { String(value, radix: 16).leftPadded(16) }
-    }
-
-    package struct FNV128 {
-        private var value: UInt128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d
-        private static let prime: UInt128 = 0x0000_0000_0100_0000_0000_0000_0000_013B
-        package init() {}
-        package mutating func add(_ s: String) { add(Array(s.utf8)) }
-        package mutating func add<S: Sequence>(_ bytes: S) where S.Element == UInt8 {
-            for b in bytes {
-                value ^= UInt128(b)
-                value &*= Self.prime
-            }
-        }
-        package var hex: String { String(value, radix: 16).leftPadded(32) }
-    }
-}
-
-extension String {
-    fileprivate func leftPadded(_ width: Int) -> String {
-        count >= width ? self : String(repeating: "0", count: width - count) + self
-    }
-}

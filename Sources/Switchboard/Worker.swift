@@ -243,9 +243,6 @@ package final class WorkerHandler: BatchHandler {
         }
     }
 
-    private struct Unprocessable: Error, CustomStringConvertible {
-        var description: String
-    }
 
     /// What the store holds for a batch, read before deciding: a few round trips per batch, whatever its
     /// size, instead of one per message (they are requests over the broker for a stateless worker).
@@ -262,7 +259,7 @@ package final class WorkerHandler: BatchHandler {
         var p = Preloaded()
         let tickets = pending.filter { items[$0].event.map(Self.isTicketEvent) ?? false }
         if !tickets.isEmpty {
-            let found = try storeCall { try store.find(batch: tickets.map { Self.refs(of: items[$0]) }) }
+            let found = try storeCall { try store.find(batch: tickets.map { items[$0].event.map(Engine.ticketRefs) ?? [] }) }
             // A short answer would make known tickets look new: never guess, retry the batch.
             try Self.expect(found.count, tickets.count, "conversations")
             p.byItem = Dictionary(uniqueKeysWithValues: zip(tickets, found))
@@ -295,134 +292,53 @@ package final class WorkerHandler: BatchHandler {
         event.type != EventType.timer && event.type != Contract.ackType
     }
 
-    /// The message's own ticket, then the other endpoints' tickets it names, in a stable order.
-    private static func refs(of item: Item) -> [TicketRef] {
-        guard let event = item.event else { return [] }
-        return [TicketRef(item.endpoint, event.ticketId ?? "")]
-            + event.references.sorted { $0.key < $1.key }.map { TicketRef($0.key, $0.value) }
-    }
 
-    /// `preloaded`: what the store held when the batch (attempt) started; `overlay`: what the batch changed since.
+    /// `preloaded`: what the store held when the batch (attempt) started; `overlay`: what the batch changed
+    /// since. Finding the conversation (and, on a retry, who owns a reference already) is the worker's;
+    /// the decision itself is the engine's (`Engine.decide`), tested without a broker or a store.
     private func decide(_ item: Item, overlay: inout Overlay, preloaded: Preloaded, index: Int, retry: Bool) throws -> Commit {
-        guard let event = item.event else { throw Unprocessable(description: "no event") }
-        let now = clock()
-        let inbound = InboundKey(item.endpoint, item.messageId)
-        var snapshot: ConversationSnapshot
-        var candidates: [TicketRef] = []
-        var timeline: [TimelineEntry] = []
-        var ackedMessage: AckedMessage?
-
+        guard let event = item.event else { throw Unprocessable("no event") }
+        let snapshot: ConversationSnapshot
+        var acked: StoredOutbound?
         if event.type == EventType.timer {
             let id = event.body["conversation"]?.stringValue ?? ""
             guard let s = overlay.conversations[id] ?? preloaded.conversations[id] else {
-                throw Unprocessable(description: "timer '\(event.timer ?? "?")' for unknown conversation '\(id)'")
+                throw Unprocessable("timer '\(event.timer ?? "?")' for unknown conversation '\(id)'")
             }
             snapshot = s
-            timeline.append(TimelineEntry(
-                conversationId: snapshot.id, at: now, kind: "timer-fired", endpoint: nil, messageId: item.messageId,
-                detail: "timer '\(event.timer ?? "?")' fired"))
         } else if event.type == Contract.ackType {
             let correlation = item.delivery.message.properties.correlationId ?? ""
-            guard let acked = preloaded.outbounds[correlation] else {
-                throw Unprocessable(description: "ack for unknown message '\(correlation)': no outbound message with that id")
+            guard let answered = preloaded.outbounds[correlation] else {
+                throw Unprocessable("ack for unknown message '\(correlation)': no outbound message with that id")
             }
-            snapshot = overlay.conversations[acked.conversationId] ?? preloaded.conversations[acked.conversationId]
-                ?? ConversationSnapshot(id: acked.conversationId)
-            ackedMessage = AckedMessage(messageId: acked.messageId, type: acked.type, rule: acked.rule, target: acked.target)
-            let endpoint = config.endpoints[item.endpoint]
-            let (ok, status) = Engine.ackStatus(event.body)
-            if ok, let keyPath = endpoint?.ackKey ?? (try? JSONPath("$.key")),
-                let key = keyPath.first(event.body)?.scalarText, !key.isEmpty
-            {
-                candidates.append(TicketRef(acked.target, key))
-            }
-            timeline.append(TimelineEntry(
-                conversationId: snapshot.id, at: now, kind: ok ? "acked" : "ack-error",
-                endpoint: item.endpoint, who: event.who, messageId: item.messageId,
-                detail: "\(status) ack of \(acked.type) \(acked.messageId) to \(acked.target)"
-                    + (event.body["message"]?.scalarText.map { ": \($0)" } ?? "")))
+            acked = answered
+            snapshot = overlay.conversations[answered.conversationId] ?? preloaded.conversations[answered.conversationId]
+                ?? ConversationSnapshot(id: answered.conversationId)
+        } else if let id = Engine.ticketRefs(event).compactMap({ overlay.byReference[$0] }).first, let s = overlay.conversations[id] {
+            snapshot = s
+        } else if let s = preloaded.byItem[index] ?? nil {
+            // An earlier message of the batch may have changed it since.
+            snapshot = overlay.conversations[s.id] ?? s
         } else {
-            let refs = Self.refs(of: item)
-            let own = refs[0]
-            let known = overlay.byReference
-            if let id = refs.compactMap({ known[$0] }).first, let s = overlay.conversations[id] {
-                snapshot = s
-            } else if let s = preloaded.byItem[index] ?? nil {
-                // An earlier message of the batch may have changed it since.
-                snapshot = overlay.conversations[s.id] ?? s
-            } else {
-                snapshot = ConversationSnapshot(id: Contract.newConversationId())
-            }
-            candidates = refs
-            timeline.append(TimelineEntry(
-                conversationId: snapshot.id, at: now, kind: "received", endpoint: item.endpoint, who: event.who,
-                messageId: item.messageId, detail: "\(event.type) of \(own)"))
+            snapshot = ConversationSnapshot(id: Contract.newConversationId())
         }
-
-        // References this message teaches us. On a retry, skip any another conversation owns already
-        // (a genuine conflict, noted on the timeline) so the commit cannot go stale forever.
-        var newRefs: [TicketRef] = []
-        for ref in candidates where snapshot.references[ref.endpoint] == nil && !newRefs.contains(where: { $0.endpoint == ref.endpoint }) {
-            if retry, let owner = try storeCall({ try store.find([ref]) }), owner.id != snapshot.id {
-                timeline.append(TimelineEntry(
-                    conversationId: snapshot.id, at: now, kind: "warning", endpoint: item.endpoint, messageId: item.messageId,
-                    detail: "reference \(ref) already belongs to conversation \(owner.id); not linked"))
-                continue
-            }
-            newRefs.append(ref)
-        }
-        var view = snapshot
-        for ref in newRefs {
-            view.references[ref.endpoint] = ref.ticketId
-            // A new conversation starts with its source ticket; every other reference is a link.
-            if snapshot.version > 0 || ref.endpoint != item.endpoint || event.type == Contract.ackType {
-                timeline.append(TimelineEntry(
-                    conversationId: snapshot.id, at: now, kind: "linked", endpoint: ref.endpoint, messageId: item.messageId,
-                    detail: "linked \(ref)"))
+        let now = clock()
+        var situation = Situation(
+            endpoint: item.endpoint, messageId: item.messageId, route: item.route, event: event, conversation: snapshot,
+            acked: acked, now: now)
+        // On a retry, a reference another conversation owns already is a genuine conflict: not linked (and
+        // noted), so the commit cannot go stale forever.
+        if retry {
+            for ref in engine.candidates(situation) {
+                if let owner = try storeCall({ try store.find([ref]) }), owner.id != snapshot.id { situation.takenElsewhere[ref] = owner.id }
             }
         }
-
-        var evaluated = event
-        evaluated.ack = ackedMessage
-        let decision = engine.evaluate(evaluated, conversation: view)
-        if let why = decision.tooSlow {
-            throw Unprocessable(description: "\(why); the message is parked so that its partition goes on")
-        }
-        for note in decision.notes {
-            timeline.append(TimelineEntry(
-                conversationId: snapshot.id, at: now, kind: note.kind, endpoint: item.endpoint, messageId: item.messageId,
-                rule: note.rule, detail: note.detail))
-        }
-        let inboundHash = Contract.inboundHash(endpoint: item.endpoint, messageId: item.messageId)
-        var outbox: [StoredOutbound] = []
-        for (n, draft) in decision.outbound.enumerated() {
-            let id = Contract.outboundMessageId(conversation: snapshot.id, route: item.route, inbound: inboundHash, index: n)
-            let body = draft.body.serialized()
-            outbox.append(StoredOutbound(
-                messageId: id, conversationId: snapshot.id, inbound: inbound, target: draft.target, type: draft.type,
-                rule: draft.rule, body: body, delayMs: draft.delayMs ?? 0))
-            let delayed = draft.delayMs.map { " (leaves in \(Engine.format(ms: $0)))" } ?? ""
-            timeline.append(TimelineEntry(
-                conversationId: snapshot.id, at: now, kind: "sent", endpoint: draft.target, messageId: id, rule: draft.rule,
-                detail: "\(draft.type) to \(draft.target)\(delayed): \(Self.excerpt(body))"))
-        }
-        for (n, timer) in decision.timers.enumerated() {
-            let id = Contract.outboundMessageId(
-                conversation: snapshot.id, route: item.route, inbound: inboundHash, index: n, timer: true)
-            let body: JSON = ["timer": .string(timer.name), "conversation": .string(snapshot.id)]
-            outbox.append(StoredOutbound(
-                messageId: id, conversationId: snapshot.id, inbound: inbound, target: Contract.timerEndpoint, type: timer.name,
-                rule: timer.rule, body: body.serialized(), delayMs: timer.afterMs, kind: .timer))
-        }
-        var next = view
-        next.version = snapshot.version + 1
-        for (name, value) in decision.attributeChanges { next.attributes[name] = value }
-        for (name, value) in decision.counterChanges { next.counters[name] = value }
-        overlay.record(next)
+        let d = try engine.decide(situation)
+        overlay.record(d.next)
         return Commit(
-            inbound: inbound, conversationId: snapshot.id, expectedVersion: snapshot.version, newReferences: newRefs,
-            timeline: timeline, outbox: outbox, attributes: decision.attributeChanges, counters: decision.counterChanges,
-            failedOutbound: decision.failedOutbound, digest: item.digest, at: now)
+            inbound: InboundKey(item.endpoint, item.messageId), conversationId: snapshot.id, expectedVersion: snapshot.version,
+            newReferences: d.newReferences, timeline: d.timeline, outbox: d.outbox, attributes: d.attributes,
+            counters: d.counters, failedOutbound: d.failedOutbound, digest: item.digest, at: now)
     }
 
     /// Store failures are infrastructure trouble (the batch is retried), never the message's fault.
@@ -490,10 +406,5 @@ package final class WorkerHandler: BatchHandler {
             }
             return Outgoing(exchange: Contract.outboundExchange, routingKey: o.target, message: message)
         }
-    }
-
-    /// The start of a body for the timeline: enough to recognise it, never a whole payload.
-    static func excerpt(_ body: Data) -> String {
-        body.count <= 200 ? String(decoding: body, as: UTF8.self) : String(decoding: body.prefix(200), as: UTF8.self) + "..."
     }
 }

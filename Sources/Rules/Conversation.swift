@@ -1,0 +1,93 @@
+import Foundation
+import JSONPath
+
+// What a conversation is made of, as the engine decides it and the store keeps it.
+
+/// One endpoint's ticket, e.g. customer-a / INC0010001.
+package struct TicketRef: Hashable, Sendable, Codable, CustomStringConvertible {
+    package var endpoint: String
+    package var ticketId: String
+
+    package init(_ endpoint: String, _ ticketId: String) {
+        self.endpoint = endpoint
+        self.ticketId = ticketId
+    }
+
+    package var description: String { "\(endpoint)/\(ticketId)" }
+}
+
+/// An inbound message's identity for de-duplication: the ESB's message_id within its endpoint.
+package struct InboundKey: Hashable, Sendable, Codable, CustomStringConvertible {
+    package var endpoint: String
+    package var messageId: String
+
+    package init(_ endpoint: String, _ messageId: String) {
+        self.endpoint = endpoint
+        self.messageId = messageId
+    }
+
+    package var description: String { "\(endpoint)/\(messageId)" }
+}
+
+/// An outbound message as committed with the effects that caused it (the outbox). Re-published
+/// unchanged, with the same message id, when the inbound message is redelivered after a crash.
+package struct StoredOutbound: Sendable, Equatable, Codable {
+    package var messageId: String
+    package var conversationId: String
+    package var inbound: InboundKey
+    package var target: String
+    package var type: String
+    package var rule: String
+    package var body: Data
+    /// 0: publish now. Otherwise through the delay queue of that many milliseconds.
+    package var delayMs: Int
+    /// A message for an endpoint, or a timer that comes back to this conversation (`type` is its name).
+    package var kind: Kind
+
+    package enum Kind: String, Sendable, Codable {
+        case message
+        case timer
+    }
+
+    package init(
+        messageId: String, conversationId: String, inbound: InboundKey, target: String, type: String, rule: String,
+        body: Data, delayMs: Int = 0, kind: Kind = .message
+    ) {
+        self.messageId = messageId
+        self.conversationId = conversationId
+        self.inbound = inbound
+        self.target = target
+        self.type = type
+        self.rule = rule
+        self.body = body
+        self.delayMs = delayMs
+        self.kind = kind
+    }
+}
+
+package struct TimelineEntry: Sendable, Equatable, Codable {
+    package var conversationId: String
+    package var at: Date
+    /// received, rule-matched, no-rule, dropped, sent, acked, linked, warning, ...
+    package var kind: String
+    package var endpoint: String?
+    package var who: String?
+    package var messageId: String?
+    package var rule: String?
+    package var detail: String
+
+    package init(
+        conversationId: String, at: Date, kind: String, endpoint: String? = nil, who: String? = nil,
+        messageId: String? = nil, rule: String? = nil, detail: String
+    ) {
+        self.conversationId = conversationId
+        self.at = at
+        self.kind = kind
+        self.endpoint = endpoint
+        self.who = who
+        self.messageId = messageId
+        self.rule = rule
+        self.detail = detail
+    }
+}
+

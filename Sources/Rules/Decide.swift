@@ -1,0 +1,154 @@
+import Foundation
+import JSONPath
+
+/// What the worker found for one message before deciding it: the message, the conversation as the
+/// batch has left it (a new, empty one for a ticket's first message), and for an ack the message it answers.
+package struct Situation: Sendable {
+    package var endpoint: String
+    package var messageId: String
+    /// The partition route of the ticket this message belongs to; what it causes inherits it.
+    package var route: UInt64
+    package var event: InboundEvent
+    package var conversation: ConversationSnapshot
+    /// For an ack: the outbound message it answers.
+    package var acked: StoredOutbound?
+    package var now: Date
+    /// References this message would link that another conversation owns already (the worker looks them
+    /// up when a commit went stale): not linked, noted on the timeline.
+    package var takenElsewhere: [TicketRef: String] = [:]
+
+    package init(
+        endpoint: String, messageId: String, route: UInt64, event: InboundEvent, conversation: ConversationSnapshot,
+        acked: StoredOutbound? = nil, now: Date
+    ) {
+        self.endpoint = endpoint
+        self.messageId = messageId
+        self.route = route
+        self.event = event
+        self.conversation = conversation
+        self.acked = acked
+        self.now = now
+    }
+}
+
+/// Everything one message changes: what the store commits with it.
+package struct MessageDecision: Sendable {
+    package var newReferences: [TicketRef] = []
+    package var timeline: [TimelineEntry] = []
+    package var outbox: [StoredOutbound] = []
+    package var attributes: [String: JSON?] = [:]
+    package var counters: [String: Int] = [:]
+    package var failedOutbound: [String: String] = [:]
+    /// The conversation after the message (version + 1), for the next message of the batch.
+    package var next: ConversationSnapshot
+}
+
+/// A message that cannot be decided because of what it says: it is parked with this reason.
+package struct Unprocessable: Error, CustomStringConvertible, Sendable {
+    package var description: String
+    package init(_ description: String) { self.description = description }
+}
+
+extension Engine {
+    /// The message's own ticket, then the other endpoints' tickets it names, in a stable order.
+    package static func ticketRefs(_ event: InboundEvent) -> [TicketRef] {
+        [TicketRef(event.endpoint, event.ticketId ?? "")]
+            + event.references.sorted { $0.key < $1.key }.map { TicketRef($0.key, $0.value) }
+    }
+
+    /// The references the message would link: its tickets (or, for an ok ack, the key of the ticket the
+    /// answered message created), those the conversation has not got yet, one per endpoint.
+    package func candidates(_ s: Situation) -> [TicketRef] {
+        var refs: [TicketRef] = []
+        if s.event.type == EventType.ack {
+            if let acked = s.acked, Self.ackStatus(s.event.body).ok,
+                let keyPath = config.endpoints[s.endpoint]?.ackKey ?? (try? JSONPath("$.key")),
+                let key = keyPath.first(s.event.body)?.scalarText, !key.isEmpty
+            {
+                refs = [TicketRef(acked.target, key)]
+            }
+        } else if s.event.type != EventType.timer {
+            refs = Self.ticketRefs(s.event)
+        }
+        var out: [TicketRef] = []
+        for ref in refs where s.conversation.references[ref.endpoint] == nil && !out.contains(where: { $0.endpoint == ref.endpoint }) {
+            out.append(ref)
+        }
+        return out
+    }
+
+    /// The whole decision for one message: what it links, the timeline (received, acked, linked, rules,
+    /// attributes, counters, sent), the outbound messages and timers with their stable ids, and the changes.
+    package func decide(_ s: Situation) throws(Unprocessable) -> MessageDecision {
+        let c = s.conversation
+        let event = s.event
+        func entry(_ kind: String, endpoint: String?, who: String? = nil, messageId: String? = nil, rule: String? = nil, _ detail: String) -> TimelineEntry {
+            TimelineEntry(conversationId: c.id, at: s.now, kind: kind, endpoint: endpoint, who: who, messageId: messageId ?? s.messageId, rule: rule, detail: detail)
+        }
+        var d = MessageDecision(next: c)
+        var evaluated = event
+        switch event.type {
+        case EventType.timer:
+            d.timeline.append(entry("timer-fired", endpoint: nil, "timer '\(event.timer ?? "?")' fired"))
+        case EventType.ack:
+            guard let acked = s.acked else { throw Unprocessable("ack without the message it answers") }
+            evaluated.ack = AckedMessage(messageId: acked.messageId, type: acked.type, rule: acked.rule, target: acked.target)
+            let (ok, status) = Self.ackStatus(event.body)
+            d.timeline.append(entry(
+                ok ? "acked" : "ack-error", endpoint: s.endpoint, who: event.who,
+                "\(status) ack of \(acked.type) \(acked.messageId) to \(acked.target)" + (event.body["message"]?.scalarText.map { ": \($0)" } ?? "")))
+        default:
+            d.timeline.append(entry("received", endpoint: s.endpoint, who: event.who, "\(event.type) of \(Self.ticketRefs(event)[0])"))
+        }
+        var view = c
+        for ref in candidates(s) {
+            if let owner = s.takenElsewhere[ref], owner != c.id {
+                d.timeline.append(entry("warning", endpoint: s.endpoint, "reference \(ref) already belongs to conversation \(owner); not linked"))
+                continue
+            }
+            d.newReferences.append(ref)
+            view.references[ref.endpoint] = ref.ticketId
+            // A new conversation starts with its source ticket; every other reference is a link.
+            if c.version > 0 || ref.endpoint != s.endpoint || event.type == EventType.ack {
+                d.timeline.append(entry("linked", endpoint: ref.endpoint, "linked \(ref)"))
+            }
+        }
+        let decision = evaluate(evaluated, conversation: view)
+        if let why = decision.tooSlow { throw Unprocessable("\(why); the message is parked so that its partition goes on") }
+        for note in decision.notes {
+            d.timeline.append(entry(note.kind, endpoint: s.endpoint, rule: note.rule, note.detail))
+        }
+        let inbound = InboundKey(s.endpoint, s.messageId)
+        let inboundHash = MessageIds.inboundHash(endpoint: s.endpoint, messageId: s.messageId)
+        for (n, draft) in decision.outbound.enumerated() {
+            let id = MessageIds.outbound(conversation: c.id, route: s.route, inbound: inboundHash, index: n)
+            let body = draft.body.serialized()
+            d.outbox.append(StoredOutbound(
+                messageId: id, conversationId: c.id, inbound: inbound, target: draft.target, type: draft.type, rule: draft.rule,
+                body: body, delayMs: draft.delayMs ?? 0))
+            let delayed = draft.delayMs.map { " (leaves in \(Self.format(ms: $0)))" } ?? ""
+            d.timeline.append(entry(
+                "sent", endpoint: draft.target, messageId: id, rule: draft.rule, "\(draft.type) to \(draft.target)\(delayed): \(Self.excerpt(body))"))
+        }
+        for (n, timer) in decision.timers.enumerated() {
+            let id = MessageIds.outbound(conversation: c.id, route: s.route, inbound: inboundHash, index: n, timer: true)
+            let body: JSON = ["timer": .string(timer.name), "conversation": .string(c.id)]
+            d.outbox.append(StoredOutbound(
+                messageId: id, conversationId: c.id, inbound: inbound, target: MessageIds.timerEndpoint, type: timer.name,
+                rule: timer.rule, body: body.serialized(), delayMs: timer.afterMs, kind: .timer))
+        }
+        d.attributes = decision.attributeChanges
+        d.counters = decision.counterChanges
+        d.failedOutbound = decision.failedOutbound
+        d.next = view
+        d.next.version = c.version + 1
+        for (name, value) in decision.attributeChanges { d.next.attributes[name] = value }
+        for (name, value) in decision.counterChanges { d.next.counters[name] = value }
+        return d
+    }
+
+    /// The start of a body for the timeline: enough to recognise it, never a whole payload.
+    package static func excerpt(_ body: Data) -> String {
+        body.count <= 200 ? String(decoding: body, as: UTF8.self) : String(decoding: body.prefix(200), as: UTF8.self) + "..."
+    }
+}

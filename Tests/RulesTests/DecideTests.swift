@@ -1,0 +1,104 @@
+import Foundation
+import JSONPath
+import Testing
+
+@testable import Rules
+
+/// The whole decision for one message, without a broker or a store: linking, ack semantics, timeline
+/// entries, outbound and timer ids.
+@Suite struct DecideTests {
+    let rules = """
+        rules:
+          - name: to-vendor
+            from: customer-a
+            counters: [{counter: n, increment: 1}]
+            send: [{to: vendor-x, type: update, body: {number: {field: $.number}, n: {counter: n}}}]
+            schedule: [{timer: check, after: 2s}]
+          - name: ok-ack
+            from: vendor-x
+            type: ack
+            when: {field: $.status, equals: ok}
+            set: [{attribute: acked, value: yes}]
+          - name: checked
+            timer: check
+            send: [{to: customer-a, type: comment, body: {done: true}}]
+        """
+    let now = Date(timeIntervalSince1970: 1_800_000_000)
+    /// Conversation ids are 32 hex digits (what outbound ids embed).
+    let cid = "0123456789abcdef0123456789abcdef"
+
+    func engine() throws -> Engine { Engine(config: try load(rules)) }
+
+    func ticket(_ body: String, conversation: ConversationSnapshot) throws -> Situation {
+        let e = try event(body, refs: (try JSON.parse(body))["vx"].flatMap { $0.stringValue.map { ["vendor-x": $0] } } ?? [:])
+        return Situation(
+            endpoint: "customer-a", messageId: "m1", route: MessageIds.route(endpoint: "customer-a", ticket: e.ticketId ?? ""),
+            event: e, conversation: conversation, now: now)
+    }
+
+    @Test func aFirstMessageStartsTheConversationAndLinksWhatItNames() throws {
+        let s = try ticket(#"{"number":"INC1","vx":"VX-9"}"#, conversation: ConversationSnapshot(id: cid))
+        let d = try engine().decide(s)
+        #expect(d.newReferences == [TicketRef("customer-a", "INC1"), TicketRef("vendor-x", "VX-9")])
+        // Its own ticket starts the conversation (no "linked" entry); the vendor's ticket is a link.
+        #expect(d.timeline.map(\.kind) == ["received", "linked", "rule-matched", "counter", "delay-scheduled", "sent"])
+        #expect(d.timeline.allSatisfy { $0.conversationId == cid && $0.at == now })
+        let inbound = MessageIds.inboundHash(endpoint: "customer-a", messageId: "m1")
+        #expect(d.outbox.map(\.messageId) == [
+            MessageIds.outbound(conversation: cid, route: s.route, inbound: inbound, index: 0),
+            MessageIds.outbound(conversation: cid, route: s.route, inbound: inbound, index: 0, timer: true),
+        ])
+        #expect(d.outbox.map(\.kind) == [.message, .timer])
+        #expect(MessageIds.parse(outbound: d.outbox[0].messageId)?.route == s.route)
+        #expect(try JSON.parse(d.outbox[0].body) == ["number": "INC1", "n": 1])
+        #expect(d.next.version == 1 && d.next.counters == ["n": 1] && d.next.references.count == 2)
+        // The same message decided again (after a crash) names its messages the same.
+        #expect(try engine().decide(s).outbox.map(\.messageId) == d.outbox.map(\.messageId))
+    }
+
+    @Test func aReferenceAnotherConversationOwnsIsNotLinked() throws {
+        var s = try ticket(#"{"number":"INC1","vx":"VX-9"}"#, conversation: ConversationSnapshot(id: "c1"))
+        s.takenElsewhere = [TicketRef("vendor-x", "VX-9"): "c-other"]
+        let d = try engine().decide(s)
+        #expect(d.newReferences == [TicketRef("customer-a", "INC1")])
+        #expect(d.timeline.contains { $0.kind == "warning" && $0.detail.contains("already belongs to conversation c-other") })
+    }
+
+    func ack(_ body: String, conversation: ConversationSnapshot) throws -> Situation {
+        var e = try event(body, from: "vendor-x", type: "ack")
+        e.ticketId = nil
+        let acked = StoredOutbound(
+            messageId: "sb-out-1", conversationId: conversation.id, inbound: InboundKey("customer-a", "m0"), target: "vendor-x",
+            type: "create", rule: "to-vendor", body: Data("{}".utf8))
+        return Situation(endpoint: "vendor-x", messageId: "a1", route: 7, event: e, conversation: conversation, acked: acked, now: now)
+    }
+
+    @Test func anOkAckLinksTheTicketItCreated() throws {
+        let c = ConversationSnapshot(id: "c1", version: 3, references: ["customer-a": "INC1"])
+        let d = try engine().decide(try ack(#"{"status":"ok","key":"VX-5"}"#, conversation: c))
+        #expect(d.newReferences == [TicketRef("vendor-x", "VX-5")])
+        #expect(d.timeline.map(\.kind) == ["acked", "linked", "rule-matched", "attribute"])
+        #expect(d.timeline[0].detail == "ok ack of create sb-out-1 to vendor-x")
+        #expect(d.failedOutbound.isEmpty && d.next.version == 4)
+    }
+
+    @Test func anErrorAckNoRuleHandlesMarksTheMessageFailed() throws {
+        let c = ConversationSnapshot(id: "c1", version: 3, references: ["customer-a": "INC1"])
+        let d = try engine().decide(try ack(#"{"status":"error","key":"VX-5","message":"no"}"#, conversation: c))
+        #expect(d.newReferences.isEmpty)
+        #expect(d.timeline.map(\.kind) == ["ack-error", "ack-unhandled"])
+        #expect(d.timeline[0].detail == "error ack of create sb-out-1 to vendor-x: no")
+        #expect(d.failedOutbound.keys.sorted() == ["sb-out-1"])
+    }
+
+    @Test func aTimerFiresOnItsConversation() throws {
+        var e = InboundEvent(endpoint: "switchboard", messageId: "t1", type: "timer", body: ["timer": "check", "conversation": .string(cid)], ticketId: nil)
+        e.timer = "check"
+        let c = ConversationSnapshot(id: cid, version: 2, references: ["customer-a": "INC1"])
+        let d = try engine().decide(Situation(endpoint: "switchboard", messageId: "t1", route: 9, event: e, conversation: c, now: now))
+        #expect(d.newReferences.isEmpty)
+        #expect(d.timeline.map(\.kind) == ["timer-fired", "rule-matched", "sent"])
+        #expect(d.outbox.map(\.target) == ["customer-a"])
+        #expect(MessageIds.parse(outbound: d.outbox[0].messageId)?.route == 9)
+    }
+}
