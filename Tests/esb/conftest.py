@@ -242,31 +242,41 @@ class Switchboard:
 
 
 class Fleet:
-    """The same roles as separate processes: one store, one intake, one stateless worker (all partitions,
-    two threads), sharing a configuration. Starts, stops and shows timelines like `Switchboard`."""
+    """The same roles as separate processes: one store, one intake and two stateless worker processes
+    (partitions 0-3 and 4-7, two threads each), sharing a configuration. Starts, stops and shows
+    timelines like `Switchboard`; `config`, `env` and `data` are the store's."""
 
-    def __init__(self, vhost, env=None, extra_config=None, store_url=None):
-        def role(args, consumers):
+    def __init__(self, vhost, env=None, extra_config=None, store_url=None, data=None):
+        def role(args, consumers, data=None):
             return Switchboard(vhost, env=env, extra_config=extra_config, args=args, consumers=consumers,
-                               store_url=store_url)
-        self.store = role(["store"], 1)
+                               store_url=store_url, data=data)
+        self.store = role(["store"], 1, data)
         self.intake = role(["intake"], 1)
-        self.worker = role(["worker", "--partitions", "0-7", "--threads", "2"], 2)
+        self.workers = [role(["worker", "--partitions", p], 2) for p in ("0-3", "4-7")]
+        self.config, self.env, self.data = self.store.config, self.store.env, self.store.data
 
     def start(self):
-        for p in (self.store, self.intake, self.worker):
+        for p in (self.store, self.intake, *self.workers):
             p.start()
         return self
 
     def stop(self, sig=signal.SIGTERM, timeout=20):
-        codes = [p.stop(sig, timeout) for p in (self.worker, self.intake, self.store)]
+        codes = [p.stop(sig, timeout) for p in (*self.workers, self.intake, self.store)]
         return next((c for c in codes if c != 0), 0)
 
     def timeline(self, endpoint, ticket):
         return self.store.timeline(endpoint, ticket)
 
+    def query(self, sql):
+        return self.store.query(sql)
+
     def output(self):
-        return "\n".join(p.output() for p in (self.store, self.intake, self.worker))
+        return "\n".join(p.output() for p in (self.store, self.intake, *self.workers))
+
+
+def start_shape(vhost, shape, **kwargs):
+    """`run` (every role in one process) or `fleet` (store, intake, two worker processes)."""
+    return (Switchboard(vhost, **kwargs) if shape == "run" else Fleet(vhost, **kwargs)).start()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import uuid
 import pika
 import pytest
 
-from conftest import AMQP_HOST, BINARY, REPO, Switchboard
+from conftest import AMQP_HOST, BINARY, REPO, Switchboard, start_shape
 
 PORTAL = """
 endpoints:
@@ -72,9 +72,10 @@ def every_property(user, **extra):
     return pika.BasicProperties(**props)
 
 
-def test_an_esb_user_with_every_property_set_is_served_and_its_bad_message_is_kept(esb, vhost, portal_user):
+@pytest.mark.parametrize("shape", ["run", "fleet"])
+def test_an_esb_user_with_every_property_set_is_served_and_its_bad_message_is_kept(esb, vhost, portal_user, shape):
     user, password = portal_user
-    sb = Switchboard(vhost, extra_config=PORTAL.format(user=user)).start()
+    sb = start_shape(vhost, shape, extra_config=PORTAL.format(user=user))
     conn, ch = connect(vhost, user, password)
     try:
         # Two good messages: the endpoint is not wedged by the first one's user_id.
@@ -114,7 +115,7 @@ def test_an_esb_user_with_every_property_set_is_served_and_its_bad_message_is_ke
     r = subprocess.run([BINARY, "parked", "replay", "--config", sb.config], env=sb.env, capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    again = Switchboard(vhost, extra_config=PORTAL.format(user=user), data=sb.data).start()
+    again = start_shape(vhost, shape, extra_config=PORTAL.format(user=user), data=sb.data)
     try:
         [(reparked, _)] = esb.take("sb.parked", 1, timeout=20)
         assert "not valid JSON" in reparked.headers["x-sb-reason"], reparked.headers["x-sb-reason"]
@@ -123,11 +124,12 @@ def test_an_esb_user_with_every_property_set_is_served_and_its_bad_message_is_ke
         assert again.stop() == 0
 
 
-def test_only_the_endpoints_users_may_speak_for_it(esb, vhost, portal_user):
+@pytest.mark.parametrize("shape", ["run", "fleet"])
+def test_only_the_endpoints_users_may_speak_for_it(esb, vhost, portal_user, shape):
     user, password = portal_user
     other, other_password = "esb-y-" + uuid.uuid4().hex[:6], uuid.uuid4().hex
     add_esb_user(vhost, other, other_password, "portal-z")
-    sb = Switchboard(vhost, extra_config=PORTAL.format(user=user)).start()
+    sb = start_shape(vhost, shape, extra_config=PORTAL.format(user=user))
     conn, ch = connect(vhost, other, other_password)
     try:
         body = json.dumps({"id": "Z-9"}).encode()

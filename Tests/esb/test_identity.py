@@ -4,13 +4,16 @@ both; acks without a message_id that answer different messages are different ack
 import json
 import uuid
 
-from conftest import COUNTING_RULES, Switchboard, incident, seen_counters
+import pytest
+
+from conftest import COUNTING_RULES, incident, seen_counters, start_shape
 
 DESK = {"value": "g2", "display_value": "Service Desk"}
 
 
-def test_copies_apply_once_and_a_reused_id_is_parked(esb, vhost, store_url):
-    sb = Switchboard(vhost, extra_config=COUNTING_RULES, store_url=store_url).start()
+@pytest.mark.parametrize("shape", ["run", "fleet"])
+def test_copies_apply_once_and_a_reused_id_is_parked(esb, vhost, store_url, shape):
+    sb = start_shape(vhost, shape, extra_config=COUNTING_RULES, store_url=store_url)
     try:
         ticket = "ID" + uuid.uuid4().hex[:6]
         first = incident(ticket, seq=1, assignment_group=DESK)

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from conftest import Fleet, Switchboard, incident
+from conftest import Switchboard, incident, start_shape
 
 POISON_RULES = """
 rules:
@@ -30,8 +30,7 @@ DESK = {"value": "g2", "display_value": "Service Desk"}
 
 @pytest.mark.parametrize("shape", ["run", "fleet"])
 def test_a_poison_message_is_parked_and_its_partition_goes_on(esb, vhost, store_url, shape):
-    sb = (Switchboard(vhost, extra_config=POISON_RULES, store_url=store_url) if shape == "run"
-          else Fleet(vhost, extra_config=POISON_RULES, store_url=store_url)).start()
+    sb = start_shape(vhost, shape, extra_config=POISON_RULES, store_url=store_url)
     try:
         ticket = "PZ" + uuid.uuid4().hex[:6]
         esb.publish("customer-a", incident(ticket, seq=0, note="fine"), message_id=f"{ticket}-0")

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from conftest import BINARY, Fleet, mgmt, Switchboard, incident, jira
+from conftest import BINARY, mgmt, Switchboard, incident, jira, start_shape
 
 DELAY = 0.4          # LOCK_RETRY_DELAY for these tests, seconds
 MAX = 10             # LOCK_RETRY_MAX
@@ -66,7 +66,7 @@ def test_hand_back_to_the_group_it_came_from(esb, vhost):
 def test_locked_ticket_is_retried_then_the_customer_is_told(esb, vhost, shape):
     # "fleet": store, intake and a stateless worker as separate processes, so acks and timers go
     # through the store role over the broker.
-    sb = (Switchboard(vhost, env=story_env()) if shape == "run" else Fleet(vhost, env=story_env())).start()
+    sb = start_shape(vhost, shape, env=story_env())
     try:
         number, key = "INC" + uuid.uuid4().hex[:7], "VX-" + uuid.uuid4().hex[:5]
         open_ticket_at_vendor(esb, number, key)
@@ -214,7 +214,7 @@ def test_no_head_of_line_blocking_between_delays(esb, vhost):
 def test_a_comment_to_a_locked_ticket_is_retried_then_the_customer_is_told(esb, vhost, shape):
     max_retries = 3
     env = story_env(max_retries=max_retries)
-    sb = (Switchboard(vhost, env=env) if shape == "run" else Fleet(vhost, env=env)).start()
+    sb = start_shape(vhost, shape, env=env)
     try:
         number, key = "INC" + uuid.uuid4().hex[:7], "VX-" + uuid.uuid4().hex[:5]
         open_ticket_at_vendor(esb, number, key)
@@ -245,7 +245,7 @@ def test_a_comment_to_a_locked_ticket_is_retried_then_the_customer_is_told(esb, 
 
 @pytest.mark.parametrize("shape", ["run", "fleet"])
 def test_an_error_ack_no_rule_handles_marks_the_message_failed(esb, vhost, shape):
-    sb = (Switchboard(vhost, env=story_env()) if shape == "run" else Fleet(vhost, env=story_env())).start()
+    sb = start_shape(vhost, shape, env=story_env())
     try:
         number, key = "INC" + uuid.uuid4().hex[:7], "VX-" + uuid.uuid4().hex[:5]
         open_ticket_at_vendor(esb, number, key)
@@ -258,8 +258,7 @@ def test_an_error_ack_no_rule_handles_marks_the_message_failed(esb, vhost, shape
             time.sleep(0.2)
         shown = sb.timeline("customer-a", number)
         assert "ack-unhandled" in shown and "customfield_99 is not on the screen" in shown, shown
-        store = sb if shape == "run" else sb.store
-        r = subprocess.run([BINARY, "failed", "--config", store.config], env=store.env, capture_output=True, text=True,
+        r = subprocess.run([BINARY, "failed", "--config", sb.config], env=sb.env, capture_output=True, text=True,
                            timeout=30)
         assert r.returncode == 0, r.stderr
         assert r.stdout.startswith("1 outbound message(s) failed"), r.stdout
