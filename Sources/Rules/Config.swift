@@ -67,6 +67,9 @@ package struct Settings: Sendable {
     package var storeURL = "sqlite"
     /// How long a worker waits for the store role to answer one request.
     package var storeTimeoutMs = 5000
+    /// The largest request a worker sends the store role; a batch beyond it goes in several, a single
+    /// message's commit beyond it is parked (RabbitMQ refuses messages over its max_message_size).
+    package var storeMaxRequestBytes = 16 << 20
     /// `switchboard run`: intake evaluates the messages of the process's own partitions where they arrive
     /// instead of passing them through `sb.work.<n>` (one broker crossing fewer). Off: always through it.
     package var fuseIntake = true

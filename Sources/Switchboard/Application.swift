@@ -157,7 +157,9 @@ package enum Application {
             services.append(.init(service: Retention.service(config: config, store: owned, logger: logger)))
             store = owned
         case .remote:
-            store = RemoteStore(options: options, timeout: Double(config.settings.storeTimeoutMs) / 1000, logger: logger)
+            store = RemoteStore(
+                options: options, timeout: Double(config.settings.storeTimeoutMs) / 1000,
+                maxRequestBytes: config.settings.storeMaxRequestBytes, logger: logger)
             say("switchboard: store reached through queue '\(Contract.storeQueue)' (the store role)")
         case .none:
             store = nil

@@ -115,7 +115,11 @@ package final class RemoteStore: ConversationStore, @unchecked Sendable {
         init(_ connection: Connection) { self.connection = connection }
     }
 
-    package init(options: ConnectionOptions, timeout: TimeInterval, logger: Logger) {
+    /// The largest store request; RabbitMQ refuses messages over its `max_message_size` (128 MiB).
+    private let maxRequestBytes: Int
+
+    package init(options: ConnectionOptions, timeout: TimeInterval, maxRequestBytes: Int = 16 << 20, logger: Logger) {
+        self.maxRequestBytes = maxRequestBytes
         var options = options
         options.connectionName = "switchboard store client pid \(ProcessInfo.processInfo.processIdentifier)"
         self.options = options
@@ -147,8 +151,45 @@ package final class RemoteStore: ConversationStore, @unchecked Sendable {
         try call(.conversations, StoreRPC.Ids(ids: ids))
     }
 
+    /// One request when it fits in `maxRequestBytes`; otherwise requests of as many commits as fit, in
+    /// order. The chain rule of one commit call (a conversation's commits after one that is not applied
+    /// are stale) is kept across them here: such commits are answered stale without being sent. A single
+    /// commit larger than a request may be is refused (its message is parked).
     package func commit(_ commits: [Commit]) throws -> [CommitOutcome] {
-        try call(.commit, StoreRPC.Commits(commits: commits))
+        let whole = try StoreRPC.encode(StoreRPC.Commits(commits: commits))
+        if whole.count <= maxRequestBytes { return try call(.commit, encoded: whole) }
+        var outcomes: [CommitOutcome] = []
+        var broken: Set<String> = []
+        var chunk: [Commit] = []
+        var size = 0
+        func send() throws {
+            guard !chunk.isEmpty else { return }
+            let answered: [CommitOutcome] = try call(.commit, StoreRPC.Commits(commits: chunk))
+            for (c, o) in zip(chunk, answered) {
+                if case .committed = o {} else { broken.insert(c.conversationId) }
+            }
+            outcomes += answered
+            chunk = []
+            size = 0
+        }
+        for c in commits {
+            let bytes = try StoreRPC.encode(c).count
+            guard bytes <= maxRequestBytes else {
+                throw StoreError(
+                    "a commit of \(bytes) bytes is larger than a store request may be (\(maxRequestBytes) bytes, settings.store_max_request_bytes)",
+                    code: .refused)
+            }
+            if size + bytes > maxRequestBytes { try send() }
+            if broken.contains(c.conversationId) {
+                try send()
+                outcomes.append(.stale)
+                continue
+            }
+            chunk.append(c)
+            size += bytes
+        }
+        try send()
+        return outcomes
     }
 
     package func timeline(conversationId: String) throws -> [TimelineEntry] {
@@ -197,6 +238,10 @@ package final class RemoteStore: ConversationStore, @unchecked Sendable {
     }
 
     private func call<R: Codable>(_ op: StoreRPC.Op, _ request: some Encodable) throws -> R {
+        try call(op, encoded: try StoreRPC.encode(request))
+    }
+
+    private func call<R: Codable>(_ op: StoreRPC.Op, encoded body: Data) throws -> R {
         let channel: Channel
         let id: String
         do {
@@ -211,7 +256,7 @@ package final class RemoteStore: ConversationStore, @unchecked Sendable {
                 correlationId: id, type: op.rawValue, replyTo: Connection.directReplyTo,
                 expiration: String(Int(timeout * 1000)), persistent: false)
             try c.publish(
-                exchange: "", routingKey: Contract.storeQueue, message: Message(body: try StoreRPC.encode(request), properties: props),
+                exchange: "", routingKey: Contract.storeQueue, message: Message(body: body, properties: props),
                 mandatory: false)
             answer = try wait(for: id, on: c, op: op)
         } catch let e as StoreError {

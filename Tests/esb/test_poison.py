@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from conftest import Switchboard, incident, start_shape
+from conftest import Fleet, Switchboard, incident, start_shape
 
 POISON_RULES = """
 rules:
@@ -65,5 +65,23 @@ def test_ticket_ids_that_cannot_be_keys_are_parked_at_intake(esb, vhost):
         assert "control character U+0000 at position 4" in parked["nul-id"][0]
         assert "control character U+000A at position 4" in parked["newline-id"][0]
         assert {stage for _, stage in parked.values()} == {"intake"}
+    finally:
+        assert sb.stop() == 0
+
+
+def test_a_batch_beyond_a_store_request_is_split_and_a_commit_too_large_is_parked(esb, vhost, store_url):
+    # Workers send the store requests of at most 300 kB: batches of 60 kB notes go in several, keeping
+    # their order; a 250 kB note (its attribute and its outbound body, base64, make over 300 kB) is parked.
+    sb = Fleet(vhost, env={"SB_STORE_MAX_REQUEST_BYTES": "300000"}, extra_config=POISON_RULES, store_url=store_url).start()
+    try:
+        ticket = "BIG" + uuid.uuid4().hex[:6]
+        for seq in range(6):
+            note = ("y" if seq == 3 else "n") * (250_000 if seq == 3 else 60_000)
+            esb.publish("customer-a", incident(ticket, seq=seq, note=note), message_id=f"{ticket}-{seq}")
+        out = esb.take("sb.out.vendor-x", 5, timeout=60)
+        assert [json.loads(b)["seq"] for _, b in out] == [0, 1, 2, 4, 5]
+        [(parked, _)] = esb.take("sb.parked", 1, timeout=30)
+        assert parked.message_id == f"{ticket}-3"
+        assert "larger than a store request may be (300000 bytes" in parked.headers["x-sb-reason"], parked.headers["x-sb-reason"]
     finally:
         assert sb.stop() == 0
