@@ -73,9 +73,9 @@ def every_property(user, **extra):
 
 
 @pytest.mark.parametrize("shape", ["run", "fleet"])
-def test_an_esb_user_with_every_property_set_is_served_and_its_bad_message_is_kept(esb, vhost, portal_user, shape):
+def test_an_esb_user_with_every_property_set_is_served_and_its_bad_message_is_kept(esb, vhost, portal_user, shape, store_url):
     user, password = portal_user
-    sb = start_shape(vhost, shape, extra_config=PORTAL.format(user=user))
+    sb = start_shape(vhost, shape, extra_config=PORTAL.format(user=user), store_url=store_url)
     conn, ch = connect(vhost, user, password)
     try:
         # Two good messages: the endpoint is not wedged by the first one's user_id.
@@ -115,7 +115,7 @@ def test_an_esb_user_with_every_property_set_is_served_and_its_bad_message_is_ke
     r = subprocess.run([BINARY, "parked", "replay", "--config", sb.config], env=sb.env, capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    again = start_shape(vhost, shape, extra_config=PORTAL.format(user=user), data=sb.data)
+    again = start_shape(vhost, shape, extra_config=PORTAL.format(user=user), data=sb.data, store_url=store_url)
     try:
         [(reparked, _)] = esb.take("sb.parked", 1, timeout=20)
         assert "not valid JSON" in reparked.headers["x-sb-reason"], reparked.headers["x-sb-reason"]

@@ -211,10 +211,10 @@ def test_no_head_of_line_blocking_between_delays(esb, vhost):
 
 
 @pytest.mark.parametrize("shape", ["run", "fleet"])
-def test_a_comment_to_a_locked_ticket_is_retried_then_the_customer_is_told(esb, vhost, shape):
+def test_a_comment_to_a_locked_ticket_is_retried_then_the_customer_is_told(esb, vhost, shape, store_url):
     max_retries = 3
     env = story_env(max_retries=max_retries)
-    sb = start_shape(vhost, shape, env=env)
+    sb = start_shape(vhost, shape, env=env, store_url=store_url)
     try:
         number, key = "INC" + uuid.uuid4().hex[:7], "VX-" + uuid.uuid4().hex[:5]
         open_ticket_at_vendor(esb, number, key)
@@ -244,8 +244,8 @@ def test_a_comment_to_a_locked_ticket_is_retried_then_the_customer_is_told(esb, 
 
 
 @pytest.mark.parametrize("shape", ["run", "fleet"])
-def test_an_error_ack_no_rule_handles_marks_the_message_failed(esb, vhost, shape):
-    sb = start_shape(vhost, shape, env=story_env())
+def test_an_error_ack_no_rule_handles_marks_the_message_failed(esb, vhost, shape, store_url):
+    sb = start_shape(vhost, shape, env=story_env(), store_url=store_url)
     try:
         number, key = "INC" + uuid.uuid4().hex[:7], "VX-" + uuid.uuid4().hex[:5]
         open_ticket_at_vendor(esb, number, key)
