@@ -52,6 +52,9 @@ package enum EventType {
 }
 
 /// What the engine may know of a conversation.
+/// Codable with each attribute value as its JSON text (a string): numbers cross the store's RPC and
+/// PostgreSQL's functions exactly as written (`1.50`, integers of any length), which a JSON number through
+/// JSONEncoder/JSONDecoder would not.
 package struct ConversationSnapshot: Sendable, Codable {
     package var id: String
     package var version: Int
@@ -70,6 +73,32 @@ package struct ConversationSnapshot: Sendable, Codable {
         self.references = references
         self.attributes = attributes
         self.counters = counters
+    }
+
+    private enum CodingKeys: String, CodingKey { case id, version, references, attributes, counters }
+
+    package init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(String.self, forKey: .id)
+        version = try c.decode(Int.self, forKey: .version)
+        references = try c.decode([String: String].self, forKey: .references)
+        counters = try c.decode([String: Int].self, forKey: .counters)
+        attributes = try Self.decodeAttributes(try c.decode([String: String].self, forKey: .attributes))
+    }
+
+    package func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(version, forKey: .version)
+        try c.encode(references, forKey: .references)
+        try c.encode(counters, forKey: .counters)
+        try c.encode(attributes.mapValues(\.serializedString), forKey: .attributes)
+    }
+
+    package static func decodeAttributes(_ texts: [String: String]) throws -> [String: JSON] {
+        try texts.mapValues { text in
+            do { return try JSON.parse(text) } catch { throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "attribute: \(error)")) }
+        }
     }
 }
 

@@ -66,7 +66,9 @@ package struct Commit: Sendable, Codable {
         failedOutbound = try c.decodeIfPresent([String: String].self, forKey: .failed) ?? [:]
         digest = try c.decodeIfPresent(String.self, forKey: .digest) ?? ""
         attributes = [:]
-        for (name, value) in try c.decode([String: JSON].self, forKey: .setAttributes) { attributes.updateValue(value, forKey: name) }
+        for (name, value) in try ConversationSnapshot.decodeAttributes(try c.decode([String: String].self, forKey: .setAttributes)) {
+            attributes.updateValue(value, forKey: name)
+        }
         for name in try c.decode([String].self, forKey: .removedAttributes) { attributes.updateValue(nil, forKey: name) }
     }
 
@@ -83,7 +85,8 @@ package struct Commit: Sendable, Codable {
         try c.encode(attempt, forKey: .attempt)
         try c.encode(failedOutbound, forKey: .failed)
         try c.encode(digest, forKey: .digest)
-        try c.encode(attributes.compactMapValues { $0 }, forKey: .setAttributes)
+        // As JSON text, like ConversationSnapshot's: numbers cross exactly as written.
+        try c.encode(attributes.compactMapValues { $0?.serializedString }, forKey: .setAttributes)
         try c.encode(attributes.filter { $0.value == nil }.keys.sorted(), forKey: .removedAttributes)
     }
 }

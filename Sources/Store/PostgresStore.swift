@@ -113,7 +113,7 @@ package final class PostgresStore: ConversationStore {
           SELECT jsonb_build_object(
             'id', c.id, 'version', c.version,
             'references', coalesce((SELECT jsonb_object_agg(endpoint, ticket_id) FROM reference WHERE conversation_id = c.id), '{}'),
-            'attributes', coalesce((SELECT jsonb_object_agg(name, value::jsonb) FROM attribute WHERE conversation_id = c.id), '{}'),
+            'attributes', coalesce((SELECT jsonb_object_agg(name, value) FROM attribute WHERE conversation_id = c.id), '{}'),
             'counters', coalesce((SELECT jsonb_object_agg(name, value) FROM counter WHERE conversation_id = c.id), '{}'))
           FROM conversation c WHERE c.id = cid
         $$
@@ -203,7 +203,7 @@ package final class PostgresStore: ConversationStore {
                        o->>'target', o->>'type', o->>'rule', decode(o->>'body', 'base64'), (o->>'delayMs')::bigint, o->>'kind', at
                   FROM jsonb_array_elements(c->'outbox') WITH ORDINALITY AS x(o, n);
               INSERT INTO attribute (conversation_id, name, value, updated_at)
-                SELECT cid, key, value::text, at FROM jsonb_each(c->'setAttributes')
+                SELECT cid, key, value, at FROM jsonb_each_text(c->'setAttributes')
                 ON CONFLICT (conversation_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at;
               DELETE FROM attribute WHERE conversation_id = cid
                 AND name IN (SELECT jsonb_array_elements_text(c->'removedAttributes'));
