@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import ESB, Switchboard, incident, jira
+from conftest import ESB, Switchboard, incident, jira, start_shape
 
 # Every update of either side increments the conversation's counter `n` and sends its value to the other side.
 BOTH_SIDES_RULES = """
@@ -37,17 +37,38 @@ def vendor_update(key, customer_ref, seq):
     return body
 
 
-def start_shape(vhost, shape, store_url):
-    """`run` (one process) or a fleet: store, intake and two worker processes of four partitions each."""
-    if shape == "run":
-        return [Switchboard(vhost, extra_config=BOTH_SIDES_RULES, store_url=store_url).start()]
-    store = Switchboard(vhost, extra_config=BOTH_SIDES_RULES, args=["store"], consumers=1, store_url=store_url).start()
-    intake = Switchboard(vhost, extra_config=BOTH_SIDES_RULES, args=["intake"], consumers=1, store_url=store_url).start()
-    a = Switchboard(vhost, extra_config=BOTH_SIDES_RULES, args=["worker", "--partitions", "0-3"], consumers=2,
-                    store_url=store_url).start()
-    b = Switchboard(vhost, extra_config=BOTH_SIDES_RULES, args=["worker", "--partitions", "4-7"], consumers=2,
-                    store_url=store_url).start()
-    return [b, a, intake, store]
+def link_pairs(esb, tickets):
+    """A's ticket first, then the vendor's ticket naming A's number: one conversation per pair. Returns
+    the two outbound messages each pair caused (counter values 1 and 2)."""
+    for inc, _ in tickets:
+        esb.publish("customer-a", incident(inc, seq=0), message_id=f"{inc}-a-0")
+    links = esb.take("sb.out.vendor-x", len(tickets), timeout=30)
+    for inc, key in tickets:
+        esb.publish("vendor-x", vendor_update(key, inc, 0), message_id=f"{key}-x-0")
+    links += esb.take("sb.out.customer-a", len(tickets), timeout=30)
+    assert len(unique(links)) == 2 * len(tickets)
+    return links
+
+
+def publish_both_sides(vhost, tickets, per_side):
+    """Both sides at once, each an ESB of its own (its own connection) publishing its tickets' updates
+    1..per_side in order. Returns the two started publisher threads."""
+    def side(endpoint, make):
+        other = ESB(vhost)
+        try:
+            for seq in range(1, per_side + 1):
+                for inc, key in tickets:
+                    other.publish(endpoint, make(inc, key, seq), message_id=f"{endpoint}-{inc}-{seq}")
+        finally:
+            other.close()
+
+    threads = [
+        threading.Thread(target=side, args=("customer-a", lambda inc, key, seq: incident(inc, seq=seq))),
+        threading.Thread(target=side, args=("vendor-x", lambda inc, key, seq: vendor_update(key, inc, seq))),
+    ]
+    for t in threads:
+        t.start()
+    return threads
 
 
 def unique(messages):
@@ -80,38 +101,12 @@ def check_serial(messages, per_side):
 
 @pytest.mark.parametrize("shape", ["run", "fleet"])
 def test_both_sides_write_one_conversation_at_once(esb, vhost, store_url, shape):
-    procs = start_shape(vhost, shape, store_url)
+    sb = start_shape(vhost, shape, extra_config=BOTH_SIDES_RULES, store_url=store_url)
     try:
         conversations, per_side = 3, 150
         tickets = [(f"BOTH{k}", f"VB-{k}") for k in range(conversations)]
-        # Link each pair first: A's ticket, then the vendor's ticket naming A's number.
-        for inc, _ in tickets:
-            esb.publish("customer-a", incident(inc, seq=0), message_id=f"{inc}-a-0")
-        links = esb.take("sb.out.vendor-x", conversations, timeout=30)
-        assert len(links) == conversations
-        for inc, key in tickets:
-            esb.publish("vendor-x", vendor_update(key, inc, 0), message_id=f"{key}-x-0")
-        links += esb.take("sb.out.customer-a", conversations, timeout=30)
-        assert len(links) == 2 * conversations
-
-        def side(endpoint, make):
-            # Each side is an ESB of its own: its own connection, publishing its tickets' updates in order.
-            other = ESB(vhost)
-            try:
-                for seq in range(1, per_side + 1):
-                    for inc, key in tickets:
-                        ticket = inc if endpoint == "customer-a" else key
-                        other.publish(endpoint, make(inc, key, seq), message_id=f"{ticket}-{endpoint}-{seq}")
-            finally:
-                other.close()
-
-        threads = [
-            threading.Thread(target=side, args=("customer-a", lambda inc, key, seq: incident(inc, seq=seq))),
-            threading.Thread(target=side, args=("vendor-x", lambda inc, key, seq: vendor_update(key, inc, seq))),
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
+        links = link_pairs(esb, tickets)
+        for t in publish_both_sides(vhost, tickets, per_side):
             t.join()
         total = conversations * per_side
         to_vendor = esb.take("sb.out.vendor-x", total, timeout=120) + esb.drain("sb.out.vendor-x", quiet=0.5)
@@ -122,8 +117,7 @@ def test_both_sides_write_one_conversation_at_once(esb, vhost, store_url, shape)
         assert len(by_conversation) == conversations
         assert not problems, "\n".join(problems[:10])
     finally:
-        for p in procs:
-            assert p.stop() == 0, p.output()[-3000:]
+        assert sb.stop() == 0, sb.output()[-3000:]
 
 
 def test_both_sides_while_workers_are_killed(esb, vhost, store_url):
@@ -143,28 +137,8 @@ def test_both_sides_while_workers_are_killed(esb, vhost, store_url):
     try:
         conversations, per_side = 20, 200
         tickets = [(f"KB{k}", f"VK-{k}") for k in range(conversations)]
-        for inc, _ in tickets:
-            esb.publish("customer-a", incident(inc, seq=0), message_id=f"{inc}-a-0")
-        links = esb.take("sb.out.vendor-x", conversations, timeout=30)
-        for inc, key in tickets:
-            esb.publish("vendor-x", vendor_update(key, inc, 0), message_id=f"{key}-x-0")
-        links += esb.take("sb.out.customer-a", conversations, timeout=30)
-        assert len(unique(links)) == 2 * conversations
-        def side(endpoint, make):
-            other = ESB(vhost)
-            try:
-                for seq in range(1, per_side + 1):
-                    for inc, key in tickets:
-                        other.publish(endpoint, make(inc, key, seq), message_id=f"{endpoint}-{inc}-{seq}")
-            finally:
-                other.close()
-
-        publishers = [
-            threading.Thread(target=side, args=("customer-a", lambda inc, key, seq: incident(inc, seq=seq))),
-            threading.Thread(target=side, args=("vendor-x", lambda inc, key, seq: vendor_update(key, inc, seq))),
-        ]
-        for t in publishers:
-            t.start()
+        links = link_pairs(esb, tickets)
+        publishers = publish_both_sides(vhost, tickets, per_side)
         total = conversations * per_side
         got, kills = [], 0
         deadline, next_kill = time.time() + 240, time.time() + 1.0
