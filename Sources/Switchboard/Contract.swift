@@ -63,12 +63,6 @@ package enum Contract {
     package static let ackType = "ack"
 
     /// Outbound message ids and routes (see `MessageIds`).
-    package static func outboundMessageId(
-        conversation: String, route: UInt64, inbound: String, index: Int, timer: Bool = false
-    ) -> String {
-        MessageIds.outbound(conversation: conversation, route: route, inbound: inbound, index: index, timer: timer)
-    }
-
     package static func parse(outboundMessageId id: String) -> (conversation: String, route: UInt64)? {
         MessageIds.parse(outbound: id)
     }
@@ -106,13 +100,8 @@ package enum Contract {
         return h.hex
     }
 
-    package static func inboundHash(endpoint: String, messageId: String) -> String {
-        MessageIds.inboundHash(endpoint: endpoint, messageId: messageId)
-    }
-
     package static func newConversationId() -> String {
         UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
     }
-
 }
 
