@@ -48,6 +48,86 @@ package struct SwitchboardConfig: Sendable {
     package var timerDelays: Set<Int> { Set(rules.flatMap { $0.schedules.map(\.afterMs) }) }
 
     package var endpointNames: [String] { endpoints.keys.sorted() }
+    /// The web UI and API (`admin:`); nil when the configuration has no admin section.
+    package var admin: AdminSettings?
+    /// Where the configuration came from, for the administrator's configuration page.
+    package var source = ConfigSource()
+
+    package init(
+        settings: Settings, endpoints: [String: EndpointConfig], translations: [String: TranslationTable], rules: [Rule],
+        admin: AdminSettings? = nil
+    ) {
+        self.settings = settings
+        self.endpoints = endpoints
+        self.translations = translations
+        self.rules = rules
+        self.admin = admin
+    }
+}
+
+/// The files a configuration was loaded from, a hash of their content and when.
+package struct ConfigSource: Sendable {
+    package var files: [String] = []
+    /// SHA-256 of every file's name and content, in order (hex).
+    package var contentHash = ""
+    package var loadedAt = Date(timeIntervalSince1970: 0)
+    package init() {}
+}
+
+package enum AdminRole: String, Sendable, Codable, Comparable {
+    /// Reads everything.
+    case viewer
+    /// Reads everything, replays and discards parked messages.
+    case `operator`
+
+    package static func < (a: AdminRole, b: AdminRole) -> Bool { a == .viewer && b == .operator }
+}
+
+package struct AdminUser: Sendable {
+    package var name: String
+    package var role: AdminRole
+    /// bcrypt; empty: the user cannot sign in (e.g. an unset environment variable).
+    package var passwordHash: String
+    package var location: SourceLocation
+}
+
+/// A bearer token for scripts: only its SHA-256 is configured.
+package struct AdminToken: Sendable {
+    package var name: String
+    package var role: AdminRole
+    package var sha256: String
+    package var location: SourceLocation
+}
+
+package struct AdminSettings: Sendable {
+    package var listen = "127.0.0.1:8443"
+    package var tlsCertFile: String?
+    package var tlsKeyFile: String?
+    /// Plain HTTP, allowed only on a loopback address (behind a TLS-terminating proxy on the same host).
+    package var plainHTTP = false
+    /// RabbitMQ's management API, for queue depths and the oldest message's age. Default: the broker's
+    /// host on port 15672 (15671 for amqps) with the broker's credentials.
+    package var managementURL: String?
+    package var sessionMinutes = 480
+    /// Endpoint health: warning above this many waiting messages, or an oldest message older than this.
+    package var warnDepth = 100
+    package var warnAgeSeconds = 120
+    package var users: [AdminUser] = []
+    package var tokens: [AdminToken] = []
+    package var location: SourceLocation
+
+    package init(location: SourceLocation) { self.location = location }
+
+    package static func hostPort(_ s: String) -> (String, Int)? {
+        guard let colon = s.lastIndex(of: ":"), let port = Int(s[s.index(after: colon)...]), (0...65535).contains(port) else { return nil }
+        var host = String(s[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return host.isEmpty ? nil : (host, port)
+    }
+
+    package static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
 }
 
 package struct Settings: Sendable {
@@ -108,6 +188,7 @@ package struct EndpointConfig: Sendable {
     /// The broker users allowed to publish for this endpoint (the AMQP `user_id` property, which RabbitMQ
     /// checks against the connection's user). Empty: any user who may write to `sb.in`.
     package var users: Set<String> = []
+    package var description = ""
     package var location: SourceLocation
 
     package init(name: String, ticketId: JSONPath, location: SourceLocation) {
@@ -152,6 +233,8 @@ package struct Rule: Sendable {
     package var schedules: [TimerSchedule] = []
     package var sends: [Send]
     package var location: SourceLocation
+    /// What the rule is for, in the operator's words (the configuration's `description`).
+    package var description = ""
 }
 
 /// Remember something in the conversation: `set: [{attribute: name, value: <mapping>, when: ...}]`.

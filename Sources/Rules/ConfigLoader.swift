@@ -25,6 +25,7 @@ package struct ConfigLoader {
         var endpoints: [(String, Y)] = []
         var translations: [(String, Y)] = []
         var rules: [Y] = []
+        var admin: [Y] = []
     }
 
     private mutating func build(_ files: [(name: String, text: String)]) throws(ConfigErrors) -> SwitchboardConfig {
@@ -52,14 +53,20 @@ package struct ConfigLoader {
                     for (k, v) in mapping(value, "translations") ?? [] { pending.translations.append((k.string, v)) }
                 case "rules":
                     pending.rules.append(contentsOf: sequence(value, "rules") ?? [])
+                case "admin": pending.admin.append(value)
                 default:
-                    error(key, "unknown section '\(key.string)' (expected settings, endpoints, translations, rules)")
+                    error(key, "unknown section '\(key.string)' (expected settings, endpoints, translations, rules, admin)")
                 }
             }
         }
 
         var settings = Settings()
         for (s, _) in pending.settings { parseSettings(s, into: &settings) }
+        var admin: AdminSettings?
+        for y in pending.admin {
+            if admin != nil { error(y, "the admin section is defined twice") }
+            admin = parseAdmin(y)
+        }
 
         var endpoints: [String: EndpointConfig] = [:]
         for (name, y) in pending.endpoints {
@@ -112,7 +119,7 @@ package struct ConfigLoader {
         guard errors.isEmpty else {
             throw ConfigErrors(errors: errors.sorted { ($0.location.file, $0.location.line) < ($1.location.file, $1.location.line) })
         }
-        return SwitchboardConfig(settings: settings, endpoints: endpoints, translations: translations, rules: ordered)
+        return SwitchboardConfig(settings: settings, endpoints: endpoints, translations: translations, rules: ordered, admin: admin)
     }
 
     static func isValidName(_ name: String) -> Bool {
@@ -156,13 +163,93 @@ package struct ConfigLoader {
         }
     }
 
+    private mutating func parseAdmin(_ y: Y) -> AdminSettings? {
+        guard let m = mapping(y, "admin") else { return nil }
+        var a = AdminSettings(location: y.location)
+        for (key, value) in m {
+            switch key.string {
+            case "listen":
+                if let v = string(value) {
+                    if AdminSettings.hostPort(v) == nil { error(value, "admin.listen '\(v)' is not host:port (e.g. 127.0.0.1:8443)") }
+                    a.listen = v
+                }
+            case "tls_cert_file": if let v = string(value) { a.tlsCertFile = v.isEmpty ? nil : v }
+            case "tls_key_file": if let v = string(value) { a.tlsKeyFile = v.isEmpty ? nil : v }
+            case "plain_http": if let v = bool(value) { a.plainHTTP = v }
+            case "management_url": if let v = string(value) { a.managementURL = v.isEmpty ? nil : v }
+            case "session_minutes": if let v = int(value, min: 1, max: 10_080) { a.sessionMinutes = v }
+            case "warn_depth": if let v = int(value, min: 1) { a.warnDepth = v }
+            case "warn_age_seconds": if let v = int(value, min: 1) { a.warnAgeSeconds = v }
+            case "users":
+                for item in sequence(value, "admin.users") ?? [] {
+                    var user = AdminUser(name: "", role: .viewer, passwordHash: "", location: item.location)
+                    for (k, v) in mapping(item, "an admin user") ?? [] {
+                        switch k.string {
+                        case "name": user.name = string(v) ?? ""
+                        case "role": user.role = adminRole(v) ?? .viewer
+                        case "password_hash":
+                            let hash = string(v) ?? ""
+                            if !hash.isEmpty && !(hash.hasPrefix("$2a$") || hash.hasPrefix("$2b$") || hash.hasPrefix("$2y$")) {
+                                error(v, "admin user: password_hash is not a bcrypt hash (make one with `switchboard admin hash-password`)")
+                            }
+                            user.passwordHash = hash
+                        default: unknownKey(k, in: "an admin user", allowed: "name, role, password_hash")
+                        }
+                    }
+                    if user.name.isEmpty { error(item, "admin user without a name") }
+                    if a.users.contains(where: { $0.name == user.name }) { error(item, "admin user '\(user.name)' is defined twice") }
+                    a.users.append(user)
+                }
+            case "tokens":
+                for item in sequence(value, "admin.tokens") ?? [] {
+                    var token = AdminToken(name: "", role: .viewer, sha256: "", location: item.location)
+                    for (k, v) in mapping(item, "an API token") ?? [] {
+                        switch k.string {
+                        case "name": token.name = string(v) ?? ""
+                        case "role": token.role = adminRole(v) ?? .viewer
+                        case "sha256":
+                            let hash = (string(v) ?? "").lowercased()
+                            if !hash.isEmpty && (hash.count != 64 || !hash.allSatisfy(\.isHexDigit)) {
+                                error(v, "API token: sha256 is not 64 hex digits (make one with `switchboard admin hash-token`)")
+                            }
+                            token.sha256 = hash
+                        default: unknownKey(k, in: "an API token", allowed: "name, role, sha256")
+                        }
+                    }
+                    if token.name.isEmpty { error(item, "API token without a name") }
+                    a.tokens.append(token)
+                }
+            default:
+                unknownKey(key, in: "admin", allowed: "listen, tls_cert_file, tls_key_file, plain_http, management_url, session_minutes, warn_depth, warn_age_seconds, users, tokens")
+            }
+        }
+        if let (host, _) = AdminSettings.hostPort(a.listen) {
+            if a.plainHTTP && !AdminSettings.isLoopback(host) {
+                error(y, "admin: plain_http is allowed only on a loopback address (listen is \(a.listen)); give tls_cert_file and tls_key_file")
+            }
+            if !a.plainHTTP && (a.tlsCertFile == nil || a.tlsKeyFile == nil) {
+                error(y, "admin: HTTPS needs tls_cert_file and tls_key_file (or plain_http: true on a loopback address)")
+            }
+        }
+        return a
+    }
+
+    private mutating func adminRole(_ y: Y) -> AdminRole? {
+        guard let s = string(y) else { return nil }
+        guard let role = AdminRole(rawValue: s) else {
+            error(y, "unknown role '\(s)' (known: viewer, operator)")
+            return nil
+        }
+        return role
+    }
+
     private mutating func parseEndpoint(_ name: String, _ y: Y) -> EndpointConfig? {
         guard let m = mapping(y, "endpoint '\(name)'") else { return nil }
         var ticketId: JSONPath?
         var e = EndpointConfig(name: name, ticketId: Self.placeholderPath, location: y.location)
         for (key, value) in m {
             switch key.string {
-            case "description": _ = string(value)
+            case "description": e.description = string(value)?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
             case "format":
                 if let f = string(value) {
                     if f != "json" { error(value, "endpoint '\(name)': format '\(f)' is not supported (supported: json)") }
@@ -223,7 +310,7 @@ package struct ConfigLoader {
         for (key, value) in m {
             switch key.string {
             case "name": rule.name = string(value) ?? ""
-            case "description": _ = string(value)
+            case "description": rule.description = string(value)?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
             case "priority": rule.priority = int(value) ?? 0
             case "from":
                 for v in stringList(value) {

@@ -75,11 +75,15 @@ package struct TimelineEntry: Sendable, Equatable, Codable {
     package var messageId: String?
     package var rule: String?
     package var detail: String
+    /// The whole message an entry is about, as text: the inbound body of `received` and acks, or why no
+    /// rule matched (`no-rule`, a JSON array of rule and reason). Absent for the rest.
+    package var body: String?
 
     package init(
         conversationId: String, at: Date, kind: String, endpoint: String? = nil, who: String? = nil,
-        messageId: String? = nil, rule: String? = nil, detail: String
+        messageId: String? = nil, rule: String? = nil, detail: String, body: String? = nil
     ) {
+        self.body = body
         self.conversationId = conversationId
         self.at = at
         self.kind = kind

@@ -82,8 +82,13 @@ extension Engine {
     package func decide(_ s: Situation) throws(Unprocessable) -> MessageDecision {
         let c = s.conversation
         let event = s.event
-        func entry(_ kind: String, endpoint: String?, who: String? = nil, messageId: String? = nil, rule: String? = nil, _ detail: String) -> TimelineEntry {
-            TimelineEntry(conversationId: c.id, at: s.now, kind: kind, endpoint: endpoint, who: who, messageId: messageId ?? s.messageId, rule: rule, detail: detail)
+        func entry(
+            _ kind: String, endpoint: String?, who: String? = nil, messageId: String? = nil, rule: String? = nil, body: String? = nil,
+            _ detail: String
+        ) -> TimelineEntry {
+            TimelineEntry(
+                conversationId: c.id, at: s.now, kind: kind, endpoint: endpoint, who: who, messageId: messageId ?? s.messageId, rule: rule,
+                detail: detail, body: body)
         }
         var d = MessageDecision(next: c)
         var evaluated = event
@@ -95,10 +100,11 @@ extension Engine {
             evaluated.ack = AckedMessage(messageId: acked.messageId, type: acked.type, rule: acked.rule, target: acked.target)
             let (ok, status) = Self.ackStatus(event.body)
             d.timeline.append(entry(
-                ok ? "acked" : "ack-error", endpoint: s.endpoint, who: event.who,
+                ok ? "acked" : "ack-error", endpoint: s.endpoint, who: event.who, body: event.body.serializedString,
                 "\(status) ack of \(acked.type) \(acked.messageId) to \(acked.target)" + (event.body["message"]?.scalarText.map { ": \($0)" } ?? "")))
         default:
-            d.timeline.append(entry("received", endpoint: s.endpoint, who: event.who, "\(event.type) of \(Self.ticketRefs(event)[0])"))
+            d.timeline.append(entry(
+                "received", endpoint: s.endpoint, who: event.who, body: event.body.serializedString, "\(event.type) of \(Self.ticketRefs(event)[0])"))
         }
         var view = c
         for ref in candidates(s) {
@@ -116,7 +122,7 @@ extension Engine {
         let decision = evaluate(evaluated, conversation: view)
         if let why = decision.tooSlow { throw Unprocessable("\(why); the message is parked so that its partition goes on") }
         for note in decision.notes {
-            d.timeline.append(entry(note.kind, endpoint: s.endpoint, rule: note.rule, note.detail))
+            d.timeline.append(entry(note.kind, endpoint: s.endpoint, rule: note.rule, body: note.body, note.detail))
         }
         let inbound = InboundKey(s.endpoint, s.messageId)
         let inboundHash = MessageIds.inboundHash(endpoint: s.endpoint, messageId: s.messageId)

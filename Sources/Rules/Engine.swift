@@ -120,11 +120,13 @@ package struct TimelineNote: Sendable, Equatable {
     package var kind: String
     package var detail: String
     package var rule: String?
+    package var body: String?
 
-    package init(kind: String, detail: String, rule: String? = nil) {
+    package init(kind: String, detail: String, rule: String? = nil, body: String? = nil) {
         self.kind = kind
         self.detail = detail
         self.rule = rule
+        self.body = body
     }
 }
 
@@ -239,7 +241,9 @@ package struct Engine: Sendable {
                     kind: "ack-unhandled",
                     detail: "\(Self.ackStatus(event.body).status) ack of \(ack.type) \(ack.messageId) to \(ack.target) matched no rule; the message is marked failed. The ack: \(said)"))
             } else {
-                decision.notes.append(TimelineNote(kind: "no-rule", detail: "no rule matched \(event.type) from \(event.endpoint)"))
+                let why = JSON.array(explain(event, conversation: conversation).map { ["rule": .string($0.rule), "reason": .string($0.reason)] })
+                decision.notes.append(TimelineNote(
+                    kind: "no-rule", detail: "no rule matched \(event.type) from \(event.endpoint)", body: why.serializedString))
             }
         }
         return decision
@@ -320,7 +324,7 @@ struct Context {
         }
     }
 
-    private func values(of subject: Subject) -> [JSON] {
+    func values(of subject: Subject) -> [JSON] {
         switch subject {
         case .field(let path): return path.select(event.body, budget: budget)
         case .reference(let endpoint): return reference(endpoint).map { [.string($0)] } ?? []

@@ -13,9 +13,9 @@ import Rules
 /// async client on its own task and waits for it, bounded by `timeout`. Never call it from a Swift
 /// concurrency thread.
 package final class PostgresStore: ConversationStore {
-    private let client: PostgresClient
+    let client: PostgresClient
     private let runner: Task<Void, Never>
-    private let logger: Logger
+    let logger: Logger
     private let timeout: TimeInterval
     package let redactedURL: String
 
@@ -212,9 +212,9 @@ package final class PostgresStore: ConversationStore {
               INSERT INTO counter (conversation_id, name, value, updated_at)
                 SELECT cid, key, value::bigint, at FROM jsonb_each_text(c->'counters')
                 ON CONFLICT (conversation_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at;
-              INSERT INTO timeline (conversation_id, at, kind, endpoint, who, message_id, rule, detail)
+              INSERT INTO timeline (conversation_id, at, kind, endpoint, who, message_id, rule, detail, body)
                 SELECT t->>'conversationId', (t->>'at')::double precision, t->>'kind', t->>'endpoint', t->>'who',
-                       t->>'messageId', t->>'rule', t->>'detail'
+                       t->>'messageId', t->>'rule', t->>'detail', t->>'body'
                   FROM jsonb_array_elements(c->'timeline') WITH ORDINALITY AS x(t, n) ORDER BY n;
               outcomes := outcomes || jsonb_build_array(jsonb_build_object('committed', jsonb_build_object('version', expected + 1)));
             EXCEPTION WHEN SQLSTATE 'SB001' OR unique_violation THEN
@@ -295,6 +295,19 @@ package final class PostgresStore: ConversationStore {
                     CREATE INDEX IF NOT EXISTS outbox_by_age ON outbox(created_at);
                     CREATE INDEX IF NOT EXISTS processed_by_age ON processed(processed_at);
                     CREATE INDEX IF NOT EXISTS conversation_by_age ON conversation(updated_at);
+                    ALTER TABLE timeline ADD COLUMN IF NOT EXISTS body TEXT;
+                    CREATE TABLE IF NOT EXISTS audit (
+                        id BIGSERIAL PRIMARY KEY,
+                        at DOUBLE PRECISION NOT NULL,
+                        who TEXT NOT NULL,
+                        action TEXT NOT NULL,
+                        reason TEXT NOT NULL,
+                        conversation_id TEXT,
+                        endpoint TEXT,
+                        message_id TEXT,
+                        parked_id TEXT NOT NULL,
+                        detail TEXT NOT NULL);
+                    CREATE INDEX IF NOT EXISTS audit_by_conversation ON audit(conversation_id, id)
                     """
 
     // MARK: - The synchronous bridge
@@ -335,13 +348,13 @@ package final class PostgresStore: ConversationStore {
 
     /// Data exceptions (22: a value PostgreSQL cannot hold, such as U+0000 in text), integrity violations
     /// (23) and limits (54) refuse the content; everything else (connections, deadlocks, resources) heals.
-    private static func code(_ e: PSQLError) -> StoreError.Code {
+    static func code(_ e: PSQLError) -> StoreError.Code {
         guard let state = e.serverInfo?[.sqlState] else { return .unavailable }
         return ["22", "23", "54"].contains(String(state.prefix(2))) ? .refused : .unavailable
     }
 
     /// The server's own message and SQLSTATE, or the client's error code; never the whole query.
-    private static func describe(_ e: PSQLError) -> String {
+    static func describe(_ e: PSQLError) -> String {
         if let message = e.serverInfo?[.message] {
             return "\(message) (SQLSTATE \(e.serverInfo?[.sqlState] ?? "?"))"
         }
@@ -433,13 +446,13 @@ package final class PostgresStore: ConversationStore {
         return e
     }()
 
-    private static let decoder: JSONDecoder = {
+    static let decoder: JSONDecoder = {
         let d = JSONDecoder()
         d.dateDecodingStrategy = .secondsSince1970
         return d
     }()
 
-    private static func references(_ db: PostgresConnection, _ id: String, logger: Logger) async throws -> [String: String] {
+    static func references(_ db: PostgresConnection, _ id: String, logger: Logger) async throws -> [String: String] {
         var refs: [String: String] = [:]
         for try await (endpoint, ticket) in try await db.query(
             "SELECT endpoint, ticket_id FROM reference WHERE conversation_id = \(id) ORDER BY seq", logger: logger

@@ -7,7 +7,7 @@ import Synchronization
 /// The embedded default: one SQLite file in WAL mode, through GRDB. Writes are serialised by GRDB's
 /// writer queue; reads (admin, lookups) run concurrently with them.
 package final class SQLiteStore: ConversationStore {
-    private let pool: DatabasePool
+    let pool: DatabasePool
     package let path: String
     private let cache = Mutex(SnapshotCache())
     private let checkpointer: Checkpointer
@@ -195,6 +195,9 @@ package final class SQLiteStore: ConversationStore {
         m.registerMigration("v7: what a processed message said") { db in
             try db.execute(sql: "ALTER TABLE processed ADD COLUMN digest TEXT NOT NULL DEFAULT ''")
         }
+        m.registerMigration("v8: what administrators did") { db in
+            try db.execute(sql: AuditRecord.sqliteTable)
+        }
         return m
     }
 
@@ -334,7 +337,7 @@ package final class SQLiteStore: ConversationStore {
         }
     }
 
-    private static func snapshot(_ db: Database, id: String) throws -> ConversationSnapshot? {
+    static func snapshot(_ db: Database, id: String) throws -> ConversationSnapshot? {
         guard let version = try Int.fetchOne(db.cachedStatement(sql: "SELECT version FROM conversation WHERE id = ?"), arguments: [id]) else {
             return nil
         }
@@ -371,7 +374,7 @@ package final class SQLiteStore: ConversationStore {
         }
     }
 
-    private static func outbound(_ row: Row) -> StoredOutbound {
+    static func outbound(_ row: Row) -> StoredOutbound {
         StoredOutbound(
             messageId: row["message_id"], conversationId: row["conversation_id"],
             inbound: InboundKey(row["inbound_endpoint"], row["inbound_message_id"]), target: row["target"],
@@ -541,11 +544,12 @@ package final class SQLiteStore: ConversationStore {
             if let v = e.who { o["who"] = .string(v) }
             if let v = e.messageId { o["message_id"] = .string(v) }
             if let v = e.rule { o["rule"] = .string(v) }
+            if let v = e.body { o["body"] = .string(v) }
             return .object(o)
         }).serializedString
     }
 
-    private static func decode(_ text: String, conversationId: String) throws -> [TimelineEntry] {
+    static func decode(_ text: String, conversationId: String) throws -> [TimelineEntry] {
         guard case .array(let items) = try JSON.parse(text) else {
             throw StoreError("timeline of conversation \(conversationId): a row is not a JSON array")
         }
@@ -555,7 +559,8 @@ package final class SQLiteStore: ConversationStore {
             return TimelineEntry(
                 conversationId: conversationId, at: Date(timeIntervalSince1970: at),
                 kind: o["kind"]?.stringValue ?? "", endpoint: o["endpoint"]?.stringValue, who: o["who"]?.stringValue,
-                messageId: o["message_id"]?.stringValue, rule: o["rule"]?.stringValue, detail: o["detail"]?.stringValue ?? "")
+                messageId: o["message_id"]?.stringValue, rule: o["rule"]?.stringValue, detail: o["detail"]?.stringValue ?? "",
+                body: o["body"]?.stringValue)
         }
     }
 }

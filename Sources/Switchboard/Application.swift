@@ -1,4 +1,5 @@
 import AMQP
+import Crypto
 import Foundation
 import Logging
 import Rules
@@ -31,7 +32,18 @@ package enum Application {
                 throw ConfigErrors(errors: [ConfigError(SourceLocation(file: path, line: 0), "cannot read: \(error.localizedDescription)")])
             }
         }
-        return try ConfigLoader.load(files: files, environment: environment)
+        var config = try ConfigLoader.load(files: files, environment: environment)
+        var hash = SHA256()
+        for file in files {
+            hash.update(data: Data(file.name.utf8))
+            hash.update(data: Data([0]))
+            hash.update(data: Data(file.text.utf8))
+            hash.update(data: Data([0]))
+        }
+        config.source.files = files.map(\.name)
+        config.source.contentHash = hash.finalize().map { String(format: "%02x", $0) }.joined()
+        config.source.loadedAt = Date()
+        return config
     }
 
     package static func brokerOptions(_ config: SwitchboardConfig) throws -> ConnectionOptions {
@@ -135,15 +147,21 @@ package enum Application {
     /// `switchboard run`: store, intake and workers in one process, until SIGTERM or SIGINT. Its workers
     /// take their share of the partitions like any `switchboard worker` (all of them when alone), so more
     /// worker processes can join it.
-    package static func runAll(config: SwitchboardConfig, logger: Logger) async throws {
+    package static func runAll(
+        config: SwitchboardConfig, logger: Logger, extra: @Sendable (ConversationStore?) throws -> [any Service] = { _ in [] }
+    ) async throws {
         try await run(
             Roles(intake: true, store: .serve, partitions: Array(0..<config.settings.partitions),
                   workerThreads: config.settings.workers, coordinated: true),
-            config: config, logger: logger)
+            config: config, logger: logger, extra: extra)
     }
 
-    /// Runs the given roles with the same code whichever process they are in.
-    package static func run(_ roles: Roles, config: SwitchboardConfig, logger: Logger) async throws {
+    /// Runs the given roles with the same code whichever process they are in. `extra` adds services that
+    /// live in modules above this one (the admin's HTTP server), given the store this process opened.
+    package static func run(
+        _ roles: Roles, config: SwitchboardConfig, logger: Logger,
+        extra: @Sendable (ConversationStore?) throws -> [any Service] = { _ in [] }
+    ) async throws {
         let options = try brokerOptions(config)
         say("switchboard: broker \(options.redacted)")
         say("switchboard: endpoints \(config.endpointNames.joined(separator: ", ")): ESBs publish to exchange '\(Contract.inboundExchange)' (routing key = endpoint) and consume '\(Contract.outboundQueue("<endpoint>"))'")
@@ -192,6 +210,7 @@ package enum Application {
                 }
             }
         }
+        for service in try extra(roles.store == .serve ? store : nil) { services.append(.init(service: service)) }
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
                 services: services,

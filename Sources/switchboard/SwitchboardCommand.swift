@@ -1,7 +1,10 @@
+import Admin
 import ArgumentParser
 import Foundation
 import Logging
 import Rules
+import ServiceLifecycle
+import Store
 import Switchboard
 
 @main
@@ -9,7 +12,9 @@ struct SwitchboardCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "switchboard",
         abstract: "An ITSM integration hub on RabbitMQ.",
-        subcommands: [Run.self, Intake.self, Worker.self, Store.self, ConfigCommand.self, Timeline.self, Failed.self, Parked.self])
+        subcommands: [
+            Run.self, Intake.self, Worker.self, Store.self, AdminCommand.self, ConfigCommand.self, Timeline.self, Failed.self, Parked.self,
+        ])
 }
 
 struct GlobalOptions: ParsableArguments {
@@ -50,7 +55,7 @@ struct Run: AsyncParsableCommand {
     func run() async throws {
         let config = try loadConfigOrExit(options.config)
         let logger = options.logger("switchboard")
-        try await Application.runAll(config: config, logger: logger)
+        try await Application.runAll(config: config, logger: logger, extra: { store in try AdminCommand.services(config, store, logger) })
     }
 }
 
@@ -132,6 +137,74 @@ struct Store: AsyncParsableCommand {
         try await Application.run(
             .init(intake: false, store: .serve, partitions: [], workerThreads: 0), config: config,
             logger: options.logger("switchboard"))
+    }
+}
+
+struct AdminCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "admin", abstract: "The web UI and the JSON API (also part of `switchboard run`).",
+        subcommands: [Serve.self, HashPassword.self, NewToken.self], defaultSubcommand: Serve.self)
+
+    /// The admin's HTTP server for a process that has the store open (or none when the configuration
+    /// has no admin section).
+    static func services(_ config: SwitchboardConfig, _ store: ConversationStore?, _ logger: Logger) throws -> [any Service] {
+        guard config.admin != nil, let store = store as? AdminStore else { return [] }
+        return [try AdminServer.build(config: config, store: store, logger: logger) { url in say("switchboard: web UI and API at \(url)") }]
+    }
+
+    struct Serve: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "serve", abstract: "Serve only the web UI and the API.",
+            discussion: """
+                With PostgreSQL, run it anywhere. With SQLite it opens the database file itself, so run it on the \
+                machine of the store role (it reads beside the store's writer and writes only its audit records).
+                """)
+
+        @OptionGroup var options: GlobalOptions
+
+        func run() async throws {
+            let config = try loadConfigOrExit(options.config)
+            let logger = options.logger("switchboard")
+            guard config.admin != nil else {
+                var err = FileHandle.standardError
+                print("switchboard: the configuration in \(options.config) has no admin section", to: &err)
+                throw ExitCode(1)
+            }
+            let store = try Application.openStore(config, logger: logger)
+            let group = ServiceGroup(
+                configuration: .init(services: try services(config, store, logger).map { .init(service: $0) },
+                                     gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            try await group.run()
+        }
+    }
+
+    struct HashPassword: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "hash-password",
+            abstract: "Read a password from standard input and print its bcrypt hash for admin.users[].password_hash.")
+
+        @Option(help: "bcrypt cost (work factor).") var cost: Int = 12
+
+        func run() async throws {
+            guard let line = readLine(strippingNewline: true), !line.isEmpty else {
+                var err = FileHandle.standardError
+                print("switchboard: give the password on standard input, e.g. `switchboard admin hash-password < file`", to: &err)
+                throw ExitCode(1)
+            }
+            print(AdminPasswords.hash(line, cost: cost))
+        }
+    }
+
+    struct NewToken: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "new-token",
+            abstract: "Make an API token: prints the token (give it to the script) and its sha256 (put it in admin.tokens[]).")
+
+        func run() async throws {
+            let (token, sha) = AdminPasswords.newToken()
+            print("token:  \(token)")
+            print("sha256: \(sha)")
+        }
     }
 }
 

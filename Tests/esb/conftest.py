@@ -23,6 +23,9 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BINARY = os.environ.get("SB_BINARY", os.path.join(REPO, ".build", "debug", "switchboard"))
 MGMT = os.environ.get("SB_TEST_MANAGEMENT_URL", "http://localhost:15672")
 AMQP_HOST = os.environ.get("SB_TEST_AMQP_HOST", "localhost")
+# The local broker's CA and its server certificate for localhost (Deploy/local/rabbitmq.sh): the admin's
+# HTTPS listener in the tests uses the same certificate.
+TLS_DIR = os.path.dirname(os.environ.get("SB_TLS_CA_FILE", os.path.join(REPO, ".rabbitmq", "tls", "ca.pem")))
 
 
 def mgmt(method, path, body=None):
@@ -182,7 +185,9 @@ class Switchboard:
             with open(os.path.join(self.config, "zz-test.yaml"), "w") as f:
                 f.write(extra_config)
         self.data = data or os.path.join(self.dir, "data")
-        self.env = dict(os.environ, SB_BROKER_URL=amqp_url(vhost), SB_DATA_DIR=self.data, SB_LOG_LEVEL="info")
+        self.env = dict(os.environ, SB_BROKER_URL=amqp_url(vhost), SB_DATA_DIR=self.data, SB_LOG_LEVEL="info",
+                        SB_ADMIN_LISTEN="127.0.0.1:0", SB_ADMIN_TLS_CERT=os.path.join(TLS_DIR, "server.pem"),
+                        SB_ADMIN_TLS_KEY=os.path.join(TLS_DIR, "server.key"))
         self.env.update(env or {})
         self.store_url = store_url or "sqlite"
         self.env["SB_STORE_URL"] = self.store_url
@@ -208,6 +213,16 @@ class Switchboard:
     def output(self):
         with open(self.log_path, "rb") as f:
             return f.read().decode(errors="replace")
+
+    def admin_url(self, timeout=15):
+        """The web UI's URL, as the process printed it once its listener was bound."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for line in self.output().splitlines():
+                if "web UI and API at " in line:
+                    return line.split("web UI and API at ", 1)[1].strip().rstrip("/")
+            time.sleep(0.1)
+        raise RuntimeError("no web UI URL in the output:\n" + self.output())
 
     def stop(self, sig=signal.SIGTERM, timeout=20):
         if self.proc and self.proc.poll() is None:

@@ -1,0 +1,147 @@
+import AMQP
+import Foundation
+import Hummingbird
+import HummingbirdAuth
+import HummingbirdCore
+import HummingbirdTLS
+import Logging
+import Mustache
+import NIOCore
+import NIOSSL
+import Rules
+import ServiceLifecycle
+import Store
+import Switchboard
+
+/// Everything the routes share.
+struct AdminServices: Sendable {
+    let config: SwitchboardConfig
+    let settings: AdminSettings
+    let store: any AdminStore
+    let parked: ParkedQueue
+    let management: Management
+    let jobs: ParkedJobs
+    let accounts: Accounts
+    let limiter = SignInLimiter()
+    let library: MustacheLibrary
+    let logger: Logger
+    let parkedCache = ParkedCache()
+}
+
+/// The newest browse of the parked queue, for two seconds: pages and the live feed ask often, and each
+/// browse takes the messages out of sight for a moment.
+actor ParkedCache {
+    private var last: (at: Date, value: (total: Int, messages: [ParkedMessage]))?
+
+    func get(_ queue: ParkedQueue, fresh: Bool = false) async throws -> (total: Int, messages: [ParkedMessage]) {
+        if !fresh, let last, Date().timeIntervalSince(last.at) < 2 { return last.value }
+        let value = try await Blocking.run { try queue.browse(limit: 1000) }
+        last = (Date(), value)
+        return value
+    }
+
+    func invalidate() { last = nil }
+}
+
+/// The administrator's view as a service: the web UI and the JSON API on one HTTPS listener.
+package enum AdminServer {
+    /// Builds the server for `switchboard run` and `switchboard admin` (and the tests, with port 0).
+    /// `onListening` hears the URL once the listener is bound.
+    package static func build(
+        config: SwitchboardConfig, store: any AdminStore, logger: Logger, onListening: @escaping @Sendable (String) -> Void = { _ in }
+    ) throws -> any Service {
+        guard let settings = config.admin else { throw AdminError("the configuration has no admin section") }
+        let options = try Application.brokerOptions(config)
+        let parked = ParkedQueue(options: options, logger: logger)
+        let services = AdminServices(
+            config: config, settings: settings, store: store, parked: parked,
+            management: Management(settings: settings, broker: options),
+            jobs: ParkedJobs(queue: parked, store: store, config: config, logger: logger), accounts: Accounts(settings),
+            library: Pages.library, logger: logger)
+        if settings.users.allSatisfy({ $0.passwordHash.isEmpty }) && settings.tokens.isEmpty {
+            logger.warning("admin: no user has a password hash and no token is configured: nobody can sign in")
+        }
+
+        let router = Router(context: AdminContext.self)
+        router.add(middleware: ErrorPages())
+        router.add(middleware: SessionMiddleware(
+            storage: MemoryPersistDriver(),
+            configuration: .init(
+                sessionCookieParameters: .init(name: "sb_session", path: "/", secure: !settings.plainHTTP, sameSite: .lax),
+                keyPrefix: "sb.session.", defaultSessionExpiration: .seconds(settings.sessionMinutes * 60))))
+        router.add(middleware: AuthMiddleware(accounts: services.accounts))
+        APIRoutes(s: services).add(to: router)
+        PageRoutes(s: services).add(to: router)
+
+        guard let (host, port) = AdminSettings.hostPort(settings.listen) else { throw AdminError("admin.listen '\(settings.listen)' is not host:port") }
+        let scheme = settings.plainHTTP ? "http" : "https"
+        let server: HTTPServerBuilder
+        if settings.plainHTTP {
+            server = .http1()
+        } else {
+            server = try .tls(.http1(), tlsConfiguration: try tls(settings))
+        }
+        var appLogger = logger
+        appLogger[metadataKey: "sb.role"] = "admin"
+        return Hummingbird.Application(
+            router: router, server: server,
+            configuration: .init(address: .hostname(host, port: port), serverName: "switchboard"),
+            onServerRunning: { channel in
+                let bound = channel.localAddress?.port ?? port
+                // The local certificate (Deploy/local) is for localhost: show the name a browser can verify.
+                let shown = host == "127.0.0.1" || host == "::1" ? "localhost" : host.contains(":") ? "[\(host)]" : host
+                onListening("\(scheme)://\(shown):\(bound)/")
+            },
+            logger: appLogger)
+    }
+
+    /// TLS 1.2 and 1.3 only, with the configured certificate chain and key.
+    static func tls(_ settings: AdminSettings) throws -> TLSConfiguration {
+        guard let certFile = settings.tlsCertFile, let keyFile = settings.tlsKeyFile else {
+            throw AdminError("admin: HTTPS needs tls_cert_file and tls_key_file")
+        }
+        do {
+            let chain = try NIOSSLCertificate.fromPEMFile(certFile).map { NIOSSLCertificateSource.certificate($0) }
+            let key = try NIOSSLPrivateKey(file: keyFile, format: .pem)
+            var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+            tls.minimumTLSVersion = .tlsv12
+            return tls
+        } catch {
+            throw AdminError("admin: cannot load the TLS certificate \(certFile) or key \(keyFile): \(error)")
+        }
+    }
+}
+
+package struct AdminError: Error, CustomStringConvertible {
+    package var description: String
+    init(_ d: String) { description = d }
+}
+
+/// Errors as pages or JSON, never a stack trace or a bare status line: 404s and the rest of HTTPError
+/// become `ProblemError`s, and anything unexpected is logged and answered 500 without its details.
+struct ErrorPages: RouterMiddleware {
+    typealias Context = AdminContext
+
+    func handle(_ request: Request, context: AdminContext, next: (Request, AdminContext) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let e as ProblemError {
+            return AuthMiddleware.secure(try e.response(from: request, context: context))
+        } catch let e as HTTPError {
+            let detail = e.status == .notFound ? "there is nothing at \(request.uri.path)" : (e.body ?? e.status.reasonPhrase)
+            return AuthMiddleware.secure(try ProblemError(status: e.status, detail: detail).response(from: request, context: context))
+        } catch let e as AMQPError {
+            context.logger.error("admin: broker", metadata: ["sb.error": "\(e)"])
+            return AuthMiddleware.secure(try ProblemError(status: .badGateway, detail: "the broker did not answer: \(e)")
+                .response(from: request, context: context))
+        } catch let e as StoreError {
+            context.logger.error("admin: store", metadata: ["sb.error": "\(e)"])
+            return AuthMiddleware.secure(try ProblemError(status: .serviceUnavailable, detail: "the store did not answer: \(e.message)")
+                .response(from: request, context: context))
+        } catch {
+            context.logger.error("admin: request failed", metadata: ["sb.path": "\(request.uri.path)", "sb.error": "\(error)"])
+            return AuthMiddleware.secure(try ProblemError(status: .internalServerError, detail: "an internal error; the log has its details")
+                .response(from: request, context: context))
+        }
+    }
+}

@@ -1,0 +1,153 @@
+import AMQP
+import Foundation
+import Rules
+import Switchboard
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// A queue as RabbitMQ's management API describes it.
+struct QueueInfo: Sendable {
+    var name: String
+    var messages: Int
+    var consumers: Int
+    /// The `timestamp` property of the message at the head, when it has one (Switchboard's own messages do).
+    var headTimestamp: Date?
+}
+
+/// RabbitMQ's management API, read for queue depths, consumers and the oldest message's age: one
+/// request for every queue of the vhost.
+struct Management: Sendable {
+    var base: String
+    var user: String
+    var password: String
+    var vhost: String
+
+    init(settings: AdminSettings, broker: ConnectionOptions) {
+        base = settings.managementURL ?? "\(broker.tls ? "https" : "http")://\(broker.host):\(broker.tls ? 15671 : 15672)"
+        while base.hasSuffix("/") { base.removeLast() }
+        user = broker.user
+        password = broker.password
+        vhost = broker.vhost
+        if let u = URLComponents(string: base), let name = u.user {
+            user = name
+            password = u.password ?? ""
+            var stripped = u
+            stripped.user = nil
+            stripped.password = nil
+            base = stripped.string ?? base
+        }
+    }
+
+    var redacted: String { base }
+
+    func queues() async throws -> [String: QueueInfo] {
+        let v = vhost.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? vhost
+        guard let url = URL(string: "\(base)/api/queues/\(v)?columns=name,messages,consumers,head_message_timestamp") else {
+            throw ProblemError(status: .internalServerError, detail: "management_url \(base) is not a URL")
+        }
+        var request = URLRequest(url: url, timeoutInterval: 5)
+        request.setValue("Basic " + Data("\(user):\(password)".utf8).base64EncodedString(), forHTTPHeaderField: "Authorization")
+        let (data, response) = try await URLSession.shared.data(for: request)
+        guard let http = response as? HTTPURLResponse, http.statusCode == 200 else {
+            let code = (response as? HTTPURLResponse)?.statusCode ?? 0
+            throw ProblemError(status: .badGateway, detail: "RabbitMQ's management API at \(base) answered \(code)")
+        }
+        guard let list = try JSONSerialization.jsonObject(with: data) as? [[String: Any]] else { return [:] }
+        var out: [String: QueueInfo] = [:]
+        for q in list {
+            guard let name = q["name"] as? String else { continue }
+            let ts = (q["head_message_timestamp"] as? NSNumber).map { Date(timeIntervalSince1970: $0.doubleValue) }
+            out[name] = QueueInfo(
+                name: name, messages: (q["messages"] as? NSNumber)?.intValue ?? 0, consumers: (q["consumers"] as? NSNumber)?.intValue ?? 0,
+                headTimestamp: ts)
+        }
+        return out
+    }
+}
+
+struct EndpointHealth: Sendable {
+    var name: String
+    var description: String
+    var inbound: Int?
+    var inboundConsumers: Int?
+    var outbound: Int?
+    var outboundConsumers: Int?
+    var parked: Int
+    var oldestAge: TimeInterval?
+    /// operational, warning, error
+    var status: String
+    var reasons: [String]
+
+    var json: JSONText {
+        .object([
+            "name": .string(name), "description": .string(description), "status": .string(status),
+            "reasons": .array(reasons.map { .string($0) }),
+            "inbound": .object(["queue": .string(Contract.inboundQueue(name)), "messages": inbound.map { .int($0) } ?? .null,
+                                "consumers": inboundConsumers.map { .int($0) } ?? .null]),
+            "outbound": .object(["queue": .string(Contract.outboundQueue(name)), "messages": outbound.map { .int($0) } ?? .null,
+                                 "consumers": outboundConsumers.map { .int($0) } ?? .null]),
+            "parked": .int(parked),
+            "oldest_message_age_seconds": oldestAge.map { .double(($0 * 1000).rounded() / 1000) } ?? .null,
+        ])
+    }
+}
+
+struct HealthReport: Sendable {
+    var endpoints: [EndpointHealth]
+    var delayed: Int?
+    var parkedTotal: Int?
+    var brokerError: String?
+    var at: Date
+
+    var json: JSONText {
+        .object([
+            "at": .string(Time.iso(at)), "broker_error": .optional(brokerError), "delayed_pending": delayed.map { .int($0) } ?? .null,
+            "parked_total": parkedTotal.map { .int($0) } ?? .null, "endpoints": .array(endpoints.map(\.json)),
+        ])
+    }
+
+    static func assess(
+        config: SwitchboardConfig, settings: AdminSettings, queues: [String: QueueInfo]?, brokerError: String?,
+        parked: (total: Int, messages: [ParkedMessage])?, now: Date
+    ) -> HealthReport {
+        var parkedBy: [String: Int] = [:]
+        for p in parked?.messages ?? [] { parkedBy[p.endpoint ?? "", default: 0] += 1 }
+        let endpoints = config.endpointNames.map { name -> EndpointHealth in
+            let e = config.endpoints[name]
+            var h = EndpointHealth(name: name, description: e?.description ?? "", parked: parkedBy[name] ?? 0, status: "operational", reasons: [])
+            guard let queues else {
+                h.status = "error"
+                h.reasons = ["broker unreachable: \(brokerError ?? "no answer")"]
+                return h
+            }
+            let inbound = queues[Contract.inboundQueue(name)]
+            let outbound = queues[Contract.outboundQueue(name)]
+            h.inbound = inbound?.messages
+            h.inboundConsumers = inbound?.consumers
+            h.outbound = outbound?.messages
+            h.outboundConsumers = outbound?.consumers
+            let heads = [inbound, outbound].compactMap { $0?.messages ?? 0 > 0 ? $0?.headTimestamp : nil }
+            h.oldestAge = heads.min().map { max(0, now.timeIntervalSince($0)) }
+            var errors: [String] = []
+            var warnings: [String] = []
+            if inbound == nil { errors.append("queue \(Contract.inboundQueue(name)) does not exist: Switchboard has not declared its topology") }
+            if let inbound, inbound.consumers == 0 { errors.append("no consumer on \(inbound.name): no intake is running") }
+            for q in [inbound, outbound].compactMap({ $0 }) where q.messages > settings.warnDepth {
+                warnings.append("\(q.name) holds \(q.messages) messages (over \(settings.warnDepth))")
+            }
+            if let age = h.oldestAge, age > Double(settings.warnAgeSeconds) {
+                warnings.append("the oldest waiting message is \(Time.duration(age)) old (over \(settings.warnAgeSeconds) s)")
+            }
+            if let outbound, outbound.consumers == 0, outbound.messages > 0 {
+                warnings.append("nobody consumes \(outbound.name): the ESB is not reading its messages")
+            }
+            if h.parked > 0 { warnings.append("\(h.parked) parked message(s)") }
+            h.status = !errors.isEmpty ? "error" : !warnings.isEmpty ? "warning" : "operational"
+            h.reasons = errors + warnings
+            return h
+        }
+        let delayed = queues.map { $0.values.filter { $0.name.hasPrefix("sb.delay.") }.reduce(0) { $0 + $1.messages } }
+        return HealthReport(endpoints: endpoints, delayed: delayed, parkedTotal: parked?.total, brokerError: brokerError, at: now)
+    }
+}

@@ -1,0 +1,272 @@
+import Foundation
+import Hummingbird
+import HummingbirdAuth
+import JSONPath
+import Mustache
+import NIOCore
+import Rules
+import Store
+import Switchboard
+
+/// Rendering: every page gets the signed-in user, the form token and the navigation.
+enum Pages {
+    /// The templates are constants of the binary: a broken one fails every test that renders a page.
+    static let library: MustacheLibrary = {
+        var l = MustacheLibrary()
+        for (name, text) in Templates.all {
+            do { try l.register(text, named: name) } catch { fatalError("template \(name): \(error)") }
+        }
+        return l
+    }()
+
+    static func html(_ text: String, status: HTTPResponse.Status = .ok) -> Response {
+        Response(status: status, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+
+    static func problem(_ status: HTTPResponse.Status, _ detail: String) -> Response {
+        let text = library.render(["title": "\(status.code)", "status": "\(status.code) \(status.reasonPhrase)", "detail": detail], withTemplate: "problem")
+        return html(text ?? detail, status: status)
+    }
+}
+
+struct PageRoutes {
+    let s: AdminServices
+
+    func render(_ name: String, _ c: AdminContext, title: String, nav: String? = nil, _ model: [String: Any]) -> Response {
+        var m = model
+        m["title"] = title
+        m["page"] = name
+        if let id = c.identity {
+            m["user"] = id.name
+            m["role"] = id.role.rawValue
+            m["operator"] = id.role >= .operator
+        }
+        m["csrf"] = c.csrf ?? ""
+        if let nav { m[nav] = true }
+        return Pages.html(s.library.render(m, withTemplate: name) ?? "template \(name) failed")
+    }
+
+    func add(to router: Router<AdminContext>) {
+        router.get("/static/app.css") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/css; charset=utf-8", .cacheControl: "max-age=300"], body: .init(byteBuffer: ByteBuffer(string: Static.css)))
+        }
+        router.get("/static/app.js") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/javascript; charset=utf-8", .cacheControl: "max-age=300"], body: .init(byteBuffer: ByteBuffer(string: Static.js)))
+        }
+        router.get("/sign-in") { r, c in
+            render("signin", c, title: "Sign in", ["next": Self.safeNext(r.uri.queryParameters.get("next"))])
+        }
+        router.post("/sign-in") { r, c in
+            var r = r
+            let form = try await Form.read(&r, context: c)
+            let user = form.first("user") ?? ""
+            let next = Self.safeNext(form.first("next"))
+            let address = c.remoteAddress
+            let keys = ["user:\(user)", "address:\(address)"]
+            if s.limiter.blocked(keys) {
+                s.logger.warning("admin: sign-in refused, too many failures", metadata: ["sb.user": "\(user)", "sb.address": "\(address)"])
+                var resp = render("signin", c, title: "Sign in", ["next": next, "error": "Too many failed attempts: wait a few minutes."])
+                resp.status = .tooManyRequests
+                return resp
+            }
+            guard let account = await s.accounts.verify(user: user, password: form.first("password") ?? "") else {
+                s.limiter.failed(keys)
+                s.logger.notice("admin: sign-in failed", metadata: ["sb.user": "\(user)", "sb.address": "\(address)"])
+                var resp = render("signin", c, title: "Sign in", ["next": next, "error": "Unknown user or wrong password."])
+                resp.status = .unauthorized
+                return resp
+            }
+            s.limiter.succeeded(keys)
+            c.sessions.createSession(AdminSession(user: account.name, csrf: Random.token()), expiresIn: .seconds(s.settings.sessionMinutes * 60))
+            s.logger.notice("admin: signed in", metadata: ["sb.user": "\(account.name)", "sb.address": "\(address)"])
+            return Response(status: .seeOther, headers: [.location: next])
+        }
+        router.post("/sign-out") { _, c in
+            c.sessions.clearSession()
+            return Response(status: .seeOther, headers: [.location: "/sign-in"])
+        }
+        router.get("/") { _, c in
+            let feed = try await s.feed(FeedFilter())
+            let recent = feed.items.filter { $0.conversationId != nil }.prefix(15).map { i -> [String: Any] in
+                ["at": Self.time(i.at), "conversation": i.conversationId ?? "", "endpoint": i.endpoint ?? "", "type": i.type, "state": i.state]
+            }
+            let parked = (try? await s.parkedCache.get(s.parked).total) ?? 0
+            return render("home", c, title: "Conversations", nav: "navHome", [
+                "recent": Array(recent), "conversations": try await s.store.conversationCount(), "parked": parked,
+                "hash": String(s.config.source.contentHash.prefix(12)),
+            ])
+        }
+        router.get("/search") { r, c in
+            let q = (r.uri.queryParameters.get("q") ?? "").trimmingCharacters(in: .whitespaces)
+            let hits = q.isEmpty ? [] : try await s.store.tickets(q, endpoints: s.config.endpointNames)
+            if Set(hits.map(\.conversationId)).count == 1 {
+                return Response(status: .seeOther, headers: [.location: "/conversations/\(hits[0].conversationId)"])
+            }
+            return render("search", c, title: "Ticket \(q)", nav: "navHome", [
+                "query": q, "hits": hits.map { ["endpoint": $0.endpoint, "ticketId": $0.ticketId, "conversationId": $0.conversationId] },
+            ])
+        }
+        router.get("/conversations/:id") { _, c in
+            let r = try await s.conversation(try c.parameters.require("id"))
+            return render("conversation", c, title: "Conversation", nav: "navHome", Self.model(r))
+        }
+        router.get("/conversations/:id/export") { _, c in
+            let id = try c.parameters.require("id")
+            let r = try await s.conversation(id)
+            return ConversationView.json(r).response(headers: [.contentDisposition: "attachment; filename=\"conversation-\(id).json\""])
+        }
+        router.get("/feed") { r, c in
+            let f = try FeedFilter(r, config: s.config)
+            let (items, next) = try await s.feed(f)
+            func options(_ values: [String], _ chosen: String?) -> [[String: Any]] { values.map { ["value": $0, "selected": $0 == chosen] } }
+            return render("feed", c, title: "Message feed", nav: "navFeed", [
+                "items": items.map { i -> [String: Any] in
+                    var m: [String: Any] = [
+                        "cursor": Int(i.cursor), "at": Self.time(i.at), "state": i.state, "endpoint": i.endpoint ?? "", "type": i.type,
+                        "who": i.who ?? "", "rules": i.rules.joined(separator: ", "), "summary": i.summary,
+                    ]
+                    if let conv = i.conversationId { m["conversation"] = conv; m["short"] = String(conv.prefix(8)) }
+                    if let p = i.parkedId { m["parkedId"] = p }
+                    return m
+                },
+                "endpointOptions": options(s.config.endpointNames, f.endpoint), "stateOptions": options(FeedItem.states, f.state),
+                "ruleOptions": options(s.config.rules.map(\.name), f.rule), "ticket": f.ticket ?? "",
+                "since": f.since.map(Time.iso) ?? "", "until": f.until.map(Time.iso) ?? "", "apiQuery": f.query,
+                "older": next.map { "/feed?\(f.query.isEmpty ? "" : f.query + "&")before=\($0)" } as Any,
+            ])
+        }
+        router.get("/endpoints") { _, c in
+            let h = await s.health()
+            return render("endpoints", c, title: "Endpoints", nav: "navEndpoints", [
+                "at": Self.time(h.at), "brokerError": h.brokerError as Any, "delayed": h.delayed.map(String.init) ?? "?",
+                "parkedTotal": h.parkedTotal.map(String.init) ?? "?", "warnDepth": s.settings.warnDepth, "warnAge": s.settings.warnAgeSeconds,
+                "endpoints": h.endpoints.map { e -> [String: Any] in
+                    [
+                        "name": e.name, "description": e.description, "status": e.status, "reasons": e.reasons,
+                        "inbound": e.inbound.map(String.init) ?? "?", "inboundConsumers": e.inboundConsumers.map(String.init) ?? "?",
+                        "outbound": e.outbound.map(String.init) ?? "?", "outboundConsumers": e.outboundConsumers.map(String.init) ?? "?",
+                        "parked": e.parked, "oldest": e.oldestAge.map(Time.duration) ?? "–",
+                    ]
+                },
+            ])
+        }
+        router.get("/parked") { r, c in
+            let group = r.uri.queryParameters.get("group")
+            let list = try await s.parkedList(group: group)
+            let shown = group == nil ? Array(list.messages.prefix(200)) : list.messages
+            return render("parked", c, title: "Parked messages", nav: "navParked", [
+                "total": list.total, "shown": shown.count, "group": group as Any, "hasMessages": !shown.isEmpty,
+                "groups": list.groups.map {
+                    ["reason": $0.reason, "count": $0.count, "encoded": $0.reason.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""]
+                },
+                "messages": shown.map {
+                    ["id": $0.id, "parkedAt": $0.parkedAt, "endpoint": $0.endpoint ?? "", "stage": $0.stage, "messageId": $0.messageId ?? "(none)", "reason": $0.reason]
+                },
+            ])
+        }
+        router.get("/parked/:id") { _, c in
+            let m = try await s.parkedMessage(try c.parameters.require("id"))
+            return render("parkedone", c, title: "Parked message", nav: "navParked", [
+                "id": m.id, "reason": m.reason, "parkedAt": m.parkedAt, "stage": m.stage, "endpoint": m.endpoint ?? "",
+                "messageId": m.messageId ?? "(none)", "exchange": m.original?.exchange ?? "?", "routingKey": m.original?.routingKey ?? "?",
+                "properties": m.propertyList.map { ["name": $0.0, "value": $0.1] }, "body": m.bodyText,
+            ])
+        }
+        router.post("/parked/actions") { r, c in
+            let who = try c.require(.operator)
+            var r = r
+            let form = try await Form.read(&r, context: c)
+            let job = try await s.startJob(action: form.first("action"), ids: form.all("ids"), reason: form.first("reason"), identity: who)
+            return Response(status: .seeOther, headers: [.location: "/parked/actions/\(job.id)"])
+        }
+        router.get("/parked/actions/:job") { _, c in
+            guard let j = s.jobs.get(try c.parameters.require("job")) else { throw ProblemError(status: .notFound, detail: "no such job") }
+            return render("job", c, title: "Parked messages", nav: "navParked", [
+                "id": j.id, "action": j.action.capitalized, "total": j.total, "done": j.done, "replayed": j.replayed, "discarded": j.discarded,
+                "failed": j.failed, "missing": j.missing, "state": j.state, "running": j.state == "running", "error": j.error as Any,
+                "who": j.who, "reason": j.reason,
+            ])
+        }
+        router.post("/parked/actions/:job/cancel") { _, c in
+            _ = try c.require(.operator)
+            let id = try c.parameters.require("job")
+            guard s.jobs.cancel(id) != nil else { throw ProblemError(status: .notFound, detail: "no such job") }
+            return Response(status: .seeOther, headers: [.location: "/parked/actions/\(id)"])
+        }
+        router.get("/config") { _, c in
+            let src = s.config.source
+            return render("config", c, title: "Configuration", nav: "navConfig", [
+                "hash": src.contentHash, "loadedAt": Self.time(src.loadedAt), "files": src.files,
+                "endpoints": s.config.endpointNames.compactMap { s.config.endpoints[$0] }.map {
+                    ["name": $0.name, "description": $0.description, "ticketId": $0.ticketId.source]
+                },
+                "rules": s.config.rules.map {
+                    [
+                        "name": $0.name, "priority": $0.priority, "from": $0.from.isEmpty ? "any" : $0.from.sorted().joined(separator: ", "),
+                        "types": $0.timer.map { "timer \($0)" } ?? ($0.types.isEmpty ? "any" : $0.types.sorted().joined(separator: ", ")),
+                        "description": $0.description, "location": $0.location.description,
+                    ]
+                },
+            ])
+        }
+        router.get("/audit") { _, c in
+            let records = try await s.store.audit(limit: 200, withoutConversation: false)
+            return render("audit", c, title: "Audit", nav: "navAudit", [
+                "records": records.map {
+                    [
+                        "at": Self.time($0.at), "who": $0.who, "action": $0.action, "reason": $0.reason, "messageId": $0.messageId ?? "",
+                        "conversationId": $0.conversationId as Any, "detail": $0.detail,
+                    ]
+                },
+            ])
+        }
+    }
+
+    static func time(_ d: Date) -> String {
+        Time.iso(d).replacingOccurrences(of: "T", with: " ").replacingOccurrences(of: "Z", with: "")
+    }
+
+    /// Only a path of ours: never another site (`//evil`, `https://...`).
+    static func safeNext(_ next: String?) -> String {
+        guard let next, next.hasPrefix("/"), !next.hasPrefix("//"), !next.contains("\\") else { return "/" }
+        return next
+    }
+
+    static func label(_ kind: String) -> String {
+        [
+            "received": "received", "rule-matched": "rule matched", "attribute": "attribute", "counter": "counter",
+            "sent": "sent", "acked": "ack ok", "ack-error": "error ack", "ack-unhandled": "unhandled ack", "no-rule": "no rule matched",
+            "dropped": "dropped", "delay-scheduled": "timer scheduled", "timer-fired": "timer fired", "linked": "linked", "warning": "warning",
+            "admin-replay": "replayed", "admin-discard": "discarded",
+        ][kind] ?? kind
+    }
+
+    static func model(_ r: ConversationRecord) -> [String: Any] {
+        let s = r.snapshot
+        return [
+            "id": s.id, "version": s.version, "createdAt": time(r.createdAt), "updatedAt": time(r.updatedAt),
+            "tickets": s.references.sorted { $0.key < $1.key }.map { ["endpoint": $0.key, "ticketId": $0.value] },
+            "attributes": s.attributes.sorted { $0.key < $1.key }.map { ["name": $0.key, "value": $0.value.serializedString] },
+            "counters": s.counters.sorted { $0.key < $1.key }.map { ["name": $0.key, "value": $0.value] },
+            "entries": ConversationView.entries(r).map { v -> [String: Any] in
+                let e = v.entry
+                var m: [String: Any] = [
+                    "at": time(e.at), "kind": e.kind, "label": label(e.kind), "endpoint": e.endpoint ?? "", "who": e.who ?? "",
+                    "rule": e.rule ?? "", "detail": e.detail,
+                ]
+                if let hop = v.hop { m["hop"] = Time.duration(hop) }
+                if e.kind == "no-rule", let body = e.body, case .array(let misses)? = try? JSON.parse(body) {
+                    m["why"] = true
+                    m["misses"] = misses.map { ["rule": $0["rule"]?.stringValue ?? "", "reason": $0["reason"]?.stringValue ?? ""] }
+                } else if let body = e.body {
+                    m["body"] = Pretty.body(body) ?? body
+                } else if let o = v.outbound {
+                    m["body"] = Pretty.body(String(decoding: o.outbound.body, as: UTF8.self)) ?? ""
+                }
+                if let f = v.outbound?.failure { m["failure"] = f }
+                return m
+            },
+        ]
+    }
+}
+

@@ -1,0 +1,193 @@
+import Foundation
+import JSONPath
+import Rules
+import Store
+import Switchboard
+
+/// What one inbound message (or timer firing) became, read off its timeline entries.
+struct FeedItem: Sendable {
+    var cursor: Int64
+    var at: Date
+    var conversationId: String?
+    var endpoint: String?
+    var who: String?
+    var messageId: String?
+    var type: String
+    /// parked, no-rule, dropped, delayed, sent, acked, failed, processed
+    var state: String
+    var rules: [String]
+    var summary: String
+    var parkedId: String?
+
+    static let states = ["parked", "no-rule", "dropped", "delayed", "sent", "acked", "failed", "processed"]
+
+    init(_ g: TimelineGroup) {
+        let first = g.entries.first
+        let kinds = Set(g.entries.map(\.kind))
+        cursor = g.cursor
+        at = first?.at ?? Date(timeIntervalSince1970: 0)
+        conversationId = first?.conversationId
+        endpoint = first?.endpoint
+        who = first?.who
+        messageId = first?.messageId
+        rules = g.entries.filter { $0.kind == "rule-matched" || $0.kind == "dropped" }.compactMap(\.rule)
+        switch first?.kind {
+        case "received": type = first.map { String($0.detail.prefix { $0 != " " }) } ?? "?"
+        case "acked", "ack-error": type = "ack"
+        case "timer-fired": type = "timer"
+        default: type = first?.kind ?? "?"
+        }
+        let sent = g.entries.filter { $0.kind == "sent" }
+        if kinds.contains("ack-unhandled") || first?.kind == "ack-error" {
+            state = "failed"
+        } else if first?.kind == "acked" {
+            state = "acked"
+        } else if kinds.contains("dropped") {
+            state = "dropped"
+        } else if kinds.contains("no-rule") {
+            state = "no-rule"
+        } else if sent.contains(where: { $0.detail.contains("(leaves in ") }) || (sent.isEmpty && kinds.contains("delay-scheduled")) {
+            state = "delayed"
+        } else if !sent.isEmpty {
+            state = "sent"
+        } else {
+            state = "processed"
+        }
+        summary = first?.detail ?? ""
+        if !sent.isEmpty { summary += "; sent " + sent.map { $0.detail.prefix { $0 != ":" } }.joined(separator: ", ") }
+    }
+
+    init(parked p: ParkedMessage) {
+        cursor = 0
+        at = Time.parse(p.parkedAt) ?? Date(timeIntervalSince1970: 0)
+        conversationId = nil
+        endpoint = p.endpoint
+        who = nil
+        messageId = p.messageId
+        type = p.original?.properties.type ?? "?"
+        state = "parked"
+        rules = []
+        summary = p.reason
+        parkedId = p.id
+    }
+
+    var json: JSONText {
+        .object([
+            "cursor": .int(Int(cursor)), "at": .string(Time.iso(at)), "conversation_id": .optional(conversationId),
+            "endpoint": .optional(endpoint), "who": .optional(who), "message_id": .optional(messageId), "type": .string(type),
+            "state": .string(state), "rules": .array(rules.map { .string($0) }), "summary": .string(summary),
+            "parked_id": .optional(parkedId),
+        ])
+    }
+}
+
+/// A timeline entry as shown: with its time, the time since the message it answers (an ack after its
+/// outbound message), and its body pretty-printed.
+struct EntryView: Sendable {
+    var entry: TimelineEntry
+    var hop: TimeInterval?
+    var answers: String?
+    var outbound: OutboundRecord?
+    var audit: AuditRecord?
+
+    var json: JSONText {
+        let e = entry
+        var members: [(String, JSONText)] = [
+            ("at", .string(Time.iso(e.at))), ("kind", .string(e.kind)), ("endpoint", .optional(e.endpoint)), ("who", .optional(e.who)),
+            ("message_id", .optional(e.messageId)), ("rule", .optional(e.rule)), ("detail", .string(e.detail)),
+            ("body", .optional(e.body)),
+        ]
+        members.append(("answers", .optional(answers)))
+        members.append(("hop_ms", hop.map { .int(Int(($0 * 1000).rounded())) } ?? .null))
+        if let o = outbound {
+            members.append(("outbound", .object([
+                "target": .string(o.outbound.target), "type": .string(o.outbound.type), "delay_ms": .int(o.outbound.delayMs),
+                "body": .string(String(decoding: o.outbound.body, as: UTF8.self)),
+                "failed_at": o.failedAt.map { .string(Time.iso($0)) } ?? .null, "failure": .optional(o.failure),
+            ])))
+        }
+        return .dict(members)
+    }
+}
+
+enum ConversationView {
+    /// The timeline with administrators' actions merged in by time, and the hops measured.
+    static func entries(_ r: ConversationRecord) -> [EntryView] {
+        var sentAt: [String: Date] = [:]
+        var out: [EntryView] = []
+        for e in r.timeline {
+            var v = EntryView(entry: e)
+            if e.kind == "sent", let id = e.messageId {
+                sentAt[id] = e.at
+                v.outbound = r.outbound[id]
+            }
+            if e.kind == "acked" || e.kind == "ack-error", let id = answered(e.detail) {
+                v.answers = id
+                if let sent = sentAt[id] { v.hop = e.at.timeIntervalSince(sent) }
+            }
+            out.append(v)
+        }
+        for a in r.audit {
+            let e = TimelineEntry(
+                conversationId: r.snapshot.id, at: a.at, kind: "admin-\(a.action)", endpoint: a.endpoint, who: a.who,
+                messageId: a.messageId, detail: "\(a.action) of parked message \(a.parkedId) by \(a.who): \(a.reason) (\(a.detail))")
+            var v = EntryView(entry: e)
+            v.audit = a
+            out.append(v)
+        }
+        return out.enumerated().sorted { ($0.element.entry.at, $0.offset) < ($1.element.entry.at, $1.offset) }.map(\.element)
+    }
+
+    /// The outbound message an ack entry answers: Decide writes "<status> ack of <type> <message id> to <target>".
+    static func answered(_ detail: String) -> String? {
+        guard let m = detail.firstMatch(of: #/ack of \S+ (\S+) to /#) else { return nil }
+        return String(m.1)
+    }
+
+    static func json(_ r: ConversationRecord) -> JSONText {
+        let s = r.snapshot
+        return .dict([
+            ("id", .string(s.id)), ("version", .int(s.version)),
+            ("created_at", .string(Time.iso(r.createdAt))), ("updated_at", .string(Time.iso(r.updatedAt))),
+            ("tickets", .array(s.references.sorted { $0.key < $1.key }.map { .object(["endpoint": .string($0.key), "ticket_id": .string($0.value)]) })),
+            ("attributes", .dict(s.attributes.sorted { $0.key < $1.key }.map { ($0.key, .raw($0.value.serializedString)) })),
+            ("counters", .dict(s.counters.sorted { $0.key < $1.key }.map { ($0.key, .int($0.value)) })),
+            ("timeline", .array(entries(r).map(\.json))),
+        ])
+    }
+}
+
+/// JSON bodies indented for reading; anything else as it is.
+enum Pretty {
+    static func body(_ text: String?) -> String? {
+        guard let text else { return nil }
+        guard let json = try? JSON.parse(text) else { return text }
+        var out = ""
+        write(json, indent: 0, &out)
+        return out
+    }
+
+    static func write(_ v: JSON, indent: Int, _ out: inout String) {
+        let pad = String(repeating: "  ", count: indent + 1)
+        let end = String(repeating: "  ", count: indent)
+        switch v {
+        case .array(let items) where !items.isEmpty:
+            out += "[\n"
+            for (n, item) in items.enumerated() {
+                out += pad
+                write(item, indent: indent + 1, &out)
+                out += n < items.count - 1 ? ",\n" : "\n"
+            }
+            out += end + "]"
+        case .object(let members) where !members.isEmpty:
+            out += "{\n"
+            for (n, key) in members.keys.sorted().enumerated() {
+                out += pad + JSON.string(key).serializedString + ": "
+                write(members[key]!, indent: indent + 1, &out)
+                out += n < members.count - 1 ? ",\n" : "\n"
+            }
+            out += end + "}"
+        default: out += v.serializedString
+        }
+    }
+}

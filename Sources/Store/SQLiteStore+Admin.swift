@@ -1,0 +1,99 @@
+import Foundation
+import GRDB
+import Rules
+
+/// The administrator's reads run on GRDB's reader connections (async: they never hold an HTTP event
+/// loop), beside the writer, in WAL mode: a page never blocks a commit.
+extension SQLiteStore: AdminStore {
+    package func tickets(_ ticketId: String, endpoints: [String]) async throws -> [TicketHit] {
+        try await pool.read { db in
+            try endpoints.compactMap { endpoint in
+                try String.fetchOne(
+                    db.cachedStatement(sql: "SELECT conversation_id FROM reference WHERE endpoint = ? AND ticket_id = ?"),
+                    arguments: [endpoint, ticketId]
+                ).map { TicketHit(endpoint: endpoint, ticketId: ticketId, conversationId: $0) }
+            }
+        }
+    }
+
+    package func record(conversationId id: String) async throws -> ConversationRecord? {
+        try await pool.read { db in
+            guard let snapshot = try Self.snapshot(db, id: id),
+                let times = try Row.fetchOne(db, sql: "SELECT created_at, updated_at FROM conversation WHERE id = ?", arguments: [id])
+            else { return nil }
+            let rows = try String.fetchAll(
+                db.cachedStatement(sql: "SELECT entries FROM timeline_entries WHERE conversation_id = ? ORDER BY id"), arguments: [id])
+            let legacy = try Row.fetchAll(db, sql: "SELECT * FROM timeline WHERE conversation_id = ? ORDER BY id", arguments: [id]).map {
+                TimelineEntry(
+                    conversationId: $0["conversation_id"], at: Date(timeIntervalSince1970: $0["at"]), kind: $0["kind"],
+                    endpoint: $0["endpoint"], who: $0["who"], messageId: $0["message_id"], rule: $0["rule"], detail: $0["detail"])
+            }
+            let timeline = try legacy + rows.flatMap { try Self.decode($0, conversationId: id) }
+            var outbound: [String: OutboundRecord] = [:]
+            for messageId in Set(timeline.filter { $0.kind == "sent" }.compactMap(\.messageId)) {
+                guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM outbox WHERE message_id = ?"), arguments: [messageId])
+                else { continue }
+                let failedAt: Double? = row["failed_at"]
+                outbound[messageId] = OutboundRecord(
+                    outbound: Self.outbound(row), createdAt: Date(timeIntervalSince1970: row["created_at"]),
+                    failedAt: failedAt.map { Date(timeIntervalSince1970: $0) }, failure: row["failure"])
+            }
+            let audit = try Row.fetchAll(db, sql: "SELECT * FROM audit WHERE conversation_id = ? ORDER BY id", arguments: [id]).map(Self.audit)
+            return ConversationRecord(
+                snapshot: snapshot, createdAt: Date(timeIntervalSince1970: times["created_at"]),
+                updatedAt: Date(timeIntervalSince1970: times["updated_at"]), timeline: timeline, outbound: outbound, audit: audit)
+        }
+    }
+
+    package func recent(before cursor: Int64?, limit: Int, conversationId: String?) async throws -> [TimelineGroup] {
+        try await pool.read { db in
+            var sql = "SELECT id, conversation_id, entries FROM timeline_entries"
+            var conditions: [String] = []
+            var arguments: StatementArguments = []
+            if let conversationId {
+                conditions.append("conversation_id = ?")
+                _ = arguments.append(contentsOf: [conversationId])
+            }
+            if let cursor {
+                conditions.append("id < ?")
+                _ = arguments.append(contentsOf: [cursor])
+            }
+            if !conditions.isEmpty { sql += " WHERE " + conditions.joined(separator: " AND ") }
+            sql += " ORDER BY id DESC LIMIT ?"
+            _ = arguments.append(contentsOf: [limit])
+            // One row is one message's entries for one conversation (see `apply`).
+            return try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
+                TimelineGroup(cursor: row["id"], entries: try Self.decode(row["entries"], conversationId: row["conversation_id"]))
+            }
+        }
+    }
+
+    package func append(audit a: AuditRecord) async throws {
+        try await pool.write { db in
+            try db.execute(
+                sql: "INSERT INTO audit (at, who, action, reason, conversation_id, endpoint, message_id, parked_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                arguments: [a.at.timeIntervalSince1970, a.who, a.action, a.reason, a.conversationId, a.endpoint, a.messageId, a.parkedId, a.detail])
+        }
+    }
+
+    package func audit(limit: Int, withoutConversation: Bool) async throws -> [AuditRecord] {
+        try await pool.read { db in
+            try Row.fetchAll(
+                db, sql: "SELECT * FROM audit \(withoutConversation ? "WHERE conversation_id IS NULL" : "") ORDER BY id DESC LIMIT ?",
+                arguments: [limit]
+            ).map(Self.audit)
+        }
+    }
+
+    package func conversationCount() async throws -> Int {
+        // The rowid's maximum: exact while nothing was pruned, and free (count(*) reads the whole table).
+        try await pool.read { db in try Int.fetchOne(db, sql: "SELECT coalesce(max(rowid), 0) FROM conversation") ?? 0 }
+    }
+
+    static func audit(_ row: Row) -> AuditRecord {
+        AuditRecord(
+            id: row["id"], at: Date(timeIntervalSince1970: row["at"]), who: row["who"], action: row["action"], reason: row["reason"],
+            conversationId: row["conversation_id"], endpoint: row["endpoint"], messageId: row["message_id"], parkedId: row["parked_id"],
+            detail: row["detail"])
+    }
+}

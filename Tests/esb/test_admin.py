@@ -1,0 +1,365 @@
+"""The administrator's view against the real binary, broker and store: every route authenticated, roles,
+search by either side's ticket id, the timeline of messages that really flowed (an error ack, an attribute
+change, why no rule matched), the feed, endpoint health, parked messages replayed after a configuration
+fix and discarded with a reason (both audited), sign-in limits, cookies, TLS versions, no secret shown."""
+import json
+import re
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from admin_client import Admin, Secrets
+from conftest import ESB, Switchboard, incident, jira, mgmt
+
+SECRETS = Secrets()
+ENV = dict(SECRETS.env, SB_MAX_MESSAGE_BYTES="4096", LOCK_RETRY_DELAY="1s", LOCK_RETRY_MAX="2")
+
+API_GETS = ["/api/v1/me", "/api/v1/conversations?ticket=x", "/api/v1/conversations/x", "/api/v1/messages",
+            "/api/v1/endpoints", "/api/v1/parked", "/api/v1/parked/x", "/api/v1/parked/actions/x", "/api/v1/audit",
+            "/api/v1/config"]
+PAGES = ["/", "/search?q=x", "/conversations/x", "/conversations/x/export", "/feed", "/endpoints", "/parked", "/parked/x",
+         "/parked/actions/x", "/config", "/audit"]
+
+
+@pytest.fixture
+def own_vhost():
+    """A vhost of its own, for a test that starts and stops Switchboards beside the module's."""
+    name = "sb-test-admin-" + uuid.uuid4().hex[:8]
+    mgmt("PUT", f"/api/vhosts/{name}", {})
+    mgmt("PUT", f"/api/permissions/{name}/guest", {"configure": ".*", "write": ".*", "read": ".*"})
+    yield name
+    mgmt("DELETE", f"/api/vhosts/{name}")
+
+
+@pytest.fixture(scope="module")
+def hub(vhost):
+    sb = Switchboard(vhost, env=ENV).start()
+    sb.url = sb.admin_url()
+    yield sb
+    sb.stop()
+
+
+def operator(hub):
+    return Admin(hub.url, token=SECRETS.operator_token)
+
+
+def viewer(hub):
+    return Admin(hub.url, token=SECRETS.viewer_token)
+
+
+def wait_job(api, job_id, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = api.get(f"/api/v1/parked/actions/{job_id}").json()
+        if job["state"] != "running":
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} still running: {job}")
+
+
+def parked_id(api, message_id, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for m in api.get("/api/v1/parked").json()["messages"]:
+            if m["message_id"] == message_id:
+                return m
+        time.sleep(0.3)
+    raise AssertionError(f"{message_id} was not parked")
+
+
+def test_every_route_needs_credentials(hub):
+    anonymous = Admin(hub.url)
+    assert anonymous.get("/health").status == 200
+    for path in API_GETS:
+        a = anonymous.get(path)
+        assert a.status == 401, (path, a.status)
+        assert a.json()["error"]["status"] == 401
+        assert "Bearer" in a.headers["WWW-Authenticate"]
+    for path in PAGES:
+        a = anonymous.get(path)
+        assert a.status == 303 and a.headers["Location"].startswith("/sign-in"), (path, a.status)
+    for path in ["/api/v1/parked/actions", "/api/v1/parked/actions/x/cancel"]:
+        assert anonymous.post(path, body={"action": "discard", "ids": ["x"], "reason": "r"}).status == 401
+    assert anonymous.post("/parked/actions", form={"action": "discard", "ids": "x", "reason": "r"}).status == 303
+    assert Admin(hub.url, token="sbt_not-a-token").get("/api/v1/me").status == 401
+    # A known token works everywhere the API is.
+    assert viewer(hub).get("/api/v1/me").json() == {"name": "token:esb-team", "role": "viewer", "token": True}
+
+
+def test_viewer_reads_and_operator_acts(hub):
+    v, o = viewer(hub), operator(hub)
+    action = {"action": "discard", "ids": ["0000000000000000"], "reason": "test of roles"}
+    denied = v.post("/api/v1/parked/actions", body=action)
+    assert denied.status == 403 and "operator" in denied.json()["error"]["message"]
+    assert v.post("/api/v1/parked/actions/x/cancel").status == 403
+    started = o.post("/api/v1/parked/actions", body=action)
+    assert started.status == 202, started.text
+    job = wait_job(o, started.json()["id"])
+    assert job["state"] == "done" and job["missing"] == 1 and job["discarded"] == 0
+    # Sessions: a viewer's form is refused for its role, an operator's without the form token for CSRF.
+    vs = Admin(hub.url)
+    assert vs.sign_in("viewer", SECRETS.viewer_password).status == 303
+    assert vs.post("/parked/actions", form={"csrf": vs.csrf, "action": "discard", "ids": "x", "reason": "r"}).status == 403
+    os_ = Admin(hub.url)
+    assert os_.sign_in("admin", SECRETS.admin_password).status == 303
+    no_csrf = os_.post("/parked/actions", form={"action": "discard", "ids": "x", "reason": "r"})
+    assert no_csrf.status == 403 and "CSRF" in no_csrf.text
+    ok = os_.post("/parked/actions", form={"csrf": os_.csrf, "action": "discard", "ids": "x", "reason": "r"})
+    assert ok.status == 303 and ok.headers["Location"].startswith("/parked/actions/")
+    # The same form token in a header (what a page's script would send).
+    assert os_.post("/api/v1/parked/actions", body=action, headers={"X-CSRF-Token": os_.csrf}).status == 202
+    assert os_.post("/api/v1/parked/actions", body=action, headers={"X-CSRF-Token": "0" * 48}).status == 403
+
+
+def flow(esb, number, key):
+    """A ticket from A's local desk to SAP Support (created at X, acked with X's key), then an update that X
+    refuses as locked. Returns the create's and the update's outbound message ids."""
+    local = {"value": "g-local", "display_value": "Local Service Desk"}
+    esb.publish("customer-a", incident(number, assignment_group=local, sys_updated_by="alice"), message_id=f"{number}-1")
+    esb.publish("customer-a", incident(number, sys_updated_by="alice"), message_id=f"{number}-2")
+    [(create, _)] = esb.take("sb.out.vendor-x", 1)
+    assert create.type == "create"
+    esb.publish("vendor-x", {"status": "ok", "key": key}, type="ack", correlation_id=create.message_id, message_id=f"{key}-ack-1")
+    time.sleep(0.3)
+    esb.publish("customer-a", incident(number, priority="1", sys_updated_by="bob"), message_id=f"{number}-3")
+    [(update, _)] = esb.take("sb.out.vendor-x", 1)
+    assert update.type == "update"
+    esb.publish("vendor-x", {"status": "error", "code": "LOCKED", "message": "open in another session"}, type="ack",
+                correlation_id=update.message_id, message_id=f"{key}-ack-2")
+    return create.message_id, update.message_id
+
+
+def conversation_of(api, ticket, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        hits = api.get(f"/api/v1/conversations?ticket={ticket}").json()["conversations"]
+        if hits:
+            return hits
+        time.sleep(0.2)
+    raise AssertionError(f"no conversation for {ticket}")
+
+
+def test_search_by_either_ticket_and_the_timeline_of_what_flowed(hub, esb):
+    number, key = f"INC{uuid.uuid4().int % 10**7:07d}", f"VX-{uuid.uuid4().int % 10**5}"
+    create_id, update_id = flow(esb, number, key)
+    api = viewer(hub)
+    [a] = conversation_of(api, number)
+    [x] = conversation_of(api, key)
+    assert a["conversation_id"] == x["conversation_id"] and (a["endpoint"], x["endpoint"]) == ("customer-a", "vendor-x")
+    deadline = time.time() + 20
+    while True:
+        c = api.get(f"/api/v1/conversations/{a['conversation_id']}").json()
+        if any(e["kind"] == "ack-error" for e in c["timeline"]) or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    assert {t["endpoint"]: t["ticket_id"] for t in c["tickets"]} == {"customer-a": number, "vendor-x": key}
+    kinds = [e["kind"] for e in c["timeline"]]
+    for kind in ["received", "rule-matched", "attribute", "sent", "acked", "ack-error", "linked"]:
+        assert kind in kinds, (kind, kinds)
+    times = [e["at"] for e in c["timeline"]]
+    assert times == sorted(times) and all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", t) for t in times)
+    received = [e for e in c["timeline"] if e["kind"] == "received"]
+    assert received[0]["who"] == "alice" and json.loads(received[0]["body"])["number"] == number
+    attribute = next(e for e in c["timeline"] if e["kind"] == "attribute")
+    assert attribute["detail"].startswith("original_group: (none) -> ") and "Local Service Desk" in attribute["detail"]
+    acked = next(e for e in c["timeline"] if e["kind"] == "acked")
+    assert acked["answers"] == create_id and acked["hop_ms"] >= 0
+    refused = next(e for e in c["timeline"] if e["kind"] == "ack-error")
+    assert refused["answers"] == update_id and "open in another session" in refused["detail"]
+    sent = next(e for e in c["timeline"] if e["kind"] == "sent" and e["message_id"] == create_id)
+    assert sent["outbound"]["target"] == "vendor-x" and json.loads(sent["outbound"]["body"])["fields"]
+    assert c["attributes"]["original_group"]["display_value"] == "Local Service Desk"
+    # The feed: this conversation's messages with their states, and the filters.
+    feed = api.get(f"/api/v1/messages?ticket={key}").json()["messages"]
+    states = {m["message_id"]: m["state"] for m in feed}
+    assert states[f"{key}-ack-1"] == "acked" and states[f"{key}-ack-2"] == "failed" and states[f"{number}-2"] == "sent"
+    assert "create-at-vendor" in next(m for m in feed if m["message_id"] == f"{number}-2")["rules"]
+    only = api.get("/api/v1/messages?state=acked&endpoint=vendor-x&limit=500").json()["messages"]
+    assert f"{key}-ack-1" in [m["message_id"] for m in only] and {m["state"] for m in only} == {"acked"}
+    by_rule = api.get("/api/v1/messages?rule=create-at-vendor&limit=500").json()["messages"]
+    assert f"{number}-2" in [m["message_id"] for m in by_rule]
+    future = api.get("/api/v1/messages?since=2999-01-01T00:00:00Z").json()["messages"]
+    assert future == []
+    assert api.get("/api/v1/messages?state=nonsense").status == 400
+    # The page and the export, signed in.
+    s = Admin(hub.url)
+    s.sign_in("viewer", SECRETS.viewer_password)
+    page = s.get(f"/search?q={key}")
+    assert page.status == 303 and page.headers["Location"] == f"/conversations/{a['conversation_id']}"
+    html = s.get(page.headers["Location"]).text
+    for text in [number, key, "create-at-vendor", "error ack", "open in another session", "original_group"]:
+        assert text in html, text
+    export = s.get(f"/conversations/{a['conversation_id']}/export")
+    assert "attachment" in export.headers["Content-Disposition"]
+    assert export.json()["tickets"] == c["tickets"]
+
+
+def test_why_no_rule_matched(hub, esb):
+    number, key = f"INC{uuid.uuid4().int % 10**7:07d}", f"VX-{uuid.uuid4().int % 10**5}"
+    flow(esb, number, key)
+    esb.publish("vendor-x", jira(key, number, event="jira:issue_deleted"), message_id=f"{key}-deleted")
+    api = viewer(hub)
+    [hit] = conversation_of(api, key)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        c = api.get(f"/api/v1/conversations/{hit['conversation_id']}").json()
+        misses = [e for e in c["timeline"] if e["kind"] == "no-rule" and e["message_id"] == f"{key}-deleted"]
+        if misses:
+            break
+        time.sleep(0.2)
+    [entry] = misses
+    why = {m["rule"]: m["reason"] for m in json.loads(entry["body"])}
+    assert set(why) >= {"hand-back-to-customer", "create-at-vendor", "vendor-update-to-customer", "retry-locked-update"}
+    assert "this message is jira:issue_deleted" in why["hand-back-to-customer"]
+    assert "this message is from vendor-x" in why["create-at-vendor"]
+    assert "timer" in why["retry-locked-update"]
+    feed = api.get(f"/api/v1/messages?ticket={key}&state=no-rule").json()["messages"]
+    assert [m["message_id"] for m in feed] == [f"{key}-deleted"]
+
+
+def test_discard_is_recorded_on_the_conversation(hub, esb):
+    number, key = f"INC{uuid.uuid4().int % 10**7:07d}", f"VX-{uuid.uuid4().int % 10**5}"
+    flow(esb, number, key)
+    esb.publish("customer-a", incident(number, description="x" * 5000), message_id=f"{number}-big")
+    api = operator(hub)
+    p = parked_id(api, f"{number}-big")
+    assert "exceeds the limit of 4096 bytes" in p["reason"] and p["endpoint"] == "customer-a"
+    one = api.get(f"/api/v1/parked/{p['id']}").json()
+    assert one["routing_key"] == "customer-a" and one["properties"]["content_type"] == "application/json"
+    assert json.loads(one["body"])["number"] == number
+    started = api.post("/api/v1/parked/actions", body={"action": "discard", "ids": [p["id"]], "reason": "an oversized test message"})
+    job = wait_job(api, started.json()["id"])
+    assert (job["state"], job["discarded"], job["missing"]) == ("done", 1, 0), job
+    assert f"{number}-big" not in [m["message_id"] for m in api.get("/api/v1/parked").json()["messages"]]
+    [hit] = conversation_of(api, number)
+    c = api.get(f"/api/v1/conversations/{hit['conversation_id']}").json()
+    [d] = [e for e in c["timeline"] if e["kind"] == "admin-discard"]
+    assert "an oversized test message" in d["detail"] and d["who"] == "token:ops-script"
+    records = api.get("/api/v1/audit").json()["records"]
+    assert any(r["parked_id"] == p["id"] and r["action"] == "discard" and r["conversation_id"] == hit["conversation_id"]
+               for r in records)
+
+
+CUSTOMER_B = """
+endpoints:
+  customer-b:
+    description: A third company, added after its first messages were parked
+    ticket_id: $.number
+rules:
+  - name: b-to-vendor
+    from: customer-b
+    stop: true
+    send:
+      - to: vendor-x
+        type: create
+        body: {number: {field: $.number}, from_b: {value: true}}
+"""
+
+
+def test_replay_after_a_configuration_fix(own_vhost):
+    vhost = own_vhost
+    esb = ESB(vhost)
+    before = Switchboard(vhost, env=ENV).start()
+    number = f"B-{uuid.uuid4().hex[:8]}"
+    try:
+        esb.publish("customer-b", {"number": number}, message_id=f"{number}-1")
+        api = operator(type("H", (), {"url": before.admin_url()}))
+        p = parked_id(api, f"{number}-1")
+        assert "unknown endpoint 'customer-b'" in p["reason"]
+    finally:
+        assert before.stop() == 0
+    after = Switchboard(vhost, env=ENV, extra_config=CUSTOMER_B).start()
+    try:
+        api = Admin(after.admin_url(), token=SECRETS.operator_token)
+        # The operator replays exactly what was shown, by its id.
+        started = api.post("/api/v1/parked/actions", body={"action": "replay", "ids": [p["id"]], "reason": "customer-b configured"})
+        assert started.status == 202
+        job = wait_job(api, started.json()["id"])
+        assert (job["state"], job["replayed"]) == ("done", 1), job
+        got = [json.loads(b) for _, b in esb.take("sb.out.vendor-x", 1, timeout=20)]
+        assert got == [{"number": number, "from_b": True}]
+        record = next(r for r in api.get("/api/v1/audit").json()["records"] if r["parked_id"] == p["id"])
+        assert record["action"] == "replay" and record["reason"] == "customer-b configured" and record["who"] == "token:ops-script"
+    finally:
+        assert after.stop() == 0
+
+
+def test_endpoint_health(hub, esb):
+    api = viewer(hub)
+    h = api.get("/api/v1/endpoints").json()
+    assert h["broker_error"] is None
+    names = {e["name"]: e for e in h["endpoints"]}
+    assert set(names) == {"customer-a", "vendor-x"}
+    assert names["customer-a"]["inbound"]["consumers"] >= 1
+    # Nobody reads sb.out.customer-a here; messages waiting there for an ESB that is not consuming warn.
+    esb.purge("sb.out.customer-a")
+    number, key = f"INC{uuid.uuid4().int % 10**7:07d}", f"VX-{uuid.uuid4().int % 10**5}"
+    flow(esb, number, key)
+    esb.publish("vendor-x", jira(key, number, status="Returned to customer"), message_id=f"{key}-back")
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        a = {e["name"]: e for e in api.get("/api/v1/endpoints").json()["endpoints"]}["customer-a"]
+        if a["outbound"]["messages"]:
+            break
+        time.sleep(0.3)
+    assert a["status"] == "warning" and any("nobody consumes sb.out.customer-a" in r for r in a["reasons"]), a
+    assert a["oldest_message_age_seconds"] is not None and a["oldest_message_age_seconds"] >= 0
+    esb.purge("sb.out.customer-a")
+
+
+def test_sign_in_is_rate_limited(own_vhost):
+    sb = Switchboard(own_vhost, env=ENV).start()
+    try:
+        s = Admin(sb.admin_url())
+        for _ in range(5):
+            assert s.sign_in("admin", "wrong").status == 401
+        assert s.sign_in("admin", SECRETS.admin_password).status == 429
+        assert "sign-in refused" in sb.output()
+    finally:
+        sb.stop()
+
+
+def test_session_cookie_and_headers(hub):
+    s = Admin(hub.url)
+    a = s.sign_in("admin", SECRETS.admin_password)
+    cookie = a.headers["Set-Cookie"]
+    assert cookie.startswith("sb_session=") and "HttpOnly" in cookie and "Secure" in cookie and "SameSite=Lax" in cookie
+    page = s.get("/feed")
+    assert page.status == 200 and "default-src 'self'" in page.headers["Content-Security-Policy"]
+    assert page.headers["X-Frame-Options"] == "DENY" and page.headers["Cache-Control"] == "no-store"
+    assert s.post("/sign-out", form={"csrf": s.csrf}).status == 303
+    assert s.get("/feed").status == 303
+    # `next` goes only to our own paths.
+    bounce = Admin(hub.url).post("/sign-in", form={"user": "admin", "password": SECRETS.admin_password, "next": "//evil.example/"})
+    assert bounce.headers["Location"] == "/"
+
+
+def test_no_secret_in_a_page_an_answer_or_the_log(hub, esb):
+    s = Admin(hub.url)
+    s.sign_in("admin", SECRETS.admin_password)
+    api = operator(hub)
+    shown = [s.get(p).text for p in ["/", "/feed", "/endpoints", "/parked", "/config", "/audit"]]
+    shown += [api.get(p).text for p in ["/api/v1/config", "/api/v1/endpoints", "/api/v1/me", "/api/v1/parked", "/api/v1/audit"]]
+    shown.append(hub.output())
+    for text in shown:
+        for secret in SECRETS.all():
+            assert secret not in text
+        assert "guest:guest" not in text
+        assert "$2b$" not in text
+
+
+def test_tls_1_2_and_1_3_only(hub):
+    port = hub.url.rsplit(":", 1)[1]
+    for version, accepted in [("-tls1", False), ("-tls1_1", False), ("-tls1_2", True), ("-tls1_3", True)]:
+        r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost", version,
+                            "-cipher", "DEFAULT@SECLEVEL=0", "-CAfile", hub.env["SB_ADMIN_TLS_CERT"].replace("server.pem", "ca.pem")],
+                           input="", capture_output=True, text=True, timeout=20)
+        out = r.stdout + r.stderr
+        if accepted:
+            assert re.search(r"New, TLSv1\.[23], Cipher is [A-Z]", out), (version, out)
+            assert "Verify return code: 0 (ok)" in out
+        else:
+            # The server answers the client's offer with a protocol_version alert (the client was willing).
+            assert "alert protocol version" in out and "Cipher is (NONE)" in out, (version, out)
