@@ -19,6 +19,7 @@ struct AdminServices: Sendable {
     let settings: AdminSettings
     let store: any AdminStore
     let parked: ParkedQueue
+    let queueStates: QueueStates
     let management: Management
     let jobs: ParkedJobs
     let accounts: Accounts
@@ -55,7 +56,7 @@ package enum AdminServer {
         let parked = ParkedQueue(options: options, logger: logger)
         let services = AdminServices(
             config: config, settings: settings, store: store, parked: parked,
-            management: Management(settings: settings, broker: options),
+            queueStates: QueueStates(options: options, logger: logger), management: Management(settings: settings, broker: options),
             jobs: ParkedJobs(queue: parked, store: store, config: config, logger: logger), accounts: Accounts(settings),
             library: Pages.library, logger: logger)
         if settings.users.allSatisfy({ $0.passwordHash.isEmpty }) && settings.tokens.isEmpty {
@@ -130,6 +131,10 @@ struct ErrorPages: RouterMiddleware {
         } catch let e as HTTPError {
             let detail = e.status == .notFound ? "there is nothing at \(request.uri.path)" : (e.body ?? e.status.reasonPhrase)
             return AuthMiddleware.secure(try ProblemError(status: e.status, detail: detail).response(from: request, context: context))
+        } catch is NIOTooManyBytesError {
+            return AuthMiddleware.secure(try ProblemError(
+                status: .contentTooLarge, detail: "the request body is over \(context.maxUploadSize) bytes"
+            ).response(from: request, context: context))
         } catch let e as AMQPError {
             context.logger.error("admin: broker", metadata: ["sb.error": "\(e)"])
             return AuthMiddleware.secure(try ProblemError(status: .badGateway, detail: "the broker did not answer: \(e)")

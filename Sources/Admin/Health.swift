@@ -98,11 +98,14 @@ struct HealthReport: Sendable {
     var delayed: Int?
     var parkedTotal: Int?
     var brokerError: String?
+    /// Why the oldest messages' ages are unknown (the management API did not answer), if they are.
+    var ageError: String? = nil
     var at: Date
 
     var json: JSONText {
         .object([
-            "at": .string(Time.iso(at)), "broker_error": .optional(brokerError), "delayed_pending": delayed.map { .int($0) } ?? .null,
+            "at": .string(Time.iso(at)), "broker_error": .optional(brokerError), "age_error": .optional(ageError),
+            "delayed_pending": delayed.map { .int($0) } ?? .null,
             "parked_total": parkedTotal.map { .int($0) } ?? .null, "endpoints": .array(endpoints.map(\.json)),
         ])
     }

@@ -112,18 +112,36 @@ extension AdminServices {
         return (items, next)
     }
 
+    /// Depths and consumers exactly from the broker (AMQP); the head messages' timestamps, for the oldest
+    /// message's age, from the management API when it answers.
     func health() async -> HealthReport {
+        let names = config.endpointNames.flatMap { [Contract.inboundQueue($0), Contract.outboundQueue($0)] }
+            + config.outboundDelays.sorted().map { Contract.delayQueue(forExchange: Contract.outboundDelayExchange($0)) }
+            + config.timerDelays.sorted().map { Contract.delayQueue(forExchange: Contract.timerDelayExchange($0)) }
         var queues: [String: QueueInfo]?
         var brokerError: String?
+        var ageError: String?
         do {
-            queues = try await management.queues()
-        } catch let e as ProblemError {
-            brokerError = e.detail
+            let states = try await Blocking.run { [queueStates] in try queueStates.read(names) }
+            queues = states.reduce(into: [:]) { $0[$1.key] = QueueInfo(name: $1.key, messages: $1.value.messages, consumers: $1.value.consumers) }
         } catch {
-            brokerError = "RabbitMQ's management API at \(management.redacted): \(error.localizedDescription)"
+            brokerError = "\(error)"
+        }
+        if queues != nil {
+            do {
+                for (name, info) in try await management.queues() where queues?[name] != nil {
+                    queues?[name]?.headTimestamp = info.headTimestamp
+                }
+            } catch let e as ProblemError {
+                ageError = e.detail
+            } catch {
+                ageError = "RabbitMQ's management API at \(management.redacted): \(error.localizedDescription)"
+            }
         }
         let parked = try? await parkedCache.get(self.parked)
-        return HealthReport.assess(config: config, settings: settings, queues: queues, brokerError: brokerError, parked: parked, now: Date())
+        var report = HealthReport.assess(config: config, settings: settings, queues: queues, brokerError: brokerError, parked: parked, now: Date())
+        report.ageError = ageError
+        return report
     }
 
     /// The parked messages, grouped by reason; only one group's when `group` is set.

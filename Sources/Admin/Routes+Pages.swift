@@ -43,7 +43,26 @@ struct PageRoutes {
         }
         m["csrf"] = c.csrf ?? ""
         if let nav { m[nav] = true }
-        return Pages.html(s.library.render(m, withTemplate: name) ?? "template \(name) failed")
+        return Pages.html(s.library.render(Self.present(m), withTemplate: name) ?? "template \(name) failed")
+    }
+
+    /// Leaves out absent values: an Optional's `nil` inside `Any` is a value to mustache, which shows "nil".
+    static func present(_ value: Any) -> Any {
+        if let d = value as? [String: Any] {
+            var out: [String: Any] = [:]
+            for (k, v) in d {
+                let m = Mirror(reflecting: v)
+                if m.displayStyle == .optional {
+                    guard let inner = m.children.first?.value else { continue }
+                    out[k] = present(inner)
+                } else {
+                    out[k] = present(v)
+                }
+            }
+            return out
+        }
+        if let a = value as? [[String: Any]] { return a.map { present($0) } }
+        return value
     }
 
     func add(to router: Router<AdminContext>) {
@@ -138,7 +157,7 @@ struct PageRoutes {
         router.get("/endpoints") { _, c in
             let h = await s.health()
             return render("endpoints", c, title: "Endpoints", nav: "navEndpoints", [
-                "at": Self.time(h.at), "brokerError": h.brokerError as Any, "delayed": h.delayed.map(String.init) ?? "?",
+                "at": Self.time(h.at), "brokerError": h.brokerError as Any, "ageError": h.ageError as Any, "delayed": h.delayed.map(String.init) ?? "?",
                 "parkedTotal": h.parkedTotal.map(String.init) ?? "?", "warnDepth": s.settings.warnDepth, "warnAge": s.settings.warnAgeSeconds,
                 "endpoints": h.endpoints.map { e -> [String: Any] in
                     [

@@ -29,6 +29,7 @@ enum Static {
         table.grid th { background:#f2f4f7; font-weight:600; font-size:13px; }
         table.kv th { text-align:left; padding:4px 12px 4px 0; color:var(--muted); font-weight:500; white-space:nowrap; vertical-align:top; }
         table.kv td { padding:4px 0; word-break:break-word; }
+        table.grid td:nth-child(3), table.timeline td:nth-child(5) { white-space:nowrap; }
         td.t { white-space:nowrap; font-variant-numeric:tabular-nums; color:#344054; }
         td.ticket { font-weight:600; }
         code, pre { font:12.5px/1.4 ui-monospace, SFMono-Regular, Menlo, monospace; }

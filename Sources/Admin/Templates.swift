@@ -106,7 +106,7 @@ enum Templates {
             <td>{{detail}}{{#hop}} <span class="hop">{{hop}} after it was sent</span>{{/hop}}
               {{#failure}}<div class="error">failed: {{failure}}</div>{{/failure}}
               {{#body}}<details><summary>message body</summary><pre>{{body}}</pre></details>{{/body}}
-              {{#why}}<details open><summary>why no rule matched</summary><table class="why">{{#misses}}<tr><th>{{rule}}</th><td>{{reason}}</td></tr>{{/misses}}</table></details>{{/why}}
+              {{#why}}<details><summary>why no rule matched</summary><table class="why">{{#misses}}<tr><th>{{rule}}</th><td>{{reason}}</td></tr>{{/misses}}</table></details>{{/why}}
             </td>
           </tr>
           {{/entries}}
@@ -146,6 +146,7 @@ enum Templates {
         {{> top}}
         <h1>Endpoints</h1>
         {{#brokerError}}<p class="error">Broker: {{brokerError}}</p>{{/brokerError}}
+        {{#ageError}}<p class="error">Message ages unknown: {{ageError}}</p>{{/ageError}}
         <p class="muted">As of {{at}} · delayed messages pending: {{delayed}} · parked in all: {{parkedTotal}} · warning above {{warnDepth}} waiting or {{warnAge}} s old</p>
         <table class="grid">
           <thead><tr><th>Endpoint</th><th>Status</th><th>Inbound waiting</th><th>Outbound waiting</th><th>Parked</th><th>Oldest waiting</th><th>Why</th></tr></thead>

@@ -9,7 +9,7 @@ package enum Parking {
         var headers: [String: FieldValue] = [
             Contract.Header.reason: .string(reason),
             Contract.Header.stage: .string(stage),
-            Contract.Header.parkedAt: .string(ISO8601DateFormatter().string(from: Date())),
+            Contract.Header.parkedAt: .string(Date().formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))),
             Contract.Header.originalExchange: .string(original.exchange),
             Contract.Header.originalRoutingKey: .string(original.routingKey),
             Contract.Header.original: original.field,

@@ -1,0 +1,112 @@
+"""What an administrator sees, in a real browser (headless Chromium through selenium): sign in, search a
+vendor ticket id of a conversation created through the broker, read its page, watch the live feed, the
+endpoint health and the parked messages. Screenshots of each page go to .build/screenshots/."""
+import os
+import time
+import uuid
+
+import pytest
+
+from admin_client import Secrets
+from conftest import REPO, Switchboard, incident, jira
+from test_admin import conversation_of, flow, parked_id
+from admin_client import Admin
+
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+SHOTS = os.path.join(REPO, ".build", "screenshots")
+SECRETS = Secrets()
+
+
+@pytest.fixture
+def browser():
+    options = webdriver.ChromeOptions()
+    for arg in ["--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1440,1000",
+                # The local CA is not in Chromium's store; TLS itself is tested with openssl (test_admin).
+                "--ignore-certificate-errors"]:
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def shot(driver, name):
+    os.makedirs(SHOTS, exist_ok=True)
+    # The whole page, not only the window: as tall as its content.
+    height = driver.execute_script("return Math.max(document.body.scrollHeight, 800)")
+    driver.set_window_size(1440, min(height + 40, 4000))
+    driver.save_screenshot(os.path.join(SHOTS, f"{name}.png"))
+    driver.set_window_size(1440, 1000)
+
+
+def test_an_administrator_finds_a_vendor_ticket_and_reads_its_life(vhost, esb, browser):
+    sb = Switchboard(vhost, env=dict(SECRETS.env, SB_MAX_MESSAGE_BYTES="4096")).start()
+    try:
+        url = sb.admin_url()
+        number, key = f"INC{uuid.uuid4().int % 10**7:07d}", f"VX-{uuid.uuid4().int % 10**5}"
+        flow(esb, number, key)
+        esb.publish("vendor-x", jira(key, number, status="Returned to customer", user="Vera Vendor"), message_id=f"{key}-back")
+        esb.publish("customer-a", b'{"number": "INC-broken",', message_id="browser-broken", raw=True)
+        api = Admin(url, token=SECRETS.viewer_token)
+        conversation_of(api, key)
+        parked_id(api, "browser-broken")
+        wait = WebDriverWait(browser, 20)
+
+        browser.get(url + "/feed")
+        assert "/sign-in" in browser.current_url
+        browser.find_element(By.NAME, "user").send_keys("admin")
+        browser.find_element(By.NAME, "password").send_keys(SECRETS.admin_password)
+        shot(browser, "01-sign-in")
+        browser.find_element(By.CSS_SELECTOR, "button.primary").click()
+        wait.until(EC.url_contains("/feed"))
+
+        box = browser.find_element(By.CSS_SELECTOR, "header form.search input[name=q]")
+        box.send_keys(key)
+        box.submit()
+        wait.until(EC.url_contains("/conversations/"))
+        # Wait for the last ack to be on it (the page is read once; reload until it is).
+        deadline = time.time() + 20
+        while "error ack" not in browser.page_source and time.time() < deadline:
+            time.sleep(0.5)
+            browser.refresh()
+        text = browser.find_element(By.TAG_NAME, "body").text
+        for expected in [number, key, "create-at-vendor", "update-at-vendor", "hand-back-to-customer", "error ack",
+                         "open in another session", "original_group: (none) -> ", "Local Service Desk", "alice"]:
+            assert expected in text, expected
+        tickets = {row.find_element(By.TAG_NAME, "th").text: row.find_element(By.TAG_NAME, "td").text
+                   for row in browser.find_elements(By.CSS_SELECTOR, "table.kv tr") if row.find_elements(By.TAG_NAME, "th")}
+        assert tickets.get("customer-a") == number and tickets.get("vendor-x") == key
+        browser.find_element(By.CSS_SELECTOR, "tr.k-received details summary").click()
+        shot(browser, "02-conversation")
+
+        browser.get(url + "/feed")
+        rows = len(browser.find_elements(By.CSS_SELECTOR, "#feed tbody tr[data-cursor]"))
+        esb.publish("vendor-x", jira(key, number, status="Waiting for customer", user="Vera Vendor"), message_id=f"{key}-live")
+        # Live: the new message appears without a reload.
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#feed tbody tr.new")) >= 1)
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#feed tbody tr[data-cursor]")) > rows
+        assert "parked" in browser.find_element(By.ID, "feed").text
+        shot(browser, "03-feed")
+
+        browser.get(url + "/endpoints")
+        text = browser.find_element(By.TAG_NAME, "body").text
+        assert "customer-a" in text and "vendor-x" in text and ("operational" in text or "warning" in text)
+        shot(browser, "04-endpoints")
+
+        browser.get(url + "/parked")
+        assert "not valid JSON" in browser.find_element(By.TAG_NAME, "body").text
+        shot(browser, "05-parked")
+        browser.find_element(By.LINK_TEXT, "browser-broken").click()
+        assert "INC-broken" in browser.find_element(By.TAG_NAME, "pre").text
+        shot(browser, "06-parked-message")
+
+        browser.get(url + "/config")
+        assert "create-at-vendor" in browser.page_source
+        shot(browser, "07-configuration")
+    finally:
+        sb.stop()
