@@ -5,13 +5,19 @@ CONFIGURATION ?= debug
 SWIFT_BUILD_FLAGS ?=
 BIN := .build/$(CONFIGURATION)/switchboard
 export SB_TLS_CA_FILE ?= $(CURDIR)/.rabbitmq/tls/ca.pem
+# The web UI's HTTPS certificate: the local broker's, made by Deploy/local/rabbitmq.sh for localhost.
+export SB_ADMIN_TLS_CERT ?= $(CURDIR)/.rabbitmq/tls/server.pem
+export SB_ADMIN_TLS_KEY ?= $(CURDIR)/.rabbitmq/tls/server.key
 
-.PHONY: all deps broker broker-stop postgres postgres-stop build run demo bench test test-unit config-check clean
+.PHONY: all deps test-deps broker broker-stop postgres postgres-stop build run demo bench test test-unit config-check clean
 
 all: build
 
 deps:
 	@bash Deploy/local/install.sh
+
+test-deps: deps
+	@bash Deploy/local/install-test.sh
 
 broker: deps
 	@bash Deploy/local/rabbitmq.sh start
@@ -34,7 +40,9 @@ config-check: build
 
 run: broker build
 	@echo "switchboard: starting every role with $(CONFIG)/ (Ctrl-C or SIGTERM stops it gracefully)"
-	$(BIN) run --config $(CONFIG)
+	@hash="$${SB_ADMIN_PASSWORD_HASH:-$$(bash Deploy/local/admin.sh $(BIN))}" && \
+	  echo "switchboard: web UI: sign in as 'admin' with the password in $${SB_DATA_DIR:-.data}/admin-password" && \
+	  SB_ADMIN_PASSWORD_HASH="$$hash" exec $(BIN) run --config $(CONFIG)
 
 # Both stories (hand-back, locked ticket) played by a scripted ESB, with short delays; prints the timeline.
 demo: broker build
@@ -50,8 +58,9 @@ test-unit:
 	swift test --skip AMQPIntegrationTests --skip PostgresContract
 
 # Every test: engine, the store contract on SQLite and PostgreSQL, the AMQP layer against the real
-# broker, then the ESB-side tests (pika), the fleet and fault tests on both store backends.
-test: broker postgres
+# broker, then the ESB-side tests (pika), the fleet and fault tests on both store backends, the admin's
+# API (and its fuzz run against docs/openapi.yaml) and the web UI in a real browser.
+test: test-deps broker postgres
 	swift build $(SWIFT_BUILD_FLAGS)
 	SB_TEST_POSTGRES_URL=$$(bash Deploy/local/postgres.sh url) SB_TEST_POSTGRES_CA=$$(bash Deploy/local/postgres.sh ca) \
 	  swift test $(SWIFT_BUILD_FLAGS)
