@@ -94,7 +94,8 @@ let package = Package(
         .executableTarget(
             name: "sb-bench",
             dependencies: [
-                "AMQP", "JSONPath", "Rules", "Store", "Switchboard",
+                "AMQP", "JSONPath", "Rules", "Store", "Switchboard", "Admin",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

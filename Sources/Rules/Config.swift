@@ -97,6 +97,13 @@ package struct AdminToken: Sendable {
     package var role: AdminRole
     package var sha256: String
     package var location: SourceLocation
+
+    package init(name: String, role: AdminRole, sha256: String, location: SourceLocation) {
+        self.name = name
+        self.role = role
+        self.sha256 = sha256
+        self.location = location
+    }
 }
 
 package struct AdminSettings: Sendable {

@@ -21,11 +21,17 @@ struct Bench: ParsableCommand {
     @Option(help: "The switchboard binary to measure.") var binary = ".build/release/switchboard"
     @Option(help: "Configuration directory for switchboard.") var config = "Config"
     @Option(help: "Burst runs against the same process (RSS must stay flat).") var runs = 2
-    @Option(help: "run: one `switchboard run` (the target's all-in-one); fleet: `switchboard store`, `intake` and --worker-processes `worker` processes; engine: intake's routing, the rules and the SQLite store on one thread, no broker.")
+    @Option(help: "run: one `switchboard run` (the target's all-in-one); fleet: `switchboard store`, `intake` and --worker-processes `worker` processes; engine: intake's routing, the rules and the SQLite store on one thread, no broker; admin: search and conversation page over HTTP on a store filled with --conversations.")
     var shape = "run"
     @Option(help: "Worker processes in the fleet shape (each with --workers threads).") var workerProcesses = 2
+    @Option(help: "admin shape: requests of each kind to time.") var samples = 2000
+    @Option(help: "admin shape: a PostgreSQL URL (an empty database or schema) instead of SQLite.") var storeUrl: String?
 
     func run() throws {
+        if shape == "admin" {
+            say("bench: the admin view on \(conversations) conversations")
+            return try AdminBench.measure(conversations: conversations, samples: samples, storeURL: storeUrl, config: config)
+        }
         if shape == "engine" {
             say("bench: \(messages) messages of \(size) bytes over \(conversations) conversations, engine and store only")
             return try EngineBench.measure(
