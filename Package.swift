@@ -117,6 +117,8 @@ let package = Package(
         .testTarget(
             name: "SwitchboardTests", dependencies: ["Switchboard", "AMQP", "Store", "Rules", "JSONPath"],
             swiftSettings: strict),
+        // The admin's pure parts: message states, reason groups, forms, JSON, templates, accounts.
+        .testTarget(name: "AdminTests", dependencies: ["Admin", "Store", "Rules", "Switchboard", "AMQP"], swiftSettings: strict),
         // Tests against the real broker started by Deploy/local (make test, .ci/run).
         .testTarget(name: "AMQPIntegrationTests", dependencies: ["AMQP", "Switchboard"], swiftSettings: strict),
     ]

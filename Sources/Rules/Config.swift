@@ -89,6 +89,13 @@ package struct AdminUser: Sendable {
     /// bcrypt; empty: the user cannot sign in (e.g. an unset environment variable).
     package var passwordHash: String
     package var location: SourceLocation
+
+    package init(name: String, role: AdminRole, passwordHash: String, location: SourceLocation) {
+        self.name = name
+        self.role = role
+        self.passwordHash = passwordHash
+        self.location = location
+    }
 }
 
 /// A bearer token for scripts: only its SHA-256 is configured.
@@ -168,6 +175,9 @@ package struct Settings: Sendable {
     /// resend (the dedupe window), and whole conversations (references, attributes, counters, timeline)
     /// after their last change.
     package var retention = Retention()
+    /// Keep each inbound message's body on its conversation's timeline (the admin view shows it); off
+    /// keeps only what happened, for deployments that must not store ticket contents that long.
+    package var timelineBodies = true
 
     package struct Retention: Sendable, Equatable {
         package var bodiesDays = 30

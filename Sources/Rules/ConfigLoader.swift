@@ -151,6 +151,7 @@ package struct ConfigLoader {
             case "store_timeout_ms": if let v = int(value, min: 100, max: 600_000) { s.storeTimeoutMs = v }
             case "store_max_request_bytes": if let v = int(value, min: 65_536, max: 128 << 20) { s.storeMaxRequestBytes = v }
             case "fuse_intake": if let v = bool(value) { s.fuseIntake = v }
+            case "timeline_bodies": if let v = bool(value) { s.timelineBodies = v }
             case "retention_bodies_days": if let v = int(value, min: 1, max: 36_500) { s.retention.bodiesDays = v }
             case "retention_dedupe_days": if let v = int(value, min: 1, max: 36_500) { s.retention.dedupeDays = v }
             case "retention_conversations_days": if let v = int(value, min: 1, max: 36_500) { s.retention.conversationsDays = v }
@@ -158,7 +159,7 @@ package struct ConfigLoader {
                 if let v = string(value) {
                     if ["full", "normal"].contains(v) { s.sqliteSynchronous = v } else { error(value, "sqlite_synchronous: expected full or normal") }
                 }
-            default: unknownKey(key, in: "settings", allowed: "broker_url, tls_ca_file, data_dir, max_message_bytes, partitions, workers, prefetch, batch_size, heartbeat_seconds, store_url, store_timeout_ms, store_max_request_bytes, fuse_intake, sqlite_synchronous, retention_bodies_days, retention_dedupe_days, retention_conversations_days")
+            default: unknownKey(key, in: "settings", allowed: "broker_url, tls_ca_file, data_dir, max_message_bytes, partitions, workers, prefetch, batch_size, heartbeat_seconds, store_url, store_timeout_ms, store_max_request_bytes, fuse_intake, timeline_bodies, sqlite_synchronous, retention_bodies_days, retention_dedupe_days, retention_conversations_days")
             }
         }
     }

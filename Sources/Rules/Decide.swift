@@ -16,6 +16,10 @@ package struct Situation: Sendable {
     /// References this message would link that another conversation owns already (the worker looks them
     /// up when a commit went stale): not linked, noted on the timeline.
     package var takenElsewhere: [TicketRef: String] = [:]
+    /// The inbound body exactly as it arrived, for the timeline (else the parsed body is written out again).
+    package var inboundText: String?
+    /// Keep inbound bodies on the timeline (`settings.timeline_bodies`).
+    package var keepBodies = true
 
     package init(
         endpoint: String, messageId: String, route: UInt64, event: InboundEvent, conversation: ConversationSnapshot,
@@ -100,11 +104,11 @@ extension Engine {
             evaluated.ack = AckedMessage(messageId: acked.messageId, type: acked.type, rule: acked.rule, target: acked.target)
             let (ok, status) = Self.ackStatus(event.body)
             d.timeline.append(entry(
-                ok ? "acked" : "ack-error", endpoint: s.endpoint, who: event.who, body: event.body.serializedString,
+                ok ? "acked" : "ack-error", endpoint: s.endpoint, who: event.who, body: s.keepBodies ? s.inboundText ?? event.body.serializedString : nil,
                 "\(status) ack of \(acked.type) \(acked.messageId) to \(acked.target)" + (event.body["message"]?.scalarText.map { ": \($0)" } ?? "")))
         default:
             d.timeline.append(entry(
-                "received", endpoint: s.endpoint, who: event.who, body: event.body.serializedString, "\(event.type) of \(Self.ticketRefs(event)[0])"))
+                "received", endpoint: s.endpoint, who: event.who, body: s.keepBodies ? s.inboundText ?? event.body.serializedString : nil, "\(event.type) of \(Self.ticketRefs(event)[0])"))
         }
         var view = c
         for ref in candidates(s) {

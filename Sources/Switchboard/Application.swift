@@ -123,6 +123,8 @@ package enum Application {
         case serve
         /// Through the store role over the broker (a stateless worker).
         case remote
+        /// Opens the database for reading beside its owner, serving nothing (`switchboard admin`).
+        case read
     }
 
     /// Which roles a process runs. `switchboard run` is all of them; `intake`, `worker` and `store` one each.
@@ -179,6 +181,9 @@ package enum Application {
                 options: options, timeout: Double(config.settings.storeTimeoutMs) / 1000,
                 maxRequestBytes: config.settings.storeMaxRequestBytes, logger: logger)
             say("switchboard: store reached through queue '\(Contract.storeQueue)' (the store role)")
+        case .read:
+            store = try openStore(config, logger: logger)
+            say("switchboard: store \(storeDescription(config)), read beside the store role")
         case .none:
             store = nil
         }
@@ -195,7 +200,9 @@ package enum Application {
             ? "up to \(roles.workerThreads) worker thread(s) on this process's share of the \(config.settings.partitions) partitions"
             : "\(workers) worker thread(s) for partitions \(roles.partitions.map(String.init).joined(separator: ","))"
         let running = [roles.store == .serve ? "store" : nil, roles.intake ? "intake" : nil, roles.partitions.isEmpty ? nil : workerText]
-        say("switchboard: running \(running.compactMap { $0 }.joined(separator: " and ")); Ctrl-C or SIGTERM stops gracefully")
+        if !running.compactMap({ $0 }).isEmpty {
+            say("switchboard: running \(running.compactMap { $0 }.joined(separator: " and ")); Ctrl-C or SIGTERM stops gracefully")
+        }
         if let store, !roles.partitions.isEmpty {
             if roles.coordinated {
                 let threads = roles.workerThreads
@@ -210,7 +217,7 @@ package enum Application {
                 }
             }
         }
-        for service in try extra(roles.store == .serve ? store : nil) { services.append(.init(service: service)) }
+        for service in try extra(roles.store == .serve || roles.store == .read ? store : nil) { services.append(.init(service: service)) }
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
                 services: services,

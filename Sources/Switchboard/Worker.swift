@@ -326,6 +326,8 @@ package final class WorkerHandler: BatchHandler {
         var situation = Situation(
             endpoint: item.endpoint, messageId: item.messageId, route: item.route, event: event, conversation: snapshot,
             acked: acked, now: now)
+        situation.keepBodies = config.settings.timelineBodies
+        if situation.keepBodies { situation.inboundText = String(decoding: item.delivery.message.body, as: UTF8.self) }
         // On a retry, a reference another conversation owns already is a genuine conflict: not linked (and
         // noted), so the commit cannot go stale forever.
         if retry {

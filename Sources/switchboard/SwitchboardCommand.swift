@@ -170,11 +170,10 @@ struct AdminCommand: AsyncParsableCommand {
                 print("switchboard: the configuration in \(options.config) has no admin section", to: &err)
                 throw ExitCode(1)
             }
-            let store = try Application.openStore(config, logger: logger)
-            let group = ServiceGroup(
-                configuration: .init(services: try services(config, store, logger).map { .init(service: $0) },
-                                     gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-            try await group.run()
+            // The same builder as every role: no role of its own, the store opened for reading, the admin added.
+            try await Application.run(
+                .init(intake: false, store: .read, partitions: [], workerThreads: 0), config: config, logger: logger,
+                extra: { store in try services(config, store, logger) })
         }
     }
 

@@ -368,3 +368,34 @@ def test_tls_1_2_and_1_3_only(hub):
         else:
             # The server answers the client's offer with a protocol_version alert (the client was willing).
             assert "alert protocol version" in out and "Cipher is (NONE)" in out, (version, out)
+
+
+def test_admin_alone_beside_a_fleet(own_vhost, store_url):
+    """`switchboard admin` as a process of its own next to store, intake and workers: with SQLite it opens the
+    store's file beside the store role, with PostgreSQL it is one more client."""
+    from conftest import Fleet
+    vhost = own_vhost
+    esb = ESB(vhost)
+    fleet = Fleet(vhost, env=ENV, store_url=store_url).start()
+    admin = Switchboard(vhost, env=ENV, args=["admin"], consumers=0, store_url=store_url, data=fleet.data).start()
+    try:
+        assert "web UI" not in fleet.output()
+        api = Admin(admin.admin_url(), token=SECRETS.operator_token)
+        number, key = f"INC{uuid.uuid4().int % 10**7:07d}", f"VX-{uuid.uuid4().int % 10**5}"
+        flow(esb, number, key)
+        [a] = conversation_of(api, number)
+        [x] = conversation_of(api, key)
+        assert a["conversation_id"] == x["conversation_id"]
+        esb.publish("customer-a", incident(number, description="x" * 5000), message_id=f"{number}-big")
+        p = parked_id(api, f"{number}-big")
+        job = wait_job(api, api.post("/api/v1/parked/actions", body={"action": "discard", "ids": [p["id"]], "reason": "fleet"}).json()["id"])
+        assert job["discarded"] == 1
+        c = api.get(f"/api/v1/conversations/{a['conversation_id']}").json()
+        assert any(e["kind"] == "admin-discard" for e in c["timeline"])
+        # The fleet goes on committing while the admin reads and writes its audit beside it.
+        esb.publish("customer-a", incident(number, priority="3", sys_updated_by="carol"), message_id=f"{number}-after")
+        assert len(esb.take("sb.out.vendor-x", 1, timeout=20)) == 1
+    finally:
+        assert admin.stop() == 0
+        assert fleet.stop() == 0
+        esb.close()

@@ -1,0 +1,131 @@
+import AMQP
+import Foundation
+import Rules
+import Store
+import Switchboard
+import Testing
+
+@testable import Admin
+
+/// The admin's pure parts: what a message's entries say its state is, reason groups, forms, JSON, pages.
+@Suite struct ViewTests {
+    func group(_ kinds: [(String, String)]) -> TimelineGroup {
+        let at = Date(timeIntervalSince1970: 1_000)
+        return TimelineGroup(cursor: 7, entries: kinds.map {
+            TimelineEntry(conversationId: "c1", at: at, kind: $0.0, endpoint: "customer-a", messageId: "m1", rule: "r", detail: $0.1)
+        })
+    }
+
+    @Test(arguments: [
+        ([("received", "update of customer-a/INC1"), ("rule-matched", ""), ("sent", "update to vendor-x: {}")], "sent"),
+        ([("received", "update of customer-a/INC1"), ("rule-matched", ""), ("sent", "update to vendor-x (leaves in 1m): {}")], "delayed"),
+        ([("received", "update of customer-a/INC1"), ("rule-matched", ""), ("delay-scheduled", "timer")], "delayed"),
+        ([("received", "update of customer-a/INC1"), ("no-rule", "no rule matched")], "no-rule"),
+        ([("received", "update of customer-a/INC1"), ("dropped", "dropped by rule 'x'")], "dropped"),
+        ([("acked", "ok ack of create m to vendor-x")], "acked"),
+        ([("ack-error", "error ack of update m to vendor-x"), ("rule-matched", "")], "failed"),
+        ([("acked", "ok ack"), ("ack-unhandled", "")], "failed"),
+        ([("received", "update of customer-a/INC1"), ("rule-matched", "")], "processed"),
+    ])
+    func stateOfAMessage(kinds: [(String, String)], expected: String) {
+        #expect(FeedItem(group(kinds)).state == expected)
+    }
+
+    @Test func typeAndRulesOfAMessage() {
+        let item = FeedItem(group([("received", "update of customer-a/INC1"), ("rule-matched", ""), ("sent", "x to y: {}")]))
+        #expect(item.type == "update" && item.rules == ["r"] && item.cursor == 7)
+    }
+
+    @Test func groupingEntriesReadNewestFirst() {
+        let a = TimelineEntry(conversationId: "c1", at: Date(timeIntervalSince1970: 1), kind: "received", detail: "")
+        let b = TimelineEntry(conversationId: "c1", at: Date(timeIntervalSince1970: 1), kind: "sent", detail: "")
+        let c = TimelineEntry(conversationId: "c2", at: Date(timeIntervalSince1970: 2), kind: "received", detail: "")
+        let groups = TimelineGroup.group([(id: 3, entry: c), (id: 2, entry: b), (id: 1, entry: a)])
+        #expect(groups.map(\.cursor) == [3, 1])
+        #expect(groups[1].entries.map(\.kind) == ["received", "sent"])
+    }
+
+    @Test func theAckNamesWhatItAnswers() {
+        #expect(ConversationView.answered("error ack of update sb-c1-0a-0 to vendor-x: locked") == "sb-c1-0a-0")
+        #expect(ConversationView.answered("received") == nil)
+    }
+
+    @Test func parkedMessagesOfOneCauseShareAGroup() {
+        func parked(_ reason: String, body: String) -> ParkedMessage {
+            ParkedMessage(Message(body: Data(body.utf8), properties: Properties(messageId: "m", headers: [
+                Contract.Header.reason: .string(reason), Contract.Header.parkedAt: .string("2026-12-01T10:00:00.000Z"),
+            ])))
+        }
+        let a = parked("ack for unknown message 'sb-1': its correlation_id names no message", body: "1")
+        let b = parked("ack for unknown message 'sb-2': its correlation_id names no message", body: "2")
+        #expect(a.reasonGroup == b.reasonGroup && a.id != b.id)
+        #expect(parked("message of 5000 bytes exceeds the limit of 4096 bytes", body: "x").reasonGroup == "message of N bytes exceeds the limit of N bytes")
+        // The id is stable: the same parked message read again (e.g. after it was parked again at the end).
+        #expect(parked("x", body: "1").id == parked("x", body: "1").id)
+    }
+
+    @Test func formsDecodeAndRepeat() {
+        let f = Form.parse("ids=a&ids=b&reason=fixed+the%20config&csrf=")
+        #expect(f.all("ids") == ["a", "b"] && f.first("reason") == "fixed the config" && f.first("csrf") == "")
+    }
+
+    @Test func jsonTextEscapes() {
+        #expect(JSONText.object(["a": .string("<\"\n\u{1}>")]).text == #"{"a":"\u003c\"\n\u0001>"}"#)
+        #expect(JSONText.dict([("v", .raw("1.50"))]).text == #"{"v":1.50}"#)
+    }
+
+    @Test func absentValuesAreLeftOutOfPages() {
+        let none: String? = nil
+        let m = PageRoutes.present(["a": none as Any, "b": Optional("x") as Any, "list": [["c": none as Any]]]) as! [String: Any]
+        #expect(m["a"] == nil && m["b"] as? String == "x")
+        #expect((m["list"] as? [[String: Any]])?.first?.isEmpty == true)
+        let html = Pages.library.render(PageRoutes.present(["title": "t", "brokerError": none as Any]), withTemplate: "endpoints") ?? ""
+        #expect(!html.contains("nil") && !html.contains("Broker:"))
+    }
+
+    @Test func signInGoesOnlyToOurOwnPaths() {
+        #expect(PageRoutes.safeNext("/feed?state=failed") == "/feed?state=failed")
+        for bad in ["//evil.example/", "https://evil.example/", "/\\evil", nil] { #expect(PageRoutes.safeNext(bad) == "/") }
+    }
+
+    @Test func everyTemplateRenders() {
+        for name in Templates.all.keys {
+            #expect(Pages.library.render(["title": "t"], withTemplate: name) != nil, "template \(name)")
+        }
+    }
+
+    @Test func csrfComparison() {
+        #expect(AuthMiddleware.constantTimeEqual("abc", "abc"))
+        #expect(!AuthMiddleware.constantTimeEqual("abc", "abd") && !AuthMiddleware.constantTimeEqual("abc", "ab"))
+    }
+
+    @Test func tokensAreKnownByTheirDigestOnly() {
+        let (token, sha) = AdminPasswords.newToken()
+        var s = AdminSettings(location: SourceLocation(file: "t", line: 1))
+        s.tokens = [AdminToken(name: "ci", role: .viewer, sha256: sha, location: s.location),
+                    AdminToken(name: "unset", role: .operator, sha256: "", location: s.location)]
+        let accounts = Accounts(s)
+        #expect(accounts.token(token)?.name == "ci")
+        #expect(accounts.token("") == nil && accounts.token(sha) == nil)
+    }
+
+    @Test func passwordsVerifyWithBcrypt() async {
+        var s = AdminSettings(location: SourceLocation(file: "t", line: 1))
+        s.users = [AdminUser(name: "alice", role: .operator, passwordHash: AdminPasswords.hash("pw", cost: 4), location: s.location),
+                   AdminUser(name: "nohash", role: .viewer, passwordHash: "", location: s.location)]
+        let accounts = Accounts(s)
+        #expect(await accounts.verify(user: "alice", password: "pw")?.name == "alice")
+        #expect(await accounts.verify(user: "alice", password: "wrong") == nil)
+        #expect(await accounts.verify(user: "nohash", password: "") == nil)
+        #expect(await accounts.verify(user: "nobody", password: "pw") == nil)
+    }
+
+    @Test func signInLimits() {
+        let limiter = SignInLimiter()
+        let now = Date()
+        for _ in 0..<5 { limiter.failed(["user:a"], now: now) }
+        #expect(limiter.blocked(["user:a"], now: now))
+        #expect(!limiter.blocked(["user:b"], now: now))
+        #expect(!limiter.blocked(["user:a"], now: now.addingTimeInterval(SignInLimiter.window + 1)))
+    }
+}
