@@ -274,6 +274,7 @@ struct PageRoutes {
                     "rule": e.rule ?? "", "detail": e.detail,
                 ]
                 if let hop = v.hop { m["hop"] = Time.duration(hop) }
+                if let ms = e.sinceIntakeMs { m["decided"] = Time.duration(Double(ms) / 1000) }
                 if e.kind == "no-rule", let body = e.body, case .array(let misses)? = try? JSON.parse(body) {
                     m["why"] = true
                     m["misses"] = misses.map { ["rule": $0["rule"]?.stringValue ?? "", "reason": $0["reason"]?.stringValue ?? ""] }

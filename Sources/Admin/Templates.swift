@@ -103,7 +103,7 @@ enum Templates {
           {{#entries}}
           <tr class="k-{{kind}}">
             <td class="t">{{at}}</td><td><span class="kind">{{label}}</span></td><td>{{endpoint}}</td><td>{{who}}</td><td>{{rule}}</td>
-            <td>{{detail}}{{#hop}} <span class="hop">{{hop}} after it was sent</span>{{/hop}}
+            <td>{{detail}}{{#hop}} <span class="hop">{{hop}} after it was sent</span>{{/hop}}{{#decided}} <span class="hop">decided {{decided}} after intake received it</span>{{/decided}}
               {{#failure}}<div class="error">failed: {{failure}}</div>{{/failure}}
               {{#body}}<details><summary>message body</summary><pre>{{body}}</pre></details>{{/body}}
               {{#why}}<details><summary>why no rule matched</summary><table class="why">{{#misses}}<tr><th>{{rule}}</th><td>{{reason}}</td></tr>{{/misses}}</table></details>{{/why}}

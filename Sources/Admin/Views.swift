@@ -99,6 +99,7 @@ struct EntryView: Sendable {
         ]
         members.append(("answers", .optional(answers)))
         members.append(("hop_ms", hop.map { .int(Int(($0 * 1000).rounded())) } ?? .null))
+        members.append(("since_intake_ms", e.sinceIntakeMs.map { .int($0) } ?? .null))
         if let o = outbound {
             members.append(("outbound", .object([
                 "target": .string(o.outbound.target), "type": .string(o.outbound.type), "delay_ms": .int(o.outbound.delayMs),

@@ -78,6 +78,9 @@ package struct TimelineEntry: Sendable, Equatable, Codable {
     /// The whole message an entry is about, as text: the inbound body of `received` and acks, or why no
     /// rule matched (`no-rule`, a JSON array of rule and reason). Absent for the rest.
     package var body: String?
+    /// For `received`: how long after intake received the message it was decided (ms); its outbound
+    /// messages leave right after the decision's commit.
+    package var sinceIntakeMs: Int?
 
     package init(
         conversationId: String, at: Date, kind: String, endpoint: String? = nil, who: String? = nil,

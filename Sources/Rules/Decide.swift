@@ -20,6 +20,8 @@ package struct Situation: Sendable {
     package var inboundText: String?
     /// Keep inbound bodies on the timeline (`settings.timeline_bodies`).
     package var keepBodies = true
+    /// When intake received the message (from its work message), if known.
+    package var receivedAt: Date?
 
     package init(
         endpoint: String, messageId: String, route: UInt64, event: InboundEvent, conversation: ConversationSnapshot,
@@ -107,8 +109,11 @@ extension Engine {
                 ok ? "acked" : "ack-error", endpoint: s.endpoint, who: event.who, body: s.keepBodies ? s.inboundText ?? event.body.serializedString : nil,
                 "\(status) ack of \(acked.type) \(acked.messageId) to \(acked.target)" + (event.body["message"]?.scalarText.map { ": \($0)" } ?? "")))
         default:
-            d.timeline.append(entry(
-                "received", endpoint: s.endpoint, who: event.who, body: s.keepBodies ? s.inboundText ?? event.body.serializedString : nil, "\(event.type) of \(Self.ticketRefs(event)[0])"))
+            var received = entry(
+                "received", endpoint: s.endpoint, who: event.who, body: s.keepBodies ? s.inboundText ?? event.body.serializedString : nil,
+                "\(event.type) of \(Self.ticketRefs(event)[0])")
+            received.sinceIntakeMs = s.receivedAt.map { max(0, Int((s.now.timeIntervalSince($0) * 1000).rounded())) }
+            d.timeline.append(received)
         }
         var view = c
         for ref in candidates(s) {

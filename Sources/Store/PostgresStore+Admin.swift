@@ -105,7 +105,7 @@ extension PostgresStore: AdminStore {
         }
     }
 
-    private static let entryColumns = "id, conversation_id, at, kind, endpoint, who, message_id, rule, detail, body"
+    private static let entryColumns = "id, conversation_id, at, kind, endpoint, who, message_id, rule, detail, body, since_intake_ms"
 
     private static func entries(
         _ db: PostgresConnection, logger: Logger, conversationId: String?, before: Int64?, newestFirst: Bool, limit: Int
@@ -120,12 +120,14 @@ extension PostgresStore: AdminStore {
         }
         query.sql += tail
         var out: [(id: Int64, entry: TimelineEntry)] = []
-        for try await (id, conversation, at, kind, endpoint, who, messageId, rule, detail, body) in try await db.query(query, logger: logger)
-            .decode((Int64, String, Double, String, String?, String?, String?, String?, String, String?).self)
+        for try await (id, conversation, at, kind, endpoint, who, messageId, rule, detail, body, since) in try await db.query(query, logger: logger)
+            .decode((Int64, String, Double, String, String?, String?, String?, String?, String, String?, Int64?).self)
         {
-            out.append((id, TimelineEntry(
+            var e = TimelineEntry(
                 conversationId: conversation, at: Date(timeIntervalSince1970: at), kind: kind, endpoint: endpoint, who: who,
-                messageId: messageId, rule: rule, detail: detail, body: body)))
+                messageId: messageId, rule: rule, detail: detail, body: body)
+            e.sinceIntakeMs = since.map(Int.init)
+            out.append((id, e))
         }
         return out
     }

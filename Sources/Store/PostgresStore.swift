@@ -212,9 +212,9 @@ package final class PostgresStore: ConversationStore {
               INSERT INTO counter (conversation_id, name, value, updated_at)
                 SELECT cid, key, value::bigint, at FROM jsonb_each_text(c->'counters')
                 ON CONFLICT (conversation_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at;
-              INSERT INTO timeline (conversation_id, at, kind, endpoint, who, message_id, rule, detail, body)
+              INSERT INTO timeline (conversation_id, at, kind, endpoint, who, message_id, rule, detail, body, since_intake_ms)
                 SELECT t->>'conversationId', (t->>'at')::double precision, t->>'kind', t->>'endpoint', t->>'who',
-                       t->>'messageId', t->>'rule', t->>'detail', t->>'body'
+                       t->>'messageId', t->>'rule', t->>'detail', t->>'body', (t->>'sinceIntakeMs')::bigint
                   FROM jsonb_array_elements(c->'timeline') WITH ORDINALITY AS x(t, n) ORDER BY n;
               outcomes := outcomes || jsonb_build_array(jsonb_build_object('committed', jsonb_build_object('version', expected + 1)));
             EXCEPTION WHEN SQLSTATE 'SB001' OR unique_violation THEN
@@ -296,6 +296,7 @@ package final class PostgresStore: ConversationStore {
                     CREATE INDEX IF NOT EXISTS processed_by_age ON processed(processed_at);
                     CREATE INDEX IF NOT EXISTS conversation_by_age ON conversation(updated_at);
                     ALTER TABLE timeline ADD COLUMN IF NOT EXISTS body TEXT;
+                    ALTER TABLE timeline ADD COLUMN IF NOT EXISTS since_intake_ms BIGINT;
                     CREATE TABLE IF NOT EXISTS audit (
                         id BIGSERIAL PRIMARY KEY,
                         at DOUBLE PRECISION NOT NULL,

@@ -545,6 +545,7 @@ package final class SQLiteStore: ConversationStore {
             if let v = e.messageId { o["message_id"] = .string(v) }
             if let v = e.rule { o["rule"] = .string(v) }
             if let v = e.body { o["body"] = .string(v) }
+            if let v = e.sinceIntakeMs { o["since_intake_ms"] = .number(JSONNumber(Double(v))) }
             return .object(o)
         }).serializedString
     }
@@ -556,11 +557,13 @@ package final class SQLiteStore: ConversationStore {
         return items.map { o in
             var at = 0.0
             if case .number(let n)? = o["at"] { at = n.value }
-            return TimelineEntry(
+            var e = TimelineEntry(
                 conversationId: conversationId, at: Date(timeIntervalSince1970: at),
                 kind: o["kind"]?.stringValue ?? "", endpoint: o["endpoint"]?.stringValue, who: o["who"]?.stringValue,
                 messageId: o["message_id"]?.stringValue, rule: o["rule"]?.stringValue, detail: o["detail"]?.stringValue ?? "",
                 body: o["body"]?.stringValue)
+            if case .number(let n)? = o["since_intake_ms"] { e.sinceIntakeMs = Int(n.value) }
+            return e
         }
     }
 }

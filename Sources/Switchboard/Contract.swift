@@ -55,6 +55,9 @@ package enum Contract {
         package static let original = "x-sb-original"
         /// On a replayed message put straight into `sb.in.<endpoint>`: take `x-sb-original` as what arrived.
         package static let replay = "x-sb-replay"
+        /// On a work message: when intake received it (milliseconds since 1970), so the timeline can say
+        /// how long the message was in Switchboard before it was decided.
+        package static let receivedAt = "x-sb-received-at"
     }
 
     /// Ticket ids longer than this are refused at intake: they are keys in the store and in every page.

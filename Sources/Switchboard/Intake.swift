@@ -98,6 +98,7 @@ package final class IntakeHandler: BatchHandler {
             route = Contract.route(endpoint: name, ticket: ticket)
             headers[Contract.Header.kind] = .string("ticket")
         }
+        headers[Contract.Header.receivedAt] = .int(Int64((Date().timeIntervalSince1970 * 1000).rounded()))
         let work = Message(body: d.message.body, properties: Properties(
             messageId: messageId, correlationId: props.correlationId, type: props.type, appId: "switchboard",
             persistent: true, headers: headers))

@@ -327,6 +327,9 @@ package final class WorkerHandler: BatchHandler {
             endpoint: item.endpoint, messageId: item.messageId, route: item.route, event: event, conversation: snapshot,
             acked: acked, now: now)
         situation.keepBodies = config.settings.timelineBodies
+        if case .int(let ms)? = item.delivery.message.properties.headers[Contract.Header.receivedAt] {
+            situation.receivedAt = Date(timeIntervalSince1970: Double(ms) / 1000)
+        }
         if situation.keepBodies { situation.inboundText = String(decoding: item.delivery.message.body, as: UTF8.self) }
         // On a retry, a reference another conversation owns already is a genuine conflict: not linked (and
         // noted), so the commit cannot go stale forever.

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from admin_client import Secrets
-from conftest import REPO, Switchboard, incident, jira
+from conftest import REPO, Switchboard, incident, jira, fresh_vhost
 from test_admin import conversation_of, flow, parked_id
 from admin_client import Admin
 
@@ -21,6 +21,12 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 SHOTS = os.path.join(REPO, ".build", "screenshots")
 SECRETS = Secrets()
 
+
+
+@pytest.fixture(scope="module")
+def vhost():
+    """This module's own vhost (its Switchboards leave timers due later; they must not reach other tests)."""
+    yield from fresh_vhost("sb-test-browser-")
 
 @pytest.fixture
 def browser():

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from admin_client import Admin, Secrets
-from conftest import REPO, TLS_DIR, Switchboard, incident
+from conftest import REPO, TLS_DIR, Switchboard, incident, fresh_vhost
 from test_admin import conversation_of, flow, parked_id
 
 SPEC = os.path.join(REPO, "docs", "openapi.yaml")
@@ -41,6 +41,12 @@ def source_routes():
 def test_every_api_route_is_described_and_every_description_is_a_route():
     assert source_routes() == spec_paths()
 
+
+
+@pytest.fixture(scope="module")
+def vhost():
+    """This module's own vhost (its Switchboards leave timers due later; they must not reach other tests)."""
+    yield from fresh_vhost("sb-test-openapi-")
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def hub(request, vhost, esb):
