@@ -74,6 +74,8 @@ struct EndpointHealth: Sendable {
     var outbound: Int?
     var outboundConsumers: Int?
     var parked: Int
+    /// Outbound messages to this endpoint waiting out their delay (nil: the store did not answer).
+    var delayed: Int?
     var oldestAge: TimeInterval?
     /// operational, warning, error
     var status: String
@@ -87,7 +89,7 @@ struct EndpointHealth: Sendable {
                                 "consumers": inboundConsumers.map { .int($0) } ?? .null]),
             "outbound": .object(["queue": .string(Contract.outboundQueue(name)), "messages": outbound.map { .int($0) } ?? .null,
                                  "consumers": outboundConsumers.map { .int($0) } ?? .null]),
-            "parked": .int(parked),
+            "parked": .int(parked), "delayed_pending": delayed.map { .int($0) } ?? .null,
             "oldest_message_age_seconds": oldestAge.map { .double(($0 * 1000).rounded() / 1000) } ?? .null,
         ])
     }
@@ -112,13 +114,15 @@ struct HealthReport: Sendable {
 
     static func assess(
         config: SwitchboardConfig, settings: AdminSettings, queues: [String: QueueInfo]?, brokerError: String?,
-        parked: (total: Int, messages: [ParkedMessage])?, now: Date
+        parked: (total: Int, messages: [ParkedMessage])?, delayed: [String: Int]?, now: Date
     ) -> HealthReport {
         var parkedBy: [String: Int] = [:]
         for p in parked?.messages ?? [] { parkedBy[p.endpoint ?? "", default: 0] += 1 }
         let endpoints = config.endpointNames.map { name -> EndpointHealth in
             let e = config.endpoints[name]
-            var h = EndpointHealth(name: name, description: e?.description ?? "", parked: parkedBy[name] ?? 0, status: "operational", reasons: [])
+            var h = EndpointHealth(
+                name: name, description: e?.description ?? "", parked: parkedBy[name] ?? 0, delayed: delayed.map { $0[name] ?? 0 },
+                status: "operational", reasons: [])
             guard let queues else {
                 h.status = "error"
                 h.reasons = ["broker unreachable: \(brokerError ?? "no answer")"]
@@ -150,7 +154,7 @@ struct HealthReport: Sendable {
             h.reasons = errors + warnings
             return h
         }
-        let delayed = queues.map { $0.values.filter { $0.name.hasPrefix("sb.delay.") }.reduce(0) { $0 + $1.messages } }
+        let delayed = queues.map { $0.values.filter { $0.name.hasPrefix("sb.delayq.") }.reduce(0) { $0 + $1.messages } }
         return HealthReport(endpoints: endpoints, delayed: delayed, parkedTotal: parked?.total, brokerError: brokerError, at: now)
     }
 }

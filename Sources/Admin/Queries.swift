@@ -139,7 +139,11 @@ extension AdminServices {
             }
         }
         let parked = try? await parkedCache.get(self.parked)
-        var report = HealthReport.assess(config: config, settings: settings, queues: queues, brokerError: brokerError, parked: parked, now: Date())
+        let now = Date()
+        let longest = Double(config.outboundDelays.max() ?? 0) / 1000
+        let delayed = longest > 0 ? try? await store.delayedPending(now: now, within: longest + 60) : [:]
+        var report = HealthReport.assess(
+            config: config, settings: settings, queues: queues, brokerError: brokerError, parked: parked, delayed: delayed, now: now)
         report.ageError = ageError
         return report
     }

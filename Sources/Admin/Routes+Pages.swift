@@ -157,14 +157,14 @@ struct PageRoutes {
         router.get("/endpoints") { _, c in
             let h = await s.health()
             return render("endpoints", c, title: "Endpoints", nav: "navEndpoints", [
-                "at": Self.time(h.at), "brokerError": h.brokerError as Any, "ageError": h.ageError as Any, "delayed": h.delayed.map(String.init) ?? "?",
+                "at": Self.time(h.at), "brokerError": h.brokerError as Any, "ageError": h.ageError as Any, "delayedQueues": h.delayed.map(String.init) ?? "?",
                 "parkedTotal": h.parkedTotal.map(String.init) ?? "?", "warnDepth": s.settings.warnDepth, "warnAge": s.settings.warnAgeSeconds,
                 "endpoints": h.endpoints.map { e -> [String: Any] in
                     [
                         "name": e.name, "description": e.description, "status": e.status, "reasons": e.reasons,
                         "inbound": e.inbound.map(String.init) ?? "?", "inboundConsumers": e.inboundConsumers.map(String.init) ?? "?",
                         "outbound": e.outbound.map(String.init) ?? "?", "outboundConsumers": e.outboundConsumers.map(String.init) ?? "?",
-                        "parked": e.parked, "oldest": e.oldestAge.map(Time.duration) ?? "–",
+                        "parked": e.parked, "delayed": e.delayed.map(String.init) ?? "?", "oldest": e.oldestAge.map(Time.duration) ?? "–",
                     ]
                 },
             ])

@@ -147,14 +147,14 @@ enum Templates {
         <h1>Endpoints</h1>
         {{#brokerError}}<p class="error">Broker: {{brokerError}}</p>{{/brokerError}}
         {{#ageError}}<p class="error">Message ages unknown: {{ageError}}</p>{{/ageError}}
-        <p class="muted">As of {{at}} · delayed messages pending: {{delayed}} · parked in all: {{parkedTotal}} · warning above {{warnDepth}} waiting or {{warnAge}} s old</p>
+        <p class="muted">As of {{at}} · in the delay queues: {{delayedQueues}} · parked in all: {{parkedTotal}} · warning above {{warnDepth}} waiting or {{warnAge}} s old</p>
         <table class="grid">
-          <thead><tr><th>Endpoint</th><th>Status</th><th>Inbound waiting</th><th>Outbound waiting</th><th>Parked</th><th>Oldest waiting</th><th>Why</th></tr></thead>
+          <thead><tr><th>Endpoint</th><th>Status</th><th>Inbound waiting</th><th>Outbound waiting</th><th>Parked</th><th>Delayed</th><th>Oldest waiting</th><th>Why</th></tr></thead>
           <tbody>
           {{#endpoints}}
           <tr><td><b>{{name}}</b><div class="muted">{{description}}</div></td><td><span class="status st-{{status}}">{{status}}</span></td>
             <td>{{inbound}} <span class="muted">({{inboundConsumers}} consumer(s))</span></td><td>{{outbound}} <span class="muted">({{outboundConsumers}} consumer(s))</span></td>
-            <td>{{parked}}</td><td>{{oldest}}</td><td>{{#reasons}}<div>{{.}}</div>{{/reasons}}</td></tr>
+            <td>{{parked}}</td><td>{{delayed}}</td><td>{{oldest}}</td><td>{{#reasons}}<div>{{.}}</div>{{/reasons}}</td></tr>
           {{/endpoints}}
           </tbody>
         </table>

@@ -128,6 +128,10 @@ package protocol AdminStore: Sendable {
     func audit(limit: Int, withoutConversation: Bool) async throws -> [AuditRecord]
     /// How many conversations the store holds (for the overview; may be an estimate on PostgreSQL).
     func conversationCount() async throws -> Int
+    /// Outbound messages sent with a delay that are not due yet, per target endpoint (by the store's
+    /// record: committed at `created_at`, due `delay_ms` later). `within` bounds how far back to look:
+    /// the longest delay the configuration has.
+    func delayedPending(now: Date, within: TimeInterval) async throws -> [String: Int]
 }
 
 extension TimelineGroup {

@@ -105,6 +105,24 @@ extension PostgresStore: AdminStore {
         }
     }
 
+    package func delayedPending(now: Date, within: TimeInterval) async throws -> [String: Int] {
+        let t = now.timeIntervalSince1970
+        let since = t - within
+        return try await admin { db, logger in
+            var out: [String: Int] = [:]
+            for try await (target, n) in try await db.query(
+                """
+                SELECT target, count(*) FROM outbox
+                WHERE delay_ms > 0 AND created_at > \(since) AND kind = 'message' AND created_at + delay_ms / 1000.0 > \(t)
+                GROUP BY target
+                """, logger: logger
+            ).decode((String, Int64).self) {
+                out[target] = Int(n)
+            }
+            return out
+        }
+    }
+
     private static let entryColumns = "id, conversation_id, at, kind, endpoint, who, message_id, rule, detail, body, since_intake_ms"
 
     private static func entries(

@@ -308,7 +308,8 @@ package final class PostgresStore: ConversationStore {
                         message_id TEXT,
                         parked_id TEXT NOT NULL,
                         detail TEXT NOT NULL);
-                    CREATE INDEX IF NOT EXISTS audit_by_conversation ON audit(conversation_id, id)
+                    CREATE INDEX IF NOT EXISTS audit_by_conversation ON audit(conversation_id, id);
+                    CREATE INDEX IF NOT EXISTS outbox_delayed ON outbox(created_at) WHERE delay_ms > 0
                     """
 
     // MARK: - The synchronous bridge

@@ -90,6 +90,24 @@ extension SQLiteStore: AdminStore {
         try await pool.read { db in try Int.fetchOne(db, sql: "SELECT coalesce(max(rowid), 0) FROM conversation") ?? 0 }
     }
 
+    package func delayedPending(now: Date, within: TimeInterval) async throws -> [String: Int] {
+        let t = now.timeIntervalSince1970
+        return try await pool.read { db in
+            var out: [String: Int] = [:]
+            // On the partial index outbox_delayed: only delayed rows are in it.
+            for row in try Row.fetchAll(
+                db, sql: """
+                    SELECT target, count(*) AS n FROM outbox
+                    WHERE delay_ms > 0 AND created_at > ? AND kind = 'message' AND created_at + delay_ms / 1000.0 > ?
+                    GROUP BY target
+                    """, arguments: [t - within, t])
+            {
+                out[row["target"]] = row["n"]
+            }
+            return out
+        }
+    }
+
     static func audit(_ row: Row) -> AuditRecord {
         AuditRecord(
             id: row["id"], at: Date(timeIntervalSince1970: row["at"]), who: row["who"], action: row["action"], reason: row["reason"],

@@ -198,6 +198,10 @@ package final class SQLiteStore: ConversationStore {
         m.registerMigration("v8: what administrators did") { db in
             try db.execute(sql: AuditRecord.sqliteTable)
         }
+        m.registerMigration("v9: delayed outbound messages, for endpoint health") { db in
+            // Partial: a commit without a delay writes nothing more.
+            try db.execute(sql: "CREATE INDEX outbox_delayed ON outbox(created_at) WHERE delay_ms > 0")
+        }
         return m
     }
 

@@ -433,3 +433,40 @@ def test_a_bulk_discard_can_be_cancelled_and_loses_nothing(own_vhost):
     finally:
         sb.stop()
         esb.close()
+
+
+DELAYED = """
+rules:
+  - name: later-to-vendor
+    priority: 1000
+    from: customer-a
+    when: {field: $.delay_me, exists: true}
+    stop: true
+    send:
+      - to: vendor-x
+        type: update
+        delay: 10m
+        body: {number: {field: $.number}}
+"""
+
+
+def test_endpoint_health_counts_delayed_messages(own_vhost):
+    esb = ESB(own_vhost)
+    sb = Switchboard(own_vhost, env=ENV, extra_config=DELAYED).start()
+    try:
+        api = viewer(type("H", (), {"url": sb.admin_url()}))
+        for i in range(3):
+            esb.publish("customer-a", incident(f"INC-D{i}", delay_me=True), message_id=f"delayed-{i}")
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            h = api.get("/api/v1/endpoints").json()
+            x = {e["name"]: e for e in h["endpoints"]}["vendor-x"]
+            if x["delayed_pending"] == 3 and h["delayed_pending"] == 3:
+                break
+            time.sleep(0.3)
+        assert x["delayed_pending"] == 3 and h["delayed_pending"] == 3, h
+        assert {e["name"]: e for e in h["endpoints"]}["customer-a"]["delayed_pending"] == 0
+        assert esb.depth("sb.out.vendor-x") == 0
+    finally:
+        sb.stop()
+        esb.close()

@@ -85,11 +85,13 @@ parameters = {{ job = "{job['id']}" }}
 
 
 def test_schemathesis_finds_no_server_error_and_no_answer_off_the_description(hub):
+    # One worker: CPython 3.11 can fail with "AST constructor recursion depth mismatch" when schemathesis
+    # compiles from two threads at once (seen here as a Runtime Error of the run, not of the API).
     r = subprocess.run(
         [sys.executable, "-m", "schemathesis.cli", "run", SPEC, "--url", hub.url, "-H", f"Authorization: Bearer {SECRETS.operator_token}",
          "--tls-verify", os.path.join(TLS_DIR, "ca.pem"),
          "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance",
-         "--max-examples", "25", "--phases", "examples,coverage,fuzzing", "--seed", "1", "--workers", "2", "--no-color"],
+         "--max-examples", "25", "--phases", "examples,coverage,fuzzing", "--seed", "1", "--workers", "1", "--no-color"],
         capture_output=True, text=True, timeout=900, cwd=hub.dir)
     out = r.stdout + r.stderr
     print(out[-3000:])
