@@ -13,20 +13,7 @@ command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 # PostgreSQL: the store backend for a fleet; the tests run the store contract against a real server.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 
-if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "switchboard: installing ${need_apt[*]}"
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
-  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-    sudo apt-get update -qq
-    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
-  else
-    echo "switchboard: missing Debian packages: ${need_apt[*]}" >&2
-    echo "switchboard: run as root, or: sudo apt-get install -y ${need_apt[*]}" >&2
-    exit 1
-  fi
-fi
+bash "$(dirname "${BASH_SOURCE[0]}")/apt-install.sh" ${need_apt[@]+"${need_apt[@]}"}
 
 if ! python3 -c 'import pika, pytest' >/dev/null 2>&1; then
   echo "switchboard: installing the Python test clients (pika, pytest)"
