@@ -24,7 +24,6 @@ struct AdminServices: Sendable {
     let jobs: ParkedJobs
     let accounts: Accounts
     let limiter = SignInLimiter()
-    let library: MustacheLibrary
     let logger: Logger
     let parkedCache = ParkedCache()
 }
@@ -58,7 +57,7 @@ package enum AdminServer {
             config: config, settings: settings, store: store, parked: parked,
             queueStates: QueueStates(options: options, logger: logger), management: Management(settings: settings, broker: options),
             jobs: ParkedJobs(queue: parked, store: store, config: config, logger: logger), accounts: Accounts(settings),
-            library: Pages.library, logger: logger)
+            logger: logger)
         if settings.users.allSatisfy({ $0.passwordHash.isEmpty }) && settings.tokens.isEmpty {
             logger.warning("admin: no user has a password hash and no token is configured: nobody can sign in")
         }

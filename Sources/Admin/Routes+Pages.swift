@@ -43,7 +43,7 @@ struct PageRoutes {
         }
         m["csrf"] = c.csrf ?? ""
         if let nav { m[nav] = true }
-        return Pages.html(s.library.render(Self.present(m), withTemplate: name) ?? "template \(name) failed")
+        return Pages.html(Pages.library.render(Self.present(m), withTemplate: name) ?? "template \(name) failed")
     }
 
     /// Leaves out absent values: an Optional's `nil` inside `Any` is a value to mustache, which shows "nil".
