@@ -1,3 +1,4 @@
+import AMQP
 import Admin
 import Foundation
 import JSONPath
@@ -38,7 +39,7 @@ enum AdminBench {
         try fill(store, conversations: conversations)
         let fillSeconds = Double(nanos() - started) / 1e9
         say(String(format: "admin bench: %d conversations filled in %.0f s (%.0f/s), store %@", conversations, fillSeconds,
-                   Double(conversations) / fillSeconds, storeURL.map { ConnectionOptionsRedact.redact($0) } ?? "sqlite"))
+                   Double(conversations) / fillSeconds, storeURL.map { ConnectionOptions.redact($0) } ?? "sqlite"))
 
         let bound = Bound()
         let server = try AdminServer.build(config: config, store: adminStore, logger: logger) { bound.set($0) }
@@ -133,13 +134,6 @@ enum AdminBench {
     struct BenchError: Error, CustomStringConvertible {
         var description: String
         init(_ d: String) { description = d }
-    }
-}
-
-enum ConnectionOptionsRedact {
-    static func redact(_ url: String) -> String {
-        guard let at = url.lastIndex(of: "@"), let scheme = url.range(of: "://") else { return url }
-        return String(url[..<scheme.upperBound]) + "***" + String(url[at...])
     }
 }
 
