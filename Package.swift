@@ -22,6 +22,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird-auth", from: "2.5.0"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.0"),
         .package(url: "https://github.com/apple/swift-crypto", "3.0.0"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
     ],
     targets: [
         // rabbitmq-c, Debian's librabbitmq-dev. Only the AMQP module imports it.
@@ -61,6 +63,21 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: strict
+        ),
+        // What ops scrape and probe: /metrics (swift-metrics through swift-prometheus), /health/live and
+        // /health/ready, on a plain HTTP listener of every role (settings.metrics_listen); JSON logs.
+        .target(
+            name: "Operations",
+            dependencies: [
+                "Switchboard", "Rules", "AMQP", "JSONPath",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),
@@ -83,7 +100,7 @@ let package = Package(
         .executableTarget(
             name: "switchboard",
             dependencies: [
-                "Switchboard", "Rules", "Admin", "Store",
+                "Switchboard", "Rules", "Admin", "Store", "Operations",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -119,6 +136,8 @@ let package = Package(
             swiftSettings: strict),
         // The admin's pure parts: message states, reason groups, forms, JSON, templates, accounts.
         .testTarget(name: "AdminTests", dependencies: ["Admin", "Store", "Rules", "Switchboard", "AMQP"], swiftSettings: strict),
+        // The exposition (HELP lines, names), readiness and the JSON log lines, without a broker.
+        .testTarget(name: "OperationsTests", dependencies: ["Operations", "Switchboard", "Rules"], swiftSettings: strict),
         // Tests against the real broker started by Deploy/local (make test, .ci/run).
         .testTarget(name: "AMQPIntegrationTests", dependencies: ["AMQP", "Switchboard"], swiftSettings: strict),
     ]

@@ -55,7 +55,7 @@ package enum AdminServer {
         let parked = ParkedQueue(options: options, logger: logger)
         let services = AdminServices(
             config: config, settings: settings, store: store, parked: parked,
-            queueStates: QueueStates(options: options, logger: logger), management: Management(settings: settings, broker: options),
+            queueStates: QueueStates(options: options, logger: logger), management: Management(url: settings.managementURL, broker: options),
             jobs: ParkedJobs(queue: parked, store: store, config: config, logger: logger), accounts: Accounts(settings),
             logger: logger)
         if settings.users.allSatisfy({ $0.passwordHash.isEmpty }) && settings.tokens.isEmpty {

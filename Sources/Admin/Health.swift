@@ -6,66 +6,6 @@ import Switchboard
 import FoundationNetworking
 #endif
 
-/// A queue as RabbitMQ's management API describes it.
-struct QueueInfo: Sendable {
-    var name: String
-    var messages: Int
-    var consumers: Int
-    /// The `timestamp` property of the message at the head, when it has one (Switchboard's own messages do).
-    var headTimestamp: Date?
-}
-
-/// RabbitMQ's management API, read for queue depths, consumers and the oldest message's age: one
-/// request for every queue of the vhost.
-struct Management: Sendable {
-    var base: String
-    var user: String
-    var password: String
-    var vhost: String
-
-    init(settings: AdminSettings, broker: ConnectionOptions) {
-        base = settings.managementURL ?? "\(broker.tls ? "https" : "http")://\(broker.host):\(broker.tls ? 15671 : 15672)"
-        while base.hasSuffix("/") { base.removeLast() }
-        user = broker.user
-        password = broker.password
-        vhost = broker.vhost
-        if let u = URLComponents(string: base), let name = u.user {
-            user = name
-            password = u.password ?? ""
-            var stripped = u
-            stripped.user = nil
-            stripped.password = nil
-            base = stripped.string ?? base
-        }
-    }
-
-    var redacted: String { base }
-
-    func queues() async throws -> [String: QueueInfo] {
-        let v = vhost.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? vhost
-        guard let url = URL(string: "\(base)/api/queues/\(v)?columns=name,messages,consumers,head_message_timestamp") else {
-            throw ProblemError(status: .internalServerError, detail: "management_url \(base) is not a URL")
-        }
-        var request = URLRequest(url: url, timeoutInterval: 5)
-        request.setValue("Basic " + Data("\(user):\(password)".utf8).base64EncodedString(), forHTTPHeaderField: "Authorization")
-        let (data, response) = try await URLSession.shared.data(for: request)
-        guard let http = response as? HTTPURLResponse, http.statusCode == 200 else {
-            let code = (response as? HTTPURLResponse)?.statusCode ?? 0
-            throw ProblemError(status: .badGateway, detail: "RabbitMQ's management API at \(base) answered \(code)")
-        }
-        guard let list = try JSONSerialization.jsonObject(with: data) as? [[String: Any]] else { return [:] }
-        var out: [String: QueueInfo] = [:]
-        for q in list {
-            guard let name = q["name"] as? String else { continue }
-            let ts = (q["head_message_timestamp"] as? NSNumber).map { Date(timeIntervalSince1970: $0.doubleValue) }
-            out[name] = QueueInfo(
-                name: name, messages: (q["messages"] as? NSNumber)?.intValue ?? 0, consumers: (q["consumers"] as? NSNumber)?.intValue ?? 0,
-                headTimestamp: ts)
-        }
-        return out
-    }
-}
-
 struct EndpointHealth: Sendable {
     var name: String
     var description: String

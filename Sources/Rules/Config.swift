@@ -178,6 +178,28 @@ package struct Settings: Sendable {
     /// Keep each inbound message's body on its conversation's timeline (the admin view shows it); off
     /// keeps only what happened, for deployments that must not store ticket contents that long.
     package var timelineBodies = true
+    /// Where this process serves `/metrics`, `/health/live` and `/health/ready` (plain HTTP): host:port,
+    /// nil for the role's default port on 127.0.0.1 (`Settings.defaultMetricsPort`), `off` for none.
+    package var metricsListen: String? = nil
+    /// `text` (one line per event, for people) or `json` (one object per line, for log shippers).
+    package var logFormat = "text"
+    /// RabbitMQ's management API for the oldest messages' ages (nil: derived from broker_url).
+    package var managementURL: String? = nil
+    /// `classic` or `quorum`: the type of the queues that carry data (inbound, outbound, work, parked,
+    /// unrouted). Delay queues are always quorum queues; the store's request queue is always classic.
+    package var queueType = "classic"
+
+    /// The default metrics port per role, so that several roles on one machine do not collide.
+    package static func defaultMetricsPort(role: String) -> Int {
+        switch role {
+        case "run": 9460
+        case "store": 9461
+        case "intake": 9462
+        case "worker": 9463
+        case "admin": 9464
+        default: 9469
+        }
+    }
 
     package struct Retention: Sendable, Equatable {
         package var bodiesDays = 30
@@ -205,6 +227,9 @@ package struct EndpointConfig: Sendable {
     /// The broker users allowed to publish for this endpoint (the AMQP `user_id` property, which RabbitMQ
     /// checks against the connection's user). Empty: any user who may write to `sb.in`.
     package var users: Set<String> = []
+    /// Messages waiting in its inbound or outbound queue above which ops are alerted (the metric
+    /// `switchboard_endpoint_backlog_threshold`; nil: admin.warn_depth, or 1000 without an admin section).
+    package var backlogThreshold: Int?
     package var description = ""
     package var location: SourceLocation
 

@@ -152,6 +152,25 @@ package struct ConfigLoader {
             case "store_max_request_bytes": if let v = int(value, min: 65_536, max: 128 << 20) { s.storeMaxRequestBytes = v }
             case "fuse_intake": if let v = bool(value) { s.fuseIntake = v }
             case "timeline_bodies": if let v = bool(value) { s.timelineBodies = v }
+            case "metrics_listen":
+                if let v = string(value) {
+                    if v.isEmpty {
+                        s.metricsListen = nil
+                    } else if v == "off" || AdminSettings.hostPort(v) != nil {
+                        s.metricsListen = v
+                    } else {
+                        error(value, "metrics_listen '\(v)' is not host:port (e.g. 0.0.0.0:9460) or off")
+                    }
+                }
+            case "log_format":
+                if let v = string(value) {
+                    if ["text", "json"].contains(v) { s.logFormat = v } else { error(value, "log_format: expected text or json") }
+                }
+            case "management_url": if let v = string(value) { s.managementURL = v.isEmpty ? nil : v }
+            case "queue_type":
+                if let v = string(value) {
+                    if ["classic", "quorum"].contains(v) { s.queueType = v } else { error(value, "queue_type: expected classic or quorum") }
+                }
             case "retention_bodies_days": if let v = int(value, min: 1, max: 36_500) { s.retention.bodiesDays = v }
             case "retention_dedupe_days": if let v = int(value, min: 1, max: 36_500) { s.retention.dedupeDays = v }
             case "retention_conversations_days": if let v = int(value, min: 1, max: 36_500) { s.retention.conversationsDays = v }
@@ -159,7 +178,7 @@ package struct ConfigLoader {
                 if let v = string(value) {
                     if ["full", "normal"].contains(v) { s.sqliteSynchronous = v } else { error(value, "sqlite_synchronous: expected full or normal") }
                 }
-            default: unknownKey(key, in: "settings", allowed: "broker_url, tls_ca_file, data_dir, max_message_bytes, partitions, workers, prefetch, batch_size, heartbeat_seconds, store_url, store_timeout_ms, store_max_request_bytes, fuse_intake, timeline_bodies, sqlite_synchronous, retention_bodies_days, retention_dedupe_days, retention_conversations_days")
+            default: unknownKey(key, in: "settings", allowed: "broker_url, tls_ca_file, data_dir, max_message_bytes, partitions, workers, prefetch, batch_size, heartbeat_seconds, store_url, store_timeout_ms, store_max_request_bytes, fuse_intake, timeline_bodies, metrics_listen, log_format, management_url, queue_type, sqlite_synchronous, retention_bodies_days, retention_dedupe_days, retention_conversations_days")
             }
         }
     }
@@ -261,12 +280,13 @@ package struct ConfigLoader {
             case "type_field": e.typeField = path(value)
             case "ack_key": e.ackKey = path(value)
             case "users": e.users = Set(stringList(value).map(\.value))
+            case "backlog_threshold": if let v = int(value, min: 1) { e.backlogThreshold = v }
             case "references":
                 for (k, v) in mapping(value, "references of '\(name)'") ?? [] {
                     if let p = path(v) { e.references[k.string] = p }
                 }
             default:
-                unknownKey(key, in: "endpoint '\(name)'", allowed: "description, format, ticket_id, who, type_field, ack_key, users, references")
+                unknownKey(key, in: "endpoint '\(name)'", allowed: "description, format, ticket_id, who, type_field, ack_key, users, backlog_threshold, references")
             }
         }
         guard let ticketId else {

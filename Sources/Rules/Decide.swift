@@ -45,6 +45,8 @@ package struct MessageDecision: Sendable {
     package var attributes: [String: JSON?] = [:]
     package var counters: [String: Int] = [:]
     package var failedOutbound: [String: String] = [:]
+    /// The rules that matched (for the metrics of rule matches).
+    package var matchedRules: [String] = []
     /// The conversation after the message (version + 1), for the next message of the batch.
     package var next: ConversationSnapshot
 }
@@ -155,6 +157,7 @@ extension Engine {
         d.attributes = decision.attributeChanges
         d.counters = decision.counterChanges
         d.failedOutbound = decision.failedOutbound
+        d.matchedRules = decision.matchedRules
         d.next = view
         d.next.version = c.version + 1
         for (name, value) in decision.attributeChanges { d.next.attributes[name] = value }

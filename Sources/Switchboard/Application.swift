@@ -1,10 +1,12 @@
 import AMQP
 import Crypto
 import Foundation
+import JSONPath
 import Logging
 import Rules
 import ServiceLifecycle
 import Store
+import Synchronization
 
 /// Wiring: the same roles whether they run together (`switchboard run`) or, later, one per process.
 package enum Application {
@@ -33,9 +35,10 @@ package enum Application {
             }
         }
         var config = try ConfigLoader.load(files: files, environment: environment)
+        // Names and contents, not where the directory is: the same configuration hashes the same on every machine.
         var hash = SHA256()
         for file in files {
-            hash.update(data: Data(file.name.utf8))
+            hash.update(data: Data((file.name as NSString).lastPathComponent.utf8))
             hash.update(data: Data([0]))
             hash.update(data: Data(file.text.utf8))
             hash.update(data: Data([0]))
@@ -65,6 +68,11 @@ package enum Application {
         let url = config.settings.storeURL
         if url.hasPrefix("sqlite:"), url.count > "sqlite:".count { return String(url.dropFirst("sqlite:".count)) }
         return (config.settings.dataDir as NSString).appendingPathComponent("switchboard.sqlite")
+    }
+
+    /// The backend label of the store metrics.
+    static func storeBackend(_ config: SwitchboardConfig) -> String {
+        config.settings.storeURL.hasPrefix("postgres") ? "postgres" : "sqlite"
     }
 
     /// The store for a log line: the SQLite file, or the PostgreSQL URL without its password.
@@ -171,18 +179,20 @@ package enum Application {
         let store: ConversationStore?
         switch roles.store {
         case .serve:
-            let owned = try openStore(config, logger: logger)
+            let owned = MeteredStore(try openStore(config, logger: logger), backend: storeBackend(config))
             say("switchboard: store \(storeDescription(config)), serving queue '\(Contract.storeQueue)'; bad input goes to queue '\(Contract.parkedQueue)'")
             services.append(.init(service: storeService(config: config, store: owned, options: options, logger: logger)))
             services.append(.init(service: Retention.service(config: config, store: owned, logger: logger)))
             store = owned
         case .remote:
-            store = RemoteStore(
-                options: options, timeout: Double(config.settings.storeTimeoutMs) / 1000,
-                maxRequestBytes: config.settings.storeMaxRequestBytes, logger: logger)
+            store = MeteredStore(
+                RemoteStore(
+                    options: options, timeout: Double(config.settings.storeTimeoutMs) / 1000,
+                    maxRequestBytes: config.settings.storeMaxRequestBytes, logger: logger),
+                backend: "remote")
             say("switchboard: store reached through queue '\(Contract.storeQueue)' (the store role)")
         case .read:
-            store = try openStore(config, logger: logger)
+            store = MeteredStore(try openStore(config, logger: logger), backend: storeBackend(config))
             say("switchboard: store \(storeDescription(config)), read beside the store role")
         case .none:
             store = nil
@@ -210,6 +220,7 @@ package enum Application {
                     Coordinator(config: config, store: store, options: options, threads: threads, logger: logger, local: local).run(stop: flag)
                 }))
             } else {
+                Meters.gauge("switchboard_partitions_owned", [], Double(roles.partitions.count))
                 for w in 0..<workers {
                     let mine = stride(from: w, to: roles.partitions.count, by: workers).map { roles.partitions[$0] }
                     services.append(.init(service: workerService(
@@ -217,7 +228,10 @@ package enum Application {
                 }
             }
         }
-        for service in try extra(roles.store == .serve || roles.store == .read ? store : nil) { services.append(.init(service: service)) }
+        Meters.start(config: config)
+        // The admin's server reads the store through its own async interface, not the metered wrapper.
+        let unwrapped = (store as? MeteredStore)?.base ?? store
+        for service in try extra(roles.store == .serve || roles.store == .read ? unwrapped : nil) { services.append(.init(service: service)) }
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
                 services: services,
@@ -228,9 +242,19 @@ package enum Application {
     }
 }
 
-/// Status lines for the person who started us, written unbuffered so they show at once in a pipe or log.
+/// Status lines for the person who started us, written unbuffered so they show at once in a pipe or log;
+/// with settings.log_format `json`, as JSON objects like the log's (a log shipper reads both streams).
 package func say(_ line: String) {
-    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    var text = line
+    if StatusLines.json.load(ordering: .relaxed) {
+        let time = Date().formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+        text = #"{"time":"\#(time)","level":"notice","label":"switchboard","message":\#(JSON.string(line).serializedString)}"#
+    }
+    FileHandle.standardOutput.write(Data((text + "\n").utf8))
+}
+
+package enum StatusLines {
+    package static let json = Atomic<Bool>(false)
 }
 
 extension Application {

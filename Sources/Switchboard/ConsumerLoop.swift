@@ -57,13 +57,22 @@ package final class ConsumerLoop {
     private let handler: BatchHandler
     private let stopFlag: StopFlag
     private let logger: Logger
+    private let health: Readiness
+    private let role: String
     private let confirmTimeout: TimeInterval = 30
+    /// Batches given back in a row (store or broker trouble): the pause before the next attempt doubles
+    /// from 1 s up to 15 s, so an outage redelivers each message a few times a minute, not every second
+    /// (a quorum queue's delivery-limit counts redeliveries; Deploy/rabbitmq sets it to 100).
+    private var givenBack = 0
 
     package init(
         name: String, options: ConnectionOptions, topology: Topology, prefetch: Int, batchSize: Int,
-        handler: BatchHandler, stopFlag: StopFlag, logger: Logger
+        handler: BatchHandler, stopFlag: StopFlag, logger: Logger, health: Readiness = .shared
     ) {
         self.name = name
+        self.health = health
+        role = Meters.role(name)
+        Meters.count("switchboard_broker_reconnects_total", [("role", role)], by: 0)
         var options = options
         // Shown in the management UI and `rabbitmqctl list_consumers`: which process holds what.
         options.connectionName = "switchboard \(name) pid \(ProcessInfo.processInfo.processIdentifier)"
@@ -79,11 +88,11 @@ package final class ConsumerLoop {
     /// A role's loop with the configuration's topology, prefetch and batch size.
     package convenience init(
         name: String, config: SwitchboardConfig, options: ConnectionOptions, handler: BatchHandler, stopFlag: StopFlag,
-        logger: Logger
+        logger: Logger, health: Readiness = .shared
     ) {
         self.init(
             name: name, options: options, topology: Topology(config: config), prefetch: config.settings.prefetch,
-            batchSize: config.settings.batchSize, handler: handler, stopFlag: stopFlag, logger: logger)
+            batchSize: config.settings.batchSize, handler: handler, stopFlag: stopFlag, logger: logger, health: health)
     }
 
     /// Runs until the stop flag is set; then finishes the batch in hand, acks it, and returns.
@@ -91,6 +100,11 @@ package final class ConsumerLoop {
         var backoff: TimeInterval = 0.2
         var connectedOnce = false
         var standingBy = false
+        health.set(name, ready: false, "connecting to the broker")
+        defer {
+            health.remove(name)
+            Meters.gauge("switchboard_broker_connected", [("loop", name)], 0)
+        }
         while !stopFlag.isStopped {
             var connection: Connection?
             do {
@@ -105,6 +119,9 @@ package final class ConsumerLoop {
                 logger.info(
                     connectedOnce ? "reconnected and consuming" : "consuming",
                     metadata: ["sb.role": "\(name)", "amqp.server": "\(options.redacted)", "sb.queues": "\(handler.queues.count)"])
+                if connectedOnce { Meters.count("switchboard_broker_reconnects_total", [("role", role)]) }
+                Meters.gauge("switchboard_broker_connected", [("loop", name)], 1)
+                health.set(name, ready: true, "consuming \(handler.queues.count) queue(s)")
                 connectedOnce = true
                 standingBy = false
                 backoff = 0.2
@@ -113,15 +130,22 @@ package final class ConsumerLoop {
                 c.close()
             } catch let e as GiveBack {
                 connection?.close()
+                Meters.gauge("switchboard_broker_connected", [("loop", name)], 0)
+                health.set(name, ready: false, "a batch failed; reconnecting: \(e.reason)")
+                givenBack += 1
+                let pause = min(15, pow(2, Double(min(givenBack, 5) - 1)))
                 logger.error(
                     "batch failed; everything unacked goes back to the queues",
-                    metadata: ["sb.role": "\(name)", "sb.error": "\(e.reason)", "sb.retry-in": "1s"])
-                sleep(seconds: 1)
+                    metadata: ["sb.role": "\(name)", "sb.error": "\(e.reason)", "sb.retry-in": "\(Int(pause))s"])
+                sleep(seconds: pause)
             } catch let e as AMQPError where e.replyCode == 403 && handler.exclusive {
                 // Another process holds one of our queues exclusively (a partition's worker, the active
                 // intake, the SQLite store): wait as a standby and take over within a second of it leaving.
                 connection?.close()
+                Meters.gauge("switchboard_broker_connected", [("loop", name)], 0)
                 if stopFlag.isStopped { break }
+                // A standby does what it should: wait. Ready, so a rolling deployment goes on.
+                health.set(name, ready: true, "standing by: another process consumes its queue exclusively")
                 if !standingBy {
                     logger.notice(
                         "standing by: another process consumes the queue exclusively; taking over when it stops",
@@ -131,7 +155,9 @@ package final class ConsumerLoop {
                 sleep(seconds: 1)
             } catch {
                 connection?.close()
+                Meters.gauge("switchboard_broker_connected", [("loop", name)], 0)
                 if stopFlag.isStopped { break }
+                health.set(name, ready: false, "no broker connection: \(error)")
                 logger.error(
                     "broker connection failed; retrying",
                     metadata: ["sb.role": "\(name)", "sb.error": "\(error)", "sb.retry-in": "\(backoff)s"])
@@ -163,6 +189,7 @@ package final class ConsumerLoop {
     private func consume(on c: Connection) throws {
         var inFlight: Published?
         while !stopFlag.isStopped {
+            health.tick(name)
             // With a batch awaiting its confirms, take only what has arrived already.
             guard let first = try c.nextDelivery(timeout: inFlight == nil ? 0.25 : 0) else {
                 if let earlier = inFlight {
@@ -183,7 +210,8 @@ package final class ConsumerLoop {
     private func publish(_ batch: [Delivery], on c: Connection) throws -> Published {
         let outgoing: [Outgoing]
         do {
-            outgoing = try handler.handle(batch)
+            outgoing = try Meters.time("switchboard_batch_duration_seconds", [("role", role)]) { try handler.handle(batch) }
+            Meters.value("switchboard_batch_messages", [("role", role)], batch.count)
         } catch {
             // Not the messages' fault (store unavailable, ...): give them back and slow down.
             throw GiveBack(reason: "batch of \(batch.count) failed: \(error)")
@@ -208,8 +236,9 @@ package final class ConsumerLoop {
                                "sb.message-id": "\(r.message.properties.messageId ?? "")"])
                 let parked = Parking.park(
                     body: r.message.body, original: Original.of(r.message, exchange: r.exchange, routingKey: r.routingKey),
+                    code: "unroutable",
                     reason: "unroutable: no queue is bound to exchange '\(r.exchange)' for routing key '\(r.routingKey)' (\(r.replyText))",
-                    stage: name, endpoint: nil)
+                    stage: role, endpoint: nil)
                 try c.publish(exchange: parked.exchange, routingKey: parked.routingKey, message: parked.message)
             }
             let parking = try c.waitForConfirms(timeout: confirmTimeout)
@@ -223,12 +252,16 @@ package final class ConsumerLoop {
             throw GiveBack(reason: "the broker refused \(outcome.nacked.count) outgoing message(s)")
         }
         try c.ack(p.batch[p.batch.count - 1], multiple: true)
+        givenBack = 0
         handler.confirmed(p.batch)
     }
 
     /// Sleeps in short steps so a stop request is honoured quickly.
     private func sleep(seconds: TimeInterval) {
         let end = Date().addingTimeInterval(seconds)
-        while !stopFlag.isStopped, Date() < end { Thread.sleep(forTimeInterval: min(0.05, seconds)) }
+        while !stopFlag.isStopped, Date() < end {
+            health.tick(name)
+            Thread.sleep(forTimeInterval: min(0.05, seconds))
+        }
     }
 }

@@ -48,11 +48,15 @@ package final class Coordinator {
     }
 
     package func run(stop: StopFlag) {
+        let health = Readiness.shared
         var current: [Int]? = nil
         var running: [Running] = []
+        health.set("coordinator", ready: false, "joining the workers through the store")
+        defer { health.remove("coordinator") }
         while !stop.isStopped {
             do {
                 let members = try store.heartbeat(member: member, ttl: ttl)
+                Meters.gauge("switchboard_workers_live", [], Double(members.count))
                 let mine = Self.share(of: member, members: members, partitions: config.settings.partitions)
                 if mine != current {
                     logger.info("partitions assigned", metadata: [
@@ -64,8 +68,13 @@ package final class Coordinator {
                     running = start(mine)
                     local?.setOwned(Set(mine))
                     current = mine
+                    Meters.gauge("switchboard_partitions_owned", [], Double(mine.count))
                 }
+                health.set(
+                    "coordinator", ready: true,
+                    "\(members.count) worker process(es) live; this one consumes partition(s) \(mine.isEmpty ? "none" : mine.map(String.init).joined(separator: ","))")
             } catch {
+                health.set("coordinator", ready: false, "the store did not answer the heartbeat: \(error)")
                 logger.error("heartbeat to the store failed", metadata: ["sb.error": "\(error)"])
             }
             let next = Date().addingTimeInterval(heartbeatInterval)
@@ -73,11 +82,14 @@ package final class Coordinator {
         }
         local?.setOwned([])
         stopAll(&running)
+        Meters.gauge("switchboard_partitions_owned", [], 0)
         try? store.leave(member: member)
     }
 
     private func start(_ partitions: [Int]) -> [Running] {
         let count = min(threads, partitions.count)
+        // Not ready until each new loop consumes (the loops report themselves; this covers the gap).
+        for t in 0..<count { Readiness.shared.set("worker-\(t)", ready: false, "starting") }
         return (0..<count).map { t in
             let mine = stride(from: t, to: partitions.count, by: count).map { partitions[$0] }
             let flag = StopFlag()

@@ -41,29 +41,30 @@ package final class IntakeHandler: BatchHandler {
     package func route(_ d: Delivery, body parsed: inout JSON?) -> Outgoing {
         let original = Self.published(d)
         let props = original.properties
-        let park = { (reason: String, endpoint: String?) -> Outgoing in
+        let park = { (code: String, reason: String, endpoint: String?) -> Outgoing in
             self.logger.warning(
                 "message parked",
                 metadata: ["sb.endpoint": "\(endpoint ?? "-")", "sb.message-id": "\(props.messageId ?? "-")", "sb.reason": "\(reason)"])
-            return Parking.park(body: d.message.body, original: original, reason: reason, stage: "intake", endpoint: endpoint)
+            Meters.count("switchboard_intake_messages_total", [("endpoint", endpoint ?? "none"), ("kind", props.type == Contract.ackType ? "ack" : "ticket"), ("outcome", "parked")])
+            return Parking.park(body: d.message.body, original: original, code: code, reason: reason, stage: "intake", endpoint: endpoint)
         }
         guard d.consumerTag.hasPrefix(Self.tagPrefix) else {
-            return park("unknown endpoint '\(original.routingKey)': no endpoint of that name is configured (known: \(config.endpointNames.joined(separator: ", ")))", nil)
+            return park("unknown_endpoint", "unknown endpoint '\(original.routingKey)': no endpoint of that name is configured (known: \(config.endpointNames.joined(separator: ", ")))", nil)
         }
         let name = String(d.consumerTag.dropFirst(Self.tagPrefix.count))
-        guard let endpoint = config.endpoints[name] else { return park("unknown endpoint '\(name)'", nil) }
+        guard let endpoint = config.endpoints[name] else { return park("unknown_endpoint", "unknown endpoint '\(name)'", nil) }
         if !endpoint.users.isEmpty, !(props.userId.map(endpoint.users.contains) ?? false) {
             let who = props.userId.map { "broker user '\($0)'" } ?? "a publisher that set no user_id"
             return park(
-                "published by \(who); endpoint '\(name)' accepts messages from \(endpoint.users.sorted().map { "'\($0)'" }.joined(separator: ", ")) only (endpoints.\(name).users)",
+                "user_not_allowed", "published by \(who); endpoint '\(name)' accepts messages from \(endpoint.users.sorted().map { "'\($0)'" }.joined(separator: ", ")) only (endpoints.\(name).users)",
                 name)
         }
         let size = d.message.body.count
         guard size <= config.settings.maxMessageBytes else {
-            return park("message of \(size) bytes exceeds the limit of \(config.settings.maxMessageBytes) bytes (settings.max_message_bytes)", name)
+            return park("too_large", "message of \(size) bytes exceeds the limit of \(config.settings.maxMessageBytes) bytes (settings.max_message_bytes)", name)
         }
         if props.type == EventType.timer {
-            return park("type 'timer' is reserved for Switchboard's own timers; an ESB cannot send one", name)
+            return park("reserved_type", "type 'timer' is reserved for Switchboard's own timers; an ESB cannot send one", name)
         }
         let messageId = props.messageId.flatMap { $0.isEmpty ? nil : $0 }
             ?? Contract.derivedMessageId(endpoint: name, type: props.type, correlationId: props.correlationId, body: d.message.body)
@@ -74,10 +75,10 @@ package final class IntakeHandler: BatchHandler {
         let route: UInt64
         if props.type == Contract.ackType {
             guard let correlation = props.correlationId, !correlation.isEmpty else {
-                return park("ack without correlation_id: an ack must name the message_id it answers", name)
+                return park("ack_without_correlation_id", "ack without correlation_id: an ack must name the message_id it answers", name)
             }
             guard let answered = Contract.parse(outboundMessageId: correlation) else {
-                return park("ack for unknown message '\(correlation)': its correlation_id names no message Switchboard sent", name)
+                return park("ack_for_unknown_message", "ack for unknown message '\(correlation)': its correlation_id names no message Switchboard sent", name)
             }
             route = answered.route
             headers[Contract.Header.kind] = .string("ack")
@@ -86,14 +87,14 @@ package final class IntakeHandler: BatchHandler {
             do {
                 body = try JSON.parse(d.message.body)
             } catch {
-                return park("\(error) (endpoint \(name))", name)
+                return park("invalid_json", "\(error) (endpoint \(name))", name)
             }
             parsed = body
             guard let ticket = endpoint.facts(body: body, amqpType: props.type).ticketId else {
-                return park("no ticket id at \(endpoint.ticketId.source) (endpoints.\(name).ticket_id)", name)
+                return park("no_ticket_id", "no ticket id at \(endpoint.ticketId.source) (endpoints.\(name).ticket_id)", name)
             }
             if let problem = Self.problem(ticketId: ticket) {
-                return park("ticket id at \(endpoint.ticketId.source) \(problem) (endpoints.\(name).ticket_id)", name)
+                return park("bad_ticket_id", "ticket id at \(endpoint.ticketId.source) \(problem) (endpoints.\(name).ticket_id)", name)
             }
             route = Contract.route(endpoint: name, ticket: ticket)
             headers[Contract.Header.kind] = .string("ticket")
@@ -103,6 +104,7 @@ package final class IntakeHandler: BatchHandler {
             messageId: messageId, correlationId: props.correlationId, type: props.type, appId: "switchboard",
             persistent: true, headers: headers))
         let partition = Contract.partition(route: route, partitions: config.settings.partitions)
+        Meters.count("switchboard_intake_messages_total", [("endpoint", name), ("kind", props.type == Contract.ackType ? "ack" : "ticket"), ("outcome", "routed")])
         return Outgoing(exchange: Contract.workExchange, routingKey: String(partition), message: work)
     }
 

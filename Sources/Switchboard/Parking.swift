@@ -5,7 +5,10 @@ import Foundation
 /// properties are ours (persistent, no expiration, no one else's user_id); what was published is kept
 /// whole in `x-sb-original`, so an operator can read why and replay it as it was once the cause is fixed.
 package enum Parking {
-    package static func park(body: Data, original: Original, reason: String, stage: String, endpoint: String?) -> Outgoing {
+    /// `code`: the kind of reason, for the metric `switchboard_parked_messages_total` (few values; the
+    /// reason itself names the message's particulars).
+    package static func park(body: Data, original: Original, code: String, reason: String, stage: String, endpoint: String?) -> Outgoing {
+        Meters.count("switchboard_parked_messages_total", [("endpoint", endpoint ?? "none"), ("stage", stage), ("reason", code)])
         var headers: [String: FieldValue] = [
             Contract.Header.reason: .string(reason),
             Contract.Header.stage: .string(stage),
@@ -22,7 +25,7 @@ package enum Parking {
     }
 
     /// A delivery as it is (what it carries as its original, or itself).
-    package static func park(_ d: Delivery, reason: String, stage: String, endpoint: String?) -> Outgoing {
-        park(body: d.message.body, original: Original.of(d), reason: reason, stage: stage, endpoint: endpoint)
+    package static func park(_ d: Delivery, code: String, reason: String, stage: String, endpoint: String?) -> Outgoing {
+        park(body: d.message.body, original: Original.of(d), code: code, reason: reason, stage: stage, endpoint: endpoint)
     }
 }

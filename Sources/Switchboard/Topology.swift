@@ -9,6 +9,8 @@ package struct Topology: Sendable {
     package var partitions: Int
     package var outboundDelays: [Int]
     package var timerDelays: [Int]
+    /// `classic` or `quorum` (settings.queue_type): the type of the queues that carry data.
+    package var queueType = "classic"
 
     package init(endpoints: [String], partitions: Int, outboundDelays: [Int] = [], timerDelays: [Int] = []) {
         self.endpoints = endpoints
@@ -22,21 +24,38 @@ package struct Topology: Sendable {
         partitions = config.settings.partitions
         outboundDelays = config.outboundDelays.sorted()
         timerDelays = config.timerDelays.sorted()
+        queueType = config.settings.queueType
+    }
+
+    /// Every queue Switchboard declares, for the metrics of their depths.
+    package var queueNames: [String] {
+        [Contract.unroutedQueue, Contract.parkedQueue, Contract.storeQueue]
+            + endpoints.flatMap { [Contract.inboundQueue($0), Contract.outboundQueue($0)] }
+            + outboundDelays.map { Contract.delayQueue(forExchange: Contract.outboundDelayExchange($0)) }
+            + timerDelays.map { Contract.delayQueue(forExchange: Contract.timerDelayExchange($0)) }
+            + (0..<partitions).map(Contract.workQueue)
+    }
+
+    /// A queue that carries data: a quorum queue (replicated, at-least-once) when the settings say so.
+    private func declareData(_ name: String, on c: Connection, arguments: [String: FieldValue] = [:]) throws(AMQPError) {
+        var args = arguments
+        if queueType == "quorum" { args["x-queue-type"] = .string("quorum") }
+        try c.declareQueue(name, arguments: args)
     }
 
     package func declare(on c: Connection) throws(AMQPError) {
         try c.declareExchange(Contract.unroutedExchange, type: "fanout")
-        try c.declareQueue(Contract.unroutedQueue)
+        try declareData(Contract.unroutedQueue, on: c)
         try c.bindQueue(Contract.unroutedQueue, exchange: Contract.unroutedExchange, routingKey: "")
         try c.declareExchange(Contract.inboundExchange, arguments: ["alternate-exchange": .string(Contract.unroutedExchange)])
         try c.declareExchange(Contract.outboundExchange)
         try c.declareExchange(Contract.workExchange)
-        try c.declareQueue(Contract.parkedQueue)
+        try declareData(Contract.parkedQueue, on: c)
         try c.declareQueue(Contract.storeQueue)
         for e in endpoints {
-            try c.declareQueue(Contract.inboundQueue(e))
+            try declareData(Contract.inboundQueue(e), on: c)
             try c.bindQueue(Contract.inboundQueue(e), exchange: Contract.inboundExchange, routingKey: e)
-            try c.declareQueue(Contract.outboundQueue(e))
+            try declareData(Contract.outboundQueue(e), on: c)
             try c.bindQueue(Contract.outboundQueue(e), exchange: Contract.outboundExchange, routingKey: e)
         }
         // One queue per distinct delay, so every message in a queue has the same TTL and none waits
@@ -48,7 +67,7 @@ package struct Topology: Sendable {
             try declareDelay(Contract.timerDelayExchange(ms), ms: ms, deadLetterTo: Contract.workExchange, on: c)
         }
         for p in 0..<partitions {
-            try c.declareQueue(Contract.workQueue(p))
+            try declareData(Contract.workQueue(p), on: c)
             try c.bindQueue(Contract.workQueue(p), exchange: Contract.workExchange, routingKey: String(p))
         }
     }

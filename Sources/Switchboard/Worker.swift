@@ -57,7 +57,9 @@ package final class WorkerHandler: BatchHandler {
         var event: InboundEvent?
         var commit: Commit?
         var outcome: CommitOutcome?
-        var park: String?
+        var park: Park?
+        /// The rules that matched in the decision being committed.
+        var matched: [String] = []
         /// A barrier from this process's fused intake: nothing to evaluate (see `confirmed`).
         var barrier = false
         /// What the message says (type, correlation id, body): tells a resend from another message with the same id.
@@ -75,6 +77,12 @@ package final class WorkerHandler: BatchHandler {
         try handle(batch, bodies: [])
     }
 
+    /// Why a message is parked: the kind (a metric label) and the reason (its header, for people).
+    private struct Park {
+        var code: String
+        var reason: String
+    }
+
     /// `bodies`: the messages' bodies where the caller parsed them already (the fused intake), by index.
     package func handle(_ batch: [Delivery], bodies: [JSON?]) throws -> [Outgoing] {
         var items = batch.indices.map { prepare(batch[$0], body: $0 < bodies.count ? bodies[$0] : nil) }
@@ -84,6 +92,7 @@ package final class WorkerHandler: BatchHandler {
         while !pending.isEmpty {
             attempt += 1
             if attempt > 1 {
+                Meters.count("switchboard_batch_retries_total")
                 Thread.sleep(forTimeInterval: Double.random(in: 0...Double(min(attempt, 20))) / 1000)
             }
             // Decisions within a batch build on each other: a later message of the same conversation sees
@@ -94,11 +103,11 @@ package final class WorkerHandler: BatchHandler {
                 // A message that cannot be decided again is parked, and its earlier decision not committed.
                 items[i].commit = nil
                 do {
-                    items[i].commit = try decide(items[i], overlay: &overlay, preloaded: preloaded, index: i, retry: attempt > 1)
+                    (items[i].commit, items[i].matched) = try decide(items[i], overlay: &overlay, preloaded: preloaded, index: i, retry: attempt > 1)
                 } catch let error as StoreError {
                     throw error
                 } catch {
-                    items[i].park = "\(error)"
+                    items[i].park = Park(code: "unprocessable", reason: "\(error)")
                 }
             }
             // Names each commit of this attempt, so a request the store serves twice is known as ours (see Commit.attempt).
@@ -109,7 +118,9 @@ package final class WorkerHandler: BatchHandler {
             for (i, outcome) in zip(committing, outcomes) {
                 items[i].outcome = outcome
                 if case .conflict(let conversation, let digest, let at) = outcome {
-                    items[i].park = Self.reused(items[i], by: "a message applied to conversation \(conversation) at \(at) (digest \(digest))")
+                    items[i].park = Park(
+                        code: "message_id_reused",
+                        reason: Self.reused(items[i], by: "a message applied to conversation \(conversation) at \(at) (digest \(digest))"))
                 }
             }
             pending = committing.filter { items[$0].outcome == .stale }
@@ -142,7 +153,7 @@ package final class WorkerHandler: BatchHandler {
                     logger.warning("the store refused a message", metadata: [
                         "sb.endpoint": "\(items[i].endpoint)", "sb.message-id": "\(items[i].messageId)", "sb.error": "\(e.message)",
                     ])
-                    items[i].park = "the store refused what this message changes: \(e.message)"
+                    items[i].park = Park(code: "store_refused", reason: "the store refused what this message changes: \(e.message)")
                     refused.insert(commit.conversationId)
                     outcomes.append(nil)
                 }
@@ -164,7 +175,7 @@ package final class WorkerHandler: BatchHandler {
             if items[j].digest == items[i].digest {
                 items[i].copy = true
             } else {
-                items[i].park = reused(items[i], by: "an earlier message of the same batch (digest \(items[j].digest))")
+                items[i].park = Park(code: "message_id_reused", reason: reused(items[i], by: "an earlier message of the same batch (digest \(items[j].digest))"))
             }
         }
     }
@@ -199,14 +210,14 @@ package final class WorkerHandler: BatchHandler {
             return item
         }
         guard let config = self.config.endpoints[endpoint] ?? (endpoint == Contract.timerEndpoint ? Self.timerEndpoint : nil) else {
-            item.park = "unknown endpoint '\(endpoint)' (the configuration changed since intake?)"
+            item.park = Park(code: "unknown_endpoint", reason: "unknown endpoint '\(endpoint)' (the configuration changed since intake?)")
             return item
         }
         let body: JSON
         do {
             body = try parsed ?? JSON.parse(d.message.body)
         } catch {
-            item.park = "\(error) (endpoint \(endpoint))"
+            item.park = Park(code: "invalid_json", reason: "\(error) (endpoint \(endpoint))")
             return item
         }
         item.digest = Contract.digest(type: d.message.properties.type, correlationId: d.message.properties.correlationId, body: d.message.body)
@@ -221,7 +232,7 @@ package final class WorkerHandler: BatchHandler {
             item.route = Contract.parse(outboundMessageId: d.message.properties.correlationId ?? "")?.route ?? 0
         } else {
             guard let ticket = facts.ticketId else {
-                item.park = "no ticket id at \(config.ticketId.source) (endpoints.\(endpoint).ticket_id)"
+                item.park = Park(code: "no_ticket_id", reason: "no ticket id at \(config.ticketId.source) (endpoints.\(endpoint).ticket_id)")
                 return item
             }
             item.event = InboundEvent(
@@ -296,7 +307,7 @@ package final class WorkerHandler: BatchHandler {
     /// `preloaded`: what the store held when the batch (attempt) started; `overlay`: what the batch changed
     /// since. Finding the conversation (and, on a retry, who owns a reference already) is the worker's;
     /// the decision itself is the engine's (`Engine.decide`), tested without a broker or a store.
-    private func decide(_ item: Item, overlay: inout Overlay, preloaded: Preloaded, index: Int, retry: Bool) throws -> Commit {
+    private func decide(_ item: Item, overlay: inout Overlay, preloaded: Preloaded, index: Int, retry: Bool) throws -> (Commit, [String]) {
         guard let event = item.event else { throw Unprocessable("no event") }
         let snapshot: ConversationSnapshot
         var acked: StoredOutbound?
@@ -340,10 +351,11 @@ package final class WorkerHandler: BatchHandler {
         }
         let d = try engine.decide(situation)
         overlay.record(d.next)
-        return Commit(
+        let commit = Commit(
             inbound: InboundKey(item.endpoint, item.messageId), conversationId: snapshot.id, expectedVersion: snapshot.version,
             newReferences: d.newReferences, timeline: d.timeline, outbox: d.outbox, attributes: d.attributes,
             counters: d.counters, failedOutbound: d.failedOutbound, digest: item.digest, at: now)
+        return (commit, d.matchedRules)
     }
 
     /// Store failures are infrastructure trouble (the batch is retried), never the message's fault.
@@ -357,12 +369,44 @@ package final class WorkerHandler: BatchHandler {
         }
     }
 
+    /// The metrics of a message decided: applied (with its rules, acks, timers, outbound messages and
+    /// latency) or a duplicate.
+    private func record(_ item: Item) {
+        guard case .committed? = item.outcome, let commit = item.commit, let event = item.event else {
+            if item.copy || item.outcome.map({ if case .duplicate = $0 { true } else { false } }) == true {
+                Meters.count("switchboard_worker_messages_total", [("endpoint", item.endpoint), ("outcome", "duplicate")])
+            }
+            return
+        }
+        Meters.count("switchboard_worker_messages_total", [("endpoint", item.endpoint), ("outcome", "applied")])
+        for rule in item.matched { Meters.count("switchboard_rule_matches_total", [("rule", rule)]) }
+        if event.type == Contract.ackType {
+            let outcome = !commit.failedOutbound.isEmpty ? "unhandled" : Engine.ackStatus(event.body).ok ? "ok" : "error"
+            Meters.count("switchboard_acks_total", [("endpoint", item.endpoint), ("outcome", outcome)])
+        } else if event.type == EventType.timer {
+            Meters.count("switchboard_timers_fired_total")
+        }
+        for o in commit.outbox {
+            if o.kind == .timer {
+                Meters.count("switchboard_timers_scheduled_total")
+                continue
+            }
+            Meters.count("switchboard_outbound_messages_total", [("target", o.target), ("type", o.type)])
+            if o.delayMs > 0 { Meters.count("switchboard_delays_scheduled_total", [("target", o.target)]) }
+        }
+        if case .int(let ms)? = item.delivery.message.properties.headers[Contract.Header.receivedAt] {
+            Meters.seconds("switchboard_message_latency_seconds", [], Date().timeIntervalSince1970 - Double(ms) / 1000)
+        }
+    }
+
     private func outgoing(_ item: Item) -> [Outgoing] {
         if item.barrier { return [] }
-        if let reason = item.park {
-            logger.warning("message parked", metadata: ["sb.endpoint": "\(item.endpoint)", "sb.message-id": "\(item.messageId)", "sb.reason": "\(reason)"])
-            return [Parking.park(item.delivery, reason: reason, stage: "worker", endpoint: item.endpoint)]
+        if let park = item.park {
+            logger.warning("message parked", metadata: ["sb.endpoint": "\(item.endpoint)", "sb.message-id": "\(item.messageId)", "sb.reason": "\(park.reason)"])
+            Meters.count("switchboard_worker_messages_total", [("endpoint", item.endpoint), ("outcome", "parked")])
+            return [Parking.park(item.delivery, code: park.code, reason: park.reason, stage: "worker", endpoint: item.endpoint)]
         }
+        record(item)
         let outbox: [StoredOutbound]
         switch item.outcome {
         case .committed?: outbox = item.commit?.outbox ?? []

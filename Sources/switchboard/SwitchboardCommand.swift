@@ -2,6 +2,7 @@ import Admin
 import ArgumentParser
 import Foundation
 import Logging
+import Operations
 import Rules
 import ServiceLifecycle
 import Store
@@ -24,9 +25,19 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = ProcessInfo.processInfo.environment["SB_LOG_LEVEL"] ?? "info"
 
-    func logger(_ label: String) -> Logger {
+    /// The process's logger: lines for people, or with settings.log_format `json` one JSON object per line.
+    /// Also makes swift-metrics report to Prometheus from here on (before any role records a metric).
+    func logger(_ label: String, _ config: SwitchboardConfig) -> Logger {
+        Ops.bootstrap()
         let level = Logger.Level(rawValue: logLevel) ?? .info
+        let json = config.settings.logFormat == "json"
+        StatusLines.json.store(json, ordering: .relaxed)
         LoggingSystem.bootstrap { label in
+            if json {
+                var handler = JSONLogHandler(label: label)
+                handler.logLevel = level
+                return handler
+            }
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler
@@ -54,8 +65,10 @@ struct Run: AsyncParsableCommand {
 
     func run() async throws {
         let config = try loadConfigOrExit(options.config)
-        let logger = options.logger("switchboard")
-        try await Application.runAll(config: config, logger: logger, extra: { store in try AdminCommand.services(config, store, logger) })
+        let logger = options.logger("switchboard", config)
+        try await Application.runAll(config: config, logger: logger, extra: { store in
+            try AdminCommand.services(config, store, logger) + Ops.services(config: config, role: "run", queues: true, logger: logger)
+        })
     }
 }
 
@@ -68,8 +81,10 @@ struct Intake: AsyncParsableCommand {
 
     func run() async throws {
         let config = try loadConfigOrExit(options.config)
+        let logger = options.logger("switchboard", config)
         try await Application.run(
-            .init(intake: true, store: .none, partitions: [], workerThreads: 0), config: config, logger: options.logger("switchboard"))
+            .init(intake: true, store: .none, partitions: [], workerThreads: 0), config: config, logger: logger,
+            extra: { _ in try Ops.services(config: config, role: "intake", queues: false, logger: logger) })
     }
 }
 
@@ -101,10 +116,11 @@ struct Worker: AsyncParsableCommand {
             }
             mine = parsed
         }
+        let logger = options.logger("switchboard", config)
         try await Application.run(
             .init(intake: false, store: .remote, partitions: mine, workerThreads: threads ?? config.settings.workers, coordinated: coordinated),
-            config: config,
-            logger: options.logger("switchboard"))
+            config: config, logger: logger,
+            extra: { _ in try Ops.services(config: config, role: "worker", queues: false, logger: logger) })
     }
 
     static func parse(_ spec: String) -> [Int]? {
@@ -134,9 +150,10 @@ struct Store: AsyncParsableCommand {
 
     func run() async throws {
         let config = try loadConfigOrExit(options.config)
+        let logger = options.logger("switchboard", config)
         try await Application.run(
-            .init(intake: false, store: .serve, partitions: [], workerThreads: 0), config: config,
-            logger: options.logger("switchboard"))
+            .init(intake: false, store: .serve, partitions: [], workerThreads: 0), config: config, logger: logger,
+            extra: { _ in try Ops.services(config: config, role: "store", queues: true, logger: logger) })
     }
 }
 
@@ -149,7 +166,11 @@ struct AdminCommand: AsyncParsableCommand {
     /// has no admin section).
     static func services(_ config: SwitchboardConfig, _ store: ConversationStore?, _ logger: Logger) throws -> [any Service] {
         guard config.admin != nil, let store = store as? AdminStore else { return [] }
-        return [try AdminServer.build(config: config, store: store, logger: logger) { url in say("switchboard: web UI and API at \(url)") }]
+        Readiness.shared.set("admin", ready: false, "starting the web server")
+        return [try AdminServer.build(config: config, store: store, logger: logger) { url in
+            Readiness.shared.set("admin", ready: true, "serving the web UI and API at \(url)")
+            say("switchboard: web UI and API at \(url)")
+        }]
     }
 
     struct Serve: AsyncParsableCommand {
@@ -164,7 +185,7 @@ struct AdminCommand: AsyncParsableCommand {
 
         func run() async throws {
             let config = try loadConfigOrExit(options.config)
-            let logger = options.logger("switchboard")
+            let logger = options.logger("switchboard", config)
             guard config.admin != nil else {
                 var err = FileHandle.standardError
                 print("switchboard: the configuration in \(options.config) has no admin section", to: &err)
@@ -173,7 +194,7 @@ struct AdminCommand: AsyncParsableCommand {
             // The same builder as every role: no role of its own, the store opened for reading, the admin added.
             try await Application.run(
                 .init(intake: false, store: .read, partitions: [], workerThreads: 0), config: config, logger: logger,
-                extra: { store in try services(config, store, logger) })
+                extra: { store in try services(config, store, logger) + Ops.services(config: config, role: "admin", queues: false, logger: logger) })
         }
     }
 
@@ -255,7 +276,7 @@ struct Parked: AsyncParsableCommand {
 
         func run() async throws {
             let config = try loadConfigOrExit(options.config)
-            let logger = options.logger("switchboard")
+            let logger = options.logger("switchboard", config)
             let count = try Application.replayParked(config: config, limit: limit, logger: logger)
             print("switchboard: replayed \(count) parked message(s)")
         }

@@ -8,11 +8,13 @@ import json
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 import uuid
 
@@ -179,8 +181,27 @@ def pytest_sessionfinish(session, exitstatus):
             shutil.rmtree(d, ignore_errors=True)
 
 
+def free_port():
+    """A TCP port nothing listens on now (the kernel's choice), for a process's metrics listener."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url, timeout=5):
+    """(status, body text) of a GET; (None, error) when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except (urllib.error.URLError, ConnectionError, socket.timeout) as e:
+        return None, str(e)
+
+
 class Switchboard:
-    """The real binary, `switchboard run` by default, on a copy of Config/ with a data folder of its own."""
+    """The real binary, `switchboard run` by default, on a copy of Config/ with a data folder of its own.
+    Its metrics and probes listen on a port of its own (`metrics_url`); `start()` waits for /health/ready."""
 
     def __init__(self, vhost, env=None, data=None, extra_config=None, args=("run",), consumers=None, store_url=None):
         self.dir = tempfile.mkdtemp(prefix="sb-esb-")
@@ -194,27 +215,41 @@ class Switchboard:
         self.env = dict(os.environ, SB_BROKER_URL=amqp_url(vhost), SB_DATA_DIR=self.data, SB_LOG_LEVEL="info",
                         SB_ADMIN_LISTEN="127.0.0.1:0", SB_ADMIN_TLS_CERT=os.path.join(TLS_DIR, "server.pem"),
                         SB_ADMIN_TLS_KEY=os.path.join(TLS_DIR, "server.key"))
+        self.env["SB_METRICS_LISTEN"] = f"127.0.0.1:{free_port()}"
         self.env.update(env or {})
+        self.metrics_url = "http://" + self.env["SB_METRICS_LISTEN"]
         self.store_url = store_url or "sqlite"
         self.env["SB_STORE_URL"] = self.store_url
         self.log_path = os.path.join(self.dir, "switchboard.log")
         self.proc = None
         self.args = list(args)
-        # Each role thread logs "consuming" once: store, intake, and every worker thread (SB_WORKERS, 2 by default).
-        self.consumers = consumers if consumers is not None else 2 + int(self.env.get("SB_WORKERS", "2"))
+        # 0: a process that will not be ready at once (a standby, the admin alone): start() does not wait.
+        self.consumers = consumers
 
     def start(self, timeout=30):
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([BINARY, *self.args, "--config", self.config], env=self.env, stdout=self.log,
                                      stderr=subprocess.STDOUT)
+        if self.consumers == 0:
+            return self
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("switchboard exited at start:\n" + self.output())
-            if self.output().count("consuming") >= self.consumers:
+            if self.ready()[0] == 200:
                 return self
             time.sleep(0.1)
-        raise RuntimeError("switchboard did not start consuming:\n" + self.output())
+        raise RuntimeError(f"switchboard did not become ready: {self.ready()}\n" + self.output())
+
+    def ready(self):
+        """(HTTP status, parsed body) of /health/ready; (None, error text) while nothing listens."""
+        status, body = http_get(self.metrics_url + "/health/ready", timeout=2)
+        return status, (json.loads(body) if status else body)
+
+    def metrics(self):
+        status, body = http_get(self.metrics_url + "/metrics")
+        assert status == 200, body
+        return body
 
     def output(self):
         with open(self.log_path, "rb") as f:
@@ -334,6 +369,24 @@ def jira(key, customer_ref, event="jira:issue_updated", status="In Progress", us
         "issue": {"key": key, "fields": {"summary": "SAP down", "description": "x", "priority": {"name": "High"},
                                          "status": {"name": status}, "customfield_10400": customer_ref}},
     }
+
+
+def flow(esb, number, key):
+    """A ticket from A's local desk to SAP Support (created at X, acked with X's key), then an update that X
+    refuses as locked. Returns the create's and the update's outbound message ids."""
+    local = {"value": "g-local", "display_value": "Local Service Desk"}
+    esb.publish("customer-a", incident(number, assignment_group=local, sys_updated_by="alice"), message_id=f"{number}-1")
+    esb.publish("customer-a", incident(number, sys_updated_by="alice"), message_id=f"{number}-2")
+    [(create, _)] = esb.take("sb.out.vendor-x", 1)
+    assert create.type == "create"
+    esb.publish("vendor-x", {"status": "ok", "key": key}, type="ack", correlation_id=create.message_id, message_id=f"{key}-ack-1")
+    time.sleep(0.3)
+    esb.publish("customer-a", incident(number, priority="1", sys_updated_by="bob"), message_id=f"{number}-3")
+    [(update, _)] = esb.take("sb.out.vendor-x", 1)
+    assert update.type == "update"
+    esb.publish("vendor-x", {"status": "error", "code": "LOCKED", "message": "open in another session"}, type="ack",
+                correlation_id=update.message_id, message_id=f"{key}-ack-2")
+    return create.message_id, update.message_id
 
 
 def rabbitmqctl(*args):

@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from admin_client import Admin, Secrets
-from conftest import ESB, Switchboard, incident, jira, mgmt, fresh_vhost
+from conftest import ESB, Switchboard, flow, incident, jira, mgmt, fresh_vhost
 
 SECRETS = Secrets()
 ENV = dict(SECRETS.env, SB_MAX_MESSAGE_BYTES="4096", LOCK_RETRY_DELAY="1s", LOCK_RETRY_MAX="2")
@@ -116,24 +116,6 @@ def test_viewer_reads_and_operator_acts(hub):
     # The same form token in a header (what a page's script would send).
     assert os_.post("/api/v1/parked/actions", body=action, headers={"X-CSRF-Token": os_.csrf}).status == 202
     assert os_.post("/api/v1/parked/actions", body=action, headers={"X-CSRF-Token": "0" * 48}).status == 403
-
-
-def flow(esb, number, key):
-    """A ticket from A's local desk to SAP Support (created at X, acked with X's key), then an update that X
-    refuses as locked. Returns the create's and the update's outbound message ids."""
-    local = {"value": "g-local", "display_value": "Local Service Desk"}
-    esb.publish("customer-a", incident(number, assignment_group=local, sys_updated_by="alice"), message_id=f"{number}-1")
-    esb.publish("customer-a", incident(number, sys_updated_by="alice"), message_id=f"{number}-2")
-    [(create, _)] = esb.take("sb.out.vendor-x", 1)
-    assert create.type == "create"
-    esb.publish("vendor-x", {"status": "ok", "key": key}, type="ack", correlation_id=create.message_id, message_id=f"{key}-ack-1")
-    time.sleep(0.3)
-    esb.publish("customer-a", incident(number, priority="1", sys_updated_by="bob"), message_id=f"{number}-3")
-    [(update, _)] = esb.take("sb.out.vendor-x", 1)
-    assert update.type == "update"
-    esb.publish("vendor-x", {"status": "error", "code": "LOCKED", "message": "open in another session"}, type="ack",
-                correlation_id=update.message_id, message_id=f"{key}-ack-2")
-    return create.message_id, update.message_id
 
 
 def conversation_of(api, ticket, timeout=20):
