@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Hummingbird
 import Logging
 import Metrics
@@ -69,13 +72,40 @@ package enum Ops {
     package static func services(config: SwitchboardConfig, role: String, queues: Bool, logger: Logger) throws -> [any Service] {
         bootstrap()
         var out: [any Service] = []
-        if let (host, port) = listenAddress(config.settings, role: role) {
-            out.append(server(host: host, port: port, logger: logger) { url in say("switchboard: metrics and health probes at \(url)") })
+        if let (host, configured) = listenAddress(config.settings, role: role) {
+            var port = configured
+            var note = ""
+            if config.settings.metricsListen != nil, configured != 0, !portIsFree(host: host, port: configured) {
+                throw OpsError(description: "metrics_listen \(host):\(configured): the address is in use (another process listens there); choose another, or set it to off")
+            }
+            if config.settings.metricsListen == nil, !portIsFree(host: host, port: port) {
+                // The role's default port is taken (another role of the same kind on this machine): any
+                // free port, said loudly. An address set in metrics_listen is used as set, or fails.
+                logger.warning("metrics: the default port \(port) is in use; listening on a free port instead (set metrics_listen)")
+                note = " (port \(port) was in use; set metrics_listen to choose)"
+                port = 0
+            }
+            let aside = note
+            out.append(server(host: host, port: port, logger: logger) { url in say("switchboard: metrics and health probes at \(url)\(aside)") })
         }
         if queues {
             out.append(QueueMetrics(config: config, options: try Application.brokerOptions(config), logger: logger))
         }
         return out
+    }
+
+    /// Whether nothing listens on host:port now (a bind that is released at once).
+    static func portIsFree(host: String, port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return true }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        guard inet_pton(AF_INET, host == "localhost" ? "127.0.0.1" : host, &address.sin_addr) == 1 else { return true }
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
     }
 
     /// The HTTP server with the three routes. `onListening` gets its URL once bound (port 0: any free one).
@@ -124,6 +154,10 @@ package enum Ops {
         headers[.cacheControl] = "no-store"
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
+}
+
+package struct OpsError: Error, CustomStringConvertible {
+    package var description: String
 }
 
 /// Runs a closure once per process, from any thread.

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import Metrics
 import Rules
@@ -40,6 +43,26 @@ import Testing
         // Not ours: no invented HELP.
         #expect(lines[3] == "# TYPE somebody_elses gauge")
         #expect(Ops.annotate(raw).hasSuffix("somebody_elses 1\n"))
+    }
+
+    @Test func aPortSomeoneListensOnIsNotFree() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && listen(fd, 1) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard bound else {
+            close(fd)
+            Issue.record("could not bind a socket on 127.0.0.1")
+            return
+        }
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        #expect(!Ops.portIsFree(host: "127.0.0.1", port: port))
+        close(fd)
+        #expect(Ops.portIsFree(host: "127.0.0.1", port: port))
     }
 
     @Test func metricsListenDefaultsToTheRolesPortOnLoopback() throws {

@@ -388,3 +388,39 @@ def test_management_credentials_refused_are_counted_and_named_not_waited_on():
     finally:
         store.stop()
         next(gen, None)
+
+
+def metrics_url_of(p, timeout=15):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for line in p.output().splitlines():
+            if "metrics and health probes at " in line:
+                return line.split("metrics and health probes at ", 1)[1].split()[0].rstrip("/")
+        time.sleep(0.1)
+    raise AssertionError("no metrics URL in the output:\n" + p.output())
+
+
+def test_two_roles_of_a_kind_on_one_machine_do_not_collide_and_a_taken_address_is_an_error():
+    """Without metrics_listen, a second intake finds the role's default port taken and listens on a free one
+    (and says so); an address set in metrics_listen that is taken stops the process with a clear error."""
+    gen = fresh_vhost("sb-ports-")
+    vhost = next(gen)
+    first = Switchboard(vhost, args=["intake"], env={"SB_METRICS_LISTEN": ""}, consumers=0)
+    second = Switchboard(vhost, args=["intake"], env={"SB_METRICS_LISTEN": ""}, consumers=0)
+    try:
+        first.start()
+        a = metrics_url_of(first)
+        second.start()
+        b = metrics_url_of(second)
+        assert a != b, (a, b)
+        assert http_get(a + "/health/live")[0] == 200 and http_get(b + "/health/live")[0] == 200
+        if a.endswith(":9462"):
+            assert "port 9462 was in use" in second.output()
+        taken = a.split("//", 1)[1]
+        third = Switchboard(vhost, args=["intake"], env={"SB_METRICS_LISTEN": taken}, consumers=0).start()
+        assert third.proc.wait(30) == 1
+        assert f"metrics_listen {taken}: the address is in use" in third.output()
+    finally:
+        for p in (second, first):
+            p.stop()
+        next(gen, None)
