@@ -237,3 +237,53 @@ def test_rabbitmq_apply_gives_quorum_queues_the_policy_and_each_user_least_privi
                 mgmt("DELETE", path)
             except Exception:
                 pass
+
+
+def test_the_production_rabbitmq_conf_boots_a_node_that_speaks_tls_12_and_13_only(tmp_path):
+    """Deploy/rabbitmq/rabbitmq.conf on a RabbitMQ node of its own (the test's certificates and free ports
+    instead of /etc/rabbitmq/tls and the standard ones): it boots (RabbitMQ refuses unknown keys), listens
+    for AMQP over TLS and the management API over TLS only, and refuses TLS 1.1."""
+    from conftest import TLS_DIR, free_port
+    import shutil as sh
+    bindir = "/usr/lib/rabbitmq/bin" if os.path.exists("/usr/lib/rabbitmq/bin/rabbitmq-server") else os.path.dirname(sh.which("rabbitmq-server") or "")
+    if not bindir or not os.path.exists(os.path.join(bindir, "rabbitmq-server")):
+        pytest.skip("no rabbitmq-server on this machine")
+    amqps, mgmt_tls, prom, dist = free_port(), free_port(), free_port(), free_port()
+    text = open(os.path.join(DEPLOY, "rabbitmq", "rabbitmq.conf")).read()
+    text = text.replace("/etc/rabbitmq/tls/", TLS_DIR + "/").replace("listeners.ssl.default = 5671", f"listeners.ssl.default = {amqps}")
+    text = text.replace("management.ssl.port = 15671", f"management.ssl.port = {mgmt_tls}").replace("prometheus.tcp.port = 15692", f"prometheus.tcp.port = {prom}")
+    text = text.replace("disk_free_limit.absolute = 5GB", "disk_free_limit.absolute = 50MB")
+    (tmp_path / "rabbitmq.conf").write_text(text)
+    (tmp_path / "enabled_plugins").write_text(open(os.path.join(DEPLOY, "rabbitmq", "enabled_plugins")).read())
+    node = f"sbprod{os.getpid()}@localhost"
+    env = dict(os.environ, RABBITMQ_NODENAME=node, RABBITMQ_MNESIA_BASE=str(tmp_path / "mnesia"), RABBITMQ_LOG_BASE=str(tmp_path / "log"),
+               RABBITMQ_CONFIG_FILE=str(tmp_path / "rabbitmq.conf"), RABBITMQ_ENABLED_PLUGINS_FILE=str(tmp_path / "enabled_plugins"),
+               RABBITMQ_PID_FILE=str(tmp_path / "pid"), RABBITMQ_DIST_PORT=str(dist), RABBITMQ_ADVANCED_CONFIG_FILE=str(tmp_path / "advanced.config"))
+    (tmp_path / "advanced.config").write_text("[].\n")
+    (tmp_path / "mnesia").mkdir()
+    (tmp_path / "log").mkdir()
+    ctl = os.path.join(bindir, "rabbitmqctl")
+    r = subprocess.run([os.path.join(bindir, "rabbitmq-server"), "-detached"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    try:
+        deadline = time.time() + 90
+        while True:
+            r = subprocess.run([ctl, "-n", node, "await_startup", "--timeout", "5"], env=env, capture_output=True, text=True, timeout=60)
+            if r.returncode == 0 or time.time() > deadline:
+                break
+            time.sleep(0.5)
+        logs = "".join(open(p).read() for p in glob.glob(str(tmp_path / "log" / "*.log")))
+        assert r.returncode == 0, r.stdout + r.stderr + logs[-3000:]
+        r = subprocess.run([os.path.join(bindir, "rabbitmq-diagnostics"), "-n", node, "listeners", "--formatter", "json"],
+                           env=env, capture_output=True, text=True, timeout=60)
+        listeners = {(l["protocol"], l["port"]) for l in json.loads(r.stdout)["listeners"]}
+        assert ("amqp/ssl", amqps) in listeners and ("https", mgmt_tls) in listeners, listeners
+        assert not any(p in ("amqp", "http") for p, _ in listeners), listeners
+        for version, accepted in (("-tls1_3", True), ("-tls1_2", True), ("-tls1_1", False)):
+            s = subprocess.run(["openssl", "s_client", "-connect", f"localhost:{amqps}", version, "-CAfile", os.path.join(TLS_DIR, "ca.pem"),
+                                "-verify_return_error", "-cipher", "DEFAULT@SECLEVEL=0"],
+                               input="", capture_output=True, text=True, timeout=30)
+            handshake = "Verify return code: 0 (ok)" in s.stdout and "Cipher is (NONE)" not in s.stdout and "Cipher is" in s.stdout
+            assert handshake == accepted, (version, s.stdout[-1500:], s.stderr[-1500:])
+    finally:
+        subprocess.run([ctl, "-n", node, "stop"], env=env, capture_output=True, timeout=60)
