@@ -210,6 +210,15 @@ def test_prometheus_sees_what_flowed_through_run_and_a_fleet(prometheus):
         assert count > 20 and len(names) > 15, (count, names)
         missing = [n for n in sorted(names) if prometheus.value(f'count({{__name__=~"{n}(_bucket)?"}})') is None]
         assert not missing, missing
+        # Every dashboard query is valid PromQL and shows something for this traffic.
+        dashboard = json.load(open(os.path.join(REPO, "Deploy", "grafana", "switchboard.json")))
+        empty = []
+        for panel in dashboard["panels"]:
+            for t in panel.get("targets", []):
+                expr = t["expr"].replace("$__rate_interval", "1m").replace('job=~"$job"', 'job=~".+"')
+                if not prometheus.query(expr):
+                    empty.append((panel["title"], expr))
+        assert not empty, empty
         # The alert rules loaded, evaluate, and none fires on this healthy fleet but the parked messages'.
         status, body = http_get(prometheus.url + "/api/v1/rules")
         groups = json.loads(body)["data"]["groups"]
