@@ -167,10 +167,13 @@ struct AdminCommand: AsyncParsableCommand {
     static func services(_ config: SwitchboardConfig, _ store: ConversationStore?, _ logger: Logger) throws -> [any Service] {
         guard config.admin != nil, let store = store as? AdminStore else { return [] }
         Readiness.shared.set("admin", ready: false, "starting the web server")
-        return [try AdminServer.build(config: config, store: store, logger: logger) { url in
-            Readiness.shared.set("admin", ready: true, "serving the web UI and API at \(url)")
-            say("switchboard: web UI and API at \(url)")
-        }]
+        return [
+            try AdminServer.build(config: config, store: store, logger: logger) { url in
+                Readiness.shared.set("admin", ready: true, "serving the web UI and API at \(url)")
+                say("switchboard: web UI and API at \(url)")
+            },
+            AdminServer.storeProbe(config: config, store: store),
+        ]
     }
 
     struct Serve: AsyncParsableCommand {

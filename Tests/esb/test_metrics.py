@@ -338,7 +338,7 @@ def test_run_turns_ready_only_once_every_role_consumes():
             time.sleep(0.02)
         assert seen[-1] == 200, seen
         names = {p["name"] for p in body["parts"]}
-        assert {"store", "intake", "coordinator", "worker-0", "worker-1", "admin"} <= names, body
+        assert {"store", "intake", "coordinator", "worker-0", "worker-1", "admin", "admin-store"} <= names, body
         assert all(p["ready"] for p in body["parts"])
         esb = ESB(vhost)
         assert consumers(esb, "sb.in.customer-a") == 1 and consumers(esb, "sb.store") == 1
