@@ -181,3 +181,53 @@ def test_a_run_whose_partitions_move_to_worker_processes_and_back_keeps_order_an
         for w in workers:
             w.stop()
         run.stop()
+
+
+def test_a_worker_frozen_past_the_heartbeat_timeout_steps_back_when_it_wakes(esb, vhost):
+    """SIGSTOP one of two workers while a backlog flows, for longer than the broker's heartbeat timeout: the
+    broker drops its connection (its unacked batch goes back, in order), the other worker takes its
+    partitions; SIGCONT: whatever it held in hand is stale (its connection is gone, its commits meet newer
+    versions or already-processed ids), so nothing is applied twice or out of order, and it rejoins."""
+    tickets, per_ticket = 100, 40
+    total = tickets * per_ticket
+    env = {"SB_STORE_TIMEOUT_MS": "2000", "SB_HEARTBEAT_SECONDS": "3"}
+    intake = Switchboard(vhost, extra_config=COUNTING_RULES, args=["intake"], env=env).start()
+    the_store = Switchboard(vhost, extra_config=COUNTING_RULES, args=["store"], env=env,
+                            data=os.path.join(intake.dir, "store-data")).start()
+    workers = []
+    try:
+        workers = [Switchboard(vhost, extra_config=COUNTING_RULES, env=env, args=["worker", "--threads", "1"]).start()
+                   for _ in range(2)]
+        publish_backlog(esb, tickets, per_ticket, "Z")
+        seen, first_order = set(), {}
+        deadline = time.time() + 180
+        while len(seen) < total // 4 and time.time() < deadline:
+            take_outbound(esb, seen, first_order)
+        frozen = workers[0]
+        frozen.proc.send_signal(signal.SIGSTOP)
+        stopped_at, before = time.time(), len(seen)
+        # Three heartbeat intervals and more: the broker has given up on it, the other worker has its partitions.
+        while time.time() < stopped_at + 12:
+            take_outbound(esb, seen, first_order)
+        during = len(seen) - before
+        frozen.proc.send_signal(signal.SIGCONT)
+        while len(seen) < total and time.time() < deadline:
+            take_outbound(esb, seen, first_order)
+        print(f"stall: {total} messages; {during} went out while one of two workers was frozen for 12 s")
+        assert during > 0, "nothing went out while the worker was frozen: its partitions did not move"
+        assert frozen.proc.poll() is None, frozen.output()[-3000:]
+        # It noticed that its connection was gone and came back as a member of the fleet, ready.
+        deadline = time.time() + 30
+        while frozen.ready()[0] != 200 and time.time() < deadline:
+            time.sleep(0.2)
+        assert frozen.ready()[0] == 200, frozen.ready()
+        woke = frozen.output()
+        print("\n".join(l[:220] for l in woke.splitlines() if any(k in l for k in ("failed", "reconnected", "standing by", "assigned", "stale", "already applied"))))
+        assert "broker connection failed" in woke or "batch failed" in woke or "reconnected" in woke, woke[-3000:]
+        assert_exactly_once_in_order(esb, the_store, seen, first_order, tickets, per_ticket)
+    finally:
+        for w in workers:
+            w.proc.send_signal(signal.SIGCONT)
+            w.stop()
+        intake.stop()
+        the_store.stop()
