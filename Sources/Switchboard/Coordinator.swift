@@ -1,13 +1,14 @@
 import AMQP
+import Crypto
 import Foundation
 import Logging
 import Rules
 import Store
 
 /// Spreads the work partitions over the live worker processes, with no configuration: every worker
-/// heartbeats into the store, reads the list of live workers, and takes the partitions `p` with
-/// `p mod count == its index` in the sorted list. All workers compute the same assignment from the same
-/// list. When the list changes, a worker restarts its consumers on its new share; partitions that move
+/// heartbeats into the store, reads the list of live workers, and takes its share of a balanced
+/// assignment that all workers compute the same from the same list (`assignment`: a change of
+/// membership moves few partitions). When the list changes, a worker restarts its consumers on its new share; partitions that move
 /// are released by the old owner (graceful stop of its loop) or by the broker (a dead process's
 /// connection closes), and the exclusive consume flag keeps two workers off one partition meanwhile.
 package final class Coordinator {
@@ -41,10 +42,40 @@ package final class Coordinator {
         member = "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)-\(UUID().uuidString.prefix(8))"
     }
 
-    /// The share of `member` among `members` (sorted).
+    /// The share of `member` among `members`: every worker computes the same from the same list.
     package static func share(of member: String, members: [String], partitions: Int) -> [Int] {
-        guard let index = members.firstIndex(of: member) else { return [] }
-        return (0..<partitions).filter { $0 % members.count == index }
+        guard members.contains(member) else { return [] }
+        return assignment(members: members, partitions: partitions).filter { $0.value == member }.map(\.key).sorted()
+    }
+
+    /// Partition -> member: balanced (each member gets floor or ceil of partitions / members), and a member
+    /// joining or leaving moves few partitions (about the ones that must move, where `p mod n` moved
+    /// twice as many). Rendezvous hashing with capacities: each (member, partition) pair has a score, and
+    /// the pairs are taken from the strongest down while the member has room. Which members get the one
+    /// extra partition is by score too, so it does not depend on their names' order.
+    package static func assignment(members: [String], partitions: Int) -> [Int: String] {
+        let list = Array(Set(members)).sorted()
+        guard !list.isEmpty, partitions > 0 else { return [:] }
+        let (base, extra) = partitions.quotientAndRemainder(dividingBy: list.count)
+        var room: [String: Int] = [:]
+        for (i, m) in list.sorted(by: { (score($0, "extra"), $0) > (score($1, "extra"), $1) }).enumerated() {
+            room[m] = base + (i < extra ? 1 : 0)
+        }
+        var pairs: [(score: UInt64, partition: Int, member: String)] = []
+        pairs.reserveCapacity(partitions * list.count)
+        for p in 0..<partitions { for m in list { pairs.append((score(m, String(p)), p, m)) } }
+        pairs.sort { ($0.score, $0.partition, $0.member) > ($1.score, $1.partition, $1.member) }
+        var out: [Int: String] = [:]
+        for pair in pairs where out[pair.partition] == nil && room[pair.member, default: 0] > 0 {
+            out[pair.partition] = pair.member
+            room[pair.member]! -= 1
+        }
+        return out
+    }
+
+    private static func score(_ member: String, _ key: String) -> UInt64 {
+        let digest = SHA256.hash(data: Data("\(member)/\(key)".utf8))
+        return digest.prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
     }
 
     package func run(stop: StopFlag) {
