@@ -76,22 +76,23 @@ enum AdminBench {
         }
     }
 
-    /// Conversations through the store's own commit path, in transactions of 2,000.
-    static func fill(_ store: ConversationStore, conversations: Int) throws {
+    /// Conversations through the store's own commit path, in transactions of 2,000. `prefix` keeps their
+    /// tickets apart from the ones a pipeline run then uses (`INC0000001`, `VX-1`).
+    static func fill(_ store: ConversationStore, conversations: Int, prefix: String = "", progress: String = "admin bench") throws {
         let at = Date()
         let body = String(repeating: "x", count: 400)
         var n = 0
         while n < conversations {
             let commits = (n..<min(conversations, n + 2000)).map { i -> Commit in
-                let id = "bench-\(i)"
-                let inbound = InboundKey("customer-a", "m-\(i)")
-                let received = #"{"number":"INC\#(i)","short_description":"SAP down","description":"\#(body)","sys_updated_by":"alice"}"#
+                let id = "\(prefix)bench-\(i)"
+                let inbound = InboundKey("customer-a", "\(prefix)m-\(i)")
+                let received = #"{"number":"\#(prefix)INC\#(i)","short_description":"SAP down","description":"\#(body)","sys_updated_by":"alice"}"#
                 let outbound = StoredOutbound(
                     messageId: "sb-\(id)-0", conversationId: id, inbound: inbound, target: "vendor-x", type: "create",
                     rule: "create-at-vendor", body: Data(#"{"summary":"INC\#(i): SAP down","description":"\#(body)"}"#.utf8))
                 return Commit(
                     inbound: inbound, conversationId: id, expectedVersion: 0,
-                    newReferences: [TicketRef("customer-a", "INC\(i)"), TicketRef("vendor-x", "VX-\(i)")],
+                    newReferences: [TicketRef("customer-a", "\(prefix)INC\(i)"), TicketRef("vendor-x", "\(prefix)VX-\(i)")],
                     timeline: [
                         TimelineEntry(conversationId: id, at: at, kind: "received", endpoint: "customer-a", who: "alice", messageId: "m-\(i)",
                                       detail: "update of customer-a/INC\(i)", body: received),
@@ -112,7 +113,7 @@ enum AdminBench {
                 throw BenchError("filling: a commit was not applied (is the store empty?)")
             }
             n += commits.count
-            if n % 100_000 == 0 { say("admin bench: \(n) conversations") }
+            if n % 100_000 == 0 { say("\(progress): \(n) conversations") }
         }
     }
 

@@ -26,6 +26,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Worker processes in the fleet shape (each with --workers threads).") var workerProcesses = 2
     @Option(help: "admin shape: requests of each kind to time.") var samples = 2000
     @Option(help: "admin shape: a PostgreSQL URL (an empty database or schema) instead of SQLite.") var storeUrl: String?
+    @Option(help: "run and fleet shapes: fill the SQLite store with this many other conversations (with history) before the run.") var prefill = 0
 
     func run() throws {
         if shape == "admin" {
@@ -55,6 +56,7 @@ struct Bench: ParsableCommand {
         // One data folder for all of them: only the store (or run) opens the database in it.
         let dataDir = NSTemporaryDirectory() + "sb-bench-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: dataDir) }
+        if prefill > 0 { try Self.prefill(prefill, dataDir: dataDir, config: config, logger: logger) }
         var processes: [(name: String, process: SwitchboardProcess)] = []
         defer { for p in processes.reversed() { p.process.stop() } }
         for role in roles {
@@ -97,6 +99,26 @@ struct Bench: ParsableCommand {
         say("switchboard peak RSS \(u.peak), "
             + String(format: "CPU %.3f s per 1000 msgs over all runs (all processes)", u.cpuSeconds / Double(messages * runs + messages / 2) * 1000))
         say(String(format: "bench: ratio %.2f", best / ceiling.rate))
+    }
+}
+
+extension Bench {
+    /// The store the run will open, filled first with `count` conversations of their own tickets (each with
+    /// two references, an attribute, a counter, five timeline entries with a body, an outbound message).
+    static func prefill(_ count: Int, dataDir: String, config directory: String, logger: Logger) throws {
+        var environment = ProcessInfo.processInfo.environment
+        environment["SB_DATA_DIR"] = dataDir
+        environment["SB_STORE_URL"] = "sqlite"
+        environment["SB_SQLITE_SYNCHRONOUS"] = "normal"
+        let config = try Application.loadConfig(directory: directory, environment: environment)
+        let started = nanos()
+        do {
+            let store = try Application.openStore(config, logger: logger)
+            try AdminBench.fill(store, conversations: count, prefix: "PF", progress: "bench: prefill")
+        }
+        let seconds = Double(nanos() - started) / 1e9
+        let bytes = (try? FileManager.default.attributesOfItem(atPath: dataDir + "/switchboard.sqlite")[.size] as? Int) ?? 0
+        say(String(format: "bench: store prefilled with %d conversations in %.0f s; switchboard.sqlite %.0f MB", count, seconds, Double(bytes) / 1e6))
     }
 }
 
