@@ -21,12 +21,15 @@ struct Bench: ParsableCommand {
     @Option(help: "The switchboard binary to measure.") var binary = ".build/release/switchboard"
     @Option(help: "Configuration directory for switchboard.") var config = "Config"
     @Option(help: "Burst runs against the same process (RSS must stay flat).") var runs = 2
-    @Option(help: "run: one `switchboard run` (the target's all-in-one); fleet: `switchboard store`, `intake` and --worker-processes `worker` processes; engine: intake's routing, the rules and the SQLite store on one thread, no broker; admin: search and conversation page over HTTP on a store filled with --conversations.")
+    @Option(help: "run: one `switchboard run` (the target's all-in-one); fleet: `switchboard store`, `intake` and --worker-processes `worker` processes; engine: intake's routing, the rules and the SQLite store on one thread, no broker; admin: search and conversation page over HTTP on a store filled with --conversations; timers: lateness of --timers timers coming due at --timer-rate per second.")
     var shape = "run"
     @Option(help: "Worker processes in the fleet shape (each with --workers threads).") var workerProcesses = 2
     @Option(help: "admin shape: requests of each kind to time.") var samples = 2000
     @Option(help: "admin shape: a PostgreSQL URL (an empty database or schema) instead of SQLite.") var storeUrl: String?
     @Option(help: "run and fleet shapes: fill the SQLite store with this many other conversations (with history) before the run.") var prefill = 0
+    @Option(help: "timers shape: timers started (each on a conversation of its own).") var timers = 100_000
+    @Option(help: "timers shape: the rate at which they start, and so come due, per second.") var timerRate = 2000.0
+    @Option(help: "timers shape: the timers' delay in seconds.") var timerDelay = 60
 
     func run() throws {
         if shape == "admin" {
@@ -41,6 +44,11 @@ struct Bench: ParsableCommand {
         let logger = Logger(label: "sb-bench")
         let options = try ConnectionOptions(url: url)
 
+        if shape == "timers" {
+            return try TimerBench.measure(
+                options: options, url: url, binary: binary, config: config, timers: timers, rate: timerRate,
+                delaySeconds: timerDelay, partitions: partitions, workers: workers, logger: logger)
+        }
         say("bench: \(messages) messages of \(size) bytes over \(conversations) conversations, \(partitions) partitions, \(workers) worker thread(s), broker \(options.redacted)")
 
         // 1. The ceiling: consume, publish onward with confirms, ack after the confirm; nothing else.

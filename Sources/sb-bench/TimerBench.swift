@@ -1,0 +1,147 @@
+import AMQP
+import Foundation
+import JSONPath
+import Logging
+
+/// `--shape timers`: timer lateness at scale. `switchboard run` on the configuration plus two rules: every
+/// message with `bench_timer` starts a timer of `delay` seconds on its (new) conversation, and the timer's
+/// rule sends a message with the time the ESB published the original. The ESB publishes `timers` such
+/// messages at `rate` per second, so `timers` are pending at once and they come due at `rate` per second;
+/// lateness = arrival at the sink - (publish + delay): the pipeline's own latency at intake, plus what the
+/// timer path adds when they come due.
+enum TimerBench {
+    static func rules(delaySeconds: Int) -> String {
+        """
+        rules:
+          - name: bench-timer-start
+            priority: 100000
+            from: customer-a
+            when: {field: $.bench_timer, exists: true}
+            stop: true
+            set:
+              - attribute: bench_sent
+                value: {field: $.bench_sent}
+            schedule:
+              - timer: bench-due
+                after: \(delaySeconds)s
+          - name: bench-timer-fire
+            timer: bench-due
+            send:
+              - to: vendor-x
+                type: bench-timer
+                body: {sent: {attribute: bench_sent}}
+
+        """
+    }
+
+    static func measure(
+        options: ConnectionOptions, url: String, binary: String, config directory: String, timers: Int, rate: Double,
+        delaySeconds: Int, partitions: Int, workers: Int, logger: Logger
+    ) throws {
+        let dir = NSTemporaryDirectory() + "sb-timer-bench-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let config = dir + "/Config"
+        try FileManager.default.createDirectory(atPath: config, withIntermediateDirectories: true)
+        for name in try FileManager.default.contentsOfDirectory(atPath: directory) where name.hasSuffix(".yaml") {
+            try FileManager.default.copyItem(atPath: directory + "/" + name, toPath: config + "/" + name)
+        }
+        try rules(delaySeconds: delaySeconds).write(toFile: config + "/zz-bench-timers.yaml", atomically: true, encoding: .utf8)
+        let process = try SwitchboardProcess(
+            binary: binary, args: ["run"], config: config, url: url, dataDir: dir + "/data", partitions: partitions, workers: workers)
+        defer { process.stop() }
+        try SwitchboardProcess.waitUntilConsuming(options: options, logger: logger)
+        say("bench: \(timers) timers of \(delaySeconds) s started at \(Int(rate))/s (so \(timers) pending at once, coming due at \(Int(rate))/s)")
+
+        let sink = TimerSink(expected: timers, delayNanos: UInt64(delaySeconds) * 1_000_000_000, options: options, logger: logger)
+        try sink.start()
+        let begin = nanos()
+        let c = try Connection(options, logger: logger)
+        defer { c.close() }
+        try c.enableConfirms()
+        for seq in 0..<timers {
+            pace(seq: seq, rate: rate, since: begin)
+            let text = #"{"number":"TMR\#(String(format: "%07d", seq))","bench_timer":true,"bench_sent":"\#(nanos())","short_description":"timer bench","sys_updated_by":"bench"}"#
+            try c.publish(
+                exchange: "sb.in", routingKey: "customer-a",
+                message: Message(body: Data(text.utf8), properties: Properties(contentType: "application/json", messageId: "tmr-\(seq)")))
+            if seq % 200 == 199 { _ = try c.waitForConfirms(timeout: 30) }
+        }
+        _ = try c.waitForConfirms(timeout: 30)
+        let published = Double(nanos() - begin) / 1e9
+        say(String(format: "bench: published %d in %.1f s (%.0f/s)", timers, published, Double(timers) / published))
+        let lateness = try sink.wait()
+        let r = Result(count: lateness.count, seconds: 0, latenciesMs: lateness)
+        say(String(
+            format: "timers: %d of %d fired; lateness after the due time p50 %.1f ms, p99 %.1f ms, max %.1f ms",
+            lateness.count, timers, r.p50, r.p99, r.max))
+        let u = process.usage()
+        say(String(format: "switchboard peak RSS %.1f MB, CPU %.3f s per 1000 timers (start and fire)", u.peakMB, u.cpuSeconds / Double(timers) * 1000))
+    }
+}
+
+/// Consumes sb.out.vendor-x until `expected` timer messages arrived: lateness = now - sent - delay.
+final class TimerSink: @unchecked Sendable {
+    let expected: Int
+    let delayNanos: UInt64
+    let options: ConnectionOptions
+    let logger: Logger
+    private let done = DispatchSemaphore(value: 0)
+    private var lateness: [Double] = []
+    private var failure: Error?
+
+    init(expected: Int, delayNanos: UInt64, options: ConnectionOptions, logger: Logger) {
+        self.expected = expected
+        self.delayNanos = delayNanos
+        self.options = options
+        self.logger = logger
+    }
+
+    func start() throws {
+        let ready = DispatchSemaphore(value: 0)
+        let thread = Thread { [self] in
+            var seen = Set<String>()
+            do {
+                let c = try Connection(options, logger: logger)
+                defer { c.close() }
+                try c.qos(prefetch: 2000)
+                try c.consume("sb.out.vendor-x")
+                ready.signal()
+                var idle = 0.0
+                var unacked = 0
+                // Nothing arrives for `delay` seconds after the first publish: wait that long and more.
+                let patience = Double(delayNanos) / 1e9 + 60
+                while seen.count < expected, idle < patience {
+                    guard let d = try c.nextDelivery(timeout: 1) else {
+                        idle += 1
+                        continue
+                    }
+                    idle = 0
+                    let now = nanos()
+                    if d.message.properties.type == "bench-timer", let id = d.message.properties.messageId, seen.insert(id).inserted,
+                        case .object(let o)? = try? JSON.parse(d.message.body), let sent = o["sent"]?.stringValue.flatMap({ UInt64($0) })
+                    {
+                        lateness.append((Double(now) - Double(sent + delayNanos)) / 1e6)
+                    }
+                    unacked += 1
+                    if unacked >= 200 {
+                        try c.ack(d, multiple: true)
+                        unacked = 0
+                    }
+                }
+            } catch {
+                failure = error
+                ready.signal()
+            }
+            done.signal()
+        }
+        thread.start()
+        ready.wait()
+        if let failure { throw failure }
+    }
+
+    func wait() throws -> [Double] {
+        done.wait()
+        if let failure { throw failure }
+        return lateness
+    }
+}
