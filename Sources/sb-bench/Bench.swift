@@ -201,25 +201,39 @@ enum Load {
     }
 }
 
-/// Consumes a queue until `expected` distinct messages arrived (or nothing came for 60 s).
+/// Consumes a queue until `expected` distinct messages arrived (or nothing came for `patience` seconds).
+/// `measure` names a delivery and says its latency in ms, given the arrival time; nil: not one of ours.
 final class Sink: @unchecked Sendable {
     enum IdField { case messageId, correlationId }
     let queue: String
     let expected: Int
     let options: ConnectionOptions
     let logger: Logger
-    let idField: IdField
+    let patience: Double
+    let measure: @Sendable (Delivery, UInt64) -> (id: String, ms: Double)?
     private let done = DispatchSemaphore(value: 0)
     private var latencies: [Double] = []
     private var failure: Error?
     private(set) var lastArrival: UInt64 = 0
 
-    init(queue: String, expected: Int, options: ConnectionOptions, logger: Logger, idField: IdField) {
+    /// Latency from the nanoseconds at the end of the message's (or its correlation) id to its arrival.
+    convenience init(queue: String, expected: Int, options: ConnectionOptions, logger: Logger, idField: IdField) {
+        self.init(queue: queue, expected: expected, options: options, logger: logger) { d, now in
+            let id = (idField == .messageId ? d.message.properties.messageId : d.message.properties.correlationId) ?? ""
+            return id.split(separator: "-").last.flatMap { UInt64($0) }.map { (id, Double(now - $0) / 1e6) }
+        }
+    }
+
+    init(
+        queue: String, expected: Int, options: ConnectionOptions, logger: Logger, patience: Double = 60,
+        measure: @escaping @Sendable (Delivery, UInt64) -> (id: String, ms: Double)?
+    ) {
         self.queue = queue
         self.expected = expected
         self.options = options
         self.logger = logger
-        self.idField = idField
+        self.patience = patience
+        self.measure = measure
     }
 
     func start() throws {
@@ -234,16 +248,15 @@ final class Sink: @unchecked Sendable {
                 ready.signal()
                 var idle = 0.0
                 var unacked = 0
-                while seen.count < expected, idle < 60 {
+                while seen.count < expected, idle < patience {
                     guard let d = try c.nextDelivery(timeout: 1) else {
                         idle += 1
                         continue
                     }
                     idle = 0
                     let now = nanos()
-                    let id = (idField == .messageId ? d.message.properties.messageId : d.message.properties.correlationId) ?? ""
-                    if seen.insert(id).inserted, let sent = id.split(separator: "-").last.flatMap({ UInt64($0) }) {
-                        latencies.append(Double(now - sent) / 1e6)
+                    if let (id, ms) = measure(d, now), seen.insert(id).inserted {
+                        latencies.append(ms)
                         lastArrival = now
                     }
                     unacked += 1

@@ -52,7 +52,14 @@ enum TimerBench {
         try SwitchboardProcess.waitUntilConsuming(options: options, logger: logger)
         say("bench: \(timers) timers of \(delaySeconds) s started at \(Int(rate))/s (so \(timers) pending at once, coming due at \(Int(rate))/s)")
 
-        let sink = TimerSink(expected: timers, delayNanos: UInt64(delaySeconds) * 1_000_000_000, options: options, logger: logger)
+        // Nothing arrives for `delay` seconds after the first publish: the sink waits that long and more.
+        let delayNanos = UInt64(delaySeconds) * 1_000_000_000
+        let sink = Sink(queue: "sb.out.vendor-x", expected: timers, options: options, logger: logger, patience: Double(delaySeconds) + 60) { d, now in
+            guard d.message.properties.type == "bench-timer", let id = d.message.properties.messageId,
+                case .object(let o)? = try? JSON.parse(d.message.body), let sent = o["sent"]?.stringValue.flatMap({ UInt64($0) })
+            else { return nil }
+            return (id, (Double(now) - Double(sent + delayNanos)) / 1e6)
+        }
         try sink.start()
         let begin = nanos()
         let c = try Connection(options, logger: logger)
@@ -76,72 +83,5 @@ enum TimerBench {
             lateness.count, timers, r.p50, r.p99, r.max))
         let u = process.usage()
         say(String(format: "switchboard peak RSS %.1f MB, CPU %.3f s per 1000 timers (start and fire)", u.peakMB, u.cpuSeconds / Double(timers) * 1000))
-    }
-}
-
-/// Consumes sb.out.vendor-x until `expected` timer messages arrived: lateness = now - sent - delay.
-final class TimerSink: @unchecked Sendable {
-    let expected: Int
-    let delayNanos: UInt64
-    let options: ConnectionOptions
-    let logger: Logger
-    private let done = DispatchSemaphore(value: 0)
-    private var lateness: [Double] = []
-    private var failure: Error?
-
-    init(expected: Int, delayNanos: UInt64, options: ConnectionOptions, logger: Logger) {
-        self.expected = expected
-        self.delayNanos = delayNanos
-        self.options = options
-        self.logger = logger
-    }
-
-    func start() throws {
-        let ready = DispatchSemaphore(value: 0)
-        let thread = Thread { [self] in
-            var seen = Set<String>()
-            do {
-                let c = try Connection(options, logger: logger)
-                defer { c.close() }
-                try c.qos(prefetch: 2000)
-                try c.consume("sb.out.vendor-x")
-                ready.signal()
-                var idle = 0.0
-                var unacked = 0
-                // Nothing arrives for `delay` seconds after the first publish: wait that long and more.
-                let patience = Double(delayNanos) / 1e9 + 60
-                while seen.count < expected, idle < patience {
-                    guard let d = try c.nextDelivery(timeout: 1) else {
-                        idle += 1
-                        continue
-                    }
-                    idle = 0
-                    let now = nanos()
-                    if d.message.properties.type == "bench-timer", let id = d.message.properties.messageId, seen.insert(id).inserted,
-                        case .object(let o)? = try? JSON.parse(d.message.body), let sent = o["sent"]?.stringValue.flatMap({ UInt64($0) })
-                    {
-                        lateness.append((Double(now) - Double(sent + delayNanos)) / 1e6)
-                    }
-                    unacked += 1
-                    if unacked >= 200 {
-                        try c.ack(d, multiple: true)
-                        unacked = 0
-                    }
-                }
-            } catch {
-                failure = error
-                ready.signal()
-            }
-            done.signal()
-        }
-        thread.start()
-        ready.wait()
-        if let failure { throw failure }
-    }
-
-    func wait() throws -> [Double] {
-        done.wait()
-        if let failure { throw failure }
-        return lateness
     }
 }
