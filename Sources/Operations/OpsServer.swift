@@ -72,21 +72,17 @@ package enum Ops {
     package static func services(config: SwitchboardConfig, role: String, queues: Bool, logger: Logger) throws -> [any Service] {
         bootstrap()
         var out: [any Service] = []
-        if let (host, configured) = listenAddress(config.settings, role: role) {
-            var port = configured
-            var note = ""
-            if config.settings.metricsListen != nil, configured != 0, !portIsFree(host: host, port: configured) {
-                throw OpsError(description: "metrics_listen \(host):\(configured): the address is in use (another process listens there); choose another, or set it to off")
+        if let (host, port) = listenAddress(config.settings, role: role) {
+            if config.settings.metricsListen != nil, port != 0, !portIsFree(host: host, port: port) {
+                throw OpsError(description: "metrics_listen \(host):\(port): the address is in use (another process listens there); choose another, or set it to off")
             }
-            if config.settings.metricsListen == nil, !portIsFree(host: host, port: port) {
-                // The role's default port is taken (another role of the same kind on this machine): any
-                // free port, said loudly. An address set in metrics_listen is used as set, or fails.
-                logger.warning("metrics: the default port \(port) is in use; listening on a free port instead (set metrics_listen)")
-                note = " (port \(port) was in use; set metrics_listen to choose)"
-                port = 0
+            if config.settings.metricsListen == nil {
+                // The role's default port; when another role of the same kind on this machine has it (found
+                // now, or at bind time when both start at once), any free port, said loudly.
+                out.append(DefaultPortServer(host: host, port: port, logger: logger))
+            } else {
+                out.append(server(host: host, port: port, logger: logger) { url in say("switchboard: metrics and health probes at \(url)") })
             }
-            let aside = note
-            out.append(server(host: host, port: port, logger: logger) { url in say("switchboard: metrics and health probes at \(url)\(aside)") })
         }
         if queues {
             out.append(QueueMetrics(config: config, options: try Application.brokerOptions(config), logger: logger))
@@ -153,6 +149,29 @@ package enum Ops {
         headers[.contentType] = "application/json"
         headers[.cacheControl] = "no-store"
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}
+
+/// The listener on a role's default port, or on a free one when that port is taken.
+struct DefaultPortServer: Service {
+    let host: String
+    let port: Int
+    let logger: Logger
+
+    func run() async throws {
+        if Ops.portIsFree(host: host, port: port) {
+            do {
+                return try await Ops.server(host: host, port: port, logger: logger) { url in
+                    say("switchboard: metrics and health probes at \(url)")
+                }.run()
+            } catch let e as IOError where e.errnoCode == EADDRINUSE {
+                // Taken between the check and the bind: fall through to a free port.
+            }
+        }
+        logger.warning("metrics: the default port \(port) is in use; listening on a free port instead (set metrics_listen)")
+        try await Ops.server(host: host, port: 0, logger: logger) { url in
+            say("switchboard: metrics and health probes at \(url) (port \(port) was in use; set metrics_listen to choose)")
+        }.run()
     }
 }
 
