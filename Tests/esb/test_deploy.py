@@ -263,7 +263,9 @@ def test_the_production_rabbitmq_conf_boots_a_node_that_speaks_tls_12_and_13_onl
     (tmp_path / "mnesia").mkdir()
     (tmp_path / "log").mkdir()
     ctl = os.path.join(bindir, "rabbitmqctl")
-    r = subprocess.run([os.path.join(bindir, "rabbitmq-server"), "-detached"], env=env, capture_output=True, text=True, timeout=60)
+    # cwd: a node that fails to boot writes erl_crash.dump where it runs.
+    r = subprocess.run([os.path.join(bindir, "rabbitmq-server"), "-detached"], env=env, cwd=str(tmp_path), capture_output=True,
+                       text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     try:
         deadline = time.time() + 90
