@@ -498,15 +498,16 @@ package final class PostgresStore: ConversationStore {
     package func heartbeat(member: String, ttl: TimeInterval) throws -> [String] {
         let logger = self.logger
         return try blocking { [client] in
-            // The database's clock, not this host's: store processes on several machines agree on who is live.
+            // The database's clock, not this host's: store processes on several machines agree on who is live
+            // (now(): the transaction's time, the same in its three statements).
             try await client.withTransaction(logger: logger) { db in
                 try await db.query(
-                    "INSERT INTO member (id, seen_at) VALUES (\(member), extract(epoch from clock_timestamp())) ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at",
+                    "INSERT INTO member (id, seen_at) VALUES (\(member), extract(epoch from now())) ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at",
                     logger: logger)
-                try await db.query("DELETE FROM member WHERE seen_at < extract(epoch from clock_timestamp()) - \(ttl * 10)", logger: logger)
+                try await db.query("DELETE FROM member WHERE seen_at < extract(epoch from now()) - \(ttl * 10)", logger: logger)
                 var members: [String] = []
                 for try await id in try await db.query(
-                    "SELECT id FROM member WHERE seen_at >= extract(epoch from clock_timestamp()) - \(ttl) ORDER BY id COLLATE \"C\"", logger: logger
+                    "SELECT id FROM member WHERE seen_at >= extract(epoch from now()) - \(ttl) ORDER BY id COLLATE \"C\"", logger: logger
                 ).decode(String.self) {
                     members.append(id)
                 }

@@ -41,11 +41,12 @@ package final class IntakeHandler: BatchHandler {
     package func route(_ d: Delivery, body parsed: inout JSON?) -> Outgoing {
         let original = Self.published(d)
         let props = original.properties
+        let kind = props.type == Contract.ackType ? "ack" : "ticket"
         let park = { (code: String, reason: String, endpoint: String?) -> Outgoing in
             self.logger.warning(
                 "message parked",
                 metadata: ["sb.endpoint": "\(endpoint ?? "-")", "sb.message-id": "\(props.messageId ?? "-")", "sb.reason": "\(reason)"])
-            Meters.count("switchboard_intake_messages_total", [("endpoint", endpoint ?? "none"), ("kind", props.type == Contract.ackType ? "ack" : "ticket"), ("outcome", "parked")])
+            Meters.count("switchboard_intake_messages_total", [("endpoint", endpoint ?? "none"), ("kind", kind), ("outcome", "parked")])
             return Parking.park(body: d.message.body, original: original, code: code, reason: reason, stage: "intake", endpoint: endpoint)
         }
         guard d.consumerTag.hasPrefix(Self.tagPrefix) else {
@@ -104,7 +105,7 @@ package final class IntakeHandler: BatchHandler {
             messageId: messageId, correlationId: props.correlationId, type: props.type, appId: "switchboard",
             persistent: true, headers: headers))
         let partition = Contract.partition(route: route, partitions: config.settings.partitions)
-        Meters.count("switchboard_intake_messages_total", [("endpoint", name), ("kind", props.type == Contract.ackType ? "ack" : "ticket"), ("outcome", "routed")])
+        Meters.count("switchboard_intake_messages_total", [("endpoint", name), ("kind", kind), ("outcome", "routed")])
         return Outgoing(exchange: Contract.workExchange, routingKey: String(partition), message: work)
     }
 

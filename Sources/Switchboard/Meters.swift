@@ -121,16 +121,16 @@ package enum Meters {
         gauge("switchboard_build_info", [("version", version), ("swift", swiftVersion)], 1)
         gauge("switchboard_config_info", [("hash", String(config.source.contentHash.prefix(12)))], 1)
         for e in config.endpointNames {
-            for outcome in ["applied", "duplicate", "parked"] { Counter(label: "switchboard_worker_messages_total", dimensions: [("endpoint", e), ("outcome", outcome)]).increment(by: 0) }
-            for outcome in ["ok", "error", "unhandled"] { Counter(label: "switchboard_acks_total", dimensions: [("endpoint", e), ("outcome", outcome)]).increment(by: 0) }
+            for outcome in ["applied", "duplicate", "parked"] { count("switchboard_worker_messages_total", [("endpoint", e), ("outcome", outcome)], by: 0) }
+            for outcome in ["ok", "error", "unhandled"] { count("switchboard_acks_total", [("endpoint", e), ("outcome", outcome)], by: 0) }
         }
         for e in config.endpoints.values {
             gauge("switchboard_endpoint_backlog_threshold", [("endpoint", e.name)], Double(e.backlogThreshold ?? config.admin?.warnDepth ?? 1000))
         }
-        for r in config.rules { Counter(label: "switchboard_rule_matches_total", dimensions: [("rule", r.name)]).increment(by: 0) }
-        for e in config.endpointNames { Counter(label: "switchboard_delays_scheduled_total", dimensions: [("target", e)]).increment(by: 0) }
+        for r in config.rules { count("switchboard_rule_matches_total", [("rule", r.name)], by: 0) }
+        for e in config.endpointNames { count("switchboard_delays_scheduled_total", [("target", e)], by: 0) }
         for name in ["switchboard_batch_retries_total", "switchboard_timers_scheduled_total", "switchboard_timers_fired_total"] {
-            Counter(label: name).increment(by: 0)
+            count(name, by: 0)
         }
     }
 
@@ -153,7 +153,7 @@ package struct MeteredStore: ConversationStore {
     package init(_ base: ConversationStore, backend: String) {
         self.base = base
         self.backend = backend
-        Counter(label: "switchboard_store_errors_total", dimensions: [("op", "commit"), ("backend", backend)]).increment(by: 0)
+        Meters.count("switchboard_store_errors_total", [("op", "commit"), ("backend", backend)], by: 0)
     }
 
     private func call<T>(_ op: String, _ body: () throws -> T) throws -> T {

@@ -67,6 +67,12 @@ package final class WorkerHandler: BatchHandler {
         /// A second copy of an earlier message of this batch: the first one applies it, this one does nothing.
         var copy = false
 
+        /// When intake received it (its header), for the timeline and the latency metric.
+        var receivedAt: Date? {
+            guard case .int(let ms)? = delivery.message.properties.headers[Contract.Header.receivedAt] else { return nil }
+            return Date(timeIntervalSince1970: Double(ms) / 1000)
+        }
+
         /// Delivered before, here or (per intake's header) from `sb.in`: it may have been applied already.
         var redelivered: Bool {
             delivery.redelivered || delivery.message.properties.headers[Contract.Header.redelivered] == .bool(true)
@@ -338,9 +344,7 @@ package final class WorkerHandler: BatchHandler {
             endpoint: item.endpoint, messageId: item.messageId, route: item.route, event: event, conversation: snapshot,
             acked: acked, now: now)
         situation.keepBodies = config.settings.timelineBodies
-        if case .int(let ms)? = item.delivery.message.properties.headers[Contract.Header.receivedAt] {
-            situation.receivedAt = Date(timeIntervalSince1970: Double(ms) / 1000)
-        }
+        situation.receivedAt = item.receivedAt
         if situation.keepBodies { situation.inboundText = String(decoding: item.delivery.message.body, as: UTF8.self) }
         // On a retry, a reference another conversation owns already is a genuine conflict: not linked (and
         // noted), so the commit cannot go stale forever.
@@ -373,9 +377,9 @@ package final class WorkerHandler: BatchHandler {
     /// latency) or a duplicate.
     private func record(_ item: Item) {
         guard case .committed? = item.outcome, let commit = item.commit, let event = item.event else {
-            if item.copy || item.outcome.map({ if case .duplicate = $0 { true } else { false } }) == true {
-                Meters.count("switchboard_worker_messages_total", [("endpoint", item.endpoint), ("outcome", "duplicate")])
-            }
+            var duplicate = item.copy
+            if case .duplicate? = item.outcome { duplicate = true }
+            if duplicate { Meters.count("switchboard_worker_messages_total", [("endpoint", item.endpoint), ("outcome", "duplicate")]) }
             return
         }
         Meters.count("switchboard_worker_messages_total", [("endpoint", item.endpoint), ("outcome", "applied")])
@@ -394,8 +398,8 @@ package final class WorkerHandler: BatchHandler {
             Meters.count("switchboard_outbound_messages_total", [("target", o.target), ("type", o.type)])
             if o.delayMs > 0 { Meters.count("switchboard_delays_scheduled_total", [("target", o.target)]) }
         }
-        if case .int(let ms)? = item.delivery.message.properties.headers[Contract.Header.receivedAt] {
-            Meters.seconds("switchboard_message_latency_seconds", [], Date().timeIntervalSince1970 - Double(ms) / 1000)
+        if let received = item.receivedAt {
+            Meters.seconds("switchboard_message_latency_seconds", [], Date().timeIntervalSince(received))
         }
     }
 
