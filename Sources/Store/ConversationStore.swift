@@ -149,8 +149,8 @@ package protocol ConversationStore: Sendable {
     /// Every reference of a conversation (endpoint -> ticket id).
     func references(conversationId: String) throws -> [String: String]
 
-    /// Worker membership for spreading partitions: records that `member` is alive now and returns every
-    /// member seen within `ttl` seconds, sorted. All workers compute the same assignment from it.
+    /// Membership for spreading work: records that `member` is alive now and returns every member of its
+    /// group (`MemberGroup`) seen within `ttl` seconds, sorted. All members compute the same assignment from it.
     func heartbeat(member: String, ttl: TimeInterval) throws -> [String]
     /// A member leaving on purpose (graceful shutdown): the others take its partitions at once.
     func leave(member: String) throws
@@ -207,5 +207,22 @@ extension ConversationStore {
 
     package func conversations(ids: [String]) throws -> [ConversationSnapshot?] {
         try ids.map { try conversation(id: $0) }
+    }
+}
+
+/// Members of one membership table in groups: an id's group is what comes before its first `/` (intakes:
+/// `intake/host-pid-id`); a worker's id has none. A heartbeat answers with the caller's group only.
+package enum MemberGroup {
+    package static let intakePrefix = "intake/"
+
+    package static func group(of id: String) -> Substring {
+        guard let slash = id.firstIndex(of: "/") else { return "" }
+        return id[..<slash]
+    }
+
+    /// The live members of `member`'s group among `live`.
+    package static func peers(of member: String, among live: [String]) -> [String] {
+        let mine = group(of: member)
+        return live.filter { group(of: $0) == mine }
     }
 }

@@ -511,7 +511,7 @@ package final class PostgresStore: ConversationStore {
                 ).decode(String.self) {
                     members.append(id)
                 }
-                return members
+                return MemberGroup.peers(of: member, among: members)
             }
         }
     }

@@ -274,8 +274,8 @@ package final class SQLiteStore: ConversationStore {
                 sql: "INSERT INTO member (id, seen_at) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at"
             ).execute(arguments: [member, now])
             try db.cachedStatement(sql: "DELETE FROM member WHERE seen_at < ?").execute(arguments: [now - ttl * 10])
-            return try String.fetchAll(
-                db.cachedStatement(sql: "SELECT id FROM member WHERE seen_at >= ? ORDER BY id"), arguments: [now - ttl])
+            return MemberGroup.peers(of: member, among: try String.fetchAll(
+                db.cachedStatement(sql: "SELECT id FROM member WHERE seen_at >= ? ORDER BY id"), arguments: [now - ttl]))
         }
     }
 

@@ -94,6 +94,7 @@ package enum Application {
         }
     }
 
+    /// The intake role alone: every inbound queue, exclusively (another such intake stands by).
     package static func intakeService(config: SwitchboardConfig, options: ConnectionOptions, logger: Logger) -> RoleService {
         RoleService(name: "intake") { flag in
             let handler = IntakeHandler(config: config, logger: logger)
@@ -101,13 +102,19 @@ package enum Application {
         }
     }
 
-    /// Intake that evaluates the messages of this process's partitions where they arrive (`switchboard run`).
-    static func fusedIntakeService(
-        config: SwitchboardConfig, store: ConversationStore, local: LocalPartitions, options: ConnectionOptions, logger: Logger
+    /// Intake sharing the inbound queues with the other live intakes (through the store's membership). With
+    /// `local` (`switchboard run`), it evaluates the messages of this process's partitions where they arrive.
+    static func coordinatedIntakeService(
+        config: SwitchboardConfig, store: ConversationStore, local: LocalPartitions?, options: ConnectionOptions, logger: Logger
     ) -> RoleService {
         RoleService(name: "intake") { flag in
-            let handler = FusedIntakeHandler(config: config, store: store, local: local, threads: config.settings.workers, logger: logger)
-            ConsumerLoop(name: "intake", config: config, options: options, handler: handler, stopFlag: flag, logger: logger).run()
+            Coordinator.intakes(config: config, store: store, options: options, logger: logger) { queues in
+                if let local {
+                    return FusedIntakeHandler(
+                        config: config, store: store, local: local, threads: config.settings.workers, logger: logger, queues: queues)
+                }
+                return IntakeHandler(config: config, logger: logger, queues: queues)
+            }.run(stop: flag)
         }
     }
 
@@ -201,8 +208,8 @@ package enum Application {
         // With workers of its own and the store at hand, intake evaluates its own partitions' messages itself.
         let fused = roles.intake && roles.coordinated && store != nil && !roles.partitions.isEmpty && config.settings.fuseIntake
         let local = fused ? LocalPartitions() : nil
-        if let local, let store {
-            services.append(.init(service: fusedIntakeService(config: config, store: store, local: local, options: options, logger: logger)))
+        if roles.intake, let store {
+            services.append(.init(service: coordinatedIntakeService(config: config, store: store, local: local, options: options, logger: logger)))
         } else if roles.intake {
             services.append(.init(service: intakeService(config: config, options: options, logger: logger)))
         }
@@ -217,7 +224,7 @@ package enum Application {
             if roles.coordinated {
                 let threads = roles.workerThreads
                 services.append(.init(service: RoleService(name: "coordinator") { flag in
-                    Coordinator(config: config, store: store, options: options, threads: threads, logger: logger, local: local).run(stop: flag)
+                    Coordinator.workers(config: config, store: store, options: options, threads: threads, logger: logger, local: local).run(stop: flag)
                 }))
             } else {
                 Meters.gauge("switchboard_partitions_owned", [], Double(roles.partitions.count))

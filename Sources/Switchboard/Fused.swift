@@ -69,8 +69,11 @@ package final class FusedIntakeHandler: BatchHandler {
     /// transaction: at low rates (small batches) a second transaction costs more than the split saves.
     private static let parallelFrom = 64
 
-    package init(config: SwitchboardConfig, store: ConversationStore, local: LocalPartitions, threads: Int, logger: Logger) {
-        intake = IntakeHandler(config: config, logger: logger)
+    package init(
+        config: SwitchboardConfig, store: ConversationStore, local: LocalPartitions, threads: Int, logger: Logger,
+        queues: [(queue: String, tag: String)]? = nil
+    ) {
+        intake = IntakeHandler(config: config, logger: logger, queues: queues)
         slots = (0..<max(1, threads)).map { _ in
             WorkerHandler(config: config, store: store, partitions: [], logger: logger, local: local)
         }

@@ -12,16 +12,22 @@ package final class IntakeHandler: BatchHandler {
     private static let unroutedTag = "sb-intake-unrouted"
     private static let tagPrefix = "sb-intake:"
 
-    package init(config: SwitchboardConfig, logger: Logger) {
+    package let queues: [(queue: String, tag: String)]
+
+    /// `queues`: the share of the inbound queues this intake consumes (`Coordinator.intakes`); all by default.
+    package init(config: SwitchboardConfig, logger: Logger, queues: [(queue: String, tag: String)]? = nil) {
         self.config = config
         self.logger = logger
+        self.queues = queues ?? Self.queues(config)
     }
 
     /// One consumer per inbound queue at a time: two would take turns on a ticket's messages and could
-    /// hand them to its partition out of order. Another intake process waits as a standby.
+    /// hand them to its partition out of order. The intakes share the queues (`Coordinator.intakes`).
     package var exclusive: Bool { true }
 
-    package var queues: [(queue: String, tag: String)] {
+    /// Every queue an intake consumes, in a fixed order (the units the intakes share): one per endpoint,
+    /// and the queue of messages published for no endpoint.
+    package static func queues(_ config: SwitchboardConfig) -> [(queue: String, tag: String)] {
         config.endpointNames.map { (Contract.inboundQueue($0), Self.tagPrefix + $0) }
             + [(Contract.unroutedQueue, Self.unroutedTag)]
     }

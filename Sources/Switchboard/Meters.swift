@@ -62,6 +62,8 @@ package enum Meters {
               help: "Broker connections re-established after a loss, by role.", labels: ["role"]),
         .init(name: "switchboard_partitions_owned", kind: .gauge, help: "Work partitions this process consumes.", labels: []),
         .init(name: "switchboard_workers_live", kind: .gauge, help: "Worker processes the store sees alive (as this process last heard).", labels: []),
+        .init(name: "switchboard_intake_queues_owned", kind: .gauge, help: "Inbound queues this process's intake consumes.", labels: []),
+        .init(name: "switchboard_intakes_live", kind: .gauge, help: "Intake processes the store sees alive (as this process last heard).", labels: []),
         .init(name: "switchboard_ready", kind: .gauge, help: "1 while this process is ready (the same as /health/ready).", labels: []),
         .init(name: "switchboard_queue_messages", kind: .gauge,
               help: "Messages in a Switchboard queue (ready and unacknowledged), read from the broker.", labels: ["queue"]),

@@ -75,7 +75,10 @@ struct Run: AsyncParsableCommand {
 struct Intake: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run only the intake role: validate, park, and hand messages to the work partitions.",
-        discussion: "Run as many as you like, on any machine: they need only the broker and the configuration.")
+        discussion: """
+            Run as many as you like, on any machine: the live intakes share the inbound queues (one per \
+            endpoint) through the store role's membership, each queue consumed by one intake at a time.
+            """)
 
     @OptionGroup var options: GlobalOptions
 
@@ -83,7 +86,7 @@ struct Intake: AsyncParsableCommand {
         let config = try loadConfigOrExit(options.config)
         let logger = options.logger("switchboard", config)
         try await Application.run(
-            .init(intake: true, store: .none, partitions: [], workerThreads: 0), config: config, logger: logger,
+            .init(intake: true, store: .remote, partitions: [], workerThreads: 0), config: config, logger: logger,
             extra: { _ in try Ops.services(config: config, role: "intake", queues: false, logger: logger) })
     }
 }

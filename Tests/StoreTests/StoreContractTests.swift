@@ -284,6 +284,12 @@ enum StoreContract {
         #expect(try store.heartbeat(member: "w-a", ttl: 4) == ["w-a", "w-b"])
         try store.leave(member: "w-b")
         #expect(try store.heartbeat(member: "w-a", ttl: 4) == ["w-a"])
+        // Intakes are a group of their own in the same table: neither group sees the other.
+        #expect(try store.heartbeat(member: "intake/i-1", ttl: 4) == ["intake/i-1"])
+        #expect(try store.heartbeat(member: "intake/i-2", ttl: 4) == ["intake/i-1", "intake/i-2"])
+        #expect(try store.heartbeat(member: "w-a", ttl: 4) == ["w-a"])
+        try store.leave(member: "intake/i-1")
+        #expect(try store.heartbeat(member: "intake/i-2", ttl: 4) == ["intake/i-2"])
     }
 
     /// Two store processes (two connections to one database), each with a writer that reads the

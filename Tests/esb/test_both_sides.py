@@ -9,27 +9,7 @@ import time
 
 import pytest
 
-from conftest import ESB, Switchboard, incident, jira, start_shape
-
-# Every update of either side increments the conversation's counter `n` and sends its value to the other side.
-BOTH_SIDES_RULES = """
-rules:
-  - name: test-both-a
-    priority: 1000
-    from: customer-a
-    when: {field: $.seq, exists: true}
-    stop: true
-    counters: [{counter: n, increment: 1}]
-    send: [{to: vendor-x, type: update, body: {side: a, ticket: {field: $.number}, seq: {field: $.seq}, n: {counter: n}}}]
-  - name: test-both-x
-    priority: 1000
-    from: vendor-x
-    when: {field: $.seq, exists: true}
-    stop: true
-    counters: [{counter: n, increment: 1}]
-    send: [{to: customer-a, type: update, body: {side: x, ticket: {field: $.issue.key}, seq: {field: $.seq}, n: {counter: n}}}]
-"""
-
+from conftest import BOTH_SIDES_RULES, ESB, Switchboard, incident, jira, start_shape
 
 def vendor_update(key, customer_ref, seq):
     body = jira(key, customer_ref)

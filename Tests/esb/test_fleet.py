@@ -3,14 +3,15 @@ owns the database and serves the workers over the broker."""
 import json
 import os
 import signal
+import threading
 import time
 import uuid
 from collections import Counter
 
 import pytest
 
-from conftest import (COUNTING_RULES, Switchboard, assert_standby_takes_over, incident, postgres_url, rabbitmqctl,
-                      rabbitmqctl_ok, seen_counters)
+from conftest import (BOTH_SIDES_RULES, COUNTING_RULES, ESB, Switchboard, assert_standby_takes_over, incident, postgres_url, rabbitmqctl,
+                      rabbitmqctl_ok, seen_counters, jira)
 
 ORDER_RULES = """
 rules:
@@ -242,18 +243,103 @@ def test_a_second_sqlite_store_waits_as_a_standby_and_takes_over(esb, vhost):
             p.stop()
 
 
-def test_a_second_intake_waits_as_a_standby_and_takes_over(esb, vhost):
-    """Two intakes taking turns on one inbound queue could pass a ticket's messages to its partition out of
-    order: the second one waits until the first is gone."""
-    store = Switchboard(vhost, extra_config=COUNTING_RULES, args=["store"], consumers=1).start()
-    worker = Switchboard(vhost, extra_config=COUNTING_RULES, args=["worker", "--threads", "1", "--partitions", "0-7"],
-                         consumers=1).start()
-    first = Switchboard(vhost, extra_config=COUNTING_RULES, args=["intake"], consumers=1).start()
-    standby = Switchboard(vhost, extra_config=COUNTING_RULES, args=["intake"], consumers=0).start()
+def gauge(process, name):
+    """A gauge's value in a process's /metrics (the first series of that name)."""
+    for line in process.metrics().splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def wait_shares(intakes, total, timeout=30):
+    """Waits until every intake in `intakes` consumes at least one inbound queue and together all `total`."""
+    deadline = time.time() + timeout
+    shares = []
+    while time.time() < deadline:
+        shares = [gauge(p, "switchboard_intake_queues_owned") for p in intakes]
+        if all(s and s >= 1 for s in shares) and sum(shares) == total:
+            return shares
+        time.sleep(0.3)
+    raise AssertionError(f"intake shares {shares}, expected {total} queues over {len(intakes)} intakes")
+
+
+def publish_sides(vhost, tickets, seqs, pause=0.0):
+    """Both sides at once, each ESB on a connection of its own: customer-a's tickets TWOA<t> and vendor-x's
+    TWOX-<t>, updates `seqs` in order. Returns the started threads."""
+    def side(endpoint, make):
+        esb = ESB(vhost)
+        try:
+            for seq in seqs:
+                for t in range(tickets):
+                    body, mid = make(t, seq)
+                    esb.publish(endpoint, body, message_id=mid)
+                if pause:
+                    time.sleep(pause)
+        finally:
+            esb.close()
+
+    def vendor(t, seq):
+        body = jira(f"TWOX-{t}", None)
+        body["seq"] = seq
+        return body, f"twox-{t}-{seq}"
+
+    threads = [threading.Thread(target=side, args=("customer-a", lambda t, seq: (incident(f"TWOA{t:03d}", seq=seq), f"twoa-{t}-{seq}"))),
+               threading.Thread(target=side, args=("vendor-x", vendor))]
+    for th in threads:
+        th.start()
+    return threads
+
+
+def assert_each_once_in_order(messages, tickets, seqs):
+    """Every ticket's updates arrived once each, in order, each applied once (its count is its position)."""
+    per = {}
+    for _, body in messages:
+        m = json.loads(body)
+        per.setdefault(m["ticket"], []).append((m["seq"], m["n"]))
+    assert len(per) == tickets, sorted(per)
+    for ticket, got in per.items():
+        assert [s for s, _ in got] == list(seqs), (ticket, got)
+        assert [n for _, n in got] == [s + 1 for s in seqs], (ticket, got)
+
+
+def test_two_active_intakes_share_the_inbound_queues_and_one_takes_over(esb, vhost):
+    """Two intakes consume at once (each inbound queue by one of them); one is killed while both sides
+    publish, and the other takes its queues over: nothing lost or applied twice, each ticket in order. A
+    third joins and takes a share from the survivor without a stop."""
+    store = Switchboard(vhost, extra_config=BOTH_SIDES_RULES, args=["store"], consumers=1).start()
+    worker = Switchboard(vhost, extra_config=BOTH_SIDES_RULES, args=["worker", "--threads", "2"], consumers=1).start()
+    first = Switchboard(vhost, extra_config=BOTH_SIDES_RULES, args=["intake"], consumers=1).start()
+    second = Switchboard(vhost, extra_config=BOTH_SIDES_RULES, args=["intake"], consumers=1).start()
+    third = None
     try:
-        assert_standby_takes_over(esb, first, standby, "INTK1", timeout=15)
-        assert "standing by" in standby.output()
-        assert store.query("SELECT value FROM counter WHERE name = 'seen'") == [("2",)]
+        # sb.in.customer-a, sb.in.vendor-x and sb.in.unrouted, over two intakes: 2 and 1.
+        assert sorted(wait_shares([first, second], 3)) == [1, 2]
+        consumers = rabbitmqctl("list_consumers", "-p", vhost, "queue_name", "channel_pid")
+        owners = {line.split()[0]: line.split()[1] for line in consumers.stdout.splitlines()
+                  if line.startswith("sb.in.")}
+        assert set(owners) == {"sb.in.customer-a", "sb.in.vendor-x", "sb.in.unrouted"}, consumers.stdout
+        assert len(set(owners.values())) == 2, owners  # two connections' channels
+        tickets, rounds = 15, 40
+        threads = publish_sides(vhost, tickets, range(rounds), pause=0.1)
+        time.sleep(1.5)
+        first.stop(signal.SIGKILL)
+        for th in threads:
+            th.join(60)
+        to_vendor = esb.take("sb.out.vendor-x", tickets * rounds, timeout=90)
+        to_customer = esb.take("sb.out.customer-a", tickets * rounds, timeout=90)
+        assert_each_once_in_order(to_vendor, tickets, range(rounds))
+        assert_each_once_in_order(to_customer, tickets, range(rounds))
+        assert wait_shares([second], 3) == [3]
+        # A third intake joins: the survivor hands it a share (graceful: its loop stops, the other's starts).
+        third = Switchboard(vhost, extra_config=BOTH_SIDES_RULES, args=["intake"], consumers=1).start()
+        assert sorted(wait_shares([second, third], 3)) == [1, 2]
+        more = range(rounds, rounds + 10)
+        for th in publish_sides(vhost, tickets, more):
+            th.join(60)
+        assert_each_once_in_order(esb.take("sb.out.vendor-x", tickets * 10, timeout=60), tickets, more)
+        assert_each_once_in_order(esb.take("sb.out.customer-a", tickets * 10, timeout=60), tickets, more)
+        assert esb.drain("sb.out.vendor-x", quiet=1) == [] and esb.depth("sb.parked") == 0
     finally:
-        for p in (standby, first, worker, store):
-            p.stop()
+        for p in (third, second, first, worker, store):
+            if p:
+                p.stop()
