@@ -9,7 +9,7 @@ export SB_TLS_CA_FILE ?= $(CURDIR)/.rabbitmq/tls/ca.pem
 export SB_ADMIN_TLS_CERT ?= $(CURDIR)/.rabbitmq/tls/server.pem
 export SB_ADMIN_TLS_KEY ?= $(CURDIR)/.rabbitmq/tls/server.key
 
-.PHONY: all deps test-deps broker broker-stop postgres postgres-stop build run demo bench test test-unit config-check clean
+.PHONY: all deps test-deps broker broker-stop cluster cluster-stop postgres postgres-stop build run demo bench test test-unit config-check clean
 
 all: build
 
@@ -24,6 +24,13 @@ broker: deps
 
 broker-stop:
 	@bash Deploy/local/rabbitmq.sh stop
+
+# A three-node RabbitMQ cluster on this machine (ports 5681-5683), beside the single broker.
+cluster: deps
+	@bash Deploy/local/cluster.sh start
+
+cluster-stop:
+	@bash Deploy/local/cluster.sh stop
 
 # A throwaway PostgreSQL (the fleet's store backend); the store contract tests run against it.
 postgres: deps

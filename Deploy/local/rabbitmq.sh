@@ -5,11 +5,19 @@
 #   rabbitmq.sh start   start it unless a broker already answers on localhost:5672
 #   rabbitmq.sh stop    stop the node this script started
 #   rabbitmq.sh status
+# Ports and the certificates' folder can be moved (Deploy/local/cluster.sh runs three nodes with it):
+# SB_RABBITMQ_PORT (5672), SB_RABBITMQ_TLS_PORT (5671), SB_RABBITMQ_MANAGEMENT_PORT (15672),
+# SB_RABBITMQ_PROMETHEUS_PORT (15692), SB_RABBITMQ_TLS_DIR ($SB_RABBITMQ_DIR/tls).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 state="${SB_RABBITMQ_DIR:-$repo/.rabbitmq}"
+tls="${SB_RABBITMQ_TLS_DIR:-$state/tls}"
+amqp_port="${SB_RABBITMQ_PORT:-5672}"
+amqps_port="${SB_RABBITMQ_TLS_PORT:-5671}"
+management_port="${SB_RABBITMQ_MANAGEMENT_PORT:-15672}"
+prometheus_port="${SB_RABBITMQ_PROMETHEUS_PORT:-15692}"
 bin=/usr/lib/rabbitmq/bin
 [ -x "$bin/rabbitmq-server" ] || bin="$(dirname "$(command -v rabbitmq-server)")"
 
@@ -27,7 +35,6 @@ export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="${RABBITMQ_SERVER_ADDITIONAL_ERL_ARG
 answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 make_certs() {
-  local tls="$state/tls"
   [ -f "$tls/server.pem" ] && return 0
   mkdir -p "$tls"
   openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=Switchboard local CA" \
@@ -44,17 +51,17 @@ write_config() {
   mkdir -p "$state" "$RABBITMQ_MNESIA_BASE" "$RABBITMQ_LOG_BASE"
   make_certs
   cat > "$RABBITMQ_CONFIG_FILE" <<CONF
-listeners.tcp.default = 5672
-listeners.ssl.default = 5671
-ssl_options.cacertfile = $state/tls/ca.pem
-ssl_options.certfile = $state/tls/server.pem
-ssl_options.keyfile = $state/tls/server.key
+listeners.tcp.default = $amqp_port
+listeners.ssl.default = $amqps_port
+ssl_options.cacertfile = $tls/ca.pem
+ssl_options.certfile = $tls/server.pem
+ssl_options.keyfile = $tls/server.key
 ssl_options.verify = verify_none
 ssl_options.fail_if_no_peer_cert = false
 ssl_options.versions.1 = tlsv1.3
 ssl_options.versions.2 = tlsv1.2
-management.tcp.port = 15672
-prometheus.tcp.port = 15692
+management.tcp.port = $management_port
+prometheus.tcp.port = $prometheus_port
 log.console = false
 log.file.level = warning
 CONF
@@ -63,16 +70,16 @@ CONF
 }
 
 start() {
-  if answers 5672; then
-    echo "rabbitmq: a broker already answers on localhost:5672; using it"
+  if answers "$amqp_port"; then
+    echo "rabbitmq: a broker already answers on localhost:$amqp_port; using it"
     return 0
   fi
   write_config
   echo "rabbitmq: starting node $RABBITMQ_NODENAME (state in $state)"
   "$bin/rabbitmq-server" -detached
   for _ in $(seq 1 120); do
-    if answers 5672 && "$bin/rabbitmqctl" -q -n "$RABBITMQ_NODENAME" await_startup --timeout 5 >/dev/null 2>&1; then
-      echo "rabbitmq: up: amqp://localhost:5672, amqps://localhost:5671 (CA $state/tls/ca.pem), management http://localhost:15672"
+    if answers "$amqp_port" && "$bin/rabbitmqctl" -q -n "$RABBITMQ_NODENAME" await_startup --timeout 5 >/dev/null 2>&1; then
+      echo "rabbitmq: up: amqp://localhost:$amqp_port, amqps://localhost:$amqps_port (CA $tls/ca.pem), management http://localhost:$management_port"
       return 0
     fi
     sleep 0.5
@@ -90,6 +97,7 @@ case "${1:-start}" in
   start) start ;;
   stop) stop ;;
   status) "$bin/rabbitmqctl" -n "$RABBITMQ_NODENAME" status ;;
+  certs) make_certs ;;
   ctl) shift; "$bin/rabbitmqctl" -n "$RABBITMQ_NODENAME" "$@" ;;
-  *) echo "usage: $0 start|stop|status|ctl ARGS" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status|certs|ctl ARGS" >&2; exit 2 ;;
 esac

@@ -1,6 +1,7 @@
 import CRabbitMQ
 import Foundation
 import Logging
+import Synchronization
 
 /// One AMQP connection over rabbitmq-c.
 ///
@@ -33,21 +34,45 @@ package final class Connection {
     package private(set) var blocked = false
 
     private nonisolated(unsafe) static var generations: UInt64 = 0
+    /// Which node of a cluster the next connection tries first (starts at random per process).
+    private static let nextNode = Atomic<UInt64>(UInt64.random(in: 0..<1024))
     private static let generationLock = NSLock()
 
     package init(_ options: ConnectionOptions, logger: Logger) throws(AMQPError) {
-        self.options = options
         self.logger = logger
         Self.generationLock.lock()
         Self.generations += 1
         generation = Self.generations
         Self.generationLock.unlock()
 
-        guard let state = amqp_new_connection() else { throw AMQPError(.connect, "out of memory") }
+        // Each node in turn, from the next one on every connection: a lost node's clients move to the
+        // others, and one process's connections spread over the cluster.
+        let count = options.nodes.count
+        let first = count > 1 ? Int(Self.nextNode.add(1, ordering: .relaxed).oldValue % UInt64(count)) : 0
+        var failures: [AMQPError] = []
+        var opened: (amqp_connection_state_t, ConnectionOptions)?
+        for i in 0..<max(1, count) {
+            let node = count > 1 ? options.at(options.nodes[(first + i) % count]) : options
+            guard let state = amqp_new_connection() else { throw AMQPError(.connect, "out of memory") }
+            do {
+                try Self.connectSocket(state, node)
+                try Self.login(state, node)
+                opened = (state, node)
+                break
+            } catch {
+                amqp_destroy_connection(state)
+                failures.append(error)
+            }
+        }
+        guard let (state, node) = opened else {
+            open = false
+            // One node: its error as it was. Several: each node's, and the code of the last.
+            if failures.count == 1 { throw failures[0] }
+            throw AMQPError(failures.last?.code ?? .connect, "no node of the cluster took the connection: " + failures.map(\.message).joined(separator: "; "))
+        }
         self.state = state
+        self.options = node
         do {
-            try connectSocket()
-            try login()
             for channel in [Self.consumeChannel, Self.publishChannel, Self.rpcChannel] {
                 amqp_channel_open(state, channel)
                 try checkReply("channel.open")
@@ -63,7 +88,7 @@ package final class Connection {
         if open { close() }
     }
 
-    private func connectSocket() throws(AMQPError) {
+    private static func connectSocket(_ state: amqp_connection_state_t, _ options: ConnectionOptions) throws(AMQPError) {
         let socket: OpaquePointer?
         if options.tls {
             socket = amqp_ssl_socket_new(state)
@@ -103,7 +128,7 @@ package final class Connection {
         status <= -0x0200 && status > -0x0300
     }
 
-    private func login() throws(AMQPError) {
+    private static func login(_ state: amqp_connection_state_t, _ options: ConnectionOptions) throws(AMQPError) {
         let arena = Arena()
         var entries = [amqp_table_entry_t(key: arena.bytes("connection_name"), value: arena.field(.string(options.connectionName)))]
         let reply = entries.withUnsafeMutableBufferPointer { buffer -> amqp_rpc_reply_t in
@@ -113,7 +138,7 @@ package final class Connection {
         }
         if reply.reply_type != AMQP_RESPONSE_NORMAL {
             // The password is never part of the message.
-            let detail = Self.error(for: reply, "login").message
+            let detail = error(for: reply, "login").message
             throw AMQPError(.login, "login as '\(options.user)' to vhost '\(options.vhost)' at \(options.redacted) refused: \(detail)")
         }
     }

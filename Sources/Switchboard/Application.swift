@@ -180,7 +180,7 @@ package enum Application {
         extra: @Sendable (ConversationStore?) throws -> [any Service] = { _ in [] }
     ) async throws {
         let options = try brokerOptions(config)
-        say("switchboard: broker \(options.redacted)")
+        say("switchboard: broker \(options.redactedCluster)")
         say("switchboard: endpoints \(config.endpointNames.joined(separator: ", ")): ESBs publish to exchange '\(Contract.inboundExchange)' (routing key = endpoint) and consume '\(Contract.outboundQueue("<endpoint>"))'")
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         let store: ConversationStore?
@@ -195,7 +195,7 @@ package enum Application {
             store = MeteredStore(
                 RemoteStore(
                     options: options, timeout: Double(config.settings.storeTimeoutMs) / 1000,
-                    maxRequestBytes: config.settings.storeMaxRequestBytes, logger: logger),
+                    maxRequestBytes: config.settings.storeMaxRequestBytes, queueType: config.settings.queueType, logger: logger),
                 backend: "remote")
             say("switchboard: store reached through queue '\(Contract.storeQueue)' (the store role)")
         case .read:

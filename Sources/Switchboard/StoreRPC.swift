@@ -118,8 +118,13 @@ package final class RemoteStore: ConversationStore, @unchecked Sendable {
     /// The largest store request; RabbitMQ refuses messages over its `max_message_size` (128 MiB).
     private let maxRequestBytes: Int
 
-    package init(options: ConnectionOptions, timeout: TimeInterval, maxRequestBytes: Int = 16 << 20, logger: Logger) {
+    private let queueType: String
+
+    package init(
+        options: ConnectionOptions, timeout: TimeInterval, maxRequestBytes: Int = 16 << 20, queueType: String = "classic", logger: Logger
+    ) {
         self.maxRequestBytes = maxRequestBytes
+        self.queueType = queueType
         var options = options
         options.connectionName = "switchboard store client pid \(ProcessInfo.processInfo.processIdentifier)"
         self.options = options
@@ -226,7 +231,7 @@ package final class RemoteStore: ConversationStore, @unchecked Sendable {
         lock.unlock()
         if let channel { return (channel, id) }
         let c = try Connection(options, logger: logger)
-        try c.declareQueue(Contract.storeQueue)
+        try Topology.declareStoreQueue(on: c, queueType: queueType)
         try c.consumeDirectReplies()
         return (Channel(c), id)
     }

@@ -51,7 +51,7 @@ package struct Topology: Sendable {
         try c.declareExchange(Contract.outboundExchange)
         try c.declareExchange(Contract.workExchange)
         try declareData(Contract.parkedQueue, on: c)
-        try c.declareQueue(Contract.storeQueue)
+        try Self.declareStoreQueue(on: c, queueType: queueType)
         for e in endpoints {
             try declareData(Contract.inboundQueue(e), on: c)
             try c.bindQueue(Contract.inboundQueue(e), exchange: Contract.inboundExchange, routingKey: e)
@@ -70,6 +70,14 @@ package struct Topology: Sendable {
             try declareData(Contract.workQueue(p), on: c)
             try c.bindQueue(Contract.workQueue(p), exchange: Contract.workExchange, routingKey: String(p))
         }
+    }
+
+    /// The store's request queue. Requests are answered within a caller's timeout or not at all (each has an
+    /// `expiration`), so nothing in it needs to outlive a broker node. On a cluster (quorum mode) it is a
+    /// transient queue: when its node goes, the broker deletes it and the next process to declare it
+    /// makes it again on a live node; a durable classic queue would stay "down" with its node.
+    static func declareStoreQueue(on c: Connection, queueType: String) throws(AMQPError) {
+        try c.declareQueue(Contract.storeQueue, durable: queueType != "quorum")
     }
 
     /// A fanout exchange and its queue (`sb.delayq...`); expired messages keep their routing key and go to

@@ -145,6 +145,35 @@ enum Broker {
         #expect(!o.redacted.contains("p@ss"))
         #expect(throws: AMQPError.self) { try ConnectionOptions(url: "http://nope") }
     }
+
+    @Test func severalNodesShareCredentialsAndVhost() throws {
+        let o = try ConnectionOptions(url: "amqps://user:p%40ss,x@node-a:5671, node-b:5681,node-c/prod")
+        #expect(o.nodes == [.init(host: "node-a", port: 5671), .init(host: "node-b", port: 5681), .init(host: "node-c", port: 5671)])
+        #expect(o.user == "user" && o.password == "p@ss,x" && o.vhost == "prod" && o.tls)
+        #expect(o.redactedCluster == "amqps://user:***@node-a:5671,node-b:5681,node-c:5671/prod")
+        #expect(try ConnectionOptions(url: "amqp://guest:guest@localhost:5672/").nodes.count == 1)
+        #expect(throws: AMQPError.self) { try ConnectionOptions(url: "amqp://u:p@a:5672,b:notaport/v") }
+    }
+
+    /// A node that does not answer is skipped, whichever node a connection tries first.
+    @Test func aConnectionSkipsANodeThatIsDown() throws {
+        let live = try ConnectionOptions(url: Broker.url)
+        // A port nothing listens on (bound and closed again).
+        let dead = "\(live.host):1"
+        let url = Broker.url.replacingOccurrences(of: "\(live.host):\(live.port)", with: "\(dead),\(live.host):\(live.port),\(dead)")
+        #expect(try ConnectionOptions(url: url).nodes.count == 3)
+        for _ in 0..<4 {
+            let c = try Broker.connect(url)
+            #expect(c.options.port == live.port)
+            c.close()
+        }
+        let none = Broker.url.replacingOccurrences(of: "\(live.host):\(live.port)", with: "\(dead),\(live.host):2")
+        #expect {
+            try Broker.connect(none)
+        } throws: { error in
+            "\(error)".contains("no node of the cluster took the connection") && "\(error)".contains(":2")
+        }
+    }
 }
 
 /// Our client must refuse a server that offers only TLS 1.1 (rabbitmq-c 0.11 would accept it by default).

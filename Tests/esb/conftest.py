@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -61,12 +62,13 @@ def amqp_url(vhost):
 class ESB:
     """The ESB side: publishes to sb.in, reads sb.out.<endpoint> and sb.parked."""
 
-    def __init__(self, vhost):
+    def __init__(self, vhost, url=None):
         self.vhost = vhost
+        self.url = url or amqp_url(vhost)
         self.connect()
 
     def connect(self):
-        self.conn = pika.BlockingConnection(pika.URLParameters(amqp_url(self.vhost)))
+        self.conn = pika.BlockingConnection(pika.URLParameters(self.url))
         self.ch = self.conn.channel()
         self.ch.confirm_delivery()
 
@@ -151,6 +153,51 @@ rules:
     counters: [{counter: n, increment: 1}]
     send: [{to: customer-a, type: update, body: {side: x, ticket: {field: $.issue.key}, seq: {field: $.seq}, n: {counter: n}}}]
 """
+
+
+def publish_sides(vhost, tickets, seqs, pause=0.0, url=None):
+    """Both sides at once, each ESB on a connection of its own: customer-a's tickets TWOA<t> and vendor-x's
+    TWOX-<t>, updates `seqs` in order (with BOTH_SIDES_RULES each is its own conversation). Returns the
+    started threads. `url`: the broker to publish to (default: the test broker's vhost)."""
+    def side(endpoint, make):
+        esb = ESB(vhost, url=url)
+        try:
+            for seq in seqs:
+                for t in range(tickets):
+                    body, mid = make(t, seq)
+                    esb.publish(endpoint, body, message_id=mid)
+                if pause:
+                    time.sleep(pause)
+        finally:
+            esb.close()
+
+    def vendor(t, seq):
+        body = jira(f"TWOX-{t}", None)
+        body["seq"] = seq
+        return body, f"twox-{t}-{seq}"
+
+    threads = [threading.Thread(target=side, args=("customer-a", lambda t, seq: (incident(f"TWOA{t:03d}", seq=seq), f"twoa-{t}-{seq}"))),
+               threading.Thread(target=side, args=("vendor-x", vendor))]
+    for th in threads:
+        th.start()
+    return threads
+
+
+def assert_each_once_in_order(messages, tickets, seqs):
+    """Every ticket's updates arrived once each, in order, each applied once (its count is its position).
+    A message re-sent with the same message_id (at-least-once after a broker failure) counts once."""
+    per = {}
+    seen_ids = set()
+    for props, body in messages:
+        if props.message_id in seen_ids:
+            continue
+        seen_ids.add(props.message_id)
+        m = json.loads(body)
+        per.setdefault(m["ticket"], []).append((m["seq"], m["n"]))
+    assert len(per) == tickets, sorted(per)
+    for ticket, got in per.items():
+        assert [s for s, _ in got] == list(seqs), (ticket, got)
+        assert [n for _, n in got] == [s + 1 for s in seqs], (ticket, got)
 
 
 def seen_counters(store):

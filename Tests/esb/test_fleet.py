@@ -3,15 +3,14 @@ owns the database and serves the workers over the broker."""
 import json
 import os
 import signal
-import threading
 import time
 import uuid
 from collections import Counter
 
 import pytest
 
-from conftest import (BOTH_SIDES_RULES, COUNTING_RULES, ESB, Switchboard, assert_standby_takes_over, incident, postgres_url, rabbitmqctl,
-                      rabbitmqctl_ok, seen_counters, jira)
+from conftest import (BOTH_SIDES_RULES, COUNTING_RULES, Switchboard, assert_each_once_in_order, assert_standby_takes_over,
+                      incident, postgres_url, publish_sides, rabbitmqctl, rabbitmqctl_ok, seen_counters)
 
 ORDER_RULES = """
 rules:
@@ -261,45 +260,6 @@ def wait_shares(intakes, total, timeout=30):
             return shares
         time.sleep(0.3)
     raise AssertionError(f"intake shares {shares}, expected {total} queues over {len(intakes)} intakes")
-
-
-def publish_sides(vhost, tickets, seqs, pause=0.0):
-    """Both sides at once, each ESB on a connection of its own: customer-a's tickets TWOA<t> and vendor-x's
-    TWOX-<t>, updates `seqs` in order. Returns the started threads."""
-    def side(endpoint, make):
-        esb = ESB(vhost)
-        try:
-            for seq in seqs:
-                for t in range(tickets):
-                    body, mid = make(t, seq)
-                    esb.publish(endpoint, body, message_id=mid)
-                if pause:
-                    time.sleep(pause)
-        finally:
-            esb.close()
-
-    def vendor(t, seq):
-        body = jira(f"TWOX-{t}", None)
-        body["seq"] = seq
-        return body, f"twox-{t}-{seq}"
-
-    threads = [threading.Thread(target=side, args=("customer-a", lambda t, seq: (incident(f"TWOA{t:03d}", seq=seq), f"twoa-{t}-{seq}"))),
-               threading.Thread(target=side, args=("vendor-x", vendor))]
-    for th in threads:
-        th.start()
-    return threads
-
-
-def assert_each_once_in_order(messages, tickets, seqs):
-    """Every ticket's updates arrived once each, in order, each applied once (its count is its position)."""
-    per = {}
-    for _, body in messages:
-        m = json.loads(body)
-        per.setdefault(m["ticket"], []).append((m["seq"], m["n"]))
-    assert len(per) == tickets, sorted(per)
-    for ticket, got in per.items():
-        assert [s for s, _ in got] == list(seqs), (ticket, got)
-        assert [n for _, n in got] == [s + 1 for s in seqs], (ticket, got)
 
 
 def test_two_active_intakes_share_the_inbound_queues_and_one_takes_over(esb, vhost):
