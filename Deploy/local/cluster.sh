@@ -36,15 +36,16 @@ as_node() {
 ctl() { local n="$1"; shift; "$bin/rabbitmqctl" -q -n "$(name "$n")" "$@"; }
 
 start_node() {
-  # The certificates are the single node's: make them (without starting that node) if need be.
-  [ -f "$repo/.rabbitmq/tls/server.pem" ] || bash "$here/rabbitmq.sh" certs
   as_node "$1" start | sed "s/^rabbitmq:/cluster node $1:/"
 }
 
 members() { ctl 1 eval 'rabbit_nodes:all().' 2>/dev/null || true; }
 
 start() {
-  for n in "${nodes[@]}"; do start_node "$n"; done
+  # All at once: a stopped cluster's nodes each wait at boot for the others (the last one stopped first).
+  [ -f "$repo/.rabbitmq/tls/server.pem" ] || bash "$here/rabbitmq.sh" certs
+  for n in "${nodes[@]}"; do as_node "$n" launch | sed "s/^rabbitmq:/cluster node $n:/"; done
+  for n in "${nodes[@]}"; do as_node "$n" wait | sed "s/^rabbitmq:/cluster node $n:/"; done
   for n in 2 3; do
     if ! members | grep -q "$(name "$n")"; then
       echo "cluster: joining $(name "$n") to $(name 1)"

@@ -69,15 +69,19 @@ CONF
   echo "[]." > "$RABBITMQ_ADVANCED_CONFIG_FILE"
 }
 
-start() {
+# Starts the node without waiting for it (a cluster's nodes must boot together: each waits for the others).
+launch() {
   if answers "$amqp_port"; then
     echo "rabbitmq: a broker already answers on localhost:$amqp_port; using it"
-    return 0
+    return 1
   fi
   write_config
   echo "rabbitmq: starting node $RABBITMQ_NODENAME (state in $state)"
   "$bin/rabbitmq-server" -detached
-  for _ in $(seq 1 120); do
+}
+
+wait_up() {
+  for _ in $(seq 1 240); do
     if answers "$amqp_port" && "$bin/rabbitmqctl" -q -n "$RABBITMQ_NODENAME" await_startup --timeout 5 >/dev/null 2>&1; then
       echo "rabbitmq: up: amqp://localhost:$amqp_port, amqps://localhost:$amqps_port (CA $tls/ca.pem), management http://localhost:$management_port"
       return 0
@@ -89,6 +93,11 @@ start() {
   exit 1
 }
 
+start() {
+  launch || return 0
+  wait_up
+}
+
 stop() {
   "$bin/rabbitmqctl" -q -n "$RABBITMQ_NODENAME" stop >/dev/null 2>&1 || true
 }
@@ -98,6 +107,8 @@ case "${1:-start}" in
   stop) stop ;;
   status) "$bin/rabbitmqctl" -n "$RABBITMQ_NODENAME" status ;;
   certs) make_certs ;;
+  launch) launch || true ;;
+  wait) wait_up ;;
   ctl) shift; "$bin/rabbitmqctl" -n "$RABBITMQ_NODENAME" "$@" ;;
-  *) echo "usage: $0 start|stop|status|certs|ctl ARGS" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status|certs|launch|wait|ctl ARGS" >&2; exit 2 ;;
 esac

@@ -17,15 +17,61 @@ package enum StoreRPC {
         case find, findBatch, conversation, conversations, outbound, outbounds, commit, timeline, references, heartbeat, leave
     }
 
-    struct Refs: Codable { var refs: [TicketRef] }
-    struct Batch: Codable { var batch: [[TicketRef]] }
-    struct Id: Codable { var id: String }
-    struct Ids: Codable { var ids: [String] }
-    struct Commits: Codable { var commits: [Commit] }
-    struct Member: Codable { var member: String; var ttl: Double }
-    struct Nothing: Codable {}
+    // Requests and replies; on the wire (`StoreWire`) each is its content alone. The JSON form (keys as
+    // named here, a reply wrapped in `value`) is what releases before the binary one sent: the store still
+    // answers it, in kind, so a store can be upgraded before its workers.
+    struct Refs: Codable, WireCodable {
+        var refs: [TicketRef]
+        init(refs: [TicketRef]) { self.refs = refs }
+        func write(to w: inout WireWriter) { refs.write(to: &w) }
+        init(from r: inout WireReader) throws { refs = try [TicketRef](from: &r) }
+    }
+    struct Batch: Codable, WireCodable {
+        var batch: [[TicketRef]]
+        init(batch: [[TicketRef]]) { self.batch = batch }
+        func write(to w: inout WireWriter) { batch.write(to: &w) }
+        init(from r: inout WireReader) throws { batch = try [[TicketRef]](from: &r) }
+    }
+    struct Id: Codable, WireCodable {
+        var id: String
+        init(id: String) { self.id = id }
+        func write(to w: inout WireWriter) { w.string(id) }
+        init(from r: inout WireReader) throws { id = try r.string() }
+    }
+    struct Ids: Codable, WireCodable {
+        var ids: [String]
+        init(ids: [String]) { self.ids = ids }
+        func write(to w: inout WireWriter) { ids.write(to: &w) }
+        init(from r: inout WireReader) throws { ids = try [String](from: &r) }
+    }
+    struct Commits: Codable, WireCodable {
+        var commits: [Commit]
+        init(commits: [Commit]) { self.commits = commits }
+        func write(to w: inout WireWriter) { commits.write(to: &w) }
+        init(from r: inout WireReader) throws { commits = try [Commit](from: &r) }
+    }
+    struct Member: Codable, WireCodable {
+        var member: String
+        var ttl: Double
+        init(member: String, ttl: Double) { (self.member, self.ttl) = (member, ttl) }
+        func write(to w: inout WireWriter) {
+            w.string(member)
+            w.double(ttl)
+        }
+        init(from r: inout WireReader) throws { (member, ttl) = (try r.string(), try r.double()) }
+    }
+    struct Nothing: Codable, WireCodable {
+        init() {}
+        func write(to w: inout WireWriter) {}
+        init(from r: inout WireReader) throws {}
+    }
     /// Results are wrapped so an optional result is still a JSON object at the top.
-    struct Reply<T: Codable>: Codable { var value: T }
+    struct Reply<T: Codable & WireCodable>: Codable, WireCodable {
+        var value: T
+        init(value: T) { self.value = value }
+        func write(to w: inout WireWriter) { value.write(to: &w) }
+        init(from r: inout WireReader) throws { value = try T(from: &r) }
+    }
 
     static func encode(_ value: some Encodable) throws -> Data {
         try JSONEncoder().encode(value)
@@ -61,39 +107,48 @@ package final class StoreServer: BatchHandler {
                 logger.warning("store request without reply_to ignored", metadata: ["sb.op": "\(p.type ?? "")"])
                 return nil
             }
+            // Answered in the form it was asked in.
+            let wire = p.contentType == StoreWire.contentType
             let (type, body): (String, Data)
             do {
-                (type, body) = ("ok", try answer(p.type ?? "", d.message.body))
+                (type, body) = ("ok", try answer(p.type ?? "", d.message.body, wire: wire))
             } catch {
                 let failure = (error as? StoreError) ?? StoreError("\(error)")
                 logger.error("store request failed", metadata: ["sb.op": "\(p.type ?? "")", "sb.error": "\(failure.message)"])
-                (type, body) = ("error", (try? StoreRPC.encode(failure)) ?? Data())
+                (type, body) = ("error", wire ? StoreWire.encode(failure) : (try? StoreRPC.encode(failure)) ?? Data())
             }
             return Outgoing(
                 exchange: "", routingKey: replyTo,
-                message: Message(body: body, properties: Properties(correlationId: p.correlationId, type: type, persistent: false)),
+                message: Message(body: body, properties: Properties(
+                    contentType: wire ? StoreWire.contentType : nil, correlationId: p.correlationId, type: type, persistent: false)),
                 mandatory: false)
         }
     }
 
-    private func answer(_ op: String, _ body: Data) throws -> Data {
+    private func answer(_ op: String, _ body: Data, wire: Bool) throws -> Data {
         guard let op = StoreRPC.Op(rawValue: op) else { throw StoreError("unknown store operation '\(op)'") }
-        func reply<T: Codable>(_ value: T) throws -> Data { try StoreRPC.encode(StoreRPC.Reply(value: value)) }
+        func arg<T: Codable & WireCodable>(_ type: T.Type) throws -> T {
+            wire ? try StoreWire.decode(type, body) : try StoreRPC.decode(type, body)
+        }
+        func reply<T: Codable & WireCodable>(_ value: T) throws -> Data {
+            let r = StoreRPC.Reply(value: value)
+            return wire ? StoreWire.encode(r) : try StoreRPC.encode(r)
+        }
         switch op {
-        case .find: return try reply(store.find(StoreRPC.decode(StoreRPC.Refs.self, body).refs))
-        case .findBatch: return try reply(store.find(batch: StoreRPC.decode(StoreRPC.Batch.self, body).batch))
-        case .conversation: return try reply(store.conversation(id: StoreRPC.decode(StoreRPC.Id.self, body).id))
-        case .conversations: return try reply(store.conversations(ids: StoreRPC.decode(StoreRPC.Ids.self, body).ids))
-        case .outbound: return try reply(store.outbound(messageId: StoreRPC.decode(StoreRPC.Id.self, body).id))
-        case .outbounds: return try reply(store.outbound(messageIds: StoreRPC.decode(StoreRPC.Ids.self, body).ids))
-        case .commit: return try reply(store.commit(StoreRPC.decode(StoreRPC.Commits.self, body).commits))
-        case .timeline: return try reply(store.timeline(conversationId: StoreRPC.decode(StoreRPC.Id.self, body).id))
-        case .references: return try reply(store.references(conversationId: StoreRPC.decode(StoreRPC.Id.self, body).id))
+        case .find: return try reply(store.find(arg(StoreRPC.Refs.self).refs))
+        case .findBatch: return try reply(store.find(batch: arg(StoreRPC.Batch.self).batch))
+        case .conversation: return try reply(store.conversation(id: arg(StoreRPC.Id.self).id))
+        case .conversations: return try reply(store.conversations(ids: arg(StoreRPC.Ids.self).ids))
+        case .outbound: return try reply(store.outbound(messageId: arg(StoreRPC.Id.self).id))
+        case .outbounds: return try reply(store.outbound(messageIds: arg(StoreRPC.Ids.self).ids))
+        case .commit: return try reply(store.commit(arg(StoreRPC.Commits.self).commits))
+        case .timeline: return try reply(store.timeline(conversationId: arg(StoreRPC.Id.self).id))
+        case .references: return try reply(store.references(conversationId: arg(StoreRPC.Id.self).id))
         case .heartbeat:
-            let m = try StoreRPC.decode(StoreRPC.Member.self, body)
+            let m = try arg(StoreRPC.Member.self)
             return try reply(store.heartbeat(member: m.member, ttl: m.ttl))
         case .leave:
-            try store.leave(member: StoreRPC.decode(StoreRPC.Id.self, body).id)
+            try store.leave(member: arg(StoreRPC.Id.self).id)
             return try reply(StoreRPC.Nothing())
         }
     }
@@ -161,7 +216,7 @@ package final class RemoteStore: ConversationStore, @unchecked Sendable {
     /// are stale) is kept across them here: such commits are answered stale without being sent. A single
     /// commit larger than a request may be is refused (its message is parked).
     package func commit(_ commits: [Commit]) throws -> [CommitOutcome] {
-        let whole = try StoreRPC.encode(StoreRPC.Commits(commits: commits))
+        let whole = StoreWire.encode(StoreRPC.Commits(commits: commits))
         if whole.count <= maxRequestBytes { return try call(.commit, encoded: whole) }
         var outcomes: [CommitOutcome] = []
         var broken: Set<String> = []
@@ -178,7 +233,7 @@ package final class RemoteStore: ConversationStore, @unchecked Sendable {
             size = 0
         }
         for c in commits {
-            let bytes = try StoreRPC.encode(c).count
+            let bytes = StoreWire.encode(c).count
             guard bytes <= maxRequestBytes else {
                 throw StoreError(
                     "a commit of \(bytes) bytes is larger than a store request may be (\(maxRequestBytes) bytes, settings.store_max_request_bytes)",
@@ -242,11 +297,11 @@ package final class RemoteStore: ConversationStore, @unchecked Sendable {
         lock.unlock()
     }
 
-    private func call<R: Codable>(_ op: StoreRPC.Op, _ request: some Encodable) throws -> R {
-        try call(op, encoded: try StoreRPC.encode(request))
+    private func call<R: WireCodable>(_ op: StoreRPC.Op, _ request: some WireCodable) throws -> R {
+        try call(op, encoded: StoreWire.encode(request))
     }
 
-    private func call<R: Codable>(_ op: StoreRPC.Op, encoded body: Data) throws -> R {
+    private func call<R: WireCodable>(_ op: StoreRPC.Op, encoded body: Data) throws -> R {
         let channel: Channel
         let id: String
         do {
@@ -258,7 +313,7 @@ package final class RemoteStore: ConversationStore, @unchecked Sendable {
         let answer: Message
         do {
             let props = Properties(
-                correlationId: id, type: op.rawValue, replyTo: Connection.directReplyTo,
+                contentType: StoreWire.contentType, correlationId: id, type: op.rawValue, replyTo: Connection.directReplyTo,
                 expiration: String(Int(timeout * 1000)), persistent: false)
             try c.publish(
                 exchange: "", routingKey: Contract.storeQueue, message: Message(body: body, properties: props),
@@ -274,10 +329,10 @@ package final class RemoteStore: ConversationStore, @unchecked Sendable {
         }
         giveBack(channel)
         if answer.properties.type == "error" {
-            throw (try? StoreRPC.decode(StoreError.self, answer.body)) ?? StoreError("the store failed '\(op.rawValue)'")
+            throw (try? StoreWire.decode(StoreError.self, answer.body)) ?? StoreError("the store failed '\(op.rawValue)'")
         }
         do {
-            return try StoreRPC.decode(StoreRPC.Reply<R>.self, answer.body).value
+            return try StoreWire.decode(R.self, answer.body)
         } catch {
             throw StoreError("unreadable answer from the store to '\(op.rawValue)': \(error)")
         }

@@ -24,6 +24,7 @@ struct Bench: ParsableCommand {
     @Option(help: "run: one `switchboard run` (the target's all-in-one); fleet: `switchboard store`, `intake` and --worker-processes `worker` processes; engine: intake's routing, the rules and the SQLite store on one thread, no broker; admin: search and conversation page over HTTP on a store filled with --conversations; timers: lateness of --timers timers coming due at --timer-rate per second.")
     var shape = "run"
     @Option(help: "Worker processes in the fleet shape (each with --workers threads).") var workerProcesses = 2
+    @Option(help: "Intake processes in the fleet shape (they share the inbound queues; the load is on one endpoint).") var intakeProcesses = 1
     @Option(help: "admin shape: requests of each kind to time.") var samples = 2000
     @Option(help: "admin shape: a PostgreSQL URL (an empty database or schema) instead of SQLite.") var storeUrl: String?
     @Option(help: "run and fleet shapes: fill the SQLite store with this many other conversations (with history) before the run.") var prefill = 0
@@ -52,14 +53,18 @@ struct Bench: ParsableCommand {
         say("bench: \(messages) messages of \(size) bytes over \(conversations) conversations, \(partitions) partitions, \(workers) worker thread(s), broker \(options.redacted)")
 
         // 1. The ceiling: consume, publish onward with confirms, ack after the confirm; nothing else.
+        let relayBroker = SwitchboardProcess.brokerCPU()
         let ceiling = try Relay.measure(options: options, messages: messages, size: size, logger: logger)
-        say(String(format: "ceiling  (bare relay, batches of 100, confirms): %.0f msg/s (%d in %.2f s)", ceiling.rate, ceiling.count, ceiling.seconds))
+        say(String(format: "ceiling  (bare relay, batches of 100, confirms): %.0f msg/s (%d in %.2f s)", ceiling.rate, ceiling.count, ceiling.seconds)
+            + ((relayBroker.flatMap { b in SwitchboardProcess.brokerCPU().map { ($0 - b) / Double(messages) * 1000 } })
+                .map { String(format: "; broker CPU %.3f s per 1000 msgs", $0) } ?? ""))
 
         // 2. The pipeline: `switchboard run` with the example rules (map, translate, attribute).
         guard shape == "run" || shape == "fleet" else { throw ValidationError("--shape: run or fleet") }
         let roles: [(name: String, args: [String])] = shape == "run"
             ? [("run", ["run"])]
-            : [("store", ["store"]), ("intake", ["intake"])]
+            : [("store", ["store"])]
+                + (0..<max(1, intakeProcesses)).map { intakeProcesses > 1 ? ("intake-\($0)", ["intake"]) : ("intake", ["intake"]) }
                 + (0..<max(1, workerProcesses)).map { ("worker-\($0)", ["worker"]) }
         // One data folder for all of them: only the store (or run) opens the database in it.
         let dataDir = NSTemporaryDirectory() + "sb-bench-\(UUID().uuidString)"
@@ -83,6 +88,7 @@ struct Bench: ParsableCommand {
             return (cpu, show { $1.rssMB }, show { $1.peakMB })
         }
         var best = 0.0
+        let brokerBefore = SwitchboardProcess.brokerCPU()
         for run in 1...max(1, runs) {
             let r = try Load.run(
                 options: options, messages: messages, size: size, conversations: conversations, run: run, rate: nil,
@@ -95,6 +101,10 @@ struct Bench: ParsableCommand {
                 + "RSS \(u.rss) (peak \(u.peak)), "
                 + String(format: "CPU %.3f s per 1000 msgs", u.cpuSeconds / Double(messages * run) * 1000))
         }
+        if let before = brokerBefore, let after = SwitchboardProcess.brokerCPU() {
+            // Includes the load generator's and the sink's share of the broker's work (publish, deliver).
+            say(String(format: "broker CPU %.3f s per 1000 msgs over the burst runs (RabbitMQ's process, everything it did)", (after - before) / Double(messages * runs) * 1000))
+        }
         // 3. Latency at half the measured maximum rate.
         let paced = try Load.run(
             options: options, messages: messages / 2, size: size, conversations: conversations, run: runs + 1, rate: best / 2,
@@ -104,8 +114,15 @@ struct Bench: ParsableCommand {
         let relayPaced = try Relay.measure(options: options, messages: messages / 2, size: size, rate: best / 2, logger: logger)
         say(String(format: "ceiling  at %.0f msg/s (bare relay, same rate): latency p50 %.1f ms p99 %.1f ms max %.1f ms", best / 2, relayPaced.p50, relayPaced.p99, relayPaced.max))
         let u = usage()
+        let total = Double(messages * runs + messages / 2)
         say("switchboard peak RSS \(u.peak), "
-            + String(format: "CPU %.3f s per 1000 msgs over all runs (all processes)", u.cpuSeconds / Double(messages * runs + messages / 2) * 1000))
+            + String(format: "CPU %.3f s per 1000 msgs over all runs (all processes)", u.cpuSeconds / total * 1000))
+        if processes.count > 1 {
+            // Per role, for the capacity model (docs/scaling.md).
+            say("CPU per 1000 msgs by process: " + processes.map {
+                "\($0.name) " + String(format: "%.3f s", $0.process.usage().cpuSeconds / total * 1000)
+            }.joined(separator: ", "))
+        }
         say(String(format: "bench: ratio %.2f", best / ceiling.rate))
     }
 }
@@ -382,16 +399,28 @@ final class SwitchboardProcess {
             // The kernel updates the high-water mark lazily; the current RSS can be above it for a while.
             usage.peakMB = max(usage.peakMB, usage.rssMB)
         }
-        if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let close = stat.lastIndex(of: ")")
-        {
-            // Fields after the command name: state is field 3; utime and stime are fields 14 and 15.
-            let fields = stat[stat.index(after: close)...].split(separator: " ")
-            if fields.count > 13, let u = Double(fields[11]), let s = Double(fields[12]) {
-                usage.cpuSeconds = (u + s) / Double(sysconf(Int32(_SC_CLK_TCK)))
-            }
-        }
+        usage.cpuSeconds = Self.cpuSeconds(pid: pid) ?? 0
         return usage
+    }
+
+    /// User + system CPU of a process so far, from /proc.
+    static func cpuSeconds(pid: Int32) -> Double? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else {
+            return nil
+        }
+        // Fields after the command name: state is field 3; utime and stime are fields 14 and 15.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 13, let u = Double(fields[11]), let s = Double(fields[12]) else { return nil }
+        return (u + s) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    /// The local broker's CPU (Deploy/local/rabbitmq.sh writes its pid), for the broker's cost per message.
+    static func brokerCPU() -> Double? {
+        let file = ProcessInfo.processInfo.environment["SB_RABBITMQ_PID_FILE"] ?? ".rabbitmq/rabbitmq.pid"
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8),
+            let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
+        else { return nil }
+        return cpuSeconds(pid: pid)
     }
 
     func stop() {

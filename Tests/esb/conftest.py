@@ -200,6 +200,18 @@ def assert_each_once_in_order(messages, tickets, seqs):
         assert [n for _, n in got] == [s + 1 for s in seqs], (ticket, got)
 
 
+def take_unique(esb, queue, count, timeout):
+    """Messages of `queue` until `count` distinct message ids have arrived (re-sent ones kept too): what a
+    receiver that de-duplicates on message_id sees after a failure (docs/esb-contract.md)."""
+    got, ids = [], set()
+    deadline = time.time() + timeout
+    while len(ids) < count and time.time() < deadline:
+        batch = esb.take(queue, count - len(ids), timeout=max(0.5, min(5, deadline - time.time())))
+        got += batch
+        ids |= {props.message_id for props, _ in batch}
+    return got
+
+
 def seen_counters(store):
     """customer-a ticket id -> its conversation's counter `seen`, read from a store process's database."""
     return {ticket: int(value) for ticket, value in store.query(

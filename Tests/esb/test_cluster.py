@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from conftest import (BOTH_SIDES_RULES, ESB, REPO, Switchboard, assert_each_once_in_order, http_get,
-                      publish_sides)
+                      publish_sides, take_unique)
 
 CLUSTER = os.path.join(REPO, "Deploy", "local", "cluster.sh")
 
@@ -36,17 +36,6 @@ def cluster_vhost():
     cluster("ctl", "1", "delete_vhost", name)
     if os.environ.get("CI"):
         cluster("stop")  # three nodes' memory and CPU for the tests after this one
-
-
-def take_unique(esb, queue, count, timeout):
-    """Messages of `queue` until `count` distinct message ids have arrived (re-sent ones kept too)."""
-    got, ids = [], set()
-    deadline = time.time() + timeout
-    while len(ids) < count and time.time() < deadline:
-        batch = esb.take(queue, count - len(ids), timeout=max(0.5, min(5, deadline - time.time())))
-        got += batch
-        ids |= {props.message_id for props, _ in batch}
-    return got
 
 
 def test_the_fleet_loses_a_broker_node_under_load_and_gets_it_back(cluster_vhost):

@@ -210,7 +210,11 @@ def test_prometheus_sees_what_flowed_through_run_and_a_fleet(prometheus):
         assert count > 20 and len(names) > 15, (count, names)
         missing = [n for n in sorted(names) if prometheus.value(f'count({{__name__=~"{n}(_bucket)?"}})') is None]
         assert not missing, missing
-        # Every dashboard query is valid PromQL and shows something for this traffic.
+        # Every dashboard query is valid PromQL and shows something for this traffic. A rate needs two samples
+        # in its window: wait until every target has been scraped a few times (the test can be that quick).
+        deadline = time.time() + 30
+        while (prometheus.value('min(count_over_time(up{job="switchboard"}[1m]))') or 0) < 3 and time.time() < deadline:
+            time.sleep(0.5)
         dashboard = json.load(open(os.path.join(REPO, "Deploy", "grafana", "switchboard.json")))
         empty = []
         for panel in dashboard["panels"]:

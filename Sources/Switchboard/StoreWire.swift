@@ -1,0 +1,384 @@
+import Foundation
+import JSONPath
+import Rules
+import Store
+
+/// The store RPC's compact binary form (content type `application/x-sb-wire`): what a worker and the store
+/// role send each other for every batch, written and read field by field instead of through Foundation's
+/// JSONEncoder/JSONDecoder (which build a tree of every value, base64 every body, and cost more CPU than
+/// the store's own work). Integers are LEB128 varints (zigzag for signed), strings and bytes a varint
+/// length and their bytes, dates a Double of seconds since 1970 (bit pattern, little-endian), optionals
+/// a 0/1 byte, collections a count and their elements, attribute values their JSON text (numbers exact).
+/// The first byte of a body is the format's version.
+package enum StoreWire {
+    package static let contentType = "application/x-sb-wire"
+    static let version: UInt8 = 1
+
+    package static func encode(_ value: some WireCodable) -> Data {
+        var w = WireWriter()
+        w.bytes.append(version)
+        value.write(to: &w)
+        return Data(w.bytes)
+    }
+
+    package static func decode<T: WireCodable>(_ type: T.Type, _ data: Data) throws -> T {
+        try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) throws -> T in
+            var r = WireReader(raw)
+            let v = try r.byte()
+            guard v == version else { throw WireError("store message format \(v), this release reads \(version)") }
+            let value = try T(from: &r)
+            guard r.atEnd else { throw WireError("\(r.remaining) byte(s) after the value") }
+            return value
+        }
+    }
+}
+
+package struct WireError: Error, CustomStringConvertible {
+    package var description: String
+    init(_ text: String) { description = "unreadable store message: \(text)" }
+}
+
+package struct WireWriter {
+    package var bytes: [UInt8] = []
+
+    init() { bytes.reserveCapacity(1024) }
+
+    mutating func unsigned(_ value: UInt64) {
+        var v = value
+        while v >= 0x80 {
+            bytes.append(UInt8(truncatingIfNeeded: v) | 0x80)
+            v >>= 7
+        }
+        bytes.append(UInt8(v))
+    }
+
+    mutating func int(_ value: Int) {
+        let v = Int64(value)
+        unsigned(UInt64(bitPattern: (v << 1) ^ (v >> 63)))
+    }
+
+    mutating func string(_ value: String) {
+        var s = value
+        s.withUTF8 { utf8 in
+            unsigned(UInt64(utf8.count))
+            bytes.append(contentsOf: utf8)
+        }
+    }
+
+    mutating func data(_ value: Data) {
+        unsigned(UInt64(value.count))
+        bytes.append(contentsOf: value)
+    }
+
+    mutating func double(_ value: Double) {
+        withUnsafeBytes(of: value.bitPattern.littleEndian) { bytes.append(contentsOf: $0) }
+    }
+}
+
+package struct WireReader {
+    private let base: UnsafeRawBufferPointer
+    private var index = 0
+
+    init(_ base: UnsafeRawBufferPointer) { self.base = base }
+
+    var atEnd: Bool { index == base.count }
+    var remaining: Int { base.count - index }
+
+    mutating func byte() throws -> UInt8 {
+        guard index < base.count else { throw WireError("truncated") }
+        defer { index += 1 }
+        return base[index]
+    }
+
+    mutating func unsigned() throws -> UInt64 {
+        var value: UInt64 = 0
+        var shift: UInt64 = 0
+        while true {
+            let b = try byte()
+            guard shift < 64 else { throw WireError("varint too long") }
+            value |= UInt64(b & 0x7F) << shift
+            if b < 0x80 { return value }
+            shift += 7
+        }
+    }
+
+    mutating func int() throws -> Int {
+        let u = try unsigned()
+        return Int(Int64(bitPattern: (u >> 1) ^ (0 &- (u & 1))))
+    }
+
+    mutating func count() throws -> Int {
+        let n = try unsigned()
+        // Every element takes at least a byte: a count beyond what is left is corrupt, not an allocation.
+        guard n <= UInt64(remaining) else { throw WireError("a count of \(n) with \(remaining) byte(s) left") }
+        return Int(n)
+    }
+
+    private mutating func slice() throws -> UnsafeRawBufferPointer {
+        let n = try count()
+        defer { index += n }
+        return UnsafeRawBufferPointer(rebasing: base[index..<index + n])
+    }
+
+    mutating func string() throws -> String {
+        let s = try slice()
+        guard let text = String(validating: s.bindMemory(to: UInt8.self), as: UTF8.self) else {
+            throw WireError("a string that is not UTF-8")
+        }
+        return text
+    }
+
+    mutating func data() throws -> Data { Data(try slice()) }
+
+    mutating func double() throws -> Double {
+        guard remaining >= 8 else { throw WireError("truncated") }
+        var bits: UInt64 = 0
+        for i in 0..<8 { bits |= UInt64(base[index + i]) << (8 * UInt64(i)) }
+        index += 8
+        return Double(bitPattern: bits)
+    }
+}
+
+/// A value the store RPC carries.
+package protocol WireCodable {
+    func write(to w: inout WireWriter)
+    init(from r: inout WireReader) throws
+}
+
+extension String: WireCodable {
+    package func write(to w: inout WireWriter) { w.string(self) }
+    package init(from r: inout WireReader) throws { self = try r.string() }
+}
+
+extension Int: WireCodable {
+    package func write(to w: inout WireWriter) { w.int(self) }
+    package init(from r: inout WireReader) throws { self = try r.int() }
+}
+
+extension Double: WireCodable {
+    package func write(to w: inout WireWriter) { w.double(self) }
+    package init(from r: inout WireReader) throws { self = try r.double() }
+}
+
+extension Date: WireCodable {
+    package func write(to w: inout WireWriter) { w.double(timeIntervalSince1970) }
+    package init(from r: inout WireReader) throws { self = Date(timeIntervalSince1970: try r.double()) }
+}
+
+extension Data: WireCodable {
+    package func write(to w: inout WireWriter) { w.data(self) }
+    package init(from r: inout WireReader) throws { self = try r.data() }
+}
+
+extension Optional: WireCodable where Wrapped: WireCodable {
+    package func write(to w: inout WireWriter) {
+        if let value = self {
+            w.bytes.append(1)
+            value.write(to: &w)
+        } else {
+            w.bytes.append(0)
+        }
+    }
+
+    package init(from r: inout WireReader) throws {
+        switch try r.byte() {
+        case 0: self = nil
+        case 1: self = try Wrapped(from: &r)
+        case let b: throw WireError("optional marker \(b)")
+        }
+    }
+}
+
+extension Array: WireCodable where Element: WireCodable {
+    package func write(to w: inout WireWriter) {
+        w.unsigned(UInt64(count))
+        for e in self { e.write(to: &w) }
+    }
+
+    package init(from r: inout WireReader) throws {
+        let n = try r.count()
+        self = []
+        reserveCapacity(n)
+        for _ in 0..<n { append(try Element(from: &r)) }
+    }
+}
+
+extension Dictionary: WireCodable where Key == String, Value: WireCodable {
+    package func write(to w: inout WireWriter) {
+        w.unsigned(UInt64(count))
+        for (k, v) in self {
+            w.string(k)
+            v.write(to: &w)
+        }
+    }
+
+    package init(from r: inout WireReader) throws {
+        let n = try r.count()
+        self = [:]
+        reserveCapacity(n)
+        for _ in 0..<n {
+            let k = try r.string()
+            self[k] = try Value(from: &r)
+        }
+    }
+}
+
+/// Attribute values as their JSON text: numbers cross exactly as written (`1.50`, integers of any length).
+extension JSON: WireCodable {
+    package func write(to w: inout WireWriter) { w.string(serializedString) }
+    package init(from r: inout WireReader) throws {
+        let text = try r.string()
+        do { self = try JSON.parse(text) } catch { throw WireError("an attribute that is not JSON: \(error)") }
+    }
+}
+
+extension TicketRef: WireCodable {
+    package func write(to w: inout WireWriter) {
+        w.string(endpoint)
+        w.string(ticketId)
+    }
+    package init(from r: inout WireReader) throws { self.init(try r.string(), try r.string()) }
+}
+
+extension InboundKey: WireCodable {
+    package func write(to w: inout WireWriter) {
+        w.string(endpoint)
+        w.string(messageId)
+    }
+    package init(from r: inout WireReader) throws { self.init(try r.string(), try r.string()) }
+}
+
+extension StoredOutbound: WireCodable {
+    package func write(to w: inout WireWriter) {
+        w.string(messageId)
+        w.string(conversationId)
+        inbound.write(to: &w)
+        w.string(target)
+        w.string(type)
+        w.string(rule)
+        w.data(body)
+        w.int(delayMs)
+        w.bytes.append(kind == .timer ? 1 : 0)
+    }
+
+    package init(from r: inout WireReader) throws {
+        let (messageId, conversationId, inbound) = (try r.string(), try r.string(), try InboundKey(from: &r))
+        let (target, type, rule, body, delayMs) = (try r.string(), try r.string(), try r.string(), try r.data(), try r.int())
+        let kind: Kind = try r.byte() == 1 ? .timer : .message
+        self.init(
+            messageId: messageId, conversationId: conversationId, inbound: inbound, target: target, type: type, rule: rule,
+            body: body, delayMs: delayMs, kind: kind)
+    }
+}
+
+extension TimelineEntry: WireCodable {
+    package func write(to w: inout WireWriter) {
+        w.string(conversationId)
+        at.write(to: &w)
+        w.string(kind)
+        endpoint.write(to: &w)
+        who.write(to: &w)
+        messageId.write(to: &w)
+        rule.write(to: &w)
+        w.string(detail)
+        body.write(to: &w)
+        sinceIntakeMs.write(to: &w)
+    }
+
+    package init(from r: inout WireReader) throws {
+        let (conversationId, at, kind) = (try r.string(), try Date(from: &r), try r.string())
+        let (endpoint, who, messageId, rule) = (try String?(from: &r), try String?(from: &r), try String?(from: &r), try String?(from: &r))
+        let (detail, body) = (try r.string(), try String?(from: &r))
+        self.init(
+            conversationId: conversationId, at: at, kind: kind, endpoint: endpoint, who: who, messageId: messageId, rule: rule,
+            detail: detail, body: body)
+        sinceIntakeMs = try Int?(from: &r)
+    }
+}
+
+extension ConversationSnapshot: WireCodable {
+    package func write(to w: inout WireWriter) {
+        w.string(id)
+        w.int(version)
+        references.write(to: &w)
+        attributes.write(to: &w)
+        counters.write(to: &w)
+    }
+
+    package init(from r: inout WireReader) throws {
+        self.init(
+            id: try r.string(), version: try r.int(), references: try [String: String](from: &r),
+            attributes: try [String: JSON](from: &r), counters: try [String: Int](from: &r))
+    }
+}
+
+extension Commit: WireCodable {
+    package func write(to w: inout WireWriter) {
+        inbound.write(to: &w)
+        w.string(conversationId)
+        w.int(expectedVersion)
+        newReferences.write(to: &w)
+        timeline.write(to: &w)
+        outbox.write(to: &w)
+        // nil (removed) and JSON null stay apart.
+        attributes.write(to: &w)
+        counters.write(to: &w)
+        failedOutbound.write(to: &w)
+        w.string(digest)
+        at.write(to: &w)
+        w.string(attempt)
+    }
+
+    package init(from r: inout WireReader) throws {
+        let (inbound, conversationId, expectedVersion) = (try InboundKey(from: &r), try r.string(), try r.int())
+        let (references, timeline, outbox) = (try [TicketRef](from: &r), try [TimelineEntry](from: &r), try [StoredOutbound](from: &r))
+        let (attributes, counters, failed) = (try [String: JSON?](from: &r), try [String: Int](from: &r), try [String: String](from: &r))
+        self.init(
+            inbound: inbound, conversationId: conversationId, expectedVersion: expectedVersion, newReferences: references,
+            timeline: timeline, outbox: outbox, attributes: attributes, counters: counters, failedOutbound: failed,
+            digest: try r.string(), at: try Date(from: &r), attempt: try r.string())
+    }
+}
+
+extension CommitOutcome: WireCodable {
+    package func write(to w: inout WireWriter) {
+        switch self {
+        case .committed(let version):
+            w.bytes.append(0)
+            w.int(version)
+        case .duplicate(let conversationId, let outbox):
+            w.bytes.append(1)
+            w.string(conversationId)
+            outbox.write(to: &w)
+        case .stale:
+            w.bytes.append(2)
+        case .conflict(let conversationId, let digest, let at):
+            w.bytes.append(3)
+            w.string(conversationId)
+            w.string(digest)
+            at.write(to: &w)
+        }
+    }
+
+    package init(from r: inout WireReader) throws {
+        switch try r.byte() {
+        case 0: self = .committed(version: try r.int())
+        case 1: self = .duplicate(conversationId: try r.string(), outbox: try [StoredOutbound](from: &r))
+        case 2: self = .stale
+        case 3: self = .conflict(conversationId: try r.string(), digest: try r.string(), at: try Date(from: &r))
+        case let b: throw WireError("commit outcome \(b)")
+        }
+    }
+}
+
+extension StoreError: WireCodable {
+    package func write(to w: inout WireWriter) {
+        w.bytes.append(code == .refused ? 1 : 0)
+        w.string(message)
+    }
+
+    package init(from r: inout WireReader) throws {
+        let code: Code = try r.byte() == 1 ? .refused : .unavailable
+        self.init(try r.string(), code: code)
+    }
+}
