@@ -89,6 +89,7 @@ struct Bench: ParsableCommand {
         }
         var best = 0.0
         let brokerBefore = SwitchboardProcess.brokerCPU()
+        let selfBefore = SwitchboardProcess.cpuSeconds(pid: getpid())
         for run in 1...max(1, runs) {
             let r = try Load.run(
                 options: options, messages: messages, size: size, conversations: conversations, run: run, rate: nil,
@@ -100,6 +101,9 @@ struct Bench: ParsableCommand {
                 run, r.rate, r.count, r.seconds, r.p50, r.p99, r.max)
                 + "RSS \(u.rss) (peak \(u.peak)), "
                 + String(format: "CPU %.3f s per 1000 msgs", u.cpuSeconds / Double(messages * run) * 1000))
+        }
+        if let before = selfBefore, let after = SwitchboardProcess.cpuSeconds(pid: getpid()) {
+            say(String(format: "load generator and sink CPU %.3f s per 1000 msgs over the burst runs (this process)", (after - before) / Double(messages * runs) * 1000))
         }
         if let before = brokerBefore, let after = SwitchboardProcess.brokerCPU() {
             // Includes the load generator's and the sink's share of the broker's work (publish, deliver).
