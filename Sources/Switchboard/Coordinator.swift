@@ -73,7 +73,7 @@ package final class Coordinator {
             for t in 0..<count { Readiness.shared.set("worker-\(t)", ready: false, "starting") }
             return (0..<count).map { t in
                 let mine = stride(from: t, to: partitions.count, by: count).map { partitions[$0] }
-                return Running.thread {  flag in
+                return Running.thread { flag in
                     let handler = WorkerHandler(config: config, store: store, partitions: mine, logger: logger, local: local)
                     ConsumerLoop(name: "worker-\(t)", config: config, options: options, handler: handler, stopFlag: flag, logger: logger).run()
                 }

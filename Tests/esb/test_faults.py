@@ -216,11 +216,13 @@ def test_a_worker_frozen_past_the_heartbeat_timeout_steps_back_when_it_wakes(esb
         print(f"stall: {total} messages; {during} went out while one of two workers was frozen for 12 s")
         assert during > 0, "nothing went out while the worker was frozen: its partitions did not move"
         assert frozen.proc.poll() is None, frozen.output()[-3000:]
-        # It noticed that its connection was gone and came back as a member of the fleet, ready.
-        deadline = time.time() + 30
+        # It noticed that its connection was gone and came back as a member of the fleet, ready. (Once in a
+        # fresh-clone run it took longer than 30 s: its log stopped at the first failed reconnect, as if a
+        # broker call waited out the 30 s RPC timeout; 60 s, and the log in the message if it happens again.)
+        deadline = time.time() + 60
         while frozen.ready()[0] != 200 and time.time() < deadline:
             time.sleep(0.2)
-        assert frozen.ready()[0] == 200, frozen.ready()
+        assert frozen.ready()[0] == 200, (frozen.ready(), frozen.output()[-4000:])
         woke = frozen.output()
         print("\n".join(l[:220] for l in woke.splitlines() if any(k in l for k in ("failed", "reconnected", "standing by", "assigned", "stale", "already applied"))))
         assert "broker connection failed" in woke or "batch failed" in woke or "reconnected" in woke, woke[-3000:]
