@@ -153,11 +153,18 @@ package final class Connection {
 
     package var isOpen: Bool { open }
 
+    /// Every call that uses the connection's state checks it first: after a failure the state is freed, and
+    /// a caller that kept the connection (a pool) gets an error instead of a use after free.
+    private func live() throws(AMQPError) {
+        guard open else { throw AMQPError(.connectionClosed, "the connection to \(options.redacted) is closed") }
+    }
+
     // MARK: - Topology and RPCs (channel 3)
 
     package func declareExchange(
         _ name: String, type: String = "direct", durable: Bool = true, arguments: [String: FieldValue] = [:]
     ) throws(AMQPError) {
+        try live()
         let arena = Arena()
         amqp_exchange_declare(
             state, Self.rpcChannel, arena.bytes(name), arena.bytes(type), 0, durable ? 1 : 0, 0, 0,
@@ -171,6 +178,7 @@ package final class Connection {
         _ name: String, durable: Bool = true, exclusive: Bool = false, autoDelete: Bool = false,
         arguments: [String: FieldValue] = [:]
     ) throws(AMQPError) -> (messages: Int, consumers: Int) {
+        try live()
         let arena = Arena()
         let ok = amqp_queue_declare(
             state, Self.rpcChannel, arena.bytes(name), 0, durable ? 1 : 0, exclusive ? 1 : 0, autoDelete ? 1 : 0,
@@ -183,6 +191,7 @@ package final class Connection {
     /// Passive declare: the queue's depth, or an error if it does not exist (which closes channel 3,
     /// so this reopens it).
     package func queueDepth(_ name: String) throws(AMQPError) -> (messages: Int, consumers: Int) {
+        try live()
         let arena = Arena()
         let ok = amqp_queue_declare(state, Self.rpcChannel, arena.bytes(name), 1, 0, 0, 0, amqp_empty_table)
         try checkReply("queue.declare passive \(name)")
@@ -191,6 +200,7 @@ package final class Connection {
     }
 
     package func bindQueue(_ queue: String, exchange: String, routingKey: String) throws(AMQPError) {
+        try live()
         let arena = Arena()
         amqp_queue_bind(
             state, Self.rpcChannel, arena.bytes(queue), arena.bytes(exchange), arena.bytes(routingKey), amqp_empty_table)
@@ -199,6 +209,7 @@ package final class Connection {
 
     @discardableResult
     package func purgeQueue(_ queue: String) throws(AMQPError) -> Int {
+        try live()
         let arena = Arena()
         let ok = amqp_queue_purge(state, Self.rpcChannel, arena.bytes(queue))
         try checkReply("queue.purge \(queue)")
@@ -206,12 +217,14 @@ package final class Connection {
     }
 
     package func deleteQueue(_ queue: String) throws(AMQPError) {
+        try live()
         let arena = Arena()
         amqp_queue_delete(state, Self.rpcChannel, arena.bytes(queue), 0, 0)
         try checkReply("queue.delete \(queue)")
     }
 
     package func deleteExchange(_ name: String) throws(AMQPError) {
+        try live()
         let arena = Arena()
         amqp_exchange_delete(state, Self.rpcChannel, arena.bytes(name), 0)
         try checkReply("exchange.delete \(name)")
@@ -220,12 +233,14 @@ package final class Connection {
     // MARK: - Consuming (channel 1)
 
     package func qos(prefetch: Int) throws(AMQPError) {
+        try live()
         amqp_basic_qos(state, Self.consumeChannel, 0, UInt16(clamping: prefetch), 0)
         try checkReply("basic.qos")
     }
 
     @discardableResult
     package func consume(_ queue: String, exclusive: Bool = false, consumerTag: String = "") throws(AMQPError) -> String {
+        try live()
         let arena = Arena()
         let ok = amqp_basic_consume(
             state, Self.consumeChannel, arena.bytes(queue), arena.bytes(consumerTag), 0, 0, exclusive ? 1 : 0,
@@ -238,6 +253,7 @@ package final class Connection {
     /// requests must go out for replies to find their way back). Replies arrive through `nextDelivery`
     /// and need no ack. Publish requests with `replyTo: Connection.directReplyTo`.
     package func consumeDirectReplies() throws(AMQPError) {
+        try live()
         let arena = Arena()
         amqp_basic_consume(
             state, Self.publishChannel, arena.bytes(Self.directReplyTo), arena.bytes(""), 0, 1, 0, amqp_empty_table)
@@ -247,6 +263,7 @@ package final class Connection {
     package static let directReplyTo = "amq.rabbitmq.reply-to"
 
     package func cancel(consumerTag: String) throws(AMQPError) {
+        try live()
         let arena = Arena()
         amqp_basic_cancel(state, Self.consumeChannel, arena.bytes(consumerTag))
         try checkReply("basic.cancel \(consumerTag)")
@@ -264,17 +281,20 @@ package final class Connection {
     }
 
     package func ack(_ delivery: Delivery, multiple: Bool = false) throws(AMQPError) {
+        try live()
         try checkGeneration(delivery)
         try status(amqp_basic_ack(state, Self.consumeChannel, delivery.deliveryTag, multiple ? 1 : 0), "basic.ack")
     }
 
     package func nack(_ delivery: Delivery, multiple: Bool = false, requeue: Bool = true) throws(AMQPError) {
+        try live()
         try checkGeneration(delivery)
         try status(
             amqp_basic_nack(state, Self.consumeChannel, delivery.deliveryTag, multiple ? 1 : 0, requeue ? 1 : 0), "basic.nack")
     }
 
     package func reject(_ delivery: Delivery, requeue: Bool) throws(AMQPError) {
+        try live()
         try checkGeneration(delivery)
         try status(amqp_basic_reject(state, Self.consumeChannel, delivery.deliveryTag, requeue ? 1 : 0), "basic.reject")
     }
@@ -289,6 +309,7 @@ package final class Connection {
     // MARK: - Publishing (channel 2, publisher confirms)
 
     package func enableConfirms() throws(AMQPError) {
+        try live()
         guard !confirmsEnabled else { return }
         amqp_confirm_select(state, Self.publishChannel)
         try checkReply("confirm.select")
@@ -300,6 +321,7 @@ package final class Connection {
     package func publish(
         exchange: String, routingKey: String, message: Message, mandatory: Bool = true
     ) throws(AMQPError) -> UInt64 {
+        try live()
         let arena = Arena()
         var props = arena.properties(message.properties)
         let body = arena.bytes(message.body)

@@ -118,7 +118,7 @@ package final class ConsumerLoop {
                 }
                 logger.info(
                     connectedOnce ? "reconnected and consuming" : "consuming",
-                    metadata: ["sb.role": "\(name)", "amqp.server": "\(options.redacted)", "sb.queues": "\(handler.queues.count)"])
+                    metadata: ["sb.role": "\(name)", "amqp.server": "\(c.options.redacted)", "sb.queues": "\(handler.queues.count)"])
                 if connectedOnce { Meters.count("switchboard_broker_reconnects_total", [("role", role)]) }
                 Meters.gauge("switchboard_broker_connected", [("loop", name)], 1)
                 health.set(name, ready: true, "consuming \(handler.queues.count) queue(s)")

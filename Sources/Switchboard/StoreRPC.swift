@@ -292,6 +292,11 @@ package final class RemoteStore: ConversationStore, @unchecked Sendable {
     }
 
     private func giveBack(_ channel: Channel) {
+        // A connection that failed meanwhile (e.g. in the no-answer diagnosis) is not kept.
+        guard channel.connection.isOpen else {
+            channel.connection.close()
+            return
+        }
         lock.lock()
         idle.append(channel)
         lock.unlock()

@@ -155,6 +155,21 @@ enum Broker {
         #expect(throws: AMQPError.self) { try ConnectionOptions(url: "amqp://u:p@a:5672,b:notaport/v") }
     }
 
+    /// A connection kept after it failed or closed (a pool) answers every call with an error, never a use
+    /// of its freed state (a fresh-clone run crashed in librabbitmq this way after a broker node's loss).
+    @Test func aClosedConnectionRefusesEveryCall() throws {
+        let c = try Broker.connect()
+        c.close()
+        #expect(!c.isOpen)
+        let message = Message(body: Data("x".utf8), properties: Properties())
+        #expect(throws: AMQPError.self) { try c.publish(exchange: "", routingKey: "nowhere", message: message) }
+        #expect(throws: AMQPError.self) { try c.declareQueue("test.closed") }
+        #expect(throws: AMQPError.self) { try c.queueDepth("test.closed") }
+        #expect(throws: AMQPError.self) { try c.consume("test.closed") }
+        #expect(throws: AMQPError.self) { try c.enableConfirms() }
+        #expect(throws: AMQPError.self) { try c.nextDelivery(timeout: 0) }
+    }
+
     /// A node that does not answer is skipped, whichever node a connection tries first.
     @Test func aConnectionSkipsANodeThatIsDown() throws {
         let live = try ConnectionOptions(url: Broker.url)

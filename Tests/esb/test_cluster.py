@@ -105,6 +105,9 @@ def test_the_fleet_loses_a_broker_node_under_load_and_gets_it_back(cluster_vhost
         codes = [p.stop() for p in reversed(roles)]
     assert all(c in (0, -signal.SIGSEGV) for c in codes), (codes, [p.output()[-3000:] for p in roles])
     if -signal.SIGSEGV in codes:
-        # Known and open (issue 13's note): once in a fresh-clone run, after the node loss, the processes with
-        # a remote store (intakes, worker) crashed in librabbitmq on SIGTERM; everything above had passed.
+        # Once in a fresh-clone run, after the node loss, the processes with a remote store (intakes, worker)
+        # crashed in librabbitmq on SIGTERM: RemoteStore kept a connection that had failed inside its
+        # no-answer diagnosis and the next call published on its freed state. Fixed (Connection refuses
+        # calls once closed; the pool drops closed connections; ConnectionTests.aClosedConnectionRefuses...);
+        # kept as an expected failure, visible in the output, until more runs confirm (then make it fail).
         pytest.xfail(f"a role crashed (SIGSEGV) at shutdown after the node loss: exit codes {codes}")
