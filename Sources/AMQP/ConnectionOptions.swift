@@ -84,18 +84,14 @@ package struct ConnectionOptions: Sendable {
     }
 
     /// The URL with the password replaced, fit for a log line.
-    package var redacted: String {
-        let scheme = tls ? "amqps" : "amqp"
-        let v = vhost == "/" ? "" : vhost.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? vhost
-        return "\(scheme)://\(user):***@\(host):\(port)/\(v)"
-    }
+    package var redacted: String { redacted(hosts: "\(host):\(port)") }
 
     /// The same with every node: `amqps://user:***@a:5671,b:5671/vhost`.
-    package var redactedCluster: String {
-        guard nodes.count > 1 else { return redacted }
-        let scheme = tls ? "amqps" : "amqp"
+    package var redactedCluster: String { redacted(hosts: nodes.map { "\($0.host):\($0.port)" }.joined(separator: ",")) }
+
+    private func redacted(hosts: String) -> String {
         let v = vhost == "/" ? "" : vhost.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? vhost
-        return "\(scheme)://\(user):***@\(nodes.map { "\($0.host):\($0.port)" }.joined(separator: ","))/\(v)"
+        return "\(tls ? "amqps" : "amqp")://\(user):***@\(hosts)/\(v)"
     }
 
     package static func redact(_ url: String) -> String {

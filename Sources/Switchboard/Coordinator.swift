@@ -21,6 +21,9 @@ package final class Coordinator {
         var prefix: String { self == .intakes ? MemberGroup.intakePrefix : "" }
         var unitName: String { self == .intakes ? "inbound queue(s)" : "partition(s)" }
         var processName: String { self == .intakes ? "intake" : "worker" }
+        /// The gauges of how many units this process owns and how many members are live.
+        var ownedGauge: String { self == .intakes ? "switchboard_intake_queues_owned" : "switchboard_partitions_owned" }
+        var liveGauge: String { self == .intakes ? "switchboard_intakes_live" : "switchboard_workers_live" }
     }
 
     /// A loop started for a share, stopped when the share changes.
@@ -151,13 +154,13 @@ package final class Coordinator {
             running = self.start(mine)
             self.assigned(Set(mine))
             current = mine
-            Meters.gauge(self.group == .workers ? "switchboard_partitions_owned" : "switchboard_intake_queues_owned", [], Double(mine.count))
+            Meters.gauge(self.group.ownedGauge, [], Double(mine.count))
         }
         while !stop.isStopped {
             do {
                 // The store answers with the caller's group; filtered here too for a store of an older release.
                 let members = MemberGroup.peers(of: member, among: try store.heartbeat(member: member, ttl: ttl))
-                Meters.gauge(group == .workers ? "switchboard_workers_live" : "switchboard_intakes_live", [], Double(members.count))
+                Meters.gauge(group.liveGauge, [], Double(members.count))
                 let mine = Self.share(of: member, members: members, partitions: units)
                 if mine != current { change(mine, members.count) }
                 health.set(
@@ -178,7 +181,7 @@ package final class Coordinator {
         }
         assigned([])
         Self.stopAll(&running)
-        Meters.gauge(group == .workers ? "switchboard_partitions_owned" : "switchboard_intake_queues_owned", [], 0)
+        Meters.gauge(group.ownedGauge, [], 0)
         try? store.leave(member: member)
     }
 
