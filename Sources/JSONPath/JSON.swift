@@ -36,35 +36,60 @@ public enum JSON: Hashable, Sendable {
         return String(decoding: out, as: UTF8.self)
     }
 
-    private func write(to out: inout [UInt8]) {
+    /// Appends `string` as a JSON string literal (quoted and escaped), for writers of JSON text that know
+    /// their shape and need no tree of values.
+    public static func appendQuoted(_ string: String, to out: inout [UInt8]) {
+        write(string: string, to: &out)
+    }
+
+    /// The serialized text's first `maxBytes` bytes (cut back to a whole character), written without the
+    /// rest: an excerpt of a large value costs its excerpt, not the value. `truncated`: there was more.
+    public func serializedString(maxBytes: Int) -> (text: String, truncated: Bool) {
+        var out: [UInt8] = []
+        out.reserveCapacity(min(maxBytes, 4096) + 8)
+        write(to: &out, limit: maxBytes)
+        guard out.count > maxBytes else { return (String(decoding: out, as: UTF8.self), false) }
+        var end = maxBytes
+        while end > 0, out[end] & 0xC0 == 0x80 { end -= 1 }
+        return (String(decoding: out[..<end], as: UTF8.self), true)
+    }
+
+    /// Writes the serialization, or, once `out` holds more than `limit` bytes, stops: what is written is
+    /// then a prefix of the whole serialization at least `limit + 1` bytes long.
+    private func write(to out: inout [UInt8], limit: Int = .max) {
+        guard out.count <= limit else { return }
         switch self {
         case .null: out.append(contentsOf: "null".utf8)
         case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
         case .number(let n): out.append(contentsOf: n.description.utf8)
-        case .string(let s): Self.write(string: s, to: &out)
+        case .string(let s): Self.write(string: s, to: &out, limit: limit)
         case .array(let items):
             out.append(UInt8(ascii: "["))
             for (i, item) in items.enumerated() {
+                guard out.count <= limit else { return }
                 if i > 0 { out.append(UInt8(ascii: ",")) }
-                item.write(to: &out)
+                item.write(to: &out, limit: limit)
             }
             out.append(UInt8(ascii: "]"))
         case .object(let members):
             out.append(UInt8(ascii: "{"))
             for (i, key) in members.keys.sorted().enumerated() {
+                guard out.count <= limit else { return }
                 if i > 0 { out.append(UInt8(ascii: ",")) }
-                Self.write(string: key, to: &out)
+                Self.write(string: key, to: &out, limit: limit)
                 out.append(UInt8(ascii: ":"))
-                members[key]!.write(to: &out)
+                members[key]!.write(to: &out, limit: limit)
             }
             out.append(UInt8(ascii: "}"))
         }
     }
 
-    private static func write(string: String, to out: inout [UInt8]) {
+    private static func write(string: String, to out: inout [UInt8], limit: Int = .max) {
         out.append(UInt8(ascii: "\""))
         var string = string
-        string.withUTF8 { bytes in
+        string.withUTF8 { whole in
+            // Escaping never shortens: the first `limit` bytes of the text are enough for `limit` of output.
+            let bytes = limit == .max || whole.count <= limit ? whole : UnsafeBufferPointer(rebasing: whole[..<limit])
             // Runs of bytes that need no escaping are copied whole.
             var run = 0
             for i in bytes.indices {

@@ -259,8 +259,9 @@ package struct Engine: Sendable {
     /// conversation shows the whole current value; the timeline says when and by which rule it changed.
     static func excerpt(_ value: JSON?, limit: Int = 100) -> String {
         guard let value else { return "(none)" }
-        let text = value.serializedString
-        return text.utf8.count <= limit ? text : String(text.prefix(limit)) + "..."
+        // Only as much of a large value is serialized as the excerpt needs (4 bytes per character at most).
+        let (text, truncated) = value.serializedString(maxBytes: limit * 4 + 4)
+        return !truncated && text.utf8.count <= limit ? text : String(text.prefix(limit)) + "..."
     }
 
     package static func format(ms: Int) -> String {

@@ -80,25 +80,20 @@ package enum Application {
         config.settings.storeURL.hasPrefix("sqlite") ? sqlitePath(config) : ConnectionOptions.redact(config.settings.storeURL)
     }
 
-    /// The store role's service: answers `sb.store` requests from workers in other processes.
-    package static func storeService(
+    /// The store role's services: one loop answers `sb.store` requests from workers in other processes,
+    /// another `sb.store.members` (heartbeats and leaves), so membership never waits behind commits.
+    package static func storeServices(
         config: SwitchboardConfig, store: ConversationStore, options: ConnectionOptions, logger: Logger
-    ) -> RoleService {
+    ) -> [RoleService] {
         // One SQLite file has one owner: a second store process waits (exclusive consumer) as a standby.
         let exclusive = !(config.settings.storeURL.hasPrefix("postgres"))
-        return RoleService(name: "store") { flag in
-            ConsumerLoop(
-                name: "store", config: config, options: options,
-                handler: StoreServer(store: store, exclusive: exclusive, logger: logger), stopFlag: flag, logger: logger
-            ).run()
-        }
-    }
-
-    /// The intake role alone: every inbound queue, exclusively (another such intake stands by).
-    package static func intakeService(config: SwitchboardConfig, options: ConnectionOptions, logger: Logger) -> RoleService {
-        RoleService(name: "intake") { flag in
-            let handler = IntakeHandler(config: config, logger: logger)
-            ConsumerLoop(name: "intake", config: config, options: options, handler: handler, stopFlag: flag, logger: logger).run()
+        return [("store", Contract.storeQueue), ("store-members", Contract.storeMembersQueue)].map { name, queue in
+            RoleService(name: name) { flag in
+                ConsumerLoop(
+                    name: name, config: config, options: options,
+                    handler: StoreServer(store: store, exclusive: exclusive, logger: logger, queue: queue), stopFlag: flag, logger: logger
+                ).run()
+            }
         }
     }
 
@@ -132,8 +127,6 @@ package enum Application {
 
     /// How a process reaches the conversation store.
     package enum StoreAccess: Sendable {
-        /// No store (intake only).
-        case none
         /// Owns the database and serves it to other processes over the broker (the store role).
         case serve
         /// Through the store role over the broker (a stateless worker).
@@ -188,7 +181,7 @@ package enum Application {
         case .serve:
             let owned = MeteredStore(try openStore(config, logger: logger), backend: storeBackend(config))
             say("switchboard: store \(storeDescription(config)), serving queue '\(Contract.storeQueue)'; bad input goes to queue '\(Contract.parkedQueue)'")
-            services.append(.init(service: storeService(config: config, store: owned, options: options, logger: logger)))
+            services += storeServices(config: config, store: owned, options: options, logger: logger).map { .init(service: $0) }
             services.append(.init(service: Retention.service(config: config, store: owned, logger: logger)))
             store = owned
         case .remote:
@@ -201,8 +194,6 @@ package enum Application {
         case .read:
             store = MeteredStore(try openStore(config, logger: logger), backend: storeBackend(config))
             say("switchboard: store \(storeDescription(config)), read beside the store role")
-        case .none:
-            store = nil
         }
         let workers = min(roles.workerThreads, roles.partitions.count)
         // With workers of its own and the store at hand, intake evaluates its own partitions' messages itself.
@@ -210,8 +201,6 @@ package enum Application {
         let local = fused ? LocalPartitions() : nil
         if roles.intake, let store {
             services.append(.init(service: coordinatedIntakeService(config: config, store: store, local: local, options: options, logger: logger)))
-        } else if roles.intake {
-            services.append(.init(service: intakeService(config: config, options: options, logger: logger)))
         }
         let workerText = roles.coordinated
             ? "up to \(roles.workerThreads) worker thread(s) on this process's share of the \(config.settings.partitions) partitions"

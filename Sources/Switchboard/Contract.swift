@@ -13,6 +13,9 @@ package enum Contract {
     package static let workExchange = "sb.work"
     /// Requests to the store role (load and commit), answered through direct reply-to.
     package static let storeQueue = "sb.store"
+    /// Membership heartbeats and leaves, served by a loop of their own in the store process: a backlog of
+    /// commits in `sb.store` never delays a heartbeat into a member's expiry.
+    package static let storeMembersQueue = "sb.store.members"
 
     /// The pseudo-endpoint timers arrive from.
     package static let timerEndpoint = MessageIds.timerEndpoint

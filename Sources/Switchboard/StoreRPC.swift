@@ -90,14 +90,18 @@ package final class StoreServer: BatchHandler {
     private let logger: Logger
     package let exclusive: Bool
 
-    package init(store: ConversationStore, exclusive: Bool, logger: Logger) {
+    private let queue: String
+
+    /// Serves the requests of `queue`: `sb.store`, or `sb.store.members` (heartbeats, on a loop of their own).
+    package init(store: ConversationStore, exclusive: Bool, logger: Logger, queue: String = Contract.storeQueue) {
         self.store = store
         self.exclusive = exclusive
         self.logger = logger
+        self.queue = queue
     }
 
     package var queues: [(queue: String, tag: String)] {
-        [(Contract.storeQueue, "sb-store:\(ProcessInfo.processInfo.processIdentifier)")]
+        [(queue, "\(queue):\(ProcessInfo.processInfo.processIdentifier)")]
     }
 
     package func handle(_ batch: [Delivery]) throws -> [Outgoing] {
@@ -260,8 +264,9 @@ package final class RemoteStore: ConversationStore, @unchecked Sendable {
         try call(.references, StoreRPC.Id(id: conversationId))
     }
 
+    /// Through `sb.store.members`: never behind the commits waiting in `sb.store`.
     package func heartbeat(member: String, ttl: TimeInterval) throws -> [String] {
-        try call(.heartbeat, StoreRPC.Member(member: member, ttl: ttl))
+        try call(.heartbeat, StoreRPC.Member(member: member, ttl: ttl), queue: Contract.storeMembersQueue)
     }
 
     /// An operator's question, asked of the store's database directly (`switchboard failed`), not over the broker.
@@ -275,7 +280,7 @@ package final class RemoteStore: ConversationStore, @unchecked Sendable {
     }
 
     package func leave(member: String) throws {
-        let _: StoreRPC.Nothing = try call(.leave, StoreRPC.Id(id: member))
+        let _: StoreRPC.Nothing = try call(.leave, StoreRPC.Id(id: member), queue: Contract.storeMembersQueue)
     }
 
     private func borrow() throws -> (Channel, String) {
@@ -302,11 +307,11 @@ package final class RemoteStore: ConversationStore, @unchecked Sendable {
         lock.unlock()
     }
 
-    private func call<R: WireCodable>(_ op: StoreRPC.Op, _ request: some WireCodable) throws -> R {
-        try call(op, encoded: StoreWire.encode(request))
+    private func call<R: WireCodable>(_ op: StoreRPC.Op, _ request: some WireCodable, queue: String = Contract.storeQueue) throws -> R {
+        try call(op, encoded: StoreWire.encode(request), queue: queue)
     }
 
-    private func call<R: WireCodable>(_ op: StoreRPC.Op, encoded body: Data) throws -> R {
+    private func call<R: WireCodable>(_ op: StoreRPC.Op, encoded body: Data, queue: String = Contract.storeQueue) throws -> R {
         let channel: Channel
         let id: String
         do {
@@ -321,9 +326,9 @@ package final class RemoteStore: ConversationStore, @unchecked Sendable {
                 contentType: StoreWire.contentType, correlationId: id, type: op.rawValue, replyTo: Connection.directReplyTo,
                 expiration: String(Int(timeout * 1000)), persistent: false)
             try c.publish(
-                exchange: "", routingKey: Contract.storeQueue, message: Message(body: body, properties: props),
+                exchange: "", routingKey: queue, message: Message(body: body, properties: props),
                 mandatory: false)
-            answer = try wait(for: id, on: c, op: op)
+            answer = try wait(for: id, on: c, op: op, queue: queue)
         } catch let e as StoreError {
             giveBack(channel)
             throw e
@@ -343,17 +348,17 @@ package final class RemoteStore: ConversationStore, @unchecked Sendable {
         }
     }
 
-    private func wait(for id: String, on c: Connection, op: StoreRPC.Op) throws -> Message {
+    private func wait(for id: String, on c: Connection, op: StoreRPC.Op, queue: String) throws -> Message {
         let deadline = Date().addingTimeInterval(timeout)
         while true {
             let remaining = deadline.timeIntervalSinceNow
             guard remaining > 0, let d = try c.nextDelivery(timeout: remaining) else {
-                let consumers = (try? c.queueDepth(Contract.storeQueue))?.consumers
+                let consumers = (try? c.queueDepth(queue))?.consumers
                 throw StoreError(
                     "no store answered '\(op.rawValue)' within \(timeout) s"
                         + (consumers == 0
-                            ? ": queue '\(Contract.storeQueue)' has no consumer; start `switchboard store` (or `switchboard run`)"
-                            : " (queue '\(Contract.storeQueue)' has \(consumers.map(String.init) ?? "?") consumer(s))"))
+                            ? ": queue '\(queue)' has no consumer; start `switchboard store` (or `switchboard run`)"
+                            : " (queue '\(queue)' has \(consumers.map(String.init) ?? "?") consumer(s))"))
             }
             // A late answer to an earlier call that timed out is not ours.
             if d.message.properties.correlationId == id { return d.message }

@@ -29,7 +29,7 @@ package struct Topology: Sendable {
 
     /// Every queue Switchboard declares, for the metrics of their depths.
     package var queueNames: [String] {
-        [Contract.unroutedQueue, Contract.parkedQueue, Contract.storeQueue]
+        [Contract.unroutedQueue, Contract.parkedQueue, Contract.storeQueue, Contract.storeMembersQueue]
             + endpoints.flatMap { [Contract.inboundQueue($0), Contract.outboundQueue($0)] }
             + outboundDelays.map { Contract.delayQueue(forExchange: Contract.outboundDelayExchange($0)) }
             + timerDelays.map { Contract.delayQueue(forExchange: Contract.timerDelayExchange($0)) }
@@ -72,12 +72,13 @@ package struct Topology: Sendable {
         }
     }
 
-    /// The store's request queue. Requests are answered within a caller's timeout or not at all (each has an
+    /// The store's request queues (`sb.store`, and `sb.store.members` for heartbeats). Requests are answered within a caller's timeout or not at all (each has an
     /// `expiration`), so nothing in it needs to outlive a broker node. On a cluster (quorum mode) it is a
     /// transient queue: when its node goes, the broker deletes it and the next process to declare it
     /// makes it again on a live node; a durable classic queue would stay "down" with its node.
     static func declareStoreQueue(on c: Connection, queueType: String) throws(AMQPError) {
         try c.declareQueue(Contract.storeQueue, durable: queueType != "quorum")
+        try c.declareQueue(Contract.storeMembersQueue, durable: queueType != "quorum")
     }
 
     /// A fanout exchange and its queue (`sb.delayq...`); expired messages keep their routing key and go to

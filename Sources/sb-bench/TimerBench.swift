@@ -54,11 +54,14 @@ enum TimerBench {
 
         // Nothing arrives for `delay` seconds after the first publish: the sink waits that long and more.
         let delayNanos = UInt64(delaySeconds) * 1_000_000_000
+        let byDue = Lateness()
         let sink = Sink(queue: "sb.out.vendor-x", expected: timers, options: options, logger: logger, patience: Double(delaySeconds) + 60) { d, now in
             guard d.message.properties.type == "bench-timer", let id = d.message.properties.messageId,
                 case .object(let o)? = try? JSON.parse(d.message.body), let sent = o["sent"]?.stringValue.flatMap({ UInt64($0) })
             else { return nil }
-            return (id, (Double(now) - Double(sent + delayNanos)) / 1e6)
+            let ms = (Double(now) - Double(sent + delayNanos)) / 1e6
+            byDue.add(due: sent + delayNanos, ms: ms)
+            return (id, ms)
         }
         try sink.start()
         let begin = nanos()
@@ -81,7 +84,36 @@ enum TimerBench {
         say(String(
             format: "timers: %d of %d fired; lateness after the due time p50 %.1f ms, p99 %.1f ms, max %.1f ms",
             lateness.count, timers, r.p50, r.p99, r.max))
+        byDue.report(window: 5)
         let u = process.usage()
         say(String(format: "switchboard peak RSS %.1f MB, CPU %.3f s per 1000 timers (start and fire)", u.peakMB, u.cpuSeconds / Double(timers) * 1000))
+    }
+}
+
+/// Lateness by due time, in windows: tells a stall (one window late) from a drift (every window later).
+final class Lateness: @unchecked Sendable {
+    private let lock = NSLock()
+    private var samples: [(due: UInt64, ms: Double)] = []
+
+    func add(due: UInt64, ms: Double) {
+        lock.lock()
+        samples.append((due, ms))
+        lock.unlock()
+    }
+
+    func report(window seconds: Double) {
+        lock.lock()
+        let all = samples.sorted { $0.due < $1.due }
+        lock.unlock()
+        guard let first = all.first?.due else { return }
+        let width = UInt64(seconds * 1e9)
+        var windows: [UInt64: [Double]] = [:]
+        for s in all { windows[(s.due - first) / width, default: []].append(s.ms) }
+        for key in windows.keys.sorted() {
+            let r = Result(count: windows[key]!.count, seconds: 0, latenciesMs: windows[key]!)
+            say(String(
+                format: "timers: due %3.0f-%3.0f s: %5d, lateness p50 %7.1f ms, p99 %7.1f ms, max %7.1f ms",
+                Double(key) * seconds, Double(key + 1) * seconds, r.count, r.p50, r.p99, r.max))
+        }
     }
 }

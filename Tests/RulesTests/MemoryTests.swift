@@ -82,6 +82,21 @@ import Testing
         #expect(note.detail == "last_summary: \(side) -> \(side)")
     }
 
+    /// A long string is cut before it is serialized: the excerpt is still the serialized text's first 100
+    /// characters, escapes and all, at every length around the limit.
+    @Test func anExcerptIsTheSerializedTextsPrefix() throws {
+        for n in 90...110 {
+            for unit in ["y", "\"", "\n", "é", "✓", "\u{01}"] {
+                let long = String(repeating: unit, count: n)
+                for value in [JSON.string(long), ["b": .string(long), "a": 1, "c": [.null, true]], [.string(long), .string(long)]] {
+                    let text = value.serializedString
+                    let expected = text.utf8.count <= 100 ? text : String(text.prefix(100)) + "..."
+                    #expect(Engine.excerpt(value) == expected, "\(n) x \(unit.debugDescription)")
+                }
+            }
+        }
+    }
+
     @Test func attributesAreReadInMappingsAndNeverSentUnasked() throws {
         let d = try eval(try event(#"{"status":"Returned to customer","user":"Bob"}"#, from: "vendor-x"),
                          ConversationSnapshot(id: "c", attributes: ["original_group": "Local Desk", "secret": "x"]))

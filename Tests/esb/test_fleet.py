@@ -7,6 +7,7 @@ import time
 import uuid
 from collections import Counter
 
+import pika
 import pytest
 
 from conftest import (BOTH_SIDES_RULES, COUNTING_RULES, Switchboard, assert_each_once_in_order, assert_standby_takes_over,
@@ -309,3 +310,36 @@ def test_two_active_intakes_share_the_inbound_queues_and_one_takes_over(esb, vho
         for p in (third, second, first, worker, store):
             if p:
                 p.stop()
+
+
+def test_heartbeats_are_not_queued_behind_a_backlog_of_store_requests(esb, vhost):
+    """A worker's heartbeats go to sb.store.members, served by a loop of their own in the store process: a
+    backlog in sb.store longer than the store timeout (here 2 s) does not make a heartbeat time out, so the
+    worker stays a member (ready, no failure logged) while the backlog drains."""
+    env = {"SB_STORE_TIMEOUT_MS": "2000"}
+    store = Switchboard(vhost, args=["store"], consumers=1, env=env).start()
+    worker = Switchboard(vhost, args=["worker"], consumers=1, env=env).start()
+    try:
+        # Slow requests as an older worker sends them (the JSON form): lookups of 300 tickets each.
+        reply = esb.ch.queue_declare("", exclusive=True).method.queue
+        lookup = json.dumps({"batch": [[{"endpoint": "customer-a", "ticketId": f"HB{n}"}] for n in range(300)]}).encode()
+        sent = 0
+        began = time.time()
+        while esb.depth("sb.store") < 1500 and sent < 20000:
+            for _ in range(250):
+                esb.ch.basic_publish("", "sb.store", lookup, pika.BasicProperties(
+                    type="findBatch", reply_to=reply, correlation_id=str(sent), expiration="120000"))
+                sent += 1
+        states = []
+        while esb.depth("sb.store") > 0 and time.time() - began < 120:
+            states.append(worker.ready()[0])
+            time.sleep(0.25)
+        drained = time.time() - began
+        assert drained > 4, f"the backlog ({sent} requests) drained in {drained:.1f} s: too short to show anything"
+        assert states and all(s == 200 for s in states), (states, worker.output()[-3000:])
+        assert "heartbeat to the store failed" not in worker.output(), worker.output()[-3000:]
+        assert esb.depth(reply) > 0, "the backlog was served"
+        owned = [line for line in worker.metrics().splitlines() if line.startswith("switchboard_partitions_owned")]
+        assert owned and float(owned[0].split()[-1]) == 8, owned
+    finally:
+        assert worker.stop() == 0 and store.stop() == 0
