@@ -110,13 +110,23 @@ struct Bench: ParsableCommand {
             say(String(format: "broker CPU %.3f s per 1000 msgs over the burst runs (RabbitMQ's process, everything it did)", (after - before) / Double(messages * runs) * 1000))
         }
         // 3. Latency at half the measured maximum rate.
+        // The broker's CPU per message at the same rate, pipeline and relay: what the pipeline's traffic costs
+        // the broker beyond the relay's (its exchanges, headers, store requests, queue metrics).
+        func brokerShare(_ before: Double?) -> String {
+            (before.flatMap { b in SwitchboardProcess.brokerCPU().map { ($0 - b) / Double(messages / 2) * 1000 } })
+                .map { String(format: "; broker CPU %.3f s per 1000 msgs", $0) } ?? ""
+        }
+        let pacedBroker = SwitchboardProcess.brokerCPU()
         let paced = try Load.run(
             options: options, messages: messages / 2, size: size, conversations: conversations, run: runs + 1, rate: best / 2,
             target: "sb.out.vendor-x", logger: logger)
-        say(String(format: "pipeline at %.0f msg/s (half the maximum): latency p50 %.1f ms p99 %.1f ms max %.1f ms", best / 2, paced.p50, paced.p99, paced.max))
+        say(String(format: "pipeline at %.0f msg/s (half the maximum): latency p50 %.1f ms p99 %.1f ms max %.1f ms", best / 2, paced.p50, paced.p99, paced.max)
+            + brokerShare(pacedBroker))
         // The broker's own latency at that rate: what no pipeline on this machine can go below.
+        let relayPacedBroker = SwitchboardProcess.brokerCPU()
         let relayPaced = try Relay.measure(options: options, messages: messages / 2, size: size, rate: best / 2, logger: logger)
-        say(String(format: "ceiling  at %.0f msg/s (bare relay, same rate): latency p50 %.1f ms p99 %.1f ms max %.1f ms", best / 2, relayPaced.p50, relayPaced.p99, relayPaced.max))
+        say(String(format: "ceiling  at %.0f msg/s (bare relay, same rate): latency p50 %.1f ms p99 %.1f ms max %.1f ms", best / 2, relayPaced.p50, relayPaced.p99, relayPaced.max)
+            + brokerShare(relayPacedBroker))
         let u = usage()
         let total = Double(messages * runs + messages / 2)
         say("switchboard peak RSS \(u.peak), "
