@@ -180,7 +180,7 @@ package enum Application {
         switch roles.store {
         case .serve:
             let owned = MeteredStore(try openStore(config, logger: logger), backend: storeBackend(config))
-            say("switchboard: store \(storeDescription(config)), serving queue '\(Contract.storeQueue)'; bad input goes to queue '\(Contract.parkedQueue)'")
+            say("switchboard: store \(storeDescription(config)), serving queues '\(Contract.storeQueue)' and '\(Contract.storeMembersQueue)'; bad input goes to queue '\(Contract.parkedQueue)'")
             services += storeServices(config: config, store: owned, options: options, logger: logger).map { .init(service: $0) }
             services.append(.init(service: Retention.service(config: config, store: owned, logger: logger)))
             store = owned

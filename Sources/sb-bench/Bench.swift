@@ -333,9 +333,13 @@ enum Relay {
         try setup.purgeQueue("bench.relay.out")
         setup.close()
         let stop = StopFlag()
-        let relay = Thread {
+        // The loop declares Switchboard's fixed queues: of the type the pipeline will declare them with
+        // (SB_QUEUE_TYPE, as in Config/), or the pipeline's declare would be refused as inequivalent.
+        var topology = Topology(endpoints: [], partitions: 0)
+        topology.queueType = ProcessInfo.processInfo.environment["SB_QUEUE_TYPE"] ?? "classic"
+        let relay = Thread { [topology] in
             ConsumerLoop(
-                name: "relay", options: options, topology: Topology(endpoints: [], partitions: 0), prefetch: 200, batchSize: 100,
+                name: "relay", options: options, topology: topology, prefetch: 200, batchSize: 100,
                 handler: Forward(), stopFlag: stop, logger: logger
             ).run()
         }
