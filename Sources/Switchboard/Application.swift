@@ -176,7 +176,7 @@ package enum Application {
         say("switchboard: broker \(options.redactedCluster)")
         say("switchboard: endpoints \(config.endpointNames.joined(separator: ", ")): ESBs publish to exchange '\(Contract.inboundExchange)' (routing key = endpoint) and consume '\(Contract.outboundQueue("<endpoint>"))'")
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
-        let store: ConversationStore?
+        let store: ConversationStore
         switch roles.store {
         case .serve:
             let owned = MeteredStore(try openStore(config, logger: logger), backend: storeBackend(config))
@@ -197,9 +197,9 @@ package enum Application {
         }
         let workers = min(roles.workerThreads, roles.partitions.count)
         // With workers of its own and the store at hand, intake evaluates its own partitions' messages itself.
-        let fused = roles.intake && roles.coordinated && store != nil && !roles.partitions.isEmpty && config.settings.fuseIntake
+        let fused = roles.intake && roles.coordinated && !roles.partitions.isEmpty && config.settings.fuseIntake
         let local = fused ? LocalPartitions() : nil
-        if roles.intake, let store {
+        if roles.intake {
             services.append(.init(service: coordinatedIntakeService(config: config, store: store, local: local, options: options, logger: logger)))
         }
         let workerText = roles.coordinated
@@ -209,7 +209,7 @@ package enum Application {
         if !running.compactMap({ $0 }).isEmpty {
             say("switchboard: running \(running.compactMap { $0 }.joined(separator: " and ")); Ctrl-C or SIGTERM stops gracefully")
         }
-        if let store, !roles.partitions.isEmpty {
+        if !roles.partitions.isEmpty {
             if roles.coordinated {
                 let threads = roles.workerThreads
                 services.append(.init(service: RoleService(name: "coordinator") { flag in
@@ -226,7 +226,7 @@ package enum Application {
         }
         Meters.start(config: config)
         // The admin's server reads the store through its own async interface, not the metered wrapper.
-        let unwrapped = (store as? MeteredStore)?.base ?? store
+        let unwrapped: ConversationStore = (store as? MeteredStore)?.base ?? store
         for service in try extra(roles.store == .serve || roles.store == .read ? unwrapped : nil) { services.append(.init(service: service)) }
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
