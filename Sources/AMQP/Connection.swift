@@ -130,7 +130,14 @@ package final class Connection {
 
     private static func login(_ state: amqp_connection_state_t, _ options: ConnectionOptions) throws(AMQPError) {
         let arena = Arena()
-        var entries = [amqp_table_entry_t(key: arena.bytes("connection_name"), value: arena.field(.string(options.connectionName)))]
+        // rabbitmq-c announces only `authentication_failure_close` and `exchange_exchange_bindings` and
+        // merges what we add. Without `consumer_cancel_notify` the broker drops a consumer in silence when
+        // its queue goes away (a transient queue whose cluster node stopped): the consumer would wait
+        // forever on a queue that no longer has it. With it, a basic.cancel arrives and the loop reconnects.
+        // `connection.blocked` makes a resource alarm a logged warning instead of a silent stall.
+        let capabilities = FieldValue.table(["consumer_cancel_notify": .bool(true), "connection.blocked": .bool(true)])
+        var entries = [amqp_table_entry_t(key: arena.bytes("connection_name"), value: arena.field(.string(options.connectionName))),
+                       amqp_table_entry_t(key: arena.bytes("capabilities"), value: arena.field(capabilities))]
         let reply = entries.withUnsafeMutableBufferPointer { buffer -> amqp_rpc_reply_t in
             var table = amqp_table_t(num_entries: Int32(buffer.count), entries: buffer.baseAddress)
             return sb_amqp_login_with_properties(

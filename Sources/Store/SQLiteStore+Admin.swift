@@ -21,14 +21,7 @@ extension SQLiteStore: AdminStore {
             guard let snapshot = try Self.snapshot(db, id: id),
                 let times = try Row.fetchOne(db, sql: "SELECT created_at, updated_at FROM conversation WHERE id = ?", arguments: [id])
             else { return nil }
-            let rows = try Row.fetchAll(
-                db.cachedStatement(sql: "SELECT entries, body FROM timeline_entries WHERE conversation_id = ? ORDER BY id"), arguments: [id])
-            let legacy = try Row.fetchAll(db, sql: "SELECT * FROM timeline WHERE conversation_id = ? ORDER BY id", arguments: [id]).map {
-                TimelineEntry(
-                    conversationId: $0["conversation_id"], at: Date(timeIntervalSince1970: $0["at"]), kind: $0["kind"],
-                    endpoint: $0["endpoint"], who: $0["who"], messageId: $0["message_id"], rule: $0["rule"], detail: $0["detail"])
-            }
-            let timeline = try legacy + rows.flatMap { try Self.decode($0["entries"], body: $0["body"], conversationId: id) }
+            let timeline = try Self.timeline(db, conversationId: id)
             var outbound: [String: OutboundRecord] = [:]
             for messageId in Set(timeline.filter { $0.kind == "sent" }.compactMap(\.messageId)) {
                 guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM outbox WHERE message_id = ?"), arguments: [messageId])
@@ -63,7 +56,7 @@ extension SQLiteStore: AdminStore {
             _ = arguments.append(contentsOf: [limit])
             // One row is one message's entries for one conversation (see `apply`).
             return try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
-                TimelineGroup(cursor: row["id"], entries: try Self.decode(row["entries"], body: row["body"], conversationId: row["conversation_id"]))
+                TimelineGroup(cursor: row["id"], entries: try Self.decode(row: row, conversationId: row["conversation_id"]))
             }
         }
     }

@@ -534,20 +534,23 @@ package final class SQLiteStore: ConversationStore {
     }
 
     package func timeline(conversationId: String) throws -> [TimelineEntry] {
-        try pool.read { db in
-            let before = try Row.fetchAll(
-                db.cachedStatement(sql: "SELECT * FROM timeline WHERE conversation_id = ? ORDER BY id"), arguments: [conversationId]
-            ).map {
-                TimelineEntry(
-                    conversationId: $0["conversation_id"], at: Date(timeIntervalSince1970: $0["at"]), kind: $0["kind"],
-                    endpoint: $0["endpoint"], who: $0["who"], messageId: $0["message_id"], rule: $0["rule"],
-                    detail: $0["detail"])
-            }
-            let rows = try Row.fetchAll(
-                db.cachedStatement(sql: "SELECT entries, body FROM timeline_entries WHERE conversation_id = ? ORDER BY id"),
-                arguments: [conversationId])
-            return try before + rows.flatMap { try Self.decode($0["entries"], body: $0["body"], conversationId: conversationId) }
+        try pool.read { db in try Self.timeline(db, conversationId: conversationId) }
+    }
+
+    /// A conversation's whole timeline: rows of the table before v6 (one entry each), then `timeline_entries`.
+    static func timeline(_ db: Database, conversationId: String) throws -> [TimelineEntry] {
+        let before = try Row.fetchAll(
+            db.cachedStatement(sql: "SELECT * FROM timeline WHERE conversation_id = ? ORDER BY id"), arguments: [conversationId]
+        ).map {
+            TimelineEntry(
+                conversationId: $0["conversation_id"], at: Date(timeIntervalSince1970: $0["at"]), kind: $0["kind"],
+                endpoint: $0["endpoint"], who: $0["who"], messageId: $0["message_id"], rule: $0["rule"],
+                detail: $0["detail"])
         }
+        let rows = try Row.fetchAll(
+            db.cachedStatement(sql: "SELECT entries, body FROM timeline_entries WHERE conversation_id = ? ORDER BY id"),
+            arguments: [conversationId])
+        return try before + rows.flatMap { try decode(row: $0, conversationId: conversationId) }
     }
 
     /// Timeline entries of one conversation as a JSON array (`at` in seconds since 1970; absent fields left
@@ -591,8 +594,10 @@ package final class SQLiteStore: ConversationStore {
         return (String(decoding: out, as: UTF8.self), column)
     }
 
-    static func decode(_ text: String, body column: String?, conversationId: String) throws -> [TimelineEntry] {
-        guard case .array(let items) = try JSON.parse(text) else {
+    /// One `timeline_entries` row (its `entries` and `body` columns) back as entries.
+    static func decode(row: Row, conversationId: String) throws -> [TimelineEntry] {
+        let column: String? = row["body"]
+        guard case .array(let items) = try JSON.parse(row["entries"] as String) else {
             throw StoreError("timeline of conversation \(conversationId): a row is not a JSON array")
         }
         return items.map { o in

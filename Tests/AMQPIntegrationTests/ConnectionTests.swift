@@ -170,6 +170,27 @@ enum Broker {
         #expect(throws: AMQPError.self) { try c.nextDelivery(timeout: 0) }
     }
 
+    /// A consumer whose queue goes away (deleted, or a transient queue whose cluster node stopped) hears
+    /// of it: the broker sends basic.cancel only to clients that announce `consumer_cancel_notify`, and
+    /// without it the consumer would wait on nothing forever while the queue is made again elsewhere.
+    @Test func aConsumerWhoseQueueIsDeletedIsTold() throws {
+        let q = Broker.uniqueQueue("cancelled")
+        let consumer = try Broker.connect()
+        defer { consumer.close() }
+        try consumer.declareQueue(q, durable: false)
+        try consumer.consume(q)
+        #expect(try consumer.nextDelivery(timeout: 0.2) == nil)
+        let other = try Broker.connect()
+        defer { other.close() }
+        try other.deleteQueue(q)
+        #expect {
+            _ = try consumer.nextDelivery(timeout: 5)
+        } throws: { error in
+            (error as? AMQPError)?.code == .consumerCancelled
+        }
+        #expect(!consumer.isOpen)
+    }
+
     /// A node that does not answer is skipped, whichever node a connection tries first.
     @Test func aConnectionSkipsANodeThatIsDown() throws {
         let live = try ConnectionOptions(url: Broker.url)

@@ -6,6 +6,7 @@ import subprocess
 import time
 import uuid
 
+import pika
 import pytest
 
 from conftest import (BOTH_SIDES_RULES, ESB, REPO, Switchboard, assert_each_once_in_order, http_get,
@@ -18,6 +19,19 @@ def cluster(*args, timeout=300):
     r = subprocess.run(["bash", CLUSTER, *args], capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, f"cluster.sh {' '.join(args)}:\n{r.stdout}\n{r.stderr}"
     return r.stdout
+
+
+def queue_nodes(vhost):
+    """Each queue's node (a classic queue's process; a quorum queue's leader)."""
+    out = cluster("ctl", "1", "list_queues", "-q", "-p", vhost, "name", "pid", "leader")
+    nodes = {}
+    for line in out.splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 3:
+            where = parts[2] if parts[2] not in ("", "''") else parts[1]
+            nodes[parts[0]] = next((n for n in ("sb-node-1@localhost", "sb-node-2@localhost", "sb-node-3@localhost")
+                                    if n in where), where)
+    return nodes
 
 
 def running_nodes():
@@ -44,6 +58,16 @@ def test_the_fleet_loses_a_broker_node_under_load_and_gets_it_back(cluster_vhost
     assert url.count(",") == 2
     env = {"SB_BROKER_URL": url, "SB_QUEUE_TYPE": "quorum", "SB_MANAGEMENT_URL": "http://localhost:15681",
            "SB_HEARTBEAT_SECONDS": "5"}
+    # The store's request queues are transient in quorum mode and live on the node that declared them
+    # first. Put them on node 2, the one to stop, whichever node the store's own connections land on: the
+    # store must notice its queues died with the node (basic.cancel; rabbitmq-c does not ask for it by
+    # default, and without it the broker drops the consumer in silence) and consume them again elsewhere.
+    node2 = pika.BlockingConnection(pika.URLParameters(f"amqp://guest:guest@localhost:5682/{vhost}"))
+    for q in ("sb.store", "sb.store.members"):
+        node2.channel().queue_declare(q, durable=False)
+    node2.close()
+    assert {q: n for q, n in queue_nodes(vhost).items() if q.startswith("sb.store")} == {
+        "sb.store": "sb-node-2@localhost", "sb.store.members": "sb-node-2@localhost"}
     roles = [Switchboard(vhost, extra_config=BOTH_SIDES_RULES, args=args, env=env, consumers=1)
              for args in (["store"], ["intake"], ["intake"], ["worker", "--threads", "2"])]
     for p in roles:
@@ -84,6 +108,13 @@ def test_the_fleet_loses_a_broker_node_under_load_and_gets_it_back(cluster_vhost
                 time.sleep(0.5)
             assert p.ready()[0] == 200, p.ready()
         assert any("reconnected and consuming" in p.output() for p in roles)
+        # The store's queues were made again on a live node and the store consumes both.
+        nodes = queue_nodes(vhost)
+        assert nodes["sb.store"] != "sb-node-2@localhost" and nodes["sb.store.members"] != "sb-node-2@localhost", nodes
+        consumers = dict(line.split("\t")[:2] for line in cluster(
+            "ctl", "1", "list_queues", "-q", "-p", vhost, "name", "consumers").splitlines() if "\t" in line)
+        assert int(consumers["sb.store"]) >= 1 and int(consumers["sb.store.members"]) >= 1, consumers
+        assert "the broker cancelled consumer sb.store" in roles[0].output(), roles[0].output()[-3000:]
 
         # Node 2 comes back and rejoins; the traffic goes on through the cluster.
         cluster("start-node", "2")

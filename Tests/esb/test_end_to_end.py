@@ -219,6 +219,41 @@ def test_broker_connection_loss_midstream_loses_nothing_and_doubles_nothing(esb,
         assert sb.stop() == 0
 
 
+def wait_for_text(process, text, timeout=20):
+    deadline = time.time() + timeout
+    while text not in process.output() and time.time() < deadline:
+        time.sleep(0.2)
+    return text in process.output()
+
+
+def test_a_broker_resource_alarm_is_logged_and_what_waited_flows_after_it(esb, vhost):
+    """A memory alarm blocks every publishing connection. Switchboard says so in its log (it announces the
+    `connection.blocked` capability; without it the broker stalls the connection in silence), loses
+    nothing, and sends what waited once the alarm clears."""
+    if rabbitmqctl("status").returncode != 0:
+        pytest.skip("the broker is not the one Deploy/local/rabbitmq.sh started; cannot raise its alarm")
+    first = Switchboard(vhost).start()  # declares the topology
+    assert first.stop() == 0
+    for i in range(3):
+        esb.publish("customer-a", incident(f"ALARM{i:03d}"), message_id=f"alarm-{i}")
+    sb = Switchboard(vhost)
+    assert rabbitmqctl("set_vm_memory_high_watermark", "0.0000001").returncode == 0
+    try:
+        sb.start()  # consuming is allowed under the alarm; its first publish is blocked
+        assert wait_for_text(sb, "broker blocked publishing (resource alarm)"), sb.output()[-3000:]
+        assert esb.take("sb.out.vendor-x", 1, timeout=2) == []
+    finally:
+        assert rabbitmqctl("set_vm_memory_high_watermark", "0.4").returncode == 0
+    try:
+        assert wait_for_text(sb, "broker unblocked publishing"), sb.output()[-3000:]
+        out = esb.take("sb.out.vendor-x", 3, timeout=30)
+        assert sorted(p.message_id for p, _ in out) == sorted({p.message_id for p, _ in out}) and len(out) == 3
+        assert {json.loads(b)["customer_reference"] for _, b in out} == {f"ALARM{i:03d}" for i in range(3)}
+        assert esb.depth("sb.parked") == 0
+    finally:
+        assert sb.stop() == 0
+
+
 def test_config_check_reports_every_error_with_file_and_line(tmp_path):
     (tmp_path / "rules.yaml").write_text(
         "endpoints:\n  a:\n    ticket_id: $.x\nrules:\n  - name: r\n    from: b\n    when: {field: $.y, regex: '(['}\n"
