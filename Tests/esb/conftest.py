@@ -260,11 +260,21 @@ def pytest_sessionfinish(session, exitstatus):
             shutil.rmtree(d, ignore_errors=True)
 
 
+HANDED_OUT_PORTS = set()
+
+
 def free_port():
-    """A TCP port nothing listens on now (the kernel's choice), for a process's metrics listener."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port nothing listens on now (the kernel's choice), for a process's metrics listener; never one
+    handed out before in this session. (The kernel may offer a port again once it is closed: a fleet's
+    worker once got its store's metrics port, exited with "the address is in use", and its start() saw
+    the store's /health/ready answer on that port.)"""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in HANDED_OUT_PORTS:
+            HANDED_OUT_PORTS.add(port)
+            return port
 
 
 def http_get(url, timeout=5):
@@ -417,7 +427,9 @@ def start_shape(vhost, shape, **kwargs):
 @pytest.fixture
 def esb(vhost):
     e = ESB(vhost)
-    e.purge("sb.parked", "sb.out.vendor-x", "sb.out.customer-a", "sb.in.customer-a", "sb.in.vendor-x")
+    # sb.work.* too: what a failed test left unprocessed there would reach the next test's outbound queues.
+    e.purge("sb.parked", "sb.out.vendor-x", "sb.out.customer-a", "sb.in.customer-a", "sb.in.vendor-x",
+            *(f"sb.work.{p}" for p in range(8)))
     yield e
     e.close()
 
