@@ -227,7 +227,7 @@ def test_prometheus_sees_what_flowed_through_run_and_a_fleet(prometheus):
         status, body = http_get(prometheus.url + "/api/v1/rules")
         groups = json.loads(body)["data"]["groups"]
         rules = [r for g in groups for r in g["rules"]]
-        assert len(rules) == 10 and all(r["health"] == "ok" for r in rules), rules
+        assert len(rules) == 11 and all(r["health"] == "ok" for r in rules), rules
         firing = {a["labels"]["alertname"] for a in json.loads(http_get(prometheus.url + "/api/v1/alerts")[1])["data"]["alerts"]
                   if a["state"] == "firing"}
         assert firing <= {"SwitchboardParkedGrowing"}, firing
@@ -260,6 +260,35 @@ def wait_ready(p, want, timeout=30):
             return body
         time.sleep(0.1)
     raise AssertionError(f"{p.args}: /health/ready stayed {status}, wanted {want}: {p.ready()}\n{p.output()[-3000:]}")
+
+
+def alert_expr(name):
+    return next(r["expr"] for g in yaml.safe_load(open(os.path.join(DEPLOY, "alerts.yml")))["groups"]
+                for r in g["rules"] if r.get("alert") == name)
+
+
+def test_a_broker_resource_alarm_shows_in_prometheus_through_the_alerts_expression():
+    """SwitchboardBrokerBlocked reads RabbitMQ's own metrics (job rabbitmq, the Prometheus plugin): with the
+    local node scraped by a real Prometheus, its expression is empty while all is well, says 1 for the node
+    while a memory alarm holds, and is empty again once it clears. (`for: 1m` is promtool's to test.)"""
+    if not rabbitmqctl_ok():
+        pytest.skip("the broker is not the one Deploy/local/rabbitmq.sh started; cannot raise its alarm")
+    prometheus = Prometheus()
+    with open(os.path.join(prometheus.dir, "targets", "rabbitmq-test.yml"), "w") as f:
+        yaml.safe_dump([{"targets": [f"localhost:{os.environ.get('SB_RABBITMQ_PROMETHEUS_PORT', '15692')}"]}], f)
+    prometheus.start()
+    expr = alert_expr("SwitchboardBrokerBlocked")
+    try:
+        prometheus.wait_value('count(rabbitmq_alarms_memory_used_watermark{job="rabbitmq"})', 1.0)
+        assert prometheus.query(expr) == []
+        assert rabbitmqctl("set_vm_memory_high_watermark", "0.0000001").returncode == 0
+        try:
+            prometheus.wait_value(f"count({expr})", 1.0)
+        finally:
+            assert rabbitmqctl("set_vm_memory_high_watermark", "0.4").returncode == 0
+        prometheus.wait_value(f"count({expr})", None)
+    finally:
+        prometheus.stop()
 
 
 def test_each_role_is_ready_only_while_it_consumes_and_unready_while_the_broker_is_cut():
