@@ -4,6 +4,7 @@ Each test session gets a vhost of its own (created through the management API), 
 queue names never collide with a running `make run` or another session.
 """
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -487,3 +488,14 @@ def rabbitmqctl(*args):
 
 def rabbitmqctl_ok():
     return rabbitmqctl("status").returncode == 0
+
+
+@contextlib.contextmanager
+def memory_alarm():
+    """The local broker's memory alarm: raised (a watermark below what the node uses), then cleared (the
+    default watermark, 0.4) whatever happens inside."""
+    assert rabbitmqctl("set_vm_memory_high_watermark", "0.0000001").returncode == 0
+    try:
+        yield
+    finally:
+        assert rabbitmqctl("set_vm_memory_high_watermark", "0.4").returncode == 0

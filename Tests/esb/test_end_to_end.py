@@ -9,7 +9,7 @@ import uuid
 import pika
 import pytest
 
-from conftest import REPO, Switchboard, incident, jira, rabbitmqctl
+from conftest import REPO, Switchboard, incident, jira, memory_alarm, rabbitmqctl
 
 
 def timeline(db, conversation):
@@ -237,13 +237,10 @@ def test_a_broker_resource_alarm_is_logged_and_what_waited_flows_after_it(esb, v
     for i in range(3):
         esb.publish("customer-a", incident(f"ALARM{i:03d}"), message_id=f"alarm-{i}")
     sb = Switchboard(vhost)
-    assert rabbitmqctl("set_vm_memory_high_watermark", "0.0000001").returncode == 0
-    try:
+    with memory_alarm():
         sb.start()  # consuming is allowed under the alarm; its first publish is blocked
         assert wait_for_text(sb, "broker blocked publishing (resource alarm)"), sb.output()[-3000:]
         assert esb.take("sb.out.vendor-x", 1, timeout=2) == []
-    finally:
-        assert rabbitmqctl("set_vm_memory_high_watermark", "0.4").returncode == 0
     try:
         assert wait_for_text(sb, "broker unblocked publishing"), sb.output()[-3000:]
         out = esb.take("sb.out.vendor-x", 3, timeout=30)

@@ -17,7 +17,7 @@ import uuid
 import pytest
 import yaml
 
-from conftest import (ESB, REPO, Switchboard, flow, free_port, fresh_vhost, http_get, incident, mgmt,
+from conftest import (ESB, REPO, Switchboard, flow, free_port, fresh_vhost, http_get, incident, memory_alarm, mgmt,
                       rabbitmqctl, rabbitmqctl_ok)
 
 DEPLOY = os.path.join(REPO, "Deploy", "prometheus")
@@ -281,11 +281,8 @@ def test_a_broker_resource_alarm_shows_in_prometheus_through_the_alerts_expressi
     try:
         prometheus.wait_value('count(rabbitmq_alarms_memory_used_watermark{job="rabbitmq"})', 1.0)
         assert prometheus.query(expr) == []
-        assert rabbitmqctl("set_vm_memory_high_watermark", "0.0000001").returncode == 0
-        try:
+        with memory_alarm():
             prometheus.wait_value(f"count({expr})", 1.0)
-        finally:
-            assert rabbitmqctl("set_vm_memory_high_watermark", "0.4").returncode == 0
         prometheus.wait_value(f"count({expr})", None)
     finally:
         prometheus.stop()
