@@ -9,6 +9,8 @@ need_apt=()
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+# gdb: a test that finds a process wedged prints where each of its threads waits.
+command -v gdb >/dev/null 2>&1 || need_apt+=(gdb)
 bash "$(dirname "${BASH_SOURCE[0]}")/apt-install.sh" ${need_apt[@]+"${need_apt[@]}"}
 
 # cloudcoil-models-keda: KEDA's CRDs as pydantic models, for Deploy/kubernetes/keda.yaml; PyYAML for the

@@ -75,11 +75,14 @@ package final class Connection {
         do {
             for channel in [Self.consumeChannel, Self.publishChannel, Self.rpcChannel] {
                 amqp_channel_open(state, channel)
-                try checkReply("channel.open")
+                try checkReply("channel.open", on: channel)
             }
         } catch {
-            amqp_destroy_connection(state)
-            open = false
+            // checkReply frees the state itself after a closed channel, connection or timeout.
+            if open {
+                open = false
+                amqp_destroy_connection(state)
+            }
             throw error
         }
     }
@@ -121,6 +124,13 @@ package final class Connection {
         }
         var rpcTimeout = Self.timeval(options.rpcTimeout)
         amqp_set_rpc_timeout(state, &rpcTimeout)
+        // rabbitmq-c sends with no deadline and checks no heartbeat while it sends: a broker that stopped
+        // reading this socket (flow control that never ends, a peer gone without a reset) would hold the
+        // sending thread forever. The kernel aborts a connection whose data stays unacknowledged, or whose
+        // peer's window stays shut, this long; the send fails and the caller reconnects.
+        var userTimeout = UInt32(max(30, 2 * options.heartbeatSeconds) * 1000)
+        _ = setsockopt(
+            amqp_get_sockfd(state), Int32(IPPROTO_TCP), TCP_USER_TIMEOUT, &userTimeout, socklen_t(MemoryLayout<UInt32>.size))
     }
 
     private static func isTLSStatus(_ status: Int32) -> Bool {
@@ -151,14 +161,21 @@ package final class Connection {
     }
 
     /// Closes channels and the connection politely when the socket still works; always frees it.
+    /// The goodbye waits for the broker's close-ok at most 2 s (not the RPC timeout): a connection is often
+    /// closed because the broker stopped answering on it, and a caller must not hang on the politeness.
     package func close() {
         guard open else { return }
         open = false
+        var goodbye = Self.timeval(min(options.rpcTimeout, 2))
+        amqp_set_rpc_timeout(state, &goodbye)
         _ = amqp_connection_close(state, Int32(AMQP_REPLY_SUCCESS))
         amqp_destroy_connection(state)
     }
 
     package var isOpen: Bool { open }
+
+    /// The heartbeat interval agreed with the broker, in seconds (0: none); the lower of ours and the broker's.
+    package var heartbeatSeconds: Int { open ? Int(amqp_get_heartbeat(state)) : 0 }
 
     /// Every call that uses the connection's state checks it first: after a failure the state is freed, and
     /// a caller that kept the connection (a pool) gets an error instead of a use after free.
@@ -242,7 +259,7 @@ package final class Connection {
     package func qos(prefetch: Int) throws(AMQPError) {
         try live()
         amqp_basic_qos(state, Self.consumeChannel, 0, UInt16(clamping: prefetch), 0)
-        try checkReply("basic.qos")
+        try checkReply("basic.qos", on: Self.consumeChannel)
     }
 
     @discardableResult
@@ -252,7 +269,7 @@ package final class Connection {
         let ok = amqp_basic_consume(
             state, Self.consumeChannel, arena.bytes(queue), arena.bytes(consumerTag), 0, 0, exclusive ? 1 : 0,
             amqp_empty_table)
-        try checkReply("basic.consume \(queue)")
+        try checkReply("basic.consume \(queue)", on: Self.consumeChannel)
         return ok.map { Self.string($0.pointee.consumer_tag) } ?? consumerTag
     }
 
@@ -264,7 +281,7 @@ package final class Connection {
         let arena = Arena()
         amqp_basic_consume(
             state, Self.publishChannel, arena.bytes(Self.directReplyTo), arena.bytes(""), 0, 1, 0, amqp_empty_table)
-        try checkReply("basic.consume \(Self.directReplyTo)")
+        try checkReply("basic.consume \(Self.directReplyTo)", on: Self.publishChannel)
     }
 
     package static let directReplyTo = "amq.rabbitmq.reply-to"
@@ -273,7 +290,7 @@ package final class Connection {
         try live()
         let arena = Arena()
         amqp_basic_cancel(state, Self.consumeChannel, arena.bytes(consumerTag))
-        try checkReply("basic.cancel \(consumerTag)")
+        try checkReply("basic.cancel \(consumerTag)", on: Self.consumeChannel)
     }
 
     /// The next delivery, waiting at most `timeout` seconds (0: only what has already arrived).
@@ -319,7 +336,7 @@ package final class Connection {
         try live()
         guard !confirmsEnabled else { return }
         amqp_confirm_select(state, Self.publishChannel)
-        try checkReply("confirm.select")
+        try checkReply("confirm.select", on: Self.publishChannel)
         confirmsEnabled = true
     }
 
@@ -503,7 +520,9 @@ package final class Connection {
 
     // MARK: - Errors
 
-    private func checkReply(_ what: String) throws(AMQPError) {
+    /// `channel`: the one the RPC went out on, where a channel.close from the broker is acknowledged (a
+    /// close-ok on any other channel is a protocol error the broker logs as "unimplemented method").
+    private func checkReply(_ what: String, on channel: amqp_channel_t = rpcChannel) throws(AMQPError) {
         let reply = amqp_get_rpc_reply(state)
         if reply.reply_type == AMQP_RESPONSE_NORMAL { return }
         let error = Self.error(for: reply, what)
@@ -512,7 +531,7 @@ package final class Connection {
             if error.code == .channelClosed {
                 // Acknowledge the close so the socket stays usable for the goodbye.
                 var closeOk = amqp_channel_close_ok_t(dummy: 0)
-                amqp_send_method(state, Self.rpcChannel, 0x0014_0029, &closeOk)
+                amqp_send_method(state, channel, 0x0014_0029, &closeOk)
             }
             close()
         }

@@ -171,7 +171,17 @@ package final class RemoteStore: ConversationStore, @unchecked Sendable {
     /// One connection and its reply consumer; used by one caller at a time.
     private final class Channel {
         let connection: Connection
+        /// When it was last given back: an idle connection services no AMQP heartbeats.
+        var idleSince = Date()
         init(_ connection: Connection) { self.connection = connection }
+    }
+
+    /// A pooled connection idle for one heartbeat interval (the one agreed with the broker) is closed
+    /// rather than used: nothing services its heartbeats in the pool, and after two missed intervals the
+    /// broker has closed it (a quiet worker's next batch would fail on it and go back to its queue for nothing).
+    private static func expired(_ channel: Channel, now: Date) -> Bool {
+        let interval = channel.connection.heartbeatSeconds
+        return interval > 0 && now.timeIntervalSince(channel.idleSince) >= TimeInterval(interval)
     }
 
     /// The largest store request; RabbitMQ refuses messages over its `max_message_size` (128 MiB).
@@ -186,6 +196,9 @@ package final class RemoteStore: ConversationStore, @unchecked Sendable {
         self.queueType = queueType
         var options = options
         options.connectionName = "switchboard store client pid \(ProcessInfo.processInfo.processIdentifier)"
+        // A broker call on a store connection (its declares, the no-answer diagnosis) waits no longer than a
+        // store call may: a connection the broker stopped answering on costs a caller seconds, not minutes.
+        options.rpcTimeout = min(options.rpcTimeout, max(timeout, 1))
         self.options = options
         self.timeout = timeout
         self.logger = logger
@@ -287,8 +300,12 @@ package final class RemoteStore: ConversationStore, @unchecked Sendable {
         lock.lock()
         nextId += 1
         let id = String(nextId)
+        let now = Date()
+        let stale = idle.filter { Self.expired($0, now: now) }
+        if !stale.isEmpty { idle.removeAll { Self.expired($0, now: now) } }
         let channel = idle.popLast()
         lock.unlock()
+        for c in stale { c.connection.close() }
         if let channel { return (channel, id) }
         let c = try Connection(options, logger: logger)
         try Topology.declareStoreQueue(on: c, queueType: queueType)
@@ -302,6 +319,7 @@ package final class RemoteStore: ConversationStore, @unchecked Sendable {
             channel.connection.close()
             return
         }
+        channel.idleSince = Date()
         lock.lock()
         idle.append(channel)
         lock.unlock()
@@ -330,7 +348,9 @@ package final class RemoteStore: ConversationStore, @unchecked Sendable {
                 mandatory: false)
             answer = try wait(for: id, on: c, op: op, queue: queue)
         } catch let e as StoreError {
-            giveBack(channel)
+            // No answer in time: a late one may still come on it, or the broker stopped serving it; a
+            // fresh connection for the next call costs milliseconds.
+            c.close()
             throw e
         } catch {
             // The connection is broken: drop it; the next call makes a new one.

@@ -170,6 +170,21 @@ enum Broker {
         #expect(throws: AMQPError.self) { try c.nextDelivery(timeout: 0) }
     }
 
+    /// rabbitmq-c sends without a deadline: the socket carries a TCP user timeout, so a broker that stops
+    /// reading it cannot hold a sending thread forever (at least 30 s, and two heartbeat intervals).
+    @Test func theSocketGivesUpOnABrokerThatStopsReading() throws {
+        for (heartbeat, expected) in [(3, 30_000), (40, 80_000)] {
+            var options = try ConnectionOptions(url: Broker.url)
+            options.heartbeatSeconds = heartbeat
+            let c = try Connection(options, logger: Broker.logger)
+            defer { c.close() }
+            var value: UInt32 = 0
+            var size = socklen_t(MemoryLayout<UInt32>.size)
+            #expect(getsockopt(c.socket, Int32(IPPROTO_TCP), TCP_USER_TIMEOUT, &value, &size) == 0)
+            #expect(value == UInt32(expected))
+        }
+    }
+
     /// A consumer whose queue goes away (deleted, or a transient queue whose cluster node stopped) hears
     /// of it: the broker sends basic.cancel only to clients that announce `consumer_cancel_notify`, and
     /// without it the consumer would wait on nothing forever while the queue is made again elsewhere.

@@ -345,6 +345,14 @@ class Switchboard:
         with open(self.log_path, "rb") as f:
             return f.read().decode(errors="replace")
 
+    def threads(self):
+        """Every thread's stack (gdb), for a test that finds the process wedged: where it waits."""
+        if self.proc is None or self.proc.poll() is not None or shutil.which("gdb") is None:
+            return "(no stacks: the process is gone or gdb is missing)"
+        r = subprocess.run(["gdb", "-p", str(self.proc.pid), "-batch", "-ex", "thread apply all bt 40"],
+                           capture_output=True, text=True, timeout=120)
+        return r.stdout
+
     def admin_url(self, timeout=15):
         """The web UI's URL, as the process printed it once its listener was bound."""
         deadline = time.time() + timeout

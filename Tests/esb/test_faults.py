@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import COUNTING_RULES, Switchboard, incident, rabbitmqctl_ok, rabbitmqctl, seen_counters
+from conftest import COUNTING_RULES, REPO, Switchboard, incident, rabbitmqctl_ok, rabbitmqctl, seen_counters
 
 DESK = {"value": "g2", "display_value": "Service Desk"}
 PARTITIONS = ["0-2", "3-5", "6-7"]
@@ -191,6 +191,7 @@ def test_a_worker_frozen_past_the_heartbeat_timeout_steps_back_when_it_wakes(esb
     tickets, per_ticket = 100, 40
     total = tickets * per_ticket
     env = {"SB_STORE_TIMEOUT_MS": "2000", "SB_HEARTBEAT_SECONDS": "3"}
+    log_from = broker_log_lines_since(None)
     intake = Switchboard(vhost, extra_config=COUNTING_RULES, args=["intake"], env=env).start()
     the_store = Switchboard(vhost, extra_config=COUNTING_RULES, args=["store"], env=env,
                             data=os.path.join(intake.dir, "store-data")).start()
@@ -222,14 +223,72 @@ def test_a_worker_frozen_past_the_heartbeat_timeout_steps_back_when_it_wakes(esb
         deadline = time.time() + 60
         while frozen.ready()[0] != 200 and time.time() < deadline:
             time.sleep(0.2)
-        assert frozen.ready()[0] == 200, (frozen.ready(), frozen.output()[-4000:])
+        if frozen.ready()[0] != 200:
+            # Whole, in the captured output (an assertion's text is cut): the log and where each thread waits.
+            print("readiness:", json.dumps(frozen.ready()[1], indent=1))
+            print("log of the frozen worker:\n" + frozen.output()[-20000:])
+            print("its threads:\n" + frozen.threads()[-40000:])
+            print("the broker's connections:\n" + rabbitmqctl("list_connections", "-p", vhost, "name", "state",
+                                                              "send_pend", "recv_cnt", "send_cnt").stdout)
+        assert frozen.ready()[0] == 200, frozen.ready()
         woke = frozen.output()
         print("\n".join(l[:220] for l in woke.splitlines() if any(k in l for k in ("failed", "reconnected", "standing by", "assigned", "stale", "already applied"))))
         assert "broker connection failed" in woke or "batch failed" in woke or "reconnected" in woke, woke[-3000:]
         assert_exactly_once_in_order(esb, the_store, seen, first_order, tickets, per_ticket)
+        # A standby's refused exclusive consume is acknowledged on its own channel (a close-ok on another
+        # channel is a protocol error: the broker logged "unimplemented method" for each retry).
+        assert not [l for l in broker_log_lines_since(log_from) if "unimplemented method" in l]
     finally:
         for w in workers:
             w.proc.send_signal(signal.SIGCONT)
             w.stop()
+        intake.stop()
+        the_store.stop()
+
+
+def broker_log_lines_since(offset):
+    """The local broker's log from byte `offset` on (its size now, when `offset` is None)."""
+    path = os.path.join(REPO, ".rabbitmq", "log", "switchboard@localhost.log")
+    assert os.path.exists(path), f"the local broker's log is not at {path}"
+    if offset is None:
+        return os.path.getsize(path)
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read().decode(errors="replace").splitlines()
+
+
+def test_a_quiet_worker_leaves_no_store_connection_to_die_in_its_pool(esb, vhost):
+    """A worker's store client keeps a few connections for its threads; one that sits in the pool services
+    no AMQP heartbeat, and after two missed intervals the broker closes it: the next batch to borrow it
+    failed and went back to its queue for nothing. A pooled connection idle for a heartbeat interval is
+    closed instead. Traffic on two worker threads (two or three pooled connections), then quiet for four
+    heartbeat intervals, then traffic again: the broker closed none of the worker's connections for missed
+    heartbeats, and no batch or heartbeat failed."""
+    env = {"SB_HEARTBEAT_SECONDS": "1"}
+    intake = Switchboard(vhost, extra_config=COUNTING_RULES, args=["intake"], env=env).start()
+    the_store = Switchboard(vhost, extra_config=COUNTING_RULES, args=["store"], env=env,
+                            data=os.path.join(intake.dir, "store-data")).start()
+    worker = Switchboard(vhost, extra_config=COUNTING_RULES, env=env, args=["worker", "--threads", "2"]).start()
+    try:
+        log_from = broker_log_lines_since(None)
+        seen, first_order = set(), {}
+        for burst, quiet in (("Q", 4.5), ("S", 0)):
+            publish_backlog(esb, 40, 10, burst)
+            deadline = time.time() + 60
+            while len(seen) < (400 if burst == "Q" else 800) and time.time() < deadline:
+                take_outbound(esb, seen, first_order)
+            time.sleep(quiet)
+        assert len(seen) == 800
+        # "<0.123.0> closing AMQP connection <0.123.0> (... - switchboard store client pid N):", then
+        # "<0.123.0> missed heartbeats from client, timeout: 1s": which of the worker's connections died so.
+        lines = broker_log_lines_since(log_from)
+        names = {l.split()[2]: l for l in lines if "closing AMQP connection" in l}
+        died = [names.get(l.split()[2], l) for l in lines if "missed heartbeats from client" in l]
+        ours = [l for l in died if f"pid {worker.proc.pid})" in l]
+        assert not ours, "the broker closed the worker's idle connections for missed heartbeats:\n" + "\n".join(ours)
+        out = worker.output()
+        assert "batch failed" not in out and "heartbeat to the store failed" not in out, out[-3000:]
+    finally:
+        worker.stop()
         intake.stop()
         the_store.stop()
