@@ -32,6 +32,9 @@ package final class Connection {
     private var unconfirmedHead = 0
     private var outcome = ConfirmOutcome()
     package private(set) var blocked = false
+    /// Told when the broker blocks publishing on this connection (its reason, e.g. "low on memory") and
+    /// when it unblocks (nil); called on the connection's thread, inside the call that read the frame.
+    package var onBlocked: ((String?) -> Void)?
 
     private nonisolated(unsafe) static var generations: UInt64 = 0
     /// Which node of a cluster the next connection tries first (starts at random per process).
@@ -382,16 +385,28 @@ package final class Connection {
 
     /// Waits until the broker confirmed everything published so far. Returns what was nacked or returned
     /// since the last call. Throws `.timeout` when the broker does not answer in time.
-    package func waitForConfirms(timeout: TimeInterval) throws(AMQPError) -> ConfirmOutcome {
-        try waitForConfirms(through: lastPublished, timeout: timeout)
+    package func waitForConfirms(timeout: TimeInterval, giveUp: () -> Bool = { false }) throws(AMQPError) -> ConfirmOutcome {
+        try waitForConfirms(through: lastPublished, timeout: timeout, giveUp: giveUp)
     }
 
     /// Waits until the broker confirmed every message published up to sequence number `seq` (later ones
     /// may still be open). Returns what was nacked or returned since the last call, whichever message it was.
-    package func waitForConfirms(through seq: UInt64, timeout: TimeInterval) throws(AMQPError) -> ConfirmOutcome {
-        let deadline = Date().addingTimeInterval(timeout)
+    ///
+    /// While the broker blocks the connection (a resource alarm: it said connection.blocked), the time does
+    /// not count: the confirms come when the alarm clears, and giving the batch back meanwhile would only
+    /// redeliver it again and again (toward a quorum queue's delivery limit). `giveUp` is asked about once
+    /// a second while blocked (a stopping process): true throws `.blocked`.
+    package func waitForConfirms(
+        through seq: UInt64, timeout: TimeInterval, giveUp: () -> Bool = { false }
+    ) throws(AMQPError) -> ConfirmOutcome {
+        var deadline = Date().addingTimeInterval(timeout)
         while unconfirmedHead < unconfirmed.count, unconfirmed[unconfirmedHead] <= seq {
-            guard try pump(until: deadline) else {
+            if blocked {
+                if giveUp() { throw AMQPError(.blocked, "the broker blocks publishing (resource alarm); given up waiting for confirms") }
+                deadline = Date().addingTimeInterval(timeout)
+            }
+            guard try pump(until: blocked ? min(deadline, Date().addingTimeInterval(1)) : deadline) else {
+                if blocked { continue }
                 let open = unconfirmed[unconfirmedHead...].prefix { $0 <= seq }.count
                 throw AMQPError(.timeout, "the broker did not confirm \(open) message(s) within \(timeout) s")
             }
@@ -475,11 +490,15 @@ package final class Connection {
             fail()
             throw AMQPError(.consumerCancelled, "the broker cancelled consumer \(tag)")
         case 0x000A_003C:  // connection.blocked
+            let reason = Self.string(method.decoded.assumingMemoryBound(to: amqp_connection_blocked_t.self).pointee.reason)
             blocked = true
-            logger.warning("broker blocked publishing (resource alarm)", metadata: ["amqp.server": "\(options.host)"])
+            logger.warning(
+                "broker blocked publishing (resource alarm)", metadata: ["amqp.server": "\(options.host)", "amqp.reason": "\(reason)"])
+            onBlocked?(reason)
         case 0x000A_003D:  // connection.unblocked
             blocked = false
             logger.info("broker unblocked publishing", metadata: ["amqp.server": "\(options.host)"])
+            onBlocked?(nil)
         default:
             logger.debug("ignored AMQP method", metadata: ["amqp.method": "\(method.id)", "amqp.channel": "\(channel)"])
         }

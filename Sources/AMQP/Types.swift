@@ -144,6 +144,8 @@ package struct AMQPError: Error, CustomStringConvertible, Sendable {
         case timeout = "timeout"
         case protocolError = "protocol"
         case staleDelivery = "stale-delivery"
+        /// The broker blocks publishing (a resource alarm) and the caller gave up waiting.
+        case blocked = "blocked"
     }
 
     package var code: Code

@@ -161,6 +161,9 @@ package struct Settings: Sendable {
     package var storeURL = "sqlite"
     /// How long a worker waits for the store role to answer one request.
     package var storeTimeoutMs = 5000
+    /// How long a loop waits for the broker to confirm a batch's messages before giving the batch back
+    /// (time the broker blocks publishing under a resource alarm does not count).
+    package var confirmTimeoutMs = 30_000
     /// The largest request a worker sends the store role; a batch beyond it goes in several, a single
     /// message's commit beyond it is parked (RabbitMQ refuses messages over its max_message_size).
     package var storeMaxRequestBytes = 16 << 20

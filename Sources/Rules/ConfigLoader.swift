@@ -134,12 +134,12 @@ package struct ConfigLoader {
             case "broker_url": if let v = string(value) { s.brokerURL = v }
             case "tls_ca_file": if let v = string(value) { s.tlsCAFile = v.isEmpty ? nil : v }
             case "data_dir": if let v = string(value) { s.dataDir = v }
-            case "max_message_bytes": if let v = int(value, min: 1) { s.maxMessageBytes = v }
-            case "partitions": if let v = int(value, min: 1, max: 1024) { s.partitions = v }
-            case "workers": if let v = int(value, min: 1, max: 64) { s.workers = v }
-            case "prefetch": if let v = int(value, min: 1, max: 65535) { s.prefetch = v }
-            case "batch_size": if let v = int(value, min: 1, max: 10000) { s.batchSize = v }
-            case "heartbeat_seconds": if let v = int(value, min: 0, max: 3600) { s.heartbeatSeconds = v }
+            case "max_message_bytes": if let v = int(value, key: "settings.\(key.string)", min: 1) { s.maxMessageBytes = v }
+            case "partitions": if let v = int(value, key: "settings.\(key.string)", min: 1, max: 1024) { s.partitions = v }
+            case "workers": if let v = int(value, key: "settings.\(key.string)", min: 1, max: 64) { s.workers = v }
+            case "prefetch": if let v = int(value, key: "settings.\(key.string)", min: 1, max: 65535) { s.prefetch = v }
+            case "batch_size": if let v = int(value, key: "settings.\(key.string)", min: 1, max: 10000) { s.batchSize = v }
+            case "heartbeat_seconds": if let v = int(value, key: "settings.\(key.string)", min: 0, max: 3600) { s.heartbeatSeconds = v }
             case "store_url":
                 if let v = string(value) {
                     if v == "sqlite" || v.hasPrefix("sqlite:") || v.hasPrefix("postgres://") || v.hasPrefix("postgresql://") {
@@ -148,8 +148,9 @@ package struct ConfigLoader {
                         error(value, "store_url: expected sqlite, sqlite:/path/to/file or postgres://user:password@host:port/database")
                     }
                 }
-            case "store_timeout_ms": if let v = int(value, min: 100, max: 600_000) { s.storeTimeoutMs = v }
-            case "store_max_request_bytes": if let v = int(value, min: 65_536, max: 128 << 20) { s.storeMaxRequestBytes = v }
+            case "store_timeout_ms": if let v = int(value, key: "settings.\(key.string)", min: 100, max: 600_000) { s.storeTimeoutMs = v }
+            case "confirm_timeout_ms": if let v = int(value, key: "settings.\(key.string)", min: 100, max: 3_600_000) { s.confirmTimeoutMs = v }
+            case "store_max_request_bytes": if let v = int(value, key: "settings.\(key.string)", min: 65_536, max: 128 << 20) { s.storeMaxRequestBytes = v }
             case "fuse_intake": if let v = bool(value) { s.fuseIntake = v }
             case "timeline_bodies": if let v = bool(value) { s.timelineBodies = v }
             case "metrics_listen":
@@ -171,14 +172,14 @@ package struct ConfigLoader {
                 if let v = string(value) {
                     if ["classic", "quorum"].contains(v) { s.queueType = v } else { error(value, "queue_type: expected classic or quorum") }
                 }
-            case "retention_bodies_days": if let v = int(value, min: 1, max: 36_500) { s.retention.bodiesDays = v }
-            case "retention_dedupe_days": if let v = int(value, min: 1, max: 36_500) { s.retention.dedupeDays = v }
-            case "retention_conversations_days": if let v = int(value, min: 1, max: 36_500) { s.retention.conversationsDays = v }
+            case "retention_bodies_days": if let v = int(value, key: "settings.\(key.string)", min: 1, max: 36_500) { s.retention.bodiesDays = v }
+            case "retention_dedupe_days": if let v = int(value, key: "settings.\(key.string)", min: 1, max: 36_500) { s.retention.dedupeDays = v }
+            case "retention_conversations_days": if let v = int(value, key: "settings.\(key.string)", min: 1, max: 36_500) { s.retention.conversationsDays = v }
             case "sqlite_synchronous":
                 if let v = string(value) {
                     if ["full", "normal"].contains(v) { s.sqliteSynchronous = v } else { error(value, "sqlite_synchronous: expected full or normal") }
                 }
-            default: unknownKey(key, in: "settings", allowed: "broker_url, tls_ca_file, data_dir, max_message_bytes, partitions, workers, prefetch, batch_size, heartbeat_seconds, store_url, store_timeout_ms, store_max_request_bytes, fuse_intake, timeline_bodies, metrics_listen, log_format, management_url, queue_type, sqlite_synchronous, retention_bodies_days, retention_dedupe_days, retention_conversations_days")
+            default: unknownKey(key, in: "settings", allowed: "broker_url, tls_ca_file, data_dir, max_message_bytes, partitions, workers, prefetch, batch_size, heartbeat_seconds, store_url, store_timeout_ms, confirm_timeout_ms, store_max_request_bytes, fuse_intake, timeline_bodies, metrics_listen, log_format, management_url, queue_type, sqlite_synchronous, retention_bodies_days, retention_dedupe_days, retention_conversations_days")
             }
         }
     }
@@ -735,14 +736,16 @@ package struct ConfigLoader {
         return string(y).map { [(y, $0)] } ?? []
     }
 
-    private mutating func int(_ y: Y, min: Int = .min, max: Int = .max) -> Int? {
+    /// `key`: the field's name, for the message ("settings.prefetch: 0 is out of range (1...65535)").
+    private mutating func int(_ y: Y, key: String? = nil, min: Int = .min, max: Int = .max) -> Int? {
         guard let s = string(y) else { return nil }
+        let field = key.map { "\($0): " } ?? ""
         guard let v = Int(s.trimmingCharacters(in: .whitespaces)) else {
-            error(y, "expected a whole number, got \(s.debugDescription)")
+            error(y, "\(field)expected a whole number, got \(s.debugDescription)")
             return nil
         }
         guard v >= min, v <= max else {
-            error(y, "\(v) is out of range (\(min)...\(max))")
+            error(y, "\(field)\(v) is out of range (\(min)...\(max))")
             return nil
         }
         return v

@@ -59,7 +59,8 @@ package final class ConsumerLoop {
     private let logger: Logger
     private let health: Readiness
     private let role: String
-    private let confirmTimeout: TimeInterval = 30
+    /// How long the broker may take to confirm a batch's messages (time it blocks publishing does not count).
+    private let confirmTimeout: TimeInterval
     /// Batches given back in a row (store or broker trouble): the pause before the next attempt doubles
     /// from 1 s up to 15 s, so an outage redelivers each message a few times a minute, not every second
     /// (a quorum queue's delivery-limit counts redeliveries; Deploy/rabbitmq sets it to 100).
@@ -67,9 +68,11 @@ package final class ConsumerLoop {
 
     package init(
         name: String, options: ConnectionOptions, topology: Topology, prefetch: Int, batchSize: Int,
-        handler: BatchHandler, stopFlag: StopFlag, logger: Logger, health: Readiness = .shared
+        handler: BatchHandler, stopFlag: StopFlag, logger: Logger, health: Readiness = .shared,
+        confirmTimeout: TimeInterval = 30
     ) {
         self.name = name
+        self.confirmTimeout = confirmTimeout
         self.health = health
         role = Meters.role(name)
         Meters.count("switchboard_broker_reconnects_total", [("role", role)], by: 0)
@@ -92,7 +95,8 @@ package final class ConsumerLoop {
     ) {
         self.init(
             name: name, options: options, topology: Topology(config: config), prefetch: config.settings.prefetch,
-            batchSize: config.settings.batchSize, handler: handler, stopFlag: stopFlag, logger: logger, health: health)
+            batchSize: config.settings.batchSize, handler: handler, stopFlag: stopFlag, logger: logger, health: health,
+            confirmTimeout: TimeInterval(config.settings.confirmTimeoutMs) / 1000)
     }
 
     /// Runs until the stop flag is set; then finishes the batch in hand, acks it, and returns.
@@ -101,15 +105,24 @@ package final class ConsumerLoop {
         var connectedOnce = false
         var standingBy = false
         health.set(name, ready: false, "connecting to the broker")
+        Meters.gauge("switchboard_broker_blocked", [("loop", name)], 0)
         defer {
             health.remove(name)
             Meters.gauge("switchboard_broker_connected", [("loop", name)], 0)
+            Meters.gauge("switchboard_broker_blocked", [("loop", name)], 0)
         }
         while !stopFlag.isStopped {
             var connection: Connection?
             do {
                 let c = try Connection(options, logger: logger)
                 connection = c
+                c.onBlocked = { [name, health, queues = handler.queues.count] reason in
+                    // Not a fault of this process: still ready; what it published waits in the broker.
+                    Meters.gauge("switchboard_broker_blocked", [("loop", name)], reason == nil ? 0 : 1)
+                    health.set(
+                        name, ready: true,
+                        reason.map { "the broker blocks publishing (\($0)); the batch in hand waits for it" } ?? "consuming \(queues) queue(s)")
+                }
                 try topology.declare(on: c)
                 try c.enableConfirms()
                 try c.qos(prefetch: prefetch)
@@ -225,7 +238,7 @@ package final class ConsumerLoop {
     }
 
     private func settle(_ p: Published, on c: Connection) throws {
-        var outcome = try c.waitForConfirms(through: p.through, timeout: confirmTimeout)
+        var outcome = try c.waitForConfirms(through: p.through, timeout: confirmTimeout) { stopFlag.isStopped }
         if !outcome.returned.isEmpty {
             // Unroutable (no queue bound): the broker "confirms" it anyway; park it so nothing is lost.
             // (It may be a message of the next batch already; parking it early does no harm.)
@@ -241,7 +254,7 @@ package final class ConsumerLoop {
                     stage: role, endpoint: nil)
                 try c.publish(exchange: parked.exchange, routingKey: parked.routingKey, message: parked.message)
             }
-            let parking = try c.waitForConfirms(timeout: confirmTimeout)
+            let parking = try c.waitForConfirms(timeout: confirmTimeout) { stopFlag.isStopped }
             outcome.nacked += parking.nacked
             guard parking.returned.isEmpty else {
                 throw GiveBack(reason: "the parked-message queue took no message (\(parking.returned.count) returned)")

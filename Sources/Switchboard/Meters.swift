@@ -58,6 +58,7 @@ package enum Meters {
               labels: ["backend", "outcome"]),
         .init(name: "switchboard_store_errors_total", kind: .counter, help: "Store requests that failed, by operation and backend.", labels: ["op", "backend"]),
         .init(name: "switchboard_broker_connected", kind: .gauge, help: "1 while a consumer loop (intake, store, worker-N) holds a broker connection.", labels: ["loop"]),
+        .init(name: "switchboard_broker_blocked", kind: .gauge, help: "1 while the broker blocks a consumer loop's connection from publishing (connection.blocked: a memory or disk alarm).", labels: ["loop"]),
         .init(name: "switchboard_broker_reconnects_total", kind: .counter,
               help: "Broker connections re-established after a loss, by role.", labels: ["role"]),
         .init(name: "switchboard_partitions_owned", kind: .gauge, help: "Work partitions this process consumes.", labels: []),

@@ -66,5 +66,15 @@ import Testing
         #expect(cfg.endpoints.keys.sorted() == ["customer-a", "vendor-x"])
         #expect(cfg.rules.first?.name == "ignore-vendor-worklogs")
         #expect(cfg.settings.maxMessageBytes == 1_048_576)
+        #expect(cfg.settings.confirmTimeoutMs == 30_000)
+        let quick = try ConfigLoader.load(files: files, environment: ["SB_CONFIRM_TIMEOUT_MS": "2000"])
+        #expect(quick.settings.confirmTimeoutMs == 2000)
+    }
+
+    @Test func aConfirmTimeoutOutOfRangeIsNamed() {
+        let errors = configErrors("settings:\n  confirm_timeout_ms: 5\nrules: []")
+        #expect(errors.count == 1)
+        #expect(errors.first?.location.line == 2)
+        #expect(errors.first?.message == "settings.confirm_timeout_ms: 5 is out of range (100...3600000)")
     }
 }

@@ -226,29 +226,65 @@ def wait_for_text(process, text, timeout=20):
     return text in process.output()
 
 
+def blocked_loops(sb):
+    """The loops whose `switchboard_broker_blocked` gauge is 1."""
+    return [l.split("{")[1].split("}")[0] for l in sb.metrics().splitlines()
+            if l.startswith("switchboard_broker_blocked{") and float(l.split()[-1]) == 1]
+
+
 def test_a_broker_resource_alarm_is_logged_and_what_waited_flows_after_it(esb, vhost):
     """A memory alarm blocks every publishing connection. Switchboard says so in its log (it announces the
-    `connection.blocked` capability; without it the broker stalls the connection in silence), loses
-    nothing, and sends what waited once the alarm clears."""
+    `connection.blocked` capability; without it the broker stalls the connection in silence) and in
+    `switchboard_broker_blocked`, stays ready, and holds its batch through the alarm: three confirm timeouts
+    long, and no batch is given back (each give-back would redeliver it, toward the queues' delivery limit).
+    It loses nothing and sends what waited once, when the alarm clears. A stop during an alarm stops (the
+    batch goes back to its queue) and the next process sends it."""
     if rabbitmqctl("status").returncode != 0:
         pytest.skip("the broker is not the one Deploy/local/rabbitmq.sh started; cannot raise its alarm")
-    first = Switchboard(vhost).start()  # declares the topology
+    env = {"SB_CONFIRM_TIMEOUT_MS": "2000"}
+    first = Switchboard(vhost, env=env).start()  # declares the topology
     assert first.stop() == 0
     for i in range(3):
         esb.publish("customer-a", incident(f"ALARM{i:03d}"), message_id=f"alarm-{i}")
-    sb = Switchboard(vhost)
+    sb = Switchboard(vhost, env=env)
     with memory_alarm():
         sb.start()  # consuming is allowed under the alarm; its first publish is blocked
         assert wait_for_text(sb, "broker blocked publishing (resource alarm)"), sb.output()[-3000:]
-        assert esb.take("sb.out.vendor-x", 1, timeout=2) == []
+        time.sleep(6)
+        assert esb.take("sb.out.vendor-x", 1, timeout=1) == []
+        assert blocked_loops(sb), sb.metrics()
+        status, ready = sb.ready()
+        assert status == 200, ready
+        assert any("blocks publishing" in p["detail"] for p in ready["parts"]), ready
+        assert "batch failed" not in sb.output() and "did not confirm" not in sb.output(), sb.output()[-3000:]
     try:
         assert wait_for_text(sb, "broker unblocked publishing"), sb.output()[-3000:]
         out = esb.take("sb.out.vendor-x", 3, timeout=30)
         assert sorted(p.message_id for p, _ in out) == sorted({p.message_id for p, _ in out}) and len(out) == 3
         assert {json.loads(b)["customer_reference"] for _, b in out} == {f"ALARM{i:03d}" for i in range(3)}
         assert esb.depth("sb.parked") == 0
+        deadline = time.time() + 10
+        while blocked_loops(sb) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not blocked_loops(sb), sb.metrics()
+        assert "batch failed" not in sb.output(), sb.output()[-3000:]
     finally:
         assert sb.stop() == 0
+    # A stop request while the batch in hand waits on the alarm: the process stops, the message stays.
+    esb.publish("customer-a", incident("ALARM-STOP"), message_id="alarm-stop")
+    again = Switchboard(vhost, env=env)
+    with memory_alarm():
+        again.start()
+        assert wait_for_text(again, "broker blocked publishing (resource alarm)"), again.output()[-3000:]
+        began = time.time()
+        assert again.stop() == 0, again.output()[-3000:]
+        assert time.time() - began < 10
+    after = Switchboard(vhost, env=env).start()
+    try:
+        out = esb.take("sb.out.vendor-x", 1, timeout=30)
+        assert [json.loads(b)["customer_reference"] for _, b in out] == ["ALARM-STOP"]
+    finally:
+        assert after.stop() == 0
 
 
 def test_config_check_reports_every_error_with_file_and_line(tmp_path):
