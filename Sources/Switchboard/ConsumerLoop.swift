@@ -126,6 +126,11 @@ package final class ConsumerLoop {
                 try topology.declare(on: c)
                 try c.enableConfirms()
                 try c.qos(prefetch: prefetch)
+                try waitWhileHeld(on: c, standingBy: &standingBy)
+                if stopFlag.isStopped {
+                    c.close()
+                    break
+                }
                 for (queue, tag) in handler.queues {
                     try c.consume(queue, exclusive: handler.exclusive, consumerTag: tag)
                 }
@@ -179,6 +184,27 @@ package final class ConsumerLoop {
             }
         }
         logger.info("stopped", metadata: ["sb.role": "\(name)"])
+    }
+
+    /// An exclusive loop whose queue another process consumes (a partition's worker, the active intake, the
+    /// SQLite store) waits on its open connection, asking the queue's consumer count once a second, and
+    /// consumes once it is free: trying and being refused every second cost a connection a second and an
+    /// error in the broker's log each time. (Two standbys that see the queue free at once: one is refused,
+    /// and waits below as before.)
+    private func waitWhileHeld(on c: Connection, standingBy: inout Bool) throws {
+        guard handler.exclusive else { return }
+        while !stopFlag.isStopped {
+            guard let held = try handler.queues.first(where: { try c.queueDepth($0.queue).consumers > 0 }) else { return }
+            Meters.gauge("switchboard_broker_connected", [("loop", name)], 1)
+            health.set(name, ready: true, "standing by: another process consumes its queue exclusively")
+            if !standingBy {
+                logger.notice(
+                    "standing by: another process consumes the queue exclusively; taking over when it stops",
+                    metadata: ["sb.role": "\(name)", "sb.queue": "\(held.queue)"])
+                standingBy = true
+            }
+            sleep(seconds: 1)
+        }
     }
 
     /// A batch that could not be processed. Everything this connection holds unacked goes back to the

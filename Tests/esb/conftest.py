@@ -494,6 +494,17 @@ def rabbitmqctl(*args):
                           capture_output=True, text=True, timeout=60)
 
 
+def broker_log_lines_since(offset):
+    """The local broker's log from byte `offset` on (its size now, when `offset` is None)."""
+    path = os.path.join(REPO, ".rabbitmq", "log", "switchboard@localhost.log")
+    assert os.path.exists(path), f"the local broker's log is not at {path}"
+    if offset is None:
+        return os.path.getsize(path)
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read().decode(errors="replace").splitlines()
+
+
 def rabbitmqctl_ok():
     return rabbitmqctl("status").returncode == 0
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import COUNTING_RULES, REPO, Switchboard, incident, rabbitmqctl_ok, rabbitmqctl, seen_counters
+from conftest import COUNTING_RULES, Switchboard, broker_log_lines_since, incident, rabbitmqctl_ok, rabbitmqctl, seen_counters
 
 DESK = {"value": "g2", "display_value": "Service Desk"}
 PARTITIONS = ["0-2", "3-5", "6-7"]
@@ -244,17 +244,6 @@ def test_a_worker_frozen_past_the_heartbeat_timeout_steps_back_when_it_wakes(esb
             w.stop()
         intake.stop()
         the_store.stop()
-
-
-def broker_log_lines_since(offset):
-    """The local broker's log from byte `offset` on (its size now, when `offset` is None)."""
-    path = os.path.join(REPO, ".rabbitmq", "log", "switchboard@localhost.log")
-    assert os.path.exists(path), f"the local broker's log is not at {path}"
-    if offset is None:
-        return os.path.getsize(path)
-    with open(path, "rb") as f:
-        f.seek(offset)
-        return f.read().decode(errors="replace").splitlines()
 
 
 def test_a_quiet_worker_leaves_no_store_connection_to_die_in_its_pool(esb, vhost):
