@@ -162,15 +162,7 @@ package final class ConsumerLoop {
                 connection?.close()
                 Meters.gauge("switchboard_broker_connected", [("loop", name)], 0)
                 if stopFlag.isStopped { break }
-                // A standby does what it should: wait. Ready, so a rolling deployment goes on.
-                health.set(name, ready: true, "standing by: another process consumes its queue exclusively")
-                if !standingBy {
-                    logger.notice(
-                        "standing by: another process consumes the queue exclusively; taking over when it stops",
-                        metadata: ["sb.role": "\(name)", "sb.error": "\(e)"])
-                    standingBy = true
-                }
-                sleep(seconds: 1)
+                standBy(&standingBy, ["sb.error": "\(e)"])
             } catch {
                 connection?.close()
                 Meters.gauge("switchboard_broker_connected", [("loop", name)], 0)
@@ -196,15 +188,20 @@ package final class ConsumerLoop {
         while !stopFlag.isStopped {
             guard let held = try handler.queues.first(where: { try c.queueDepth($0.queue).consumers > 0 }) else { return }
             Meters.gauge("switchboard_broker_connected", [("loop", name)], 1)
-            health.set(name, ready: true, "standing by: another process consumes its queue exclusively")
-            if !standingBy {
-                logger.notice(
-                    "standing by: another process consumes the queue exclusively; taking over when it stops",
-                    metadata: ["sb.role": "\(name)", "sb.queue": "\(held.queue)"])
-                standingBy = true
-            }
-            sleep(seconds: 1)
+            standBy(&standingBy, ["sb.queue": "\(held.queue)"])
         }
+    }
+
+    /// A standby does what it should: wait (a second). Ready, so a rolling deployment goes on; said once.
+    private func standBy(_ standingBy: inout Bool, _ metadata: Logger.Metadata) {
+        health.set(name, ready: true, "standing by: another process consumes its queue exclusively")
+        if !standingBy {
+            logger.notice(
+                "standing by: another process consumes the queue exclusively; taking over when it stops",
+                metadata: metadata.merging(["sb.role": "\(name)"]) { a, _ in a })
+            standingBy = true
+        }
+        sleep(seconds: 1)
     }
 
     /// A batch that could not be processed. Everything this connection holds unacked goes back to the
