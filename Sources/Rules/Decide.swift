@@ -105,6 +105,14 @@ extension Engine {
             d.timeline.append(entry("timer-fired", endpoint: nil, "timer '\(event.timer ?? "?")' fired"))
         case EventType.ack:
             guard let acked = s.acked else { throw Unprocessable("ack without the message it answers") }
+            // Only the endpoint a message went to may answer it: another endpoint's ack would link a key of
+            // its choosing to that endpoint's ticket, or set off the target's retry rules.
+            guard acked.kind == .message, acked.target == s.endpoint else {
+                let sentTo = acked.kind == .timer ? "a timer of Switchboard's" : "endpoint '\(acked.target)'"
+                throw Unprocessable(
+                    "ack from endpoint '\(s.endpoint)' for message '\(acked.messageId)', which was sent to \(sentTo): "
+                        + "only the endpoint a message was sent to may acknowledge it")
+            }
             evaluated.ack = AckedMessage(messageId: acked.messageId, type: acked.type, rule: acked.rule, target: acked.target)
             let (ok, status) = Self.ackStatus(event.body)
             d.timeline.append(entry(

@@ -11,12 +11,24 @@ package struct Outgoing: Sendable {
     package var message: Message
     /// Return it (and park it) when no queue takes it. Off for replies to a caller that may have gone.
     package var mandatory: Bool
+    /// Published with our broker user as `user_id` (which the broker checks): our own parking, so that
+    /// replay can tell it from what the broker dead-letters into `sb.parked` on an ESB's behalf.
+    package var signed: Bool
 
-    package init(exchange: String, routingKey: String, message: Message, mandatory: Bool = true) {
+    package init(exchange: String, routingKey: String, message: Message, mandatory: Bool = true, signed: Bool = false) {
         self.exchange = exchange
         self.routingKey = routingKey
         self.message = message
         self.mandatory = mandatory
+        self.signed = signed
+    }
+
+    /// The message as it is published by a connection of `user`.
+    package func message(as user: String) -> Message {
+        guard signed else { return message }
+        var m = message
+        m.properties.userId = user
+        return m
     }
 }
 
@@ -254,7 +266,7 @@ package final class ConsumerLoop {
         }
         try c.corked { () throws(AMQPError) in
             for o in outgoing {
-                try c.publish(exchange: o.exchange, routingKey: o.routingKey, message: o.message, mandatory: o.mandatory)
+                try c.publish(exchange: o.exchange, routingKey: o.routingKey, message: o.message(as: options.user), mandatory: o.mandatory)
             }
         }
         return Published(batch: batch, through: c.lastPublished)
@@ -275,7 +287,7 @@ package final class ConsumerLoop {
                     code: "unroutable",
                     reason: "unroutable: no queue is bound to exchange '\(r.exchange)' for routing key '\(r.routingKey)' (\(r.replyText))",
                     stage: role, endpoint: nil)
-                try c.publish(exchange: parked.exchange, routingKey: parked.routingKey, message: parked.message)
+                try c.publish(exchange: parked.exchange, routingKey: parked.routingKey, message: parked.message(as: options.user))
             }
             let parking = try c.waitForConfirms(timeout: confirmTimeout) { stopFlag.isStopped }
             outcome.nacked += parking.nacked

@@ -35,10 +35,12 @@ package struct Original: Sendable, Equatable {
     package static func of(_ message: Message, exchange: String, routingKey: String) -> Original {
         if let kept = Original(message.properties.headers[Contract.Header.original]) { return kept }
         var props = message.properties
-        props.headers = props.headers.filter {
-            !brokerHeaders.contains($0.key) && !$0.key.hasPrefix("x-first-death-") && !$0.key.hasPrefix("x-last-death-")
-        }
+        props.headers = withoutBrokerHeaders(props.headers)
         return Original(exchange: exchange, routingKey: routingKey, properties: props)
+    }
+
+    package static func withoutBrokerHeaders(_ headers: [String: FieldValue]) -> [String: FieldValue] {
+        headers.filter { !brokerHeaders.contains($0.key) && !$0.key.hasPrefix("x-first-death-") && !$0.key.hasPrefix("x-last-death-") }
     }
 
     package static func of(_ d: Delivery) -> Original {

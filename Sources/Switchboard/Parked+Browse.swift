@@ -15,14 +15,40 @@ package struct ParkedMessage: Sendable, Equatable {
     package var messageId: String?
     package var original: Original?
     package var body: Data
+    /// Who parked it; only Switchboard's own parking is read for its reason, stage and original.
+    package var origin: ParkedOrigin
 
-    package init(_ m: Message) {
+    package init(_ m: Message, switchboardUser: String) {
         let h = m.properties.headers
-        reason = h[Contract.Header.reason]?.description ?? "(no reason recorded)"
-        stage = h[Contract.Header.stage]?.description ?? ""
-        endpoint = h[Contract.Header.endpoint]?.description
-        parkedAt = h[Contract.Header.parkedAt]?.description ?? ""
-        original = Original(h[Contract.Header.original])
+        origin = ParkedOrigin.of(m, switchboardUser: switchboardUser)
+        switch origin {
+        case .switchboard:
+            reason = h[Contract.Header.reason]?.description ?? "(no reason recorded)"
+            stage = h[Contract.Header.stage]?.description ?? ""
+            endpoint = h[Contract.Header.endpoint]?.description
+            parkedAt = h[Contract.Header.parkedAt]?.description ?? ""
+            original = Original(h[Contract.Header.original])
+        case .deadLettered(_, let queue, let exchange, let routingKey):
+            reason = origin.description ?? ""
+            stage = "broker"
+            endpoint = ["sb.in.", "sb.out."].first(where: queue.hasPrefix).map { String(queue.dropFirst($0.count)) }
+            var deaths: [FieldValue] = []
+            if case .array(let a)? = h["x-death"] { deaths = a }
+            if case .table(let newest)? = deaths.first, case .timestamp(let t)? = newest["time"] {
+                parkedAt = Date(timeIntervalSince1970: TimeInterval(t)).formatted(Date.ISO8601FormatStyle())
+            } else {
+                parkedAt = ""
+            }
+            var props = m.properties
+            props.headers = Original.withoutBrokerHeaders(props.headers)
+            original = Original(exchange: exchange, routingKey: routingKey ?? "", properties: props)
+        case .unknown:
+            reason = origin.description ?? ""
+            stage = ""
+            endpoint = nil
+            parkedAt = ""
+            original = nil
+        }
         messageId = m.properties.messageId ?? original?.properties.messageId
         body = m.body
         var hasher = Hash.FNV64()
@@ -74,7 +100,7 @@ package struct ParkedQueue: Sendable {
         var out: [ParkedMessage] = []
         let wanted = min(limit, total)
         while out.count < wanted, let d = try c.nextDelivery(timeout: out.isEmpty ? 2 : 0.3) {
-            out.append(ParkedMessage(d.message))
+            out.append(ParkedMessage(d.message, switchboardUser: options.user))
         }
         return (total, out)
     }
@@ -94,7 +120,7 @@ package struct ParkedQueue: Sendable {
         try c.consume(Contract.parkedQueue)
         while left > 0, !remaining.isEmpty, let d = try c.nextDelivery(timeout: 5) {
             left -= 1
-            let p = ParkedMessage(d.message)
+            let p = ParkedMessage(d.message, switchboardUser: options.user)
             guard remaining.contains(p.id) else {
                 try c.publish(exchange: "", routingKey: Contract.parkedQueue, message: d.message)
                 guard try c.waitForConfirms(timeout: 30).allConfirmed else { throw AMQPError(.timeout, "the broker refused a parked message") }
@@ -105,9 +131,12 @@ package struct ParkedQueue: Sendable {
             var outcome = ParkedOutcome.discarded
             var detail = "removed from \(Contract.parkedQueue)"
             if replay {
-                guard let target = ReplayHandler.replay(d.message) else {
+                let target: Outgoing
+                do {
+                    target = try ReplayHandler.replay(d.message, switchboardUser: options.user)
+                } catch {
                     try c.nack(d, requeue: true)
-                    if !progress(p, .failed, "not a message Switchboard parked: no original exchange and routing key") { return }
+                    if !progress(p, .failed, "not replayed: \(error)") { return }
                     continue
                 }
                 try c.publish(exchange: target.exchange, routingKey: target.routingKey, message: target.message)

@@ -13,8 +13,11 @@ package final class ReplayHandler: BatchHandler {
     private let logger: Logger
     package private(set) var replayed = 0
 
-    package init(limit: Int, stop: StopFlag, logger: Logger) {
+    private let switchboardUser: String
+
+    package init(limit: Int, switchboardUser: String, stop: StopFlag, logger: Logger) {
         self.limit = limit
+        self.switchboardUser = switchboardUser
         self.stop = stop
         self.logger = logger
     }
@@ -25,8 +28,18 @@ package final class ReplayHandler: BatchHandler {
     package func handle(_ batch: [Delivery]) throws -> [Outgoing] {
         var out: [Outgoing] = []
         for d in batch {
-            guard replayed < limit, let target = Self.replay(d.message) else {
-                // Over the limit, or not something we parked: leave it parked, unchanged, at the end.
+            guard replayed < limit else {
+                out.append(Outgoing(exchange: "", routingKey: Contract.parkedQueue, message: d.message))
+                continue
+            }
+            let target: Outgoing
+            do {
+                target = try Self.replay(d.message, switchboardUser: switchboardUser)
+            } catch {
+                // Not something we can replay: it stays parked, unchanged, at the end.
+                logger.warning("parked message not replayed", metadata: [
+                    "sb.message-id": "\(d.message.properties.messageId ?? "-")", "sb.reason": "\(error)",
+                ])
                 out.append(Outgoing(exchange: "", routingKey: Contract.parkedQueue, message: d.message))
                 continue
             }
@@ -41,22 +54,61 @@ package final class ReplayHandler: BatchHandler {
         return out
     }
 
-    /// Where a parked message goes again. What an ESB published to `sb.in` goes straight into its
-    /// endpoint's inbound queue, carrying what was published as data (`x-sb-replay`): we cannot publish
-    /// with the ESB's user_id, and intake must still see who sent it. Our own messages (timers, outbound)
-    /// go back to where we published them, as they were.
-    static func replay(_ parked: Message) -> Outgoing? {
-        let headers = parked.properties.headers
-        guard let original = Original(headers[Contract.Header.original]) else { return legacy(parked) }
-        if original.exchange == Contract.inboundExchange {
-            let props = Properties(
-                messageId: original.properties.messageId, appId: "switchboard", persistent: true,
-                headers: [Contract.Header.replay: .bool(true), Contract.Header.original: original.field])
+    package struct Refused: Error, CustomStringConvertible {
+        package var description: String
+    }
+
+    /// Where a parked message goes again, trusting only what Switchboard wrote (`ParkedOrigin`).
+    /// - Our parking: what an ESB published to `sb.in` goes straight into its endpoint's inbound queue,
+    ///   carrying what was published as data (`x-sb-replay`): we cannot publish with the ESB's user_id, and
+    ///   intake must still see who sent it. Our own messages (timers, outbound) go back to where we
+    ///   published them, as they were.
+    /// - Dead-lettered by the broker: back into the queue it died in, and only one of our data queues:
+    ///   an ESB's message into its inbound queue as the ESB published it (intake checks it again, with
+    ///   the user_id the broker checked when the ESB published it), ours (work, outbound, our replay of an
+    ///   inbound message) as they were. Its `x-sb-*` headers are never read.
+    /// - Anything else is not replayed.
+    static func replay(_ parked: Message, switchboardUser: String) throws(Refused) -> Outgoing {
+        switch ParkedOrigin.of(parked, switchboardUser: switchboardUser) {
+        case .switchboard:
+            let headers = parked.properties.headers
+            guard let original = Original(headers[Contract.Header.original]) else {
+                guard let legacy = legacy(parked) else { throw Refused(description: "it names no original exchange and routing key") }
+                return legacy
+            }
+            if original.exchange == Contract.inboundExchange {
+                return inbound(body: parked.body, original: original, queue: Contract.inboundQueue(original.routingKey))
+            }
             return Outgoing(
-                exchange: "", routingKey: Contract.inboundQueue(original.routingKey), message: Message(body: parked.body, properties: props))
+                exchange: original.exchange, routingKey: original.routingKey, message: Message(body: parked.body, properties: original.properties))
+        case .deadLettered(_, let queue, let exchange, let routingKey):
+            let dataQueue = queue.hasPrefix("sb.in.") || queue.hasPrefix("sb.out.") || queue.hasPrefix("sb.work.")
+            guard dataQueue else {
+                throw Refused(description: "it was dead-lettered from queue '\(queue)', which is not one of Switchboard's data queues")
+            }
+            var props = parked.properties
+            props.headers = Original.withoutBrokerHeaders(props.headers)
+            let asPublished = Original(exchange: exchange, routingKey: routingKey ?? "", properties: props)
+            if queue.hasPrefix("sb.in."), exchange == Contract.inboundExchange {
+                // What an ESB published, whatever its headers say.
+                return inbound(body: parked.body, original: asPublished, queue: queue)
+            }
+            if queue.hasPrefix("sb.in.") && !exchange.isEmpty {
+                throw Refused(description: "it died in '\(queue)' but was published to exchange '\(exchange)'")
+            }
+            // Ours: a work or outbound message, or our replay of an inbound message (published through the
+            // default exchange, where no ESB user may publish).
+            return Outgoing(exchange: "", routingKey: queue, message: Message(body: parked.body, properties: props))
+        case .unknown:
+            throw Refused(description: ParkedOrigin.of(parked, switchboardUser: switchboardUser).description ?? "unknown origin")
         }
-        return Outgoing(
-            exchange: original.exchange, routingKey: original.routingKey, message: Message(body: parked.body, properties: original.properties))
+    }
+
+    private static func inbound(body: Data, original: Original, queue: String) -> Outgoing {
+        let props = Properties(
+            messageId: original.properties.messageId, appId: "switchboard", persistent: true,
+            headers: [Contract.Header.replay: .bool(true), Contract.Header.original: original.field])
+        return Outgoing(exchange: "", routingKey: queue, message: Message(body: body, properties: props))
     }
 
     /// Parked by an earlier version (the message's own properties, our headers added): ours removed.
@@ -85,7 +137,7 @@ extension Application {
         let wanted = min(limit ?? depth, depth)
         guard wanted > 0 else { return 0 }
         let stop = StopFlag()
-        let handler = ReplayHandler(limit: wanted, stop: stop, logger: logger)
+        let handler = ReplayHandler(limit: wanted, switchboardUser: options.user, stop: stop, logger: logger)
         // Batches of one: the limit is exact, and replay is an operator's action, not a hot path.
         ConsumerLoop(
             name: "replay", options: options, topology: Topology(config: config), prefetch: 1, batchSize: 1,

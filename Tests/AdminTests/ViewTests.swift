@@ -54,7 +54,7 @@ import Testing
         func parked(_ reason: String, body: String) -> ParkedMessage {
             ParkedMessage(Message(body: Data(body.utf8), properties: Properties(messageId: "m", headers: [
                 Contract.Header.reason: .string(reason), Contract.Header.parkedAt: .string("2026-12-01T10:00:00.000Z"),
-            ])))
+            ])), switchboardUser: "switchboard")
         }
         let a = parked("ack for unknown message 'sb-1': its correlation_id names no message", body: "1")
         let b = parked("ack for unknown message 'sb-2': its correlation_id names no message", body: "2")

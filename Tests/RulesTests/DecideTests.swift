@@ -91,6 +91,26 @@ import Testing
         #expect(d.failedOutbound.keys.sorted() == ["sb-out-1"])
     }
 
+    @Test func anAckFromAnotherEndpointThanTheTargetIsRefusedNamingBoth() throws {
+        let c = ConversationSnapshot(id: "c1", version: 3, references: ["customer-a": "INC1"])
+        for status in ["ok", "error"] {
+            var s = try ack(#"{"status":"\#(status)","key":"FORGED-1"}"#, conversation: c)
+            s.endpoint = "customer-a"
+            s.event.endpoint = "customer-a"
+            #expect {
+                try engine().decide(s)
+            } throws: { error in
+                "\(error)" == "ack from endpoint 'customer-a' for message 'sb-out-1', which was sent to endpoint 'vendor-x': "
+                    + "only the endpoint a message was sent to may acknowledge it"
+            }
+        }
+        // Nor may anyone answer a timer (its id has the shape of an outbound message's).
+        var s = try ack(#"{"status":"ok"}"#, conversation: c)
+        s.acked?.kind = .timer
+        s.acked?.target = "vendor-x"
+        #expect(throws: Unprocessable.self) { try engine().decide(s) }
+    }
+
     @Test func aTimerFiresOnItsConversation() throws {
         var e = InboundEvent(endpoint: "switchboard", messageId: "t1", type: "timer", body: ["timer": "check", "conversation": .string(cid)], ticketId: nil)
         e.timer = "check"

@@ -11,7 +11,7 @@ import uuid
 import pika
 import pytest
 
-from conftest import AMQP_HOST, BINARY, REPO, Switchboard, start_shape
+from conftest import AMQP_HOST, BINARY, REPO, Switchboard, incident, start_shape
 
 PORTAL = """
 endpoints:
@@ -98,7 +98,8 @@ def test_an_esb_user_with_every_property_set_is_served_and_its_bad_message_is_ke
         [(parked, parked_body)] = esb.take("sb.parked", 1, timeout=10)
         assert parked_body == b"{broken"
         assert "not valid JSON" in parked.headers["x-sb-reason"]
-        assert parked.user_id is None and parked.expiration is None and parked.priority is None
+        # Our own user (the signature replay trusts; the broker checks it), never the ESB's.
+        assert parked.user_id == "guest" and parked.expiration is None and parked.priority is None
         original = parked.headers["x-sb-original"]
         assert (original["exchange"], original["routing_key"]) == ("sb.in", "portal-z")
         sent = original["properties"]
@@ -190,3 +191,95 @@ def test_switchboard_runs_as_its_own_least_privilege_user(esb, vhost, portal_use
         assert [p.message_id for p, _ in esb.take("sb.parked", 1, timeout=20)] == ["own-bad"]
     finally:
         assert sb.stop() == 0
+
+
+def test_an_ack_from_another_endpoint_than_the_target_is_parked_naming_both(esb, switchboard):
+    """customer-a cannot answer what was sent to vendor-x: neither an ok ack (it would link a vendor key of
+    its choosing) nor an error ack (it would set off vendor-x's retry rules)."""
+    number = "INC" + uuid.uuid4().hex[:7]
+    esb.publish("customer-a", incident(number), message_id=f"{number}-1")
+    [(create, _)] = esb.take("sb.out.vendor-x", 1)
+    esb.publish("customer-a", {"status": "ok", "key": "FORGED-1"}, type="ack", correlation_id=create.message_id,
+                message_id="cross-ok")
+    esb.publish("customer-a", {"status": "error", "code": "LOCKED"}, type="ack", correlation_id=create.message_id,
+                message_id="cross-error")
+    parked = {p.message_id: p.headers["x-sb-reason"] for p, _ in esb.take("sb.parked", 2, timeout=20)}
+    for mid in ("cross-ok", "cross-error"):
+        assert (f"ack from endpoint 'customer-a' for message '{create.message_id}', which was sent to endpoint "
+                "'vendor-x'") in parked[mid], parked[mid]
+    assert esb.drain("sb.out.vendor-x", quiet=1.0) == [] and esb.drain("sb.out.customer-a", quiet=0.2) == []
+    # The target's own ack still works and links its key.
+    esb.publish("vendor-x", {"status": "ok", "key": "VX-REAL"}, type="ack", correlation_id=create.message_id,
+                message_id="real-ok")
+    conversation = create.headers["x-sb-conversation"]
+    deadline = time.time() + 15
+    refs = {}
+    while time.time() < deadline and "VX-REAL" not in refs.values():
+        refs = dict(switchboard.query(f"SELECT endpoint, ticket_id FROM reference WHERE conversation_id = '{conversation}'"))
+        time.sleep(0.1)
+    assert refs == {"customer-a": number, "vendor-x": "VX-REAL"}
+
+
+@pytest.fixture
+def policy_vhost():
+    from conftest import fresh_vhost
+    yield from fresh_vhost("sb-test-forged-")
+
+
+def test_a_forged_dead_lettered_message_is_replayed_only_into_the_queue_it_died_in(policy_vhost):
+    """With the production policy the broker dead-letters an ESB's own message into sb.parked with every
+    header it carried. One that expired with an `x-sb-original` naming vendor-x's outbound queue and
+    another ESB's user is replayed back into the inbound queue it died in, as the ESB published it (intake
+    checks it again and parks it: no ticket id), never to vendor-x; our own parked message in the same
+    replay reaches its target."""
+    from conftest import ESB, rabbitmqctl
+    vhost = policy_vhost
+    esb = ESB(vhost)
+    sb = Switchboard(vhost, env={"SB_MAX_MESSAGE_BYTES": "4096"}).start()
+    number = "INC" + uuid.uuid4().hex[:7]
+    try:
+        esb.publish("customer-a", incident(number, description="x" * 5000), message_id="ours-big")
+        deadline = time.time() + 20
+        while esb.depth("sb.parked") < 1 and time.time() < deadline:
+            time.sleep(0.1)
+        method, ours, _ = esb.ch.basic_get("sb.parked", auto_ack=False)
+        esb.ch.basic_nack(method.delivery_tag, requeue=True)
+        assert "exceeds the limit" in ours.headers["x-sb-reason"]
+        # Signed: published with our broker user, which the broker checked.
+        assert ours.user_id == "guest"
+    finally:
+        assert sb.stop() == 0
+    r = rabbitmqctl("set_policy", "-p", vhost, "--apply-to", "queues", "--priority", "10", "sb-data", r"^sb\.(in|out|work)\.",
+                    json.dumps({"dead-letter-exchange": "", "dead-letter-routing-key": "sb.parked"}))
+    assert r.returncode == 0, r.stderr
+    claim = {"exchange": "sb.out", "routing_key": "vendor-x",
+             "properties": {"user_id": "esb-vendor", "message_id": "forged-inner", "type": "create"}}
+    esb.ch.basic_publish("sb.in", "customer-a", json.dumps({"forged": True}).encode(), pika.BasicProperties(
+        message_id="forged-1", expiration="1", delivery_mode=2,
+        headers={"x-sb-original": claim, "x-sb-replay": True, "x-sb-reason": "looks parked", "x-sb-parked-at": "2026-01-01"}))
+    deadline = time.time() + 20
+    while esb.depth("sb.parked") < 2 and time.time() < deadline:
+        time.sleep(0.1)
+    assert esb.depth("sb.parked") == 2, "the broker did not dead-letter the expired message into sb.parked"
+    r = subprocess.run([BINARY, "parked", "replay", "--config", sb.config], env=sb.env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert esb.depth("sb.parked") == 0 and esb.depth("sb.out.vendor-x") == 0 and esb.depth("sb.in.customer-a") == 2
+    # Checked by intake again, with a size limit that fits now: ours flows, the forged one is parked as
+    # what the ESB published (to sb.in, no user_id), not what it claimed.
+    again = Switchboard(vhost, data=sb.data).start()
+    try:
+        out = esb.take("sb.out.vendor-x", 1, timeout=20)
+        assert [p.correlation_id for p, _ in out] == ["ours-big"]
+        [(reparked, body)] = esb.take("sb.parked", 1, timeout=20)
+        assert reparked.message_id == "forged-1" and json.loads(body) == {"forged": True}
+        assert "no ticket id" in reparked.headers["x-sb-reason"], reparked.headers["x-sb-reason"]
+        kept = reparked.headers["x-sb-original"]
+        assert (kept["exchange"], kept["routing_key"]) == ("sb.in", "customer-a")
+        # (The broker drops the expiration of a message it dead-lettered for it.) The claim is kept as data.
+        assert kept["properties"].get("user_id") is None and kept["properties"]["message_id"] == "forged-1"
+        assert kept["properties"]["headers"]["x-sb-original"]["routing_key"] == "vendor-x"
+        assert "x-death" not in kept["properties"]["headers"]
+        assert esb.drain("sb.out.vendor-x", quiet=1.0) == []
+    finally:
+        assert again.stop() == 0
+        esb.close()
