@@ -26,13 +26,16 @@ struct AdminContext: RequestContext, SessionRequestContext {
     let sessions: SessionContext<AdminSession>
     var identity: AdminIdentity?
     var csrf: String?
-    /// The peer's address without its port, for rate limiting and the log.
+    /// The peer's address without its port.
     let remoteAddress: String
+    /// The client's address (behind a trusted proxy, the one it names), for rate limiting and the log.
+    var client: ClientAddress
 
     init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         sessions = .init()
         remoteAddress = source.channel.remoteAddress?.ipAddress ?? "?"
+        client = ClientAddress(address: remoteAddress, viaProxy: false)
     }
 
     /// The largest form or JSON body taken: enough for an action on 10,000 parked messages.
@@ -45,54 +48,46 @@ struct Accounts: Sendable {
     let users: [String: AdminUser]
     let tokens: [String: AdminToken]
 
+    /// What an unknown user's password is checked against: a hash of the configured users' cost, so an
+    /// unknown name costs as much as a known one and timing does not tell which names exist.
+    let decoy: String
+    let gate = BcryptGate()
+
     init(_ settings: AdminSettings) {
         users = Dictionary(settings.users.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         tokens = Dictionary(settings.tokens.filter { !$0.sha256.isEmpty }.map { ($0.sha256, $0) }, uniquingKeysWith: { a, _ in a })
+        decoy = Self.decoy(for: settings.users)
     }
 
+    /// The decoy hash, of the highest cost among the configured users' hashes (12, the default of
+    /// `hash-password`, when there are none).
+    static func decoy(for users: [AdminUser]) -> String {
+        let cost = users.compactMap { AdminSettings.bcryptCost($0.passwordHash) }.max() ?? 12
+        return Bcrypt.hash(Random.token(bytes: 16), cost: UInt8(clamping: min(max(cost, AdminSettings.bcryptCosts.lowerBound), AdminSettings.bcryptCosts.upperBound)))
+    }
+
+    enum Verdict { case signedIn(AdminUser), refused, busy }
+
     /// bcrypt's verification runs on a thread pool: it is slow on purpose and must not hold an event loop.
-    func verify(user name: String, password: String) async -> AdminUser? {
-        // An unknown user costs the same as a known one, so timing does not tell which names exist.
+    /// A user name over the length limit is refused without hashing (no configured name is that long);
+    /// more verifications at once than `gate` allows are answered busy.
+    func verify(user name: String, password: String) async -> Verdict {
+        guard name.utf8.count <= AdminSettings.maxUserNameLength, password.utf8.count <= 1024 else { return .refused }
         let user = users[name]
-        let hash = user?.passwordHash.isEmpty == false ? user!.passwordHash : Self.decoy
+        let hash = user?.passwordHash.isEmpty == false ? user!.passwordHash : decoy
+        guard gate.enter() else { return .busy }
+        defer { gate.leave() }
         let ok = await withCheckedContinuation { (k: CheckedContinuation<Bool, Never>) in
             DispatchQueue.global().async { k.resume(returning: Bcrypt.verify(password, hash: hash)) }
         }
-        guard ok, let user, !user.passwordHash.isEmpty else { return nil }
-        return user
+        guard ok, let user, !user.passwordHash.isEmpty else { return .refused }
+        return .signedIn(user)
     }
 
     func token(_ presented: String) -> AdminToken? {
         let digest = SHA256.hash(data: Data(presented.utf8)).map { String(format: "%02x", $0) }.joined()
         // The lookup is by digest: comparing digests leaks nothing useful about the token itself.
         return tokens[digest]
-    }
-
-    static let decoy = Bcrypt.hash("not a password of anyone", cost: 10)
-}
-
-/// Sign-in attempts per user name and per client address: after 5 failures within 5 minutes, refused
-/// until the window has passed.
-final class SignInLimiter: Sendable {
-    private let failures = Mutex([String: [Date]]())
-    static let window: TimeInterval = 300
-    static let allowed = 5
-
-    func blocked(_ keys: [String], now: Date = Date()) -> Bool {
-        failures.withLock { f in
-            keys.contains { (f[$0] ?? []).filter { now.timeIntervalSince($0) < Self.window }.count >= Self.allowed }
-        }
-    }
-
-    func failed(_ keys: [String], now: Date = Date()) {
-        failures.withLock { f in
-            for key in keys { f[key, default: []] = (f[key] ?? []).filter { now.timeIntervalSince($0) < Self.window } + [now] }
-            if f.count > 10_000 { f = f.filter { $0.value.contains { now.timeIntervalSince($0) < Self.window } } }
-        }
-    }
-
-    func succeeded(_ keys: [String]) {
-        failures.withLock { f in for key in keys { f[key] = nil } }
     }
 }
 
@@ -101,6 +96,10 @@ final class SignInLimiter: Sendable {
 struct AuthMiddleware: RouterMiddleware {
     typealias Context = AdminContext
     let accounts: Accounts
+    let settings: AdminSettings
+    /// Strict-Transport-Security on every answer served over HTTPS to a browser: through a trusted TLS
+    /// proxy, or our own TLS on a name that is not loopback (on localhost it would pin every local port).
+    static let hsts = "max-age=31536000"
 
     static func isPublic(_ path: String) -> Bool {
         path == "/health" || path == "/sign-in" || path.hasPrefix("/static/")
@@ -110,6 +109,11 @@ struct AuthMiddleware: RouterMiddleware {
         var context = context
         var request = request
         let path = request.uri.path
+        context.client = ClientAddress.resolve(
+            peer: context.remoteAddress, forwarded: request.headers[HTTPField.Name(settings.clientAddressHeader)!],
+            trusted: settings.trustedProxies)
+        let hsts = context.client.viaProxy
+            || (!settings.plainHTTP && AdminSettings.hostPort(settings.listen).map { !AdminSettings.isLoopback($0.0) } == true)
         let api = path.hasPrefix("/api/")
         if let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") {
             guard let token = accounts.token(String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)) else {
@@ -134,7 +138,9 @@ struct AuthMiddleware: RouterMiddleware {
                 return Self.secure(Problem.response(.forbidden, "the form's CSRF token is missing or wrong: reload the page and try again"))
             }
         }
-        return Self.secure(try await next(request, context))
+        var response = Self.secure(try await next(request, context))
+        if hsts { response.headers[HTTPField.Name("Strict-Transport-Security")!] = Self.hsts }
+        return response
     }
 
     static func constantTimeEqual(_ a: String, _ b: String) -> Bool {

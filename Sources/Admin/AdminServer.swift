@@ -67,9 +67,11 @@ package enum AdminServer {
         router.add(middleware: SessionMiddleware(
             storage: MemoryPersistDriver(),
             configuration: .init(
-                sessionCookieParameters: .init(name: "sb_session", path: "/", secure: !settings.plainHTTP, sameSite: .lax),
+                // Secure even on plain HTTP: that is served only on loopback behind a TLS proxy, so the
+                // browser speaks HTTPS.
+                sessionCookieParameters: .init(name: "sb_session", path: "/", secure: true, sameSite: .lax),
                 keyPrefix: "sb.session.", defaultSessionExpiration: .seconds(settings.sessionMinutes * 60))))
-        router.add(middleware: AuthMiddleware(accounts: services.accounts))
+        router.add(middleware: AuthMiddleware(accounts: services.accounts, settings: settings))
         APIRoutes(s: services).add(to: router)
         PageRoutes(s: services).add(to: router)
 

@@ -73,32 +73,58 @@ struct PageRoutes {
             Response(status: .ok, headers: [.contentType: "text/javascript; charset=utf-8", .cacheControl: "max-age=300"], body: .init(byteBuffer: ByteBuffer(string: Static.js)))
         }
         router.get("/sign-in") { r, c in
-            render("signin", c, title: "Sign in", ["next": Self.safeNext(r.uri.queryParameters.get("next"))])
+            // Sign-in's own CSRF token (there is no session yet): a random value in a cookie that only
+            // this page sets and in the form, compared on the POST (double submit). A page of another site
+            // can post the form, but cannot read or set the cookie.
+            // The token a browser holds already is kept: it loads this page more than once at a time (its
+            // favicon's request is sent here too), and a new token each time would void the form it shows.
+            let (token, fresh) = Self.signInToken(r)
+            var resp = render("signin", c, title: "Sign in", ["next": SafeNext.path(r.uri.queryParameters.get("next")), "signin_csrf": token])
+            if fresh { resp.setCookie(Self.signInCookie(token)) }
+            return resp
         }
         router.post("/sign-in") { r, c in
             var r = r
             let form = try await Form.read(&r, context: c)
             let user = form.first("user") ?? ""
-            let next = Self.safeNext(form.first("next"))
-            let address = c.remoteAddress
-            let keys = ["user:\(user)", "address:\(address)"]
-            if s.limiter.blocked(keys) {
-                s.logger.warning("admin: sign-in refused, too many failures", metadata: ["sb.user": "\(user)", "sb.address": "\(address)"])
-                var resp = render("signin", c, title: "Sign in", ["next": next, "error": "Too many failed attempts: wait a few minutes."])
-                resp.status = .tooManyRequests
+            let next = SafeNext.path(form.first("next"))
+            let address = c.client.address
+            // Logged as given but bounded: a name is at most so long, whatever was posted.
+            let shownUser = String(user.prefix(AdminSettings.maxUserNameLength))
+            func again(_ status: HTTPResponse.Status, _ error: String, retryAfter: TimeInterval? = nil) -> Response {
+                let (token, fresh) = Self.signInToken(r)
+                var resp = render("signin", c, title: "Sign in", ["next": next, "error": error, "signin_csrf": token])
+                resp.status = status
+                if fresh { resp.setCookie(Self.signInCookie(token)) }
+                if let retryAfter { resp.headers[.retryAfter] = String(Int(retryAfter.rounded(.up))) }
                 return resp
             }
-            guard let account = await s.accounts.verify(user: user, password: form.first("password") ?? "") else {
-                s.limiter.failed(keys)
-                s.logger.notice("admin: sign-in failed", metadata: ["sb.user": "\(user)", "sb.address": "\(address)"])
-                var resp = render("signin", c, title: "Sign in", ["next": next, "error": "Unknown user or wrong password."])
-                resp.status = .unauthorized
+            guard let presented = form.first("signin_csrf"), let expected = r.cookies[Self.signInCookie]?.value,
+                AuthMiddleware.constantTimeEqual(presented, expected)
+            else {
+                s.logger.notice("admin: sign-in without its form token", metadata: ["sb.user": "\(shownUser)", "sb.address": "\(address)"])
+                return again(.forbidden, "The sign-in form had expired: sign in again.")
+            }
+            if let wait = s.limiter.wait(user: user, address: address) {
+                s.logger.warning("admin: sign-in refused, too many failures", metadata: ["sb.user": "\(shownUser)", "sb.address": "\(address)"])
+                return again(.tooManyRequests, "Too many failed attempts: wait \(Int(wait.rounded(.up))) seconds.", retryAfter: wait)
+            }
+            switch await s.accounts.verify(user: user, password: form.first("password") ?? "") {
+            case .busy:
+                s.logger.warning("admin: sign-in refused, too many at once", metadata: ["sb.address": "\(address)"])
+                return again(.serviceUnavailable, "Too many sign-ins at once: try again in a moment.", retryAfter: 1)
+            case .refused:
+                s.limiter.failed(user: user, address: address)
+                s.logger.notice("admin: sign-in failed", metadata: ["sb.user": "\(shownUser)", "sb.address": "\(address)"])
+                return again(.unauthorized, "Unknown user or wrong password.")
+            case .signedIn(let account):
+                s.limiter.succeeded(user: user, address: address)
+                c.sessions.createSession(AdminSession(user: account.name, csrf: Random.token()), expiresIn: .seconds(s.settings.sessionMinutes * 60))
+                s.logger.notice("admin: signed in", metadata: ["sb.user": "\(account.name)", "sb.address": "\(address)"])
+                var resp = Response(status: .seeOther, headers: [.location: next])
+                resp.setCookie(Self.signInCookie("", maxAge: 0))
                 return resp
             }
-            s.limiter.succeeded(keys)
-            c.sessions.createSession(AdminSession(user: account.name, csrf: Random.token()), expiresIn: .seconds(s.settings.sessionMinutes * 60))
-            s.logger.notice("admin: signed in", metadata: ["sb.user": "\(account.name)", "sb.address": "\(address)"])
-            return Response(status: .seeOther, headers: [.location: next])
         }
         router.post("/sign-out") { _, c in
             c.sessions.clearSession()
@@ -245,10 +271,16 @@ struct PageRoutes {
         Time.iso(d).replacingOccurrences(of: "T", with: " ").replacingOccurrences(of: "Z", with: "")
     }
 
-    /// Only a path of ours: never another site (`//evil`, `https://...`).
-    static func safeNext(_ next: String?) -> String {
-        guard let next, next.hasPrefix("/"), !next.hasPrefix("//"), !next.contains("\\") else { return "/" }
-        return next
+    static let signInCookie = "sb_signin"
+
+    /// The sign-in form's token: the one of the browser's cookie when it holds one of ours, else a new one.
+    static func signInToken(_ r: Request) -> (token: String, fresh: Bool) {
+        if let held = r.cookies[signInCookie]?.value, held.utf8.count == 48, held.allSatisfy(\.isHexDigit) { return (held, false) }
+        return (Random.token(), true)
+    }
+
+    static func signInCookie(_ token: String, maxAge: Int = 3600) -> Cookie {
+        Cookie(name: signInCookie, value: token, maxAge: maxAge, path: "/sign-in", secure: true, httpOnly: true, sameSite: .strict)
     }
 
     static func label(_ kind: String) -> String {

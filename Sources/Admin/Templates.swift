@@ -43,6 +43,7 @@ enum Templates {
           {{#error}}<p class="error">{{error}}</p>{{/error}}
           <form method="post" action="/sign-in">
             <input type="hidden" name="next" value="{{next}}">
+            <input type="hidden" name="signin_csrf" value="{{signin_csrf}}">
             <label>User <input name="user" autocomplete="username" required autofocus></label>
             <label>Password <input name="password" type="password" autocomplete="current-password" required></label>
             <button class="primary">Sign in</button>

@@ -128,7 +128,18 @@ package struct AdminSettings: Sendable {
     package var warnAgeSeconds = 120
     package var users: [AdminUser] = []
     package var tokens: [AdminToken] = []
+    /// Peers that are the TLS proxy in front of the admin (their addresses): a request from one of them
+    /// comes from the address its `clientAddressHeader` names, and through HTTPS (HSTS is sent).
+    package var trustedProxies: Set<String> = []
+    /// The header a trusted proxy names the client in (the rightmost address it does not trust).
+    package var clientAddressHeader = "X-Forwarded-For"
     package var location: SourceLocation
+
+    /// The longest user name the admin takes (a longer one is refused without hashing anything).
+    package static let maxUserNameLength = 128
+    /// bcrypt costs the admin accepts in a password hash: enough to matter, bounded so a sign-in costs
+    /// well under a second of a core.
+    package static let bcryptCosts = 4...14
 
     package init(location: SourceLocation) { self.location = location }
 
@@ -141,6 +152,21 @@ package struct AdminSettings: Sendable {
 
     package static func isLoopback(_ host: String) -> Bool {
         host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+
+    /// A textual IPv4 or IPv6 address (what a peer's address and a forwarding header hold).
+    package static func isIPAddress(_ s: String) -> Bool {
+        guard !s.isEmpty, s.utf8.count <= 45 else { return false }
+        if s.contains(":") { return s.allSatisfy { $0.isHexDigit || $0 == ":" || $0 == "." } }
+        let parts = s.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts.allSatisfy { p in p.count <= 3 && !p.isEmpty && p.allSatisfy(\.isASCII) && Int(p).map { $0 <= 255 } == true }
+    }
+
+    /// The cost a bcrypt hash was made with (`$2b$12$...`), or nil if it has none readable.
+    package static func bcryptCost(_ hash: String) -> Int? {
+        let parts = hash.split(separator: "$", omittingEmptySubsequences: false)
+        guard parts.count >= 4, parts[2].count == 2 else { return nil }
+        return Int(parts[2])
     }
 }
 

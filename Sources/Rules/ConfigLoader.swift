@@ -213,11 +213,17 @@ package struct ConfigLoader {
                             if !hash.isEmpty && !(hash.hasPrefix("$2a$") || hash.hasPrefix("$2b$") || hash.hasPrefix("$2y$")) {
                                 error(v, "admin user: password_hash is not a bcrypt hash (make one with `switchboard admin hash-password`)")
                             }
+                            if let cost = AdminSettings.bcryptCost(hash), !AdminSettings.bcryptCosts.contains(cost) {
+                                error(v, "admin user: password_hash has bcrypt cost \(cost); the admin accepts \(AdminSettings.bcryptCosts.lowerBound)...\(AdminSettings.bcryptCosts.upperBound)")
+                            }
                             user.passwordHash = hash
                         default: unknownKey(k, in: "an admin user", allowed: "name, role, password_hash")
                         }
                     }
                     if user.name.isEmpty { error(item, "admin user without a name") }
+                    if user.name.utf8.count > AdminSettings.maxUserNameLength {
+                        error(item, "admin user name is \(user.name.utf8.count) bytes long; the limit is \(AdminSettings.maxUserNameLength)")
+                    }
                     if a.users.contains(where: { $0.name == user.name }) { error(item, "admin user '\(user.name)' is defined twice") }
                     a.users.append(user)
                 }
@@ -240,8 +246,23 @@ package struct ConfigLoader {
                     if token.name.isEmpty { error(item, "API token without a name") }
                     a.tokens.append(token)
                 }
+            case "trusted_proxies":
+                // A list, or one text of addresses separated by commas (what an environment variable holds).
+                for (node, text) in stringList(value) {
+                    for address in text.split(whereSeparator: { $0 == "," || $0 == " " }).map(String.init) {
+                        if AdminSettings.isIPAddress(address) { a.trustedProxies.insert(address) } else { error(node, "admin.trusted_proxies: '\(address)' is not an IP address") }
+                    }
+                }
+            case "client_address_header":
+                if let v = string(value) {
+                    if v.isEmpty || !v.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) {
+                        error(value, "admin.client_address_header: '\(v)' is not a header name")
+                    } else {
+                        a.clientAddressHeader = v
+                    }
+                }
             default:
-                unknownKey(key, in: "admin", allowed: "listen, tls_cert_file, tls_key_file, plain_http, management_url, session_minutes, warn_depth, warn_age_seconds, users, tokens")
+                unknownKey(key, in: "admin", allowed: "listen, tls_cert_file, tls_key_file, plain_http, management_url, session_minutes, warn_depth, warn_age_seconds, users, tokens, trusted_proxies, client_address_header")
             }
         }
         if let (host, _) = AdminSettings.hostPort(a.listen) {

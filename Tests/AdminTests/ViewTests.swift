@@ -84,8 +84,26 @@ import Testing
     }
 
     @Test func signInGoesOnlyToOurOwnPaths() {
-        #expect(PageRoutes.safeNext("/feed?state=failed") == "/feed?state=failed")
-        for bad in ["//evil.example/", "https://evil.example/", "/\\evil", nil] { #expect(PageRoutes.safeNext(bad) == "/") }
+        for good in ["/feed?state=failed", "/", "/conversations/abc?x=a%2Fb", "/search?q=INC%201"] { #expect(SafeNext.path(good) == good) }
+        let bad: [String?] = [
+            "//evil.example/", "https://evil.example/", "/\\evil", nil, "/%09/evil.example", "/\t/evil.example", "/%0d%0a/evil.example",
+            "/%0A/evil", "/%2F/evil.example", "/%252F/evil.example", "/%5Cevil.example", "/%255Cevil", "evil", "",
+            "/feed//evil", "/%2f%2fevil",
+        ]
+        for b in bad { #expect(SafeNext.path(b) == "/", "\(b ?? "nil")") }
+    }
+
+    @Test func behindATrustedProxyTheClientIsTheAddressItNames() {
+        let proxy: Set = ["127.0.0.1"]
+        #expect(ClientAddress.resolve(peer: "127.0.0.1", forwarded: "203.0.113.9", trusted: proxy) == ClientAddress(address: "203.0.113.9", viaProxy: true))
+        // A client's own X-Forwarded-For entries come first; the proxy appends what it saw.
+        #expect(ClientAddress.resolve(peer: "127.0.0.1", forwarded: "1.2.3.4, 198.51.100.7", trusted: proxy).address == "198.51.100.7")
+        #expect(ClientAddress.resolve(peer: "127.0.0.1", forwarded: "198.51.100.7, 127.0.0.1", trusted: proxy).address == "198.51.100.7")
+        #expect(ClientAddress.resolve(peer: "127.0.0.1", forwarded: nil, trusted: proxy) == ClientAddress(address: "127.0.0.1", viaProxy: true))
+        #expect(ClientAddress.resolve(peer: "127.0.0.1", forwarded: "not-an-address", trusted: proxy).address == "127.0.0.1")
+        // A peer not trusted names nobody.
+        #expect(ClientAddress.resolve(peer: "192.0.2.1", forwarded: "203.0.113.9", trusted: proxy) == ClientAddress(address: "192.0.2.1", viaProxy: false))
+        #expect(ClientAddress.resolve(peer: "127.0.0.1", forwarded: "203.0.113.9", trusted: []).address == "127.0.0.1")
     }
 
     @Test func everyTemplateRenders() {
@@ -111,21 +129,44 @@ import Testing
 
     @Test func passwordsVerifyWithBcrypt() async {
         var s = AdminSettings(location: SourceLocation(file: "t", line: 1))
-        s.users = [AdminUser(name: "alice", role: .operator, passwordHash: AdminPasswords.hash("pw", cost: 4), location: s.location),
+        s.users = [AdminUser(name: "alice", role: .operator, passwordHash: AdminPasswords.hash("pw", cost: 5), location: s.location),
                    AdminUser(name: "nohash", role: .viewer, passwordHash: "", location: s.location)]
         let accounts = Accounts(s)
-        #expect(await accounts.verify(user: "alice", password: "pw")?.name == "alice")
-        #expect(await accounts.verify(user: "alice", password: "wrong") == nil)
-        #expect(await accounts.verify(user: "nohash", password: "") == nil)
-        #expect(await accounts.verify(user: "nobody", password: "pw") == nil)
+        func name(_ v: Accounts.Verdict) -> String? { if case .signedIn(let u) = v { return u.name } else { return nil } }
+        #expect(name(await accounts.verify(user: "alice", password: "pw")) == "alice")
+        #expect(name(await accounts.verify(user: "alice", password: "wrong")) == nil)
+        #expect(name(await accounts.verify(user: "nohash", password: "")) == nil)
+        #expect(name(await accounts.verify(user: "nobody", password: "pw")) == nil)
+        #expect(name(await accounts.verify(user: String(repeating: "a", count: 10_000), password: "pw")) == nil)
+        // An unknown name is checked against a hash of the users' own cost (timing tells no names apart).
+        #expect(AdminSettings.bcryptCost(accounts.decoy) == 5)
+        #expect(AdminSettings.bcryptCost(Accounts.decoy(for: [])) == 12)
     }
 
-    @Test func signInLimits() {
+    @Test func bcryptRunsAtMostSoManyAtOnce() {
+        let gate = BcryptGate(limit: 2)
+        #expect(gate.enter() && gate.enter())
+        #expect(!gate.enter())
+        gate.leave()
+        #expect(gate.enter())
+    }
+
+    @Test func signInBacksOffPerUserAndAddress() {
         let limiter = SignInLimiter()
         let now = Date()
-        for _ in 0..<5 { limiter.failed(["user:a"], now: now) }
-        #expect(limiter.blocked(["user:a"], now: now))
-        #expect(!limiter.blocked(["user:b"], now: now))
-        #expect(!limiter.blocked(["user:a"], now: now.addingTimeInterval(SignInLimiter.window + 1)))
+        for _ in 0..<SignInLimiter.free { limiter.failed(user: "a", address: "1.1.1.1", now: now) }
+        #expect(limiter.wait(user: "a", address: "1.1.1.1", now: now) == SignInLimiter.base)
+        // The same user from elsewhere, and another user from there, are not held back.
+        #expect(limiter.wait(user: "a", address: "2.2.2.2", now: now) == nil)
+        #expect(limiter.wait(user: "b", address: "1.1.1.1", now: now) == nil)
+        #expect(limiter.wait(user: "a", address: "1.1.1.1", now: now.addingTimeInterval(SignInLimiter.base)) == nil)
+        // Each further failure doubles the wait, up to the cap; a success forgets.
+        limiter.failed(user: "a", address: "1.1.1.1", now: now)
+        #expect(limiter.wait(user: "a", address: "1.1.1.1", now: now) == 2 * SignInLimiter.base)
+        for _ in 0..<20 { limiter.failed(user: "a", address: "1.1.1.1", now: now) }
+        #expect(limiter.wait(user: "a", address: "1.1.1.1", now: now) == SignInLimiter.cap)
+        #expect(limiter.wait(user: "a", address: "1.1.1.1", now: now.addingTimeInterval(SignInLimiter.forget)) == nil)
+        limiter.succeeded(user: "a", address: "1.1.1.1")
+        #expect(limiter.wait(user: "a", address: "1.1.1.1", now: now) == nil)
     }
 }

@@ -66,10 +66,14 @@ class Admin:
     def post(self, path, **kw):
         return self.request("POST", path, **kw)
 
-    def sign_in(self, user, password):
-        a = self.post("/sign-in", form={"user": user, "password": password, "next": "/"})
+    def sign_in(self, user, password, next="/", headers=None):
+        """Signs in as a browser does: the sign-in page first (its form token and cookie), then the form."""
+        page = self.get("/sign-in", headers=headers)
+        m = re.search(r'name="signin_csrf" value="([0-9a-f]+)"', page.text)
+        form = {"user": user, "password": password, "next": next, "signin_csrf": m.group(1) if m else ""}
+        a = self.post("/sign-in", form=form, headers=headers)
         if a.status == 303:
-            page = self.get("/")
+            page = self.get("/", headers=headers)
             m = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text)
             self.csrf = m.group(1) if m else None
         return a

@@ -305,8 +305,37 @@ def test_sign_in_is_rate_limited(own_vhost):
         s = Admin(sb.admin_url())
         for _ in range(5):
             assert s.sign_in("admin", "wrong").status == 401
-        assert s.sign_in("admin", SECRETS.admin_password).status == 429
+        held = s.sign_in("admin", SECRETS.admin_password)
+        assert held.status == 429 and 1 <= int(held.headers["Retry-After"]) <= 5
         assert "sign-in refused" in sb.output()
+        # No proxy is trusted here: a forwarding header names nobody, so it cannot dodge the limit.
+        assert s.sign_in("admin", SECRETS.admin_password, headers={"X-Forwarded-For": "203.0.113.50"}).status == 429
+        # Back-off, not lock-out: after the wait, the right password signs in.
+        time.sleep(int(held.headers["Retry-After"]) + 0.2)
+        assert s.sign_in("admin", SECRETS.admin_password).status == 303
+    finally:
+        sb.stop()
+
+
+def test_behind_a_trusted_proxy_failures_of_one_client_lock_nobody_else_out(own_vhost):
+    """Behind the TLS proxy every peer is 127.0.0.1: with it trusted, the client is the address its
+    X-Forwarded-For names, so one client's wrong passwords hold back that client only; the answers carry
+    HSTS (the browser spoke HTTPS to the proxy)."""
+    sb = Switchboard(own_vhost, env=dict(ENV, SB_ADMIN_TRUSTED_PROXIES="127.0.0.1, ::1")).start()
+    try:
+        attacker = {"X-Forwarded-For": "203.0.113.9"}
+        s = Admin(sb.admin_url())
+        for _ in range(6):
+            assert s.sign_in("admin", "wrong", headers=attacker).status in (401, 429)
+        assert s.sign_in("admin", SECRETS.admin_password, headers=attacker).status == 429
+        # The real admin, at another address, and another user from the attacker's address, sign in.
+        admin = Admin(sb.admin_url())
+        ok = admin.sign_in("admin", SECRETS.admin_password, headers={"X-Forwarded-For": "1.2.3.4, 198.51.100.7"})
+        assert ok.status == 303
+        assert admin.get("/feed", headers={"X-Forwarded-For": "198.51.100.7"}).headers["Strict-Transport-Security"] == "max-age=31536000"
+        assert Admin(sb.admin_url()).sign_in("viewer", SECRETS.viewer_password, headers=attacker).status == 303
+        log = sb.output()
+        assert "203.0.113.9" in log and "198.51.100.7" in log
     finally:
         sb.stop()
 
@@ -314,16 +343,40 @@ def test_sign_in_is_rate_limited(own_vhost):
 def test_session_cookie_and_headers(hub):
     s = Admin(hub.url)
     a = s.sign_in("admin", SECRETS.admin_password)
-    cookie = a.headers["Set-Cookie"]
+    [cookie] = [c for c in a.headers.get_all("Set-Cookie") if c.startswith("sb_session=")]
     assert cookie.startswith("sb_session=") and "HttpOnly" in cookie and "Secure" in cookie and "SameSite=Lax" in cookie
     page = s.get("/feed")
     assert page.status == 200 and "default-src 'self'" in page.headers["Content-Security-Policy"]
     assert page.headers["X-Frame-Options"] == "DENY" and page.headers["Cache-Control"] == "no-store"
     assert s.post("/sign-out", form={"csrf": s.csrf}).status == 303
     assert s.get("/feed").status == 303
-    # `next` goes only to our own paths.
-    bounce = Admin(hub.url).post("/sign-in", form={"user": "admin", "password": SECRETS.admin_password, "next": "//evil.example/"})
-    assert bounce.headers["Location"] == "/"
+    # `next` goes only to our own paths, in any encoding a browser would read as another host.
+    for evil in ["//evil.example/", "/%09/evil.example", "/\t/evil.example", "/%0d%0a/evil.example", "/%5Cevil.example",
+                 "/%2F%2Fevil.example", "/%252F/evil.example", "https://evil.example/"]:
+        bounce = Admin(hub.url).sign_in("admin", SECRETS.admin_password, next=evil)
+        assert bounce.status == 303 and bounce.headers["Location"] == "/", (evil, bounce.headers["Location"])
+    assert Admin(hub.url).sign_in("admin", SECRETS.admin_password, next="/feed?state=failed").headers["Location"] == "/feed?state=failed"
+    # Served over our own TLS on localhost: no HSTS (it would pin every port of localhost to HTTPS).
+    assert "Strict-Transport-Security" not in page.headers
+
+
+def test_sign_in_needs_its_form_token(hub):
+    """Login CSRF: another site's page can post the sign-in form, but not with the token of our cookie."""
+    form = {"user": "admin", "password": SECRETS.admin_password, "next": "/"}
+    # No cookie, no token; a token but no cookie; a cookie but another token.
+    assert Admin(hub.url).post("/sign-in", form=form).status == 403
+    assert Admin(hub.url).post("/sign-in", form=dict(form, signin_csrf="0" * 48)).status == 403
+    s = Admin(hub.url)
+    page = s.get("/sign-in")
+    cookie = page.headers["Set-Cookie"]
+    assert cookie.startswith("sb_signin=") and "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert s.post("/sign-in", form=dict(form, signin_csrf="0" * 48)).status == 403
+    # The browser's token is kept across loads of the page (a favicon's redirect loads it too).
+    again = s.get("/sign-in")
+    assert "Set-Cookie" not in again.headers
+    page = s.get("/sign-in")
+    token = re.search(r'name="signin_csrf" value="([0-9a-f]+)"', page.text).group(1)
+    assert s.post("/sign-in", form=dict(form, signin_csrf=token)).status == 303
 
 
 def test_no_secret_in_a_page_an_answer_or_the_log(hub, esb):

@@ -69,7 +69,8 @@ def test_an_administrator_finds_a_vendor_ticket_and_reads_its_life(vhost, esb, b
         browser.find_element(By.NAME, "password").send_keys(SECRETS.admin_password)
         shot(browser, "01-sign-in")
         browser.find_element(By.CSS_SELECTOR, "button.primary").click()
-        wait.until(EC.url_contains("/feed"))
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "header form.search")))
+        assert browser.current_url.endswith("/feed")
 
         box = browser.find_element(By.CSS_SELECTOR, "header form.search input[name=q]")
         box.send_keys(key)
