@@ -138,29 +138,33 @@ package final class WorkerHandler: BatchHandler {
     }
 
     /// Commits the batch's decisions. When the store refuses the content (not an outage), the commits go
-    /// one at a time to find the messages it refuses; those are parked with the store's reason and the
-    /// rest of their conversation's chain is decided again (it was decided on top of them).
+    /// one at a time to find the messages it refuses; those are parked with the store's reason. A commit
+    /// that did not apply as decided (refused, stale, a duplicate, a conflict) breaks its conversation's
+    /// chain: the later commits of that conversation in the batch were decided on top of it, so they are
+    /// stale and decided again (else one could pass against another writer's version: a lost update).
     /// nil: refused, and the message parked.
     private func commitIsolatingRefusals(_ committing: [Int], _ items: inout [Item]) throws -> [CommitOutcome?] {
         do {
             return try store.commit(committing.map { items[$0].commit! }).map { $0 }
         } catch let e as StoreError where !e.isRetriable {
             var outcomes: [CommitOutcome?] = []
-            var refused: Set<String> = []
+            var broken: Set<String> = []
             for i in committing {
                 let commit = items[i].commit!
-                if refused.contains(commit.conversationId) {
+                if broken.contains(commit.conversationId) {
                     outcomes.append(.stale)
                     continue
                 }
                 do {
-                    outcomes.append(contentsOf: try store.commit([commit]))
+                    let outcome = try store.commit([commit])
+                    outcomes.append(contentsOf: outcome)
+                    if case .committed? = outcome.first {} else { broken.insert(commit.conversationId) }
                 } catch let e as StoreError where !e.isRetriable {
                     logger.warning("the store refused a message", metadata: [
                         "sb.endpoint": "\(items[i].endpoint)", "sb.message-id": "\(items[i].messageId)", "sb.error": "\(e.message)",
                     ])
                     items[i].park = Park(code: "store_refused", reason: "the store refused what this message changes: \(e.message)")
-                    refused.insert(commit.conversationId)
+                    broken.insert(commit.conversationId)
                     outcomes.append(nil)
                 }
             }

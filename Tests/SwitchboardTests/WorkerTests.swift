@@ -73,7 +73,59 @@ final class InterferingStore: ConversationStore, @unchecked Sendable {
     }
 }
 
+/// A store that refuses every commit of more than one message (as if one of them held a value it cannot
+/// store), so the worker goes one at a time; `beforeFirstSingle` runs before the first single commit.
+final class BatchRefusingStore: ConversationStore, @unchecked Sendable {
+    let inner: ConversationStore
+    var beforeFirstSingle: (() throws -> Void)?
+    private(set) var outcomes: [CommitOutcome] = []
+
+    init(_ inner: ConversationStore) { self.inner = inner }
+
+    func find(_ refs: [TicketRef]) throws -> ConversationSnapshot? { try inner.find(refs) }
+    func conversation(id: String) throws -> ConversationSnapshot? { try inner.conversation(id: id) }
+    func outbound(messageId: String) throws -> StoredOutbound? { try inner.outbound(messageId: messageId) }
+    func timeline(conversationId: String) throws -> [TimelineEntry] { try inner.timeline(conversationId: conversationId) }
+    func references(conversationId: String) throws -> [String: String] { try inner.references(conversationId: conversationId) }
+    func heartbeat(member: String, ttl: TimeInterval) throws -> [String] { try inner.heartbeat(member: member, ttl: ttl) }
+    func leave(member: String) throws { try inner.leave(member: member) }
+    func failedOutbound(limit: Int) throws -> (count: Int, newest: [FailedOutbound]) { try inner.failedOutbound(limit: limit) }
+    func prune(now: Date, retention: Settings.Retention, limit: Int) throws -> Pruned {
+        try inner.prune(now: now, retention: retention, limit: limit)
+    }
+    func commit(_ commits: [Commit]) throws -> [CommitOutcome] {
+        if commits.count > 1 { throw StoreError("a value the store cannot hold", code: .refused) }
+        if let hook = beforeFirstSingle {
+            beforeFirstSingle = nil
+            try hook()
+        }
+        let result = try inner.commit(commits)
+        outcomes += result
+        return result
+    }
+}
+
 @Suite struct WorkerTests {
+    /// The refusal path keeps the chain: m1 goes stale (another writer committed m2 meanwhile), so m3,
+    /// decided on top of m1, must not pass against the other writer's version; both are decided again,
+    /// in order.
+    @Test func aStaleCommitInTheRefusalPathMakesTheRestOfItsChainStale() throws {
+        let cfg = try config()
+        let store = try temporaryStore()
+        let other = WorkerHandler(config: cfg, store: store, partitions: [0], logger: logger)
+        _ = try other.handle([delivery("m0")])
+        let refusing = BatchRefusingStore(store)
+        let mine = WorkerHandler(config: cfg, store: refusing, partitions: [0], logger: logger)
+        refusing.beforeFirstSingle = { _ = try other.handle([delivery("m2")]) }
+        let out = try mine.handle([delivery("m1", tag: 1), delivery("m3", tag: 2)])
+        #expect(refusing.outcomes.first == .stale)
+        #expect(try out.map { try JSON.parse($0.message.body) } == [["seen": "3"], ["seen": "4"]])
+        let conversation = try #require(try store.find([TicketRef("customer-a", "INC1")]))
+        #expect(conversation.counters == ["n": 4] && conversation.version == 4)
+        let received = try store.timeline(conversationId: conversation.id).filter { $0.kind == "received" }.map(\.messageId)
+        #expect(received == ["m0", "m2", "m1", "m3"])
+    }
+
     let logger = Logger(label: "test")
 
     @Test func aStaleCommitIsRefusedAndTheMessageReEvaluated() throws {
