@@ -37,15 +37,24 @@ package struct Topology: Sendable {
     }
 
     /// A queue that carries data: a quorum queue (replicated, at-least-once) when the settings say so.
-    private func declareData(_ name: String, on c: Connection, arguments: [String: FieldValue] = [:]) throws(AMQPError) {
-        var args = arguments
-        if queueType == "quorum" { args["x-queue-type"] = .string("quorum") }
-        try c.declareQueue(name, arguments: args)
+    /// `singleConsumer`: one consumer at a time, enforced by the broker on every queue type (inbound queues
+    /// and work partitions, whose order rests on it). A classic queue's consumer asks for it with
+    /// `exclusive`; a quorum queue ignores `exclusive` (a second exclusive consume succeeds), so it is
+    /// declared with `x-single-active-consumer`: a second consumer gets nothing while the first is there.
+    private func declareData(_ name: String, on c: Connection, singleConsumer: Bool = false) throws(AMQPError) {
+        try c.declareQueue(name, arguments: Self.dataArguments(queueType: queueType, singleConsumer: singleConsumer))
+    }
+
+    package static func dataArguments(queueType: String, singleConsumer: Bool) -> [String: FieldValue] {
+        guard queueType == "quorum" else { return [:] }
+        var args: [String: FieldValue] = ["x-queue-type": .string("quorum")]
+        if singleConsumer { args["x-single-active-consumer"] = .bool(true) }
+        return args
     }
 
     package func declare(on c: Connection) throws(AMQPError) {
         try c.declareExchange(Contract.unroutedExchange, type: "fanout")
-        try declareData(Contract.unroutedQueue, on: c)
+        try declareData(Contract.unroutedQueue, on: c, singleConsumer: true)
         try c.bindQueue(Contract.unroutedQueue, exchange: Contract.unroutedExchange, routingKey: "")
         try c.declareExchange(Contract.inboundExchange, arguments: ["alternate-exchange": .string(Contract.unroutedExchange)])
         try c.declareExchange(Contract.outboundExchange)
@@ -53,7 +62,7 @@ package struct Topology: Sendable {
         try declareData(Contract.parkedQueue, on: c)
         try Self.declareStoreQueue(on: c, queueType: queueType)
         for e in endpoints {
-            try declareData(Contract.inboundQueue(e), on: c)
+            try declareData(Contract.inboundQueue(e), on: c, singleConsumer: true)
             try c.bindQueue(Contract.inboundQueue(e), exchange: Contract.inboundExchange, routingKey: e)
             try declareData(Contract.outboundQueue(e), on: c)
             try c.bindQueue(Contract.outboundQueue(e), exchange: Contract.outboundExchange, routingKey: e)
@@ -67,7 +76,7 @@ package struct Topology: Sendable {
             try declareDelay(Contract.timerDelayExchange(ms), ms: ms, deadLetterTo: Contract.workExchange, on: c)
         }
         for p in 0..<partitions {
-            try declareData(Contract.workQueue(p), on: c)
+            try declareData(Contract.workQueue(p), on: c, singleConsumer: true)
             try c.bindQueue(Contract.workQueue(p), exchange: Contract.workExchange, routingKey: String(p))
         }
     }
