@@ -144,7 +144,7 @@ extension Engine {
             d.timeline.append(entry(note.kind, endpoint: s.endpoint, rule: note.rule, body: note.body, note.detail))
         }
         let inbound = InboundKey(s.endpoint, s.messageId)
-        let inboundHash = MessageIds.inboundHash(endpoint: s.endpoint, messageId: s.messageId)
+        let inboundHash = MessageIds.inboundHash(endpoint: s.endpoint, messageId: s.messageId, version: c.version)
         for (n, draft) in decision.outbound.enumerated() {
             let id = MessageIds.outbound(conversation: c.id, route: s.route, inbound: inboundHash, index: n)
             let body = draft.body.serialized()

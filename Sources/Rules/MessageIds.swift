@@ -31,13 +31,18 @@ package enum MessageIds {
         return h.value
     }
 
-    /// 16 hex digits naming an inbound message within its conversation's outbound ids: stable, so a
-    /// message evaluated again after a crash produces the same outbound ids.
-    package static func inboundHash(endpoint: String, messageId: String) -> String {
+    /// 16 hex digits naming an inbound message within its conversation's outbound ids, applied on top of
+    /// conversation version `version`: stable, so a message evaluated again on the same state (after a
+    /// crash) produces the same outbound ids; fresh when the same message id is applied again later (a
+    /// re-sync or a replay after the store forgot it, past the dedupe window), so that effect is a new one
+    /// with new ids, neither mistaken by receivers for the old one nor colliding with its outbox rows.
+    package static func inboundHash(endpoint: String, messageId: String, version: Int) -> String {
         var h = Hash.FNV128()
         h.add(endpoint)
         h.add([0])
         h.add(messageId)
+        h.add([0])
+        h.add(String(version))
         return String(h.hex.prefix(16))
     }
 

@@ -196,8 +196,13 @@ package final class PostgresStore: ConversationStore {
                 SELECT conversation_id INTO owner FROM reference WHERE endpoint = ref->>'endpoint' AND ticket_id = ref->>'ticketId';
                 IF owner <> cid THEN RAISE EXCEPTION 'stale' USING ERRCODE = 'SB001'; END IF;
               END LOOP;
+              -- Another commit of this message id won a race (checked as a duplicate or conflict on the retry);
+              -- every other unique violation (an outbox id) is an error, never "stale": retrying it would
+              -- give the same answer forever and stop the partition.
               INSERT INTO processed (endpoint, message_id, conversation_id, processed_at, attempt, digest)
-                VALUES (c->'inbound'->>'endpoint', c->'inbound'->>'messageId', cid, at, c->>'attempt', coalesce(c->>'digest', ''));
+                VALUES (c->'inbound'->>'endpoint', c->'inbound'->>'messageId', cid, at, c->>'attempt', coalesce(c->>'digest', ''))
+                ON CONFLICT DO NOTHING;
+              IF NOT FOUND THEN RAISE EXCEPTION 'stale' USING ERRCODE = 'SB001'; END IF;
               INSERT INTO outbox (message_id, conversation_id, inbound_endpoint, inbound_message_id, seq, target, type, rule, body, delay_ms, kind, created_at)
                 SELECT o->>'messageId', o->>'conversationId', o->'inbound'->>'endpoint', o->'inbound'->>'messageId', n - 1,
                        o->>'target', o->>'type', o->>'rule', decode(o->>'body', 'base64'), (o->>'delayMs')::bigint, o->>'kind', at
@@ -217,7 +222,7 @@ package final class PostgresStore: ConversationStore {
                        t->>'messageId', t->>'rule', t->>'detail', t->>'body', (t->>'sinceIntakeMs')::bigint
                   FROM jsonb_array_elements(c->'timeline') WITH ORDINALITY AS x(t, n) ORDER BY n;
               outcomes := outcomes || jsonb_build_array(jsonb_build_object('committed', jsonb_build_object('version', expected + 1)));
-            EXCEPTION WHEN SQLSTATE 'SB001' OR unique_violation THEN
+            EXCEPTION WHEN SQLSTATE 'SB001' THEN
               broken := broken || cid;
               outcomes := outcomes || '[{"stale": {}}]'::jsonb;
             END;

@@ -131,7 +131,15 @@ package final class WorkerHandler: BatchHandler {
             }
             pending = committing.filter { items[$0].outcome == .stale }
             if !pending.isEmpty && attempt >= Self.maxAttempts {
-                throw StoreError("conversation kept changing under \(pending.count) message(s) after \(attempt) attempts")
+                // Parked with the reason, never handed back to the broker: a message the store keeps
+                // answering "stale" for would come back forever and stop its partition.
+                for i in pending {
+                    items[i].park = Park(
+                        code: "kept_stale",
+                        reason: "conversation \(items[i].commit?.conversationId ?? "?") kept changing under this message: its commit was "
+                            + "stale \(attempt) times in a row; replay it when the conversation is quiet")
+                }
+                break
             }
         }
         return items.flatMap(outgoing)

@@ -43,7 +43,7 @@ import Testing
         // Its own ticket starts the conversation (no "linked" entry); the vendor's ticket is a link.
         #expect(d.timeline.map(\.kind) == ["received", "linked", "rule-matched", "counter", "delay-scheduled", "sent"])
         #expect(d.timeline.allSatisfy { $0.conversationId == cid && $0.at == now })
-        let inbound = MessageIds.inboundHash(endpoint: "customer-a", messageId: "m1")
+        let inbound = MessageIds.inboundHash(endpoint: "customer-a", messageId: "m1", version: 0)
         #expect(d.outbox.map(\.messageId) == [
             MessageIds.outbound(conversation: cid, route: s.route, inbound: inbound, index: 0),
             MessageIds.outbound(conversation: cid, route: s.route, inbound: inbound, index: 0, timer: true),
@@ -54,6 +54,11 @@ import Testing
         #expect(d.next.version == 1 && d.next.counters == ["n": 1] && d.next.references.count == 2)
         // The same message decided again (after a crash) names its messages the same.
         #expect(try engine().decide(s).outbox.map(\.messageId) == d.outbox.map(\.messageId))
+        // Applied again on a later state (the store forgot it: past the dedupe window), it is a fresh
+        // effect with fresh ids.
+        var later = s
+        later.conversation.version = 7
+        #expect(Set(try engine().decide(later).outbox.map(\.messageId)).isDisjoint(with: d.outbox.map(\.messageId)))
     }
 
     @Test func aReferenceAnotherConversationOwnsIsNotLinked() throws {

@@ -271,6 +271,24 @@ enum StoreContract {
         #expect(try store.conversation(id: "c2") == nil)
     }
 
+    /// An outbox id that exists already (a message applied again past the dedupe window, from an older
+    /// release whose ids did not change with the state) is refused as content, never answered "stale":
+    /// stale is retried, and this would be stale forever.
+    static func aCollidingOutboxIdIsRefusedNotStale(_ backend: Backend) throws {
+        let store = try backend.open().store
+        let now = Date()
+        let k1 = InboundKey("customer-a", "m1"), k2 = InboundKey("customer-a", "m2")
+        #expect(try store.commit([Commit(inbound: k1, conversationId: "c1", expectedVersion: 0, outbox: [outbound("o1", conversation: "c1", inbound: k1)], at: now)])
+                == [.committed(version: 1)])
+        do {
+            let outcome = try store.commit([Commit(inbound: k2, conversationId: "c1", expectedVersion: 1, outbox: [outbound("o1", conversation: "c1", inbound: k2)], at: now)])
+            Issue.record("a colliding outbox id was answered \(outcome), not refused")
+        } catch let e as StoreError {
+            #expect(e.code == .refused, "\(e)")
+        }
+        #expect(try store.conversation(id: "c1")?.version == 1)
+    }
+
     static func survivesReopening(_ backend: Backend) throws {
         let (store, reopen) = try backend.open()
         _ = try store.commit([Commit(inbound: InboundKey("a", "1"), conversationId: "c1", expectedVersion: 0,
@@ -337,6 +355,7 @@ enum StoreContract {
     @Test func chainAfterStale() async throws { try await onThread { [b] in try StoreContract.aChainAfterAStaleCommitIsStale(b) } }
     @Test func failedOutbound() async throws { try await onThread { [b] in try StoreContract.failedOutboundIsCountedAndListed(b) } }
     @Test func reusedMessageId() async throws { try await onThread { [b] in try StoreContract.aReusedMessageIdIsAConflict(b) } }
+    @Test func collidingOutboxId() async throws { try await onThread { [b] in try StoreContract.aCollidingOutboxIdIsRefusedNotStale(b) } }
     @Test func retention() async throws { try await onThread { [b] in try StoreContract.retentionPrunesByAge(b) } }
     @Test func reopening() async throws { try await onThread { [b] in try StoreContract.survivesReopening(b) } }
     @Test func membership() async throws { try await onThread { [b] in try StoreContract.membership(b) } }
@@ -381,6 +400,7 @@ enum StoreContract {
     @Test func chainAfterStale() async throws { try await onThread { [b] in try StoreContract.aChainAfterAStaleCommitIsStale(b) } }
     @Test func failedOutbound() async throws { try await onThread { [b] in try StoreContract.failedOutboundIsCountedAndListed(b) } }
     @Test func reusedMessageId() async throws { try await onThread { [b] in try StoreContract.aReusedMessageIdIsAConflict(b) } }
+    @Test func collidingOutboxId() async throws { try await onThread { [b] in try StoreContract.aCollidingOutboxIdIsRefusedNotStale(b) } }
     @Test func retention() async throws { try await onThread { [b] in try StoreContract.retentionPrunesByAge(b) } }
     @Test func reopening() async throws { try await onThread { [b] in try StoreContract.survivesReopening(b) } }
     @Test func membership() async throws { try await onThread { [b] in try StoreContract.membership(b) } }

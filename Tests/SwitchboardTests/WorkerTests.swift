@@ -150,6 +150,25 @@ final class BatchRefusingStore: ConversationStore, @unchecked Sendable {
         #expect(try store.timeline(conversationId: conversation.id).filter { $0.kind == "received" }.count == 3)
     }
 
+    /// Past the dedupe window the store has forgotten a message id while its outbox rows (kept for bodies'
+    /// retention) remain: the message applied again is a fresh effect with fresh ids, not a collision that
+    /// parks it or stops the partition.
+    @Test func aMessageAppliedAgainPastTheDedupeWindowIsAFreshEffect() throws {
+        let cfg = try config()
+        let store = try temporaryStore()
+        let worker = WorkerHandler(config: cfg, store: store, partitions: [0], logger: logger)
+        let first = try worker.handle([delivery("m1")])
+        var retention = Settings.Retention()
+        retention.dedupeDays = 7
+        retention.bodiesDays = 30
+        _ = try store.prune(now: Date().addingTimeInterval(8 * 86_400), retention: retention, limit: 10_000)
+        let again = try worker.handle([delivery("m1")])
+        #expect(again.map(\.routingKey) == ["customer-a"])
+        #expect(try again.map { try JSON.parse($0.message.body) } == [["seen": "2"]])
+        #expect(again[0].message.properties.messageId != first[0].message.properties.messageId)
+        #expect(try store.find([TicketRef("customer-a", "INC1")])?.counters == ["n": 2])
+    }
+
     @Test func redeliveryAfterCommitRepublishesTheSameMessageIds() throws {
         let cfg = try config()
         let store = try temporaryStore()
