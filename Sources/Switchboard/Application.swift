@@ -160,10 +160,43 @@ package enum Application {
     package static func runAll(
         config: SwitchboardConfig, logger: Logger, extra: @Sendable (ConversationStore?) throws -> [any Service] = { _ in [] }
     ) async throws {
+        if storeBackend(config) == "sqlite" { try await refuseASecondEmbeddedStore(config, logger: logger) }
         try await run(
             Roles(intake: true, store: .serve, partitions: Array(0..<config.settings.partitions),
                   workerThreads: config.settings.workers, coordinated: true),
             config: config, logger: logger, extra: extra)
+    }
+
+    /// Two `switchboard run` with SQLite stores of their own on one vhost would split conversations: each
+    /// decides on its own file, and whichever consumes a partition's queue applies the ticket's next update
+    /// to a conversation the other holds. So `run` does not start while another store serves `sb.store`
+    /// (waiting a few seconds for one that is shutting down). A second process on the *same* store is a
+    /// `switchboard store` standby, which waits instead; a fleet shares one PostgreSQL store.
+    static func refuseASecondEmbeddedStore(_ config: SwitchboardConfig, logger: Logger, patience: TimeInterval = 10) async throws {
+        let options = try brokerOptions(config)
+        let deadline = Date().addingTimeInterval(patience)
+        while true {
+            // rabbitmq-c blocks: on a thread of its own, not a concurrency thread.
+            let consumers: Int = try await withCheckedThrowingContinuation { k in
+                Thread {
+                    k.resume(with: Result {
+                        let c = try Connection(options, logger: logger)
+                        defer { c.close() }
+                        try Topology.declareStoreQueue(on: c, queueType: config.settings.queueType)
+                        return try c.queueDepth(Contract.storeQueue).consumers
+                    })
+                }.start()
+            }
+            if consumers == 0 { return }
+            if Date() >= deadline {
+                throw StartRefused(
+                    "another Switchboard store already serves '\(Contract.storeQueue)' on this broker's vhost: a second "
+                        + "`switchboard run` with its own SQLite store (\(sqlitePath(config))) would split conversations between "
+                        + "the two files. Stop the other one, give this one a vhost of its own (broker_url), or run "
+                        + "`switchboard worker`/`intake` beside the running store")
+            }
+            try await Task.sleep(for: .milliseconds(500))
+        }
     }
 
     /// Runs the given roles with the same code whichever process they are in. `extra` adds services that
@@ -292,4 +325,10 @@ extension Application {
         }
         return lines.joined(separator: "\n")
     }
+}
+
+/// Why a process would not start, for the operator.
+package struct StartRefused: Error, CustomStringConvertible {
+    package var description: String
+    init(_ d: String) { description = d }
 }

@@ -97,7 +97,16 @@ package final class IntakeHandler: BatchHandler {
                 return park("invalid_json", "\(error) (endpoint \(name))", name)
             }
             parsed = body
-            guard let ticket = endpoint.facts(body: body, amqpType: props.type).ticketId else {
+            let facts = endpoint.facts(body: body, amqpType: props.type)
+            // A type read from the body (type_field) is checked like the AMQP type: `timer` is ours, and an
+            // ack is an ack only by its AMQP type (with the correlation_id it answers).
+            if props.type?.isEmpty ?? true, facts.type == EventType.timer || facts.type == EventType.ack, let field = endpoint.typeField {
+                return park(
+                    "reserved_type", "type '\(facts.type)' at \(field.source) (endpoints.\(name).type_field) is reserved: "
+                        + (facts.type == EventType.ack ? "an ack is sent with the AMQP type 'ack' and a correlation_id" : "an ESB cannot send a timer"),
+                    name)
+            }
+            guard let ticket = facts.ticketId else {
                 return park("no_ticket_id", "no ticket id at \(endpoint.ticketId.source) (endpoints.\(name).ticket_id)", name)
             }
             if let problem = Self.problem(ticketId: ticket) {

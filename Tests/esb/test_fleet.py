@@ -350,3 +350,21 @@ def test_heartbeats_are_not_queued_behind_a_backlog_of_store_requests(esb, vhost
         assert owned and float(owned[0].split()[-1]) == 8, owned
     finally:
         assert worker.stop() == 0 and store.stop() == 0
+
+
+def test_a_second_run_with_a_store_of_its_own_on_one_vhost_refuses_to_start(esb, vhost):
+    """Two `switchboard run` with separate SQLite stores on one vhost would split conversations between
+    two files; the second says so and exits, and the first goes on serving."""
+    import uuid
+    from conftest import incident
+    first = Switchboard(vhost).start()
+    second = Switchboard(vhost, consumers=0).start()
+    try:
+        assert second.proc.wait(timeout=30) != 0
+        out = second.output()
+        assert "another Switchboard store already serves 'sb.store'" in out and "split conversations" in out, out
+        number = "INC" + uuid.uuid4().hex[:7]
+        esb.publish("customer-a", incident(number), message_id=f"{number}-1")
+        assert len(esb.take("sb.out.vendor-x", 1, timeout=20)) == 1
+    finally:
+        assert first.stop() == 0

@@ -283,3 +283,19 @@ def test_a_forged_dead_lettered_message_is_replayed_only_into_the_queue_it_died_
     finally:
         assert again.stop() == 0
         esb.close()
+
+
+def test_a_type_read_from_the_body_is_checked_like_the_amqp_type(esb, switchboard):
+    """vendor-x's type comes from $.webhookEvent (type_field) when the AMQP type is not set: a body that
+    says `timer` or `ack` is parked at intake, as the AMQP type would be, never taken for one of ours."""
+    from conftest import jira
+    for n, kind in enumerate(["timer", "ack"]):
+        body = jira(f"VX-T{n}", None, event=kind)
+        esb.ch.basic_publish("sb.in", "vendor-x", json.dumps(body).encode(),
+                             pika.BasicProperties(message_id=f"typed-{kind}", delivery_mode=2))
+    parked = {p.message_id: p.headers for p, _ in esb.take("sb.parked", 2, timeout=20)}
+    for kind in ("timer", "ack"):
+        h = parked[f"typed-{kind}"]
+        assert h["x-sb-stage"] == "intake", h
+        assert f"type '{kind}' at $.webhookEvent (endpoints.vendor-x.type_field) is reserved" in h["x-sb-reason"], h
+    assert esb.drain("sb.out.customer-a", quiet=1.0) == []
