@@ -100,6 +100,16 @@ struct AuthMiddleware: RouterMiddleware {
     /// Strict-Transport-Security on every answer served over HTTPS to a browser: through a trusted TLS
     /// proxy, or our own TLS on a name that is not loopback (on localhost it would pin every local port).
     static let hsts = "max-age=31536000"
+    private let hstsAlways: Bool
+    private let clientAddressField: HTTPField.Name
+
+    init(accounts: Accounts, settings: AdminSettings) {
+        self.accounts = accounts
+        self.settings = settings
+        hstsAlways = !settings.plainHTTP && AdminSettings.hostPort(settings.listen).map { !AdminSettings.isLoopback($0.0) } == true
+        // The configuration check allows only letters, digits and dashes: a valid field name.
+        clientAddressField = HTTPField.Name(settings.clientAddressHeader) ?? HTTPField.Name("X-Forwarded-For")!
+    }
 
     static func isPublic(_ path: String) -> Bool {
         path == "/health" || path == "/sign-in" || path.hasPrefix("/static/")
@@ -110,10 +120,8 @@ struct AuthMiddleware: RouterMiddleware {
         var request = request
         let path = request.uri.path
         context.client = ClientAddress.resolve(
-            peer: context.remoteAddress, forwarded: request.headers[HTTPField.Name(settings.clientAddressHeader)!],
-            trusted: settings.trustedProxies)
-        let hsts = context.client.viaProxy
-            || (!settings.plainHTTP && AdminSettings.hostPort(settings.listen).map { !AdminSettings.isLoopback($0.0) } == true)
+            peer: context.remoteAddress, forwarded: request.headers[clientAddressField], trusted: settings.trustedProxies)
+        let hsts = hstsAlways || context.client.viaProxy
         let api = path.hasPrefix("/api/")
         if let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") {
             guard let token = accounts.token(String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)) else {

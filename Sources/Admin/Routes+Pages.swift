@@ -65,6 +65,20 @@ struct PageRoutes {
         return value
     }
 
+    /// The sign-in page with its form token (Sign-in's own CSRF: there is no session yet): a random value
+    /// in a cookie only this page sets and in the form, compared on the POST (double submit). A page of
+    /// another site can post the form, but cannot read or set the cookie. The token a browser holds already
+    /// is kept: it loads this page more than once at a time (its favicon's request is sent here too), and a
+    /// new token each time would void the form it shows.
+    func signInPage(_ r: Request, _ c: AdminContext, next: String, error: String? = nil) -> Response {
+        let (token, fresh) = Self.signInToken(r)
+        var model: [String: Any] = ["next": next, "signin_csrf": token]
+        if let error { model["error"] = error }
+        var resp = render("signin", c, title: "Sign in", model)
+        if fresh { resp.setCookie(Self.signInCookie(token)) }
+        return resp
+    }
+
     func add(to router: Router<AdminContext>) {
         router.get("/static/app.css") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/css; charset=utf-8", .cacheControl: "max-age=300"], body: .init(byteBuffer: ByteBuffer(string: Static.css)))
@@ -73,15 +87,7 @@ struct PageRoutes {
             Response(status: .ok, headers: [.contentType: "text/javascript; charset=utf-8", .cacheControl: "max-age=300"], body: .init(byteBuffer: ByteBuffer(string: Static.js)))
         }
         router.get("/sign-in") { r, c in
-            // Sign-in's own CSRF token (there is no session yet): a random value in a cookie that only
-            // this page sets and in the form, compared on the POST (double submit). A page of another site
-            // can post the form, but cannot read or set the cookie.
-            // The token a browser holds already is kept: it loads this page more than once at a time (its
-            // favicon's request is sent here too), and a new token each time would void the form it shows.
-            let (token, fresh) = Self.signInToken(r)
-            var resp = render("signin", c, title: "Sign in", ["next": SafeNext.path(r.uri.queryParameters.get("next")), "signin_csrf": token])
-            if fresh { resp.setCookie(Self.signInCookie(token)) }
-            return resp
+            signInPage(r, c, next: SafeNext.path(r.uri.queryParameters.get("next")))
         }
         router.post("/sign-in") { r, c in
             var r = r
@@ -92,10 +98,8 @@ struct PageRoutes {
             // Logged as given but bounded: a name is at most so long, whatever was posted.
             let shownUser = String(user.prefix(AdminSettings.maxUserNameLength))
             func again(_ status: HTTPResponse.Status, _ error: String, retryAfter: TimeInterval? = nil) -> Response {
-                let (token, fresh) = Self.signInToken(r)
-                var resp = render("signin", c, title: "Sign in", ["next": next, "error": error, "signin_csrf": token])
+                var resp = signInPage(r, c, next: next, error: error)
                 resp.status = status
-                if fresh { resp.setCookie(Self.signInCookie(token)) }
                 if let retryAfter { resp.headers[.retryAfter] = String(Int(retryAfter.rounded(.up))) }
                 return resp
             }

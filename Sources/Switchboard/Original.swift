@@ -39,6 +39,14 @@ package struct Original: Sendable, Equatable {
         return Original(exchange: exchange, routingKey: routingKey, properties: props)
     }
 
+    /// What was published, for a message the broker dead-lettered: its own properties less what the broker
+    /// added, with the exchange and routing key of its newest `x-death` entry. Never what its headers claim.
+    package static func deadLettered(_ m: Message, exchange: String, routingKey: String?) -> Original {
+        var props = m.properties
+        props.headers = withoutBrokerHeaders(props.headers)
+        return Original(exchange: exchange, routingKey: routingKey ?? "", properties: props)
+    }
+
     package static func withoutBrokerHeaders(_ headers: [String: FieldValue]) -> [String: FieldValue] {
         headers.filter { !brokerHeaders.contains($0.key) && !$0.key.hasPrefix("x-first-death-") && !$0.key.hasPrefix("x-last-death-") }
     }

@@ -39,9 +39,7 @@ package struct ParkedMessage: Sendable, Equatable {
             } else {
                 parkedAt = ""
             }
-            var props = m.properties
-            props.headers = Original.withoutBrokerHeaders(props.headers)
-            original = Original(exchange: exchange, routingKey: routingKey ?? "", properties: props)
+            original = Original.deadLettered(m, exchange: exchange, routingKey: routingKey)
         case .unknown:
             reason = origin.description ?? ""
             stage = ""

@@ -69,7 +69,8 @@ package final class ReplayHandler: BatchHandler {
     ///   inbound message) as they were. Its `x-sb-*` headers are never read.
     /// - Anything else is not replayed.
     static func replay(_ parked: Message, switchboardUser: String) throws(Refused) -> Outgoing {
-        switch ParkedOrigin.of(parked, switchboardUser: switchboardUser) {
+        let origin = ParkedOrigin.of(parked, switchboardUser: switchboardUser)
+        switch origin {
         case .switchboard:
             let headers = parked.properties.headers
             guard let original = Original(headers[Contract.Header.original]) else {
@@ -86,9 +87,7 @@ package final class ReplayHandler: BatchHandler {
             guard dataQueue else {
                 throw Refused(description: "it was dead-lettered from queue '\(queue)', which is not one of Switchboard's data queues")
             }
-            var props = parked.properties
-            props.headers = Original.withoutBrokerHeaders(props.headers)
-            let asPublished = Original(exchange: exchange, routingKey: routingKey ?? "", properties: props)
+            let asPublished = Original.deadLettered(parked, exchange: exchange, routingKey: routingKey)
             if queue.hasPrefix("sb.in."), exchange == Contract.inboundExchange {
                 // What an ESB published, whatever its headers say.
                 return inbound(body: parked.body, original: asPublished, queue: queue)
@@ -98,9 +97,9 @@ package final class ReplayHandler: BatchHandler {
             }
             // Ours: a work or outbound message, or our replay of an inbound message (published through the
             // default exchange, where no ESB user may publish).
-            return Outgoing(exchange: "", routingKey: queue, message: Message(body: parked.body, properties: props))
+            return Outgoing(exchange: "", routingKey: queue, message: Message(body: parked.body, properties: asPublished.properties))
         case .unknown:
-            throw Refused(description: ParkedOrigin.of(parked, switchboardUser: switchboardUser).description ?? "unknown origin")
+            throw Refused(description: origin.description ?? "unknown origin")
         }
     }
 

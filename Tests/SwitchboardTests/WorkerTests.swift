@@ -40,13 +40,9 @@ func delivery(_ id: String, ticket: String = "INC1", redelivered: Bool = false, 
         message: Message(body: Data(#"{"number":"\#(ticket)"}"#.utf8), properties: props), generation: 1)
 }
 
-/// A store that lets another writer commit just before our first commit: the decision we made is stale.
-final class InterferingStore: ConversationStore, @unchecked Sendable {
+/// A store that forwards every call to another; the wrappers below change what a commit does.
+class ForwardingStore: ConversationStore, @unchecked Sendable {
     let inner: ConversationStore
-    var beforeFirstCommit: (() throws -> Void)?
-    private(set) var outcomes: [CommitOutcome] = []
-    /// Store transactions asked for (commit calls), from any thread.
-    let commits = Mutex(0)
 
     init(_ inner: ConversationStore) { self.inner = inner }
 
@@ -61,7 +57,17 @@ final class InterferingStore: ConversationStore, @unchecked Sendable {
     func prune(now: Date, retention: Settings.Retention, limit: Int) throws -> Pruned {
         try inner.prune(now: now, retention: retention, limit: limit)
     }
-    func commit(_ commits: [Commit]) throws -> [CommitOutcome] {
+    func commit(_ commits: [Commit]) throws -> [CommitOutcome] { try inner.commit(commits) }
+}
+
+/// A store that lets another writer commit just before our first commit: the decision we made is stale.
+final class InterferingStore: ForwardingStore, @unchecked Sendable {
+    var beforeFirstCommit: (() throws -> Void)?
+    private(set) var outcomes: [CommitOutcome] = []
+    /// Store transactions asked for (commit calls), from any thread.
+    let commits = Mutex(0)
+
+    override func commit(_ commits: [Commit]) throws -> [CommitOutcome] {
         self.commits.withLock { $0 += 1 }
         if let hook = beforeFirstCommit {
             beforeFirstCommit = nil
@@ -75,25 +81,11 @@ final class InterferingStore: ConversationStore, @unchecked Sendable {
 
 /// A store that refuses every commit of more than one message (as if one of them held a value it cannot
 /// store), so the worker goes one at a time; `beforeFirstSingle` runs before the first single commit.
-final class BatchRefusingStore: ConversationStore, @unchecked Sendable {
-    let inner: ConversationStore
+final class BatchRefusingStore: ForwardingStore, @unchecked Sendable {
     var beforeFirstSingle: (() throws -> Void)?
     private(set) var outcomes: [CommitOutcome] = []
 
-    init(_ inner: ConversationStore) { self.inner = inner }
-
-    func find(_ refs: [TicketRef]) throws -> ConversationSnapshot? { try inner.find(refs) }
-    func conversation(id: String) throws -> ConversationSnapshot? { try inner.conversation(id: id) }
-    func outbound(messageId: String) throws -> StoredOutbound? { try inner.outbound(messageId: messageId) }
-    func timeline(conversationId: String) throws -> [TimelineEntry] { try inner.timeline(conversationId: conversationId) }
-    func references(conversationId: String) throws -> [String: String] { try inner.references(conversationId: conversationId) }
-    func heartbeat(member: String, ttl: TimeInterval) throws -> [String] { try inner.heartbeat(member: member, ttl: ttl) }
-    func leave(member: String) throws { try inner.leave(member: member) }
-    func failedOutbound(limit: Int) throws -> (count: Int, newest: [FailedOutbound]) { try inner.failedOutbound(limit: limit) }
-    func prune(now: Date, retention: Settings.Retention, limit: Int) throws -> Pruned {
-        try inner.prune(now: now, retention: retention, limit: limit)
-    }
-    func commit(_ commits: [Commit]) throws -> [CommitOutcome] {
+    override func commit(_ commits: [Commit]) throws -> [CommitOutcome] {
         if commits.count > 1 { throw StoreError("a value the store cannot hold", code: .refused) }
         if let hook = beforeFirstSingle {
             beforeFirstSingle = nil
