@@ -32,6 +32,14 @@ AMQP_HOST = os.environ.get("SB_TEST_AMQP_HOST", "localhost")
 TLS_DIR = os.path.dirname(os.environ.get("SB_TLS_CA_FILE", os.path.join(REPO, ".rabbitmq", "tls", "ca.pem")))
 
 
+# `SB_QUEUE_TYPE=quorum make test` (or pytest) runs the ESB tests in the configuration we ship: every
+# Switchboard declares quorum queues (the variable reaches it), and every test vhost gets the data
+# queues' policy of Deploy/rabbitmq/apply.sh, with RabbitMQ 4's default delivery limit (20) set by us.
+QUORUM = os.environ.get("SB_QUEUE_TYPE") == "quorum"
+PRODUCTION_POLICY = {"delivery-limit": 20, "dead-letter-exchange": "", "dead-letter-routing-key": "sb.parked",
+                     "dead-letter-strategy": "at-least-once", "overflow": "reject-publish"}
+
+
 def mgmt(method, path, body=None):
     req = urllib.request.Request(MGMT + path, method=method, data=json.dumps(body).encode() if body is not None else None)
     req.add_header("Authorization", "Basic " + base64.b64encode(b"guest:guest").decode())
@@ -47,6 +55,9 @@ def fresh_vhost(prefix="sb-test-"):
     name = prefix + uuid.uuid4().hex[:8]
     mgmt("PUT", f"/api/vhosts/{name}", {})
     mgmt("PUT", f"/api/permissions/{name}/guest", {"configure": ".*", "write": ".*", "read": ".*"})
+    if QUORUM:
+        mgmt("PUT", f"/api/policies/{name}/sb-data", {"pattern": r"^sb\.(in|out|work)\.", "apply-to": "queues", "priority": 10,
+                                                     "definition": PRODUCTION_POLICY})
     yield name
     mgmt("DELETE", f"/api/vhosts/{name}")
 

@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from admin_client import Admin, Secrets
-from conftest import ESB, Switchboard, flow, incident, jira, mgmt, fresh_vhost
+from conftest import ESB, QUORUM, Switchboard, flow, incident, jira, mgmt, fresh_vhost
 
 SECRETS = Secrets()
 ENV = dict(SECRETS.env, SB_MAX_MESSAGE_BYTES="4096", LOCK_RETRY_DELAY="1s", LOCK_RETRY_MAX="2")
@@ -274,6 +274,8 @@ def test_replay_after_a_configuration_fix(own_vhost):
         assert after.stop() == 0
 
 
+@pytest.mark.xfail(QUORUM, strict=True, reason="quorum queues have no head_message_timestamp in the management API: "
+                   "the oldest waiting message's age is unknown in quorum mode (issue 22's note)")
 def test_endpoint_health(hub, esb):
     api = viewer(hub)
     h = api.get("/api/v1/endpoints").json()
