@@ -1,6 +1,7 @@
 """A three-node RabbitMQ cluster (Deploy/local/cluster.sh) that loses a node under load and gets it back.
 Switchboard's roles name all three nodes in broker_url and declare quorum queues; the ESB publishes
 both sides at once through a node that stays up."""
+import glob
 import os
 import subprocess
 import time
@@ -32,6 +33,15 @@ def queue_nodes(vhost):
             nodes[parts[0]] = next((n for n in ("sb-node-1@localhost", "sb-node-2@localhost", "sb-node-3@localhost")
                                     if n in where), where)
     return nodes
+
+
+def node_log_tail(n, lines=60):
+    folder = os.path.join(REPO, ".rabbitmq-cluster", f"node{n}", "log")
+    logs = sorted(glob.glob(os.path.join(folder, "*.log")), key=os.path.getmtime) if os.path.isdir(folder) else []
+    if not logs:
+        return f"(no log in {folder})"
+    with open(logs[-1], errors="replace") as f:
+        return "".join(f.readlines()[-lines:])
 
 
 def running_nodes():
@@ -117,11 +127,13 @@ def test_the_fleet_loses_a_broker_node_under_load_and_gets_it_back(cluster_vhost
         assert "the broker cancelled consumer sb.store" in roles[0].output(), roles[0].output()[-3000:]
 
         # Node 2 comes back and rejoins; the traffic goes on through the cluster.
-        cluster("start-node", "2")
-        deadline = time.time() + 60
+        started = cluster("start-node", "2")
+        deadline = time.time() + 120
         while len(running_nodes()) < 3 and time.time() < deadline:
             time.sleep(1)
-        assert len(running_nodes()) == 3
+        # Seen once in CI under the whole suite's load: node 2 not back within 60 s. If it happens again,
+        # say what the node said.
+        assert len(running_nodes()) == 3, started + "\n" + node_log_tail(2)
         more = range(rounds, rounds + 10)
         for th in publish_sides(vhost, tickets, more, url=esb_url):
             th.join(60)
