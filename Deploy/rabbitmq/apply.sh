@@ -44,8 +44,8 @@ echo "apply.sh: '$monitor' may read the management API (tag monitoring); no exch
 # Inbound, outbound and work queues (quorum queues when declared so): a message redelivered 100 times
 # (a worker crashing on it again and again) is dead-lettered to sb.parked instead of blocking its
 # partition; at-least-once dead-lettering (which needs reject-publish overflow) loses nothing on the way.
-# A broker outage or a store outage also redelivers: Switchboard backs off up to 15 s between attempts,
-# so 100 deliveries take well over 20 minutes of outage; what crosses the limit is parked, not lost
+# An outage does not redeliver: Switchboard holds its batch and tries again in place (a lost connection
+# or rabbitmq.conf's consumer_timeout returns it once); what crosses the limit is parked, not lost
 # (docs/operations.md, "Recover"). sb.parked itself has no limit: browsing it in the web UI redelivers.
 ctl set_policy -p "$vhost" --apply-to queues --priority 10 sb-data '^sb\.(in|out|work)\.' \
   '{"delivery-limit": 100, "dead-letter-exchange": "", "dead-letter-routing-key": "sb.parked", "dead-letter-strategy": "at-least-once", "overflow": "reject-publish"}' >/dev/null

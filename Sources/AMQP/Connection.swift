@@ -27,6 +27,10 @@ package final class Connection {
     private var pending: [Delivery] = []
     private var confirmsEnabled = false
     private var nextPublishSeq: UInt64 = 1
+    /// Our sequence number of the publishing channel's delivery tag 0: the channel numbers from 1 again
+    /// after `renewPublishChannel`, our sequence numbers go on.
+    private var tagBase: UInt64 = 0
+    private var consumingDirectReplies = false
     /// Sequence numbers published and not yet acked or nacked, in order.
     private var unconfirmed: [UInt64] = []
     private var unconfirmedHead = 0
@@ -285,6 +289,33 @@ package final class Connection {
         amqp_basic_consume(
             state, Self.publishChannel, arena.bytes(Self.directReplyTo), arena.bytes(""), 0, 1, 0, amqp_empty_table)
         try checkReply("basic.consume \(Self.directReplyTo)", on: Self.publishChannel)
+        consumingDirectReplies = true
+    }
+
+    /// Closes the publishing channel and opens it again (confirms as before), once everything published on
+    /// it is settled. A quorum queue that refused a channel's publishes (over its length limit, overflow
+    /// reject-publish) can go on refusing that channel after it has room or its limit is gone (measured
+    /// on 3.10.8: over a minute, until the channel was replaced); a fresh channel is asked afresh.
+    package func renewPublishChannel() throws(AMQPError) {
+        try live()
+        guard !consumingDirectReplies else { return }
+        guard unconfirmedHead == unconfirmed.count else {
+            throw AMQPError(.timeout, "the publishing channel still has \(unconfirmed.count - unconfirmedHead) unconfirmed message(s)")
+        }
+        // amqp_channel_close answers itself (amqp_get_rpc_reply does not see it).
+        let closed = amqp_channel_close(state, Self.publishChannel, Int32(AMQP_REPLY_SUCCESS))
+        guard closed.reply_type == AMQP_RESPONSE_NORMAL else {
+            let error = Self.error(for: closed, "channel.close")
+            fail()
+            throw error
+        }
+        amqp_channel_open(state, Self.publishChannel)
+        try checkReply("channel.open", on: Self.publishChannel)
+        tagBase = nextPublishSeq - 1
+        if confirmsEnabled {
+            amqp_confirm_select(state, Self.publishChannel)
+            try checkReply("confirm.select", on: Self.publishChannel)
+        }
     }
 
     package static let directReplyTo = "amq.rabbitmq.reply-to"
@@ -305,6 +336,13 @@ package final class Connection {
             } while pending.isEmpty
         }
         return pending.isEmpty ? nil : pending.removeFirst()
+    }
+
+    /// Keeps the connection alive until `deadline` without handing anything out: heartbeats go both ways,
+    /// confirms are settled, deliveries wait in order for `nextDelivery`. For a loop that holds a batch
+    /// (its store is away) on a connection it must not lose: losing it would give the batch back.
+    package func idle(until deadline: Date) throws(AMQPError) {
+        while Date() < deadline { _ = try pump(until: deadline) }
     }
 
     package func ack(_ delivery: Delivery, multiple: Bool = false) throws(AMQPError) {
@@ -458,10 +496,10 @@ package final class Connection {
                     routingKey: routingKey, consumerTag: consumerTag, message: message, generation: generation))
         case 0x003C_0050:  // basic.ack (publisher confirm)
             let a = method.decoded.assumingMemoryBound(to: amqp_basic_ack_t.self).pointee
-            settle(upTo: a.delivery_tag, multiple: a.multiple != 0, nacked: false)
+            settle(upTo: tagBase + a.delivery_tag, multiple: a.multiple != 0, nacked: false)
         case 0x003C_0078:  // basic.nack
             let n = method.decoded.assumingMemoryBound(to: amqp_basic_nack_t.self).pointee
-            settle(upTo: n.delivery_tag, multiple: n.multiple != 0, nacked: true)
+            settle(upTo: tagBase + n.delivery_tag, multiple: n.multiple != 0, nacked: true)
         case 0x003C_0032:  // basic.return
             let r = method.decoded.assumingMemoryBound(to: amqp_basic_return_t.self).pointee
             let replyText = Self.string(r.reply_text)

@@ -73,10 +73,14 @@ package final class ConsumerLoop {
     private let role: String
     /// How long the broker may take to confirm a batch's messages (time it blocks publishing does not count).
     private let confirmTimeout: TimeInterval
-    /// Batches given back in a row (store or broker trouble): the pause before the next attempt doubles
-    /// from 1 s up to 15 s, so an outage redelivers each message a few times a minute, not every second
-    /// (a quorum queue's delivery-limit counts redeliveries; Deploy/rabbitmq sets it to 100).
+    /// Batches given back in a row (a lost connection): the pause before the next attempt doubles from
+    /// 1 s up to 15 s. Store and broker trouble on a live connection gives nothing back: the batch is held
+    /// and tried again in place (`publish`, `settle`), because every return counts toward a quorum queue's
+    /// delivery limit, whatever its cause, and an outage must not park valid work.
     private var givenBack = 0
+    /// Every message this connection published that the broker has not settled yet, by publish sequence
+    /// number: what it refuses (basic.nack, e.g. a full queue that rejects publishes) is published again.
+    private var sent: [UInt64: Outgoing] = [:]
 
     package init(
         name: String, options: ConnectionOptions, topology: Topology, prefetch: Int, batchSize: Int,
@@ -135,6 +139,7 @@ package final class ConsumerLoop {
                         name, ready: true,
                         reason.map { "the broker blocks publishing (\($0)); the batch in hand waits for it" } ?? "consuming \(queues) queue(s)")
                 }
+                sent = [:]
                 try topology.declare(on: c)
                 try c.enableConfirms()
                 try c.qos(prefetch: prefetch)
@@ -248,36 +253,146 @@ package final class ConsumerLoop {
             }
             var batch = [first]
             while batch.count < batchSize, let d = try c.nextDelivery(timeout: 0) { batch.append(d) }
-            let published = try publish(batch, on: c)
+            let published = try publish(batch, on: c, settling: &inFlight)
             if let earlier = inFlight { try settle(earlier, on: c) }
             inFlight = published
         }
         if let earlier = inFlight { try settle(earlier, on: c) }
     }
 
-    private func publish(_ batch: [Delivery], on c: Connection) throws -> Published {
-        let outgoing: [Outgoing]
-        do {
-            outgoing = try Meters.time("switchboard_batch_duration_seconds", [("role", role)]) { try handler.handle(batch) }
-            Meters.value("switchboard_batch_messages", [("role", role)], batch.count)
-        } catch {
-            // Not the messages' fault (store unavailable, ...): give them back and slow down.
-            throw GiveBack(reason: "batch of \(batch.count) failed: \(error)")
-        }
-        try c.corked { () throws(AMQPError) in
-            for o in outgoing {
-                try c.publish(exchange: o.exchange, routingKey: o.routingKey, message: o.message(as: options.user), mandatory: o.mandatory)
+    /// Handles a batch and publishes what it caused. When the handler fails (not the messages' fault: the
+    /// store is unavailable or answers too late), the batch is held on this connection and tried again
+    /// after a pause (1 s doubling to 15 s) for as long as it takes: nothing goes back to the queue, so
+    /// no outage counts toward the delivery limit. `earlier` (a batch awaiting its confirms) is settled
+    /// before the first pause. Only a stop or a lost connection gives the batch back.
+    private func publish(_ delivered: [Delivery], on c: Connection, settling earlier: inout Published?) throws -> Published {
+        var batch = delivered
+        var held = 0
+        while true {
+            let outgoing: [Outgoing]
+            do {
+                outgoing = try Meters.time("switchboard_batch_duration_seconds", [("role", role)]) { try handler.handle(batch) }
+                Meters.value("switchboard_batch_messages", [("role", role)], batch.count)
+            } catch {
+                if let e = earlier {
+                    try settle(e, on: c)
+                    earlier = nil
+                }
+                guard !stopFlag.isStopped else { throw GiveBack(reason: "stopping while holding a batch of \(batch.count): \(error)") }
+                held += 1
+                let pause = min(15, pow(2, Double(min(held, 5) - 1)))
+                Meters.count("switchboard_batches_held_total", [("role", role), ("cause", "handler")])
+                health.set(name, ready: false, "holding a batch of \(batch.count) (attempt \(held) failed: \(error)); trying again in \(Int(pause)) s")
+                logger.error(
+                    "batch failed; holding it and trying again (nothing goes back to the queue)",
+                    metadata: ["sb.role": "\(name)", "sb.error": "\(error)", "sb.attempt": "\(held)", "sb.retry-in": "\(Int(pause))s"])
+                try idle(on: c, seconds: pause)
+                // The failed attempt may have committed (a reply lost on the way): what it stored is sent
+                // again, never decided twice, as for a redelivery.
+                batch = batch.map { d in
+                    var again = d
+                    again.redelivered = true
+                    return again
+                }
+                continue
             }
+            if held > 0 {
+                logger.notice("held batch processed", metadata: ["sb.role": "\(name)", "sb.attempts": "\(held + 1)"])
+                health.set(name, ready: true, "consuming \(handler.queues.count) queue(s)")
+            }
+            try c.corked { () throws(AMQPError) in
+                for o in outgoing { try send(o, on: c) }
+            }
+            return Published(batch: batch, through: c.lastPublished)
         }
-        return Published(batch: batch, through: c.lastPublished)
     }
 
+    private func send(_ o: Outgoing, on c: Connection) throws(AMQPError) {
+        let seq = try c.publish(exchange: o.exchange, routingKey: o.routingKey, message: o.message(as: options.user), mandatory: o.mandatory)
+        sent[seq] = o
+    }
+
+    /// Keeps the connection (heartbeats, deliveries buffered in order) for `seconds`, or until a stop.
+    private func idle(on c: Connection, seconds: TimeInterval) throws {
+        let end = Date().addingTimeInterval(seconds)
+        while !stopFlag.isStopped, Date() < end {
+            health.tick(name)
+            try c.idle(until: min(end, Date().addingTimeInterval(0.25)))
+        }
+    }
+
+    /// The broker's confirms up to `seq`. A broker that takes longer than `confirmTimeout` (a quorum queue
+    /// without a leader, a slow disk) is waited for on the live connection, said once per timeout; giving
+    /// the batch back would only deliver it again toward the delivery limit. A stop ends the wait.
+    private func confirms(through seq: UInt64, on c: Connection) throws -> ConfirmOutcome {
+        var waited = 0
+        while true {
+            let result: Result<ConfirmOutcome, AMQPError>
+            do {
+                result = .success(try c.waitForConfirms(through: seq, timeout: confirmTimeout) { stopFlag.isStopped })
+            } catch {
+                result = .failure(error)
+            }
+            switch result {
+            case .success(let outcome):
+                if waited > 0 { health.set(name, ready: true, "consuming \(handler.queues.count) queue(s)") }
+                return outcome
+            case .failure(let error) where error.code != .timeout || stopFlag.isStopped:
+                throw error
+            case .failure(let error):
+                waited += 1
+                Meters.count("switchboard_batches_held_total", [("role", role), ("cause", "confirm_timeout")])
+                health.set(name, ready: false, "the broker has not confirmed this batch's messages for \(Int(confirmTimeout) * waited) s; waiting")
+                logger.error(
+                    "the broker has not confirmed a batch's messages; holding the batch and waiting on",
+                    metadata: ["sb.role": "\(name)", "sb.error": "\(error)", "sb.waited": "\(Int(confirmTimeout) * waited)s"])
+            }
+        }
+    }
+
+    /// Waits for a batch's confirms, parks what came back unroutable, publishes again what the broker
+    /// refused (after a pause, holding the batch, for as long as it refuses), then acks the batch.
     private func settle(_ p: Published, on c: Connection) throws {
-        var outcome = try c.waitForConfirms(through: p.through, timeout: confirmTimeout) { stopFlag.isStopped }
-        if !outcome.returned.isEmpty {
+        var through = p.through
+        var outcome = try confirms(through: through, on: c)
+        var refusals = 0
+        while !outcome.allConfirmed {
+            if !outcome.nacked.isEmpty, c.lastPublished > through {
+                // The next batch is in flight: settle it too, so the refused ones go out on a settled channel.
+                let rest = try confirms(through: c.lastPublished, on: c)
+                through = c.lastPublished
+                outcome.nacked += rest.nacked
+                outcome.returned += rest.returned
+            }
+            if !outcome.nacked.isEmpty {
+                // The broker could not take them (a queue at its length limit that rejects publishes, a
+                // queue without a quorum): publish them again after a pause, as long as it takes.
+                guard !stopFlag.isStopped else {
+                    throw GiveBack(reason: "stopping with \(outcome.nacked.count) outgoing message(s) refused by the broker")
+                }
+                refusals += 1
+                let pause = min(15, pow(2, Double(min(refusals, 5) - 1)))
+                let queues = Set(outcome.nacked.compactMap { sent[$0].map { "\($0.exchange)/\($0.routingKey)" } }).sorted()
+                Meters.count("switchboard_batches_held_total", [("role", role), ("cause", "refused")])
+                health.set(name, ready: false, "the broker refused \(outcome.nacked.count) outgoing message(s) to \(queues.joined(separator: ", ")); publishing them again in \(Int(pause)) s")
+                logger.error(
+                    "the broker refused outgoing messages; holding the batch and publishing them again",
+                    metadata: ["sb.role": "\(name)", "sb.refused": "\(outcome.nacked.count)", "sb.to": "\(queues.joined(separator: ", "))",
+                               "sb.attempt": "\(refusals)", "sb.retry-in": "\(Int(pause))s"])
+                try idle(on: c, seconds: pause)
+                // On a fresh channel: a quorum queue may go on refusing the channel it refused
+                // (`renewPublishChannel`). Everything published is settled by now (above).
+                try c.renewPublishChannel()
+                for seq in outcome.nacked.sorted() {
+                    if let o = sent.removeValue(forKey: seq) { try send(o, on: c) }
+                }
+            }
             // Unroutable (no queue bound): the broker "confirms" it anyway; park it so nothing is lost.
             // (It may be a message of the next batch already; parking it early does no harm.)
             for r in outcome.returned {
+                if r.exchange.isEmpty && r.routingKey == Contract.parkedQueue {
+                    throw GiveBack(reason: "the parked-message queue '\(Contract.parkedQueue)' took no message: it does not exist")
+                }
                 logger.error(
                     "unroutable message parked",
                     metadata: ["sb.role": "\(name)", "sb.exchange": "\(r.exchange)", "sb.routing-key": "\(r.routingKey)",
@@ -287,18 +402,16 @@ package final class ConsumerLoop {
                     code: "unroutable",
                     reason: "unroutable: no queue is bound to exchange '\(r.exchange)' for routing key '\(r.routingKey)' (\(r.replyText))",
                     stage: role, endpoint: nil)
-                try c.publish(exchange: parked.exchange, routingKey: parked.routingKey, message: parked.message(as: options.user))
+                try send(parked, on: c)
             }
-            let parking = try c.waitForConfirms(timeout: confirmTimeout) { stopFlag.isStopped }
-            outcome.nacked += parking.nacked
-            guard parking.returned.isEmpty else {
-                throw GiveBack(reason: "the parked-message queue took no message (\(parking.returned.count) returned)")
-            }
+            through = c.lastPublished
+            outcome = try confirms(through: through, on: c)
         }
-        guard outcome.nacked.isEmpty else {
-            // The broker could not take them (e.g. a full queue): requeue the inputs and try again later.
-            throw GiveBack(reason: "the broker refused \(outcome.nacked.count) outgoing message(s)")
+        if refusals > 0 {
+            logger.notice("refused messages taken by the broker", metadata: ["sb.role": "\(name)", "sb.attempts": "\(refusals + 1)"])
+            health.set(name, ready: true, "consuming \(handler.queues.count) queue(s)")
         }
+        sent = sent.filter { $0.key > through }
         try c.ack(p.batch[p.batch.count - 1], multiple: true)
         givenBack = 0
         handler.confirmed(p.batch)

@@ -78,7 +78,9 @@ package final class IntakeHandler: BatchHandler {
         // Only what we set: the worker reads these, and nothing the ESB set rides along (see `Original`).
         var headers: [String: FieldValue] = [Contract.Header.endpoint: .string(name), Contract.Header.original: original.field]
         if props.messageId?.isEmpty ?? true { headers[Contract.Header.messageIdDerived] = .bool(true) }
-        if d.redelivered { headers[Contract.Header.redelivered] = .bool(true) }
+        // A replay too: the parked message may have been applied before it was parked (its outbound
+        // messages stored, not confirmed); the worker then publishes them instead of deciding again.
+        if d.redelivered || Self.isReplay(d) { headers[Contract.Header.redelivered] = .bool(true) }
         let route: UInt64
         if props.type == Contract.ackType {
             guard let correlation = props.correlationId, !correlation.isEmpty else {
@@ -127,12 +129,16 @@ package final class IntakeHandler: BatchHandler {
     /// What the ESB published: the delivery, or for a replay (put straight into the inbound queue through
     /// the default exchange, which ESB users may not write to) the message it keeps.
     static func published(_ d: Delivery) -> Original {
-        if d.exchange.isEmpty, d.message.properties.headers[Contract.Header.replay] == .bool(true),
-            let kept = Original(d.message.properties.headers[Contract.Header.original])
-        {
+        if isReplay(d), let kept = Original(d.message.properties.headers[Contract.Header.original]) {
             return kept
         }
         return Original(exchange: d.exchange, routingKey: d.routingKey, properties: d.message.properties)
+    }
+
+    /// Our replay of a parked inbound message: put into the inbound queue through the default exchange,
+    /// where no ESB user may publish.
+    static func isReplay(_ d: Delivery) -> Bool {
+        d.exchange.isEmpty && d.message.properties.headers[Contract.Header.replay] == .bool(true)
     }
 
     /// Why a ticket id cannot be a key (too long, control characters), or nil.

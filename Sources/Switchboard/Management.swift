@@ -75,7 +75,12 @@ package struct Management: Sendable {
         let data: Data
         let response: URLResponse
         do {
-            (data, response) = try await Self.session.data(for: request)
+            // In a task of its own that nothing cancels: FoundationNetworking deadlocks when a task awaiting
+            // `data(for:)` is cancelled as its answer arrives (the cancel holds the task's status lock and
+            // waits for the session's queue, which waits for that lock to resume the task). Seen as a
+            // graceful shutdown that never ended (every thread's stack in the ESB test's output). The
+            // request's own timeout (5 s) bounds the wait.
+            (data, response) = try await Task.detached { [request] in try await Self.session.data(for: request) }.value
         } catch let e as URLError where e.code == .cancelled {
             // Only our delegate cancels: the API asked for other credentials.
             throw ManagementError(

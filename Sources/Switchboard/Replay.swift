@@ -96,8 +96,12 @@ package final class ReplayHandler: BatchHandler {
                 throw Refused(description: "it died in '\(queue)' but was published to exchange '\(exchange)'")
             }
             // Ours: a work or outbound message, or our replay of an inbound message (published through the
-            // default exchange, where no ESB user may publish).
-            return Outgoing(exchange: "", routingKey: queue, message: Message(body: parked.body, properties: asPublished.properties))
+            // default exchange, where no ESB user may publish). A work message may have been applied before
+            // it died (given back past the delivery limit): marked redelivered, the worker then publishes
+            // what it stored instead of taking it for an ESB's resend and sending nothing.
+            var properties = asPublished.properties
+            if queue.hasPrefix("sb.work.") { properties.headers[Contract.Header.redelivered] = .bool(true) }
+            return Outgoing(exchange: "", routingKey: queue, message: Message(body: parked.body, properties: properties))
         case .unknown:
             throw Refused(description: origin.description ?? "unknown origin")
         }

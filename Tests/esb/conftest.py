@@ -380,6 +380,9 @@ class Switchboard:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
+                # Wedged in shutdown: say where every thread waits before killing it (pytest shows this on failure).
+                print(f"switchboard {self.args} did not stop within {timeout} s of {sig!r}; its threads:\n"
+                      + self.threads() + "\nits output:\n" + self.output()[-20000:], file=sys.stderr)
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode if self.proc else None
