@@ -69,6 +69,11 @@ import Testing
         // Our work message, past the delivery limit: back to its partition, as it was (less the broker's headers).
         let work = try ReplayHandler.replay(died(in: "sb.work.3", exchange: "sb.work"), switchboardUser: us)
         #expect(work.exchange == "" && work.routingKey == "sb.work.3" && work.message.properties.headers["x-death"] == nil)
+        // It may have been applied before it died (its outbound messages stored, not confirmed): marked
+        // redelivered, the worker publishes what it stored instead of taking it for an ESB's resend.
+        #expect(work.message.properties.headers[Contract.Header.redelivered] == .bool(true))
+        let out = try ReplayHandler.replay(died(in: "sb.out.vendor-x", exchange: "sb.out"), switchboardUser: us)
+        #expect(out.routingKey == "sb.out.vendor-x" && out.message.properties.headers[Contract.Header.redelivered] == nil)
         #expect(throws: ReplayHandler.Refused.self) { try ReplayHandler.replay(died(in: "esb.private", exchange: ""), switchboardUser: us) }
         #expect(throws: ReplayHandler.Refused.self) { try ReplayHandler.replay(died(in: "sb.in.customer-a", exchange: "amq.direct"), switchboardUser: us) }
     }
