@@ -78,9 +78,11 @@ package final class ConsumerLoop {
     /// and tried again in place (`publish`, `settle`), because every return counts toward a quorum queue's
     /// delivery limit, whatever its cause, and an outage must not park valid work.
     private var givenBack = 0
-    /// Every message this connection published that the broker has not settled yet, by publish sequence
-    /// number: what it refuses (basic.nack, e.g. a full queue that rejects publishes) is published again.
-    private var sent: [UInt64: Outgoing] = [:]
+    /// Every message this connection published that is not settled yet, in publish order: `sent[i]` has
+    /// the sequence number `sentBase + i` (every publish of the loop goes through `send`). What the broker
+    /// refuses (basic.nack, e.g. a full queue that rejects publishes) is found here and published again.
+    private var sent: [Outgoing] = []
+    private var sentBase: UInt64 = 1
 
     package init(
         name: String, options: ConnectionOptions, topology: Topology, prefetch: Int, batchSize: Int,
@@ -139,7 +141,7 @@ package final class ConsumerLoop {
                         name, ready: true,
                         reason.map { "the broker blocks publishing (\($0)); the batch in hand waits for it" } ?? "consuming \(queues) queue(s)")
                 }
-                sent = [:]
+                sent = []
                 try topology.declare(on: c)
                 try c.enableConfirms()
                 try c.qos(prefetch: prefetch)
@@ -156,7 +158,7 @@ package final class ConsumerLoop {
                     metadata: ["sb.role": "\(name)", "amqp.server": "\(c.options.redacted)", "sb.queues": "\(handler.queues.count)"])
                 if connectedOnce { Meters.count("switchboard_broker_reconnects_total", [("role", role)]) }
                 Meters.gauge("switchboard_broker_connected", [("loop", name)], 1)
-                health.set(name, ready: true, "consuming \(handler.queues.count) queue(s)")
+                health.set(name, ready: true, consumingDetail)
                 connectedOnce = true
                 standingBy = false
                 backoff = 0.2
@@ -168,7 +170,7 @@ package final class ConsumerLoop {
                 Meters.gauge("switchboard_broker_connected", [("loop", name)], 0)
                 health.set(name, ready: false, "a batch failed; reconnecting: \(e.reason)")
                 givenBack += 1
-                let pause = min(15, pow(2, Double(min(givenBack, 5) - 1)))
+                let pause = Self.pause(after: givenBack)
                 logger.error(
                     "batch failed; everything unacked goes back to the queues",
                     metadata: ["sb.role": "\(name)", "sb.error": "\(e.reason)", "sb.retry-in": "\(Int(pause))s"])
@@ -280,7 +282,7 @@ package final class ConsumerLoop {
                 }
                 guard !stopFlag.isStopped else { throw GiveBack(reason: "stopping while holding a batch of \(batch.count): \(error)") }
                 held += 1
-                let pause = min(15, pow(2, Double(min(held, 5) - 1)))
+                let pause = Self.pause(after: held)
                 Meters.count("switchboard_batches_held_total", [("role", role), ("cause", "handler")])
                 health.set(name, ready: false, "holding a batch of \(batch.count) (attempt \(held) failed: \(error)); trying again in \(Int(pause)) s")
                 logger.error(
@@ -298,7 +300,7 @@ package final class ConsumerLoop {
             }
             if held > 0 {
                 logger.notice("held batch processed", metadata: ["sb.role": "\(name)", "sb.attempts": "\(held + 1)"])
-                health.set(name, ready: true, "consuming \(handler.queues.count) queue(s)")
+                health.set(name, ready: true, consumingDetail)
             }
             try c.corked { () throws(AMQPError) in
                 for o in outgoing { try send(o, on: c) }
@@ -309,8 +311,22 @@ package final class ConsumerLoop {
 
     private func send(_ o: Outgoing, on c: Connection) throws(AMQPError) {
         let seq = try c.publish(exchange: o.exchange, routingKey: o.routingKey, message: o.message(as: options.user), mandatory: o.mandatory)
-        sent[seq] = o
+        if sent.isEmpty { sentBase = seq }
+        sent.append(o)
     }
+
+    /// The unsettled message published with sequence number `seq`.
+    private func sentMessage(_ seq: UInt64) -> Outgoing? {
+        guard seq >= sentBase, seq - sentBase < UInt64(sent.count) else { return nil }
+        return sent[Int(seq - sentBase)]
+    }
+
+    /// 1 s after the first failure in a row, doubling up to 15 s.
+    private static func pause(after failures: Int) -> TimeInterval {
+        min(15, pow(2, Double(min(failures, 5) - 1)))
+    }
+
+    private var consumingDetail: String { "consuming \(handler.queues.count) queue(s)" }
 
     /// Keeps the connection (heartbeats, deliveries buffered in order) for `seconds`, or until a stop.
     private func idle(on c: Connection, seconds: TimeInterval) throws {
@@ -327,6 +343,7 @@ package final class ConsumerLoop {
     private func confirms(through seq: UInt64, on c: Connection) throws -> ConfirmOutcome {
         var waited = 0
         while true {
+            // Through a Result: `catch ... where` on this typed throw crashed the Swift 6 compiler.
             let result: Result<ConfirmOutcome, AMQPError>
             do {
                 result = .success(try c.waitForConfirms(through: seq, timeout: confirmTimeout) { stopFlag.isStopped })
@@ -335,7 +352,7 @@ package final class ConsumerLoop {
             }
             switch result {
             case .success(let outcome):
-                if waited > 0 { health.set(name, ready: true, "consuming \(handler.queues.count) queue(s)") }
+                if waited > 0 { health.set(name, ready: true, consumingDetail) }
                 return outcome
             case .failure(let error) where error.code != .timeout || stopFlag.isStopped:
                 throw error
@@ -371,8 +388,8 @@ package final class ConsumerLoop {
                     throw GiveBack(reason: "stopping with \(outcome.nacked.count) outgoing message(s) refused by the broker")
                 }
                 refusals += 1
-                let pause = min(15, pow(2, Double(min(refusals, 5) - 1)))
-                let queues = Set(outcome.nacked.compactMap { sent[$0].map { "\($0.exchange)/\($0.routingKey)" } }).sorted()
+                let pause = Self.pause(after: refusals)
+                let queues = Set(outcome.nacked.compactMap { sentMessage($0).map { "\($0.exchange)/\($0.routingKey)" } }).sorted()
                 Meters.count("switchboard_batches_held_total", [("role", role), ("cause", "refused")])
                 health.set(name, ready: false, "the broker refused \(outcome.nacked.count) outgoing message(s) to \(queues.joined(separator: ", ")); publishing them again in \(Int(pause)) s")
                 logger.error(
@@ -384,7 +401,7 @@ package final class ConsumerLoop {
                 // (`renewPublishChannel`). Everything published is settled by now (above).
                 try c.renewPublishChannel()
                 for seq in outcome.nacked.sorted() {
-                    if let o = sent.removeValue(forKey: seq) { try send(o, on: c) }
+                    if let o = sentMessage(seq) { try send(o, on: c) }
                 }
             }
             // Unroutable (no queue bound): the broker "confirms" it anyway; park it so nothing is lost.
@@ -409,9 +426,12 @@ package final class ConsumerLoop {
         }
         if refusals > 0 {
             logger.notice("refused messages taken by the broker", metadata: ["sb.role": "\(name)", "sb.attempts": "\(refusals + 1)"])
-            health.set(name, ready: true, "consuming \(handler.queues.count) queue(s)")
+            health.set(name, ready: true, consumingDetail)
         }
-        sent = sent.filter { $0.key > through }
+        // Settled up to `through`: the refused ones were published again under later numbers.
+        let settled = through >= sentBase ? min(sent.count, Int(through - sentBase + 1)) : 0
+        sent.removeFirst(settled)
+        sentBase += UInt64(settled)
         try c.ack(p.batch[p.batch.count - 1], multiple: true)
         givenBack = 0
         handler.confirmed(p.batch)
