@@ -128,7 +128,8 @@ let package = Package(
         // The store contract, run against SQLite and against a real PostgreSQL.
         .testTarget(
             name: "StoreTests",
-            dependencies: ["Store", "Rules", "JSONPath", .product(name: "Logging", package: "swift-log"), .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["Store", "Rules", "JSONPath", .product(name: "Logging", package: "swift-log"), .product(name: "GRDB", package: "GRDB.swift"),
+                           .product(name: "PostgresNIO", package: "postgres-nio")],
             swiftSettings: strict),
         // The roles' handlers with a real store and no broker: concurrency and redelivery.
         .testTarget(

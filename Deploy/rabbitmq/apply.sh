@@ -46,7 +46,10 @@ echo "apply.sh: '$monitor' may read the management API (tag monitoring); no exch
 # partition; at-least-once dead-lettering (which needs reject-publish overflow) loses nothing on the way.
 # An outage does not redeliver: Switchboard holds its batch and tries again in place (a lost connection
 # or rabbitmq.conf's consumer_timeout returns it once); what crosses the limit is parked, not lost
-# (docs/operations.md, "Recover"). sb.parked itself has no limit: browsing it in the web UI redelivers.
+# (docs/operations.md, "Recover"). Switchboard declares the same as queue arguments in quorum mode
+# (settings.delivery_limit), so this policy is a second statement of it (the lower limit applies) and
+# what covers classic queues' dead-lettering. sb.parked has no limit: the store role drains it at once
+# into its parked table, and nothing else consumes it.
 ctl set_policy -p "$vhost" --apply-to queues --priority 10 sb-data '^sb\.(in|out|work)\.' \
   '{"delivery-limit": 100, "dead-letter-exchange": "", "dead-letter-routing-key": "sb.parked", "dead-letter-strategy": "at-least-once", "overflow": "reject-publish"}' >/dev/null
 echo "apply.sh: policy sb-data on sb.in.*, sb.out.*, sb.work.*: delivery-limit 100, at-least-once dead-lettering to sb.parked"

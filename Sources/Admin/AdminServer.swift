@@ -18,29 +18,14 @@ struct AdminServices: Sendable {
     let config: SwitchboardConfig
     let settings: AdminSettings
     let store: any AdminStore
-    let parked: ParkedQueue
     let queueStates: QueueStates
     let management: Management
     let jobs: ParkedJobs
     let accounts: Accounts
     let limiter = SignInLimiter()
     let logger: Logger
-    let parkedCache = ParkedCache()
-}
-
-/// The newest browse of the parked queue, for two seconds: pages and the live feed ask often, and each
-/// browse takes the messages out of sight for a moment.
-actor ParkedCache {
-    private var last: (at: Date, value: (total: Int, messages: [ParkedMessage]))?
-
-    func get(_ queue: ParkedQueue, fresh: Bool = false) async throws -> (total: Int, messages: [ParkedMessage]) {
-        if !fresh, let last, Date().timeIntervalSince(last.at) < 2 { return last.value }
-        let value = try await Blocking.run { try queue.browse(limit: 1000) }
-        last = (Date(), value)
-        return value
-    }
-
-    func invalidate() { last = nil }
+    /// The broker user Switchboard publishes as: what tells our parking from anyone else's.
+    var switchboardUser: String { jobs.actions.options.user }
 }
 
 /// The administrator's view as a service: the web UI and the JSON API on one HTTPS listener.
@@ -52,11 +37,10 @@ package enum AdminServer {
     ) throws -> any Service {
         guard let settings = config.admin else { throw AdminError("the configuration has no admin section") }
         let options = try Application.brokerOptions(config)
-        let parked = ParkedQueue(options: options, logger: logger)
         let services = AdminServices(
-            config: config, settings: settings, store: store, parked: parked,
+            config: config, settings: settings, store: store,
             queueStates: QueueStates(options: options, logger: logger), management: Management(url: settings.managementURL, broker: options),
-            jobs: ParkedJobs(queue: parked, store: store, config: config, logger: logger), accounts: Accounts(settings),
+            jobs: ParkedJobs(actions: ParkedActions(store: store, options: options, logger: logger)), accounts: Accounts(settings),
             logger: logger)
         if settings.users.allSatisfy({ $0.passwordHash.isEmpty }) && settings.tokens.isEmpty {
             logger.warning("admin: no user has a password hash and no token is configured: nobody can sign in")

@@ -1,6 +1,7 @@
 import AMQP
 import Foundation
 import Rules
+import Store
 import Switchboard
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -54,10 +55,9 @@ struct HealthReport: Sendable {
 
     static func assess(
         config: SwitchboardConfig, settings: AdminSettings, queues: [String: QueueInfo]?, brokerError: String?,
-        parked: (total: Int, messages: [ParkedMessage])?, delayed: [String: Int]?, now: Date
+        parked: ParkedCounts?, delayed: [String: Int]?, now: Date
     ) -> HealthReport {
-        var parkedBy: [String: Int] = [:]
-        for p in parked?.messages ?? [] { parkedBy[p.endpoint ?? "", default: 0] += 1 }
+        let parkedBy = parked?.endpoints ?? [:]
         let endpoints = config.endpointNames.map { name -> EndpointHealth in
             let e = config.endpoints[name]
             var h = EndpointHealth(

@@ -37,21 +37,15 @@ struct ParkedJob: Sendable {
     }
 }
 
-/// Jobs by id. A job acts on exactly the ids it was given (the messages the user saw and chose), records
-/// every message it replays or discards in the audit (on the conversation's timeline when it has one),
+/// Jobs by id. A job acts on exactly the ids it was given (the messages the user saw and chose), in the
+/// order they were parked, records every message it replays or discards in the audit (`ParkedActions`),
 /// and stops between two messages when cancelled.
 final class ParkedJobs: Sendable {
     private let jobs = Mutex([String: ParkedJob]())
-    let queue: ParkedQueue
-    let store: any AdminStore
-    let config: SwitchboardConfig
-    let logger: Logger
+    let actions: ParkedActions
 
-    init(queue: ParkedQueue, store: any AdminStore, config: SwitchboardConfig, logger: Logger) {
-        self.queue = queue
-        self.store = store
-        self.config = config
-        self.logger = logger
+    init(actions: ParkedActions) {
+        self.actions = actions
     }
 
     func get(_ id: String) -> ParkedJob? { jobs.withLock { $0[id] } }
@@ -70,19 +64,12 @@ final class ParkedJobs: Sendable {
             if j.count > 200 { j = j.filter { $0.value.state == "running" || Date().timeIntervalSince($0.value.startedAt) < 3600 } }
             j[job.id] = job
         }
-        enum Event: Sendable {
-            case message(ParkedMessage, ParkedOutcome, String)
-            case end(String?)
-        }
-        let (events, sink) = AsyncStream<Event>.makeStream()
         let jobId = job.id
-        let action = job.action
-        // Audit records are written in the order the messages were handled; the job ends after the last.
+        let actions = self.actions
         Task {
-            for await event in events {
-                switch event {
-                case .message(let message, let outcome, let detail):
-                    await self.audit(message, outcome: outcome, detail: detail, who: who, reason: reason, action: action)
+            var failure: String?
+            do {
+                try await actions.run(replay: replay, ids: Array(ids), who: who, reason: reason) { message, outcome, detail in
                     self.jobs.withLock { j in
                         j[jobId]?.done += 1
                         switch outcome {
@@ -92,52 +79,18 @@ final class ParkedJobs: Sendable {
                         }
                         j[jobId]?.results.append((message.id, outcome.rawValue, detail))
                     }
-                case .end(let error):
-                    self.jobs.withLock { j in
-                        guard var job = j[jobId] else { return }
-                        job.state = error != nil ? "failed" : job.cancelled ? "cancelled" : "done"
-                        job.error = error
-                        j[jobId] = job
-                    }
+                    return !(self.get(jobId)?.cancelled ?? true)
                 }
-            }
-        }
-        let queue = self.queue
-        Task {
-            do {
-                try await Blocking.run {
-                    try queue.act(replay: replay, ids: ids) { message, outcome, detail in
-                        sink.yield(.message(message, outcome, detail))
-                        return !(self.get(jobId)?.cancelled ?? true)
-                    }
-                }
-                sink.yield(.end(nil))
             } catch {
-                sink.yield(.end("\(error)"))
+                failure = "\(error)"
             }
-            sink.finish()
+            self.jobs.withLock { j in
+                guard var job = j[jobId] else { return }
+                job.state = failure != nil ? "failed" : job.cancelled ? "cancelled" : "done"
+                job.error = failure
+                j[jobId] = job
+            }
         }
         return job
-    }
-
-    private func audit(_ m: ParkedMessage, outcome: ParkedOutcome, detail: String, who: String, reason: String, action: String) async {
-        var conversation: String?
-        if let endpoint = m.endpoint, let e = config.endpoints[endpoint], let body = try? JSON.parse(m.body),
-            let ticket = e.ticketId.first(body)?.scalarText
-        {
-            conversation = try? await store.tickets(ticket, endpoints: [endpoint]).first?.conversationId
-        }
-        let record = AuditRecord(
-            at: Date(), who: who, action: outcome == .failed ? "\(action)-failed" : action, reason: reason, conversationId: conversation,
-            endpoint: m.endpoint, messageId: m.messageId, parkedId: m.id,
-            detail: "\(detail); it was parked for: \(m.reason)")
-        do {
-            try await store.append(audit: record)
-        } catch {
-            logger.error("could not record an administrator's action", metadata: ["sb.parked-id": "\(m.id)", "sb.error": "\(error)"])
-        }
-        logger.notice("parked message \(outcome.rawValue)", metadata: [
-            "sb.parked-id": "\(m.id)", "sb.message-id": "\(m.messageId ?? "-")", "sb.who": "\(who)",
-        ])
     }
 }

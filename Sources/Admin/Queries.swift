@@ -102,9 +102,9 @@ extension AdminServices {
             if groups.count < 200 { break }
         }
         if f.before == nil, f.ticket == nil, f.rule == nil, f.state == nil || f.state == "parked" {
-            // Parked messages have no timeline (most never reached a conversation): they come from the queue.
-            if let parked = try? await parkedCache.get(self.parked) {
-                items += parked.messages.map(FeedItem.init(parked:)).filter(f.admits)
+            // Parked messages have no timeline (most never reached a conversation): they come from the store's parked table.
+            if let parked = try? await store.parked(ParkedQuery(limit: 1000, excerpt: 0)) {
+                items += parked.map { FeedItem(parked: ParkedMessage(row: $0, switchboardUser: switchboardUser)) }.filter(f.admits)
                 items.sort { $0.at > $1.at }
                 if items.count > f.limit { items = Array(items.prefix(f.limit)) }
             }
@@ -138,7 +138,7 @@ extension AdminServices {
                 ageError = "RabbitMQ's management API at \(management.redacted): \(error.localizedDescription)"
             }
         }
-        let parked = try? await parkedCache.get(self.parked)
+        let parked = try? await store.parkedCounts()
         let now = Date()
         let longest = Double(config.outboundDelays.max() ?? 0) / 1000
         let delayed = longest > 0 ? try? await store.delayedPending(now: now, within: longest + 60) : [:]
@@ -149,20 +149,20 @@ extension AdminServices {
     }
 
     /// The parked messages, grouped by reason; only one group's when `group` is set.
-    func parkedList(group: String?) async throws -> (total: Int, groups: [(reason: String, count: Int)], messages: [ParkedMessage]) {
-        let all = try await parkedCache.get(self.parked)
-        var counts: [String: Int] = [:]
-        for m in all.messages { counts[m.reasonGroup, default: 0] += 1 }
-        let groups = counts.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.map { (reason: $0.key, count: $0.value) }
-        let messages = group.map { g in all.messages.filter { $0.reasonGroup == g } } ?? all.messages
-        return (all.total, groups, messages)
+    /// The parked messages (the oldest 1,000 of them, or of one reason group, after `after`), with bodies
+    /// cut to an excerpt, and the counts by reason group.
+    func parkedList(group: String?, after: Int64 = 0) async throws -> (total: Int, groups: [(reason: String, count: Int)], messages: [ParkedMessage]) {
+        let counts = try await store.parkedCounts()
+        let rows = try await store.parked(ParkedQuery(group: group, after: after, limit: 1000, excerpt: ParkedMessage.excerptBytes))
+        return (counts.total, counts.groups, rows.map { ParkedMessage(row: $0, switchboardUser: switchboardUser) })
     }
 
+    /// One parked message, its body up to `ParkedMessage.shownBytes`.
     func parkedMessage(_ id: String) async throws -> ParkedMessage {
-        guard let m = try await parkedCache.get(self.parked, fresh: true).messages.first(where: { $0.id == id }) else {
-            throw ProblemError(status: .notFound, detail: "no parked message \(id) (replayed or discarded since, or beyond the first 1,000)")
+        guard let row = try await store.parked(ParkedQuery(ids: [id], limit: 1, excerpt: ParkedMessage.shownBytes)).first else {
+            throw ProblemError(status: .notFound, detail: "no parked message \(id) (replayed or discarded since)")
         }
-        return m
+        return ParkedMessage(row: row, switchboardUser: switchboardUser)
     }
 
     func conversation(_ id: String) async throws -> ConversationRecord {
@@ -182,7 +182,6 @@ extension AdminServices {
         guard let reason = reason?.trimmingCharacters(in: .whitespacesAndNewlines), !reason.isEmpty else {
             throw ProblemError(status: .badRequest, detail: "say why (reason): it goes on the audit record")
         }
-        await parkedCache.invalidate()
         return jobs.start(replay: action == "replay", ids: ids, who: identity.name, reason: String(reason.prefix(500)))
     }
 }
@@ -191,7 +190,8 @@ extension ParkedMessage {
     var summaryJSON: JSONText {
         .object([
             "id": .string(id), "reason": .string(reason), "reason_group": .string(reasonGroup), "stage": .string(stage),
-            "endpoint": .optional(endpoint), "parked_at": .string(parkedAt), "message_id": .optional(messageId),
+            "endpoint": .optional(endpoint), "ticket": .optional(ticket), "parked_at": .string(parkedAt), "message_id": .optional(messageId),
+            "seq": .int(Int(seq)), "body_bytes": .int(bodyBytes), "excerpt": .string(String(decoding: body, as: UTF8.self)),
         ])
     }
 
@@ -222,6 +222,7 @@ extension ParkedMessage {
             ("endpoint", .optional(endpoint)), ("parked_at", .string(parkedAt)), ("message_id", .optional(messageId)),
             ("exchange", .optional(original?.exchange)), ("routing_key", .optional(original?.routingKey)),
             ("properties", .dict(propertyList.map { ($0.0, .string($0.1)) })),
+            ("ticket", .optional(ticket)), ("seq", .int(Int(seq))), ("body_bytes", .int(bodyBytes)), ("body_truncated", .bool(body.count < bodyBytes)),
             ("body", .string(String(decoding: body, as: UTF8.self))),
         ])
     }

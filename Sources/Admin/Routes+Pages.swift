@@ -139,7 +139,7 @@ struct PageRoutes {
             let recent = feed.items.filter { $0.conversationId != nil }.prefix(15).map { i -> [String: Any] in
                 ["at": Self.time(i.at), "conversation": i.conversationId ?? "", "endpoint": i.endpoint ?? "", "type": i.type, "state": i.state]
             }
-            let parked = (try? await s.parkedCache.get(s.parked).total) ?? 0
+            let parked = (try? await s.store.parkedCounts().total) ?? 0
             return render("home", c, title: "Conversations", nav: "navHome", [
                 "recent": Array(recent), "conversations": try await s.store.conversationCount(), "parked": parked,
                 "hash": String(s.config.source.contentHash.prefix(12)),
@@ -201,15 +201,21 @@ struct PageRoutes {
         }
         router.get("/parked") { r, c in
             let group = r.uri.queryParameters.get("group")
-            let list = try await s.parkedList(group: group)
+            let after = r.uri.queryParameters.get("after").flatMap { Int64($0) } ?? 0
+            let list = try await s.parkedList(group: group, after: after)
             let shown = group == nil ? Array(list.messages.prefix(200)) : list.messages
+            var next = URLComponents()
+            next.path = "/parked"
+            next.queryItems = (group.map { [URLQueryItem(name: "group", value: $0)] } ?? []) + [URLQueryItem(name: "after", value: String(shown.last?.seq ?? 0))]
             return render("parked", c, title: "Parked messages", nav: "navParked", [
                 "total": list.total, "shown": shown.count, "group": group as Any, "hasMessages": !shown.isEmpty,
+                "next": shown.count == (group == nil ? 200 : 1000) ? (next.string ?? "") : "",
                 "groups": list.groups.map {
                     ["reason": $0.reason, "count": $0.count, "encoded": $0.reason.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""]
                 },
                 "messages": shown.map {
-                    ["id": $0.id, "parkedAt": $0.parkedAt, "endpoint": $0.endpoint ?? "", "stage": $0.stage, "messageId": $0.messageId ?? "(none)", "reason": $0.reason]
+                    ["id": $0.id, "parkedAt": $0.parkedAt, "endpoint": $0.endpoint ?? "", "ticket": $0.ticket ?? "", "stage": $0.stage,
+                     "messageId": $0.messageId ?? "(none)", "reason": $0.reason, "excerpt": $0.excerptText]
                 },
             ])
         }
@@ -218,7 +224,8 @@ struct PageRoutes {
             return render("parkedone", c, title: "Parked message", nav: "navParked", [
                 "id": m.id, "reason": m.reason, "parkedAt": m.parkedAt, "stage": m.stage, "endpoint": m.endpoint ?? "",
                 "messageId": m.messageId ?? "(none)", "exchange": m.original?.exchange ?? "?", "routingKey": m.original?.routingKey ?? "?",
-                "properties": m.propertyList.map { ["name": $0.0, "value": $0.1] }, "body": m.bodyText,
+                "properties": m.propertyList.map { ["name": $0.0, "value": $0.1] }, "body": m.bodyText, "ticket": m.ticket ?? "",
+                "truncated": m.body.count < m.bodyBytes ? "the first \(m.body.count) of \(m.bodyBytes) bytes" : "",
             ])
         }
         router.post("/parked/actions") { r, c in

@@ -147,15 +147,3 @@ enum Time {
         return "\(ms / 3_600_000) h \(ms % 3_600_000 / 60_000) min"
     }
 }
-
-/// Runs blocking work (rabbitmq-c, a management API call's waiting) on a thread of its own, so no
-/// event loop or concurrency thread waits on it.
-enum Blocking {
-    static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { k in
-            let t = Thread { k.resume(with: Result { try body() }) }
-            t.name = "sb-admin-broker"
-            t.start()
-        }
-    }
-}

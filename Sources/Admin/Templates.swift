@@ -175,9 +175,10 @@ enum Templates {
         <h2>Messages</h2>
         <form method="post" action="/parked/actions" id="parked-form">
           <input type="hidden" name="csrf" value="{{csrf}}">
-          <table class="grid"><thead><tr><th><input type="checkbox" id="all" title="select all shown"></th><th>Parked at</th><th>Endpoint</th><th>Stage</th><th>Message id</th><th>Reason</th></tr></thead><tbody>
-          {{#messages}}<tr><td><input type="checkbox" name="ids" value="{{id}}"></td><td class="t">{{parkedAt}}</td><td>{{endpoint}}</td><td>{{stage}}</td><td><a href="/parked/{{id}}">{{messageId}}</a></td><td>{{reason}}</td></tr>{{/messages}}
+          <table class="grid"><thead><tr><th><input type="checkbox" id="all" title="select all shown"></th><th>Parked at</th><th>Endpoint</th><th>Ticket</th><th>Stage</th><th>Message id</th><th>Reason</th><th>Body (start)</th></tr></thead><tbody>
+          {{#messages}}<tr><td><input type="checkbox" name="ids" value="{{id}}"></td><td class="t">{{parkedAt}}</td><td>{{endpoint}}</td><td>{{ticket}}</td><td>{{stage}}</td><td><a href="/parked/{{id}}">{{messageId}}</a></td><td>{{reason}}</td><td><code>{{excerpt}}</code></td></tr>{{/messages}}
           </tbody></table>
+          {{#next}}<p><a href="{{next}}">Older ones after these</a></p>{{/next}}
           {{#operator}}
           <div class="actions">
             <label>Why <input name="reason" required placeholder="e.g. fixed endpoints.yaml ticket_id" size="40"></label>
@@ -198,11 +199,12 @@ enum Templates {
           <tr><th>Reason</th><td class="error">{{reason}}</td></tr>
           <tr><th>Parked at</th><td>{{parkedAt}} (stage {{stage}})</td></tr>
           <tr><th>Endpoint</th><td>{{endpoint}}</td></tr>
+          <tr><th>Ticket</th><td>{{ticket}}</td></tr>
           <tr><th>Message id</th><td>{{messageId}}</td></tr>
           <tr><th>Published to</th><td>exchange {{exchange}}, routing key {{routingKey}}</td></tr>
           {{#properties}}<tr><th>{{name}}</th><td><code>{{value}}</code></td></tr>{{/properties}}
         </table>
-        <h2>Body</h2><pre class="card">{{body}}</pre>
+        <h2>Body</h2>{{#truncated}}<p class="muted">Shown: {{truncated}}.</p>{{/truncated}}<pre class="card">{{body}}</pre>
         {{#operator}}
         <form method="post" action="/parked/actions" class="actions">
           <input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="ids" value="{{id}}">

@@ -215,8 +215,12 @@ package struct Settings: Sendable {
     /// RabbitMQ's management API for the oldest messages' ages (nil: derived from broker_url).
     package var managementURL: String? = nil
     /// `classic` or `quorum`: the type of the queues that carry data (inbound, outbound, work, parked,
-    /// unrouted). Delay queues are always quorum queues; the store's request queue is always classic.
+    /// unrouted). Delay queues are always quorum queues; in quorum mode the store's request queues are too.
     package var queueType = "classic"
+    /// Quorum mode: how many deliveries a message of an inbound, outbound or work queue may have before the
+    /// broker dead-letters it to `sb.parked` (declared as the queue's `x-delivery-limit`, so it does not
+    /// depend on a RabbitMQ version's default; a policy's lower value still applies).
+    package var deliveryLimit = 100
 
     /// The default metrics port per role, so that several roles on one machine do not collide.
     package static func defaultMetricsPort(role: String) -> Int {

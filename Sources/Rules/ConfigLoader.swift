@@ -172,6 +172,7 @@ package struct ConfigLoader {
                 if let v = string(value) {
                     if ["classic", "quorum"].contains(v) { s.queueType = v } else { error(value, "queue_type: expected classic or quorum") }
                 }
+            case "delivery_limit": if let v = int(value, key: "settings.\(key.string)", min: 1, max: 1_000_000) { s.deliveryLimit = v }
             case "retention_bodies_days": if let v = int(value, key: "settings.\(key.string)", min: 1, max: 36_500) { s.retention.bodiesDays = v }
             case "retention_dedupe_days": if let v = int(value, key: "settings.\(key.string)", min: 1, max: 36_500) { s.retention.dedupeDays = v }
             case "retention_conversations_days": if let v = int(value, key: "settings.\(key.string)", min: 1, max: 36_500) { s.retention.conversationsDays = v }
@@ -179,7 +180,7 @@ package struct ConfigLoader {
                 if let v = string(value) {
                     if ["full", "normal"].contains(v) { s.sqliteSynchronous = v } else { error(value, "sqlite_synchronous: expected full or normal") }
                 }
-            default: unknownKey(key, in: "settings", allowed: "broker_url, tls_ca_file, data_dir, max_message_bytes, partitions, workers, prefetch, batch_size, heartbeat_seconds, store_url, store_timeout_ms, confirm_timeout_ms, store_max_request_bytes, fuse_intake, timeline_bodies, metrics_listen, log_format, management_url, queue_type, sqlite_synchronous, retention_bodies_days, retention_dedupe_days, retention_conversations_days")
+            default: unknownKey(key, in: "settings", allowed: "broker_url, tls_ca_file, data_dir, max_message_bytes, partitions, workers, prefetch, batch_size, heartbeat_seconds, store_url, store_timeout_ms, confirm_timeout_ms, store_max_request_bytes, fuse_intake, timeline_bodies, metrics_listen, log_format, management_url, queue_type, delivery_limit, sqlite_synchronous, retention_bodies_days, retention_dedupe_days, retention_conversations_days")
             }
         }
     }

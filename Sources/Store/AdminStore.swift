@@ -116,7 +116,7 @@ package struct TimelineGroup: Sendable {
 /// the database), paged, and on the indexes the hot path already has, so that no write pays for it:
 /// tickets by the reference table's key (endpoint, ticket id), a conversation's timeline by
 /// (conversation, id), the feed by the timeline's own order, outbound bodies by message id.
-package protocol AdminStore: Sendable {
+package protocol AdminStore: ParkedStore {
     /// The conversations that hold this ticket id at any of these endpoints.
     func tickets(_ ticketId: String, endpoints: [String]) async throws -> [TicketHit]
     func record(conversationId: String) async throws -> ConversationRecord?

@@ -6,7 +6,7 @@ import Rules
 /// The administrator's reads, natively async on the client's pool (no bridge), on the indexes the hot
 /// path has: reference's key, timeline_by_conversation, the timeline's and outbox's primary keys.
 extension PostgresStore: AdminStore {
-    private func admin<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> T) async throws -> T {
+    func admin<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> T) async throws -> T {
         let logger = self.logger
         do {
             return try await client.withConnection { db in try await body(db, logger) }

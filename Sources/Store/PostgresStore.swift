@@ -91,10 +91,25 @@ package final class PostgresStore: ConversationStore {
             if let schema {
                 try await db.query(PostgresQuery(unsafeSQL: "CREATE SCHEMA IF NOT EXISTS \(schema)"), logger: logger)
             }
-            // The extended protocol takes one statement at a time.
-            for statement in schemaSQL.split(separator: ";").map({ $0.trimmingCharacters(in: .whitespacesAndNewlines) })
-            where !statement.isEmpty {
-                try await db.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+            try await db.query(
+                "CREATE TABLE IF NOT EXISTS schema_version (version INT PRIMARY KEY, name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)",
+                logger: logger)
+            var applied: Set<Int> = []
+            for try await v in try await db.query("SELECT version FROM schema_version", logger: logger).decode(Int.self) { applied.insert(v) }
+            if let newest = applied.max(), newest > migrations.count {
+                throw StoreError(
+                    "the PostgreSQL schema is at version \(newest), newer than this release knows (\(migrations.count)): run the newer release, or restore the database")
+            }
+            for (index, migration) in migrations.enumerated() where !applied.contains(index + 1) {
+                // The extended protocol takes one statement at a time.
+                for statement in migration.sql.split(separator: ";").map({ $0.trimmingCharacters(in: .whitespacesAndNewlines) })
+                where !statement.isEmpty {
+                    try await db.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                }
+                try await db.query(
+                    "INSERT INTO schema_version (version, name, applied_at) VALUES (\(index + 1), \(migration.name), extract(epoch from now()))",
+                    logger: logger)
+                logger.info("PostgreSQL schema migrated", metadata: ["sb.version": "\(index + 1)", "sb.migration": "\(migration.name)"])
             }
             for function in functionsSQL {
                 try await db.query(PostgresQuery(unsafeSQL: function), logger: logger)
@@ -233,6 +248,31 @@ package final class PostgresStore: ConversationStore {
         """,
     ]
 
+    /// Numbered migrations: version N is the N-th, each applied once (recorded in `schema_version`), all in
+    /// the start's one transaction under the advisory lock, so two store processes starting together do
+    /// not race. Version 1 is the schema as it was before versions (idempotent: a database made by an
+    /// older release passes through it unchanged). Append; never edit an applied one.
+    static let migrations: [(name: String, sql: String)] = [
+        ("the schema before versions", schemaSQL),
+        ("parked messages as data", """
+            CREATE TABLE parked (
+                seq BIGSERIAL PRIMARY KEY,
+                id TEXT NOT NULL UNIQUE,
+                parked_at DOUBLE PRECISION NOT NULL,
+                reason TEXT NOT NULL,
+                reason_group TEXT NOT NULL,
+                stage TEXT NOT NULL,
+                origin TEXT NOT NULL,
+                endpoint TEXT,
+                ticket TEXT,
+                message_id TEXT,
+                properties BYTEA NOT NULL,
+                body BYTEA NOT NULL);
+            CREATE INDEX parked_by_group ON parked(reason_group, seq);
+            CREATE INDEX parked_by_ticket ON parked(endpoint, ticket)
+            """),
+    ]
+
     private static let schemaSQL = """
                     CREATE TABLE IF NOT EXISTS conversation (
                         id TEXT PRIMARY KEY,
@@ -323,7 +363,7 @@ package final class PostgresStore: ConversationStore {
         var result: Result<T, any Error>?
     }
 
-    private func blocking<T>(_ body: @escaping @Sendable () async throws -> sending T) throws -> T {
+    func blocking<T>(_ body: @escaping @Sendable () async throws -> sending T) throws -> T {
         let outcome = Outcome<T>()
         let done = DispatchSemaphore(value: 0)
         Task {

@@ -211,6 +211,26 @@ package final class SQLiteStore: ConversationStore {
             // Older rows keep their bodies inside `entries` (NULL here); `decode` reads both.
             try db.execute(sql: "ALTER TABLE timeline_entries ADD COLUMN body TEXT")
         }
+        m.registerMigration("v11: parked messages as data") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE parked (
+                        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                        id TEXT NOT NULL UNIQUE,
+                        parked_at REAL NOT NULL,
+                        reason TEXT NOT NULL,
+                        reason_group TEXT NOT NULL,
+                        stage TEXT NOT NULL,
+                        origin TEXT NOT NULL,
+                        endpoint TEXT,
+                        ticket TEXT,
+                        message_id TEXT,
+                        properties BLOB NOT NULL,
+                        body BLOB NOT NULL);
+                    CREATE INDEX parked_by_group ON parked(reason_group, seq);
+                    CREATE INDEX parked_by_ticket ON parked(endpoint, ticket);
+                    """)
+        }
         return m
     }
 

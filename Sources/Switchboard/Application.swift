@@ -87,7 +87,7 @@ package enum Application {
     ) -> [RoleService] {
         // One SQLite file has one owner: a second store process waits (exclusive consumer) as a standby.
         let exclusive = !(config.settings.storeURL.hasPrefix("postgres"))
-        return [("store", Contract.storeQueue), ("store-members", Contract.storeMembersQueue)].map { name, queue in
+        var services = [("store", Contract.storeQueue), ("store-members", Contract.storeMembersQueue)].map { name, queue in
             RoleService(name: name) { flag in
                 ConsumerLoop(
                     name: name, config: config, options: options,
@@ -95,6 +95,17 @@ package enum Application {
                 ).run()
             }
         }
+        // What arrives in sb.parked moves into the store's parked table (see ParkedIntakeHandler).
+        if let parked = ((store as? MeteredStore)?.base ?? store) as? ParkedStore {
+            services.append(RoleService(name: "parked") { flag in
+                ConsumerLoop(
+                    name: "parked", config: config, options: options,
+                    handler: ParkedIntakeHandler(store: parked, config: config, switchboardUser: options.user, exclusive: exclusive, logger: logger),
+                    stopFlag: flag, logger: logger
+                ).run()
+            })
+        }
+        return services
     }
 
     /// Intake sharing the inbound queues with the other live intakes (through the store's membership). With

@@ -51,6 +51,8 @@ package enum Meters {
         .init(name: "switchboard_batches_held_total", kind: .counter,
               help: "Pauses a loop made holding a batch instead of giving it back to its queue, by role and cause (handler: the store failed or answered late; confirm_timeout: the broker confirmed late; refused: the broker nacked outgoing messages).",
               labels: ["role", "cause"]),
+        .init(name: "switchboard_parked_stored", kind: .gauge,
+              help: "Parked messages held in the store's parked table (what the Parked page lists), from the store role.", labels: []),
         .init(name: "switchboard_batch_retries_total", kind: .counter,
               help: "Batch attempts repeated because a commit went stale (another writer changed the conversation).", labels: []),
         .init(name: "switchboard_store_request_duration_seconds", kind: .histogram,

@@ -2,19 +2,28 @@ import AMQP
 import Foundation
 import Logging
 import Rules
+import Store
 
 /// A parked message as an administrator reads it.
 package struct ParkedMessage: Sendable, Equatable {
     /// Stable while it stays parked (a hash of when and why it was parked, its message id and body):
     /// the handle a replay or discard names, so a bulk action acts on the messages the user saw.
     package var id: String
+    /// Its place in the store's order of arrival (0 before it is stored).
+    package var seq: Int64 = 0
     package var reason: String
     package var stage: String
     package var endpoint: String?
     package var parkedAt: String
     package var messageId: String?
     package var original: Original?
+    /// The body, or its first bytes in a listing (`bodyBytes` is the whole's length).
     package var body: Data
+    package var bodyBytes: Int
+    /// The ticket id the body names at its endpoint, when it does.
+    package var ticket: String?
+    /// The parked message's own properties (ours, or what the broker dead-lettered), for a replay.
+    package var properties: Properties?
     /// Who parked it; only Switchboard's own parking is read for its reason, stage and original.
     package var origin: ParkedOrigin
 
@@ -49,6 +58,8 @@ package struct ParkedMessage: Sendable, Equatable {
         }
         messageId = m.properties.messageId ?? original?.properties.messageId
         body = m.body
+        bodyBytes = m.body.count
+        properties = m.properties
         var hasher = Hash.FNV64()
         for part in [parkedAt, reason, messageId ?? "", stage] {
             hasher.add(part)
@@ -68,87 +79,90 @@ package struct ParkedMessage: Sendable, Equatable {
     }
 }
 
-/// What an action did to each message it found.
+/// What an action did to each message it acted on.
 package enum ParkedOutcome: String, Sendable {
     case replayed, discarded, failed
 }
 
-/// The parked queue for the administrator: read it without taking anything away, and replay or discard
-/// chosen messages. Blocking (rabbitmq-c): call from a thread of its own, never from an event loop.
-package struct ParkedQueue: Sendable {
-    package var options: ConnectionOptions
-    package var logger: Logger
+/// The store role's loop on `sb.parked`: every message that arrives there (our parking, the broker's
+/// dead-lettering, anyone's publish) becomes a row of the store's parked table and is acked only once the
+/// row is written. The queue is only a way in: nothing reads it for a page, so a look never counts as a
+/// delivery toward a delivery limit, and a replay or discard never puts the others back out of order.
+package final class ParkedIntakeHandler: BatchHandler {
+    private let store: any ParkedStore
+    private let config: SwitchboardConfig
+    private let switchboardUser: String
+    private let logger: Logger
+    package let exclusive: Bool
+
+    package init(store: any ParkedStore, config: SwitchboardConfig, switchboardUser: String, exclusive: Bool, logger: Logger) {
+        self.store = store
+        self.config = config
+        self.switchboardUser = switchboardUser
+        self.exclusive = exclusive
+        self.logger = logger
+    }
+
+    package var queues: [(queue: String, tag: String)] { [(Contract.parkedQueue, "sb-parked-store")] }
+
+    package func handle(_ batch: [Delivery]) throws -> [Outgoing] {
+        let rows = batch.map { ParkedMessage.row($0.message, config: config, switchboardUser: switchboardUser) }
+        // A failure (the database away) holds the batch in the loop and tries again: nothing is acked before it is stored.
+        try store.park(rows)
+        Meters.gauge("switchboard_parked_stored", [], Double(try store.parkedTotal()))
+        for r in rows {
+            logger.info("parked message stored", metadata: [
+                "sb.parked-id": "\(r.id)", "sb.message-id": "\(r.messageId ?? "-")", "sb.endpoint": "\(r.endpoint ?? "-")",
+                "sb.stage": "\(r.stage)",
+            ])
+        }
+        return []
+    }
+}
+
+/// Publishes replays of parked messages with confirms, one at a time, on one connection. Blocking
+/// (rabbitmq-c): call from a thread of its own, never from an event loop, and one call at a time
+/// (`ParkedActions` awaits each before the next: hence `@unchecked Sendable`).
+package final class ParkedPublisher: @unchecked Sendable {
+    private let options: ConnectionOptions
+    private let logger: Logger
+    private var connection: Connection?
 
     package init(options: ConnectionOptions, logger: Logger) {
         var o = options
-        o.connectionName = "switchboard-admin"
+        o.connectionName = "switchboard-replay"
         self.options = o
         self.logger = logger
     }
 
-    /// Up to `limit` parked messages, oldest first, and how many are parked in all. They are received
-    /// unacknowledged and handed back when the connection closes: nothing leaves the queue.
-    package func browse(limit: Int) throws -> (total: Int, messages: [ParkedMessage]) {
-        let c = try Connection(options, logger: logger)
-        defer { c.close() }
-        let total = try c.queueDepth(Contract.parkedQueue).messages
-        guard total > 0, limit > 0 else { return (total, []) }
-        try c.qos(prefetch: min(limit, 1000))
-        try c.consume(Contract.parkedQueue)
-        var out: [ParkedMessage] = []
-        let wanted = min(limit, total)
-        while out.count < wanted, let d = try c.nextDelivery(timeout: out.isEmpty ? 2 : 0.3) {
-            out.append(ParkedMessage(d.message, switchboardUser: options.user))
-        }
-        return (total, out)
-    }
+    deinit { connection?.close() }
 
-    /// Goes once through the messages parked now; those whose id is in `ids` are replayed (published
-    /// where `switchboard parked replay` would, confirmed, then removed) or discarded (removed); the rest
-    /// are parked again unchanged at the end. `progress` hears of each chosen one; it returns false to stop.
-    package func act(
-        replay: Bool, ids: Set<String>, progress: (ParkedMessage, ParkedOutcome, String) -> Bool
-    ) throws {
-        let c = try Connection(options, logger: logger)
-        defer { c.close() }
-        try c.enableConfirms()
-        var remaining = ids
-        var left = try c.queueDepth(Contract.parkedQueue).messages
-        try c.qos(prefetch: 1)
-        try c.consume(Contract.parkedQueue)
-        while left > 0, !remaining.isEmpty, let d = try c.nextDelivery(timeout: 5) {
-            left -= 1
-            let p = ParkedMessage(d.message, switchboardUser: options.user)
-            guard remaining.contains(p.id) else {
-                try c.publish(exchange: "", routingKey: Contract.parkedQueue, message: d.message)
-                guard try c.waitForConfirms(timeout: 30).allConfirmed else { throw AMQPError(.timeout, "the broker refused a parked message") }
-                try c.ack(d)
-                continue
-            }
-            remaining.remove(p.id)
-            var outcome = ParkedOutcome.discarded
-            var detail = "removed from \(Contract.parkedQueue)"
-            if replay {
-                let target: Outgoing
-                do {
-                    target = try ReplayHandler.replay(d.message, switchboardUser: options.user)
-                } catch {
-                    try c.nack(d, requeue: true)
-                    if !progress(p, .failed, "not replayed: \(error)") { return }
-                    continue
-                }
-                try c.publish(exchange: target.exchange, routingKey: target.routingKey, message: target.message)
-                let confirmed = try c.waitForConfirms(timeout: 30)
-                guard confirmed.allConfirmed else {
-                    try c.nack(d, requeue: true)
-                    if !progress(p, .failed, "the broker did not take the replay (unroutable or refused); it stays parked") { return }
-                    continue
-                }
-                outcome = .replayed
-                detail = "published to \(target.exchange.isEmpty ? "(default exchange)" : target.exchange) with routing key \(target.routingKey)"
-            }
-            try c.ack(d)
-            if !progress(p, outcome, detail) { return }
+    /// Where the message goes again and whether the broker took it (confirmed, routed). Throws when it
+    /// cannot be replayed (`ReplayHandler.Refused`) or the broker is unreachable.
+    package func replay(_ m: ParkedMessage) throws -> String {
+        guard let message = m.message else {
+            throw ReplayHandler.Refused(description: "its stored properties cannot be read by this release")
         }
+        let target = try ReplayHandler.replay(message, switchboardUser: options.user)
+        let c: Connection
+        if let open = connection {
+            c = open
+        } else {
+            c = try Connection(options, logger: logger)
+            try c.enableConfirms()
+            connection = c
+        }
+        do {
+            try c.publish(exchange: target.exchange, routingKey: target.routingKey, message: target.message, mandatory: true)
+            let confirmed = try c.waitForConfirms(timeout: 30)
+            guard confirmed.allConfirmed else {
+                throw ReplayHandler.Refused(description: "the broker did not take the replay (unroutable or refused); it stays parked")
+            }
+        } catch let e as AMQPError {
+            connection = nil
+            c.close()
+            throw e
+        }
+        return "published to \(target.exchange.isEmpty ? "(default exchange)" : target.exchange) with routing key \(target.routingKey)"
     }
 }

@@ -2,58 +2,10 @@ import AMQP
 import Foundation
 import Logging
 import Rules
+import Store
 
-/// `switchboard parked replay`: puts parked messages back where they were first published, once the
-/// cause (configuration, a missing queue) is fixed. Runs the same consume-publish-confirm-ack cycle as
-/// every role, so a message is removed from `sb.parked` only after its replay is confirmed; one that
-/// fails again is parked again with the new reason.
-package final class ReplayHandler: BatchHandler {
-    private let limit: Int
-    private let stop: StopFlag
-    private let logger: Logger
-    package private(set) var replayed = 0
-
-    private let switchboardUser: String
-
-    package init(limit: Int, switchboardUser: String, stop: StopFlag, logger: Logger) {
-        self.limit = limit
-        self.switchboardUser = switchboardUser
-        self.stop = stop
-        self.logger = logger
-    }
-
-    package var queues: [(queue: String, tag: String)] { [(Contract.parkedQueue, "sb-replay")] }
-    package var exclusive: Bool { false }
-
-    package func handle(_ batch: [Delivery]) throws -> [Outgoing] {
-        var out: [Outgoing] = []
-        for d in batch {
-            guard replayed < limit else {
-                out.append(Outgoing(exchange: "", routingKey: Contract.parkedQueue, message: d.message))
-                continue
-            }
-            let target: Outgoing
-            do {
-                target = try Self.replay(d.message, switchboardUser: switchboardUser)
-            } catch {
-                // Not something we can replay: it stays parked, unchanged, at the end.
-                logger.warning("parked message not replayed", metadata: [
-                    "sb.message-id": "\(d.message.properties.messageId ?? "-")", "sb.reason": "\(error)",
-                ])
-                out.append(Outgoing(exchange: "", routingKey: Contract.parkedQueue, message: d.message))
-                continue
-            }
-            replayed += 1
-            logger.info("replaying parked message", metadata: [
-                "sb.message-id": "\(d.message.properties.messageId ?? "-")", "sb.exchange": "\(target.exchange)",
-                "sb.routing-key": "\(target.routingKey)",
-            ])
-            out.append(target)
-        }
-        if replayed >= limit { stop.stop() }
-        return out
-    }
-
+/// Where a parked message goes when it is replayed (`replay`), trusting only what Switchboard wrote.
+package enum ReplayHandler {
     package struct Refused: Error, CustomStringConvertible {
         package var description: String
     }
@@ -129,23 +81,89 @@ package final class ReplayHandler: BatchHandler {
     }
 }
 
-extension Application {
-    /// Replays up to `limit` parked messages (all that are parked now, by default); returns how many.
-    package static func replayParked(config: SwitchboardConfig, limit: Int?, logger: Logger) throws -> Int {
-        let options = try brokerOptions(config)
-        let probe = try Connection(options, logger: logger)
-        try Topology(config: config).declare(on: probe)
-        let depth = try probe.queueDepth(Contract.parkedQueue).messages
-        probe.close()
-        let wanted = min(limit ?? depth, depth)
-        guard wanted > 0 else { return 0 }
-        let stop = StopFlag()
-        let handler = ReplayHandler(limit: wanted, switchboardUser: options.user, stop: stop, logger: logger)
-        // Batches of one: the limit is exact, and replay is an operator's action, not a hot path.
-        ConsumerLoop(
-            name: "replay", options: options, topology: Topology(config: config), prefetch: 1, batchSize: 1,
-            handler: handler, stopFlag: stop, logger: logger
-        ).run()
-        return handler.replayed
+/// Replays or discards chosen parked messages, from the store's parked table, oldest first (so each
+/// ticket's messages go again in the order they were parked). A message leaves the table only after its
+/// replay is confirmed by the broker (or when discarded); an interrupted action leaves the rest parked and
+/// at most the one in flight replayed twice (intake takes it for the resend it is). Every message acted
+/// on is audited: who, why, what happened, on its conversation's timeline when it has one.
+package struct ParkedActions: Sendable {
+    package var store: any AdminStore
+    package var options: ConnectionOptions
+    package var logger: Logger
+
+    package init(store: any AdminStore, options: ConnectionOptions, logger: Logger) {
+        self.store = store
+        self.options = options
+        self.logger = logger
+    }
+
+    /// `ids`: exactly these (nil: every message parked when it starts, up to `limit`). `progress` hears
+    /// of each message acted on (after its audit record is written); false stops the action.
+    package func run(
+        replay: Bool, ids: [String]?, limit: Int = .max, who: String, reason: String,
+        progress: @Sendable (ParkedMessage, ParkedOutcome, String) async -> Bool = { _, _, _ in true }
+    ) async throws {
+        let publisher = ParkedPublisher(options: options, logger: logger)
+        let user = options.user
+        var after: Int64 = 0
+        var done = 0
+        var wanted = ids.map(Set.init)
+        // The chosen ones in the store's order, a page at a time; bodies read one by one.
+        pages: while done < limit {
+            let page = try await store.parked(ParkedQuery(ids: wanted.map(Array.init), after: after, limit: 200, excerpt: 0))
+            guard let last = page.last else { break }
+            after = last.seq
+            for head in page {
+                guard done < limit else { break pages }
+                guard let row = try await store.parked(ParkedQuery(ids: [head.id], limit: 1, excerpt: nil)).first else { continue }
+                wanted?.remove(row.id)
+                let m = ParkedMessage(row: row, switchboardUser: user)
+                var outcome = ParkedOutcome.discarded
+                var detail = "removed from the parked messages"
+                if replay {
+                    do {
+                        detail = try await Blocking.run { try publisher.replay(m) }
+                        outcome = .replayed
+                    } catch let refused as ReplayHandler.Refused {
+                        outcome = .failed
+                        detail = "not replayed: \(refused)"
+                    }
+                }
+                if outcome != .failed { _ = try await store.removeParked(id: row.id) }
+                done += 1
+                await audit(m, outcome: outcome, detail: detail, who: who, reason: reason, action: replay ? "replay" : "discard")
+                if !(await progress(m, outcome, detail)) { break pages }
+            }
+        }
+    }
+
+    private func audit(_ m: ParkedMessage, outcome: ParkedOutcome, detail: String, who: String, reason: String, action: String) async {
+        var conversation: String?
+        if let endpoint = m.endpoint, let ticket = m.ticket {
+            conversation = try? await store.tickets(ticket, endpoints: [endpoint]).first?.conversationId
+        }
+        let record = AuditRecord(
+            at: Date(), who: who, action: outcome == .failed ? "\(action)-failed" : action, reason: reason, conversationId: conversation,
+            endpoint: m.endpoint, messageId: m.messageId, parkedId: m.id, detail: "\(detail); it was parked for: \(m.reason)")
+        do {
+            try await store.append(audit: record)
+        } catch {
+            logger.error("could not record an administrator's action", metadata: ["sb.parked-id": "\(m.id)", "sb.error": "\(error)"])
+        }
+        logger.notice("parked message \(outcome.rawValue)", metadata: [
+            "sb.parked-id": "\(m.id)", "sb.message-id": "\(m.messageId ?? "-")", "sb.who": "\(who)",
+        ])
+    }
+}
+
+/// Runs blocking work (rabbitmq-c, a management API call's waiting) on a thread of its own, so no
+/// event loop or concurrency thread waits on it.
+package enum Blocking {
+    package static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { k in
+            let t = Thread { k.resume(with: Result { try body() }) }
+            t.name = "sb-blocking"
+            t.start()
+        }
     }
 }

@@ -27,7 +27,14 @@ package enum Retention {
     package static func service(config: SwitchboardConfig, store: ConversationStore, logger: Logger) -> RoleService {
         RoleService(name: "retention") { flag in
             var next = Date()
+            var nextCount = Date()
+            let parked = ((store as? MeteredStore)?.base ?? store) as? ParkedStore
             while !flag.isStopped {
+                // The parked gauge also falls when an operator replays or discards (in another process, maybe).
+                if let parked, Date() >= nextCount {
+                    nextCount = Date().addingTimeInterval(15)
+                    if let n = try? parked.parkedTotal() { Meters.gauge("switchboard_parked_stored", [], Double(n)) }
+                }
                 if Date() >= next {
                     next = Date().addingTimeInterval(interval)
                     do {

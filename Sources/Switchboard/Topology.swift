@@ -11,6 +11,8 @@ package struct Topology: Sendable {
     package var timerDelays: [Int]
     /// `classic` or `quorum` (settings.queue_type): the type of the queues that carry data.
     package var queueType = "classic"
+    /// Quorum mode: the data queues' `x-delivery-limit` (settings.delivery_limit).
+    package var deliveryLimit = 100
 
     package init(endpoints: [String], partitions: Int, outboundDelays: [Int] = [], timerDelays: [Int] = []) {
         self.endpoints = endpoints
@@ -25,6 +27,7 @@ package struct Topology: Sendable {
         outboundDelays = config.outboundDelays.sorted()
         timerDelays = config.timerDelays.sorted()
         queueType = config.settings.queueType
+        deliveryLimit = config.settings.deliveryLimit
     }
 
     /// Every queue Switchboard declares, for the metrics of their depths.
@@ -41,14 +44,28 @@ package struct Topology: Sendable {
     /// and work partitions, whose order rests on it). A classic queue's consumer asks for it with
     /// `exclusive`; a quorum queue ignores `exclusive` (a second exclusive consume succeeds), so it is
     /// declared with `x-single-active-consumer`: a second consumer gets nothing while the first is there.
-    private func declareData(_ name: String, on c: Connection, singleConsumer: Bool = false) throws(AMQPError) {
-        try c.declareQueue(name, arguments: Self.dataArguments(queueType: queueType, singleConsumer: singleConsumer))
+    ///
+    /// In quorum mode every queue that carries ESB or work messages also names its delivery limit and where
+    /// a message past it goes (`sb.parked`, at-least-once), so nothing rests on a version's default (RabbitMQ
+    /// 4 gives quorum queues a limit of 20 and then drops the message). `sb.parked` itself has none: the
+    /// store role drains it at once, and nothing else consumes it.
+    private func declareData(_ name: String, on c: Connection, singleConsumer: Bool = false, limited: Bool = true) throws(AMQPError) {
+        try c.declareQueue(name, arguments: Self.dataArguments(
+            queueType: queueType, singleConsumer: singleConsumer, deliveryLimit: limited ? deliveryLimit : nil))
     }
 
-    package static func dataArguments(queueType: String, singleConsumer: Bool) -> [String: FieldValue] {
+    package static func dataArguments(queueType: String, singleConsumer: Bool, deliveryLimit: Int?) -> [String: FieldValue] {
         guard queueType == "quorum" else { return [:] }
         var args: [String: FieldValue] = ["x-queue-type": .string("quorum")]
         if singleConsumer { args["x-single-active-consumer"] = .bool(true) }
+        if let deliveryLimit {
+            args["x-delivery-limit"] = .int(Int64(deliveryLimit))
+            args["x-dead-letter-exchange"] = .string("")
+            args["x-dead-letter-routing-key"] = .string(Contract.parkedQueue)
+            // At-least-once dead-lettering (confirmed into sb.parked) needs reject-publish overflow.
+            args["x-dead-letter-strategy"] = .string("at-least-once")
+            args["x-overflow"] = .string("reject-publish")
+        }
         return args
     }
 
@@ -59,7 +76,7 @@ package struct Topology: Sendable {
         try c.declareExchange(Contract.inboundExchange, arguments: ["alternate-exchange": .string(Contract.unroutedExchange)])
         try c.declareExchange(Contract.outboundExchange)
         try c.declareExchange(Contract.workExchange)
-        try declareData(Contract.parkedQueue, on: c)
+        try declareData(Contract.parkedQueue, on: c, limited: false)
         try Self.declareStoreQueue(on: c, queueType: queueType)
         for e in endpoints {
             try declareData(Contract.inboundQueue(e), on: c, singleConsumer: true)
@@ -85,9 +102,13 @@ package struct Topology: Sendable {
     /// `expiration`), so nothing in it needs to outlive a broker node. On a cluster (quorum mode) it is a
     /// transient queue: when its node goes, the broker deletes it and the next process to declare it
     /// makes it again on a live node; a durable classic queue would stay "down" with its node.
+    /// The store's request queues. In quorum mode quorum queues too (replicated: they outlive a node, with a
+    /// new leader elected), never transient: RabbitMQ 4 deprecates transient non-exclusive queues and can
+    /// refuse them. Requests carry an expiration (the caller's timeout), which quorum queues honour.
     static func declareStoreQueue(on c: Connection, queueType: String) throws(AMQPError) {
-        try c.declareQueue(Contract.storeQueue, durable: queueType != "quorum")
-        try c.declareQueue(Contract.storeMembersQueue, durable: queueType != "quorum")
+        let args: [String: FieldValue] = queueType == "quorum" ? ["x-queue-type": .string("quorum")] : [:]
+        try c.declareQueue(Contract.storeQueue, arguments: args)
+        try c.declareQueue(Contract.storeMembersQueue, arguments: args)
     }
 
     /// A fanout exchange and its queue (`sb.delayq...`); expired messages keep their routing key and go to

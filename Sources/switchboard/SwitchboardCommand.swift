@@ -7,6 +7,7 @@ import Rules
 import ServiceLifecycle
 import Store
 import Switchboard
+import Synchronization
 
 @main
 struct SwitchboardCommand: AsyncParsableCommand {
@@ -270,22 +271,97 @@ struct Failed: AsyncParsableCommand {
 
 struct Parked: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Work with parked messages (queue sb.parked).", subcommands: [Replay.self])
+        abstract: "Work with parked messages (kept in the store; they arrive through queue sb.parked).",
+        subcommands: [List.self, Replay.self, Discard.self])
 
-    struct Replay: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Publish parked messages again where they were first published, after fixing the cause.",
-            discussion: "A message that fails again is parked again with the new reason. Nothing is removed before its replay is confirmed.")
+    /// The store this configuration names, for the operator's reads and actions.
+    static func open(_ config: SwitchboardConfig, _ logger: Logger) throws -> any AdminStore {
+        guard let store = try Application.openStore(config, logger: logger) as? AdminStore else {
+            throw ValidationError("the store has no parked table")
+        }
+        return store
+    }
+
+    /// Who acts, for the audit.
+    static var who: String { "cli:" + (ProcessInfo.processInfo.environment["USER"] ?? "unknown") }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List parked messages, oldest first.")
 
         @OptionGroup var options: GlobalOptions
-        @Option(help: "Replay at most this many (default: every message parked now).") var limit: Int?
+        @Option(help: "Only this reason group (as `list` prints it).") var group: String?
+        @Option(help: "List at most this many.") var limit: Int = 100
+        @Flag(help: "One JSON object per line (with each message's headers and its whole body).") var json = false
 
         func run() async throws {
             let config = try loadConfigOrExit(options.config)
             let logger = options.logger("switchboard", config)
-            let count = try Application.replayParked(config: config, limit: limit, logger: logger)
-            print("switchboard: replayed \(count) parked message(s)")
+            let store = try Parked.open(config, logger)
+            let user = try Application.brokerOptions(config).user
+            let counts = try await store.parkedCounts()
+            let rows = try await store.parked(ParkedQuery(group: group, limit: limit, excerpt: json ? nil : ParkedMessage.excerptBytes))
+            if !json { print("\(counts.total) parked message(s)") }
+            for row in rows {
+                let m = ParkedMessage(row: row, switchboardUser: user)
+                if json {
+                    print(m.lineJSON)
+                } else {
+                    print("  \(m.parkedAt)  \(m.id)  \(m.endpoint ?? "-")/\(m.ticket ?? "-")  \(m.messageId ?? "(no id)")  [\(m.stage)] \(m.reason)")
+                }
+            }
         }
+    }
+
+    struct Replay: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Publish parked messages again where they were first published, after fixing the cause.",
+            discussion: """
+                Oldest first, so each ticket's messages go again in the order they were parked. A message that fails \
+                again is parked again with the new reason. Nothing is removed before its replay is confirmed; every \
+                message is recorded in the audit.
+                """)
+
+        @OptionGroup var options: GlobalOptions
+        @Option(help: "Replay at most this many (default: every message parked now).") var limit: Int?
+        @Option(name: .customLong("id"), help: "Only these parked messages (repeat the option).") var ids: [String] = []
+        @Option(help: "Why (for the audit).") var reason: String = "replayed from the command line"
+
+        func run() async throws {
+            try await act(replay: true, options: options, ids: ids, limit: limit, reason: reason)
+        }
+    }
+
+    struct Discard: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove chosen parked messages (recorded in the audit).")
+
+        @OptionGroup var options: GlobalOptions
+        @Option(name: .customLong("id"), help: "The parked messages to remove (repeat the option).") var ids: [String]
+        @Option(help: "Why (for the audit).") var reason: String
+
+        func run() async throws {
+            try await act(replay: false, options: options, ids: ids, limit: nil, reason: reason)
+        }
+    }
+
+    static func act(replay: Bool, options: GlobalOptions, ids: [String], limit: Int?, reason: String) async throws {
+        let config = try loadConfigOrExit(options.config)
+        let logger = options.logger("switchboard", config)
+        let actions = ParkedActions(store: try open(config, logger), options: try Application.brokerOptions(config), logger: logger)
+        let counts = Counts()
+        try await actions.run(replay: replay, ids: ids.isEmpty ? nil : ids, limit: limit ?? .max, who: who, reason: reason) { m, outcome, detail in
+            counts.add(outcome)
+            if outcome == .failed { print("switchboard: \(m.id) (\(m.messageId ?? "no id")): \(detail)") }
+            return true
+        }
+        print("switchboard: \(replay ? "replayed" : "discarded") \(counts.done) parked message(s)\(counts.failed > 0 ? ", \(counts.failed) failed (still parked)" : "")")
+        if counts.failed > 0 { throw ExitCode(1) }
+    }
+
+    final class Counts: Sendable {
+        private let state = Mutex((done: 0, failed: 0))
+        func add(_ o: ParkedOutcome) { state.withLock { if o == .failed { $0.failed += 1 } else { $0.done += 1 } } }
+        var done: Int { state.withLock { $0.done } }
+        var failed: Int { state.withLock { $0.failed } }
     }
 }
 

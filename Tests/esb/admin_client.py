@@ -8,6 +8,7 @@ import re
 import secrets
 import ssl
 import subprocess
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -105,3 +106,14 @@ class Secrets:
     def all(self):
         return [self.admin_password, self.viewer_password, self.viewer_token, self.operator_token, self.admin_hash,
                 self.viewer_hash, *self.env.values()]
+
+
+def wait_job(api, job_id, timeout=60):
+    """A replay or discard job of the parked messages, once it is no longer running."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = api.get(f"/api/v1/parked/actions/{job_id}").json()
+        if job["state"] != "running":
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} still running: {job}")

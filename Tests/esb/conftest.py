@@ -5,6 +5,7 @@ queue names never collide with a running `make run` or another session.
 """
 import base64
 import contextlib
+import decimal
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 import urllib.error
 import urllib.request
 import uuid
@@ -300,6 +302,34 @@ def http_get(url, timeout=5):
         return None, str(e)
 
 
+def typed(value):
+    """A header value from `switchboard parked list --json` as pika gives it: tagged bytes, decimals and
+    timestamps back to their Python types."""
+    if isinstance(value, dict):
+        if set(value) == {"$bytes"}:
+            return base64.b64decode(value["$bytes"])
+        if set(value) == {"$decimal"}:
+            return decimal.Decimal(value["$decimal"])
+        if set(value) == {"$timestamp"}:
+            return value["$timestamp"]
+        return {k: typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [typed(v) for v in value]
+    return value
+
+
+def parked_properties(row):
+    """A stored parked message like pika's properties: its own AMQP properties as attributes (None when
+    absent), `headers` a dict, and the store's fields (id, reason, stage, origin, endpoint, ticket, ...)."""
+    props = typed(row["properties"])
+    fields = {k: None for k in ("content_type", "content_encoding", "delivery_mode", "priority", "correlation_id", "reply_to",
+                                "expiration", "timestamp", "type", "user_id", "app_id", "cluster_id")}
+    fields.update({k: v for k, v in props.items() if k != "headers"})
+    fields["headers"] = props.get("headers", {})
+    fields.update({k: v for k, v in row.items() if k not in ("properties", "body", "body_base64")})
+    return types.SimpleNamespace(**fields)
+
+
 class Switchboard:
     """The real binary, `switchboard run` by default, on a copy of Config/ with a data folder of its own.
     Its metrics and probes listen on a port of its own (`metrics_url`); `start()` waits for /health/ready."""
@@ -393,6 +423,27 @@ class Switchboard:
         assert r.returncode == 0, r.stderr
         return r.stdout
 
+    def parked(self):
+        """The parked messages in the store, oldest first (`switchboard parked list --json`): dicts with id,
+        reason, stage, origin, endpoint, ticket, message_id, headers (as text), body (text), body_base64."""
+        r = subprocess.run([BINARY, "parked", "list", "--json", "--limit", "100000", "--config", self.config], env=self.env,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+
+    def take_parked(self, count, timeout=20.0):
+        """Waits until the store holds at least `count` parked messages; returns the first `count` as
+        (properties, body) pairs like ESB.take's: properties with message_id, headers and the store's fields."""
+        deadline = time.time() + timeout
+        rows = self.parked()
+        while len(rows) < count and time.time() < deadline:
+            time.sleep(0.2)
+            rows = self.parked()
+        return [(parked_properties(r), base64.b64decode(r["body_base64"])) for r in rows[:count]]
+
+    def parked_count(self):
+        return len(self.parked())
+
     def db(self):
         return sqlite3.connect(os.path.join(self.data, "switchboard.sqlite"))
 
@@ -434,6 +485,15 @@ class Fleet:
 
     def timeline(self, endpoint, ticket):
         return self.store.timeline(endpoint, ticket)
+
+    def parked(self):
+        return self.store.parked()
+
+    def take_parked(self, count, timeout=20.0):
+        return self.store.take_parked(count, timeout)
+
+    def parked_count(self):
+        return self.store.parked_count()
 
     def query(self, sql):
         return self.store.query(sql)

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from admin_client import Admin, Secrets
+from admin_client import Admin, Secrets, wait_job
 from conftest import ESB, QUORUM, Switchboard, flow, incident, jira, mgmt, fresh_vhost
 
 SECRETS = Secrets()
@@ -52,16 +52,6 @@ def operator(hub):
 
 def viewer(hub):
     return Admin(hub.url, token=SECRETS.viewer_token)
-
-
-def wait_job(api, job_id, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        job = api.get(f"/api/v1/parked/actions/{job_id}").json()
-        if job["state"] != "running":
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} still running: {job}")
 
 
 def parked_id(api, message_id, timeout=20):
@@ -258,7 +248,8 @@ def test_replay_after_a_configuration_fix(own_vhost):
         assert "unknown endpoint 'customer-b'" in p["reason"]
     finally:
         assert before.stop() == 0
-    after = Switchboard(vhost, env=ENV, extra_config=CUSTOMER_B).start()
+    # The same installation (its store keeps the parked message), restarted with the fixed configuration.
+    after = Switchboard(vhost, env=ENV, extra_config=CUSTOMER_B, data=before.data).start()
     try:
         api = Admin(after.admin_url(), token=SECRETS.operator_token)
         # The operator replays exactly what was shown, by its id.

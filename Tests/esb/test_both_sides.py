@@ -92,7 +92,7 @@ def test_both_sides_write_one_conversation_at_once(esb, vhost, store_url, shape)
         to_vendor = esb.take("sb.out.vendor-x", total, timeout=120) + esb.drain("sb.out.vendor-x", quiet=0.5)
         to_customer = esb.take("sb.out.customer-a", total, timeout=120) + esb.drain("sb.out.customer-a", quiet=0.5)
         assert (len(unique(to_vendor)), len(unique(to_customer))) == (total, total)
-        assert esb.depth("sb.parked") == 0
+        assert esb.depth("sb.parked") == 0 and sb.parked_count() == 0
         by_conversation, problems = check_serial(links + to_vendor + to_customer, per_side)
         assert len(by_conversation) == conversations
         assert not problems, "\n".join(problems[:10])
@@ -140,7 +140,7 @@ def test_both_sides_while_workers_are_killed(esb, vhost, store_url):
         by_conversation, problems = check_serial(links + got, per_side)
         assert len(by_conversation) == conversations
         assert not problems, "\n".join(problems[:10])
-        assert esb.depth("sb.parked") == 0
+        assert esb.depth("sb.parked") == 0 and store.parked_count() == 0
     finally:
         for p in workers + [intake, store]:
             p.stop()

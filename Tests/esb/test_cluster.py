@@ -68,13 +68,12 @@ def test_the_fleet_loses_a_broker_node_under_load_and_gets_it_back(cluster_vhost
     assert url.count(",") == 2
     env = {"SB_BROKER_URL": url, "SB_QUEUE_TYPE": "quorum", "SB_MANAGEMENT_URL": "http://localhost:15681",
            "SB_HEARTBEAT_SECONDS": "5"}
-    # The store's request queues are transient in quorum mode and live on the node that declared them
-    # first. Put them on node 2, the one to stop, whichever node the store's own connections land on: the
-    # store must notice its queues died with the node (basic.cancel; rabbitmq-c does not ask for it by
-    # default, and without it the broker drops the consumer in silence) and consume them again elsewhere.
+    # The store's request queues are quorum queues in quorum mode, led by the node that declared them first.
+    # Put their leaders on node 2, the one to stop, whichever node the store's own connections land on:
+    # another node takes over and the store goes on consuming them.
     node2 = pika.BlockingConnection(pika.URLParameters(f"amqp://guest:guest@localhost:5682/{vhost}"))
     for q in ("sb.store", "sb.store.members"):
-        node2.channel().queue_declare(q, durable=False)
+        node2.channel().queue_declare(q, durable=True, arguments={"x-queue-type": "quorum"})
     node2.close()
     assert {q: n for q, n in queue_nodes(vhost).items() if q.startswith("sb.store")} == {
         "sb.store": "sb-node-2@localhost", "sb.store.members": "sb-node-2@localhost"}
@@ -118,13 +117,11 @@ def test_the_fleet_loses_a_broker_node_under_load_and_gets_it_back(cluster_vhost
                 time.sleep(0.5)
             assert p.ready()[0] == 200, p.ready()
         assert any("reconnected and consuming" in p.output() for p in roles)
-        # The store's queues were made again on a live node and the store consumes both.
+        # The store's queues are led by a live node now. (That the store consumes them is shown by every
+        # update above and below being applied; `list_queues consumers` reads 0 for quorum queues whose
+        # leader moved, on 3.10.8, even for inbound queues that were being consumed.)
         nodes = queue_nodes(vhost)
         assert nodes["sb.store"] != "sb-node-2@localhost" and nodes["sb.store.members"] != "sb-node-2@localhost", nodes
-        consumers = dict(line.split("\t")[:2] for line in cluster(
-            "ctl", "1", "list_queues", "-q", "-p", vhost, "name", "consumers").splitlines() if "\t" in line)
-        assert int(consumers["sb.store"]) >= 1 and int(consumers["sb.store.members"]) >= 1, consumers
-        assert "the broker cancelled consumer sb.store" in roles[0].output(), roles[0].output()[-3000:]
 
         # Node 2 comes back and rejoins; the traffic goes on through the cluster.
         started = cluster("start-node", "2")
@@ -139,7 +136,7 @@ def test_the_fleet_loses_a_broker_node_under_load_and_gets_it_back(cluster_vhost
             th.join(60)
         assert_each_once_in_order(take_unique(esb, "sb.out.vendor-x", tickets * 10, 60), tickets, more)
         assert_each_once_in_order(take_unique(esb, "sb.out.customer-a", tickets * 10, 60), tickets, more)
-        assert esb.depth("sb.parked") == 0
+        assert esb.depth("sb.parked") == 0 and roles[0].parked_count() == 0
         status, body = http_get(roles[0].metrics_url + "/metrics")
         assert status == 200 and "switchboard_broker_reconnects_total" in body
     finally:

@@ -206,7 +206,16 @@ def test_rabbitmq_apply_gives_quorum_queues_the_policy_and_each_user_least_privi
             definition = queues[name]["effective_policy_definition"]
             assert definition["delivery-limit"] == 100 and definition["dead-letter-strategy"] == "at-least-once", definition
         assert queues["sb.parked"]["type"] == "quorum" and queues["sb.parked"].get("policy") in (None, "")
-        assert queues["sb.store"]["type"] == "classic"
+        # Nothing RabbitMQ 4 deprecates: every queue durable (no transient non-exclusive queue), the store's
+        # request queues replicated too; every data queue names its delivery limit and dead-letter target.
+        assert queues["sb.store"]["type"] == "quorum" and queues["sb.store.members"]["type"] == "quorum"
+        for name, q in queues.items():
+            assert q["durable"] and not q["auto_delete"] and not q["exclusive"], (name, q)
+        for name in ("sb.in.customer-a", "sb.out.vendor-x", "sb.work.0", "sb.in.unrouted"):
+            args = queues[name]["arguments"]
+            assert args["x-delivery-limit"] == 100 and args["x-dead-letter-routing-key"] == "sb.parked", (name, args)
+            assert args["x-dead-letter-exchange"] == "" and args["x-dead-letter-strategy"] == "at-least-once", (name, args)
+        assert "x-delivery-limit" not in queues["sb.parked"]["arguments"]
         # The monitoring user reads the ages for Switchboard's metrics: no management error counted.
         deadline = time.time() + 20
         while time.time() < deadline and 'switchboard_endpoint_oldest_message_age_seconds{endpoint="vendor-x",direction="out"}' not in sb.metrics():

@@ -130,7 +130,7 @@ def test_bad_input_is_parked_with_its_reason_and_good_messages_flow(esb, vhost):
         esb.publish("customer-a", incident(good[3]), message_id="g-3")
         out = esb.take("sb.out.vendor-x", 3)
         assert sorted(json.loads(b)["customer_reference"] for _, b in out) == sorted([good[0], good[1], good[3]])
-        parked = {p.message_id: p.headers for p, _ in esb.take("sb.parked", 6)}
+        parked = {p.message_id: p.headers for p, _ in sb.take_parked(6)}
         assert set(parked) == {"bad-json", "bad-ticket", "bad-endpoint", "bad-size", "bad-ack", "bad-ack-2"}
         assert "not valid JSON" in parked["bad-json"]["x-sb-reason"]
         assert parked["bad-json"]["x-sb-endpoint"] == "customer-a"
@@ -214,7 +214,7 @@ def test_broker_connection_loss_midstream_loses_nothing_and_doubles_nothing(esb,
                 "SELECT c.version, count(*) FROM conversation c JOIN reference r ON r.conversation_id = c.id "
                 "WHERE r.endpoint = 'customer-a' AND r.ticket_id LIKE 'INC0%' GROUP BY c.version").fetchall()
             assert versions == [(1, count)]
-        assert esb.depth("sb.parked") == 0
+        assert esb.depth("sb.parked") == 0 and sb.parked_count() == 0
     finally:
         assert sb.stop() == 0
 
@@ -262,7 +262,7 @@ def test_a_broker_resource_alarm_is_logged_and_what_waited_flows_after_it(esb, v
         out = esb.take("sb.out.vendor-x", 3, timeout=30)
         assert sorted(p.message_id for p, _ in out) == sorted({p.message_id for p, _ in out}) and len(out) == 3
         assert {json.loads(b)["customer_reference"] for _, b in out} == {f"ALARM{i:03d}" for i in range(3)}
-        assert esb.depth("sb.parked") == 0
+        assert esb.depth("sb.parked") == 0 and sb.parked_count() == 0
         deadline = time.time() + 10
         while blocked_loops(sb) and time.time() < deadline:
             time.sleep(0.2)

@@ -43,7 +43,7 @@ def assert_exactly_once_in_order(esb, the_store, seen, first_order, tickets, per
     assert len(counters) == tickets
     assert set(counters.values()) == {per_ticket}, "a counter was applied twice or not at all"
     assert the_store.query("SELECT count(*) FROM processed WHERE endpoint = 'customer-a'") == [(str(total),)]
-    assert esb.depth("sb.parked") == 0
+    assert esb.depth("sb.parked") == 0 and the_store.parked_count() == 0
     for q in ["sb.in.customer-a"] + [f"sb.work.{p}" for p in range(8)]:
         assert esb.depth(q) == 0, q
 

@@ -222,7 +222,7 @@ def test_two_postgres_store_processes_serve_the_workers_and_one_may_die(esb, vho
         assert all(v == list(range(per_ticket)) for v in order.values())
         counters = seen_counters(stores[1])
         assert set(counters.values()) == {per_ticket} and len(counters) == tickets
-        assert esb.depth("sb.parked") == 0
+        assert esb.depth("sb.parked") == 0 and stores[1].parked_count() == 0
     finally:
         for p in workers + [intake] + stores:
             p.stop()
@@ -312,7 +312,7 @@ def test_two_active_intakes_share_the_inbound_queues_and_one_takes_over(esb, vho
             th.join(60)
         assert_each_once_in_order(take_unique(esb, "sb.out.vendor-x", tickets * 10, 60), tickets, more)
         assert_each_once_in_order(take_unique(esb, "sb.out.customer-a", tickets * 10, 60), tickets, more)
-        assert esb.depth("sb.parked") == 0
+        assert esb.depth("sb.parked") == 0 and store.parked_count() == 0
     finally:
         for p in (third, second, first, worker, store):
             if p:

@@ -95,7 +95,7 @@ def test_an_esb_user_with_every_property_set_is_served_and_its_bad_message_is_ke
         bad = every_property(user, message_id="bad-hostile")
         ch.basic_publish("sb.in", "portal-z", b"{broken", bad)
         time.sleep(2.5)
-        [(parked, parked_body)] = esb.take("sb.parked", 1, timeout=10)
+        [(parked, parked_body)] = sb.take_parked(1, timeout=10)
         assert parked_body == b"{broken"
         assert "not valid JSON" in parked.headers["x-sb-reason"]
         # Our own user (the signature replay trusts; the broker checks it), never the ESB's.
@@ -112,14 +112,15 @@ def test_an_esb_user_with_every_property_set_is_served_and_its_bad_message_is_ke
     finally:
         conn.close()
         assert sb.stop() == 0
-    # Replayed, it is what the ESB published: same user (so the endpoint still accepts it), same properties.
-    esb.ch.basic_publish("", "sb.parked", parked_body, parked)
+    # Replayed (from the store, where it stayed), it is what the ESB published: same user (so the endpoint
+    # still accepts it), same properties.
     r = subprocess.run([BINARY, "parked", "replay", "--config", sb.config], env=sb.env, capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     again = start_shape(vhost, shape, extra_config=PORTAL.format(user=user), data=sb.data, store_url=store_url)
     try:
-        [(reparked, _)] = esb.take("sb.parked", 1, timeout=20)
+        [(reparked, _)] = again.take_parked(1, timeout=20)
+        assert reparked.id != parked.id
         assert "not valid JSON" in reparked.headers["x-sb-reason"], reparked.headers["x-sb-reason"]
         assert reparked.headers["x-sb-original"] == original
     finally:
@@ -138,7 +139,7 @@ def test_only_the_endpoints_users_may_speak_for_it(esb, vhost, portal_user, shap
         ch.basic_publish("sb.in", "portal-z", body, pika.BasicProperties(user_id=other, message_id="from-other"))
         esb.ch.basic_publish("sb.in", "portal-z", body, pika.BasicProperties(message_id="from-nobody"))
         esb.publish("customer-a", {"number": "INC-T"}, message_id="esb-timer", type="timer")
-        parked = {p.message_id: p.headers["x-sb-reason"] for p, _ in esb.take("sb.parked", 3, timeout=20)}
+        parked = {p.message_id: p.headers["x-sb-reason"] for p, _ in sb.take_parked(3, timeout=20)}
         assert f"published by broker user '{other}'" in parked["from-other"] and f"'{user}'" in parked["from-other"]
         assert "set no user_id" in parked["from-nobody"] and f"'{user}'" in parked["from-nobody"]
         assert "reserved" in parked["esb-timer"]
@@ -188,7 +189,7 @@ def test_switchboard_runs_as_its_own_least_privilege_user(esb, vhost, portal_use
         ch.basic_publish("sb.in", "portal-z", b'{broken', pika.BasicProperties(user_id=user, message_id="own-bad"))
         conn.close()
         assert [json.loads(b)["id"] for _, b in esb.take("sb.out.vendor-x", 1, timeout=20)] == ["Z-own"]
-        assert [p.message_id for p, _ in esb.take("sb.parked", 1, timeout=20)] == ["own-bad"]
+        assert [p.message_id for p, _ in sb.take_parked(1, timeout=20)] == ["own-bad"]
     finally:
         assert sb.stop() == 0
 
@@ -203,7 +204,7 @@ def test_an_ack_from_another_endpoint_than_the_target_is_parked_naming_both(esb,
                 message_id="cross-ok")
     esb.publish("customer-a", {"status": "error", "code": "LOCKED"}, type="ack", correlation_id=create.message_id,
                 message_id="cross-error")
-    parked = {p.message_id: p.headers["x-sb-reason"] for p, _ in esb.take("sb.parked", 2, timeout=20)}
+    parked = {p.message_id: p.headers["x-sb-reason"] for p, _ in switchboard.take_parked(2, timeout=20)}
     for mid in ("cross-ok", "cross-error"):
         assert (f"ack from endpoint 'customer-a' for message '{create.message_id}', which was sent to endpoint "
                 "'vendor-x'") in parked[mid], parked[mid]
@@ -239,38 +240,43 @@ def test_a_forged_dead_lettered_message_is_replayed_only_into_the_queue_it_died_
     number = "INC" + uuid.uuid4().hex[:7]
     try:
         esb.publish("customer-a", incident(number, description="x" * 5000), message_id="ours-big")
-        deadline = time.time() + 20
-        while esb.depth("sb.parked") < 1 and time.time() < deadline:
-            time.sleep(0.1)
-        method, ours, _ = esb.ch.basic_get("sb.parked", auto_ack=False)
-        esb.ch.basic_nack(method.delivery_tag, requeue=True)
+        [(ours, _)] = sb.take_parked(1, timeout=20)
         assert "exceeds the limit" in ours.headers["x-sb-reason"]
         # Signed: published with our broker user, which the broker checked.
-        assert ours.user_id == "guest"
+        assert ours.user_id == "guest" and ours.origin == "switchboard"
     finally:
         assert sb.stop() == 0
     r = rabbitmqctl("set_policy", "-p", vhost, "--apply-to", "queues", "--priority", "10", "sb-data", r"^sb\.(in|out|work)\.",
                     json.dumps({"dead-letter-exchange": "", "dead-letter-routing-key": "sb.parked"}))
     assert r.returncode == 0, r.stderr
-    claim = {"exchange": "sb.out", "routing_key": "vendor-x",
-             "properties": {"user_id": "esb-vendor", "message_id": "forged-inner", "type": "create"}}
-    esb.ch.basic_publish("sb.in", "customer-a", json.dumps({"forged": True}).encode(), pika.BasicProperties(
-        message_id="forged-1", expiration="1", delivery_mode=2,
-        headers={"x-sb-original": claim, "x-sb-replay": True, "x-sb-reason": "looks parked", "x-sb-parked-at": "2026-01-01"}))
-    deadline = time.time() + 20
-    while esb.depth("sb.parked") < 2 and time.time() < deadline:
-        time.sleep(0.1)
-    assert esb.depth("sb.parked") == 2, "the broker did not dead-letter the expired message into sb.parked"
+    # Only the store role runs (no intake to take the message before it expires): it moves what the broker
+    # dead-letters into sb.parked into its parked table.
+    mover = Switchboard(vhost, data=sb.data, args=("store",), consumers=1).start()
+    try:
+        claim = {"exchange": "sb.out", "routing_key": "vendor-x",
+                 "properties": {"user_id": "esb-vendor", "message_id": "forged-inner", "type": "create"}}
+        esb.ch.basic_publish("sb.in", "customer-a", json.dumps({"forged": True}).encode(), pika.BasicProperties(
+            message_id="forged-1", expiration="1", delivery_mode=2,
+            headers={"x-sb-original": claim, "x-sb-replay": True, "x-sb-reason": "looks parked", "x-sb-parked-at": "2026-01-01"}))
+        rows = mover.take_parked(2, timeout=20)
+        assert len(rows) == 2, "the broker did not dead-letter the expired message into sb.parked"
+        forged = rows[1][0]
+        # Shown as what it is, its x-sb-* headers ignored.
+        assert forged.origin == "broker" and forged.stage == "broker", forged
+        assert forged.reason == "dead-lettered by the broker: expired, from queue sb.in.customer-a", forged.reason
+        assert esb.depth("sb.parked") == 0
+    finally:
+        assert mover.stop() == 0
     r = subprocess.run([BINARY, "parked", "replay", "--config", sb.config], env=sb.env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert esb.depth("sb.parked") == 0 and esb.depth("sb.out.vendor-x") == 0 and esb.depth("sb.in.customer-a") == 2
+    assert sb.parked_count() == 0 and esb.depth("sb.out.vendor-x") == 0 and esb.depth("sb.in.customer-a") == 2
     # Checked by intake again, with a size limit that fits now: ours flows, the forged one is parked as
     # what the ESB published (to sb.in, no user_id), not what it claimed.
     again = Switchboard(vhost, data=sb.data).start()
     try:
         out = esb.take("sb.out.vendor-x", 1, timeout=20)
         assert [p.correlation_id for p, _ in out] == ["ours-big"]
-        [(reparked, body)] = esb.take("sb.parked", 1, timeout=20)
+        [(reparked, body)] = again.take_parked(1, timeout=20)
         assert reparked.message_id == "forged-1" and json.loads(body) == {"forged": True}
         assert "no ticket id" in reparked.headers["x-sb-reason"], reparked.headers["x-sb-reason"]
         kept = reparked.headers["x-sb-original"]
@@ -293,7 +299,7 @@ def test_a_type_read_from_the_body_is_checked_like_the_amqp_type(esb, switchboar
         body = jira(f"VX-T{n}", None, event=kind)
         esb.ch.basic_publish("sb.in", "vendor-x", json.dumps(body).encode(),
                              pika.BasicProperties(message_id=f"typed-{kind}", delivery_mode=2))
-    parked = {p.message_id: p.headers for p, _ in esb.take("sb.parked", 2, timeout=20)}
+    parked = {p.message_id: p.headers for p, _ in switchboard.take_parked(2, timeout=20)}
     for kind in ("timer", "ack"):
         h = parked[f"typed-{kind}"]
         assert h["x-sb-stage"] == "intake", h

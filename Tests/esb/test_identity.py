@@ -25,7 +25,7 @@ def test_copies_apply_once_and_a_reused_id_is_parked(esb, vhost, store_url, shap
         out = esb.take("sb.out.vendor-x", 1, timeout=20)
         assert [json.loads(b)["seq"] for _, b in out] == [1]
         esb.publish("customer-a", incident(ticket, seq=3, assignment_group=DESK), message_id="same-1")
-        parked = esb.take("sb.parked", 2, timeout=20)
+        parked = sb.take_parked(2, timeout=20)
         assert len(parked) == 2
         for props, body in parked:
             reason = props.headers["x-sb-reason"]

@@ -102,7 +102,7 @@ def prometheus():
     p.stop()
 
 
-def traffic(esb):
+def traffic(esb, keeper):
     """FLOWS tickets through create, ok ack, update and an error ack (handled by vendor-locked-retry, which
     starts a timer), one body that is not JSON and one message for an endpoint nobody configured."""
     for _ in range(FLOWS):
@@ -111,9 +111,9 @@ def traffic(esb):
     esb.publish("customer-a", b"{not json", message_id=f"bad-{uuid.uuid4().hex[:6]}", raw=True)
     esb.publish("nobody", {"x": 1}, message_id=f"nobody-{uuid.uuid4().hex[:6]}")
     deadline = time.time() + 20
-    while esb.depth("sb.parked") < 2 and time.time() < deadline:
-        time.sleep(0.1)
-    assert esb.depth("sb.parked") == 2
+    while keeper.parked_count() < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    assert keeper.parked_count() == 2 and esb.depth("sb.parked") == 0
 
 
 def promtool_check(text, who):
@@ -160,10 +160,10 @@ def test_prometheus_sees_what_flowed_through_run_and_a_fleet(prometheus):
     try:
         for p in (run, store, intake, worker):
             p.start()
-        for vhost in (run_vhost, fleet_vhost):
+        for vhost, keeper in ((run_vhost, run), (fleet_vhost, store)):
             esb = ESB(vhost)
             esbs.append(esb)
-            traffic(esb)
+            traffic(esb, keeper)
 
         # Prometheus scraped every process.
         prometheus.wait_value('count(up{job="switchboard"} == 1)', 4.0)
@@ -182,7 +182,7 @@ def test_prometheus_sees_what_flowed_through_run_and_a_fleet(prometheus):
             prometheus.wait_value(f'sum(switchboard_timers_scheduled_total{{{s}}})', 1.0 * FLOWS)
             prometheus.wait_value(f'sum(switchboard_parked_messages_total{{{s}, endpoint="customer-a", reason="invalid_json"}})', 1.0)
             prometheus.wait_value(f'sum(switchboard_parked_messages_total{{{s}, endpoint="none", reason="unknown_endpoint"}})', 1.0)
-            prometheus.wait_value(f'max(switchboard_queue_messages{{{s}, queue="sb.parked"}})', 2.0, timeout=30)
+            prometheus.wait_value(f'max(switchboard_parked_stored{{{s}}})', 2.0, timeout=30)
             prometheus.wait_value(f'max(switchboard_queue_consumers{{{s}, queue="sb.work.0"}})', 1.0)
             prometheus.wait_value(f'max(switchboard_endpoint_backlog_threshold{{{s}, endpoint="vendor-x"}})', 100.0)
             # Every message a worker decided took a measurable time from intake; none was counted twice.

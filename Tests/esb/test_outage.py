@@ -38,11 +38,13 @@ def outage_vhost():
         next(gen, None)
 
 
-def hold_for(esb, seconds):
-    """The outage: for `seconds`, nothing may reach sb.parked (checked every second)."""
+def hold_for(esb, fleet, seconds):
+    """The outage: for `seconds`, nothing may be parked (sb.parked and the store's parked table, checked
+    every second or so)."""
     end = time.time() + seconds
     while time.time() < end:
         assert esb.depth("sb.parked") == 0, esb.take("sb.parked", 10, timeout=1)
+        assert fleet.parked_count() == 0, fleet.parked()
         time.sleep(1)
 
 
@@ -62,14 +64,14 @@ def test_a_store_outage_parks_nothing_and_delivers_everything_once_in_order(outa
         tickets, seqs = 6, range(4)
         for t in publish_sides(vhost, tickets, seqs):
             t.join()
-        hold_for(esb, OUTAGE)
+        hold_for(esb, fleet, OUTAGE)
         assert sum(held(w, "handler") for w in fleet.workers) > 0, "no worker held a batch"
         fleet.store.start()
         out_x = take_unique(esb, "sb.out.vendor-x", tickets * len(seqs), timeout=90)
         out_a = take_unique(esb, "sb.out.customer-a", tickets * len(seqs), timeout=90)
         assert_each_once_in_order(out_x, tickets, seqs)
         assert_each_once_in_order(out_a, tickets, seqs)
-        assert esb.depth("sb.parked") == 0
+        assert esb.depth("sb.parked") == 0 and fleet.parked_count() == 0
     finally:
         esb.close()
         assert fleet.stop() == 0, fleet.output()[-5000:]
@@ -91,14 +93,14 @@ def test_an_outbound_queue_refusing_publishes_parks_nothing_and_delivers_everyth
         for seq in seqs:
             for t in range(tickets):
                 esb.publish("customer-a", incident(f"TWOA{t:03d}", seq=seq), message_id=f"twoa-{t}-{seq}")
-        hold_for(esb, OUTAGE)
+        hold_for(esb, fleet, OUTAGE)
         assert sum(held(w, "refused") for w in fleet.workers) > 0, "no worker held a refused batch"
         # A quorum queue over its length limit refuses; what it took before that counts toward the total below.
         assert esb.depth("sb.out.vendor-x") < tickets * len(seqs)
         assert rabbitmqctl("clear_policy", "-p", vhost, "sb-full").returncode == 0
         out_x = take_unique(esb, "sb.out.vendor-x", tickets * len(seqs), timeout=90)
         assert_each_once_in_order(out_x, tickets, seqs)
-        assert esb.depth("sb.parked") == 0
+        assert esb.depth("sb.parked") == 0 and fleet.parked_count() == 0
     finally:
         esb.close()
         assert fleet.stop() == 0, fleet.output()[-5000:]

@@ -72,7 +72,7 @@ def test_a_second_consumer_on_quorum_inbound_queues_and_partitions_receives_noth
         assert_each_once_in_order(out_x, tickets, seqs)
         assert_each_once_in_order(out_a, tickets, seqs)
         assert intruder.received == 0
-        assert esb.depth("sb.parked") == 0
+        assert esb.depth("sb.parked") == 0 and sb.parked_count() == 0
     finally:
         if intruder:
             intruder.close()

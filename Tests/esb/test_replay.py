@@ -20,13 +20,10 @@ def test_replay_after_fixing_the_configuration(esb, vhost):
     try:
         esb.publish("crm-z", {"id": "Z-1"}, message_id="z-1")
         esb.publish("customer-a", b"{still broken", message_id="broken-1", raw=True)
-        parked = esb.take("sb.parked", 2)
+        parked = sb.take_parked(2)
         assert {p.message_id for p, _ in parked} == {"z-1", "broken-1"}
     finally:
         assert sb.stop() == 0
-    # The take above consumed them; park them again as they were, like an operator looking at them would leave them.
-    for props, body in parked:
-        esb.ch.basic_publish("", "sb.parked", body, props)
     # The operator adds the endpoint, restarts, and replays.
     fixed = Switchboard(vhost, extra_config=CRM_ENDPOINT, data=sb.data).start()
     try:
@@ -38,7 +35,7 @@ def test_replay_after_fixing_the_configuration(esb, vhost):
         assert json.loads(body) == {"from_crm": "Z-1"}
         assert out.correlation_id == "z-1"
         # Still broken: parked again, with its reason, not lost.
-        [(again, _)] = esb.take("sb.parked", 1, timeout=10)
+        [(again, _)] = fixed.take_parked(1, timeout=10)
         assert again.message_id == "broken-1"
         assert "not valid JSON" in again.headers["x-sb-reason"]
     finally:
