@@ -50,3 +50,26 @@ extension Properties {
         if case .table(let h)? = t[Key.headers] { headers = h }
     }
 }
+
+extension FieldValue {
+    /// The bytes this value takes in an AMQP field table as this client writes it (the kind octet and the
+    /// value): what a header table costs in a content header frame, which must fit in one frame.
+    package var encodedSize: Int {
+        switch self {
+        case .string(let s): return 1 + 4 + s.utf8.count
+        case .bytes(let d): return 1 + 4 + d.count
+        case .int, .double, .timestamp: return 1 + 8
+        case .bool: return 1 + 1
+        case .float: return 1 + 4
+        case .decimal: return 1 + 5
+        case .table(let t): return 1 + Self.tableSize(t)
+        case .array(let a): return 1 + 4 + a.reduce(0) { $0 + $1.encodedSize }
+        case .void: return 1
+        }
+    }
+
+    /// A table's size: its length prefix and each entry's short-string key and value.
+    package static func tableSize(_ t: [String: FieldValue]) -> Int {
+        4 + t.reduce(0) { $0 + 1 + $1.key.utf8.count + $1.value.encodedSize }
+    }
+}

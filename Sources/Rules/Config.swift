@@ -175,6 +175,16 @@ package struct Settings: Sendable {
     package var tlsCAFile: String? = nil
     package var dataDir = ".data"
     package var maxMessageBytes = 1 << 20
+    /// RabbitMQ's `max_message_size` (Deploy/rabbitmq/rabbitmq.conf: 16 MiB): the largest message an ESB
+    /// can put in an inbound queue, whatever `max_message_bytes` says (intake parks larger ones, after
+    /// reading them).
+    package var brokerMaxMessageBytes = 16 << 20
+    /// When set (> 0), the most the messages an intake holds unacknowledged may take: its prefetch per
+    /// inbound queue is lowered so that every queue it consumes, each message as large as the broker
+    /// allows, fits (the Kubernetes manifests set it for the intake's memory limit).
+    package var intakeMemoryBytes = 0
+    /// The most an ESB's header table may take (AMQP-encoded): ours ride beside it in one frame (128 KiB).
+    package var maxHeaderBytes = 32 << 10
     /// Work partitions: messages of one ticket always go to the same one, so they stay in order.
     package var partitions = 8
     /// Worker threads in one `switchboard run` process; partitions are split between them.
@@ -242,6 +252,14 @@ package struct Settings: Sendable {
     }
 
     package init() {}
+
+    /// An intake's prefetch per inbound queue when it consumes `queues` of them: the configured prefetch,
+    /// or fewer so that its worst case (every queue's window full of messages as large as the broker
+    /// allows) fits `intakeMemoryBytes`. At least 1.
+    package func intakePrefetch(queues: Int) -> Int {
+        guard intakeMemoryBytes > 0 else { return prefetch }
+        return max(1, min(prefetch, intakeMemoryBytes / (max(1, queues) * brokerMaxMessageBytes)))
+    }
 }
 
 package struct EndpointConfig: Sendable {

@@ -62,6 +62,10 @@ package struct ConfigLoader {
 
         var settings = Settings()
         for (s, _) in pending.settings { parseSettings(s, into: &settings) }
+        if settings.storeMaxRequestBytes > settings.brokerMaxMessageBytes, let (y, _) = pending.settings.first {
+            error(y, "settings.store_max_request_bytes (\(settings.storeMaxRequestBytes)) is larger than settings.broker_max_message_bytes "
+                + "(\(settings.brokerMaxMessageBytes)): the broker would refuse the largest store requests (raise its max_message_size and both)")
+        }
         var admin: AdminSettings?
         for y in pending.admin {
             if admin != nil { error(y, "the admin section is defined twice") }
@@ -135,6 +139,10 @@ package struct ConfigLoader {
             case "tls_ca_file": if let v = string(value) { s.tlsCAFile = v.isEmpty ? nil : v }
             case "data_dir": if let v = string(value) { s.dataDir = v }
             case "max_message_bytes": if let v = int(value, key: "settings.\(key.string)", min: 1) { s.maxMessageBytes = v }
+            case "broker_max_message_bytes":
+                if let v = int(value, key: "settings.\(key.string)", min: 65_536, max: 512 << 20) { s.brokerMaxMessageBytes = v }
+            case "intake_memory_bytes": if let v = int(value, key: "settings.\(key.string)", min: 0, max: 1 << 40) { s.intakeMemoryBytes = v }
+            case "max_header_bytes": if let v = int(value, key: "settings.\(key.string)", min: 1024, max: 64 << 10) { s.maxHeaderBytes = v }
             case "partitions": if let v = int(value, key: "settings.\(key.string)", min: 1, max: 1024) { s.partitions = v }
             case "workers": if let v = int(value, key: "settings.\(key.string)", min: 1, max: 64) { s.workers = v }
             case "prefetch": if let v = int(value, key: "settings.\(key.string)", min: 1, max: 65535) { s.prefetch = v }
@@ -180,7 +188,7 @@ package struct ConfigLoader {
                 if let v = string(value) {
                     if ["full", "normal"].contains(v) { s.sqliteSynchronous = v } else { error(value, "sqlite_synchronous: expected full or normal") }
                 }
-            default: unknownKey(key, in: "settings", allowed: "broker_url, tls_ca_file, data_dir, max_message_bytes, partitions, workers, prefetch, batch_size, heartbeat_seconds, store_url, store_timeout_ms, confirm_timeout_ms, store_max_request_bytes, fuse_intake, timeline_bodies, metrics_listen, log_format, management_url, queue_type, delivery_limit, sqlite_synchronous, retention_bodies_days, retention_dedupe_days, retention_conversations_days")
+            default: unknownKey(key, in: "settings", allowed: "broker_url, tls_ca_file, data_dir, max_message_bytes, max_header_bytes, broker_max_message_bytes, intake_memory_bytes, partitions, workers, prefetch, batch_size, heartbeat_seconds, store_url, store_timeout_ms, confirm_timeout_ms, store_max_request_bytes, fuse_intake, timeline_bodies, metrics_listen, log_format, management_url, queue_type, delivery_limit, sqlite_synchronous, retention_bodies_days, retention_dedupe_days, retention_conversations_days")
             }
         }
     }

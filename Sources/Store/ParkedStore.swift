@@ -28,6 +28,9 @@ package struct ParkedRow: Sendable, Equatable {
     package var body: Data
     /// The whole body's length.
     package var bodyBytes: Int
+    /// Delivered again (not stored): a row of the same id is this one, stored before its ack was lost.
+    /// A first delivery whose id is taken is another message that looks the same: stored under a suffix.
+    package var redelivered = false
 
     package init(
         seq: Int64 = 0, id: String, parkedAt: Date, reason: String, reasonGroup: String, stage: String, origin: String,
@@ -88,7 +91,8 @@ package struct ParkedQuery: Sendable {
 /// The parked table, on both backends. `park` is synchronous (the store role's consumer thread); the
 /// rest is for the administrator (async, never on an event loop's thread).
 package protocol ParkedStore: Sendable {
-    /// Writes the rows (a row whose id is already there is kept once: a redelivered copy).
+    /// Writes the rows. A redelivered row whose id is there already is that row (kept once); any other row
+    /// whose id is taken (two messages alike) is stored as `<id>-2`, `-3`, ...: nothing parked is dropped.
     func park(_ rows: [ParkedRow]) throws
     /// How many are parked (the store role's gauge).
     func parkedTotal() throws -> Int

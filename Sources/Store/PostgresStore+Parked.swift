@@ -8,13 +8,24 @@ extension PostgresStore: ParkedStore {
         try blocking { [client] in
             try await client.withTransaction(logger: logger) { db in
                 for r in rows {
-                    try await db.query(
-                        """
-                        INSERT INTO parked (id, parked_at, reason, reason_group, stage, origin, endpoint, ticket, message_id, properties, body)
-                        VALUES (\(r.id), \(r.parkedAt.timeIntervalSince1970), \(r.reason), \(r.reasonGroup), \(r.stage), \(r.origin),
-                                \(r.endpoint), \(r.ticket), \(r.messageId), \(r.properties), \(r.body))
-                        ON CONFLICT (id) DO NOTHING
-                        """, logger: logger)
+                    var id = r.id
+                    var n = 1
+                    while true {
+                        var inserted = false
+                        for try await _ in try await db.query(
+                            """
+                            INSERT INTO parked (id, parked_at, reason, reason_group, stage, origin, endpoint, ticket, message_id, properties, body)
+                            VALUES (\(id), \(r.parkedAt.timeIntervalSince1970), \(r.reason), \(r.reasonGroup), \(r.stage), \(r.origin),
+                                    \(r.endpoint), \(r.ticket), \(r.messageId), \(r.properties), \(r.body))
+                            ON CONFLICT (id) DO NOTHING RETURNING seq
+                            """, logger: logger
+                        ).decode(Int64.self) {
+                            inserted = true
+                        }
+                        if inserted || r.redelivered { break }
+                        n += 1
+                        id = "\(r.id)-\(n)"
+                    }
                 }
             }
         }

@@ -10,10 +10,17 @@ extension SQLiteStore: ParkedStore {
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
             for r in rows {
-                try insert.execute(arguments: [
-                    r.id, r.parkedAt.timeIntervalSince1970, r.reason, r.reasonGroup, r.stage, r.origin, r.endpoint, r.ticket,
-                    r.messageId, r.properties, r.body,
-                ])
+                var id = r.id
+                var n = 1
+                while true {
+                    try insert.execute(arguments: [
+                        id, r.parkedAt.timeIntervalSince1970, r.reason, r.reasonGroup, r.stage, r.origin, r.endpoint, r.ticket,
+                        r.messageId, r.properties, r.body,
+                    ])
+                    if db.changesCount > 0 || r.redelivered { break }
+                    n += 1
+                    id = "\(r.id)-\(n)"
+                }
             }
         }
     }

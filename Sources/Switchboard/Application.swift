@@ -91,7 +91,9 @@ package enum Application {
             RoleService(name: name) { flag in
                 ConsumerLoop(
                     name: name, config: config, options: options,
-                    handler: StoreServer(store: store, exclusive: exclusive, logger: logger, queue: queue), stopFlag: flag, logger: logger
+                    handler: StoreServer(
+                        store: store, exclusive: exclusive, logger: logger, queue: queue, maxReplyBytes: config.settings.storeMaxRequestBytes),
+                    stopFlag: flag, logger: logger
                 ).run()
             }
         }
@@ -101,7 +103,8 @@ package enum Application {
                 ConsumerLoop(
                     name: "parked", config: config, options: options,
                     handler: ParkedIntakeHandler(store: parked, config: config, switchboardUser: options.user, exclusive: exclusive, logger: logger),
-                    stopFlag: flag, logger: logger
+                    // Parked messages may be as large as the broker allows, and they are few: a small window.
+                    stopFlag: flag, logger: logger, prefetch: 8
                 ).run()
             })
         }

@@ -109,10 +109,10 @@ package final class ConsumerLoop {
     /// A role's loop with the configuration's topology, prefetch and batch size.
     package convenience init(
         name: String, config: SwitchboardConfig, options: ConnectionOptions, handler: BatchHandler, stopFlag: StopFlag,
-        logger: Logger, health: Readiness = .shared
+        logger: Logger, health: Readiness = .shared, prefetch: Int? = nil
     ) {
         self.init(
-            name: name, options: options, topology: Topology(config: config), prefetch: config.settings.prefetch,
+            name: name, options: options, topology: Topology(config: config), prefetch: prefetch ?? config.settings.prefetch,
             batchSize: config.settings.batchSize, handler: handler, stopFlag: stopFlag, logger: logger, health: health,
             confirmTimeout: TimeInterval(config.settings.confirmTimeoutMs) / 1000)
     }

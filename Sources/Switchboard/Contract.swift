@@ -44,6 +44,9 @@ package enum Contract {
         package static let reason = "x-sb-reason"
         package static let stage = "x-sb-stage"
         package static let parkedAt = "x-sb-parked-at"
+        /// A token of our own parking, unique per parked copy: two identical messages parked in the same
+        /// millisecond are two rows, and a redelivered copy is recognised as the same one.
+        package static let parkedId = "x-sb-parked-id"
         package static let originalExchange = "x-sb-original-exchange"
         package static let originalRoutingKey = "x-sb-original-routing-key"
         package static let messageIdDerived = "x-sb-message-id-derived"

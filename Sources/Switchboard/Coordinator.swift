@@ -95,8 +95,13 @@ package final class Coordinator {
             guard !share.isEmpty else { return [] }
             Readiness.shared.set("intake", ready: false, "starting")
             let queues = share.map { all[$0] }
+            // Bounded so that the worst case (every window full of the largest messages) fits the memory it has.
+            let prefetch = config.settings.intakePrefetch(queues: queues.count)
             return [Running.thread { flag in
-                ConsumerLoop(name: "intake", config: config, options: options, handler: handler(queues), stopFlag: flag, logger: logger).run()
+                ConsumerLoop(
+                    name: "intake", config: config, options: options, handler: handler(queues), stopFlag: flag, logger: logger,
+                    prefetch: prefetch
+                ).run()
             }]
         }
     }

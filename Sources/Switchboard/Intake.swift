@@ -45,7 +45,7 @@ package final class IntakeHandler: BatchHandler {
     /// The same, handing back the body it parsed (a ticket message's), so the fused intake's worker need
     /// not parse it again.
     package func route(_ d: Delivery, body parsed: inout JSON?) -> Outgoing {
-        let original = Self.published(d)
+        var original = Self.published(d)
         let props = original.properties
         let kind = props.type == Contract.ackType ? "ack" : "ticket"
         let park = { (code: String, reason: String, endpoint: String?) -> Outgoing in
@@ -54,6 +54,18 @@ package final class IntakeHandler: BatchHandler {
                 metadata: ["sb.endpoint": "\(endpoint ?? "-")", "sb.message-id": "\(props.messageId ?? "-")", "sb.reason": "\(reason)"])
             Meters.count("switchboard_intake_messages_total", [("endpoint", endpoint ?? "none"), ("kind", kind), ("outcome", "parked")])
             return Parking.park(body: d.message.body, original: original, code: code, reason: reason, stage: "intake", endpoint: endpoint)
+        }
+        // What we publish carries the ESB's headers as data (x-sb-original) beside our own, in one content
+        // header frame: a table near the frame size fits the ESB's publish but not ours, and the endpoint's
+        // queue would wedge on it. Parked without them (the parked copy stays small), first of all.
+        let headerBytes = FieldValue.tableSize(props.headers)
+        if headerBytes > config.settings.maxHeaderBytes {
+            original.properties.headers = [:]
+            let name = d.consumerTag.hasPrefix(Self.tagPrefix) ? String(d.consumerTag.dropFirst(Self.tagPrefix.count)) : nil
+            return park(
+                "headers_too_large", "its headers take \(headerBytes) bytes, over the limit of \(config.settings.maxHeaderBytes) bytes "
+                    + "(settings.max_header_bytes); parked without them (\(props.headers.count) header(s): "
+                    + props.headers.keys.sorted().prefix(10).map { String($0.prefix(64)) }.joined(separator: ", ") + ")", name)
         }
         guard d.consumerTag.hasPrefix(Self.tagPrefix) else {
             return park("unknown_endpoint", "unknown endpoint '\(original.routingKey)': no endpoint of that name is configured (known: \(config.endpointNames.joined(separator: ", ")))", nil)

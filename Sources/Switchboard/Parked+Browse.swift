@@ -61,7 +61,8 @@ package struct ParkedMessage: Sendable, Equatable {
         bodyBytes = m.body.count
         properties = m.properties
         var hasher = Hash.FNV64()
-        for part in [parkedAt, reason, messageId ?? "", stage] {
+        let token = origin == .switchboard ? h[Contract.Header.parkedId]?.description ?? "" : ""
+        for part in [parkedAt, reason, messageId ?? "", stage, token] {
             hasher.add(part)
             hasher.add([0])
         }
@@ -106,7 +107,11 @@ package final class ParkedIntakeHandler: BatchHandler {
     package var queues: [(queue: String, tag: String)] { [(Contract.parkedQueue, "sb-parked-store")] }
 
     package func handle(_ batch: [Delivery]) throws -> [Outgoing] {
-        let rows = batch.map { ParkedMessage.row($0.message, config: config, switchboardUser: switchboardUser) }
+        let rows = batch.map { d in
+            var row = ParkedMessage.row(d.message, config: config, switchboardUser: switchboardUser)
+            row.redelivered = d.redelivered
+            return row
+        }
         // A failure (the database away) holds the batch in the loop and tries again: nothing is acked before it is stored.
         try store.park(rows)
         Meters.gauge("switchboard_parked_stored", [], Double(try store.parkedTotal()))

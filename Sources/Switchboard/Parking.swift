@@ -1,5 +1,6 @@
 import AMQP
 import Foundation
+import Rules
 
 /// Bad or unprocessable input goes to `sb.parked` with the reason in headers and the body unchanged. Its
 /// properties are ours (persistent, no expiration, no one else's user_id); what was published is kept
@@ -13,6 +14,7 @@ package enum Parking {
             Contract.Header.reason: .string(reason),
             Contract.Header.stage: .string(stage),
             Contract.Header.parkedAt: .string(Date().formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))),
+            Contract.Header.parkedId: .string(MessageIds.hex(UInt64.random(in: .min ... .max))),
             Contract.Header.originalExchange: .string(original.exchange),
             Contract.Header.originalRoutingKey: .string(original.routingKey),
             Contract.Header.original: original.field,

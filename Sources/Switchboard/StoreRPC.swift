@@ -91,14 +91,21 @@ package final class StoreServer: BatchHandler {
     package let exclusive: Bool
 
     private let queue: String
+    /// The largest answer (settings.store_max_request_bytes, like requests): a larger one would be refused
+    /// by the broker (max_message_size) and the caller would wait for it in vain.
+    private let maxReplyBytes: Int
 
     /// Serves the requests of `queue`: `sb.store`, or `sb.store.members` (heartbeats, on a loop of their own).
-    package init(store: ConversationStore, exclusive: Bool, logger: Logger, queue: String = Contract.storeQueue) {
+    package init(store: ConversationStore, exclusive: Bool, logger: Logger, queue: String = Contract.storeQueue, maxReplyBytes: Int = 16 << 20) {
         self.store = store
         self.exclusive = exclusive
         self.logger = logger
         self.queue = queue
+        self.maxReplyBytes = maxReplyBytes
     }
+
+    /// What a caller reads when an answer is over the limit: it asks for less at once (`RemoteStore`).
+    package static let tooLargePrefix = "the answer is too large: "
 
     package var queues: [(queue: String, tag: String)] {
         [(queue, "\(queue):\(ProcessInfo.processInfo.processIdentifier)")]
@@ -115,7 +122,13 @@ package final class StoreServer: BatchHandler {
             let wire = p.contentType == StoreWire.contentType
             let (type, body): (String, Data)
             do {
-                (type, body) = ("ok", try answer(p.type ?? "", d.message.body, wire: wire))
+                let answered = try answer(p.type ?? "", d.message.body, wire: wire)
+                guard answered.count <= maxReplyBytes else {
+                    throw StoreError(
+                        Self.tooLargePrefix + "\(answered.count) bytes answering '\(p.type ?? "")', over the limit of \(maxReplyBytes) "
+                            + "(settings.store_max_request_bytes)", code: .refused)
+                }
+                (type, body) = ("ok", answered)
             } catch {
                 let failure = (error as? StoreError) ?? StoreError("\(error)")
                 logger.error("store request failed", metadata: ["sb.op": "\(p.type ?? "")", "sb.error": "\(failure.message)"])
@@ -209,7 +222,18 @@ package final class RemoteStore: ConversationStore, @unchecked Sendable {
     }
 
     package func find(batch: [[TicketRef]]) throws -> [ConversationSnapshot?] {
-        try call(.findBatch, StoreRPC.Batch(batch: batch))
+        try halving(batch) { try call(.findBatch, StoreRPC.Batch(batch: $0)) }
+    }
+
+    /// A read of many whose answer the store found too large is asked again in halves (one alone that is
+    /// still too large is refused: its message is parked, or the batch held, by the caller).
+    private func halving<T, R>(_ items: [T], _ ask: ([T]) throws -> [R]) throws -> [R] {
+        do {
+            return try ask(items)
+        } catch let e as StoreError where e.code == .refused && e.message.hasPrefix(StoreServer.tooLargePrefix) && items.count > 1 {
+            let half = items.count / 2
+            return try halving(Array(items[..<half]), ask) + halving(Array(items[half...]), ask)
+        }
     }
 
     package func conversation(id: String) throws -> ConversationSnapshot? {
@@ -221,11 +245,11 @@ package final class RemoteStore: ConversationStore, @unchecked Sendable {
     }
 
     package func outbound(messageIds: [String]) throws -> [StoredOutbound?] {
-        try call(.outbounds, StoreRPC.Ids(ids: messageIds))
+        try halving(messageIds) { try call(.outbounds, StoreRPC.Ids(ids: $0)) }
     }
 
     package func conversations(ids: [String]) throws -> [ConversationSnapshot?] {
-        try call(.conversations, StoreRPC.Ids(ids: ids))
+        try halving(ids) { try call(.conversations, StoreRPC.Ids(ids: $0)) }
     }
 
     /// One request when it fits in `maxRequestBytes`; otherwise requests of as many commits as fit, in

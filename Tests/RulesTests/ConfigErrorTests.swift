@@ -77,4 +77,18 @@ import Testing
         #expect(errors.first?.location.line == 2)
         #expect(errors.first?.message == "settings.confirm_timeout_ms: 5 is out of range (100...3600000)")
     }
+
+    /// Store requests must fit in the broker's largest message; an intake's window is bounded by its memory.
+    @Test func storeRequestsFitTheBrokerAndTheIntakeFitsItsMemory() throws {
+        let errors = configErrors("settings:\n  broker_max_message_bytes: 1048576\n  store_max_request_bytes: 2097152\nrules: []")
+        #expect(errors.count == 1)
+        #expect(errors.first?.message.hasPrefix("settings.store_max_request_bytes (2097152) is larger than settings.broker_max_message_bytes (1048576)") == true)
+        var s = Settings()
+        #expect(s.intakePrefetch(queues: 3) == 200)  // no bound by default
+        s.intakeMemoryBytes = 256 << 20
+        #expect(s.intakePrefetch(queues: 3) == 5)  // 256 MiB / (3 x 16 MiB)
+        #expect(s.intakePrefetch(queues: 100) == 1)
+        s.brokerMaxMessageBytes = 64 << 10
+        #expect(s.intakePrefetch(queues: 3) == 200)  // small messages: the configured prefetch
+    }
 }

@@ -20,8 +20,15 @@ enum ParkedContract {
         let big = String(repeating: "x", count: 10_000)
         try await onThread { try store.park([row("a", ticket: "T1"), row("b", group: "too large", body: big), row("c", endpoint: nil)]) }
         // A redelivered copy (the same id) is kept once; later rows keep coming after it.
-        try await onThread { try store.park([row("b", group: "too large", body: big), row("d", ticket: "T1")]) }
+        var redelivered = row("b", group: "too large", body: big)
+        redelivered.redelivered = true
+        let again = redelivered
+        try await onThread { try store.park([again, row("d", ticket: "T1")]) }
         #expect(try await onThread { try store.parkedTotal() } == 4)
+        // Another message that looks the same (a first delivery, the same id): a row of its own.
+        try await onThread { try store.park([row("c", endpoint: nil)]) }
+        #expect(try await store.parked(ParkedQuery()).map(\.id) == ["a", "b", "c", "d", "c-2"])
+        #expect(try await store.removeParked(id: "c-2"))
         let counts = try await store.parkedCounts()
         #expect(counts.total == 4)
         #expect(counts.groups.map(\.reason) == ["bad json", "too large"] && counts.groups.map(\.count) == [3, 1])

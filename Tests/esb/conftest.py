@@ -334,7 +334,7 @@ class Switchboard:
     """The real binary, `switchboard run` by default, on a copy of Config/ with a data folder of its own.
     Its metrics and probes listen on a port of its own (`metrics_url`); `start()` waits for /health/ready."""
 
-    def __init__(self, vhost, env=None, data=None, extra_config=None, args=("run",), consumers=None, store_url=None):
+    def __init__(self, vhost, env=None, data=None, extra_config=None, args=("run",), consumers=None, store_url=None, wrap=()):
         self.dir = tempfile.mkdtemp(prefix="sb-esb-")
         CREATED_DIRS.append(self.dir)
         self.config = os.path.join(self.dir, "Config")
@@ -354,12 +354,14 @@ class Switchboard:
         self.log_path = os.path.join(self.dir, "switchboard.log")
         self.proc = None
         self.args = list(args)
+        # Run through this command first (e.g. one that puts the process in a memory cgroup, then execs).
+        self.wrap = list(wrap)
         # 0: a process that will not be ready at once (a standby, the admin alone): start() does not wait.
         self.consumers = consumers
 
     def start(self, timeout=30):
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([BINARY, *self.args, "--config", self.config], env=self.env, stdout=self.log,
+        self.proc = subprocess.Popen([*self.wrap, BINARY, *self.args, "--config", self.config], env=self.env, stdout=self.log,
                                      stderr=subprocess.STDOUT)
         if self.consumers == 0:
             return self
@@ -442,7 +444,11 @@ class Switchboard:
         return [(parked_properties(r), base64.b64decode(r["body_base64"])) for r in rows[:count]]
 
     def parked_count(self):
-        return len(self.parked())
+        """How many are parked in the store (`switchboard parked list`'s first line; no bodies read)."""
+        r = subprocess.run([BINARY, "parked", "list", "--limit", "0", "--config", self.config], env=self.env,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return int(r.stdout.split(" ", 1)[0])
 
     def db(self):
         return sqlite3.connect(os.path.join(self.data, "switchboard.sqlite"))
