@@ -33,6 +33,26 @@ struct APIRoutes {
             _ = try c.require(.viewer)
             return ConversationView.json(try await s.conversation(try c.parameters.require("id"))).response()
         }
+        // A data-protection request: the conversation's bodies, attributes and parked copies blanked, audited.
+        api.post("conversations/:id/erase") { r, c in
+            let who = try c.require(.operator)
+            var r = r
+            let buffer = try await r.collectBody(upTo: 64 << 10)
+            guard case .object(let o)? = try? JSON.parse(Data(buffer: buffer)),
+                let reason = o["reason"]?.stringValue?.trimmingCharacters(in: .whitespacesAndNewlines), !reason.isEmpty
+            else {
+                throw ProblemError(status: .badRequest, detail: "send a JSON object with the reason: {\"reason\": \"data-protection request #123\"}")
+            }
+            let id = try c.parameters.require("id")
+            guard let erased = try await s.store.erase(conversationId: id) else { throw ProblemError(status: .notFound, detail: "no conversation \(id)") }
+            let record = AdminStoreRecord.erasure(erased, conversationId: id, who: who.name, reason: String(reason.prefix(500)))
+            try await s.store.append(audit: record)
+            s.logger.notice("conversation erased", metadata: ["sb.conversation": "\(id)", "sb.who": "\(who.name)", "sb.detail": "\(record.detail)"])
+            return JSONText.object([
+                "conversation_id": .string(id), "timeline_entries": .int(erased.timelineEntries), "attributes": .int(erased.attributes),
+                "outbound_bodies": .int(erased.outboundBodies), "parked": .int(erased.parked),
+            ]).response()
+        }
         api.get("messages") { r, c in
             _ = try c.require(.viewer)
             let (items, next) = try await s.feed(try FeedFilter(r, config: s.config))
@@ -44,7 +64,8 @@ struct APIRoutes {
         }
         api.get("parked") { r, c in
             _ = try c.require(.viewer)
-            let list = try await s.parkedList(group: r.uri.queryParameters.get("group"))
+            let list = try await s.parkedList(
+                group: r.uri.queryParameters.get("group"), after: r.uri.queryParameters.get("after").flatMap { Int64($0) } ?? 0)
             return JSONText.object([
                 "total": .int(list.total), "shown": .int(list.messages.count),
                 "groups": .array(list.groups.map { .object(["reason": .string($0.reason), "count": .int($0.count)]) }),

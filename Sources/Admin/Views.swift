@@ -131,7 +131,10 @@ enum ConversationView {
         for a in r.audit {
             let e = TimelineEntry(
                 conversationId: r.snapshot.id, at: a.at, kind: "admin-\(a.action)", endpoint: a.endpoint, who: a.who,
-                messageId: a.messageId, detail: "\(a.action) of parked message \(a.parkedId) by \(a.who): \(a.reason) (\(a.detail))")
+                messageId: a.messageId,
+                detail: a.parkedId.isEmpty
+                    ? "\(a.action) by \(a.who): \(a.reason) (\(a.detail))"
+                    : "\(a.action) of parked message \(a.parkedId) by \(a.who): \(a.reason) (\(a.detail))")
             var v = EntryView(entry: e)
             v.audit = a
             out.append(v)

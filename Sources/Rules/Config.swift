@@ -77,7 +77,7 @@ package struct ConfigSource: Sendable {
 package enum AdminRole: String, Sendable, Codable, Comparable {
     /// Reads everything.
     case viewer
-    /// Reads everything, replays and discards parked messages.
+    /// Reads everything, replays and discards parked messages, erases a conversation's contents.
     case `operator`
 
     package static func < (a: AdminRole, b: AdminRole) -> Bool { a == .viewer && b == .operator }

@@ -120,6 +120,20 @@ package struct ConfigLoader {
         if endpoints.isEmpty && errors.isEmpty {
             errors.append(ConfigError(SourceLocation(file: files.first?.name ?? "(config)", line: 1), "no endpoints are configured"))
         }
+        // A delayed message or a timer must find its conversation and its stored outbound message when it
+        // comes due: neither may be pruned first.
+        for rule in ordered {
+            let waits = rule.sends.compactMap { $0.delayMs.map { ("a delay of", $0) } } + rule.schedules.map { ("a timer of", $0.afterMs) }
+            for (what, ms) in waits {
+                for (key, days) in [("retention_bodies_days", settings.retention.bodiesDays),
+                                    ("retention_conversations_days", settings.retention.conversationsDays)]
+                where Double(ms) / 1000 >= Double(days) * 86_400 {
+                    errors.append(ConfigError(
+                        rule.location,
+                        "rule '\(rule.name)' has \(what) \(ms / 1000) s, not shorter than settings.\(key) (\(days) day(s)): what it waits for would be pruned before it comes due"))
+                }
+            }
+        }
         guard errors.isEmpty else {
             throw ConfigErrors(errors: errors.sorted { ($0.location.file, $0.location.line) < ($1.location.file, $1.location.line) })
         }

@@ -132,6 +132,8 @@ package protocol AdminStore: ParkedStore {
     /// record: committed at `created_at`, due `delay_ms` later). `within` bounds how far back to look:
     /// the longest delay the configuration has.
     func delayedPending(now: Date, within: TimeInterval) async throws -> [String: Int]
+    /// Blanks one conversation's stored contents (a data-protection request): nil when there is none.
+    func erase(conversationId: String) async throws -> Erasure?
 }
 
 extension TimelineGroup {

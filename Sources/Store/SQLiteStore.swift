@@ -9,14 +9,14 @@ import Synchronization
 package final class SQLiteStore: ConversationStore {
     let pool: DatabasePool
     package let path: String
-    private let cache = Mutex(SnapshotCache())
+    let cache = Mutex(SnapshotCache())
     private let checkpointer: Checkpointer
 
     /// Conversations as the commits through this object left them (write-through), so a batch's lookups
     /// need no queries for the tickets it has seen. Only a shortcut: every commit still checks the version
     /// in the database, and an entry that turns out old (a commit this object did not make, e.g. by
     /// another process on the same file) is dropped when the commit built on it is found stale.
-    private struct SnapshotCache {
+    struct SnapshotCache {
         var conversations: [String: ConversationSnapshot] = [:]
         var byReference: [TicketRef: String] = [:]
         /// Bumped by every commit: a snapshot read from the database is kept only if none happened meanwhile.
@@ -577,7 +577,7 @@ package final class SQLiteStore: ConversationStore {
     /// out), and the first body among them as text of its own (its entry says `"body_column": true`): a
     /// message's body is most of a row, and escaped inside the array it cost a tenth of a commit.
     /// Written as text directly (no tree of values to build, hash and sort: a commit writes one per message).
-    private static func encode(_ entries: ArraySlice<TimelineEntry>) -> (entries: String, body: String?) {
+    static func encode(_ entries: ArraySlice<TimelineEntry>) -> (entries: String, body: String?) {
         var column: String?
         var out: [UInt8] = []
         out.reserveCapacity(200 * entries.count)

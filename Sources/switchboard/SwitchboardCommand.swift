@@ -15,7 +15,7 @@ struct SwitchboardCommand: AsyncParsableCommand {
         commandName: "switchboard",
         abstract: "An ITSM integration hub on RabbitMQ.",
         subcommands: [
-            Run.self, Intake.self, Worker.self, Store.self, AdminCommand.self, ConfigCommand.self, Timeline.self, Failed.self, Parked.self,
+            Run.self, Intake.self, Worker.self, Store.self, AdminCommand.self, ConfigCommand.self, Timeline.self, Failed.self, Parked.self, Erase.self,
         ])
 }
 
@@ -232,6 +232,38 @@ struct AdminCommand: AsyncParsableCommand {
             print("token:  \(token)")
             print("sha256: \(sha)")
         }
+    }
+}
+
+struct Erase: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Erase one conversation's stored contents (a data-protection request), audited.",
+        discussion: """
+            Found by any endpoint's ticket id. Blanks the bodies on its timeline and what its entries say of the \
+            content, deletes its attributes, blanks its outbound messages' bodies and removes its tickets' parked \
+            messages. What happened, when and by whom (rules, counters, ticket ids) stays.
+            """)
+
+    @Argument(help: "The endpoint whose ticket id you have.") var endpoint: String
+    @Argument(help: "The ticket id at that endpoint.") var ticket: String
+    @Option(help: "Why (for the audit), e.g. the request's reference.") var reason: String
+    @OptionGroup var options: GlobalOptions
+
+    func run() async throws {
+        let config = try loadConfigOrExit(options.config)
+        let store = try Parked.open(config, options.logger("switchboard", config))
+        var err = FileHandle.standardError
+        guard let hit = try await store.tickets(ticket, endpoints: [endpoint]).first else {
+            print("switchboard: no conversation has \(endpoint)/\(ticket)", to: &err)
+            throw ExitCode(1)
+        }
+        guard let erased = try await store.erase(conversationId: hit.conversationId) else {
+            print("switchboard: conversation \(hit.conversationId) is gone", to: &err)
+            throw ExitCode(1)
+        }
+        let record = AdminStoreRecord.erasure(erased, conversationId: hit.conversationId, who: Parked.who, reason: reason)
+        try await store.append(audit: record)
+        print("switchboard: conversation \(hit.conversationId): \(record.detail)")
     }
 }
 

@@ -78,6 +78,23 @@ import Testing
         #expect(errors.first?.message == "settings.confirm_timeout_ms: 5 is out of range (100...3600000)")
     }
 
+    /// A delay or a timer must come due before what it waits for (its conversation, its stored outbound
+    /// message) is pruned.
+    @Test func aWaitLongerThanTheRetentionIsRefused() {
+        let errors = configErrors("""
+            settings:
+              retention_bodies_days: 1
+            rules:
+              - name: later
+                send: [{to: vendor-x, body: {}, delay: 48h}]
+              - name: soon
+                send: [{to: vendor-x, body: {}, delay: 12h}]
+            """)
+        #expect(errors.count == 1)
+        #expect(errors.first?.location.line == 4)
+        #expect(errors.first?.message == "rule 'later' has a delay of 172800 s, not shorter than settings.retention_bodies_days (1 day(s)): what it waits for would be pruned before it comes due")
+    }
+
     /// Store requests must fit in the broker's largest message; an intake's window is bounded by its memory.
     @Test func storeRequestsFitTheBrokerAndTheIntakeFitsItsMemory() throws {
         let errors = configErrors("settings:\n  broker_max_message_bytes: 1048576\n  store_max_request_bytes: 2097152\nrules: []")

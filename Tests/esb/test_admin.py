@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from admin_client import Admin, Secrets, wait_job
-from conftest import ESB, QUORUM, Switchboard, flow, incident, jira, mgmt, fresh_vhost
+from conftest import BINARY, ESB, QUORUM, Switchboard, flow, incident, jira, mgmt, fresh_vhost
 
 SECRETS = Secrets()
 ENV = dict(SECRETS.env, SB_MAX_MESSAGE_BYTES="4096", LOCK_RETRY_DELAY="1s", LOCK_RETRY_MAX="2")
@@ -498,3 +498,60 @@ def test_endpoint_health_counts_delayed_messages(own_vhost):
     finally:
         sb.stop()
         esb.close()
+
+
+def test_erasing_a_conversation_blanks_its_contents_and_keeps_what_happened(hub, esb):
+    """A data-protection request: the conversation's bodies, what its timeline says of them, its attributes,
+    its outbound bodies and its tickets' parked copies go; when, who, which rule stays; audited; the ticket
+    goes on working afterwards. Through the API, then the CLI."""
+    api = operator(hub)
+    secret = "secret-" + uuid.uuid4().hex[:8]
+    number = f"INC{uuid.uuid4().int % 10**7:07d}"
+    local = {"value": "g-local", "display_value": "Local Service Desk"}
+    esb.publish("customer-a", incident(number, assignment_group=local, description=secret), message_id=f"{number}-1")
+    esb.publish("customer-a", incident(number, description=secret), message_id=f"{number}-2")
+    [(create, body)] = esb.take("sb.out.vendor-x", 1)
+    assert secret in body.decode()
+    # The same message_id with other content: parked, with the ticket's id.
+    esb.publish("customer-a", incident(number, description=secret + "-other"), message_id=f"{number}-2")
+    p = parked_id(api, f"{number}-2")
+    assert p["ticket"] == number
+    [hit] = conversation_of(api, number)
+    cid = hit["conversation_id"]
+    before = api.get(f"/api/v1/conversations/{cid}").json()
+    assert secret in json.dumps(before) and before["attributes"]
+
+    assert viewer(hub).post(f"/api/v1/conversations/{cid}/erase", body={"reason": "x"}).status == 403
+    assert api.post(f"/api/v1/conversations/{cid}/erase", body={}).status == 400
+    answer = api.post(f"/api/v1/conversations/{cid}/erase", body={"reason": "data-protection request DP-1"})
+    assert answer.status == 200, answer.text
+    counts = answer.json()
+    assert counts["attributes"] >= 1 and counts["parked"] == 1 and counts["outbound_bodies"] >= 1 and counts["timeline_entries"] >= 3, counts
+    after = api.get(f"/api/v1/conversations/{cid}").json()
+    assert secret not in json.dumps(after) and not after["attributes"]
+    assert [e["kind"] for e in after["timeline"] if not e["kind"].startswith("admin-")] == \
+        [e["kind"] for e in before["timeline"] if not e["kind"].startswith("admin-")]
+    assert any(e["kind"] == "admin-erase" and "DP-1" in e["detail"] for e in after["timeline"])
+    assert p["id"] not in [m["id"] for m in api.get("/api/v1/parked").json()["messages"]]
+    assert secret not in hub.timeline("customer-a", number)
+    rows = hub.query(f"SELECT length(body) FROM outbox WHERE conversation_id = '{cid}'")
+    assert rows and all(r[0] == "0" for r in rows), rows
+    # The ticket goes on: the next update is decided on the conversation as it is now.
+    esb.publish("customer-a", incident(number, priority="1", description="after"), message_id=f"{number}-3")
+    esb.publish("vendor-x", {"status": "ok", "key": "VX-" + number}, type="ack", correlation_id=create.message_id,
+                message_id=f"{number}-ack")
+    deadline = time.time() + 20
+    while time.time() < deadline and "after" not in json.dumps(api.get(f"/api/v1/conversations/{cid}").json()):
+        time.sleep(0.2)
+    assert "after" in json.dumps(api.get(f"/api/v1/conversations/{cid}").json())
+    # The CLI does the same, by either side's ticket id.
+    r = subprocess.run([BINARY, "erase", "customer-a", number, "--reason", "DP-2", "--config", hub.config], env=hub.env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert f"conversation {cid}: erased" in r.stdout
+    assert "after" not in json.dumps(api.get(f"/api/v1/conversations/{cid}").json())
+    records = [a for a in api.get("/api/v1/audit").json()["records"] if a["conversation_id"] == cid and a["action"] == "erase"]
+    assert {a["reason"] for a in records} == {"data-protection request DP-1", "DP-2"} and {a["who"] for a in records} >= {"token:ops-script"}
+    missing = subprocess.run([BINARY, "erase", "customer-a", "NO-SUCH", "--reason", "x", "--config", hub.config], env=hub.env,
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1 and "no conversation has customer-a/NO-SUCH" in missing.stderr
