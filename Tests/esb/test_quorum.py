@@ -78,3 +78,42 @@ def test_a_second_consumer_on_quorum_inbound_queues_and_partitions_receives_noth
             intruder.close()
         esb.close()
         assert sb.stop() == 0
+
+
+def test_two_intakes_started_while_the_store_is_down_keep_each_tickets_order(quorum_vhost):
+    """Two intakes that start together with no store to agree through: each may take every inbound queue
+    it finds free, and the broker lets only one consumer of each quorum queue be active. Messages flow
+    (intake needs no store), one intake is killed -9 holding a window (its unacked messages return to a
+    waiting consumer: the order risk), the store and a worker come later: every update once, in order."""
+    import signal
+    import time
+    vhost = quorum_vhost
+    env = {"SB_QUEUE_TYPE": "quorum"}
+    intakes = [Switchboard(vhost, extra_config=BOTH_SIDES_RULES, args=["intake"], consumers=0, env=env) for _ in range(2)]
+    store = Switchboard(vhost, extra_config=BOTH_SIDES_RULES, args=["store"], consumers=1, env=env)
+    worker = Switchboard(vhost, extra_config=BOTH_SIDES_RULES, args=["worker", "--threads", "2"], consumers=1, env=env)
+    esb = ESB(vhost)
+    try:
+        for p in intakes:
+            p.start()
+        deadline = time.time() + 30
+        while not all(p.ready()[0] == 200 for p in intakes) and time.time() < deadline:
+            time.sleep(0.2)
+        tickets, seqs = 8, range(6)
+        threads = publish_sides(vhost, tickets, seqs, pause=0.3)
+        time.sleep(0.8)
+        intakes[0].proc.send_signal(signal.SIGKILL)
+        intakes[0].proc.wait()
+        for t in threads:
+            t.join()
+        store.start()
+        worker.start()
+        out_x = take_unique(esb, "sb.out.vendor-x", tickets * len(seqs), timeout=90)
+        out_a = take_unique(esb, "sb.out.customer-a", tickets * len(seqs), timeout=90)
+        assert_each_once_in_order(out_x, tickets, seqs)
+        assert_each_once_in_order(out_a, tickets, seqs)
+        assert esb.depth("sb.parked") == 0 and store.parked_count() == 0
+    finally:
+        esb.close()
+        for p in (worker, store, *intakes):
+            p.stop()
