@@ -53,18 +53,13 @@ package struct ParkedRow: Sendable, Equatable {
 }
 
 /// How many are parked, by reason group and by endpoint.
-package struct ParkedCounts: Sendable, Equatable {
+package struct ParkedCounts: Sendable {
     package var total = 0
     /// Largest group first.
     package var groups: [(reason: String, count: Int)] = []
     package var endpoints: [String: Int] = [:]
 
     package init() {}
-
-    package static func == (a: ParkedCounts, b: ParkedCounts) -> Bool {
-        a.total == b.total && a.endpoints == b.endpoints && a.groups.map(\.reason) == b.groups.map(\.reason)
-            && a.groups.map(\.count) == b.groups.map(\.count)
-    }
 }
 
 /// Which parked rows to read.

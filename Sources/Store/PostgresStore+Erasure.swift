@@ -34,9 +34,8 @@ extension PostgresStore {
                 try await db.query("UPDATE conversation SET version = version + 1 WHERE id = \(id)", logger: logger)
                 return e
             }
-        } catch let e as PostgresTransactionError {
-            let cause = [e.beginError, e.closureError, e.commitError].compactMap { $0 }.first
-            throw StoreError("PostgreSQL at \(redactedURL): \((cause as? PSQLError).map(Self.describe) ?? cause.map { "\($0)" } ?? "transaction failed")")
+        } catch {
+            throw storeError(error)
         }
     }
 }

@@ -379,17 +379,25 @@ package final class PostgresStore: ConversationStore {
         }
         do {
             return try result.get()
-        } catch let e as StoreError {
-            throw e
-        } catch let e as PSQLError {
-            throw StoreError("PostgreSQL at \(redactedURL): \(Self.describe(e))", code: Self.code(e))
-        } catch let e as PostgresTransactionError {
+        } catch {
+            throw storeError(error)
+        }
+    }
+
+    /// Any error of a call as the store's error: the server's message and whether trying again helps.
+    func storeError(_ error: any Error) -> StoreError {
+        switch error {
+        case let e as StoreError:
+            return e
+        case let e as PSQLError:
+            return StoreError("PostgreSQL at \(redactedURL): \(Self.describe(e))", code: Self.code(e))
+        case let e as PostgresTransactionError:
             let cause = [e.beginError, e.closureError, e.commitError].compactMap { $0 }.first
-            throw StoreError(
+            return StoreError(
                 "PostgreSQL at \(redactedURL): \((cause as? PSQLError).map(Self.describe) ?? cause.map { "\($0)" } ?? "transaction failed")",
                 code: (cause as? PSQLError).map(Self.code) ?? .unavailable)
-        } catch {
-            throw StoreError("PostgreSQL at \(redactedURL): \(error)")
+        default:
+            return StoreError("PostgreSQL at \(redactedURL): \(error)")
         }
     }
 

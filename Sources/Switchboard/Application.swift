@@ -98,7 +98,7 @@ package enum Application {
             }
         }
         // What arrives in sb.parked moves into the store's parked table (see ParkedIntakeHandler).
-        if let parked = ((store as? MeteredStore)?.base ?? store) as? ParkedStore {
+        if let parked = MeteredStore.unwrapped(store) as? ParkedStore {
             services.append(RoleService(name: "parked") { flag in
                 ConsumerLoop(
                     name: "parked", config: config, options: options,
@@ -273,7 +273,7 @@ package enum Application {
         }
         Meters.start(config: config)
         // The admin's server reads the store through its own async interface, not the metered wrapper.
-        let unwrapped: ConversationStore = (store as? MeteredStore)?.base ?? store
+        let unwrapped = MeteredStore.unwrapped(store)
         for service in try extra(roles.store == .serve || roles.store == .read ? unwrapped : nil) { services.append(.init(service: service)) }
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(

@@ -158,6 +158,12 @@ package struct MeteredStore: ConversationStore {
     package let base: ConversationStore
     package let backend: String
 
+    /// The store itself, whether or not it is wrapped for metering (the admin and the parked table speak
+    /// to it directly).
+    package static func unwrapped(_ store: ConversationStore) -> ConversationStore {
+        (store as? MeteredStore)?.base ?? store
+    }
+
     package init(_ base: ConversationStore, backend: String) {
         self.base = base
         self.backend = backend

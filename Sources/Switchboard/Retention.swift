@@ -28,7 +28,7 @@ package enum Retention {
         RoleService(name: "retention") { flag in
             var next = Date()
             var nextCount = Date()
-            let parked = ((store as? MeteredStore)?.base ?? store) as? ParkedStore
+            let parked = MeteredStore.unwrapped(store) as? ParkedStore
             while !flag.isStopped {
                 // The parked gauge also falls when an operator replays or discards (in another process, maybe).
                 if let parked, Date() >= nextCount {
