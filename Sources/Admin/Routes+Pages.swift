@@ -209,7 +209,8 @@ struct PageRoutes {
             next.queryItems = (group.map { [URLQueryItem(name: "group", value: $0)] } ?? []) + [URLQueryItem(name: "after", value: String(shown.last?.seq ?? 0))]
             return render("parked", c, title: "Parked messages", nav: "navParked", [
                 "total": list.total, "shown": shown.count, "group": group as Any, "hasMessages": !shown.isEmpty,
-                "next": shown.count == (group == nil ? 200 : 1000) ? (next.string ?? "") : "",
+                // Only when the page is full (an empty string is not false to Mustache).
+                "next": (shown.count == (group == nil ? 200 : 1000) ? next.string : nil) as Any,
                 "groups": list.groups.map {
                     ["reason": $0.reason, "count": $0.count, "encoded": $0.reason.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""]
                 },
@@ -224,8 +225,8 @@ struct PageRoutes {
             return render("parkedone", c, title: "Parked message", nav: "navParked", [
                 "id": m.id, "reason": m.reason, "parkedAt": m.parkedAt, "stage": m.stage, "endpoint": m.endpoint ?? "",
                 "messageId": m.messageId ?? "(none)", "exchange": m.original?.exchange ?? "?", "routingKey": m.original?.routingKey ?? "?",
-                "properties": m.propertyList.map { ["name": $0.0, "value": $0.1] }, "body": m.bodyText, "ticket": m.ticket ?? "",
-                "truncated": m.body.count < m.bodyBytes ? "the first \(m.body.count) of \(m.bodyBytes) bytes" : "",
+                "properties": m.propertyList.map { ["name": $0.0, "value": $0.1] }, "body": m.bodyText, "ticket": m.ticket as Any,
+                "truncated": (m.body.count < m.bodyBytes ? "the first \(m.body.count) of \(m.bodyBytes) bytes" : nil) as Any,
             ])
         }
         router.post("/parked/actions") { r, c in

@@ -199,7 +199,7 @@ enum Templates {
           <tr><th>Reason</th><td class="error">{{reason}}</td></tr>
           <tr><th>Parked at</th><td>{{parkedAt}} (stage {{stage}})</td></tr>
           <tr><th>Endpoint</th><td>{{endpoint}}</td></tr>
-          <tr><th>Ticket</th><td>{{ticket}}</td></tr>
+          {{#ticket}}<tr><th>Ticket</th><td>{{ticket}}</td></tr>{{/ticket}}
           <tr><th>Message id</th><td>{{messageId}}</td></tr>
           <tr><th>Published to</th><td>exchange {{exchange}}, routing key {{routingKey}}</td></tr>
           {{#properties}}<tr><th>{{name}}</th><td><code>{{value}}</code></td></tr>{{/properties}}

@@ -106,10 +106,14 @@ def test_an_administrator_finds_a_vendor_ticket_and_reads_its_life(vhost, esb, b
         shot(browser, "04-endpoints")
 
         browser.get(url + "/parked")
-        assert "not valid JSON" in browser.find_element(By.TAG_NAME, "body").text
+        text = browser.find_element(By.TAG_NAME, "body").text
+        assert "not valid JSON" in text and '{"number": "INC-broken",' in text
+        # One page holds them all: no link to a next page; a whole body: no "Shown:" note.
+        assert "Older ones after these" not in text
         shot(browser, "05-parked")
         browser.find_element(By.LINK_TEXT, "browser-broken").click()
         assert "INC-broken" in browser.find_element(By.TAG_NAME, "pre").text
+        assert "Shown:" not in browser.find_element(By.TAG_NAME, "body").text
         shot(browser, "06-parked-message")
 
         browser.get(url + "/config")
