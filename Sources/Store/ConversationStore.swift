@@ -17,6 +17,10 @@ package struct Commit: Sendable, Codable {
     package var counters: [String: Int]
     /// Outbound messages this message marks failed (message id -> why), e.g. by an unhandled error ack.
     package var failedOutbound: [String: String]
+    /// Outbound messages this message answers (an ack's): their outbox rows are no longer awaited by an
+    /// ack, so retention may prune them after `retention_bodies_days` (unanswered ones stay as long as
+    /// `retention_conversations_days`).
+    package var answered: [String]
     /// What the inbound message said (a hash of its type, correlation id and body): the same message_id
     /// with another digest is another message, not a resend.
     package var digest: String
@@ -29,9 +33,10 @@ package struct Commit: Sendable, Codable {
     package init(
         inbound: InboundKey, conversationId: String, expectedVersion: Int, newReferences: [TicketRef] = [],
         timeline: [TimelineEntry] = [], outbox: [StoredOutbound] = [], attributes: [String: JSON?] = [:],
-        counters: [String: Int] = [:], failedOutbound: [String: String] = [:], digest: String = "", at: Date,
-        attempt: String = ""
+        counters: [String: Int] = [:], failedOutbound: [String: String] = [:], answered: [String] = [], digest: String = "",
+        at: Date, attempt: String = ""
     ) {
+        self.answered = answered
         self.attempt = attempt
         self.digest = digest
         self.failedOutbound = failedOutbound
@@ -48,7 +53,7 @@ package struct Commit: Sendable, Codable {
 
     private enum CodingKeys: String, CodingKey {
         case inbound, conversationId, expectedVersion, newReferences, timeline, outbox, setAttributes, removedAttributes,
-            counters, at, attempt, failed, digest
+            counters, at, attempt, failed, answered, digest
     }
 
     // Attributes travel as set (name -> value) and removed (names): a removal and a JSON null stay apart.
@@ -64,6 +69,7 @@ package struct Commit: Sendable, Codable {
         at = try c.decode(Date.self, forKey: .at)
         attempt = try c.decode(String.self, forKey: .attempt)
         failedOutbound = try c.decodeIfPresent([String: String].self, forKey: .failed) ?? [:]
+        answered = try c.decodeIfPresent([String].self, forKey: .answered) ?? []
         digest = try c.decodeIfPresent(String.self, forKey: .digest) ?? ""
         attributes = [:]
         for (name, value) in try ConversationSnapshot.decodeAttributes(try c.decode([String: String].self, forKey: .setAttributes)) {
@@ -84,6 +90,7 @@ package struct Commit: Sendable, Codable {
         try c.encode(at, forKey: .at)
         try c.encode(attempt, forKey: .attempt)
         try c.encode(failedOutbound, forKey: .failed)
+        try c.encode(answered, forKey: .answered)
         try c.encode(digest, forKey: .digest)
         // As JSON text, like ConversationSnapshot's: numbers cross exactly as written.
         try c.encode(attributes.compactMapValues { $0?.serializedString }, forKey: .setAttributes)

@@ -229,6 +229,8 @@ package final class PostgresStore: ConversationStore {
                 AND name IN (SELECT jsonb_array_elements_text(c->'removedAttributes'));
               UPDATE outbox o SET failed_at = at, failure = f.value
                 FROM jsonb_each_text(coalesce(c->'failed', '{}')) AS f WHERE o.message_id = f.key;
+              UPDATE outbox SET answered_at = at
+                WHERE message_id IN (SELECT jsonb_array_elements_text(coalesce(c->'answered', '[]')));
               INSERT INTO counter (conversation_id, name, value, updated_at)
                 SELECT cid, key, value::bigint, at FROM jsonb_each_text(c->'counters')
                 ON CONFLICT (conversation_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at;
@@ -270,6 +272,10 @@ package final class PostgresStore: ConversationStore {
                 body BYTEA NOT NULL);
             CREATE INDEX parked_by_group ON parked(reason_group, seq);
             CREATE INDEX parked_by_ticket ON parked(endpoint, ticket)
+            """),
+        ("outbound messages answered by an ack", """
+            ALTER TABLE outbox ADD COLUMN answered_at DOUBLE PRECISION;
+            CREATE INDEX outbox_answered ON outbox(answered_at) WHERE answered_at IS NOT NULL
             """),
     ]
 
@@ -437,12 +443,15 @@ package final class PostgresStore: ConversationStore {
     package func prune(now: Date, retention: Settings.Retention, limit: Int) throws -> Pruned {
         let t = now.timeIntervalSince1970
         let bodies = t - Double(retention.bodiesDays) * 86_400
+        let unanswered = t - Double(max(retention.bodiesDays, retention.conversationsDays)) * 86_400
         let dedupe = t - Double(retention.dedupeDays) * 86_400
         let conversations = t - Double(retention.conversationsDays) * 86_400
         // One statement: each part deletes at most `limit` rows; a conversation goes with what it holds.
+        // An outbound message is kept while an ack may still answer it (`Commit.answered`).
         return try json("""
             WITH o AS (DELETE FROM outbox WHERE message_id IN (
-                       SELECT message_id FROM outbox WHERE created_at < \(bodies) LIMIT \(limit)) RETURNING 1),
+                       (SELECT message_id FROM outbox WHERE answered_at < \(bodies) LIMIT \(limit))
+                       UNION (SELECT message_id FROM outbox WHERE created_at < \(unanswered) LIMIT \(limit))) RETURNING 1),
                  p AS (DELETE FROM processed WHERE (endpoint, message_id) IN (
                        SELECT endpoint, message_id FROM processed WHERE processed_at < \(dedupe) LIMIT \(limit)) RETURNING 1),
                  c AS (SELECT id FROM conversation WHERE updated_at < \(conversations) LIMIT \(limit) FOR UPDATE SKIP LOCKED),

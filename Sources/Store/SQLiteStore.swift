@@ -231,6 +231,12 @@ package final class SQLiteStore: ConversationStore {
                     CREATE INDEX parked_by_ticket ON parked(endpoint, ticket);
                     """)
         }
+        m.registerMigration("v12: outbound messages answered by an ack") { db in
+            try db.execute(sql: """
+                    ALTER TABLE outbox ADD COLUMN answered_at REAL;
+                    CREATE INDEX outbox_answered ON outbox(answered_at) WHERE answered_at IS NOT NULL;
+                    """)
+        }
         return m
     }
 
@@ -255,7 +261,13 @@ package final class SQLiteStore: ConversationStore {
                 try db.execute(sql: "DELETE FROM \(table) WHERE rowid <= ?", arguments: [last])
                 return expired.count
             }
-            p.bodies = try oldest("outbox", "created_at", t - Double(retention.bodiesDays) * day)
+            // An outbound message is kept while an ack may still answer it (`Commit.answered`): answered
+            // ones go after `bodiesDays`, the others with the conversations' retention (whichever is longer).
+            try db.execute(
+                sql: "DELETE FROM outbox WHERE rowid IN (SELECT rowid FROM outbox WHERE answered_at < ? LIMIT ?)",
+                arguments: [t - Double(retention.bodiesDays) * day, limit])
+            p.bodies = db.changesCount
+            p.bodies += try oldest("outbox", "created_at", t - Double(max(retention.bodiesDays, retention.conversationsDays)) * day)
             p.processed = try oldest("processed", "processed_at", t - Double(retention.dedupeDays) * day)
             for id in old {
                 // Still old inside the write transaction (a commit may have touched it since the scan).
@@ -532,6 +544,9 @@ package final class SQLiteStore: ConversationStore {
             } else {
                 try db.cachedStatement(sql: "DELETE FROM attribute WHERE conversation_id = ? AND name = ?").execute(arguments: [c.conversationId, name])
             }
+        }
+        for messageId in c.answered {
+            try db.cachedStatement(sql: "UPDATE outbox SET answered_at = ? WHERE message_id = ?").execute(arguments: [at, messageId])
         }
         for (messageId, failure) in c.failedOutbound {
             try db.cachedStatement(sql: "UPDATE outbox SET failed_at = ?, failure = ? WHERE message_id = ?")

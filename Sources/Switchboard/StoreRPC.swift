@@ -47,6 +47,7 @@ package enum StoreRPC {
     struct Commits: Codable, WireCodable {
         var commits: [Commit]
         init(commits: [Commit]) { self.commits = commits }
+        static var wireVersion: UInt8 { Commit.wireVersion }
         func write(to w: inout WireWriter) { commits.write(to: &w) }
         init(from r: inout WireReader) throws { commits = try [Commit](from: &r) }
     }

@@ -9,14 +9,18 @@ import Store
 /// the store's own work). Integers are LEB128 varints (zigzag for signed), strings and bytes a varint
 /// length and their bytes, dates a Double of seconds since 1970 (bit pattern, little-endian), optionals
 /// a 0/1 byte, collections a count and their elements, attribute values their JSON text (numbers exact).
-/// The first byte of a body is the format's version.
+/// The first byte of a body is the format's version: 1, the first; 2, a commit names the outbound
+/// messages it answers (`Commit.answered`). A release reads every version up to its own and writes the
+/// oldest one that holds what it sends (`WireCodable.wireVersion`): only commits are written as 2, so the
+/// workers of the previous release still read the answers of a store already upgraded (the store is
+/// upgraded first, docs/operations.md), and parked rows written as 1 stay readable.
 package enum StoreWire {
     package static let contentType = "application/x-sb-wire"
-    static let version: UInt8 = 1
+    static let newest: UInt8 = 2
 
-    package static func encode(_ value: some WireCodable) -> Data {
-        var w = WireWriter()
-        w.bytes.append(version)
+    package static func encode<T: WireCodable>(_ value: T) -> Data {
+        var w = WireWriter(version: T.wireVersion)
+        w.bytes.append(w.version)
         value.write(to: &w)
         return Data(w.bytes)
     }
@@ -25,7 +29,8 @@ package enum StoreWire {
         try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) throws -> T in
             var r = WireReader(raw)
             let v = try r.byte()
-            guard v == version else { throw WireError("store message format \(v), this release reads \(version)") }
+            guard (1...newest).contains(v) else { throw WireError("store message format \(v), this release reads 1 to \(newest)") }
+            r.version = v
             let value = try T(from: &r)
             guard r.atEnd else { throw WireError("\(r.remaining) byte(s) after the value") }
             return value
@@ -40,8 +45,13 @@ package struct WireError: Error, CustomStringConvertible {
 
 package struct WireWriter {
     package var bytes: [UInt8] = []
+    /// The format being written (see `StoreWire`).
+    let version: UInt8
 
-    init() { bytes.reserveCapacity(1024) }
+    init(version: UInt8 = 1) {
+        self.version = version
+        bytes.reserveCapacity(1024)
+    }
 
     mutating func unsigned(_ value: UInt64) {
         var v = value
@@ -78,6 +88,8 @@ package struct WireWriter {
 package struct WireReader {
     private let base: UnsafeRawBufferPointer
     private var index = 0
+    /// The format being read (see `StoreWire`).
+    var version: UInt8 = 1
 
     init(_ base: UnsafeRawBufferPointer) { self.base = base }
 
@@ -141,8 +153,14 @@ package struct WireReader {
 
 /// A value the store RPC carries.
 package protocol WireCodable {
+    /// The oldest format that holds this value (see `StoreWire`).
+    static var wireVersion: UInt8 { get }
     func write(to w: inout WireWriter)
     init(from r: inout WireReader) throws
+}
+
+extension WireCodable {
+    package static var wireVersion: UInt8 { 1 }
 }
 
 extension String: WireCodable {
@@ -190,6 +208,8 @@ extension Optional: WireCodable where Wrapped: WireCodable {
 }
 
 extension Array: WireCodable where Element: WireCodable {
+    package static var wireVersion: UInt8 { Element.wireVersion }
+
     package func write(to w: inout WireWriter) {
         w.unsigned(UInt64(count))
         for e in self { e.write(to: &w) }
@@ -313,6 +333,8 @@ extension ConversationSnapshot: WireCodable {
 }
 
 extension Commit: WireCodable {
+    package static var wireVersion: UInt8 { 2 }
+
     package func write(to w: inout WireWriter) {
         inbound.write(to: &w)
         w.string(conversationId)
@@ -327,6 +349,7 @@ extension Commit: WireCodable {
         w.string(digest)
         at.write(to: &w)
         w.string(attempt)
+        if w.version >= 2 { answered.write(to: &w) }
     }
 
     package init(from r: inout WireReader) throws {
@@ -337,6 +360,7 @@ extension Commit: WireCodable {
             inbound: inbound, conversationId: conversationId, expectedVersion: expectedVersion, newReferences: references,
             timeline: timeline, outbox: outbox, attributes: attributes, counters: counters, failedOutbound: failed,
             digest: try r.string(), at: try Date(from: &r), attempt: try r.string())
+        if r.version >= 2 { answered = try [String](from: &r) }
     }
 }
 

@@ -370,7 +370,8 @@ package final class WorkerHandler: BatchHandler {
         let commit = Commit(
             inbound: InboundKey(item.endpoint, item.messageId), conversationId: snapshot.id, expectedVersion: snapshot.version,
             newReferences: d.newReferences, timeline: d.timeline, outbox: d.outbox, attributes: d.attributes,
-            counters: d.counters, failedOutbound: d.failedOutbound, digest: item.digest, at: now)
+            counters: d.counters, failedOutbound: d.failedOutbound, answered: acked.map { [$0.messageId] } ?? [],
+            digest: item.digest, at: now)
         return (commit, d.matchedRules)
     }
 

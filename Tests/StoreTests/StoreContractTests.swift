@@ -210,13 +210,14 @@ enum StoreContract {
     }
 
     /// Retention with an injected clock: commits made "days ago" (their `at`) are pruned by age, in
-    /// rounds of `limit`; what is younger stays.
+    /// rounds of `limit`; what is younger stays. An outbound message no ack has answered yet stays as long
+    /// as conversations do (an ack may still come); an answered one goes with the bodies.
     static func retentionPrunesByAge(_ backend: Backend) throws {
         let store = try backend.open().store
         let now = Date(timeIntervalSince1970: 1_800_000_000)
         func daysAgo(_ d: Double) -> Date { now.addingTimeInterval(-d * 86_400) }
         // c-old: last changed 400 days ago. c-mid: 40 days ago. c-new: 2 days ago (plus a message 10 days ago).
-        for (conversation, age, n) in [("c-old", 400.0, 0), ("c-mid", 40.0, 0), ("c-new", 10.0, 0), ("c-new", 2.0, 1)] {
+        func make(_ conversation: String, _ age: Double, _ n: Int) throws {
             let key = InboundKey("customer-a", "\(conversation)-\(n)")
             _ = try store.commit([Commit(
                 inbound: key, conversationId: conversation, expectedVersion: n, newReferences: n == 0 ? [TicketRef("customer-a", conversation)] : [],
@@ -224,6 +225,19 @@ enum StoreContract {
                 outbox: [outbound("o-\(conversation)-\(n)", conversation: conversation, inbound: key)],
                 attributes: ["a": .some("v")], counters: ["k": n + 1], at: daysAgo(age))])
         }
+        // In time order, as a store receives them.
+        try make("c-old", 400, 0)
+        try make("c-mid", 40, 0)
+        // c-mid sent a second message 40 days ago that no ack answered; an ack 35 days ago answered the first.
+        let unanswered = InboundKey("customer-a", "c-mid-0b")
+        _ = try store.commit([Commit(
+            inbound: unanswered, conversationId: "c-mid", expectedVersion: 1,
+            outbox: [outbound("o-c-mid-0b", conversation: "c-mid", inbound: unanswered)], at: daysAgo(40))])
+        _ = try store.commit([Commit(
+            inbound: InboundKey("vendor-x", "ack-1"), conversationId: "c-mid", expectedVersion: 2, answered: ["o-c-mid-0"],
+            at: daysAgo(35))])
+        try make("c-new", 10, 0)
+        try make("c-new", 2, 1)
         var retention = Settings.Retention()
         retention.bodiesDays = 30
         retention.dedupeDays = 7
@@ -236,15 +250,17 @@ enum StoreContract {
             total.conversations += round.conversations
             if !round.full(1) { break }
         }
-        #expect(total == Pruned(bodies: 2, processed: 3, conversations: 1))
+        #expect(total == Pruned(bodies: 2, processed: 5, conversations: 1))
         // The year-old conversation is gone with what it held; the others keep theirs.
         #expect(try store.find([TicketRef("customer-a", "c-old")]) == nil)
         #expect(try store.conversation(id: "c-old") == nil)
         #expect(try store.timeline(conversationId: "c-old").isEmpty)
         #expect(try store.find([TicketRef("customer-a", "c-mid")])?.attributes == ["a": "v"])
         #expect(try store.timeline(conversationId: "c-mid").count == 1)
-        // Bodies older than 30 days are gone; younger ones stay.
-        #expect(try store.outbound(messageIds: ["o-c-mid-0", "o-c-new-0", "o-c-new-1"]).map { $0 != nil } == [false, true, true])
+        // Answered bodies older than 30 days are gone; younger ones stay, and so does one still awaiting its
+        // ack (until the conversations' 365 days, which took the year-old one).
+        #expect(try store.outbound(messageIds: ["o-c-mid-0", "o-c-new-0", "o-c-new-1", "o-c-mid-0b", "o-c-old-0"]).map { $0 != nil }
+                == [false, true, true, true, false])
         // Processed ids older than 7 days are forgotten: that message would now be applied again.
         guard case .committed = try store.commit([Commit(inbound: InboundKey("customer-a", "c-new-0"), conversationId: "c-new",
                                                          expectedVersion: 2, at: now)]).first

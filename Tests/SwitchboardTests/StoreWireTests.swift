@@ -29,7 +29,7 @@ import Testing
             newReferences: [TicketRef("vendor-x", "VX-1")], timeline: [entry], outbox: [outbound],
             attributes: ["price": try JSON.parse("1.50"), "big": try JSON.parse("123456789012345678901234567890"),
                          "null": .some(.null), "removed": .none],
-            counters: ["n": -3, "m": Int.max], failedOutbound: ["sb-x": "LOCKED"], digest: "d1",
+            counters: ["n": -3, "m": Int.max], failedOutbound: ["sb-x": "LOCKED"], answered: ["sb-y"], digest: "d1",
             at: Date(timeIntervalSince1970: 1_764_600_000.5), attempt: "a-1")
         let back = try roundTrip(StoreRPC.Commits(commits: [commit, commit])).commits
         #expect(back.count == 2)
@@ -43,7 +43,22 @@ import Testing
         #expect(c.attributes["null"] == .some(.some(.null)))
         #expect(c.attributes.keys.contains("removed") && c.attributes["removed"] == .some(.none))
         #expect(c.counters == commit.counters && c.failedOutbound == commit.failedOutbound)
-        #expect(c.digest == "d1" && c.at == commit.at && c.attempt == "a-1")
+        #expect(c.digest == "d1" && c.at == commit.at && c.attempt == "a-1" && c.answered == ["sb-y"])
+    }
+
+    /// Format 1 (before `Commit.answered`) is still read: a worker of the previous release keeps working
+    /// against an upgraded store; answers, which did not change, are still written as 1 for it.
+    @Test func theFirstFormatIsStillRead() throws {
+        let commit = Commit(inbound: InboundKey("customer-a", "m-1"), conversationId: "c1", expectedVersion: 1,
+                            answered: ["sb-y"], at: Date(timeIntervalSince1970: 5))
+        var w = WireWriter(version: 1)
+        w.bytes.append(1)
+        StoreRPC.Commits(commits: [commit]).write(to: &w)
+        let old = try StoreWire.decode(StoreRPC.Commits.self, Data(w.bytes)).commits
+        #expect(old.count == 1 && old[0].conversationId == "c1" && old[0].answered.isEmpty)
+        #expect(StoreWire.encode(StoreRPC.Commits(commits: [commit])).first == 2)
+        #expect(StoreWire.encode(StoreRPC.Reply(value: [CommitOutcome.stale])).first == 1)
+        #expect(throws: WireError.self) { try StoreWire.decode(StoreRPC.Commits.self, Data([3, 0])) }
     }
 
     @Test func answersCrossUnchanged() throws {

@@ -161,6 +161,28 @@ final class BatchRefusingStore: ForwardingStore, @unchecked Sendable {
         #expect(try store.find([TicketRef("customer-a", "INC1")])?.counters == ["n": 2])
     }
 
+    /// An ack marks the outbound message it answers: retention keeps an outbound message no ack has
+    /// answered yet past the bodies' days (an ack may still come), and prunes the answered one.
+    @Test func anAckedOutboundMessageIsPrunedAndAnUnansweredOneKept() throws {
+        let cfg = try config()
+        let store = try temporaryStore()
+        let worker = WorkerHandler(config: cfg, store: store, partitions: [0], logger: logger)
+        let sent = try worker.handle([delivery("m1")]) + worker.handle([delivery("m2", ticket: "INC2")])
+        let ids = sent.compactMap(\.message.properties.messageId)
+        #expect(ids.count == 2)
+        var ack = delivery("ack-1")
+        ack.message.properties.headers[Contract.Header.kind] = .string("ack")
+        ack.message.properties.correlationId = ids[0]
+        ack.message.body = Data(#"{"status":"ok"}"#.utf8)
+        _ = try worker.handle([ack])
+        var retention = Settings.Retention()
+        retention.bodiesDays = 30
+        retention.conversationsDays = 365
+        let pruned = try store.prune(now: Date().addingTimeInterval(31 * 86_400), retention: retention, limit: 100)
+        #expect(pruned.bodies == 1)
+        #expect(try store.outbound(messageIds: ids).map { $0 != nil } == [false, true])
+    }
+
     @Test func redeliveryAfterCommitRepublishesTheSameMessageIds() throws {
         let cfg = try config()
         let store = try temporaryStore()
