@@ -104,7 +104,19 @@ package final class WorkerHandler: BatchHandler {
             // Decisions within a batch build on each other: a later message of the same conversation sees
             // the version and references the earlier one will commit.
             var overlay = Overlay()
-            let preloaded = try preload(items, pending)
+            let preloaded: Preloaded
+            do {
+                preloaded = try preload(items, pending)
+            } catch let e as StoreError where !e.isRetriable {
+                // What one message needs is more than the store may answer (the remote store has already
+                // asked for it alone): that message is parked, never the batch held for ever.
+                try isolateRefusedReads(&items, pending)
+                let left = pending.filter { items[$0].park == nil }
+                // None refused alone: not one message's doing; the batch is held as for any store trouble.
+                guard left.count < pending.count else { throw e }
+                pending = left
+                continue
+            }
             for i in pending {
                 // A message that cannot be decided again is parked, and its earlier decision not committed.
                 items[i].commit = nil
@@ -177,6 +189,22 @@ package final class WorkerHandler: BatchHandler {
                 }
             }
             return outcomes
+        }
+    }
+
+    /// Reads each pending message's conversation on its own to find those the store refuses to answer for
+    /// (too large an answer); those are parked with the store's reason. Infrastructure trouble meanwhile
+    /// still holds the batch (thrown).
+    private func isolateRefusedReads(_ items: inout [Item], _ pending: [Int]) throws {
+        for i in pending {
+            do {
+                _ = try preload(items, [i])
+            } catch let e as StoreError where !e.isRetriable {
+                logger.warning("the store refused to read what a message needs", metadata: [
+                    "sb.endpoint": "\(items[i].endpoint)", "sb.message-id": "\(items[i].messageId)", "sb.error": "\(e.message)",
+                ])
+                items[i].park = Park(code: "store_refused", reason: "the store refused to read what this message needs: \(e.message)")
+            }
         }
     }
 

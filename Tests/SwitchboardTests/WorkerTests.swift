@@ -97,6 +97,16 @@ final class BatchRefusingStore: ForwardingStore, @unchecked Sendable {
     }
 }
 
+/// A store whose answer for one ticket's conversation would be larger than a store answer may be.
+final class ReadRefusingStore: ForwardingStore, @unchecked Sendable {
+    override func find(_ refs: [TicketRef]) throws -> ConversationSnapshot? {
+        if refs.contains(where: { $0.ticketId == "BIG" }) {
+            throw StoreError(StoreServer.tooLargePrefix + "20000000 bytes answering 'findBatch'", code: .refused)
+        }
+        return try inner.find(refs)
+    }
+}
+
 @Suite struct WorkerTests {
     /// The refusal path keeps the chain: m1 goes stale (another writer committed m2 meanwhile), so m3,
     /// decided on top of m1, must not pass against the other writer's version; both are decided again,
@@ -181,6 +191,21 @@ final class BatchRefusingStore: ForwardingStore, @unchecked Sendable {
         let pruned = try store.prune(now: Date().addingTimeInterval(31 * 86_400), retention: retention, limit: 100)
         #expect(pruned.bodies == 1)
         #expect(try store.outbound(messageIds: ids).map { $0 != nil } == [false, true])
+    }
+
+    /// A message whose conversation the store refuses to read (too large an answer) is parked with the
+    /// store's reason; the rest of its batch is applied, and nothing holds the batch.
+    @Test func aMessageWhoseReadTheStoreRefusesIsParkedAndTheRestApplied() throws {
+        let cfg = try config()
+        let store = ReadRefusingStore(try temporaryStore())
+        let worker = WorkerHandler(config: cfg, store: store, partitions: [0], logger: logger)
+        let out = try worker.handle([delivery("m1", tag: 1), delivery("m2", ticket: "BIG", tag: 2), delivery("m3", ticket: "INC3", tag: 3)])
+        #expect(out.filter { $0.routingKey == "customer-a" }.count == 2)
+        let parked = out.filter { $0.routingKey == Contract.parkedQueue }
+        #expect(parked.count == 1)
+        #expect(parked.first?.message.properties.messageId == "m2")
+        #expect(parked.first?.message.properties.headers[Contract.Header.reason]?.description.contains("the answer is too large") == true)
+        #expect(try store.find([TicketRef("customer-a", "INC3")])?.counters == ["n": 1])
     }
 
     @Test func redeliveryAfterCommitRepublishesTheSameMessageIds() throws {
