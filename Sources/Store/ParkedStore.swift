@@ -86,8 +86,9 @@ package struct ParkedQuery: Sendable {
 /// The parked table, on both backends. `park` is synchronous (the store role's consumer thread); the
 /// rest is for the administrator (async, never on an event loop's thread).
 package protocol ParkedStore: Sendable {
-    /// Writes the rows. A redelivered row whose id is there already is that row (kept once); any other row
-    /// whose id is taken (two messages alike) is stored as `<id>-2`, `-3`, ...: nothing parked is dropped.
+    /// Writes the rows. A redelivered row whose id is there already (from an earlier call) is that row
+    /// (kept once); any other row whose id is taken (two messages alike, also two alike redelivered
+    /// together after a call that stored nothing) is stored as `<id>-2`, `-3`, ...: nothing parked is dropped.
     func park(_ rows: [ParkedRow]) throws
     /// How many are parked (the store role's gauge).
     func parkedTotal() throws -> Int

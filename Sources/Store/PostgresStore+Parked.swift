@@ -7,6 +7,7 @@ extension PostgresStore: ParkedStore {
         let logger = self.logger
         try blocking { [client] in
             try await client.withTransaction(logger: logger) { db in
+                var written: Set<String> = []
                 for r in rows {
                     var id = r.id
                     var n = 1
@@ -22,7 +23,11 @@ extension PostgresStore: ParkedStore {
                         ).decode(Int64.self) {
                             inserted = true
                         }
-                        if inserted || r.redelivered { break }
+                        if inserted {
+                            written.insert(id)
+                            break
+                        }
+                        if r.redelivered && !written.contains(id) { break }
                         n += 1
                         id = "\(r.id)-\(n)"
                     }

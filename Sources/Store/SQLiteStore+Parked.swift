@@ -9,6 +9,7 @@ extension SQLiteStore: ParkedStore {
                     (id, parked_at, reason, reason_group, stage, origin, endpoint, ticket, message_id, properties, body)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
+            var written: Set<String> = []
             for r in rows {
                 var id = r.id
                 var n = 1
@@ -17,7 +18,11 @@ extension SQLiteStore: ParkedStore {
                         id, r.parkedAt.timeIntervalSince1970, r.reason, r.reasonGroup, r.stage, r.origin, r.endpoint, r.ticket,
                         r.messageId, r.properties, r.body,
                     ])
-                    if db.changesCount > 0 || r.redelivered { break }
+                    if db.changesCount > 0 {
+                        written.insert(id)
+                        break
+                    }
+                    if r.redelivered && !written.contains(id) { break }
                     n += 1
                     id = "\(r.id)-\(n)"
                 }

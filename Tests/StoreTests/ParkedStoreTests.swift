@@ -28,7 +28,15 @@ enum ParkedContract {
         // Another message that looks the same (a first delivery, the same id): a row of its own.
         try await onThread { try store.park([row("c", endpoint: nil)]) }
         #expect(try await store.parked(ParkedQuery()).map(\.id) == ["a", "b", "c", "d", "c-2"])
-        #expect(try await store.removeParked(id: "c-2"))
+        // Two alike delivered again together (their first delivery was never stored): both kept.
+        var twin = row("e")
+        twin.redelivered = true
+        try await onThread { [twin] in try store.park([twin, twin]) }
+        #expect(try await store.parked(ParkedQuery()).map(\.id) == ["a", "b", "c", "d", "c-2", "e", "e-2"])
+        // ... and once more (their ack was lost): still two.
+        try await onThread { [twin] in try store.park([twin, twin]) }
+        #expect(try await onThread { try store.parkedTotal() } == 7)
+        for id in ["c-2", "e", "e-2"] { #expect(try await store.removeParked(id: id)) }
         let counts = try await store.parkedCounts()
         #expect(counts.total == 4)
         #expect(counts.groups.map(\.reason) == ["bad json", "too large"] && counts.groups.map(\.count) == [3, 1])
