@@ -146,6 +146,8 @@ package final class ConsumerLoop {
                 try c.enableConfirms()
                 try c.qos(prefetch: prefetch)
                 try waitWhileHeld(on: c, standingBy: &standingBy)
+                try lock(on: c)
+                try waitWhileHeld(on: c, standingBy: &standingBy)
                 if stopFlag.isStopped {
                     c.close()
                     break
@@ -175,9 +177,10 @@ package final class ConsumerLoop {
                     "batch failed; everything unacked goes back to the queues",
                     metadata: ["sb.role": "\(name)", "sb.error": "\(e.reason)", "sb.retry-in": "\(Int(pause))s"])
                 sleep(seconds: pause)
-            } catch let e as AMQPError where e.replyCode == 403 && handler.exclusive {
+            } catch let e as AMQPError where (e.replyCode == 403 || e.replyCode == 405) && handler.exclusive {
                 // Another process holds one of our queues exclusively (a partition's worker, the active
-                // intake, the SQLite store): wait as a standby and take over within a second of it leaving.
+                // intake, the SQLite store), or its lock (405): wait as a standby and take over within a
+                // second of it leaving.
                 connection?.close()
                 Meters.gauge("switchboard_broker_connected", [("loop", name)], 0)
                 if stopFlag.isStopped { break }
@@ -200,14 +203,32 @@ package final class ConsumerLoop {
     /// An exclusive loop whose queue another process consumes (a partition's worker, the active intake, the
     /// SQLite store) waits on its open connection, asking the queue's consumer count once a second, and
     /// consumes once it is free: trying and being refused every second cost a connection a second and an
-    /// error in the broker's log each time. (Two standbys that see the queue free at once: one is refused,
-    /// and waits below as before.)
+    /// error in the broker's log each time. (Two standbys that see the queue free at once: one gets the
+    /// lock, the other is refused it and waits as before; see `lock`.)
     private func waitWhileHeld(on c: Connection, standingBy: inout Bool) throws {
         guard handler.exclusive else { return }
         while !stopFlag.isStopped {
             guard let held = try handler.queues.first(where: { try c.queueDepth($0.queue).consumers > 0 }) else { return }
             Meters.gauge("switchboard_broker_connected", [("loop", name)], 1)
             standBy(&standingBy, ["sb.queue": "\(held.queue)"])
+        }
+    }
+
+    /// The broker's lock on the queues this loop consumes alone. A quorum queue ignores `exclusive`, and
+    /// its single active consumer lets a second consumer register and wait, unseen by the consumer count
+    /// (queue.declare-ok counts the active one only; measured on 3.10.8). A waiting consumer is harmless
+    /// until the active one dies holding unacked messages: it then receives the later ready messages
+    /// before the returned ones (measured on 3.10.8), and a ticket's order is lost. Two loops that find a
+    /// queue free at the same moment would both consume it. So a loop first declares `sb.lock.<queue>`
+    /// exclusive: the broker gives such a queue to one connection only (405 RESOURCE_LOCKED to any
+    /// other, on every queue type and version) and deletes it when that connection closes or dies. Then it
+    /// waits, holding the lock, until the queue has no consumer (the previous holder's consumer gone, and
+    /// with it its unacked messages returned), and only then consumes: no Switchboard consumer ever waits
+    /// registered behind another. Single active consumer stays as the fence against anything else.
+    private func lock(on c: Connection) throws {
+        guard handler.exclusive else { return }
+        for (queue, _) in handler.queues {
+            _ = try c.declareQueue(Contract.lockPrefix + queue, durable: false, exclusive: true)
         }
     }
 

@@ -10,6 +10,9 @@ package enum Contract {
     package static let unroutedExchange = "sb.in.unrouted"
     package static let unroutedQueue = "sb.in.unrouted"
     package static let parkedQueue = "sb.parked"
+    /// `sb.lock.<queue>`: the exclusive (connection-owned) queue a loop holds while it alone consumes
+    /// `<queue>` (see `ConsumerLoop.lock`). Never holds a message.
+    package static let lockPrefix = "sb.lock."
     package static let workExchange = "sb.work"
     /// Requests to the store role (load and commit), answered through direct reply-to.
     package static let storeQueue = "sb.store"
