@@ -154,16 +154,21 @@ final class ReadRefusingStore: ForwardingStore, @unchecked Sendable {
 
     /// Past the dedupe window the store has forgotten a message id while its outbox rows (kept for bodies'
     /// retention) remain: the message applied again is a fresh effect with fresh ids, not a collision that
-    /// parks it or stops the partition.
+    /// parks it or stops the partition. On SQLite here, on PostgreSQL in `WorkerPostgresContract`.
     @Test func aMessageAppliedAgainPastTheDedupeWindowIsAFreshEffect() throws {
+        try Self.appliedAgainPastTheDedupeWindow(try temporaryStore())
+    }
+
+    static func appliedAgainPastTheDedupeWindow(_ store: ConversationStore) throws {
         let cfg = try config()
-        let store = try temporaryStore()
-        let worker = WorkerHandler(config: cfg, store: store, partitions: [0], logger: logger)
+        let worker = WorkerHandler(config: cfg, store: store, partitions: [0], logger: Logger(label: "test"))
         let first = try worker.handle([delivery("m1")])
         var retention = Settings.Retention()
         retention.dedupeDays = 7
         retention.bodiesDays = 30
-        _ = try store.prune(now: Date().addingTimeInterval(8 * 86_400), retention: retention, limit: 10_000)
+        // The injected clock: pruning as if 8 days had passed.
+        let pruned = try store.prune(now: Date().addingTimeInterval(8 * 86_400), retention: retention, limit: 10_000)
+        #expect(pruned.processed == 1 && pruned.bodies == 0)
         let again = try worker.handle([delivery("m1")])
         #expect(again.map(\.routingKey) == ["customer-a"])
         #expect(try again.map { try JSON.parse($0.message.body) } == [["seen": "2"]])
@@ -248,5 +253,24 @@ final class ReadRefusingStore: ForwardingStore, @unchecked Sendable {
         let out = try worker.handle((1...5).map { delivery("b\($0)", tag: UInt64($0)) })
         #expect(try out.map { try JSON.parse($0.message.body) } == (1...5).map { ["seen": .string(String($0))] })
         #expect(try store.find([TicketRef("customer-a", "INC1")])?.version == 5)
+    }
+}
+
+/// The worker against a real PostgreSQL (`make test` starts one; `make test-unit` skips this suite).
+@Suite struct WorkerPostgresContract {
+    @Test func aMessageAppliedAgainPastTheDedupeWindowIsAFreshEffect() async throws {
+        guard let base = ProcessInfo.processInfo.environment["SB_TEST_POSTGRES_URL"], !base.isEmpty else {
+            Issue.record("SB_TEST_POSTGRES_URL is not set: `make test` starts a PostgreSQL and sets it")
+            return
+        }
+        let url = base + (base.contains("?") ? "&" : "?") + "schema=w\(UUID().uuidString.prefix(12).lowercased().replacingOccurrences(of: "-", with: ""))"
+        // PostgresStore's synchronous bridge is for threads of its own, never the cooperative pool.
+        try await withCheckedThrowingContinuation { (done: CheckedContinuation<Void, any Error>) in
+            Thread {
+                done.resume(with: Result {
+                    try WorkerTests.appliedAgainPastTheDedupeWindow(try PostgresStore(url: url, logger: Logger(label: "test")))
+                })
+            }.start()
+        }
     }
 }
