@@ -64,24 +64,16 @@ bench: broker
 test-unit:
 	swift test --skip AMQPIntegrationTests --skip PostgresContract
 
-# Every test: engine, the store contract on SQLite and PostgreSQL, the AMQP layer against the real
-# broker, then the ESB-side tests (pika), the fleet and fault tests on both store backends, the admin's
-# API (and its fuzz run against docs/openapi.yaml) and the web UI in a real browser.
-# The order, fault and hostile tests run in the configuration we ship: quorum queues, and on each test
-# vhost Deploy/rabbitmq/apply.sh's policy with RabbitMQ 4's default delivery limit (20) set by us; the
-# others in classic mode (`SB_QUEUE_TYPE=quorum make test` runs all of them in quorum mode).
-QUORUM_TESTS = Tests/esb/test_both_sides.py Tests/esb/test_faults.py Tests/esb/test_poison.py Tests/esb/test_hostile.py \
-	Tests/esb/test_replay.py
-
-test: test-deps broker postgres
-	swift build $(SWIFT_BUILD_FLAGS)
-	SB_TEST_POSTGRES_URL=$$(bash Deploy/local/postgres.sh url) SB_TEST_POSTGRES_CA=$$(bash Deploy/local/postgres.sh ca) \
-	  swift test $(SWIFT_BUILD_FLAGS)
-	export SB_TEST_POSTGRES_URL=$$(bash Deploy/local/postgres.sh url) SB_BINARY=$(CURDIR)/.build/debug/switchboard; \
-	  failed=0; \
-	  python3 -m pytest -q Tests/esb $(foreach f,$(QUORUM_TESTS),--ignore=$(f)) || failed=1; \
-	  SB_QUEUE_TYPE=quorum python3 -m pytest -q $(QUORUM_TESTS) || failed=1; \
-	  exit $$failed
+# Every test, in phases, each phase's time printed at the end (Deploy/local/test.sh): the set-up (what the
+# tests need, the local RabbitMQ and PostgreSQL), the build, the engine, the store contract on SQLite and
+# PostgreSQL and the AMQP layer against the real broker, then the ESB-side tests (pika) ESB_JOBS at a time
+# (4): the fleet and fault tests on both store backends, the admin's API (and its fuzz run against
+# docs/openapi.yaml), the web UI in a real browser. The order, fault and hostile tests run in the
+# configuration we ship: quorum queues, and on each test vhost Deploy/rabbitmq/apply.sh's policy with
+# RabbitMQ 4's default delivery limit (20) set by us; the others in classic mode (`SB_QUEUE_TYPE=quorum
+# make test` runs all of them in quorum mode).
+test:
+	@SWIFT_BUILD_FLAGS="$(SWIFT_BUILD_FLAGS)" MAKE="$(MAKE)" bash Deploy/local/test.sh
 
 clean:
 	rm -rf .build .data

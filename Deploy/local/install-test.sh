@@ -15,8 +15,8 @@ bash "$(dirname "${BASH_SOURCE[0]}")/apt-install.sh" ${need_apt[@]+"${need_apt[@
 
 # cloudcoil-models-keda: KEDA's CRDs as pydantic models, for Deploy/kubernetes/keda.yaml; PyYAML for the
 # tests that read the deployment files.
-if ! python3 -c 'import selenium, schemathesis, kubernetes_validate, cloudcoil.models.keda, yaml' >/dev/null 2>&1; then
-  echo "switchboard: installing selenium, schemathesis, kubernetes-validate, cloudcoil-models-keda, PyYAML (browser, API and deployment tests)"
-  python3 -m pip install --quiet --disable-pip-version-check selenium schemathesis kubernetes-validate cloudcoil-models-keda pyyaml \
+if ! python3 -c 'import selenium, schemathesis, kubernetes_validate, cloudcoil.models.keda, yaml, xdist' >/dev/null 2>&1; then
+  echo "switchboard: installing selenium, schemathesis, kubernetes-validate, cloudcoil-models-keda, PyYAML, pytest-xdist (browser, API and deployment tests; tests in parallel)"
+  python3 -m pip install --quiet --disable-pip-version-check selenium schemathesis kubernetes-validate cloudcoil-models-keda pyyaml pytest-xdist \
     || { echo "switchboard: could not install the test tools with pip" >&2; exit 1; }
 fi

@@ -15,6 +15,9 @@ from conftest import (BOTH_SIDES_RULES, ESB, REPO, Switchboard, assert_each_once
 
 CLUSTER = os.path.join(REPO, "Deploy", "local", "cluster.sh")
 
+# Three broker nodes of its own next to the local one: alone, not beside other tests.
+pytestmark = pytest.mark.serial
+
 
 def cluster(*args, timeout=300):
     r = subprocess.run(["bash", CLUSTER, *args], capture_output=True, text=True, timeout=timeout)

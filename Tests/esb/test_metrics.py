@@ -267,6 +267,7 @@ def alert_expr(name):
                 for r in g["rules"] if r.get("alert") == name)
 
 
+@pytest.mark.serial  # a memory alarm blocks every publisher of the broker
 def test_a_broker_resource_alarm_shows_in_prometheus_through_the_alerts_expression():
     """SwitchboardBrokerBlocked reads RabbitMQ's own metrics (job rabbitmq, the Prometheus plugin): with the
     local node scraped by a real Prometheus, its expression is empty while all is well, says 1 for the node
