@@ -35,7 +35,21 @@ as_node() {
 
 ctl() { local n="$1"; shift; "$bin/rabbitmqctl" -q -n "$(name "$n")" "$@"; }
 
+# A node already running on node N's ports must be this checkout's: one started from another checkout
+# (its state elsewhere) would be stopped and started again here as a new, unclustered node.
+check_own() {
+  local n="$1" dir
+  (exec 3<>"/dev/tcp/127.0.0.1/568$n") 2>/dev/null || return 0
+  dir=$(ctl "$n" eval 'rabbit_mnesia:dir().' 2>/dev/null | tr -d '"') || return 0
+  case "$dir" in
+    "$base/node$n/"*) return 0 ;;
+    *) echo "cluster: node $n on port 568$n runs from another checkout (state in ${dir:-?}); stop it there (make cluster-stop)" >&2
+       exit 1 ;;
+  esac
+}
+
 start_node() {
+  check_own "$1"
   as_node "$1" start | sed "s/^rabbitmq:/cluster node $1:/"
 }
 
@@ -44,6 +58,7 @@ members() { ctl 1 eval 'rabbit_nodes:all().' 2>/dev/null || true; }
 start() {
   # All at once: a stopped cluster's nodes each wait at boot for the others (the last one stopped first).
   [ -f "$repo/.rabbitmq/tls/server.pem" ] || bash "$here/rabbitmq.sh" certs
+  for n in "${nodes[@]}"; do check_own "$n"; done
   for n in "${nodes[@]}"; do as_node "$n" launch | sed "s/^rabbitmq:/cluster node $n:/"; done
   for n in "${nodes[@]}"; do as_node "$n" wait | sed "s/^rabbitmq:/cluster node $n:/"; done
   for n in 2 3; do
