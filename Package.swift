@@ -8,7 +8,7 @@ let package = Package(
     name: "switchboard",
     platforms: [.macOS(.v15)],
     products: [
-        .executable(name: "switchboard", targets: ["switchboard"]),
+        .executable(name: "switchboard", targets: ["SwitchboardCommand"]),
         .executable(name: "sb-bench", targets: ["sb-bench"]),
     ],
     dependencies: [
@@ -97,10 +97,20 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .executableTarget(
-            name: "switchboard",
+        // The wiring: one builder of a process's services for any set of roles (the executable and the tests).
+        .target(
+            name: "Wiring",
             dependencies: [
                 "Switchboard", "Rules", "Admin", "Store", "Operations",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "SwitchboardCommand",
+            dependencies: [
+                "Wiring", "Switchboard", "Rules", "Admin", "Store", "Operations",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -140,6 +150,9 @@ let package = Package(
         // The exposition (HELP lines, names), readiness and the JSON log lines, without a broker.
         .testTarget(name: "OperationsTests", dependencies: ["Operations", "Switchboard", "Rules"], swiftSettings: strict),
         // Tests against the real broker started by Deploy/local (make test, .ci/run).
-        .testTarget(name: "AMQPIntegrationTests", dependencies: ["AMQP", "Switchboard"], swiftSettings: strict),
+        .testTarget(
+            name: "AMQPIntegrationTests",
+            dependencies: ["AMQP", "Switchboard", "Wiring", "Rules", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+            swiftSettings: strict),
     ]
 )

@@ -36,7 +36,7 @@ package enum AdminServer {
         config: SwitchboardConfig, store: any AdminStore, logger: Logger, onListening: @escaping @Sendable (String) -> Void = { _ in }
     ) throws -> any Service {
         guard let settings = config.admin else { throw AdminError("the configuration has no admin section") }
-        let options = try Application.brokerOptions(config)
+        let options = try Setup.brokerOptions(config)
         let services = AdminServices(
             config: config, settings: settings, store: store,
             queueStates: QueueStates(options: options, logger: logger), management: Management(url: settings.managementURL, broker: options),

@@ -85,7 +85,7 @@ package enum Ops {
             }
         }
         if queues {
-            out.append(QueueMetrics(config: config, options: try Application.brokerOptions(config), logger: logger))
+            out.append(QueueMetrics(config: config, options: try Setup.brokerOptions(config), logger: logger))
         }
         return out
     }

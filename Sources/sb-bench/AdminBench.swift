@@ -25,15 +25,15 @@ enum AdminBench {
         environment["SB_DATA_DIR"] = dataDir
         environment["SB_STORE_URL"] = storeURL ?? "sqlite"
         environment["SB_SQLITE_SYNCHRONOUS"] = "normal"
-        var config = try Application.loadConfig(directory: directory, environment: environment)
+        var config = try Setup.loadConfig(directory: directory, environment: environment)
         let (token, sha) = AdminPasswords.newToken()
         var admin = AdminSettings(location: SourceLocation(file: "sb-bench", line: 0))
         admin.listen = "127.0.0.1:0"
         admin.plainHTTP = true
         admin.tokens = [AdminToken(name: "bench", role: .viewer, sha256: sha, location: admin.location)]
         config.admin = admin
-        let store = try Application.openStore(config, logger: logger)
-        guard let adminStore = store as? AdminStore else { throw BenchError("the store has no admin interface") }
+        let store = try Setup.openStore(config, logger: logger)
+        let adminStore: any AdminStore = store
 
         let started = nanos()
         try fill(store, conversations: conversations)

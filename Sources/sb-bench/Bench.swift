@@ -149,10 +149,10 @@ extension Bench {
         environment["SB_DATA_DIR"] = dataDir
         environment["SB_STORE_URL"] = "sqlite"
         environment["SB_SQLITE_SYNCHRONOUS"] = "normal"
-        let config = try Application.loadConfig(directory: directory, environment: environment)
+        let config = try Setup.loadConfig(directory: directory, environment: environment)
         let started = nanos()
         do {
-            let store = try Application.openStore(config, logger: logger)
+            let store = try Setup.openStore(config, logger: logger)
             try AdminBench.fill(store, conversations: count, prefix: "PF", progress: "bench: prefill")
         }
         let seconds = Double(nanos() - started) / 1e9

@@ -16,8 +16,8 @@ enum EngineBench {
         defer { try? FileManager.default.removeItem(atPath: dataDir) }
         var environment = ProcessInfo.processInfo.environment
         environment["SB_DATA_DIR"] = dataDir
-        let config = try Application.loadConfig(directory: directory, environment: environment)
-        let store = try Application.openStore(config, logger: logger)
+        let config = try Setup.loadConfig(directory: directory, environment: environment)
+        let store = try Setup.openStore(config, logger: logger)
         let intake = IntakeHandler(config: config, logger: logger)
         let worker = WorkerHandler(
             config: config, store: store, partitions: Array(0..<config.settings.partitions), logger: logger)

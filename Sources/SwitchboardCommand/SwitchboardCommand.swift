@@ -8,6 +8,7 @@ import ServiceLifecycle
 import Store
 import Switchboard
 import Synchronization
+import Wiring
 
 @main
 struct SwitchboardCommand: AsyncParsableCommand {
@@ -50,7 +51,7 @@ struct GlobalOptions: ParsableArguments {
 /// Loads the configuration or prints every error (file:line: message) and exits 1.
 func loadConfigOrExit(_ directory: String) throws -> SwitchboardConfig {
     do {
-        return try Application.loadConfig(directory: directory)
+        return try Setup.loadConfig(directory: directory)
     } catch let errors as ConfigErrors {
         var err = FileHandle.standardError
         print("switchboard: the configuration in \(directory) has \(errors.errors.count) error(s):", to: &err)
@@ -67,9 +68,7 @@ struct Run: AsyncParsableCommand {
     func run() async throws {
         let config = try loadConfigOrExit(options.config)
         let logger = options.logger("switchboard", config)
-        try await Application.runAll(config: config, logger: logger, extra: { store in
-            try AdminCommand.services(config, store, logger) + Ops.services(config: config, role: "run", queues: true, logger: logger)
-        })
+        try await ServiceBuilder.run(.all(config), config: config, logger: logger)
     }
 }
 
@@ -86,9 +85,7 @@ struct Intake: AsyncParsableCommand {
     func run() async throws {
         let config = try loadConfigOrExit(options.config)
         let logger = options.logger("switchboard", config)
-        try await Application.run(
-            .init(intake: true, store: .remote, partitions: [], workerThreads: 0), config: config, logger: logger,
-            extra: { _ in try Ops.services(config: config, role: "intake", queues: false, logger: logger) })
+        try await ServiceBuilder.run(.intakeOnly, config: config, logger: logger)
     }
 }
 
@@ -121,10 +118,8 @@ struct Worker: AsyncParsableCommand {
             mine = parsed
         }
         let logger = options.logger("switchboard", config)
-        try await Application.run(
-            .init(intake: false, store: .remote, partitions: mine, workerThreads: threads ?? config.settings.workers, coordinated: coordinated),
-            config: config, logger: logger,
-            extra: { _ in try Ops.services(config: config, role: "worker", queues: false, logger: logger) })
+        try await ServiceBuilder.run(
+            .workers(mine, threads: threads ?? config.settings.workers, coordinated: coordinated), config: config, logger: logger)
     }
 
     static func parse(_ spec: String) -> [Int]? {
@@ -155,9 +150,7 @@ struct Store: AsyncParsableCommand {
     func run() async throws {
         let config = try loadConfigOrExit(options.config)
         let logger = options.logger("switchboard", config)
-        try await Application.run(
-            .init(intake: false, store: .serve, partitions: [], workerThreads: 0), config: config, logger: logger,
-            extra: { _ in try Ops.services(config: config, role: "store", queues: true, logger: logger) })
+        try await ServiceBuilder.run(.storeOnly, config: config, logger: logger)
     }
 }
 
@@ -165,20 +158,6 @@ struct AdminCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "admin", abstract: "The web UI and the JSON API (also part of `switchboard run`).",
         subcommands: [Serve.self, HashPassword.self, NewToken.self], defaultSubcommand: Serve.self)
-
-    /// The admin's HTTP server for a process that has the store open (or none when the configuration
-    /// has no admin section).
-    static func services(_ config: SwitchboardConfig, _ store: ConversationStore?, _ logger: Logger) throws -> [any Service] {
-        guard config.admin != nil, let store = store as? AdminStore else { return [] }
-        Readiness.shared.set("admin", ready: false, "starting the web server")
-        return [
-            try AdminServer.build(config: config, store: store, logger: logger) { url in
-                Readiness.shared.set("admin", ready: true, "serving the web UI and API at \(url)")
-                say("switchboard: web UI and API at \(url)")
-            },
-            AdminServer.storeProbe(config: config, store: store),
-        ]
-    }
 
     struct Serve: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -199,9 +178,7 @@ struct AdminCommand: AsyncParsableCommand {
                 throw ExitCode(1)
             }
             // The same builder as every role: no role of its own, the store opened for reading, the admin added.
-            try await Application.run(
-                .init(intake: false, store: .read, partitions: [], workerThreads: 0), config: config, logger: logger,
-                extra: { store in try services(config, store, logger) + Ops.services(config: config, role: "admin", queues: false, logger: logger) })
+            try await ServiceBuilder.run(.adminOnly, config: config, logger: logger)
         }
     }
 
@@ -278,7 +255,7 @@ struct Timeline: AsyncParsableCommand {
 
     func run() async throws {
         let cfg = try loadConfigOrExit(config)
-        guard let text = try Application.describeConversation(config: cfg, endpoint: endpoint, ticket: ticket, logger: Logger(label: "switchboard")) else {
+        guard let text = try Setup.describeConversation(config: cfg, endpoint: endpoint, ticket: ticket, logger: Logger(label: "switchboard")) else {
             var err = FileHandle.standardError
             print("switchboard: no conversation has \(endpoint)/\(ticket)", to: &err)
             throw ExitCode(1)
@@ -297,7 +274,7 @@ struct Failed: AsyncParsableCommand {
 
     func run() async throws {
         let cfg = try loadConfigOrExit(config)
-        print(try Application.describeFailed(config: cfg, limit: limit, logger: Logger(label: "switchboard")))
+        print(try Setup.describeFailed(config: cfg, limit: limit, logger: Logger(label: "switchboard")))
     }
 }
 
@@ -308,10 +285,7 @@ struct Parked: AsyncParsableCommand {
 
     /// The store this configuration names, for the operator's reads and actions.
     static func open(_ config: SwitchboardConfig, _ logger: Logger) throws -> any AdminStore {
-        guard let store = try Application.openStore(config, logger: logger) as? AdminStore else {
-            throw ValidationError("the store has no parked table")
-        }
-        return store
+        try Setup.openStore(config, logger: logger)
     }
 
     /// Who acts, for the audit.
@@ -329,7 +303,7 @@ struct Parked: AsyncParsableCommand {
             let config = try loadConfigOrExit(options.config)
             let logger = options.logger("switchboard", config)
             let store = try Parked.open(config, logger)
-            let user = try Application.brokerOptions(config).user
+            let user = try Setup.brokerOptions(config).user
             let counts = try await store.parkedCounts()
             let rows = try await store.parked(ParkedQuery(group: group, limit: limit, excerpt: json ? nil : ParkedMessage.excerptBytes))
             if !json { print("\(counts.total) parked message(s)") }
@@ -378,7 +352,7 @@ struct Parked: AsyncParsableCommand {
     static func act(replay: Bool, options: GlobalOptions, ids: [String], limit: Int?, reason: String) async throws {
         let config = try loadConfigOrExit(options.config)
         let logger = options.logger("switchboard", config)
-        let actions = ParkedActions(store: try open(config, logger), options: try Application.brokerOptions(config), logger: logger)
+        let actions = ParkedActions(store: try open(config, logger), options: try Setup.brokerOptions(config), logger: logger)
         let counts = Counts()
         try await actions.run(replay: replay, ids: ids.isEmpty ? nil : ids, limit: limit ?? .max, who: who, reason: reason) { m, outcome, detail in
             counts.add(outcome)

@@ -8,8 +8,10 @@ import ServiceLifecycle
 import Store
 import Synchronization
 
-/// Wiring: the same roles whether they run together (`switchboard run`) or, later, one per process.
-package enum Application {
+/// What every process sets up from its configuration: the configuration itself, the broker's connection
+/// options, the store it opens, and the services of each role (built into a process by the Wiring module's
+/// `ServiceBuilder`).
+package enum Setup {
     /// Reads every *.yaml / *.yml file of a directory (sorted by name) and validates the whole.
     package static func loadConfig(
         directory: String, environment: [String: String] = ProcessInfo.processInfo.environment
@@ -55,8 +57,9 @@ package enum Application {
         return options
     }
 
-    /// The database `store_url` names, opened by the process that owns it (the store role, admin commands).
-    package static func openStore(_ config: SwitchboardConfig, logger: Logger) throws -> ConversationStore {
+    /// The database `store_url` names, opened by the process that owns it (the store role, admin commands):
+    /// the conversations, and the administrator's reads and the parked table beside them.
+    package static func openStore(_ config: SwitchboardConfig, logger: Logger) throws -> any ConversationStore & AdminStore {
         let url = config.settings.storeURL
         if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
             return try PostgresStore(url: url, logger: logger)
@@ -64,26 +67,26 @@ package enum Application {
         return try SQLiteStore(path: sqlitePath(config), synchronous: config.settings.sqliteSynchronous)
     }
 
-    static func sqlitePath(_ config: SwitchboardConfig) -> String {
+    package static func sqlitePath(_ config: SwitchboardConfig) -> String {
         let url = config.settings.storeURL
         if url.hasPrefix("sqlite:"), url.count > "sqlite:".count { return String(url.dropFirst("sqlite:".count)) }
         return (config.settings.dataDir as NSString).appendingPathComponent("switchboard.sqlite")
     }
 
     /// The backend label of the store metrics.
-    static func storeBackend(_ config: SwitchboardConfig) -> String {
+    package static func storeBackend(_ config: SwitchboardConfig) -> String {
         config.settings.storeURL.hasPrefix("postgres") ? "postgres" : "sqlite"
     }
 
     /// The store for a log line: the SQLite file, or the PostgreSQL URL without its password.
-    static func storeDescription(_ config: SwitchboardConfig) -> String {
+    package static func storeDescription(_ config: SwitchboardConfig) -> String {
         config.settings.storeURL.hasPrefix("sqlite") ? sqlitePath(config) : ConnectionOptions.redact(config.settings.storeURL)
     }
 
     /// The store role's services: one loop answers `sb.store` requests from workers in other processes,
     /// another `sb.store.members` (heartbeats and leaves), so membership never waits behind commits.
     package static func storeServices(
-        config: SwitchboardConfig, store: ConversationStore, options: ConnectionOptions, logger: Logger
+        config: SwitchboardConfig, store: ConversationStore, parked: (any ParkedStore)?, options: ConnectionOptions, logger: Logger
     ) -> [RoleService] {
         // One SQLite file has one owner: a second store process waits (exclusive consumer) as a standby.
         let exclusive = !(config.settings.storeURL.hasPrefix("postgres"))
@@ -98,7 +101,7 @@ package enum Application {
             }
         }
         // What arrives in sb.parked moves into the store's parked table (see ParkedIntakeHandler).
-        if let parked = MeteredStore.unwrapped(store) as? ParkedStore {
+        if let parked {
             services.append(RoleService(name: "parked") { flag in
                 ConsumerLoop(
                     name: "parked", config: config, options: options,
@@ -113,7 +116,7 @@ package enum Application {
 
     /// Intake sharing the inbound queues with the other live intakes (through the store's membership). With
     /// `local` (`switchboard run`), it evaluates the messages of this process's partitions where they arrive.
-    static func coordinatedIntakeService(
+    package static func coordinatedIntakeService(
         config: SwitchboardConfig, store: ConversationStore, local: LocalPartitions?, options: ConnectionOptions, logger: Logger
     ) -> RoleService {
         RoleService(name: "intake") { flag in
@@ -139,54 +142,12 @@ package enum Application {
         }
     }
 
-    /// How a process reaches the conversation store.
-    package enum StoreAccess: Sendable {
-        /// Owns the database and serves it to other processes over the broker (the store role).
-        case serve
-        /// Through the store role over the broker (a stateless worker).
-        case remote
-        /// Opens the database for reading beside its owner, serving nothing (`switchboard admin`).
-        case read
-    }
-
-    /// Which roles a process runs. `switchboard run` is all of them; `intake`, `worker` and `store` one each.
-    package struct Roles: Sendable {
-        package var intake: Bool
-        package var store: StoreAccess
-        /// Partitions this process's workers consume; empty: no worker.
-        package var partitions: [Int]
-        package var workerThreads: Int
-        /// Take a share of the partitions that the live workers agree on, instead of `partitions`.
-        package var coordinated: Bool
-
-        package init(intake: Bool, store: StoreAccess, partitions: [Int], workerThreads: Int, coordinated: Bool = false) {
-            self.intake = intake
-            self.store = store
-            self.partitions = partitions
-            self.workerThreads = workerThreads
-            self.coordinated = coordinated
-        }
-    }
-
-    /// `switchboard run`: store, intake and workers in one process, until SIGTERM or SIGINT. Its workers
-    /// take their share of the partitions like any `switchboard worker` (all of them when alone), so more
-    /// worker processes can join it.
-    package static func runAll(
-        config: SwitchboardConfig, logger: Logger, extra: @Sendable (ConversationStore?) throws -> [any Service] = { _ in [] }
-    ) async throws {
-        if storeBackend(config) == "sqlite" { try await refuseASecondEmbeddedStore(config, logger: logger) }
-        try await run(
-            Roles(intake: true, store: .serve, partitions: Array(0..<config.settings.partitions),
-                  workerThreads: config.settings.workers, coordinated: true),
-            config: config, logger: logger, extra: extra)
-    }
-
     /// Two `switchboard run` with SQLite stores of their own on one vhost would split conversations: each
     /// decides on its own file, and whichever consumes a partition's queue applies the ticket's next update
     /// to a conversation the other holds. So `run` does not start while another store serves `sb.store`
     /// (waiting a few seconds for one that is shutting down). A second process on the *same* store is a
     /// `switchboard store` standby, which waits instead; a fleet shares one PostgreSQL store.
-    static func refuseASecondEmbeddedStore(_ config: SwitchboardConfig, logger: Logger, patience: TimeInterval = 10) async throws {
+    package static func refuseASecondEmbeddedStore(_ config: SwitchboardConfig, logger: Logger, patience: TimeInterval = 10) async throws {
         let options = try brokerOptions(config)
         let deadline = Date().addingTimeInterval(patience)
         while true {
@@ -212,77 +173,6 @@ package enum Application {
             try await Task.sleep(for: .milliseconds(500))
         }
     }
-
-    /// Runs the given roles with the same code whichever process they are in. `extra` adds services that
-    /// live in modules above this one (the admin's HTTP server), given the store this process opened.
-    package static func run(
-        _ roles: Roles, config: SwitchboardConfig, logger: Logger,
-        extra: @Sendable (ConversationStore?) throws -> [any Service] = { _ in [] }
-    ) async throws {
-        let options = try brokerOptions(config)
-        say("switchboard: broker \(options.redactedCluster)")
-        say("switchboard: endpoints \(config.endpointNames.joined(separator: ", ")): ESBs publish to exchange '\(Contract.inboundExchange)' (routing key = endpoint) and consume '\(Contract.outboundQueue("<endpoint>"))'")
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
-        let store: ConversationStore
-        switch roles.store {
-        case .serve:
-            let owned = MeteredStore(try openStore(config, logger: logger), backend: storeBackend(config))
-            say("switchboard: store \(storeDescription(config)), serving queues '\(Contract.storeQueue)' and '\(Contract.storeMembersQueue)'; bad input goes to queue '\(Contract.parkedQueue)'")
-            services += storeServices(config: config, store: owned, options: options, logger: logger).map { .init(service: $0) }
-            services.append(.init(service: Retention.service(config: config, store: owned, logger: logger)))
-            store = owned
-        case .remote:
-            store = MeteredStore(
-                RemoteStore(
-                    options: options, timeout: Double(config.settings.storeTimeoutMs) / 1000,
-                    maxRequestBytes: config.settings.storeMaxRequestBytes, queueType: config.settings.queueType, logger: logger),
-                backend: "remote")
-            say("switchboard: store reached through queue '\(Contract.storeQueue)' (the store role)")
-        case .read:
-            store = MeteredStore(try openStore(config, logger: logger), backend: storeBackend(config))
-            say("switchboard: store \(storeDescription(config)), read beside the store role")
-        }
-        let workers = min(roles.workerThreads, roles.partitions.count)
-        // With workers of its own and the store at hand, intake evaluates its own partitions' messages itself.
-        let fused = roles.intake && roles.coordinated && !roles.partitions.isEmpty && config.settings.fuseIntake
-        let local = fused ? LocalPartitions() : nil
-        if roles.intake {
-            services.append(.init(service: coordinatedIntakeService(config: config, store: store, local: local, options: options, logger: logger)))
-        }
-        let workerText = roles.coordinated
-            ? "up to \(roles.workerThreads) worker thread(s) on this process's share of the \(config.settings.partitions) partitions"
-            : "\(workers) worker thread(s) for partitions \(roles.partitions.map(String.init).joined(separator: ","))"
-        let running = [roles.store == .serve ? "store" : nil, roles.intake ? "intake" : nil, roles.partitions.isEmpty ? nil : workerText]
-        if !running.compactMap({ $0 }).isEmpty {
-            say("switchboard: running \(running.compactMap { $0 }.joined(separator: " and ")); Ctrl-C or SIGTERM stops gracefully")
-        }
-        if !roles.partitions.isEmpty {
-            if roles.coordinated {
-                let threads = roles.workerThreads
-                services.append(.init(service: RoleService(name: "coordinator") { flag in
-                    Coordinator.workers(config: config, store: store, options: options, threads: threads, logger: logger, local: local).run(stop: flag)
-                }))
-            } else {
-                Meters.gauge("switchboard_partitions_owned", [], Double(roles.partitions.count))
-                for w in 0..<workers {
-                    let mine = stride(from: w, to: roles.partitions.count, by: workers).map { roles.partitions[$0] }
-                    services.append(.init(service: workerService(
-                        config: config, store: store, options: options, logger: logger, partitions: mine, name: "worker-\(w)")))
-                }
-            }
-        }
-        Meters.start(config: config)
-        // The admin's server reads the store through its own async interface, not the metered wrapper.
-        let unwrapped = MeteredStore.unwrapped(store)
-        for service in try extra(roles.store == .serve || roles.store == .read ? unwrapped : nil) { services.append(.init(service: service)) }
-        let group = ServiceGroup(
-            configuration: ServiceGroupConfiguration(
-                services: services,
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger))
-        try await group.run()
-        say("switchboard: stopped")
-    }
 }
 
 /// Status lines for the person who started us, written unbuffered so they show at once in a pipe or log;
@@ -300,7 +190,7 @@ package enum StatusLines {
     package static let json = Atomic<Bool>(false)
 }
 
-extension Application {
+extension Setup {
     /// A conversation, found by any endpoint's ticket id, as an administrator reads it.
     package static func describeConversation(config: SwitchboardConfig, endpoint: String, ticket: String, logger: Logger) throws -> String? {
         let store = try openStore(config, logger: logger)
