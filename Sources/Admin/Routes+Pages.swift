@@ -295,13 +295,14 @@ struct PageRoutes {
         Cookie(name: signInCookie, value: token, maxAge: maxAge, path: "/sign-in", secure: true, httpOnly: true, sameSite: .strict)
     }
 
-    static func label(_ kind: String) -> String {
-        [
-            "received": "received", "rule-matched": "rule matched", "attribute": "attribute", "counter": "counter",
-            "sent": "sent", "acked": "ack ok", "ack-error": "error ack", "ack-unhandled": "unhandled ack", "no-rule": "no rule matched",
-            "dropped": "dropped", "delay-scheduled": "timer scheduled", "timer-fired": "timer fired", "linked": "linked", "warning": "warning",
-            "admin-replay": "replayed", "admin-discard": "discarded",
-        ][kind] ?? kind
+    static func label(_ kind: TimelineKind) -> String {
+        let labels: [TimelineKind: String] = [
+            .received: "received", .ruleMatched: "rule matched", .attribute: "attribute", .counter: "counter",
+            .sent: "sent", .acked: "ack ok", .ackError: "error ack", .ackUnhandled: "unhandled ack", .noRule: "no rule matched",
+            .dropped: "dropped", .delayScheduled: "timer scheduled", .timerFired: "timer fired", .linked: "linked", .warning: "warning",
+            .admin("replay"): "replayed", .admin("discard"): "discarded",
+        ]
+        return labels[kind] ?? kind.rawValue
     }
 
     static func model(_ r: ConversationRecord) -> [String: Any] {
@@ -314,12 +315,12 @@ struct PageRoutes {
             "entries": ConversationView.entries(r).map { v -> [String: Any] in
                 let e = v.entry
                 var m: [String: Any] = [
-                    "at": time(e.at), "kind": e.kind, "label": label(e.kind), "endpoint": e.endpoint ?? "", "who": e.who ?? "",
+                    "at": time(e.at), "kind": e.kind.rawValue, "label": label(e.kind), "endpoint": e.endpoint ?? "", "who": e.who ?? "",
                     "rule": e.rule ?? "", "detail": e.detail,
                 ]
                 if let hop = v.hop { m["hop"] = Time.duration(hop) }
                 if let ms = e.sinceIntakeMs { m["decided"] = Time.duration(Double(ms) / 1000) }
-                if e.kind == "no-rule", let body = e.body, case .array(let misses)? = try? JSON.parse(body) {
+                if e.kind == .noRule, let body = e.body, case .array(let misses)? = try? JSON.parse(body) {
                     m["why"] = true
                     m["misses"] = misses.map { ["rule": $0["rule"]?.stringValue ?? "", "reason": $0["reason"]?.stringValue ?? ""] }
                 } else if let body = e.body {

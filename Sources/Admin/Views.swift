@@ -30,23 +30,23 @@ struct FeedItem: Sendable {
         endpoint = first?.endpoint
         who = first?.who
         messageId = first?.messageId
-        rules = g.entries.filter { $0.kind == "rule-matched" || $0.kind == "dropped" }.compactMap(\.rule)
+        rules = g.entries.filter { $0.kind == .ruleMatched || $0.kind == .dropped }.compactMap(\.rule)
         switch first?.kind {
-        case "received": type = first.map { String($0.detail.prefix { $0 != " " }) } ?? "?"
-        case "acked", "ack-error": type = "ack"
-        case "timer-fired": type = "timer"
-        default: type = first?.kind ?? "?"
+        case .received?: type = first.map { String($0.detail.prefix { $0 != " " }) } ?? "?"
+        case .acked?, .ackError?: type = "ack"
+        case .timerFired?: type = "timer"
+        default: type = first?.kind.rawValue ?? "?"
         }
-        let sent = g.entries.filter { $0.kind == "sent" }
-        if kinds.contains("ack-unhandled") || first?.kind == "ack-error" {
+        let sent = g.entries.filter { $0.kind == .sent }
+        if kinds.contains(.ackUnhandled) || first?.kind == .ackError {
             state = "failed"
-        } else if first?.kind == "acked" {
+        } else if first?.kind == .acked {
             state = "acked"
-        } else if kinds.contains("dropped") {
+        } else if kinds.contains(.dropped) {
             state = "dropped"
-        } else if kinds.contains("no-rule") {
+        } else if kinds.contains(.noRule) {
             state = "no-rule"
-        } else if sent.contains(where: { $0.detail.contains("(leaves in ") }) || (sent.isEmpty && kinds.contains("delay-scheduled")) {
+        } else if sent.contains(where: { $0.detail.contains("(leaves in ") }) || (sent.isEmpty && kinds.contains(.delayScheduled)) {
             state = "delayed"
         } else if !sent.isEmpty {
             state = "sent"
@@ -93,7 +93,7 @@ struct EntryView: Sendable {
     var json: JSONText {
         let e = entry
         var members: [(String, JSONText)] = [
-            ("at", .string(Time.iso(e.at))), ("kind", .string(e.kind)), ("endpoint", .optional(e.endpoint)), ("who", .optional(e.who)),
+            ("at", .string(Time.iso(e.at))), ("kind", .string(e.kind.rawValue)), ("endpoint", .optional(e.endpoint)), ("who", .optional(e.who)),
             ("message_id", .optional(e.messageId)), ("rule", .optional(e.rule)), ("detail", .string(e.detail)),
             ("body", .optional(e.body)),
         ]
@@ -118,11 +118,11 @@ enum ConversationView {
         var out: [EntryView] = []
         for e in r.timeline {
             var v = EntryView(entry: e)
-            if e.kind == "sent", let id = e.messageId {
+            if e.kind == .sent, let id = e.messageId {
                 sentAt[id] = e.at
                 v.outbound = r.outbound[id]
             }
-            if e.kind == "acked" || e.kind == "ack-error", let id = answered(e.detail) {
+            if e.kind == .acked || e.kind == .ackError, let id = answered(e.detail) {
                 v.answers = id
                 if let sent = sentAt[id] { v.hop = e.at.timeIntervalSince(sent) }
             }
@@ -130,7 +130,7 @@ enum ConversationView {
         }
         for a in r.audit {
             let e = TimelineEntry(
-                conversationId: r.snapshot.id, at: a.at, kind: "admin-\(a.action)", endpoint: a.endpoint, who: a.who,
+                conversationId: r.snapshot.id, at: a.at, kind: .admin(a.action), endpoint: a.endpoint, who: a.who,
                 messageId: a.messageId,
                 detail: a.parkedId.isEmpty
                     ? "\(a.action) by \(a.who): \(a.reason) (\(a.detail))"

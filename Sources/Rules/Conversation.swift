@@ -65,11 +65,47 @@ package struct StoredOutbound: Sendable, Equatable, Codable {
     }
 }
 
+/// What a timeline entry records. The engine is the only author of these (`Engine.decide`); the admin adds
+/// its own actions to a conversation's view as `admin(_:)`. Stored, sent to the API and shown as the raw
+/// text; nothing outside this type writes one as a string.
+package struct TimelineKind: RawRepresentable, Hashable, Sendable, Codable, CustomStringConvertible {
+    package var rawValue: String
+    package init(rawValue: String) { self.rawValue = rawValue }
+
+    /// An inbound message about a ticket.
+    package static let received = TimelineKind(rawValue: "received")
+    /// An ack that says the message it answers was taken, or refused.
+    package static let acked = TimelineKind(rawValue: "acked")
+    package static let ackError = TimelineKind(rawValue: "ack-error")
+    /// A refusal no rule handled: the answered message is marked failed.
+    package static let ackUnhandled = TimelineKind(rawValue: "ack-unhandled")
+    package static let timerFired = TimelineKind(rawValue: "timer-fired")
+    package static let linked = TimelineKind(rawValue: "linked")
+    package static let warning = TimelineKind(rawValue: "warning")
+    package static let ruleMatched = TimelineKind(rawValue: "rule-matched")
+    package static let noRule = TimelineKind(rawValue: "no-rule")
+    package static let dropped = TimelineKind(rawValue: "dropped")
+    package static let attribute = TimelineKind(rawValue: "attribute")
+    package static let counter = TimelineKind(rawValue: "counter")
+    package static let delayScheduled = TimelineKind(rawValue: "delay-scheduled")
+    package static let sent = TimelineKind(rawValue: "sent")
+    /// An administrator's action (replay, discard, erase) shown in a conversation's view.
+    package static func admin(_ action: String) -> TimelineKind { TimelineKind(rawValue: "admin-\(action)") }
+
+    package var description: String { rawValue }
+
+    package init(from decoder: Decoder) throws { rawValue = try decoder.singleValueContainer().decode(String.self) }
+
+    package func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(rawValue)
+    }
+}
+
 package struct TimelineEntry: Sendable, Equatable, Codable {
     package var conversationId: String
     package var at: Date
-    /// received, rule-matched, no-rule, dropped, sent, acked, linked, warning, ...
-    package var kind: String
+    package var kind: TimelineKind
     package var endpoint: String?
     package var who: String?
     package var messageId: String?
@@ -83,7 +119,7 @@ package struct TimelineEntry: Sendable, Equatable, Codable {
     package var sinceIntakeMs: Int?
 
     package init(
-        conversationId: String, at: Date, kind: String, endpoint: String? = nil, who: String? = nil,
+        conversationId: String, at: Date, kind: TimelineKind, endpoint: String? = nil, who: String? = nil,
         messageId: String? = nil, rule: String? = nil, detail: String, body: String? = nil
     ) {
         self.body = body

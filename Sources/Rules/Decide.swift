@@ -91,7 +91,7 @@ extension Engine {
         let c = s.conversation
         let event = s.event
         func entry(
-            _ kind: String, endpoint: String?, who: String? = nil, messageId: String? = nil, rule: String? = nil, body: String? = nil,
+            _ kind: TimelineKind, endpoint: String?, who: String? = nil, messageId: String? = nil, rule: String? = nil, body: String? = nil,
             _ detail: String
         ) -> TimelineEntry {
             TimelineEntry(
@@ -102,7 +102,7 @@ extension Engine {
         var evaluated = event
         switch event.type {
         case EventType.timer:
-            d.timeline.append(entry("timer-fired", endpoint: nil, "timer '\(event.timer ?? "?")' fired"))
+            d.timeline.append(entry(.timerFired, endpoint: nil, "timer '\(event.timer ?? "?")' fired"))
         case EventType.ack:
             guard let acked = s.acked else { throw Unprocessable("ack without the message it answers") }
             // Only the endpoint a message went to may answer it: another endpoint's ack would link a key of
@@ -116,11 +116,11 @@ extension Engine {
             evaluated.ack = AckedMessage(messageId: acked.messageId, type: acked.type, rule: acked.rule, target: acked.target)
             let (ok, status) = Self.ackStatus(event.body)
             d.timeline.append(entry(
-                ok ? "acked" : "ack-error", endpoint: s.endpoint, who: event.who, body: s.keepBodies ? s.inboundText ?? event.body.serializedString : nil,
+                ok ? .acked : .ackError, endpoint: s.endpoint, who: event.who, body: s.keepBodies ? s.inboundText ?? event.body.serializedString : nil,
                 "\(status) ack of \(acked.type) \(acked.messageId) to \(acked.target)" + (event.body["message"]?.scalarText.map { ": \($0)" } ?? "")))
         default:
             var received = entry(
-                "received", endpoint: s.endpoint, who: event.who, body: s.keepBodies ? s.inboundText ?? event.body.serializedString : nil,
+                .received, endpoint: s.endpoint, who: event.who, body: s.keepBodies ? s.inboundText ?? event.body.serializedString : nil,
                 "\(event.type) of \(Self.ticketRefs(event)[0])")
             received.sinceIntakeMs = s.receivedAt.map { max(0, Int((s.now.timeIntervalSince($0) * 1000).rounded())) }
             d.timeline.append(received)
@@ -128,14 +128,14 @@ extension Engine {
         var view = c
         for ref in candidates(s) {
             if let owner = s.takenElsewhere[ref], owner != c.id {
-                d.timeline.append(entry("warning", endpoint: s.endpoint, "reference \(ref) already belongs to conversation \(owner); not linked"))
+                d.timeline.append(entry(.warning, endpoint: s.endpoint, "reference \(ref) already belongs to conversation \(owner); not linked"))
                 continue
             }
             d.newReferences.append(ref)
             view.references[ref.endpoint] = ref.ticketId
             // A new conversation starts with its source ticket; every other reference is a link.
             if c.version > 0 || ref.endpoint != s.endpoint || event.type == EventType.ack {
-                d.timeline.append(entry("linked", endpoint: ref.endpoint, "linked \(ref)"))
+                d.timeline.append(entry(.linked, endpoint: ref.endpoint, "linked \(ref)"))
             }
         }
         let decision = evaluate(evaluated, conversation: view)
@@ -153,7 +153,7 @@ extension Engine {
                 body: body, delayMs: draft.delayMs ?? 0))
             let delayed = draft.delayMs.map { " (leaves in \(Self.format(ms: $0)))" } ?? ""
             d.timeline.append(entry(
-                "sent", endpoint: draft.target, messageId: id, rule: draft.rule, "\(draft.type) to \(draft.target)\(delayed): \(Self.excerpt(body))"))
+                .sent, endpoint: draft.target, messageId: id, rule: draft.rule, "\(draft.type) to \(draft.target)\(delayed): \(Self.excerpt(body))"))
         }
         for (n, timer) in decision.timers.enumerated() {
             let id = MessageIds.outbound(conversation: c.id, route: s.route, inbound: inboundHash, index: n, timer: true)

@@ -117,12 +117,12 @@ package struct TimerDraft: Sendable, Equatable {
 }
 
 package struct TimelineNote: Sendable, Equatable {
-    package var kind: String
+    package var kind: TimelineKind
     package var detail: String
     package var rule: String?
     package var body: String?
 
-    package init(kind: String, detail: String, rule: String? = nil, body: String? = nil) {
+    package init(kind: TimelineKind, detail: String, rule: String? = nil, body: String? = nil) {
         self.kind = kind
         self.detail = detail
         self.rule = rule
@@ -189,10 +189,10 @@ package struct Engine: Sendable {
             decision.matchedRules.append(rule.name)
             if rule.drop {
                 decision.dropped = true
-                decision.notes.append(TimelineNote(kind: "dropped", detail: "dropped by rule '\(rule.name)'", rule: rule.name))
+                decision.notes.append(TimelineNote(kind: .dropped, detail: "dropped by rule '\(rule.name)'", rule: rule.name))
                 break
             }
-            decision.notes.append(TimelineNote(kind: "rule-matched", detail: "rule '\(rule.name)' matched", rule: rule.name))
+            decision.notes.append(TimelineNote(kind: .ruleMatched, detail: "rule '\(rule.name)' matched", rule: rule.name))
             for write in rule.sets where write.conditions.allSatisfy({ context.test($0) }) {
                 var warnings: [String] = []
                 let value = context.build(write.value, warnings: &warnings)
@@ -202,7 +202,7 @@ package struct Engine: Sendable {
                 context.attributes[write.name] = new
                 decision.attributeChanges[write.name] = .some(new)
                 decision.notes.append(TimelineNote(
-                    kind: "attribute",
+                    kind: .attribute,
                     detail: "\(write.name): \(Self.excerpt(old)) -> \(Self.excerpt(new))", rule: rule.name))
             }
             for op in rule.counters {
@@ -215,19 +215,19 @@ package struct Engine: Sendable {
                 guard old != new else { continue }
                 context.counters[op.name] = new
                 decision.counterChanges[op.name] = new
-                decision.notes.append(TimelineNote(kind: "counter", detail: "\(op.name): \(old) -> \(new)", rule: rule.name))
+                decision.notes.append(TimelineNote(kind: .counter, detail: "\(op.name): \(old) -> \(new)", rule: rule.name))
             }
             for send in rule.sends {
                 var warnings: [String] = []
                 let body = context.build(send.body, warnings: &warnings) ?? .object([:])
                 for w in warnings {
-                    decision.notes.append(TimelineNote(kind: "warning", detail: "rule '\(rule.name)' to \(send.to): \(w)", rule: rule.name))
+                    decision.notes.append(TimelineNote(kind: .warning, detail: "rule '\(rule.name)' to \(send.to): \(w)", rule: rule.name))
                 }
                 decision.outbound.append(OutboundDraft(rule: rule.name, target: send.to, type: send.type, body: body, delayMs: send.delayMs))
             }
             for timer in rule.schedules {
                 decision.timers.append(TimerDraft(rule: rule.name, name: timer.name, afterMs: timer.afterMs))
-                decision.notes.append(TimelineNote(kind: "delay-scheduled", detail: "timer '\(timer.name)' in \(Self.format(ms: timer.afterMs))", rule: rule.name))
+                decision.notes.append(TimelineNote(kind: .delayScheduled, detail: "timer '\(timer.name)' in \(Self.format(ms: timer.afterMs))", rule: rule.name))
             }
             if rule.stop { break }
         }
@@ -238,12 +238,12 @@ package struct Engine: Sendable {
                 let said = Self.excerpt(event.body, limit: 1000)
                 decision.failedOutbound[ack.messageId] = said
                 decision.notes.append(TimelineNote(
-                    kind: "ack-unhandled",
+                    kind: .ackUnhandled,
                     detail: "\(Self.ackStatus(event.body).status) ack of \(ack.type) \(ack.messageId) to \(ack.target) matched no rule; the message is marked failed. The ack: \(said)"))
             } else {
                 let why = JSON.array(explain(event, conversation: conversation).map { ["rule": .string($0.rule), "reason": .string($0.reason)] })
                 decision.notes.append(TimelineNote(
-                    kind: "no-rule", detail: "no rule matched \(event.type) from \(event.endpoint)", body: why.serializedString))
+                    kind: .noRule, detail: "no rule matched \(event.type) from \(event.endpoint)", body: why.serializedString))
             }
         }
         return decision

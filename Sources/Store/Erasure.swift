@@ -19,9 +19,9 @@ package struct Erasure: Sendable, Equatable {
         var out = e
         out.body = nil
         switch e.kind {
-        case "rule-matched", "counter", "delay-scheduled", "erased": break
-        case "sent": out.detail = String(e.detail.prefix { $0 != ":" }) + ": (erased)"
-        case "attribute": out.detail = String(e.detail.prefix { $0 != ":" }) + ": (erased)"
+        case .ruleMatched, .counter, .delayScheduled: break
+        case .sent: out.detail = String(e.detail.prefix { $0 != ":" }) + ": (erased)"
+        case .attribute: out.detail = String(e.detail.prefix { $0 != ":" }) + ": (erased)"
         default: out.detail = "(erased)"
         }
         return out

@@ -44,7 +44,7 @@ extension PostgresStore: AdminStore {
             let timeline = try await Self.entries(
                 db, logger: logger, conversationId: id, before: nil, newestFirst: false, limit: 1_000_000).map(\.entry)
             var outbound: [String: OutboundRecord] = [:]
-            for messageId in Set(timeline.filter { $0.kind == "sent" }.compactMap(\.messageId)) {
+            for messageId in Set(timeline.filter { $0.kind == .sent }.compactMap(\.messageId)) {
                 for try await (text, created, failedAt, failure) in try await db.query(
                     "SELECT sb_outbound_json(o)::text, created_at, failed_at, failure FROM outbox o WHERE message_id = \(messageId)",
                     logger: logger
@@ -142,8 +142,8 @@ extension PostgresStore: AdminStore {
             .decode((Int64, String, Double, String, String?, String?, String?, String?, String, String?, Int64?).self)
         {
             var e = TimelineEntry(
-                conversationId: conversation, at: Date(timeIntervalSince1970: at), kind: kind, endpoint: endpoint, who: who,
-                messageId: messageId, rule: rule, detail: detail, body: body)
+                conversationId: conversation, at: Date(timeIntervalSince1970: at), kind: TimelineKind(rawValue: kind), endpoint: endpoint,
+                who: who, messageId: messageId, rule: rule, detail: detail, body: body)
             e.sinceIntakeMs = since.map(Int.init)
             out.append((id, e))
         }

@@ -23,7 +23,7 @@ extension PostgresStore {
                     rows.append(row)
                 }
                 for (rowId, kind, detail) in rows {
-                    let redacted = Erasure.redact(TimelineEntry(conversationId: id, at: Date(), kind: kind, detail: detail)).detail
+                    let redacted = Erasure.redact(TimelineEntry(conversationId: id, at: Date(), kind: TimelineKind(rawValue: kind), detail: detail)).detail
                     try await db.query("UPDATE timeline SET detail = \(redacted), body = NULL WHERE id = \(rowId)", logger: logger)
                 }
                 e.timelineEntries = rows.count

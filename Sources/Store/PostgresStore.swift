@@ -547,7 +547,7 @@ package final class PostgresStore: ConversationStore {
                     logger: logger
                 ).decode((String, Double, String, String?, String?, String?, String?, String).self) {
                     out.append(TimelineEntry(
-                        conversationId: conversation, at: Date(timeIntervalSince1970: at), kind: kind, endpoint: endpoint,
+                        conversationId: conversation, at: Date(timeIntervalSince1970: at), kind: TimelineKind(rawValue: kind), endpoint: endpoint,
                         who: who, messageId: messageId, rule: rule, detail: detail))
                 }
                 return out

@@ -23,7 +23,7 @@ extension SQLiteStore: AdminStore {
             else { return nil }
             let timeline = try Self.timeline(db, conversationId: id)
             var outbound: [String: OutboundRecord] = [:]
-            for messageId in Set(timeline.filter { $0.kind == "sent" }.compactMap(\.messageId)) {
+            for messageId in Set(timeline.filter { $0.kind == .sent }.compactMap(\.messageId)) {
                 guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM outbox WHERE message_id = ?"), arguments: [messageId])
                 else { continue }
                 let failedAt: Double? = row["failed_at"]

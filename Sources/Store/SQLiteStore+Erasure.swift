@@ -11,7 +11,7 @@ extension SQLiteStore {
             guard try Int.fetchOne(db, sql: "SELECT version FROM conversation WHERE id = ?", arguments: [id]) != nil else { return nil }
             var e = Erasure()
             for row in try Row.fetchAll(db, sql: "SELECT id, kind, detail FROM timeline WHERE conversation_id = ?", arguments: [id]) {
-                let entry = TimelineEntry(conversationId: id, at: Date(), kind: row["kind"], detail: row["detail"])
+                let entry = TimelineEntry(conversationId: id, at: Date(), kind: TimelineKind(rawValue: row["kind"]), detail: row["detail"])
                 try db.execute(sql: "UPDATE timeline SET detail = ? WHERE id = ?", arguments: [Erasure.redact(entry).detail, row["id"] as Int64])
                 e.timelineEntries += 1
             }

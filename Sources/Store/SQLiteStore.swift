@@ -578,7 +578,7 @@ package final class SQLiteStore: ConversationStore {
             db.cachedStatement(sql: "SELECT * FROM timeline WHERE conversation_id = ? ORDER BY id"), arguments: [conversationId]
         ).map {
             TimelineEntry(
-                conversationId: $0["conversation_id"], at: Date(timeIntervalSince1970: $0["at"]), kind: $0["kind"],
+                conversationId: $0["conversation_id"], at: Date(timeIntervalSince1970: $0["at"]), kind: TimelineKind(rawValue: $0["kind"]),
                 endpoint: $0["endpoint"], who: $0["who"], messageId: $0["message_id"], rule: $0["rule"],
                 detail: $0["detail"])
         }
@@ -608,7 +608,7 @@ package final class SQLiteStore: ConversationStore {
             if i > 0 { out.append(UInt8(ascii: ",")) }
             out.append(contentsOf: #"{"at":"#.utf8)
             out.append(contentsOf: JSONNumber(e.at.timeIntervalSince1970).description.utf8)
-            member("kind", e.kind)
+            member("kind", e.kind.rawValue)
             member("detail", e.detail)
             member("endpoint", e.endpoint)
             member("who", e.who)
@@ -640,7 +640,7 @@ package final class SQLiteStore: ConversationStore {
             if case .number(let n)? = o["at"] { at = n.value }
             var e = TimelineEntry(
                 conversationId: conversationId, at: Date(timeIntervalSince1970: at),
-                kind: o["kind"]?.stringValue ?? "", endpoint: o["endpoint"]?.stringValue, who: o["who"]?.stringValue,
+                kind: TimelineKind(rawValue: o["kind"]?.stringValue ?? ""), endpoint: o["endpoint"]?.stringValue, who: o["who"]?.stringValue,
                 messageId: o["message_id"]?.stringValue, rule: o["rule"]?.stringValue, detail: o["detail"]?.stringValue ?? "",
                 body: o["body_column"] == .bool(true) ? column : o["body"]?.stringValue)
             if case .number(let n)? = o["since_intake_ms"] { e.sinceIntakeMs = Int(n.value) }

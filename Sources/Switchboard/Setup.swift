@@ -210,7 +210,7 @@ extension Setup {
         for e in try store.timeline(conversationId: c.id) {
             let who = e.who.map { " by \($0)" } ?? ""
             let endpoint = e.endpoint.map { " [\($0)]" } ?? ""
-            lines.append("    \(time.string(from: e.at))  \(e.kind.padding(toLength: 16, withPad: " ", startingAt: 0))\(e.detail)\(endpoint)\(who)")
+            lines.append("    \(time.string(from: e.at))  \(e.kind.rawValue.padding(toLength: 16, withPad: " ", startingAt: 0))\(e.detail)\(endpoint)\(who)")
         }
         return lines.joined(separator: "\n")
     }

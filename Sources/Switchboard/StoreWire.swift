@@ -295,7 +295,7 @@ extension TimelineEntry: WireCodable {
     package func write(to w: inout WireWriter) {
         w.string(conversationId)
         at.write(to: &w)
-        w.string(kind)
+        w.string(kind.rawValue)
         endpoint.write(to: &w)
         who.write(to: &w)
         messageId.write(to: &w)
@@ -310,8 +310,8 @@ extension TimelineEntry: WireCodable {
         let (endpoint, who, messageId, rule) = (try String?(from: &r), try String?(from: &r), try String?(from: &r), try String?(from: &r))
         let (detail, body) = (try r.string(), try String?(from: &r))
         self.init(
-            conversationId: conversationId, at: at, kind: kind, endpoint: endpoint, who: who, messageId: messageId, rule: rule,
-            detail: detail, body: body)
+            conversationId: conversationId, at: at, kind: TimelineKind(rawValue: kind), endpoint: endpoint, who: who, messageId: messageId,
+            rule: rule, detail: detail, body: body)
         sinceIntakeMs = try Int?(from: &r)
     }
 }

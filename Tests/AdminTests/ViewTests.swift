@@ -12,7 +12,7 @@ import Testing
     func group(_ kinds: [(String, String)]) -> TimelineGroup {
         let at = Date(timeIntervalSince1970: 1_000)
         return TimelineGroup(cursor: 7, entries: kinds.map {
-            TimelineEntry(conversationId: "c1", at: at, kind: $0.0, endpoint: "customer-a", messageId: "m1", rule: "r", detail: $0.1)
+            TimelineEntry(conversationId: "c1", at: at, kind: TimelineKind(rawValue: $0.0), endpoint: "customer-a", messageId: "m1", rule: "r", detail: $0.1)
         })
     }
 
@@ -37,12 +37,12 @@ import Testing
     }
 
     @Test func groupingEntriesReadNewestFirst() {
-        let a = TimelineEntry(conversationId: "c1", at: Date(timeIntervalSince1970: 1), kind: "received", detail: "")
-        let b = TimelineEntry(conversationId: "c1", at: Date(timeIntervalSince1970: 1), kind: "sent", detail: "")
-        let c = TimelineEntry(conversationId: "c2", at: Date(timeIntervalSince1970: 2), kind: "received", detail: "")
+        let a = TimelineEntry(conversationId: "c1", at: Date(timeIntervalSince1970: 1), kind: .received, detail: "")
+        let b = TimelineEntry(conversationId: "c1", at: Date(timeIntervalSince1970: 1), kind: .sent, detail: "")
+        let c = TimelineEntry(conversationId: "c2", at: Date(timeIntervalSince1970: 2), kind: .received, detail: "")
         let groups = TimelineGroup.group([(id: 3, entry: c), (id: 2, entry: b), (id: 1, entry: a)])
         #expect(groups.map(\.cursor) == [3, 1])
-        #expect(groups[1].entries.map(\.kind) == ["received", "sent"])
+        #expect(groups[1].entries.map(\.kind.rawValue) == ["received", "sent"])
     }
 
     @Test func theAckNamesWhatItAnswers() {

@@ -41,7 +41,7 @@ import Testing
         let d = try engine().decide(s)
         #expect(d.newReferences == [TicketRef("customer-a", "INC1"), TicketRef("vendor-x", "VX-9")])
         // Its own ticket starts the conversation (no "linked" entry); the vendor's ticket is a link.
-        #expect(d.timeline.map(\.kind) == ["received", "linked", "rule-matched", "counter", "delay-scheduled", "sent"])
+        #expect(d.timeline.map(\.kind.rawValue) == ["received", "linked", "rule-matched", "counter", "delay-scheduled", "sent"])
         #expect(d.timeline.allSatisfy { $0.conversationId == cid && $0.at == now })
         let inbound = MessageIds.inboundHash(endpoint: "customer-a", messageId: "m1", version: 0)
         #expect(d.outbox.map(\.messageId) == [
@@ -66,7 +66,7 @@ import Testing
         s.takenElsewhere = [TicketRef("vendor-x", "VX-9"): "c-other"]
         let d = try engine().decide(s)
         #expect(d.newReferences == [TicketRef("customer-a", "INC1")])
-        #expect(d.timeline.contains { $0.kind == "warning" && $0.detail.contains("already belongs to conversation c-other") })
+        #expect(d.timeline.contains { $0.kind == .warning && $0.detail.contains("already belongs to conversation c-other") })
     }
 
     func ack(_ body: String, conversation: ConversationSnapshot) throws -> Situation {
@@ -82,7 +82,7 @@ import Testing
         let c = ConversationSnapshot(id: "c1", version: 3, references: ["customer-a": "INC1"])
         let d = try engine().decide(try ack(#"{"status":"ok","key":"VX-5"}"#, conversation: c))
         #expect(d.newReferences == [TicketRef("vendor-x", "VX-5")])
-        #expect(d.timeline.map(\.kind) == ["acked", "linked", "rule-matched", "attribute"])
+        #expect(d.timeline.map(\.kind.rawValue) == ["acked", "linked", "rule-matched", "attribute"])
         #expect(d.timeline[0].detail == "ok ack of create sb-out-1 to vendor-x")
         #expect(d.failedOutbound.isEmpty && d.next.version == 4)
     }
@@ -91,7 +91,7 @@ import Testing
         let c = ConversationSnapshot(id: "c1", version: 3, references: ["customer-a": "INC1"])
         let d = try engine().decide(try ack(#"{"status":"error","key":"VX-5","message":"no"}"#, conversation: c))
         #expect(d.newReferences.isEmpty)
-        #expect(d.timeline.map(\.kind) == ["ack-error", "ack-unhandled"])
+        #expect(d.timeline.map(\.kind.rawValue) == ["ack-error", "ack-unhandled"])
         #expect(d.timeline[0].detail == "error ack of create sb-out-1 to vendor-x: no")
         #expect(d.failedOutbound.keys.sorted() == ["sb-out-1"])
     }
@@ -122,7 +122,7 @@ import Testing
         let c = ConversationSnapshot(id: cid, version: 2, references: ["customer-a": "INC1"])
         let d = try engine().decide(Situation(endpoint: "switchboard", messageId: "t1", route: 9, event: e, conversation: c, now: now))
         #expect(d.newReferences.isEmpty)
-        #expect(d.timeline.map(\.kind) == ["timer-fired", "rule-matched", "sent"])
+        #expect(d.timeline.map(\.kind.rawValue) == ["timer-fired", "rule-matched", "sent"])
         #expect(d.outbox.map(\.target) == ["customer-a"])
         #expect(MessageIds.parse(outbound: d.outbox[0].messageId)?.route == 9)
     }

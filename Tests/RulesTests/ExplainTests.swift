@@ -56,7 +56,7 @@ import Testing
         let config = try load(rules)
         let e = try event(#"{"number": "INC1", "priority": "9"}"#)
         let decision = Engine(config: config).evaluate(e, conversation: ConversationSnapshot(id: "c1"))
-        let note = try #require(decision.notes.first { $0.kind == "no-rule" })
+        let note = try #require(decision.notes.first { $0.kind == .noRule })
         guard case .array(let items) = try JSON.parse(try #require(note.body)) else {
             Issue.record("the no-rule body is not a JSON array")
             return

@@ -48,7 +48,7 @@ import Testing
     @Test func missingTranslationIsNotedOnTheTimeline() throws {
         let rules = "rules:\n  - name: m\n    send:\n      - to: vendor-x\n        body: {s: {field: $.s, translate: strict}}"
         let d = try run(rules, event(#"{"s":"zzz"}"#))
-        #expect(d.notes.contains { $0.kind == "warning" && $0.detail.contains("strict") && $0.detail.contains("zzz") })
+        #expect(d.notes.contains { $0.kind == .warning && $0.detail.contains("strict") && $0.detail.contains("zzz") })
     }
 
     @Test func referenceAndNestedArrays() throws {
@@ -112,7 +112,7 @@ import Testing
         let dropped = try run(rules, event(#"{"noise":true}"#))
         #expect(dropped.dropped)
         #expect(dropped.outbound.isEmpty)
-        #expect(dropped.notes.first?.kind == "dropped")
+        #expect(dropped.notes.first?.kind == .dropped)
         #expect(try run(rules, event(#"{"noise":false}"#)).outbound.count == 1)
     }
 
@@ -120,6 +120,6 @@ import Testing
         let rules = "rules:\n  - {name: never, when: {field: $.x, exists: true}, send: [{to: vendor-x, body: {}}]}"
         let d = try run(rules, event("{}"))
         #expect(d.outbound.isEmpty)
-        #expect(d.notes.map(\.kind) == ["no-rule"])
+        #expect(d.notes.map(\.kind.rawValue) == ["no-rule"])
     }
 }

@@ -64,7 +64,7 @@ import Testing
         let first = try eval(try event(#"{"number":"INC1","short":"down","group":"Local Desk"}"#), ConversationSnapshot(id: "c"))
         #expect(first.attributeChanges["original_group"] == .some(.string("Local Desk")))
         #expect(first.attributeChanges["last_summary"] == .some(.string("INC1: down")))
-        #expect(first.notes.contains { $0.kind == "attribute" && $0.detail == #"original_group: (none) -> "Local Desk""# })
+        #expect(first.notes.contains { $0.kind == .attribute && $0.detail == #"original_group: (none) -> "Local Desk""# })
         // Reassigned to SAP Support: the remembered group stays.
         let later = try eval(try event(#"{"number":"INC1","short":"down","group":"SAP Support"}"#),
                              ConversationSnapshot(id: "c", attributes: ["original_group": "Local Desk", "last_summary": "INC1: down"]))
@@ -77,7 +77,7 @@ import Testing
         let d = try eval(try event(#"{"number":"INC1","short":"\#(long)","group":"Local Desk"}"#),
                          ConversationSnapshot(id: "c", attributes: ["last_summary": .string("INC1: \(long)x")]))
         #expect(d.attributeChanges["last_summary"] == .some(.string("INC1: \(long)")))
-        let note = try #require(d.notes.first { $0.kind == "attribute" && $0.detail.hasPrefix("last_summary:") })
+        let note = try #require(d.notes.first { $0.kind == .attribute && $0.detail.hasPrefix("last_summary:") })
         let side = "\"INC1: " + String(repeating: "y", count: 93) + "..."
         #expect(note.detail == "last_summary: \(side) -> \(side)")
     }
@@ -110,8 +110,8 @@ import Testing
             #expect(d.counterChanges == ["lock_retries": expected])
             #expect(d.timers == [TimerDraft(rule: "locked-retry", name: "lock-retry", afterMs: 1500)])
             #expect(d.outbound.isEmpty)
-            #expect(d.notes.contains { $0.kind == "counter" && $0.detail == "lock_retries: \(expected - 1) -> \(expected)" })
-            #expect(d.notes.contains { $0.kind == "delay-scheduled" && $0.detail == "timer 'lock-retry' in 1500ms" })
+            #expect(d.notes.contains { $0.kind == .counter && $0.detail == "lock_retries: \(expected - 1) -> \(expected)" })
+            #expect(d.notes.contains { $0.kind == .delayScheduled && $0.detail == "timer 'lock-retry' in 1500ms" })
             state.counters = d.counterChanges
         }
         let last = try eval(try ack(#"{"status":"error","code":"LOCKED"}"#), state)
@@ -133,7 +133,7 @@ import Testing
         #expect(d.matchedRules.isEmpty)
         let said = try #require(d.failedOutbound.values.first)
         #expect(d.failedOutbound.count == 1 && said.contains("NO_SUCH_FIELD") && said.contains("field x is unknown"))
-        #expect(d.notes.map(\.kind) == ["ack-unhandled"])
+        #expect(d.notes.map(\.kind.rawValue) == ["ack-unhandled"])
         // Handled (a retry), or an ok ack that no rule wants: nothing is marked.
         #expect(try eval(try ack(#"{"status":"error","code":"LOCKED"}"#), ConversationSnapshot(id: "c")).failedOutbound.isEmpty)
         #expect(try eval(try ack(#"{"status":"ok"}"#, type: "create"), ConversationSnapshot(id: "c")).failedOutbound.isEmpty)

@@ -23,9 +23,9 @@ import Testing
         let store = try SQLiteStore(path: file)
         let at = Date(timeIntervalSince1970: 1_790_000_000.123456)
         let entries = [
-            TimelineEntry(conversationId: "c1", at: at, kind: "received", endpoint: "customer-a", who: "bob", messageId: "m2",
+            TimelineEntry(conversationId: "c1", at: at, kind: .received, endpoint: "customer-a", who: "bob", messageId: "m2",
                           detail: "update of customer-a/INC1 with \"quotes\", \\ and a\nnewline"),
-            TimelineEntry(conversationId: "c1", at: at.addingTimeInterval(0.001), kind: "sent", endpoint: "vendor-x", messageId: "o2",
+            TimelineEntry(conversationId: "c1", at: at.addingTimeInterval(0.001), kind: .sent, endpoint: "vendor-x", messageId: "o2",
                           rule: "update-at-vendor", detail: "update to vendor-x: {\"k\":\"é\"}"),
         ]
         let commit = Commit(
@@ -35,12 +35,12 @@ import Testing
 
         // As an older version of Switchboard wrote them: one row per entry in the old table.
         let raw = try DatabaseQueue(path: file)
-        let old = TimelineEntry(conversationId: "c1", at: at.addingTimeInterval(-60), kind: "received", endpoint: "customer-a",
+        let old = TimelineEntry(conversationId: "c1", at: at.addingTimeInterval(-60), kind: .received, endpoint: "customer-a",
                                 messageId: "m1", detail: "create of customer-a/INC1")
         try raw.write { db in
             try db.execute(
                 sql: "INSERT INTO timeline (conversation_id, at, kind, endpoint, who, message_id, rule, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                arguments: [old.conversationId, old.at.timeIntervalSince1970, old.kind, old.endpoint, old.who, old.messageId, old.rule, old.detail])
+                arguments: [old.conversationId, old.at.timeIntervalSince1970, old.kind.rawValue, old.endpoint, old.who, old.messageId, old.rule, old.detail])
         }
         #expect(try raw.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM timeline_entries") } == 1)
 
@@ -57,9 +57,9 @@ import Testing
         let at = Date(timeIntervalSince1970: 1_790_000_000.5)
         let body = #"{"number":"INC1","description":"line 1\nline 2 "quoted" é ✓"}"#
         var entries = [
-            TimelineEntry(conversationId: "c1", at: at, kind: "received", endpoint: "customer-a", who: "bob", messageId: "m2",
+            TimelineEntry(conversationId: "c1", at: at, kind: .received, endpoint: "customer-a", who: "bob", messageId: "m2",
                           detail: "update of customer-a/INC1", body: body),
-            TimelineEntry(conversationId: "c1", at: at, kind: "no-rule", endpoint: "customer-a", messageId: "m2",
+            TimelineEntry(conversationId: "c1", at: at, kind: .noRule, endpoint: "customer-a", messageId: "m2",
                           detail: "no rule matched", body: #"[{"rule":"r","reason":"no"}]"#),
         ]
         entries[0].sinceIntakeMs = 42
@@ -76,7 +76,7 @@ import Testing
         #expect(inRow.contains("reason"), "a second body stays inline: \(inRow)")
 
         // As the previous version wrote it: the body inside the entries, no body column value.
-        let older = TimelineEntry(conversationId: "c1", at: at.addingTimeInterval(-60), kind: "received", endpoint: "customer-a",
+        let older = TimelineEntry(conversationId: "c1", at: at.addingTimeInterval(-60), kind: .received, endpoint: "customer-a",
                                   messageId: "m1", detail: "create of customer-a/INC1", body: #"{"number":"INC1"}"#)
         try await raw.write { db in
             try db.execute(

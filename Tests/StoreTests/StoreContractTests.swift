@@ -54,7 +54,7 @@ enum StoreContract {
         let key = InboundKey("customer-a", "m1")
         let outcome = try store.commit([Commit(
             inbound: key, conversationId: "c1", expectedVersion: 0, newReferences: [TicketRef("customer-a", "INC1")],
-            timeline: [TimelineEntry(conversationId: "c1", at: now, kind: "received", endpoint: "customer-a", who: "alice", detail: "x")],
+            timeline: [TimelineEntry(conversationId: "c1", at: now, kind: .received, endpoint: "customer-a", who: "alice", detail: "x")],
             outbox: [outbound("o1", conversation: "c1", inbound: key)], attributes: ["origin": .some("portal"), "gone": JSON?.none],
             counters: ["updates": 1], at: now)])
         #expect(outcome == [.committed(version: 1)])
@@ -221,7 +221,7 @@ enum StoreContract {
             let key = InboundKey("customer-a", "\(conversation)-\(n)")
             _ = try store.commit([Commit(
                 inbound: key, conversationId: conversation, expectedVersion: n, newReferences: n == 0 ? [TicketRef("customer-a", conversation)] : [],
-                timeline: [TimelineEntry(conversationId: conversation, at: daysAgo(age), kind: "received", detail: "x")],
+                timeline: [TimelineEntry(conversationId: conversation, at: daysAgo(age), kind: .received, detail: "x")],
                 outbox: [outbound("o-\(conversation)-\(n)", conversation: conversation, inbound: key)],
                 attributes: ["a": .some("v")], counters: ["k": n + 1], at: daysAgo(age))])
         }

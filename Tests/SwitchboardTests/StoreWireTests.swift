@@ -21,7 +21,7 @@ import Testing
 
     @Test func aCommitCrossesUnchanged() throws {
         var entry = TimelineEntry(
-            conversationId: "c1", at: Date(timeIntervalSince1970: 1_764_600_000.123), kind: "received", endpoint: "customer-a",
+            conversationId: "c1", at: Date(timeIntervalSince1970: 1_764_600_000.123), kind: .received, endpoint: "customer-a",
             who: "älice ✓", messageId: nil, rule: "r", detail: "update of customer-a/INC1", body: #"{"a":1}"#)
         entry.sinceIntakeMs = 42
         let commit = Commit(

@@ -124,7 +124,7 @@ final class ReadRefusingStore: ForwardingStore, @unchecked Sendable {
         #expect(try out.map { try JSON.parse($0.message.body) } == [["seen": "3"], ["seen": "4"]])
         let conversation = try #require(try store.find([TicketRef("customer-a", "INC1")]))
         #expect(conversation.counters == ["n": 4] && conversation.version == 4)
-        let received = try store.timeline(conversationId: conversation.id).filter { $0.kind == "received" }.map(\.messageId)
+        let received = try store.timeline(conversationId: conversation.id).filter { $0.kind == .received }.map(\.messageId)
         #expect(received == ["m0", "m2", "m1", "m3"])
     }
 
@@ -149,7 +149,7 @@ final class ReadRefusingStore: ForwardingStore, @unchecked Sendable {
         let conversation = try #require(try store.find([TicketRef("customer-a", "INC1")]))
         #expect(conversation.counters == ["n": 3])
         #expect(conversation.version == 3)
-        #expect(try store.timeline(conversationId: conversation.id).filter { $0.kind == "received" }.count == 3)
+        #expect(try store.timeline(conversationId: conversation.id).filter { $0.kind == .received }.count == 3)
     }
 
     /// Past the dedupe window the store has forgotten a message id while its outbox rows (kept for bodies'
