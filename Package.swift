@@ -146,7 +146,7 @@ let package = Package(
             name: "SwitchboardTests", dependencies: ["Switchboard", "AMQP", "Store", "Rules", "JSONPath"],
             swiftSettings: strict),
         // The admin's pure parts: message states, reason groups, forms, JSON, templates, accounts.
-        .testTarget(name: "AdminTests", dependencies: ["Admin", "Store", "Rules", "Switchboard", "AMQP"], swiftSettings: strict),
+        .testTarget(name: "AdminTests", dependencies: ["Admin", "Store", "Rules", "Switchboard", "AMQP", "JSONPath"], swiftSettings: strict),
         // The exposition (HELP lines, names), readiness and the JSON log lines, without a broker.
         .testTarget(name: "OperationsTests", dependencies: ["Operations", "Switchboard", "Rules"], swiftSettings: strict),
         // Tests against the real broker started by Deploy/local (make test, .ci/run).

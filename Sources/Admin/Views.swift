@@ -32,7 +32,7 @@ struct FeedItem: Sendable {
         messageId = first?.messageId
         rules = g.entries.filter { $0.kind == .ruleMatched || $0.kind == .dropped }.compactMap(\.rule)
         switch first?.kind {
-        case .received?: type = first.map { String($0.detail.prefix { $0 != " " }) } ?? "?"
+        case .received?: type = first.map(Legacy.messageType) ?? "?"
         case .acked?, .ackError?: type = "ack"
         case .timerFired?: type = "timer"
         default: type = first?.kind.rawValue ?? "?"
@@ -46,7 +46,7 @@ struct FeedItem: Sendable {
             state = "dropped"
         } else if kinds.contains(.noRule) {
             state = "no-rule"
-        } else if sent.contains(where: { $0.detail.contains("(leaves in ") }) || (sent.isEmpty && kinds.contains(.delayScheduled)) {
+        } else if sent.contains(where: { Legacy.delayMs($0) ?? 0 > 0 }) || (sent.isEmpty && kinds.contains(.delayScheduled)) {
             state = "delayed"
         } else if !sent.isEmpty {
             state = "sent"
@@ -54,7 +54,7 @@ struct FeedItem: Sendable {
             state = "processed"
         }
         summary = first?.detail ?? ""
-        if !sent.isEmpty { summary += "; sent " + sent.map { $0.detail.prefix { $0 != ":" } }.joined(separator: ", ") }
+        if !sent.isEmpty { summary += "; sent " + sent.map { "\(Legacy.messageType($0)) to \($0.endpoint ?? "?")" }.joined(separator: ", ") }
     }
 
     init(parked p: ParkedMessage) {
@@ -122,7 +122,7 @@ enum ConversationView {
                 sentAt[id] = e.at
                 v.outbound = r.outbound[id]
             }
-            if e.kind == .acked || e.kind == .ackError, let id = answered(e.detail) {
+            if e.kind == .acked || e.kind == .ackError, let id = Legacy.answers(e) {
                 v.answers = id
                 if let sent = sentAt[id] { v.hop = e.at.timeIntervalSince(sent) }
             }
@@ -142,11 +142,6 @@ enum ConversationView {
         return out.enumerated().sorted { ($0.element.entry.at, $0.offset) < ($1.element.entry.at, $1.offset) }.map(\.element)
     }
 
-    /// The outbound message an ack entry answers: Decide writes "<status> ack of <type> <message id> to <target>".
-    static func answered(_ detail: String) -> String? {
-        guard let m = detail.firstMatch(of: #/ack of \S+ (\S+) to /#) else { return nil }
-        return String(m.1)
-    }
 
     static func json(_ r: ConversationRecord) -> JSONText {
         let s = r.snapshot
@@ -193,5 +188,30 @@ enum Pretty {
             out += end + "}"
         default: out += v.serializedString
         }
+    }
+}
+
+/// A timeline entry's typed fields, which the engine writes (`TimelineEntry.messageType`, `delayMs`,
+/// `answers`). Entries stored by releases before those fields existed have only their `detail` text: for
+/// them alone (the fields absent) the text is read as that release wrote it.
+enum Legacy {
+    static func messageType(_ e: TimelineEntry) -> String {
+        if let t = e.messageType { return t }
+        switch e.kind {
+        case .received: return String(e.detail.prefix { $0 != " " })  // "<type> of <endpoint>/<ticket>"
+        case .sent: return String(e.detail.prefix { $0 != " " })  // "<type> to <target>..."
+        default: return "?"
+        }
+    }
+
+    static func delayMs(_ e: TimelineEntry) -> Int? {
+        if e.messageType != nil { return e.delayMs }
+        return e.detail.contains("(leaves in ") ? 1 : nil
+    }
+
+    static func answers(_ e: TimelineEntry) -> String? {
+        if let id = e.answers { return id }
+        guard e.messageType == nil, let m = e.detail.firstMatch(of: #/ack of \S+ (\S+) to /#) else { return nil }
+        return String(m.1)
     }
 }

@@ -117,6 +117,13 @@ package struct TimelineEntry: Sendable, Equatable, Codable {
     /// For `received`: how long after intake received the message it was decided (ms); its outbound
     /// messages leave right after the decision's commit.
     package var sinceIntakeMs: Int?
+    /// The message's type: the inbound message's (`received`), the outbound one's (`sent`), the answered
+    /// one's (acks).
+    package var messageType: String?
+    /// For `sent`: how long the message waits before it leaves (ms), when a rule delays it.
+    package var delayMs: Int?
+    /// For acks: the outbound message this ack answers.
+    package var answers: String?
 
     package init(
         conversationId: String, at: Date, kind: TimelineKind, endpoint: String? = nil, who: String? = nil,

@@ -115,13 +115,17 @@ extension Engine {
             }
             evaluated.ack = AckedMessage(messageId: acked.messageId, type: acked.type, rule: acked.rule, target: acked.target)
             let (ok, status) = Self.ackStatus(event.body)
-            d.timeline.append(entry(
+            var ack = entry(
                 ok ? .acked : .ackError, endpoint: s.endpoint, who: event.who, body: s.keepBodies ? s.inboundText ?? event.body.serializedString : nil,
-                "\(status) ack of \(acked.type) \(acked.messageId) to \(acked.target)" + (event.body["message"]?.scalarText.map { ": \($0)" } ?? "")))
+                "\(status) ack of \(acked.type) \(acked.messageId) to \(acked.target)" + (event.body["message"]?.scalarText.map { ": \($0)" } ?? ""))
+            ack.answers = acked.messageId
+            ack.messageType = acked.type
+            d.timeline.append(ack)
         default:
             var received = entry(
                 .received, endpoint: s.endpoint, who: event.who, body: s.keepBodies ? s.inboundText ?? event.body.serializedString : nil,
                 "\(event.type) of \(Self.ticketRefs(event)[0])")
+            received.messageType = event.type
             received.sinceIntakeMs = s.receivedAt.map { max(0, Int((s.now.timeIntervalSince($0) * 1000).rounded())) }
             d.timeline.append(received)
         }
@@ -152,8 +156,11 @@ extension Engine {
                 messageId: id, conversationId: c.id, inbound: inbound, target: draft.target, type: draft.type, rule: draft.rule,
                 body: body, delayMs: draft.delayMs ?? 0))
             let delayed = draft.delayMs.map { " (leaves in \(Self.format(ms: $0)))" } ?? ""
-            d.timeline.append(entry(
-                .sent, endpoint: draft.target, messageId: id, rule: draft.rule, "\(draft.type) to \(draft.target)\(delayed): \(Self.excerpt(body))"))
+            var sent = entry(
+                .sent, endpoint: draft.target, messageId: id, rule: draft.rule, "\(draft.type) to \(draft.target)\(delayed): \(Self.excerpt(body))")
+            sent.messageType = draft.type
+            sent.delayMs = draft.delayMs
+            d.timeline.append(sent)
         }
         for (n, timer) in decision.timers.enumerated() {
             let id = MessageIds.outbound(conversation: c.id, route: s.route, inbound: inboundHash, index: n, timer: true)

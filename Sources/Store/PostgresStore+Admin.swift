@@ -123,9 +123,10 @@ extension PostgresStore: AdminStore {
         }
     }
 
-    private static let entryColumns = "id, conversation_id, at, kind, endpoint, who, message_id, rule, detail, body, since_intake_ms"
+    private static let entryColumns = "id, conversation_id, at, kind, endpoint, who, message_id, rule, detail, body, since_intake_ms, message_type, delay_ms, answers"
 
-    private static func entries(
+    /// Timeline entries with everything SQLite returns too (bodies, hop times, the typed fields).
+    static func entries(
         _ db: PostgresConnection, logger: Logger, conversationId: String?, before: Int64?, newestFirst: Bool, limit: Int
     ) async throws -> [(id: Int64, entry: TimelineEntry)] {
         let tail = " ORDER BY id \(newestFirst ? "DESC" : "ASC") LIMIT \(limit)"
@@ -138,13 +139,17 @@ extension PostgresStore: AdminStore {
         }
         query.sql += tail
         var out: [(id: Int64, entry: TimelineEntry)] = []
-        for try await (id, conversation, at, kind, endpoint, who, messageId, rule, detail, body, since) in try await db.query(query, logger: logger)
-            .decode((Int64, String, Double, String, String?, String?, String?, String?, String, String?, Int64?).self)
+        for try await (id, conversation, at, kind, endpoint, who, messageId, rule, detail, body, since, type, delay, answers)
+            in try await db.query(query, logger: logger)
+            .decode((Int64, String, Double, String, String?, String?, String?, String?, String, String?, Int64?, String?, Int64?, String?).self)
         {
             var e = TimelineEntry(
                 conversationId: conversation, at: Date(timeIntervalSince1970: at), kind: TimelineKind(rawValue: kind), endpoint: endpoint,
                 who: who, messageId: messageId, rule: rule, detail: detail, body: body)
             e.sinceIntakeMs = since.map(Int.init)
+            e.messageType = type
+            e.delayMs = delay.map(Int.init)
+            e.answers = answers
             out.append((id, e))
         }
         return out

@@ -234,9 +234,11 @@ package final class PostgresStore: ConversationStore {
               INSERT INTO counter (conversation_id, name, value, updated_at)
                 SELECT cid, key, value::bigint, at FROM jsonb_each_text(c->'counters')
                 ON CONFLICT (conversation_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at;
-              INSERT INTO timeline (conversation_id, at, kind, endpoint, who, message_id, rule, detail, body, since_intake_ms)
+              INSERT INTO timeline (conversation_id, at, kind, endpoint, who, message_id, rule, detail, body, since_intake_ms,
+                                    message_type, delay_ms, answers)
                 SELECT t->>'conversationId', (t->>'at')::double precision, t->>'kind', t->>'endpoint', t->>'who',
-                       t->>'messageId', t->>'rule', t->>'detail', t->>'body', (t->>'sinceIntakeMs')::bigint
+                       t->>'messageId', t->>'rule', t->>'detail', t->>'body', (t->>'sinceIntakeMs')::bigint,
+                       t->>'messageType', (t->>'delayMs')::bigint, t->>'answers'
                   FROM jsonb_array_elements(c->'timeline') WITH ORDINALITY AS x(t, n) ORDER BY n;
               outcomes := outcomes || jsonb_build_array(jsonb_build_object('committed', jsonb_build_object('version', expected + 1)));
             EXCEPTION WHEN SQLSTATE 'SB001' THEN
@@ -276,6 +278,11 @@ package final class PostgresStore: ConversationStore {
         ("outbound messages answered by an ack", """
             ALTER TABLE outbox ADD COLUMN answered_at DOUBLE PRECISION;
             CREATE INDEX outbox_answered ON outbox(answered_at) WHERE answered_at IS NOT NULL
+            """),
+        ("typed timeline fields", """
+            ALTER TABLE timeline ADD COLUMN message_type TEXT;
+            ALTER TABLE timeline ADD COLUMN delay_ms BIGINT;
+            ALTER TABLE timeline ADD COLUMN answers TEXT
             """),
     ]
 
@@ -541,16 +548,8 @@ package final class PostgresStore: ConversationStore {
         let logger = self.logger
         return try blocking { [client] in
             try await client.withConnection { db in
-                var out: [TimelineEntry] = []
-                for try await (conversation, at, kind, endpoint, who, messageId, rule, detail) in try await db.query(
-                    "SELECT conversation_id, at, kind, endpoint, who, message_id, rule, detail FROM timeline WHERE conversation_id = \(conversationId) ORDER BY id",
-                    logger: logger
-                ).decode((String, Double, String, String?, String?, String?, String?, String).self) {
-                    out.append(TimelineEntry(
-                        conversationId: conversation, at: Date(timeIntervalSince1970: at), kind: TimelineKind(rawValue: kind), endpoint: endpoint,
-                        who: who, messageId: messageId, rule: rule, detail: detail))
-                }
-                return out
+                try await Self.entries(db, logger: logger, conversationId: conversationId, before: nil, newestFirst: false, limit: Int.max)
+                    .map(\.entry)
             }
         }
     }

@@ -623,6 +623,9 @@ package final class SQLiteStore: ConversationStore {
                 }
             }
             if let ms = e.sinceIntakeMs { out.append(contentsOf: #","since_intake_ms":\#(ms)"#.utf8) }
+            member("type", e.messageType)
+            if let ms = e.delayMs { out.append(contentsOf: #","delay_ms":\#(ms)"#.utf8) }
+            member("answers", e.answers)
             out.append(UInt8(ascii: "}"))
         }
         out.append(UInt8(ascii: "]"))
@@ -644,6 +647,9 @@ package final class SQLiteStore: ConversationStore {
                 messageId: o["message_id"]?.stringValue, rule: o["rule"]?.stringValue, detail: o["detail"]?.stringValue ?? "",
                 body: o["body_column"] == .bool(true) ? column : o["body"]?.stringValue)
             if case .number(let n)? = o["since_intake_ms"] { e.sinceIntakeMs = Int(n.value) }
+            e.messageType = o["type"]?.stringValue
+            if case .number(let n)? = o["delay_ms"] { e.delayMs = Int(n.value) }
+            e.answers = o["answers"]?.stringValue
             return e
         }
     }

@@ -165,7 +165,13 @@ package final class ConsumerLoop {
                 standingBy = false
                 backoff = 0.2
                 try consume(on: c)
-                for (_, tag) in handler.queues { try? c.cancel(consumerTag: tag) }
+                // A loop that consumes alone closes without cancelling first: its consumer then goes in
+                // the same step of the queue as the messages it still held come back (what the next
+                // holder of the lock waits for, see `lock`); cancelled first, the queue would show no
+                // consumer while those are still out.
+                if !handler.exclusive {
+                    for (_, tag) in handler.queues { try? c.cancel(consumerTag: tag) }
+                }
                 c.close()
             } catch let e as GiveBack {
                 connection?.close()

@@ -10,7 +10,8 @@ import Store
 /// length and their bytes, dates a Double of seconds since 1970 (bit pattern, little-endian), optionals
 /// a 0/1 byte, collections a count and their elements, attribute values their JSON text (numbers exact).
 /// The first byte of a body is the format's version: 1, the first; 2, a commit names the outbound
-/// messages it answers (`Commit.answered`). A release reads every version up to its own and writes the
+/// messages it answers (`Commit.answered`) and timeline entries carry their typed fields (type, delay,
+/// the message answered). A release reads every version up to its own and writes the
 /// oldest one that holds what it sends (`WireCodable.wireVersion`): only commits are written as 2, so the
 /// workers of the previous release still read the answers of a store already upgraded (the store is
 /// upgraded first, docs/operations.md), and parked rows written as 1 stay readable.
@@ -292,6 +293,8 @@ extension StoredOutbound: WireCodable {
 }
 
 extension TimelineEntry: WireCodable {
+    package static var wireVersion: UInt8 { 2 }
+
     package func write(to w: inout WireWriter) {
         w.string(conversationId)
         at.write(to: &w)
@@ -303,6 +306,11 @@ extension TimelineEntry: WireCodable {
         w.string(detail)
         body.write(to: &w)
         sinceIntakeMs.write(to: &w)
+        if w.version >= 2 {
+            messageType.write(to: &w)
+            delayMs.write(to: &w)
+            answers.write(to: &w)
+        }
     }
 
     package init(from r: inout WireReader) throws {
@@ -313,6 +321,9 @@ extension TimelineEntry: WireCodable {
             conversationId: conversationId, at: at, kind: TimelineKind(rawValue: kind), endpoint: endpoint, who: who, messageId: messageId,
             rule: rule, detail: detail, body: body)
         sinceIntakeMs = try Int?(from: &r)
+        if r.version >= 2 {
+            (messageType, delayMs, answers) = (try String?(from: &r), try Int?(from: &r), try String?(from: &r))
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 import AMQP
 import Foundation
+import JSONPath
 import Rules
 import Store
 import Switchboard
@@ -45,9 +46,75 @@ import Testing
         #expect(groups[1].entries.map(\.kind.rawValue) == ["received", "sent"])
     }
 
-    @Test func theAckNamesWhatItAnswers() {
-        #expect(ConversationView.answered("error ack of update sb-c1-0a-0 to vendor-x: locked") == "sb-c1-0a-0")
-        #expect(ConversationView.answered("received") == nil)
+    /// Entries stored before the typed fields existed are read from their text, as that release wrote it.
+    @Test func anOldAckEntryNamesWhatItAnswersFromItsText() {
+        func old(_ detail: String) -> TimelineEntry {
+            TimelineEntry(conversationId: "c1", at: Date(), kind: .ackError, detail: detail)
+        }
+        #expect(Legacy.answers(old("error ack of update sb-c1-0a-0 to vendor-x: locked")) == "sb-c1-0a-0")
+        #expect(Legacy.answers(old("received")) == nil)
+    }
+
+    /// The engine is the only author of what an entry means: the feed's states and types, the answers and
+    /// the hop times of the conversation's page and API come from the entries' typed fields, so rewording
+    /// every entry's text (or any release doing so) changes none of them.
+    @Test func rewordingEveryEntryChangesNoStateHopOrAnswer() throws {
+        let config = try ConfigLoader.load(files: [("c.yaml", """
+            endpoints:
+              customer-a: {ticket_id: $.number}
+              vendor-x: {ticket_id: $.key}
+            rules:
+              - name: to-vendor
+                from: customer-a
+                send: [{to: vendor-x, type: update, body: {number: {field: $.number}}}]
+              - name: later
+                from: customer-a
+                type: note
+                send: [{to: vendor-x, type: note, delay: 1m, body: {n: 1}}]
+              - name: retry
+                from: vendor-x
+                type: ack
+                when: {field: $.status, equals: error}
+                counters: [{counter: tries, increment: 1}]
+            """)], environment: [:])
+        let engine = Engine(config: config)
+        let t0 = Date(timeIntervalSince1970: 1_800_000_000)
+        var conversation = ConversationSnapshot(id: "0123456789abcdef0123456789abcdef")
+        var timeline: [TimelineEntry] = []
+        var groups: [TimelineGroup] = []
+        func decide(_ endpoint: String, _ type: String, _ body: String, at: Date, acked: StoredOutbound? = nil) throws -> MessageDecision {
+            let json = try JSON.parse(body)
+            let event = InboundEvent(endpoint: endpoint, messageId: "m\(groups.count)", type: type, body: json,
+                                     ticketId: json["number"]?.stringValue, who: nil)
+            let d = try engine.decide(Situation(
+                endpoint: endpoint, messageId: "m\(groups.count)", route: 1, event: event, conversation: conversation, acked: acked, now: at))
+            conversation = d.next
+            timeline += d.timeline
+            groups.append(TimelineGroup(cursor: Int64(groups.count + 1), entries: d.timeline))
+            return d
+        }
+        let first = try decide("customer-a", "update", #"{"number":"INC1"}"#, at: t0)
+        _ = try decide("customer-a", "note", #"{"number":"INC1"}"#, at: t0.addingTimeInterval(1))
+        _ = try decide("vendor-x", "ack", #"{"status":"error"}"#, at: t0.addingTimeInterval(2.5), acked: first.outbox[0])
+        _ = try decide("vendor-x", "ack", #"{"status":"ok"}"#, at: t0.addingTimeInterval(4), acked: first.outbox[0])
+
+        func seen(_ timeline: [TimelineEntry], _ groups: [TimelineGroup]) -> [String] {
+            let feed = groups.map { FeedItem($0) }.map { "\($0.type) \($0.state) \($0.rules)" }
+            let record = ConversationRecord(snapshot: conversation, createdAt: t0, updatedAt: t0, timeline: timeline, outbound: [:], audit: [])
+            let views = ConversationView.entries(record).map { "\($0.entry.kind) answers=\($0.answers ?? "-") hop=\($0.hop.map { "\($0)" } ?? "-")" }
+            return feed + views
+        }
+        let before = seen(timeline, groups)
+        #expect(before.prefix(4) == ["update sent [\"to-vendor\"]", "note delayed [\"to-vendor\", \"later\"]", "ack failed [\"retry\"]", "ack acked []"])
+        #expect(before.contains("acked answers=\(first.outbox[0].messageId) hop=4.0"))
+        #expect(before.contains("ack-error answers=\(first.outbox[0].messageId) hop=2.5"))
+        func reworded(_ e: TimelineEntry) -> TimelineEntry {
+            var e = e
+            e.detail = "reworded \(e.detail.count)"
+            return e
+        }
+        let after = seen(timeline.map(reworded), groups.map { TimelineGroup(cursor: $0.cursor, entries: $0.entries.map(reworded)) })
+        #expect(after == before)
     }
 
     @Test func parkedMessagesOfOneCauseShareAGroup() {

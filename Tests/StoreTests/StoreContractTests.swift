@@ -277,6 +277,30 @@ enum StoreContract {
         #expect(try store.prune(now: now, retention: retention, limit: 100) == Pruned())
     }
 
+    /// Both backends give a timeline back as it was written: bodies, hop times and the typed fields.
+    static func timelineEntriesComeBackWhole(_ backend: Backend) throws {
+        let store = try backend.open().store
+        let at = Date(timeIntervalSince1970: 1_800_000_000.25)
+        var received = TimelineEntry(conversationId: "c1", at: at, kind: .received, endpoint: "customer-a", who: "alice",
+                                     messageId: "m1", detail: "update of customer-a/INC1", body: #"{"number":"INC1"}"#)
+        received.sinceIntakeMs = 12
+        received.messageType = "update"
+        var sent = TimelineEntry(conversationId: "c1", at: at, kind: .sent, endpoint: "vendor-x", messageId: "o1", rule: "r",
+                                 detail: "update to vendor-x (leaves in 1m): {}")
+        sent.messageType = "update"
+        sent.delayMs = 60_000
+        var ack = TimelineEntry(conversationId: "c1", at: at.addingTimeInterval(2), kind: .ackError, endpoint: "vendor-x",
+                                messageId: "a1", detail: "error ack of update o1 to vendor-x", body: #"{"status":"error"}"#)
+        ack.messageType = "update"
+        ack.answers = "o1"
+        let key = InboundKey("customer-a", "m1")
+        #expect(try store.commit([Commit(inbound: key, conversationId: "c1", expectedVersion: 0, newReferences: [TicketRef("customer-a", "INC1")],
+                                         timeline: [received, sent], at: at)]) == [.committed(version: 1)])
+        #expect(try store.commit([Commit(inbound: InboundKey("vendor-x", "a1"), conversationId: "c1", expectedVersion: 1,
+                                         timeline: [ack], at: at)]) == [.committed(version: 2)])
+        #expect(try store.timeline(conversationId: "c1") == [received, sent, ack])
+    }
+
     static func referenceOwnedByAnotherConversationIsStale(_ backend: Backend) throws {
         let store = try backend.open().store
         let now = Date()
@@ -375,6 +399,7 @@ enum StoreContract {
     @Test func retention() async throws { try await onThread { [b] in try StoreContract.retentionPrunesByAge(b) } }
     @Test func reopening() async throws { try await onThread { [b] in try StoreContract.survivesReopening(b) } }
     @Test func membership() async throws { try await onThread { [b] in try StoreContract.membership(b) } }
+    @Test func timelineWhole() async throws { try await onThread { [b] in try StoreContract.timelineEntriesComeBackWhole(b) } }
     @Test func concurrentWriters() async throws { try await StoreContract.concurrentWritersOnOneConversation(b) }
 }
 
@@ -420,5 +445,6 @@ enum StoreContract {
     @Test func retention() async throws { try await onThread { [b] in try StoreContract.retentionPrunesByAge(b) } }
     @Test func reopening() async throws { try await onThread { [b] in try StoreContract.survivesReopening(b) } }
     @Test func membership() async throws { try await onThread { [b] in try StoreContract.membership(b) } }
+    @Test func timelineWhole() async throws { try await onThread { [b] in try StoreContract.timelineEntriesComeBackWhole(b) } }
     @Test func concurrentWriters() async throws { try await StoreContract.concurrentWritersOnOneConversation(b) }
 }
