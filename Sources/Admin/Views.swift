@@ -46,7 +46,7 @@ struct FeedItem: Sendable {
             state = "dropped"
         } else if kinds.contains(.noRule) {
             state = "no-rule"
-        } else if sent.contains(where: { Legacy.delayMs($0) ?? 0 > 0 }) || (sent.isEmpty && kinds.contains(.delayScheduled)) {
+        } else if sent.contains(where: Legacy.delayed) || (sent.isEmpty && kinds.contains(.delayScheduled)) {
             state = "delayed"
         } else if !sent.isEmpty {
             state = "sent"
@@ -204,9 +204,10 @@ enum Legacy {
         }
     }
 
-    static func delayMs(_ e: TimelineEntry) -> Int? {
-        if e.messageType != nil { return e.delayMs }
-        return e.detail.contains("(leaves in ") ? 1 : nil
+    /// Whether a `sent` entry's message waits before it leaves.
+    static func delayed(_ e: TimelineEntry) -> Bool {
+        if e.messageType != nil { return (e.delayMs ?? 0) > 0 }
+        return e.detail.contains("(leaves in ")
     }
 
     static func answers(_ e: TimelineEntry) -> String? {

@@ -115,6 +115,8 @@ package final class WorkerHandler: BatchHandler {
                 // None refused alone: not one message's doing; the batch is held as for any store trouble.
                 guard left.count < pending.count else { throw e }
                 pending = left
+                // Not a retry: nothing was decided or committed in this attempt.
+                attempt -= 1
                 continue
             }
             for i in pending {
