@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import BOTH_SIDES_RULES, ESB, Switchboard, incident, jira, start_shape
+from conftest import BOTH_SIDES_RULES, ESB, PRODUCTION_POLICY, QUORUM, Switchboard, incident, jira, start_shape
 
 def vendor_update(key, customer_ref, seq):
     body = jira(key, customer_ref)
@@ -121,11 +121,18 @@ def test_both_sides_while_workers_are_killed(esb, vhost, store_url):
         publishers = publish_both_sides(vhost, tickets, per_side)
         total = conversations * per_side
         got, kills = [], 0
+        # A killed worker's connection returns its whole window, and on a quorum queue every return counts toward
+        # the delivery limit (RabbitMQ 3.10-4.2): a worker killed that often parks the messages it held, as
+        # docs/operations.md says. Each worker is killed at most half the limit's times here, so this test is
+        # about order and loss; the limit itself is ConsumerLoopTests' and test_outage's.
+        per_worker, kills_of = PRODUCTION_POLICY["delivery-limit"] // 2 if QUORUM else None, [0, 0, 0]
         deadline, next_kill = time.time() + 240, time.time() + 1.0
         while len(unique(got)) < 2 * total and time.time() < deadline:
             got += esb.take("sb.out.vendor-x", 500, timeout=0.3) + esb.take("sb.out.customer-a", 500, timeout=0.3)
-            if time.time() >= next_kill and len(unique(got)) < 2 * total * 0.9:
-                i = random.randrange(3)
+            can = [i for i in range(3) if per_worker is None or kills_of[i] < per_worker]
+            if can and time.time() >= next_kill and len(unique(got)) < 2 * total * 0.9:
+                i = random.choice(can)
+                kills_of[i] += 1
                 workers[i].proc.send_signal(signal.SIGKILL)
                 workers[i].proc.wait()
                 workers[i] = worker(i)
@@ -136,7 +143,8 @@ def test_both_sides_while_workers_are_killed(esb, vhost, store_url):
         got += esb.drain("sb.out.vendor-x", quiet=1.0) + esb.drain("sb.out.customer-a", quiet=1.0)
         print(f"both sides under faults ({store_url.split('?')[0]}): {2 * total} messages, {kills} workers killed")
         assert kills >= 2, "the run ended before the workers could be killed"
-        assert len(unique(got)) == 2 * total
+        assert len(unique(got)) == 2 * total, \
+            f"kills per worker {kills_of}; parked: {esb.depth('sb.parked')} queued, {store.parked_count()} stored"
         by_conversation, problems = check_serial(links + got, per_side)
         assert len(by_conversation) == conversations
         assert not problems, "\n".join(problems[:10])

@@ -198,6 +198,9 @@ def test_broker_connection_loss_midstream_loses_nothing_and_doubles_nothing(esb,
         cutter.join()
         assert cuts == [0, 0]
         assert interrupted >= 1, "the connections were not cut while messages were flowing"
+        if esb.conn.is_closed:
+            # The second cut can come after the last publish: the ESB reads on a new connection, as one would.
+            esb.connect()
         seen = esb.take("sb.out.vendor-x", count, timeout=120)
         seen += esb.drain("sb.out.vendor-x", quiet=2.0)
         ids = [p.message_id for p, _ in seen]
