@@ -124,6 +124,13 @@ package struct TimelineEntry: Sendable, Equatable, Codable {
     package var delayMs: Int?
     /// For acks: the outbound message this ack answers.
     package var answers: String?
+    /// On the entry that opens a message's decision (received, an ack, timer-fired): the configuration that
+    /// decided it (the first 12 hex digits of its content hash, `ConfigSource.contentHash`).
+    package var configuration: String?
+    /// On the same entry: the conversation's version the message met. 0: it started the conversation, which
+    /// was empty (no references, attributes, counters or timers), so a conversation's history can be run
+    /// again from its first entry.
+    package var met: Int?
 
     package init(
         conversationId: String, at: Date, kind: TimelineKind, endpoint: String? = nil, who: String? = nil,

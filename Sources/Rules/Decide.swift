@@ -129,6 +129,9 @@ extension Engine {
             received.sinceIntakeMs = s.receivedAt.map { max(0, Int((s.now.timeIntervalSince($0) * 1000).rounded())) }
             d.timeline.append(received)
         }
+        // The opening entry says what decided the message and what it met (see `TimelineEntry.met`).
+        d.timeline[0].configuration = config.source.contentHash.isEmpty ? nil : String(config.source.contentHash.prefix(12))
+        d.timeline[0].met = c.version
         var view = c
         for ref in candidates(s) {
             if let owner = s.takenElsewhere[ref], owner != c.id {

@@ -60,21 +60,6 @@ package struct AuditRecord: Sendable, Equatable, Codable {
         self.parkedId = parkedId
         self.detail = detail
     }
-
-    static let sqliteTable = """
-        CREATE TABLE audit (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            at REAL NOT NULL,
-            who TEXT NOT NULL,
-            action TEXT NOT NULL,
-            reason TEXT NOT NULL,
-            conversation_id TEXT,
-            endpoint TEXT,
-            message_id TEXT,
-            parked_id TEXT NOT NULL,
-            detail TEXT NOT NULL);
-        CREATE INDEX audit_by_conversation ON audit(conversation_id, id);
-        """
 }
 
 /// A conversation as an administrator reads it: the state now, the whole timeline, the outbound

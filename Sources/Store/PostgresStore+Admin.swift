@@ -123,7 +123,7 @@ extension PostgresStore: AdminStore {
         }
     }
 
-    private static let entryColumns = "id, conversation_id, at, kind, endpoint, who, message_id, rule, detail, body, since_intake_ms, message_type, delay_ms, answers"
+    private static let entryColumns = "id, conversation_id, at, kind, endpoint, who, message_id, rule, detail, body, since_intake_ms, message_type, delay_ms, answers, configuration, met"
 
     /// Timeline entries with everything SQLite returns too (bodies, hop times, the typed fields).
     static func entries(
@@ -139,9 +139,9 @@ extension PostgresStore: AdminStore {
         }
         query.sql += tail
         var out: [(id: Int64, entry: TimelineEntry)] = []
-        for try await (id, conversation, at, kind, endpoint, who, messageId, rule, detail, body, since, type, delay, answers)
+        for try await (id, conversation, at, kind, endpoint, who, messageId, rule, detail, body, since, type, delay, answers, configuration, met)
             in try await db.query(query, logger: logger)
-            .decode((Int64, String, Double, String, String?, String?, String?, String?, String, String?, Int64?, String?, Int64?, String?).self)
+            .decode((Int64, String, Double, String, String?, String?, String?, String?, String, String?, Int64?, String?, Int64?, String?, String?, Int64?).self)
         {
             var e = TimelineEntry(
                 conversationId: conversation, at: Date(timeIntervalSince1970: at), kind: TimelineKind(rawValue: kind), endpoint: endpoint,
@@ -150,6 +150,8 @@ extension PostgresStore: AdminStore {
             e.messageType = type
             e.delayMs = delay.map(Int.init)
             e.answers = answers
+            e.configuration = configuration
+            e.met = met.map(Int.init)
             out.append((id, e))
         }
         return out

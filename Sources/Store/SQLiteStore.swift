@@ -95,147 +95,11 @@ package final class SQLiteStore: ConversationStore {
         try pool.write { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1 }
     }
 
+    /// GRDB's migrator over `SQLiteSchema.migrations`: each applied once, by its identifier.
     private static var migrator: DatabaseMigrator {
         var m = DatabaseMigrator()
-        m.registerMigration("v1") { db in
-            try db.execute(
-                sql: """
-                    CREATE TABLE conversation (
-                        id TEXT PRIMARY KEY,
-                        version INTEGER NOT NULL,
-                        created_at REAL NOT NULL,
-                        updated_at REAL NOT NULL
-                    );
-                    CREATE TABLE reference (
-                        endpoint TEXT NOT NULL,
-                        ticket_id TEXT NOT NULL,
-                        conversation_id TEXT NOT NULL REFERENCES conversation(id),
-                        created_at REAL NOT NULL,
-                        PRIMARY KEY (endpoint, ticket_id)
-                    );
-                    CREATE INDEX reference_by_conversation ON reference(conversation_id);
-                    CREATE TABLE processed (
-                        endpoint TEXT NOT NULL,
-                        message_id TEXT NOT NULL,
-                        conversation_id TEXT NOT NULL,
-                        processed_at REAL NOT NULL,
-                        PRIMARY KEY (endpoint, message_id)
-                    );
-                    CREATE TABLE outbox (
-                        message_id TEXT PRIMARY KEY,
-                        conversation_id TEXT NOT NULL,
-                        inbound_endpoint TEXT NOT NULL,
-                        inbound_message_id TEXT NOT NULL,
-                        seq INTEGER NOT NULL,
-                        target TEXT NOT NULL,
-                        type TEXT NOT NULL,
-                        rule TEXT NOT NULL,
-                        body BLOB NOT NULL,
-                        created_at REAL NOT NULL
-                    );
-                    CREATE INDEX outbox_by_inbound ON outbox(inbound_endpoint, inbound_message_id, seq);
-                    CREATE TABLE timeline (
-                        id INTEGER PRIMARY KEY AUTOINCREMENT,
-                        conversation_id TEXT NOT NULL,
-                        at REAL NOT NULL,
-                        kind TEXT NOT NULL,
-                        endpoint TEXT,
-                        who TEXT,
-                        message_id TEXT,
-                        rule TEXT,
-                        detail TEXT NOT NULL
-                    );
-                    CREATE INDEX timeline_by_conversation ON timeline(conversation_id, id);
-                    """)
-        }
-        m.registerMigration("v2: attributes, counters, delays") { db in
-            try db.execute(
-                sql: """
-                    CREATE TABLE attribute (
-                        conversation_id TEXT NOT NULL,
-                        name TEXT NOT NULL,
-                        value TEXT NOT NULL,
-                        updated_at REAL NOT NULL,
-                        PRIMARY KEY (conversation_id, name)
-                    );
-                    CREATE TABLE counter (
-                        conversation_id TEXT NOT NULL,
-                        name TEXT NOT NULL,
-                        value INTEGER NOT NULL,
-                        updated_at REAL NOT NULL,
-                        PRIMARY KEY (conversation_id, name)
-                    );
-                    ALTER TABLE outbox ADD COLUMN delay_ms INTEGER NOT NULL DEFAULT 0;
-                    ALTER TABLE outbox ADD COLUMN kind TEXT NOT NULL DEFAULT 'message';
-                    """)
-        }
-        m.registerMigration("v3: members") { db in
-            try db.execute(sql: "CREATE TABLE member (id TEXT PRIMARY KEY, seen_at REAL NOT NULL)")
-        }
-        m.registerMigration("v4: the attempt that applied a message") { db in
-            try db.execute(sql: "ALTER TABLE processed ADD COLUMN attempt TEXT NOT NULL DEFAULT ''")
-        }
-        // A message's timeline entries (received, rule matched, attribute, sent, ...) as one row: one
-        // insert and one index entry per message instead of one per entry, the largest cost of a commit.
-        // Rows of the old table stay where they are and are read first (they are older).
-        m.registerMigration("v5: one timeline row per commit") { db in
-            try db.execute(
-                sql: """
-                    CREATE TABLE timeline_entries (
-                        id INTEGER PRIMARY KEY,
-                        conversation_id TEXT NOT NULL,
-                        entries TEXT NOT NULL
-                    );
-                    CREATE INDEX timeline_entries_by_conversation ON timeline_entries(conversation_id, id);
-                    """)
-        }
-        m.registerMigration("v6: failed outbound messages") { db in
-            try db.execute(
-                sql: """
-                    ALTER TABLE outbox ADD COLUMN failed_at REAL;
-                    ALTER TABLE outbox ADD COLUMN failure TEXT;
-                    CREATE INDEX outbox_failed ON outbox(failed_at) WHERE failed_at IS NOT NULL;
-                    """)
-        }
-        m.registerMigration("v7: what a processed message said") { db in
-            try db.execute(sql: "ALTER TABLE processed ADD COLUMN digest TEXT NOT NULL DEFAULT ''")
-        }
-        m.registerMigration("v8: what administrators did") { db in
-            try db.execute(sql: AuditRecord.sqliteTable)
-        }
-        m.registerMigration("v9: delayed outbound messages, for endpoint health") { db in
-            // Partial: a commit without a delay writes nothing more.
-            try db.execute(sql: "CREATE INDEX outbox_delayed ON outbox(created_at) WHERE delay_ms > 0")
-        }
-        m.registerMigration("v10: a timeline row's body in a column of its own") { db in
-            // Older rows keep their bodies inside `entries` (NULL here); `decode` reads both.
-            try db.execute(sql: "ALTER TABLE timeline_entries ADD COLUMN body TEXT")
-        }
-        m.registerMigration("v11: parked messages as data") { db in
-            try db.execute(
-                sql: """
-                    CREATE TABLE parked (
-                        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                        id TEXT NOT NULL UNIQUE,
-                        parked_at REAL NOT NULL,
-                        reason TEXT NOT NULL,
-                        reason_group TEXT NOT NULL,
-                        stage TEXT NOT NULL,
-                        origin TEXT NOT NULL,
-                        endpoint TEXT,
-                        ticket TEXT,
-                        message_id TEXT,
-                        properties BLOB NOT NULL,
-                        body BLOB NOT NULL);
-                    CREATE INDEX parked_by_group ON parked(reason_group, seq);
-                    CREATE INDEX parked_by_ticket ON parked(endpoint, ticket);
-                    """)
-        }
-        m.registerMigration("v12: outbound messages answered by an ack") { db in
-            try db.execute(sql: """
-                    ALTER TABLE outbox ADD COLUMN answered_at REAL;
-                    CREATE INDEX outbox_answered ON outbox(answered_at) WHERE answered_at IS NOT NULL;
-                    """)
+        for (identifier, sql) in SQLiteSchema.migrations {
+            m.registerMigration(identifier) { db in try db.execute(sql: sql) }
         }
         return m
     }
@@ -626,6 +490,8 @@ package final class SQLiteStore: ConversationStore {
             member("type", e.messageType)
             if let ms = e.delayMs { out.append(contentsOf: #","delay_ms":\#(ms)"#.utf8) }
             member("answers", e.answers)
+            member("config", e.configuration)
+            if let v = e.met { out.append(contentsOf: #","met":\#(v)"#.utf8) }
             out.append(UInt8(ascii: "}"))
         }
         out.append(UInt8(ascii: "]"))
@@ -650,6 +516,8 @@ package final class SQLiteStore: ConversationStore {
             e.messageType = o["type"]?.stringValue
             if case .number(let n)? = o["delay_ms"] { e.delayMs = Int(n.value) }
             e.answers = o["answers"]?.stringValue
+            e.configuration = o["config"]?.stringValue
+            if case .number(let n)? = o["met"] { e.met = Int(n.value) }
             return e
         }
     }

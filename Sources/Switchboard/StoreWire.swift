@@ -11,7 +11,7 @@ import Store
 /// a 0/1 byte, collections a count and their elements, attribute values their JSON text (numbers exact).
 /// The first byte of a body is the format's version: 1, the first; 2, a commit names the outbound
 /// messages it answers (`Commit.answered`) and timeline entries carry their typed fields (type, delay,
-/// the message answered). A release reads every version up to its own and writes the
+/// the message answered, the configuration that decided, the version met). A release reads every version up to its own and writes the
 /// oldest one that holds what it sends (`WireCodable.wireVersion`): only commits are written as 2, so the
 /// workers of the previous release still read the answers of a store already upgraded (the store is
 /// upgraded first, docs/operations.md), and parked rows written as 1 stay readable.
@@ -310,6 +310,8 @@ extension TimelineEntry: WireCodable {
             messageType.write(to: &w)
             delayMs.write(to: &w)
             answers.write(to: &w)
+            configuration.write(to: &w)
+            met.write(to: &w)
         }
     }
 
@@ -323,6 +325,7 @@ extension TimelineEntry: WireCodable {
         sinceIntakeMs = try Int?(from: &r)
         if r.version >= 2 {
             (messageType, delayMs, answers) = (try String?(from: &r), try Int?(from: &r), try String?(from: &r))
+            (configuration, met) = (try String?(from: &r), try Int?(from: &r))
         }
     }
 }

@@ -61,6 +61,19 @@ import Testing
         #expect(Set(try engine().decide(later).outbox.map(\.messageId)).isDisjoint(with: d.outbox.map(\.messageId)))
     }
 
+    /// What a later run of the conversation's history needs: the opening entry of each message names the
+    /// configuration that decided it and the version it met (0: the conversation started empty).
+    @Test func theOpeningEntryNamesTheConfigurationAndTheVersionMet() throws {
+        var config = try load(rules)
+        config.source.contentHash = String(repeating: "ab", count: 32)
+        let first = try Engine(config: config).decide(try ticket(#"{"number":"INC1"}"#, conversation: ConversationSnapshot(id: cid)))
+        #expect(first.timeline[0].kind == .received && first.timeline[0].configuration == "abababababab" && first.timeline[0].met == 0)
+        #expect(first.timeline.dropFirst().allSatisfy { $0.configuration == nil && $0.met == nil })
+        let c = ConversationSnapshot(id: "c1", version: 3, references: ["customer-a": "INC1"])
+        let acked = try Engine(config: config).decide(try ack(#"{"status":"ok"}"#, conversation: c))
+        #expect(acked.timeline[0].kind == .acked && acked.timeline[0].met == 3 && acked.timeline[0].configuration == "abababababab")
+    }
+
     @Test func aReferenceAnotherConversationOwnsIsNotLinked() throws {
         var s = try ticket(#"{"number":"INC1","vx":"VX-9"}"#, conversation: ConversationSnapshot(id: "c1"))
         s.takenElsewhere = [TicketRef("vendor-x", "VX-9"): "c-other"]

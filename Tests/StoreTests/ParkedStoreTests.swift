@@ -90,7 +90,7 @@ enum ParkedContract {
             }
             return out
         }
-        #expect(versions == Array(1...PostgresStore.migrations.count))
+        #expect(versions == Array(1...PostgresSchema.migrations.count))
         _ = try await store.admin { db, logger in
             _ = try await db.query("INSERT INTO schema_version VALUES (999, 'from the future', 0)", logger: logger)
             return 0

@@ -285,6 +285,7 @@ enum StoreContract {
                                      messageId: "m1", detail: "update of customer-a/INC1", body: #"{"number":"INC1"}"#)
         received.sinceIntakeMs = 12
         received.messageType = "update"
+        (received.configuration, received.met) = ("0123456789ab", 0)
         var sent = TimelineEntry(conversationId: "c1", at: at, kind: .sent, endpoint: "vendor-x", messageId: "o1", rule: "r",
                                  detail: "update to vendor-x (leaves in 1m): {}")
         sent.messageType = "update"
@@ -293,6 +294,7 @@ enum StoreContract {
                                 messageId: "a1", detail: "error ack of update o1 to vendor-x", body: #"{"status":"error"}"#)
         ack.messageType = "update"
         ack.answers = "o1"
+        (ack.configuration, ack.met) = ("0123456789ab", 1)
         let key = InboundKey("customer-a", "m1")
         #expect(try store.commit([Commit(inbound: key, conversationId: "c1", expectedVersion: 0, newReferences: [TicketRef("customer-a", "INC1")],
                                          timeline: [received, sent], at: at)]) == [.committed(version: 1)])

@@ -25,6 +25,7 @@ import Testing
             who: "älice ✓", messageId: nil, rule: "r", detail: "update of customer-a/INC1", body: #"{"a":1}"#)
         entry.sinceIntakeMs = 42
         (entry.messageType, entry.delayMs, entry.answers) = ("update", 60_000, "sb-c1-0")
+        (entry.configuration, entry.met) = ("0123456789ab", 3)
         let commit = Commit(
             inbound: InboundKey("customer-a", "m-1"), conversationId: "c1", expectedVersion: 7,
             newReferences: [TicketRef("vendor-x", "VX-1")], timeline: [entry], outbox: [outbound],
