@@ -37,6 +37,12 @@ report() {
 }
 
 phase set-up "$make" --no-print-directory test-deps broker postgres || { report; exit 1; }
+# The tests' temporary folders (stores, configuration copies, logs: kept when a test fails, for a look)
+# live under .build/tmp, emptied at the start of each run, instead of piling up in /tmp. (Set after the
+# set-up: the broker and PostgreSQL it starts outlive the run.)
+TMPDIR="$PWD/.build/tmp"
+rm -rf "$TMPDIR" && mkdir -p "$TMPDIR"
+export TMPDIR
 # shellcheck disable=SC2086
 phase build swift build --build-tests $swift_flags || { report; exit 1; }
 SB_TEST_POSTGRES_URL=$(bash Deploy/local/postgres.sh url)

@@ -5,6 +5,7 @@ import Hummingbird
 import HummingbirdAuth
 import HummingbirdBcrypt
 import Rules
+import Switchboard
 import Synchronization
 
 /// Who is asking: a signed-in user (session cookie) or a script (bearer token).
@@ -68,7 +69,7 @@ struct Accounts: Sendable {
 
     enum Verdict { case signedIn(AdminUser), refused, busy }
 
-    /// bcrypt's verification runs on a thread pool: it is slow on purpose and must not hold an event loop.
+    /// bcrypt's verification runs on the offload pool: it is slow on purpose and must not hold an event loop.
     /// A user name over the length limit is refused without hashing (no configured name is that long);
     /// more verifications at once than `gate` allows are answered busy.
     func verify(user name: String, password: String) async -> Verdict {
@@ -77,9 +78,7 @@ struct Accounts: Sendable {
         let hash = user?.passwordHash.isEmpty == false ? user!.passwordHash : decoy
         guard gate.enter() else { return .busy }
         defer { gate.leave() }
-        let ok = await withCheckedContinuation { (k: CheckedContinuation<Bool, Never>) in
-            DispatchQueue.global().async { k.resume(returning: Bcrypt.verify(password, hash: hash)) }
-        }
+        let ok = await Offload.run { Bcrypt.verify(password, hash: hash) }
         guard ok, let user, !user.passwordHash.isEmpty else { return .refused }
         return .signedIn(user)
     }

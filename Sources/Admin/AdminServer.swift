@@ -72,6 +72,9 @@ package enum AdminServer {
         return Hummingbird.Application(
             router: router, server: server,
             configuration: .init(address: .hostname(host, port: port), serverName: "switchboard"),
+            // Before the server in the application's group, so they stop after it: no job starts once the
+            // listener is closing, and the running ones end cleanly.
+            services: [services.jobs],
             onServerRunning: { channel in
                 let bound = channel.localAddress?.port ?? port
                 // The local certificate (Deploy/local) is for localhost: show the name a browser can verify.

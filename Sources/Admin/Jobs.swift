@@ -2,6 +2,7 @@ import Foundation
 import JSONPath
 import Logging
 import Rules
+import ServiceLifecycle
 import Store
 import Switchboard
 import Synchronization
@@ -40,12 +41,32 @@ struct ParkedJob: Sendable {
 /// Jobs by id. A job acts on exactly the ids it was given (the messages the user saw and chose), in the
 /// order they were parked, records every message it replays or discards in the audit (`ParkedActions`),
 /// and stops between two messages when cancelled.
-final class ParkedJobs: Sendable {
+///
+/// The jobs run inside this service (in the admin's service group), not as loose tasks: at graceful
+/// shutdown it takes no new job, asks the running ones to stop after the message at hand (the rest stay
+/// parked, as they were) and returns once they have.
+final class ParkedJobs: Service {
     private let jobs = Mutex([String: ParkedJob]())
+    private let work: AsyncStream<@Sendable () async -> Void>
+    private let submit: AsyncStream<@Sendable () async -> Void>.Continuation
     let actions: ParkedActions
 
     init(actions: ParkedActions) {
         self.actions = actions
+        (work, submit) = AsyncStream.makeStream(of: (@Sendable () async -> Void).self)
+    }
+
+    func run() async {
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
+                for await job in work { group.addTask { await job() } }
+            }
+        } onGracefulShutdown: {
+            self.submit.finish()
+            self.jobs.withLock { j in
+                for id in j.keys where j[id]?.state == "running" { j[id]?.cancelled = true }
+            }
+        }
     }
 
     func get(_ id: String) -> ParkedJob? { jobs.withLock { $0[id] } }
@@ -66,7 +87,7 @@ final class ParkedJobs: Sendable {
         }
         let jobId = job.id
         let actions = self.actions
-        Task {
+        let submitted = submit.yield { [self] in
             var failure: String?
             do {
                 try await actions.run(replay: replay, ids: Array(ids), who: who, reason: reason) { message, outcome, detail in
@@ -84,13 +105,20 @@ final class ParkedJobs: Sendable {
             } catch {
                 failure = "\(error)"
             }
-            self.jobs.withLock { j in
-                guard var job = j[jobId] else { return }
-                job.state = failure != nil ? "failed" : job.cancelled ? "cancelled" : "done"
-                job.error = failure
-                j[jobId] = job
-            }
+            self.finish(jobId, failure: failure)
         }
-        return job
+        if case .terminated = submitted {
+            finish(jobId, failure: "the admin is shutting down: nothing was done, every chosen message is still parked")
+        }
+        return get(jobId) ?? job
+    }
+
+    private func finish(_ jobId: String, failure: String?) {
+        jobs.withLock { j in
+            guard var job = j[jobId] else { return }
+            job.state = failure != nil ? "failed" : job.cancelled ? "cancelled" : "done"
+            job.error = failure
+            j[jobId] = job
+        }
     }
 }

@@ -122,7 +122,7 @@ extension AdminServices {
         var brokerError: String?
         var ageError: String?
         do {
-            let states = try await Blocking.run { [queueStates] in try queueStates.read(names) }
+            let states = try await Offload.run { [queueStates] in try queueStates.read(names) }
             queues = states.reduce(into: [:]) { $0[$1.key] = QueueInfo(name: $1.key, messages: $1.value.messages, consumers: $1.value.consumers) }
         } catch {
             brokerError = "\(error)"

@@ -37,7 +37,8 @@ struct QueueMetrics: Service {
         var warned = (amqp: false, management: false)
         while !Task.isCancelled {
             let names = topology.queueNames
-            let read = await Self.offloaded { [states] in try states.read(names) }
+            let read: Result<[String: (messages: Int, consumers: Int)], any Error>
+            do { read = .success(try await Offload.run { [states] in try states.read(names) }) } catch { read = .failure(error) }
             switch read {
             case .success(let depths):
                 for (name, d) in depths {
@@ -76,13 +77,6 @@ struct QueueMetrics: Service {
                 warned.management = true
             }
             try? await Task.sleep(for: interval)
-        }
-    }
-
-    /// A blocking call (rabbitmq-c) off the cooperative pool.
-    static func offloaded<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async -> Result<T, Error> {
-        await withCheckedContinuation { done in
-            DispatchQueue.global().async { done.resume(returning: Result { try body() }) }
         }
     }
 }

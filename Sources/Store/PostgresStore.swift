@@ -3,23 +3,45 @@ import JSONPath
 import Logging
 import PostgresNIO
 import Rules
+import ServiceLifecycle
 
 /// PostgreSQL, through postgres-nio: the store for a fleet, where several store processes (on several
 /// machines) serve the workers at once. Same tables and the same contract as `SQLiteStore`; the
 /// conversation row is locked (`FOR UPDATE`) while a commit checks its version, and each commit of a
 /// batch runs under its own savepoint, so a stale one is undone alone.
 ///
-/// The protocol is synchronous (workers are blocking threads around rabbitmq-c); each call runs the
-/// async client on its own task and waits for it, bounded by `timeout`. Never call it from a Swift
-/// concurrency thread.
-package final class PostgresStore: ConversationStore {
+/// Opening has two steps and no hidden task: `init` only reads the URL; `prepare()` checks the server
+/// answers and brings the schema up to date; the connection pool runs as a `Service` of the process's
+/// group (`run()`), placed before the services that use the store so it stops after them. A program
+/// without a group (a test, the benchmark) uses `standalone`.
+///
+/// The `ConversationStore` protocol is synchronous (workers are blocking threads around rabbitmq-c): each
+/// of its calls runs the async client and waits for it, bounded by `timeout`. Call it from those threads
+/// or through `Offload`, never from a Swift concurrency thread. `AdminStore` is async.
+package final class PostgresStore: ConversationStore, Service {
     let client: PostgresClient
-    private let runner: Task<Void, Never>
     let logger: Logger
     private let timeout: TimeInterval
+    private let probe: PostgresConnection.Configuration
+    private let schema: String?
+    /// Only for `standalone`: the pool's run, ended when the store goes.
+    private let ownPool: Task<Void, Never>?
     package let redactedURL: String
 
-    package init(url: String, timeout: TimeInterval = 30, logger: Logger) throws {
+    /// The store `url` names, not yet connected: `prepare()` it, then run it in the process's service group.
+    package convenience init(url: String, timeout: TimeInterval = 30, logger: Logger) throws {
+        try self.init(url: url, timeout: timeout, logger: logger, ownPool: false)
+    }
+
+    /// For a program without a service group (a test, the benchmark): prepared, with the pool running on
+    /// a task of its own for as long as the store lives.
+    package static func standalone(url: String, timeout: TimeInterval = 30, logger: Logger) throws -> PostgresStore {
+        let store = try PostgresStore(url: url, timeout: timeout, logger: logger, ownPool: true)
+        try store.blocking { try await store.prepare() }
+        return store
+    }
+
+    private init(url: String, timeout: TimeInterval, logger: Logger, ownPool runsItsPool: Bool) throws {
         guard let u = URLComponents(string: url), let host = u.host, ["postgres", "postgresql"].contains(u.scheme ?? "") else {
             throw StoreError("not a PostgreSQL URL (expected postgres://user:password@host:port/database)")
         }
@@ -59,33 +81,51 @@ package final class PostgresStore: ConversationStore {
         self.client = client
         self.logger = logger
         self.timeout = timeout
+        self.schema = schema
         var shown = u
         if shown.password != nil { shown.password = "***" }
         redactedURL = shown.string ?? "postgres://"
-        runner = Task { await client.run() }
-        // One connection first, on its own: the pool retries a failing connection quietly, while this
-        // says at once why it fails (refused, bad password, certificate not trusted, ...).
         var probe = PostgresConnection.Configuration(
             host: host, port: u.port ?? 5432, username: config.username, password: config.password,
             database: config.database,
             tls: try tlsConfiguration.map { .require(try NIOSSLContext(configuration: $0)) } ?? .disable)
         probe.options.additionalStartupParameters = config.options.additionalStartupParameters
-        try blocking { [probe] in
-            let connection = try await PostgresConnection.connect(configuration: probe, id: 0, logger: logger)
-            try await connection.close()
-        }
-        let chosen = schema
-        try blocking { try await Self.migrate(client, schema: chosen, logger: logger) }
+        probe.options.connectTimeout = .seconds(10)
+        self.probe = probe
+        ownPool = runsItsPool ? Task { [client] in await client.run() } : nil
     }
 
     deinit {
-        runner.cancel()
+        ownPool?.cancel()
+    }
+
+    /// Connects once, on a connection of its own (the pool retries a failing connection quietly, while
+    /// this says at once why it fails: refused, bad password, certificate not trusted, ...), and migrates
+    /// the schema on it. Before the pool runs, or beside it.
+    package func prepare() async throws {
+        do {
+            let connection = try await PostgresConnection.connect(configuration: probe, id: 0, logger: logger)
+            do {
+                try await Self.migrate(connection, schema: schema, logger: logger)
+            } catch {
+                try? await connection.close()
+                throw error
+            }
+            try await connection.close()
+        } catch {
+            throw storeError(error)
+        }
+    }
+
+    /// The connection pool, for as long as the process's service group runs (ends at graceful shutdown).
+    package func run() async {
+        await client.run()
     }
 
     // MARK: - Schema
 
-    private static func migrate(_ client: PostgresClient, schema: String?, logger: Logger) async throws {
-        try await client.withTransaction(logger: logger) { db in
+    private static func migrate(_ connection: PostgresConnection, schema: String?, logger: Logger) async throws {
+        try await connection.withTransaction(logger: logger) { db in
             // Several store processes may start at once: one migrates, the others wait for it.
             try await db.query("SELECT pg_advisory_xact_lock(7355608001)", logger: logger)
             if let schema {

@@ -122,7 +122,7 @@ package struct ParkedActions: Sendable {
                 var detail = "removed from the parked messages"
                 if replay {
                     do {
-                        detail = try await Blocking.run { try publisher.replay(m) }
+                        detail = try await Offload.run { try publisher.replay(m) }
                         outcome = .replayed
                     } catch let refused as ReplayHandler.Refused {
                         outcome = .failed
@@ -153,17 +153,5 @@ package struct ParkedActions: Sendable {
         logger.notice("parked message \(outcome.rawValue)", metadata: [
             "sb.parked-id": "\(m.id)", "sb.message-id": "\(m.messageId ?? "-")", "sb.who": "\(who)",
         ])
-    }
-}
-
-/// Runs blocking work (rabbitmq-c, a management API call's waiting) on a thread of its own, so no
-/// event loop or concurrency thread waits on it.
-package enum Blocking {
-    package static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { k in
-            let t = Thread { k.resume(with: Result { try body() }) }
-            t.name = "sb-blocking"
-            t.start()
-        }
     }
 }

@@ -58,13 +58,39 @@ package enum Setup {
     }
 
     /// The database `store_url` names, opened by the process that owns it (the store role, admin commands):
-    /// the conversations, and the administrator's reads and the parked table beside them.
-    package static func openStore(_ config: SwitchboardConfig, logger: Logger) throws -> any ConversationStore & AdminStore {
+    /// the conversations, and the administrator's reads and the parked table beside them. A PostgreSQL
+    /// store comes with its connection pool as a service, to run before (and stop after) those that use it.
+    package static func openStore(_ config: SwitchboardConfig, logger: Logger) async throws -> OpenedStore {
         let url = config.settings.storeURL
         if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
-            return try PostgresStore(url: url, logger: logger)
+            let store = try PostgresStore(url: url, logger: logger)
+            try await store.prepare()
+            return OpenedStore(store: store, service: store)
+        }
+        return OpenedStore(store: try SQLiteStore(path: sqlitePath(config), synchronous: config.settings.sqliteSynchronous), service: nil)
+    }
+
+    /// The store for a program without a service group (the benchmark): a PostgreSQL pool runs on its own.
+    package static func openStandaloneStore(_ config: SwitchboardConfig, logger: Logger) throws -> any ConversationStore & AdminStore {
+        let url = config.settings.storeURL
+        if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
+            return try PostgresStore.standalone(url: url, logger: logger)
         }
         return try SQLiteStore(path: sqlitePath(config), synchronous: config.settings.sqliteSynchronous)
+    }
+
+    /// For a command that reads or acts once (`switchboard parked`, `timeline`, ...): the store, open
+    /// while `body` runs, its pool (if any) run beside it and stopped after.
+    package static func withStore<T: Sendable>(
+        _ config: SwitchboardConfig, logger: Logger, _ body: @Sendable (any ConversationStore & AdminStore) async throws -> T
+    ) async throws -> T {
+        let opened = try await openStore(config, logger: logger)
+        guard let service = opened.service else { return try await body(opened.store) }
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await service.run() }
+            defer { group.cancelAll() }
+            return try await body(opened.store)
+        }
     }
 
     package static func sqlitePath(_ config: SwitchboardConfig) -> String {
@@ -151,16 +177,11 @@ package enum Setup {
         let options = try brokerOptions(config)
         let deadline = Date().addingTimeInterval(patience)
         while true {
-            // rabbitmq-c blocks: on a thread of its own, not a concurrency thread.
-            let consumers: Int = try await withCheckedThrowingContinuation { k in
-                Thread {
-                    k.resume(with: Result {
-                        let c = try Connection(options, logger: logger)
-                        defer { c.close() }
-                        try Topology.declareStoreQueue(on: c, queueType: config.settings.queueType)
-                        return try c.queueDepth(Contract.storeQueue).consumers
-                    })
-                }.start()
+            let consumers: Int = try await Offload.run {
+                let c = try Connection(options, logger: logger)
+                defer { c.close() }
+                try Topology.declareStoreQueue(on: c, queueType: config.settings.queueType)
+                return try c.queueDepth(Contract.storeQueue).consumers
             }
             if consumers == 0 { return }
             if Date() >= deadline {
@@ -192,9 +213,14 @@ package enum StatusLines {
 
 extension Setup {
     /// A conversation, found by any endpoint's ticket id, as an administrator reads it.
-    package static func describeConversation(config: SwitchboardConfig, endpoint: String, ticket: String, logger: Logger) throws -> String? {
-        let store = try openStore(config, logger: logger)
-        guard let c = try store.find([TicketRef(endpoint, ticket)]) else { return nil }
+    package static func describeConversation(config: SwitchboardConfig, endpoint: String, ticket: String, logger: Logger) async throws -> String? {
+        let read = try await withStore(config, logger: logger) { store in
+            try await Offload.run { () throws -> (ConversationSnapshot, [TimelineEntry])? in
+                guard let c = try store.find([TicketRef(endpoint, ticket)]) else { return nil }
+                return (c, try store.timeline(conversationId: c.id))
+            }
+        }
+        guard let (c, timeline) = read else { return nil }
         let time = DateFormatter()
         time.dateFormat = "yyyy-MM-dd HH:mm:ss.SSS"
         time.timeZone = TimeZone(identifier: "UTC")
@@ -207,7 +233,7 @@ extension Setup {
             lines.append("  counter:    \(name) = \(value)")
         }
         lines.append("  timeline (UTC):")
-        for e in try store.timeline(conversationId: c.id) {
+        for e in timeline {
             let who = e.who.map { " by \($0)" } ?? ""
             let endpoint = e.endpoint.map { " [\($0)]" } ?? ""
             lines.append("    \(time.string(from: e.at))  \(e.kind.rawValue.padding(toLength: 16, withPad: " ", startingAt: 0))\(e.detail)\(endpoint)\(who)")
@@ -216,8 +242,10 @@ extension Setup {
     }
 
     /// `switchboard failed`: how many outbound messages were refused with no rule to handle it, and the newest.
-    package static func describeFailed(config: SwitchboardConfig, limit: Int, logger: Logger) throws -> String {
-        let (count, newest) = try openStore(config, logger: logger).failedOutbound(limit: limit)
+    package static func describeFailed(config: SwitchboardConfig, limit: Int, logger: Logger) async throws -> String {
+        let (count, newest) = try await withStore(config, logger: logger) { store in
+            try await Offload.run { try store.failedOutbound(limit: limit) }
+        }
         let time = DateFormatter()
         time.dateFormat = "yyyy-MM-dd HH:mm:ss.SSS"
         time.timeZone = TimeZone(identifier: "UTC")
@@ -235,4 +263,10 @@ extension Setup {
 package struct StartRefused: Error, CustomStringConvertible {
     package var description: String
     init(_ d: String) { description = d }
+}
+
+/// A store as `Setup.openStore` opened it, with the service it needs running (PostgreSQL's connection pool).
+package struct OpenedStore: Sendable {
+    package let store: any ConversationStore & AdminStore
+    package let service: (any Service)?
 }

@@ -228,19 +228,21 @@ struct Erase: AsyncParsableCommand {
 
     func run() async throws {
         let config = try loadConfigOrExit(options.config)
-        let store = try Parked.open(config, options.logger("switchboard", config))
-        var err = FileHandle.standardError
-        guard let hit = try await store.tickets(ticket, endpoints: [endpoint]).first else {
-            print("switchboard: no conversation has \(endpoint)/\(ticket)", to: &err)
-            throw ExitCode(1)
+        let (endpoint, ticket, reason) = (endpoint, ticket, reason)
+        try await Setup.withStore(config, logger: options.logger("switchboard", config)) { store in
+            var err = FileHandle.standardError
+            guard let hit = try await store.tickets(ticket, endpoints: [endpoint]).first else {
+                print("switchboard: no conversation has \(endpoint)/\(ticket)", to: &err)
+                throw ExitCode(1)
+            }
+            guard let erased = try await store.erase(conversationId: hit.conversationId) else {
+                print("switchboard: conversation \(hit.conversationId) is gone", to: &err)
+                throw ExitCode(1)
+            }
+            let record = AdminStoreRecord.erasure(erased, conversationId: hit.conversationId, who: Parked.who, reason: reason)
+            try await store.append(audit: record)
+            print("switchboard: conversation \(hit.conversationId): \(record.detail)")
         }
-        guard let erased = try await store.erase(conversationId: hit.conversationId) else {
-            print("switchboard: conversation \(hit.conversationId) is gone", to: &err)
-            throw ExitCode(1)
-        }
-        let record = AdminStoreRecord.erasure(erased, conversationId: hit.conversationId, who: Parked.who, reason: reason)
-        try await store.append(audit: record)
-        print("switchboard: conversation \(hit.conversationId): \(record.detail)")
     }
 }
 
@@ -255,7 +257,7 @@ struct Timeline: AsyncParsableCommand {
 
     func run() async throws {
         let cfg = try loadConfigOrExit(config)
-        guard let text = try Setup.describeConversation(config: cfg, endpoint: endpoint, ticket: ticket, logger: Logger(label: "switchboard")) else {
+        guard let text = try await Setup.describeConversation(config: cfg, endpoint: endpoint, ticket: ticket, logger: Logger(label: "switchboard")) else {
             var err = FileHandle.standardError
             print("switchboard: no conversation has \(endpoint)/\(ticket)", to: &err)
             throw ExitCode(1)
@@ -274,7 +276,7 @@ struct Failed: AsyncParsableCommand {
 
     func run() async throws {
         let cfg = try loadConfigOrExit(config)
-        print(try Setup.describeFailed(config: cfg, limit: limit, logger: Logger(label: "switchboard")))
+        print(try await Setup.describeFailed(config: cfg, limit: limit, logger: Logger(label: "switchboard")))
     }
 }
 
@@ -282,11 +284,6 @@ struct Parked: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Work with parked messages (kept in the store; they arrive through queue sb.parked).",
         subcommands: [List.self, Replay.self, Discard.self])
-
-    /// The store this configuration names, for the operator's reads and actions.
-    static func open(_ config: SwitchboardConfig, _ logger: Logger) throws -> any AdminStore {
-        try Setup.openStore(config, logger: logger)
-    }
 
     /// Who acts, for the audit.
     static var who: String { "cli:" + (ProcessInfo.processInfo.environment["USER"] ?? "unknown") }
@@ -302,10 +299,11 @@ struct Parked: AsyncParsableCommand {
         func run() async throws {
             let config = try loadConfigOrExit(options.config)
             let logger = options.logger("switchboard", config)
-            let store = try Parked.open(config, logger)
             let user = try Setup.brokerOptions(config).user
-            let counts = try await store.parkedCounts()
-            let rows = try await store.parked(ParkedQuery(group: group, limit: limit, excerpt: json ? nil : ParkedMessage.excerptBytes))
+            let query = ParkedQuery(group: group, limit: limit, excerpt: json ? nil : ParkedMessage.excerptBytes)
+            let (counts, rows) = try await Setup.withStore(config, logger: logger) { store in
+                (try await store.parkedCounts(), try await store.parked(query))
+            }
             if !json { print("\(counts.total) parked message(s)") }
             for row in rows {
                 let m = ParkedMessage(row: row, switchboardUser: user)
@@ -352,12 +350,15 @@ struct Parked: AsyncParsableCommand {
     static func act(replay: Bool, options: GlobalOptions, ids: [String], limit: Int?, reason: String) async throws {
         let config = try loadConfigOrExit(options.config)
         let logger = options.logger("switchboard", config)
-        let actions = ParkedActions(store: try open(config, logger), options: try Setup.brokerOptions(config), logger: logger)
+        let broker = try Setup.brokerOptions(config)
         let counts = Counts()
-        try await actions.run(replay: replay, ids: ids.isEmpty ? nil : ids, limit: limit ?? .max, who: who, reason: reason) { m, outcome, detail in
-            counts.add(outcome)
-            if outcome == .failed { print("switchboard: \(m.id) (\(m.messageId ?? "no id")): \(detail)") }
-            return true
+        try await Setup.withStore(config, logger: logger) { store in
+            let actions = ParkedActions(store: store, options: broker, logger: logger)
+            try await actions.run(replay: replay, ids: ids.isEmpty ? nil : ids, limit: limit ?? .max, who: who, reason: reason) { m, outcome, detail in
+                counts.add(outcome)
+                if outcome == .failed { print("switchboard: \(m.id) (\(m.messageId ?? "no id")): \(detail)") }
+                return true
+            }
         }
         print("switchboard: \(replay ? "replayed" : "discarded") \(counts.done) parked message(s)\(counts.failed > 0 ? ", \(counts.failed) failed (still parked)" : "")")
         if counts.failed > 0 { throw ExitCode(1) }

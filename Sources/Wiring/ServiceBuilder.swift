@@ -68,7 +68,7 @@ package struct Roles: Sendable {
 package enum ServiceBuilder {
     /// The services of `roles`, built from the configuration and not yet running; says on standard output
     /// what the process will do.
-    package static func services(_ roles: Roles, config: SwitchboardConfig, logger: Logger) throws -> [any Service] {
+    package static func services(_ roles: Roles, config: SwitchboardConfig, logger: Logger) async throws -> [any Service] {
         let options = try Setup.brokerOptions(config)
         say("switchboard: broker \(options.redactedCluster)")
         say("switchboard: endpoints \(config.endpointNames.joined(separator: ", ")): ESBs publish to exchange '\(Contract.inboundExchange)' (routing key = endpoint) and consume '\(Contract.outboundQueue("<endpoint>"))'")
@@ -77,8 +77,9 @@ package enum ServiceBuilder {
         var opened: (any ConversationStore & AdminStore)?
         switch roles.store {
         case .serve:
-            let own = try Setup.openStore(config, logger: logger)
+            let (own, pool) = try await open(config, logger: logger)
             opened = own
+            services += pool
             let metered = MeteredStore(own, backend: Setup.storeBackend(config))
             say("switchboard: store \(Setup.storeDescription(config)), serving queues '\(Contract.storeQueue)' and '\(Contract.storeMembersQueue)'; bad input goes to queue '\(Contract.parkedQueue)'")
             services += Setup.storeServices(config: config, store: metered, parked: own, options: options, logger: logger)
@@ -92,8 +93,9 @@ package enum ServiceBuilder {
                 backend: "remote")
             say("switchboard: store reached through queue '\(Contract.storeQueue)' (the store role)")
         case .read:
-            let own = try Setup.openStore(config, logger: logger)
+            let (own, pool) = try await open(config, logger: logger)
             opened = own
+            services += pool
             store = MeteredStore(own, backend: Setup.storeBackend(config))
             say("switchboard: store \(Setup.storeDescription(config)), read beside the store role")
         }
@@ -141,6 +143,13 @@ package enum ServiceBuilder {
         return services
     }
 
+    /// The store, and its pool first among the services: a group stops its services in reverse order,
+    /// so the pool stops after everything that uses the store.
+    private static func open(_ config: SwitchboardConfig, logger: Logger) async throws -> (any ConversationStore & AdminStore, [any Service]) {
+        let opened = try await Setup.openStore(config, logger: logger)
+        return (opened.store, opened.service.map { [$0] } ?? [])
+    }
+
     /// Builds the services of `roles` and runs them in one `ServiceGroup` until SIGTERM or SIGINT.
     package static func run(_ roles: Roles, config: SwitchboardConfig, logger: Logger) async throws {
         // Two `switchboard run` with SQLite stores of their own on one vhost would split conversations.
@@ -149,7 +158,7 @@ package enum ServiceBuilder {
         }
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: try services(roles, config: config, logger: logger).map { .init(service: $0) },
+                services: try await services(roles, config: config, logger: logger).map { .init(service: $0) },
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         try await group.run()

@@ -32,7 +32,7 @@ enum AdminBench {
         admin.plainHTTP = true
         admin.tokens = [AdminToken(name: "bench", role: .viewer, sha256: sha, location: admin.location)]
         config.admin = admin
-        let store = try Setup.openStore(config, logger: logger)
+        let store = try Setup.openStandaloneStore(config, logger: logger)
         let adminStore: any AdminStore = store
 
         let started = nanos()

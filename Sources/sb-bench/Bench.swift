@@ -152,7 +152,7 @@ extension Bench {
         let config = try Setup.loadConfig(directory: directory, environment: environment)
         let started = nanos()
         do {
-            let store = try Setup.openStore(config, logger: logger)
+            let store = try Setup.openStandaloneStore(config, logger: logger)
             try AdminBench.fill(store, conversations: count, prefix: "PF", progress: "bench: prefill")
         }
         let seconds = Double(nanos() - started) / 1e9

@@ -17,7 +17,7 @@ enum EngineBench {
         var environment = ProcessInfo.processInfo.environment
         environment["SB_DATA_DIR"] = dataDir
         let config = try Setup.loadConfig(directory: directory, environment: environment)
-        let store = try Setup.openStore(config, logger: logger)
+        let store = try Setup.openStandaloneStore(config, logger: logger)
         let intake = IntakeHandler(config: config, logger: logger)
         let worker = WorkerHandler(
             config: config, store: store, partitions: Array(0..<config.settings.partitions), logger: logger)

@@ -62,7 +62,7 @@ import Wiring
                     body: {seen: "${counter:n}"}
             """)], environment: [:])
         let logger = Logger(label: "builder-test")
-        let services = try ServiceBuilder.services(.all(config), config: config, logger: logger)
+        let services = try await ServiceBuilder.services(.all(config), config: config, logger: logger)
         let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) }, logger: logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }

@@ -79,8 +79,8 @@ enum ParkedContract {
         let url = "\(base)?schema=\(schema)"
         let logger = Logger(label: "t")
         // Each on a thread of its own (the store's synchronous bridge must not hold a concurrency thread).
-        async let first = onThread { try PostgresStore(url: url, logger: logger) }
-        async let second = onThread { try PostgresStore(url: url, logger: logger) }
+        async let first = onThread { try PostgresStore.standalone(url: url, logger: logger) }
+        async let second = onThread { try PostgresStore.standalone(url: url, logger: logger) }
         _ = try await first
         let store = try await second
         let versions = try await store.admin { db, logger in
@@ -95,7 +95,7 @@ enum ParkedContract {
             _ = try await db.query("INSERT INTO schema_version VALUES (999, 'from the future', 0)", logger: logger)
             return 0
         }
-        let refused = await #expect(throws: StoreError.self) { try await onThread { _ = try PostgresStore(url: url, logger: logger) } }
+        let refused = await #expect(throws: StoreError.self) { try await onThread { _ = try PostgresStore.standalone(url: url, logger: logger) } }
         #expect("\(refused.map { "\($0)" } ?? "")".contains("version 999, newer than this release knows"))
     }
 }

@@ -43,7 +43,7 @@ struct Backend: Sendable {
         guard let base = ProcessInfo.processInfo.environment["SB_TEST_POSTGRES_URL"], !base.isEmpty else { throw NoServer() }
         let url = base + (base.contains("?") ? "&" : "?") + "schema=t\(UUID().uuidString.prefix(12).lowercased().replacingOccurrences(of: "-", with: ""))"
         let logger = Logger(label: "store-test")
-        return (try PostgresStore(url: url, logger: logger), { try PostgresStore(url: url, logger: logger) })
+        return (try PostgresStore.standalone(url: url, logger: logger), { try PostgresStore.standalone(url: url, logger: logger) })
     }
 }
 
@@ -412,7 +412,7 @@ enum StoreContract {
         guard let base = env["SB_TEST_POSTGRES_URL"], let ca = env["SB_TEST_POSTGRES_CA"] else { throw Backend.NoServer() }
         let schema = "t" + UUID().uuidString.prefix(8).lowercased()
         try await onThread {
-            let store = try PostgresStore(url: "\(base)?schema=\(schema)&sslmode=require&sslrootcert=\(ca)", logger: Logger(label: "t"))
+            let store = try PostgresStore.standalone(url: "\(base)?schema=\(schema)&sslmode=require&sslrootcert=\(ca)", logger: Logger(label: "t"))
             #expect(try store.commit([Commit(inbound: InboundKey("a", "1"), conversationId: "c1", expectedVersion: 0, at: Date())])
                     == [.committed(version: 1)])
         }
@@ -428,7 +428,7 @@ enum StoreContract {
         #expect(openssl.terminationStatus == 0)
         let refused = await #expect(throws: StoreError.self) {
             try await onThread {
-                _ = try PostgresStore(url: "\(base)?schema=\(schema)&sslmode=require&sslrootcert=\(otherCA)", timeout: 15, logger: Logger(label: "t"))
+                _ = try PostgresStore.standalone(url: "\(base)?schema=\(schema)&sslmode=require&sslrootcert=\(otherCA)", timeout: 15, logger: Logger(label: "t"))
             }
         }
         #expect(refused.map { "\($0)".lowercased().contains("certificate") } == true, "\(String(describing: refused))")

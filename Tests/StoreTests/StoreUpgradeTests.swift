@@ -43,7 +43,7 @@ import Testing
         psql.waitUntilExit()
         try #require(psql.terminationStatus == 0, "psql could not load the fixture")
         try await onThread {
-            let store = try PostgresStore(url: "\(base)?schema=\(schema)", logger: Logger(label: "store-test"))
+            let store = try PostgresStore.standalone(url: "\(base)?schema=\(schema)", logger: Logger(label: "store-test"))
             let newest = try store.blocking {
                 try await store.client.query("SELECT max(version) FROM schema_version").collect().first?.decode(Int.self)
             }

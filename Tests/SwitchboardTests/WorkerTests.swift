@@ -268,7 +268,7 @@ final class ReadRefusingStore: ForwardingStore, @unchecked Sendable {
         try await withCheckedThrowingContinuation { (done: CheckedContinuation<Void, any Error>) in
             Thread {
                 done.resume(with: Result {
-                    try WorkerTests.appliedAgainPastTheDedupeWindow(try PostgresStore(url: url, logger: Logger(label: "test")))
+                    try WorkerTests.appliedAgainPastTheDedupeWindow(try PostgresStore.standalone(url: url, logger: Logger(label: "test")))
                 })
             }.start()
         }
