@@ -150,7 +150,13 @@ let package = Package(
             name: "SwitchboardTests", dependencies: ["Switchboard", "AMQP", "Store", "Rules", "JSONPath"],
             swiftSettings: strict),
         // The admin's pure parts: message states, reason groups, forms, JSON, templates, accounts.
-        .testTarget(name: "AdminTests", dependencies: ["Admin", "Store", "Rules", "Switchboard", "AMQP", "JSONPath"], swiftSettings: strict),
+        .testTarget(
+            name: "AdminTests",
+            dependencies: [
+                "Admin", "Store", "Rules", "Switchboard", "AMQP", "JSONPath", .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict),
         // The exposition (HELP lines, names), readiness and the JSON log lines, without a broker.
         .testTarget(name: "OperationsTests", dependencies: ["Operations", "Switchboard", "Rules"], swiftSettings: strict),
         // Tests against the real broker started by Deploy/local (make test, .ci/run).
