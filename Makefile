@@ -47,7 +47,8 @@ config-check: build
 
 run: broker build
 	@echo "switchboard: starting every role with $(CONFIG)/ (Ctrl-C or SIGTERM stops it gracefully)"
-	@hash="$${SB_ADMIN_PASSWORD_HASH:-$$(bash Deploy/local/admin.sh $(BIN))}" && \
+	@eval "$$(bash Deploy/local/rabbitmq.sh run-env)" && \
+	  hash="$${SB_ADMIN_PASSWORD_HASH:-$$(bash Deploy/local/admin.sh $(BIN))}" && \
 	  echo "switchboard: web UI: sign in as 'admin' with the password in $${SB_DATA_DIR:-.data}/admin-password" && \
 	  SB_ADMIN_PASSWORD_HASH="$$hash" exec $(BIN) run --config $(CONFIG)
 

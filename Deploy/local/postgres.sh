@@ -6,16 +6,24 @@
 #   postgres.sh stop
 #   postgres.sh url     the store_url for it
 #   postgres.sh ca      the CA file that signed its TLS certificate (TLS 1.2+ on the same port)
+# When SB_POSTGRES_PORT is not given and 55432 is taken at the first start by a server that is not this
+# checkout's (another checkout's), it takes the next free port and remembers it in .postgres.port.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-port="${SB_POSTGRES_PORT:-55432}"
-state="${SB_POSTGRES_DIR:-$repo/.postgres}"
-# As root the server runs as 'postgres', which may not reach into the repo (a clone under /root, say).
-if [ -z "${SB_POSTGRES_DIR:-}" ] && [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$repo" 2>/dev/null; then
-  state="/tmp/switchboard-postgres-$port"
-fi
+remembered="$repo/.postgres.port"
+given_port="${SB_POSTGRES_PORT:-}"
+[ -z "$given_port" ] && [ -f "$remembered" ] && given_port="$(cat "$remembered")"
+port="${given_port:-55432}"
+set_state() {
+  state="${SB_POSTGRES_DIR:-$repo/.postgres}"
+  # As root the server runs as 'postgres', which may not reach into the repo (a clone under /root, say).
+  if [ -z "${SB_POSTGRES_DIR:-}" ] && [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$repo" 2>/dev/null; then
+    state="/tmp/switchboard-postgres-$port"
+  fi
+}
+set_state
 bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
 [ -n "$bin" ] || { echo "postgres.sh: PostgreSQL is not installed (make deps installs it)" >&2; exit 1; }
 
@@ -24,10 +32,28 @@ as_owner() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-answers() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
+answers() { (exec 3<>"/dev/tcp/127.0.0.1/${1:-$port}") 2>/dev/null; }
+
+# This checkout's server runs (its postmaster.pid names a live process).
+own_server_runs() { [ -f "$state/postmaster.pid" ] && kill -0 "$(head -1 "$state/postmaster.pid")" 2>/dev/null; }
+
+# At the first start without a given port: 55432, or the next free one when another server holds it.
+choose_port() {
+  [ -n "$given_port" ] && return 0
+  if answers && ! own_server_runs; then
+    while answers "$port"; do
+      port=$((port + 1))
+      [ "$port" -le 55532 ] || { echo "postgres.sh: no free port near 55432" >&2; exit 1; }
+    done
+    echo "postgres.sh: another server holds 127.0.0.1:55432; this checkout's takes $port"
+    set_state
+  fi
+  echo "$port" > "$remembered"
+}
 
 case "${1:-}" in
   start)
+    choose_port
     if answers; then exit 0; fi
     mkdir -p "$state"
     [ "$(id -u)" = 0 ] && chown postgres: "$state"

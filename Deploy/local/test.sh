@@ -45,6 +45,8 @@ rm -rf "$TMPDIR" && mkdir -p "$TMPDIR"
 export TMPDIR
 # shellcheck disable=SC2086
 phase build swift build --build-tests $swift_flags || { report; exit 1; }
+# The tests find this checkout's broker (its ports, its CA) through these variables.
+eval "$(bash Deploy/local/rabbitmq.sh env)"
 SB_TEST_POSTGRES_URL=$(bash Deploy/local/postgres.sh url)
 SB_TEST_POSTGRES_CA=$(bash Deploy/local/postgres.sh ca)
 export SB_TEST_POSTGRES_URL SB_TEST_POSTGRES_CA SB_BINARY="$PWD/.build/debug/switchboard"

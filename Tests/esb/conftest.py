@@ -29,6 +29,11 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BINARY = os.environ.get("SB_BINARY", os.path.join(REPO, ".build", "debug", "switchboard"))
 MGMT = os.environ.get("SB_TEST_MANAGEMENT_URL", "http://localhost:15672")
 AMQP_HOST = os.environ.get("SB_TEST_AMQP_HOST", "localhost")
+# This checkout's broker (`eval "$(Deploy/local/rabbitmq.sh env)"` sets these; Deploy/local/test.sh does):
+# other ports than the standard ones when another broker held those at its first start.
+AMQP_PORT = int(os.environ.get("SB_TEST_AMQP_PORT", "5672"))
+AMQPS_PORT = int(os.environ.get("SB_TEST_AMQPS_PORT", "5671"))
+PROMETHEUS_PORT = int(os.environ.get("SB_TEST_PROMETHEUS_PORT", "15692"))
 # The local broker's CA and its server certificate for localhost (Deploy/local/rabbitmq.sh): the admin's
 # HTTPS listener in the tests uses the same certificate.
 TLS_DIR = os.path.dirname(os.environ.get("SB_TLS_CA_FILE", os.path.join(REPO, ".rabbitmq", "tls", "ca.pem")))
@@ -70,7 +75,7 @@ def vhost():
 
 
 def amqp_url(vhost):
-    return f"amqp://guest:guest@{AMQP_HOST}:5672/{vhost}"
+    return f"amqp://guest:guest@{AMQP_HOST}:{AMQP_PORT}/{vhost}"
 
 
 class ESB:
@@ -347,6 +352,9 @@ class Switchboard:
                         SB_ADMIN_LISTEN="127.0.0.1:0", SB_ADMIN_TLS_CERT=os.path.join(TLS_DIR, "server.pem"),
                         SB_ADMIN_TLS_KEY=os.path.join(TLS_DIR, "server.key"))
         self.env["SB_METRICS_LISTEN"] = f"127.0.0.1:{free_port()}"
+        if MGMT != "http://localhost:15672":
+            # Not where Switchboard looks by default (the broker's host, port 15672): this checkout's broker.
+            self.env["SB_MANAGEMENT_URL"] = MGMT.replace("://", "://guest:guest@")
         self.env.update(env or {})
         self.metrics_url = "http://" + self.env["SB_METRICS_LISTEN"]
         self.store_url = store_url or "sqlite"

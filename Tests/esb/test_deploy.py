@@ -164,7 +164,7 @@ def test_systemd_units_are_hardened():
 def test_rabbitmq_apply_gives_quorum_queues_the_policy_and_each_user_least_privilege():
     """Deploy/rabbitmq/apply.sh on the real broker, twice (idempotent), then Switchboard with
     queue_type quorum as the user it made, and its metrics reading ages as the monitoring user."""
-    from conftest import ESB, Switchboard, incident, mgmt, rabbitmqctl_ok
+    from conftest import AMQP_PORT, ESB, MGMT, Switchboard, incident, mgmt, rabbitmqctl_ok
     import pika
     import uuid
     if not rabbitmqctl_ok():
@@ -185,8 +185,8 @@ def test_rabbitmq_apply_gives_quorum_queues_the_policy_and_each_user_least_privi
                            env=dict(env, SB_USER_PASSWORD="esb-" + tag), capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
         mgmt("PUT", f"/api/permissions/{vhost}/guest", {"configure": "", "write": "^sb\\.in$", "read": "^sb\\.(out|parked).*"})
-        broker = f"amqp://{sb_user}:{secrets['SB_SWITCHBOARD_PASSWORD']}@localhost:5672/{vhost}"
-        management = f"http://{mon_user}:{secrets['SB_MONITORING_PASSWORD']}@localhost:15672"
+        broker = f"amqp://{sb_user}:{secrets['SB_SWITCHBOARD_PASSWORD']}@localhost:{AMQP_PORT}/{vhost}"
+        management = MGMT.replace("://", f"://{mon_user}:{secrets['SB_MONITORING_PASSWORD']}@")
         sb = Switchboard(vhost, env={"SB_BROKER_URL": broker, "SB_QUEUE_TYPE": "quorum", "SB_MANAGEMENT_URL": management}).start()
         esb = ESB(vhost)
         esb.publish("customer-a", incident("INCPROD1", assignment_group={"value": "g1", "display_value": "Local"}), message_id="prod-1")
@@ -229,7 +229,7 @@ def test_rabbitmq_apply_gives_quorum_queues_the_policy_and_each_user_least_privi
         assert 'switchboard_endpoint_oldest_message_age_seconds{endpoint="vendor-x",direction="out"}' in text
         assert 'switchboard_queue_read_errors_total{source="management"} 0' in text
         # The ESB's user may publish and read its own outbound queue, nothing else.
-        params = pika.URLParameters(f"amqp://{esb_user}:esb-{tag}@localhost:5672/{vhost}")
+        params = pika.URLParameters(f"amqp://{esb_user}:esb-{tag}@localhost:{AMQP_PORT}/{vhost}")
         conn = pika.BlockingConnection(params)
         ch = conn.channel()
         ch.queue_declare("sb.out.customer-a", passive=True)
@@ -238,7 +238,7 @@ def test_rabbitmq_apply_gives_quorum_queues_the_policy_and_each_user_least_privi
         assert refused.value.reply_code == 403
         conn.close()
         # And the monitoring user may not touch a message.
-        conn = pika.BlockingConnection(pika.URLParameters(f"amqp://{mon_user}:{secrets['SB_MONITORING_PASSWORD']}@localhost:5672/{vhost}"))
+        conn = pika.BlockingConnection(pika.URLParameters(f"amqp://{mon_user}:{secrets['SB_MONITORING_PASSWORD']}@localhost:{AMQP_PORT}/{vhost}"))
         with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
             conn.channel().basic_get("sb.out.vendor-x")
         assert refused.value.reply_code == 403

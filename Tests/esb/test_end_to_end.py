@@ -9,7 +9,7 @@ import uuid
 import pika
 import pytest
 
-from conftest import REPO, Switchboard, incident, jira, memory_alarm, rabbitmqctl
+from conftest import AMQPS_PORT, REPO, Switchboard, incident, jira, memory_alarm, rabbitmqctl
 
 
 def timeline(db, conversation):
@@ -317,9 +317,9 @@ def test_runs_over_amqps_with_a_verified_certificate(esb, vhost):
     ca = os.environ.get("SB_TLS_CA_FILE", os.path.join(REPO, ".rabbitmq", "tls", "ca.pem"))
     if not os.path.exists(ca):
         pytest.skip("no local TLS listener (the broker was not started by Deploy/local/rabbitmq.sh)")
-    sb = Switchboard(vhost, env={"SB_BROKER_URL": f"amqps://guest:guest@localhost:5671/{vhost}", "SB_TLS_CA_FILE": ca}).start()
+    sb = Switchboard(vhost, env={"SB_BROKER_URL": f"amqps://guest:guest@localhost:{AMQPS_PORT}/{vhost}", "SB_TLS_CA_FILE": ca}).start()
     try:
-        assert "amqps://guest:***@localhost:5671/" in sb.output()
+        assert f"amqps://guest:***@localhost:{AMQPS_PORT}/" in sb.output()
         number = "INC" + uuid.uuid4().hex[:7]
         esb.publish("customer-a", incident(number), message_id="tls-1")
         [(props, body)] = esb.take("sb.out.vendor-x", 1)
@@ -327,7 +327,7 @@ def test_runs_over_amqps_with_a_verified_certificate(esb, vhost):
     finally:
         assert sb.stop() == 0
     # The same with a CA that did not sign the broker's certificate: no connection, and it says why.
-    bad = Switchboard(vhost, env={"SB_BROKER_URL": f"amqps://guest:guest@localhost:5671/{vhost}",
+    bad = Switchboard(vhost, env={"SB_BROKER_URL": f"amqps://guest:guest@localhost:{AMQPS_PORT}/{vhost}",
                                   "SB_TLS_CA_FILE": "/etc/ssl/certs/ca-certificates.crt"})
     try:
         with pytest.raises(RuntimeError):

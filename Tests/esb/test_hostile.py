@@ -11,7 +11,7 @@ import uuid
 import pika
 import pytest
 
-from conftest import AMQP_HOST, BINARY, REPO, Switchboard, incident, start_shape
+from conftest import AMQP_HOST, AMQP_PORT, BINARY, REPO, Switchboard, incident, start_shape
 
 PORTAL = """
 endpoints:
@@ -39,7 +39,7 @@ def add_esb_user(vhost, user, password, *endpoints):
 
 
 def connect(vhost, user, password):
-    params = pika.ConnectionParameters(host=AMQP_HOST, virtual_host=vhost,
+    params = pika.ConnectionParameters(host=AMQP_HOST, port=AMQP_PORT, virtual_host=vhost,
                                        credentials=pika.PlainCredentials(user, password))
     conn = pika.BlockingConnection(params)
     ch = conn.channel()
@@ -181,7 +181,7 @@ def test_switchboard_runs_as_its_own_least_privilege_user(esb, vhost, portal_use
     user, password = portal_user
     own, own_password = "sb-" + uuid.uuid4().hex[:6], uuid.uuid4().hex
     users_sh("switchboard", vhost, own, password=own_password)
-    url = f"amqp://{own}:{own_password}@{AMQP_HOST}:5672/{vhost}"
+    url = f"amqp://{own}:{own_password}@{AMQP_HOST}:{AMQP_PORT}/{vhost}"
     sb = Switchboard(vhost, extra_config=PORTAL.format(user=user), env={"SB_BROKER_URL": url}).start()
     try:
         conn, ch = connect(vhost, user, password)

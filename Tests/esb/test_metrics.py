@@ -17,7 +17,7 @@ import uuid
 import pytest
 import yaml
 
-from conftest import (ESB, REPO, Switchboard, flow, free_port, fresh_vhost, http_get, incident, memory_alarm, mgmt,
+from conftest import (ESB, MGMT, PROMETHEUS_PORT, REPO, Switchboard, flow, free_port, fresh_vhost, http_get, incident, memory_alarm, mgmt,
                       rabbitmqctl, rabbitmqctl_ok)
 
 DEPLOY = os.path.join(REPO, "Deploy", "prometheus")
@@ -276,7 +276,7 @@ def test_a_broker_resource_alarm_shows_in_prometheus_through_the_alerts_expressi
         pytest.skip("the broker is not the one Deploy/local/rabbitmq.sh started; cannot raise its alarm")
     prometheus = Prometheus()
     with open(os.path.join(prometheus.dir, "targets", "rabbitmq-test.yml"), "w") as f:
-        yaml.safe_dump([{"targets": [f"localhost:{os.environ.get('SB_RABBITMQ_PROMETHEUS_PORT', '15692')}"]}], f)
+        yaml.safe_dump([{"targets": [f"localhost:{PROMETHEUS_PORT}"]}], f)
     prometheus.start()
     expr = alert_expr("SwitchboardBrokerBlocked")
     try:
@@ -411,7 +411,7 @@ def test_management_credentials_refused_are_counted_and_named_not_waited_on():
     the metrics count and the log names, with the user and without the password."""
     gen = fresh_vhost("sb-mgmt-")
     vhost = next(gen)
-    store = Switchboard(vhost, args=["store"], env={"SB_MANAGEMENT_URL": "http://nobody:not-the-password@localhost:15672"})
+    store = Switchboard(vhost, args=["store"], env={"SB_MANAGEMENT_URL": MGMT.replace("://", "://nobody:not-the-password@")})
     try:
         store.start()
         deadline = time.time() + 20

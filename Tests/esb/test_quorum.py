@@ -7,7 +7,7 @@ import threading
 import pika
 import pytest
 
-from conftest import (AMQP_HOST, BOTH_SIDES_RULES, ESB, Switchboard, assert_each_once_in_order, fresh_vhost,
+from conftest import (AMQP_HOST, AMQP_PORT, BOTH_SIDES_RULES, ESB, Switchboard, assert_each_once_in_order, fresh_vhost,
                       publish_sides, rabbitmqctl, take_unique)
 
 PARTITIONS = 8
@@ -31,7 +31,7 @@ class Intruder:
 
     def __init__(self, vhost, queues):
         self.received = 0
-        self.conn = pika.BlockingConnection(pika.ConnectionParameters(host=AMQP_HOST, virtual_host=vhost))
+        self.conn = pika.BlockingConnection(pika.ConnectionParameters(host=AMQP_HOST, port=AMQP_PORT, virtual_host=vhost))
         self.ch = self.conn.channel()
         self.ch.basic_qos(prefetch_count=1000)
         for q in queues:
