@@ -32,6 +32,8 @@ set_ports() {
   amqps_port="${SB_RABBITMQ_TLS_PORT:-5671}"
   management_port="${SB_RABBITMQ_MANAGEMENT_PORT:-15672}"
   prometheus_port="${SB_RABBITMQ_PROMETHEUS_PORT:-15692}"
+  # Erlang distribution: 20000 above the AMQP port, as RabbitMQ does only for a port given in its environment.
+  export RABBITMQ_DIST_PORT="${RABBITMQ_DIST_PORT:-$((amqp_port + 20000))}"
 }
 set_ports
 bin=/usr/lib/rabbitmq/bin
@@ -70,6 +72,7 @@ choose_ports() {
   mkdir -p "$state"
   export SB_RABBITMQ_PORT=$((5672 + shift)) SB_RABBITMQ_TLS_PORT=$((5671 + shift))
   export SB_RABBITMQ_MANAGEMENT_PORT=$((15672 + shift)) SB_RABBITMQ_PROMETHEUS_PORT=$((15692 + shift))
+  unset RABBITMQ_DIST_PORT
   if [ $shift -gt 0 ]; then export RABBITMQ_NODENAME="switchboard-$SB_RABBITMQ_PORT@localhost"; fi
   {
     echo "SB_RABBITMQ_PORT=$SB_RABBITMQ_PORT"
@@ -162,6 +165,7 @@ case "${1:-start}" in
     echo "export SB_TEST_AMQP_URL=amqp://guest:guest@localhost:$amqp_port/ SB_TEST_AMQPS_URL=amqps://guest:guest@localhost:$amqps_port/"
     echo "export SB_TEST_AMQP_PORT=$amqp_port SB_TEST_AMQPS_PORT=$amqps_port SB_TEST_MANAGEMENT_URL=http://localhost:$management_port"
     echo "export SB_TEST_PROMETHEUS_PORT=$prometheus_port SB_TLS_CA_FILE=$tls/ca.pem"
+    echo "export SB_TEST_RABBITMQ_LOG=$RABBITMQ_LOG_BASE/$RABBITMQ_NODENAME.log"
     ;;
   run-env)
     # For `make run`: this node unless the caller names a broker (and its management API when it is not
