@@ -12,6 +12,11 @@ import Synchronization
 /// Channels: 1 consumes (qos, consume, ack), 2 publishes in confirm mode, 3 carries declarations and
 /// other RPCs. Frames are read by one pump that files each one where it belongs, so a delivery that
 /// arrives while we wait for confirms is kept, not lost.
+///
+/// Over 400 lines on purpose: the class and its frame pump share bookkeeping (pending deliveries, the
+/// unconfirmed sequence numbers, the channel's tag base) that stays private to this file; split into
+/// extensions elsewhere it would have to be opened to the whole module. The conversions between
+/// rabbitmq-c's structures and ours, and the method ids, are in Conversions.swift.
 package final class Connection {
     package let options: ConnectionOptions
     /// Increases with every connection made in this process; a delivery's tag is valid only on its own.
@@ -484,7 +489,7 @@ package final class Connection {
         let channel = frame.channel
         let method = frame.payload.method
         switch method.id {
-        case 0x003C_003C:  // basic.deliver
+        case Method.basicDeliver:
             let d = method.decoded.assumingMemoryBound(to: amqp_basic_deliver_t.self).pointee
             let consumerTag = Self.string(d.consumer_tag)
             let exchange = Self.string(d.exchange)
@@ -494,13 +499,13 @@ package final class Connection {
                 Delivery(
                     deliveryTag: d.delivery_tag, redelivered: d.redelivered != 0, exchange: exchange,
                     routingKey: routingKey, consumerTag: consumerTag, message: message, generation: generation))
-        case 0x003C_0050:  // basic.ack (publisher confirm)
+        case Method.basicAck:  // a publisher confirm
             let a = method.decoded.assumingMemoryBound(to: amqp_basic_ack_t.self).pointee
             settle(upTo: tagBase + a.delivery_tag, multiple: a.multiple != 0, nacked: false)
-        case 0x003C_0078:  // basic.nack
+        case Method.basicNack:
             let n = method.decoded.assumingMemoryBound(to: amqp_basic_nack_t.self).pointee
             settle(upTo: tagBase + n.delivery_tag, multiple: n.multiple != 0, nacked: true)
-        case 0x003C_0032:  // basic.return
+        case Method.basicReturn:
             let r = method.decoded.assumingMemoryBound(to: amqp_basic_return_t.self).pointee
             let replyText = Self.string(r.reply_text)
             let exchange = Self.string(r.exchange)
@@ -510,30 +515,30 @@ package final class Connection {
                 ReturnedMessage(
                     replyCode: Int(r.reply_code), replyText: replyText, exchange: exchange, routingKey: routingKey,
                     message: message))
-        case 0x0014_0028:  // channel.close
+        case Method.channelClose:
             let c = method.decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
             let text = Self.string(c.reply_text)
             fail()
             throw AMQPError(.channelClosed, "the broker closed channel \(channel): \(text)", replyCode: Int(c.reply_code))
-        case 0x000A_0032:  // connection.close
+        case Method.connectionClose:
             let c = method.decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
             let text = Self.string(c.reply_text)
             var closeOk = amqp_connection_close_ok_t(dummy: 0)
-            amqp_send_method(state, 0, 0x000A_0033, &closeOk)
+            amqp_send_method(state, 0, Method.connectionCloseOk, &closeOk)
             fail()
             throw AMQPError(.connectionClosed, "the broker closed the connection: \(text)", replyCode: Int(c.reply_code))
-        case 0x003C_001E:  // basic.cancel from the broker (queue deleted, node down)
+        case Method.basicCancel:  // from the broker (queue deleted, node down)
             let c = method.decoded.assumingMemoryBound(to: amqp_basic_cancel_t.self).pointee
             let tag = Self.string(c.consumer_tag)
             fail()
             throw AMQPError(.consumerCancelled, "the broker cancelled consumer \(tag)")
-        case 0x000A_003C:  // connection.blocked
+        case Method.connectionBlocked:
             let reason = Self.string(method.decoded.assumingMemoryBound(to: amqp_connection_blocked_t.self).pointee.reason)
             blocked = true
             logger.warning(
                 "broker blocked publishing (resource alarm)", metadata: ["amqp.server": "\(options.host)", "amqp.reason": "\(reason)"])
             onBlocked?(reason)
-        case 0x000A_003D:  // connection.unblocked
+        case Method.connectionUnblocked:
             blocked = false
             logger.info("broker unblocked publishing", metadata: ["amqp.server": "\(options.host)"])
             onBlocked?(nil)
@@ -588,7 +593,7 @@ package final class Connection {
             if error.code == .channelClosed {
                 // Acknowledge the close so the socket stays usable for the goodbye.
                 var closeOk = amqp_channel_close_ok_t(dummy: 0)
-                amqp_send_method(state, channel, 0x0014_0029, &closeOk)
+                amqp_send_method(state, channel, Method.channelCloseOk, &closeOk)
             }
             close()
         }
@@ -608,11 +613,11 @@ package final class Connection {
             let code: AMQPError.Code = reply.library_error == AMQP_STATUS_TIMEOUT.rawValue ? .timeout : .connectionClosed
             return AMQPError(code, "\(what): \(String(cString: amqp_error_string2(reply.library_error)))")
         case AMQP_RESPONSE_SERVER_EXCEPTION:
-            if reply.reply.id == 0x0014_0028 {
+            if reply.reply.id == Method.channelClose {
                 let c = reply.reply.decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
                 return AMQPError(.channelClosed, "\(what): \(string(c.reply_text))", replyCode: Int(c.reply_code))
             }
-            if reply.reply.id == 0x000A_0032 {
+            if reply.reply.id == Method.connectionClose {
                 let c = reply.reply.decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
                 return AMQPError(.connectionClosed, "\(what): \(string(c.reply_text))", replyCode: Int(c.reply_code))
             }
@@ -620,185 +625,5 @@ package final class Connection {
         default:
             return AMQPError(.protocolError, "\(what): no reply")
         }
-    }
-
-    // MARK: - Conversions
-
-    static func timeval(_ seconds: TimeInterval) -> timeval {
-        let s = max(0, seconds)
-        return Glibc.timeval(tv_sec: Int(s), tv_usec: Int((s - s.rounded(.down)) * 1_000_000))
-    }
-
-    static func string(_ b: amqp_bytes_t) -> String {
-        guard b.len > 0, let p = b.bytes else { return "" }
-        return String(decoding: UnsafeRawBufferPointer(start: p, count: b.len), as: UTF8.self)
-    }
-
-    static func data(_ b: amqp_bytes_t) -> Data {
-        guard b.len > 0, let p = b.bytes else { return Data() }
-        return Data(bytes: p, count: b.len)
-    }
-
-    static func properties(_ p: amqp_basic_properties_t) -> Properties {
-        let f = p._flags
-        func has(_ flag: Int32) -> Bool { f & amqp_flags_t(flag) != 0 }
-        var props = Properties(persistent: has(1 << 12) && p.delivery_mode == 2)
-        props.deliveryModeSet = has(1 << 12)
-        if has(1 << 15) { props.contentType = string(p.content_type) }
-        if has(1 << 14) { props.contentEncoding = string(p.content_encoding) }
-        if has(1 << 11) { props.priority = p.priority }
-        if has(1 << 2) { props.clusterId = string(p.cluster_id) }
-        if has(1 << 10) { props.correlationId = string(p.correlation_id) }
-        if has(1 << 9) { props.replyTo = string(p.reply_to) }
-        if has(1 << 8) { props.expiration = string(p.expiration) }
-        if has(1 << 7) { props.messageId = string(p.message_id) }
-        if has(1 << 6) { props.timestamp = p.timestamp }
-        if has(1 << 5) { props.type = string(p.type) }
-        if has(1 << 4) { props.userId = string(p.user_id) }
-        if has(1 << 3) { props.appId = string(p.app_id) }
-        if has(1 << 13) { props.headers = table(p.headers) }
-        return props
-    }
-
-    static func table(_ t: amqp_table_t) -> [String: FieldValue] {
-        var out: [String: FieldValue] = [:]
-        guard t.num_entries > 0, let entries = t.entries else { return out }
-        for i in 0..<Int(t.num_entries) {
-            let e = entries[i]
-            if let v = field(e.value) { out[string(e.key)] = v }
-        }
-        return out
-    }
-
-    static func field(_ v: amqp_field_value_t) -> FieldValue? {
-        switch UInt32(v.kind) {
-        case AMQP_FIELD_KIND_UTF8.rawValue: return .string(string(v.value.bytes))
-        case AMQP_FIELD_KIND_BYTES.rawValue: return .bytes(data(v.value.bytes))
-        case AMQP_FIELD_KIND_BOOLEAN.rawValue: return .bool(v.value.boolean != 0)
-        case AMQP_FIELD_KIND_I8.rawValue: return .int(Int64(v.value.i8))
-        case AMQP_FIELD_KIND_U8.rawValue: return .int(Int64(v.value.u8))
-        case AMQP_FIELD_KIND_I16.rawValue: return .int(Int64(v.value.i16))
-        case AMQP_FIELD_KIND_U16.rawValue: return .int(Int64(v.value.u16))
-        case AMQP_FIELD_KIND_I32.rawValue: return .int(Int64(v.value.i32))
-        case AMQP_FIELD_KIND_U32.rawValue: return .int(Int64(v.value.u32))
-        case AMQP_FIELD_KIND_I64.rawValue: return .int(v.value.i64)
-        case AMQP_FIELD_KIND_U64.rawValue: return .int(Int64(bitPattern: v.value.u64))
-        case AMQP_FIELD_KIND_TIMESTAMP.rawValue: return .timestamp(v.value.u64)
-        case AMQP_FIELD_KIND_F32.rawValue: return .float(v.value.f32)
-        case AMQP_FIELD_KIND_F64.rawValue: return .double(v.value.f64)
-        case AMQP_FIELD_KIND_DECIMAL.rawValue: return .decimal(scale: v.value.decimal.decimals, value: v.value.decimal.value)
-        case AMQP_FIELD_KIND_TABLE.rawValue: return .table(table(v.value.table))
-        case AMQP_FIELD_KIND_ARRAY.rawValue:
-            let a = v.value.array
-            guard a.num_entries > 0, let entries = a.entries else { return .array([]) }
-            return .array((0..<Int(a.num_entries)).compactMap { field(entries[$0]) })
-        case AMQP_FIELD_KIND_VOID.rawValue: return .void
-        default: return nil
-        }
-    }
-}
-
-/// C memory for one call: every string, body and table handed to rabbitmq-c is copied here and freed
-/// together when the call is done.
-final class Arena {
-    private var allocations: [UnsafeMutableRawPointer] = []
-
-    deinit {
-        for p in allocations { free(p) }
-    }
-
-    private func allocate(_ count: Int) -> UnsafeMutableRawPointer {
-        let p = malloc(max(count, 1))!
-        allocations.append(p)
-        return p
-    }
-
-    func bytes(_ s: String) -> amqp_bytes_t {
-        var s = s
-        return s.withUTF8 { buf in copy(UnsafeRawBufferPointer(buf)) }
-    }
-
-    func bytes(_ d: Data) -> amqp_bytes_t {
-        d.withUnsafeBytes { copy($0) }
-    }
-
-    private func copy(_ buf: UnsafeRawBufferPointer) -> amqp_bytes_t {
-        let p = allocate(buf.count)
-        if buf.count > 0 { p.copyMemory(from: buf.baseAddress!, byteCount: buf.count) }
-        return amqp_bytes_t(len: buf.count, bytes: p)
-    }
-
-    func field(_ v: FieldValue) -> amqp_field_value_t {
-        var f = amqp_field_value_t()
-        func kind(_ k: amqp_field_value_kind_t) { f.kind = UInt8(k.rawValue) }
-        switch v {
-        case .string(let s):
-            kind(AMQP_FIELD_KIND_UTF8)
-            f.value.bytes = bytes(s)
-        case .bytes(let d):
-            kind(AMQP_FIELD_KIND_BYTES)
-            f.value.bytes = bytes(d)
-        case .int(let i):
-            kind(AMQP_FIELD_KIND_I64)
-            f.value.i64 = i
-        case .bool(let b):
-            kind(AMQP_FIELD_KIND_BOOLEAN)
-            f.value.boolean = b ? 1 : 0
-        case .float(let x):
-            kind(AMQP_FIELD_KIND_F32)
-            f.value.f32 = x
-        case .double(let x):
-            kind(AMQP_FIELD_KIND_F64)
-            f.value.f64 = x
-        case .decimal(let scale, let value):
-            kind(AMQP_FIELD_KIND_DECIMAL)
-            f.value.decimal = amqp_decimal_t(decimals: scale, value: value)
-        case .timestamp(let t):
-            kind(AMQP_FIELD_KIND_TIMESTAMP)
-            f.value.u64 = t
-        case .table(let t):
-            kind(AMQP_FIELD_KIND_TABLE)
-            f.value.table = table(t)
-        case .array(let items):
-            kind(AMQP_FIELD_KIND_ARRAY)
-            let entries = allocate(max(1, items.count) * MemoryLayout<amqp_field_value_t>.stride)
-                .bindMemory(to: amqp_field_value_t.self, capacity: max(1, items.count))
-            for (i, item) in items.enumerated() { entries[i] = field(item) }
-            f.value.array = amqp_array_t(num_entries: Int32(items.count), entries: entries)
-        case .void:
-            kind(AMQP_FIELD_KIND_VOID)
-        }
-        return f
-    }
-
-    func table(_ values: [String: FieldValue]) -> amqp_table_t {
-        guard !values.isEmpty else { return amqp_empty_table }
-        let entries = allocate(values.count * MemoryLayout<amqp_table_entry_t>.stride)
-            .bindMemory(to: amqp_table_entry_t.self, capacity: values.count)
-        for (i, (k, v)) in values.sorted(by: { $0.key < $1.key }).enumerated() {
-            entries[i] = amqp_table_entry_t(key: bytes(k), value: field(v))
-        }
-        return amqp_table_t(num_entries: Int32(values.count), entries: entries)
-    }
-
-    func properties(_ p: Properties) -> amqp_basic_properties_t {
-        var props = amqp_basic_properties_t()
-        var flags: Int32 = p.deliveryModeSet ? 1 << 12 : 0
-        props.delivery_mode = p.persistent ? 2 : 1
-        if let v = p.contentType { props.content_type = bytes(v); flags |= 1 << 15 }
-        if let v = p.contentEncoding { props.content_encoding = bytes(v); flags |= 1 << 14 }
-        if let v = p.priority { props.priority = v; flags |= 1 << 11 }
-        if let v = p.clusterId { props.cluster_id = bytes(v); flags |= 1 << 2 }
-        if let v = p.correlationId { props.correlation_id = bytes(v); flags |= 1 << 10 }
-        if let v = p.replyTo { props.reply_to = bytes(v); flags |= 1 << 9 }
-        if let v = p.expiration { props.expiration = bytes(v); flags |= 1 << 8 }
-        if let v = p.messageId { props.message_id = bytes(v); flags |= 1 << 7 }
-        if let v = p.timestamp { props.timestamp = v; flags |= 1 << 6 }
-        if let v = p.type { props.type = bytes(v); flags |= 1 << 5 }
-        if let v = p.userId { props.user_id = bytes(v); flags |= 1 << 4 }
-        if let v = p.appId { props.app_id = bytes(v); flags |= 1 << 3 }
-        if !p.headers.isEmpty { props.headers = table(p.headers); flags |= 1 << 13 }
-        props._flags = amqp_flags_t(flags)
-        return props
     }
 }
