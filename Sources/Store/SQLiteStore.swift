@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import JSONPath
 import Rules
+import ServiceLifecycle
 import Synchronization
 
 /// The embedded default: one SQLite file in WAL mode, through GRDB. Writes are serialised by GRDB's
@@ -10,7 +11,7 @@ package final class SQLiteStore: ConversationStore {
     let pool: DatabasePool
     package let path: String
     let cache = Mutex(SnapshotCache())
-    private let checkpointer: Checkpointer
+    let checkpointer: Checkpointer
 
     /// Conversations as the commits through this object left them (write-through), so a batch's lookups
     /// need no queries for the tickets it has seen. Only a shortcut: every commit still checks the version
@@ -70,7 +71,8 @@ package final class SQLiteStore: ConversationStore {
         // acked. NORMAL survives a process crash but a power loss may lose the last commits.
         let mode = synchronous == "normal" ? "NORMAL" : "FULL"
         config.prepareDatabase { db in
-            // Checkpoints run on a thread of their own (`Checkpointer`), not in the commits.
+            // Checkpoints run on a thread of their own (`Checkpointer`, run by the service `checkpointing`),
+            // not in the commits.
             try db.execute(sql: "PRAGMA wal_autocheckpoint = \(wal.backstopPages)")
         }
         config.busyMode = .timeout(10)
@@ -88,6 +90,16 @@ package final class SQLiteStore: ConversationStore {
 
     deinit {
         checkpointer.stop()
+    }
+
+    /// The checkpointer's thread as a service of the group that owns this store: started by it and stopped
+    /// when the group shuts down (after the services that use the store, which stop first). A store no
+    /// group runs (a CLI command, a test) relies on the writer's own automatic checkpoint.
+    package var checkpointing: some Service { Checkpointing(checkpointer: checkpointer) }
+
+    /// For a program without a service group (the benchmark): the checkpointer runs until the store goes.
+    package func checkpointInBackground() {
+        checkpointer.start(then: {})
     }
 
     /// The writer connection's `PRAGMA synchronous` (1 NORMAL, 2 FULL), for tests and diagnostics.
@@ -519,56 +531,6 @@ package final class SQLiteStore: ConversationStore {
             e.configuration = o["config"]?.stringValue
             if case .number(let n)? = o["met"] { e.met = Int(n.value) }
             return e
-        }
-    }
-}
-
-/// Copies the WAL back into the database file from a thread of its own, so commits do not wait for a
-/// checkpoint's copying and `fdatasync`s (inline, they were a fifth of the commit path's time and its
-/// latency spikes). A passive checkpoint never blocks the writer or readers, but while commits keep
-/// coming it never reaches the WAL's end, and only a WAL checkpointed to its end starts over from its
-/// beginning. So once the WAL holds `restartPages`, the few frames appended since the last pass are
-/// checkpointed on the writer connection between two commits: the next commit starts the WAL over.
-/// The writer's own automatic checkpoint stays on (`WALLimits.backstopPages`), should this thread fall behind.
-private final class Checkpointer: Sendable {
-    private let restartPages: Int
-    private static let interval: TimeInterval = 0.02
-    private let commits = Atomic<UInt64>(0)
-    private let stopped = Atomic<Bool>(false)
-    private let wake = DispatchSemaphore(value: 0)
-
-    init(path: String, writer: DatabasePool, restartPages: Int) throws {
-        self.restartPages = restartPages
-        var config = Configuration()
-        config.label = "switchboard-checkpoint"
-        config.busyMode = .timeout(10)
-        let connection = try DatabaseQueue(path: path, configuration: config)
-        let thread = Thread { [self] in run(connection, writer) }
-        thread.name = "sqlite-checkpoint"
-        thread.start()
-    }
-
-    func committed() {
-        commits.add(1, ordering: .relaxed)
-    }
-
-    func stop() {
-        stopped.store(true, ordering: .relaxed)
-        wake.signal()
-    }
-
-    private func run(_ connection: DatabaseQueue, _ writer: DatabasePool) {
-        var seen: UInt64 = 0
-        while !stopped.load(ordering: .relaxed) {
-            _ = wake.wait(timeout: .now() + Self.interval)
-            let now = commits.load(ordering: .relaxed)
-            guard now != seen, !stopped.load(ordering: .relaxed) else { continue }
-            seen = now
-            // Failing is harmless: the next round (or the writer's backstop) catches up.
-            guard let pass = try? connection.writeWithoutTransaction({ db in try db.checkpoint(.passive) }) else { continue }
-            if pass.walFrameCount >= restartPages {
-                _ = try? writer.writeWithoutTransaction { db in try db.checkpoint(.passive) }
-            }
         }
     }
 }

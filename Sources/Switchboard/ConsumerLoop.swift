@@ -49,14 +49,6 @@ extension BatchHandler {
     package func confirmed(_ batch: [Delivery]) {}
 }
 
-/// A one-shot flag, set from any thread (signal handling), read by the loop between blocking calls.
-package final class StopFlag: Sendable {
-    private let flag = Atomic<Bool>(false)
-    package init() {}
-    package func stop() { flag.store(true, ordering: .relaxed) }
-    package var isStopped: Bool { flag.load(ordering: .relaxed) }
-}
-
 /// The consume -> handle -> publish with confirms -> ack cycle, on one connection owned by one thread,
 /// with reconnection. Invariant: a delivery is acked only after everything it caused is confirmed by the
 /// broker; after a connection loss nothing from the old connection is acked (its messages come back).
@@ -464,12 +456,12 @@ package final class ConsumerLoop {
         handler.confirmed(p.batch)
     }
 
-    /// Sleeps in short steps so a stop request is honoured quickly.
+    /// Waits until `seconds` passed or a stop is asked for, telling the liveness probe every 50 ms.
     private func sleep(seconds: TimeInterval) {
         let end = Date().addingTimeInterval(seconds)
-        while !stopFlag.isStopped, Date() < end {
+        while Date() < end {
             health.tick(name)
-            Thread.sleep(forTimeInterval: min(0.05, seconds))
+            if stopFlag.wait(until: min(end, Date().addingTimeInterval(0.05))) { return }
         }
     }
 }

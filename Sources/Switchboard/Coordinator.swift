@@ -182,7 +182,7 @@ package final class Coordinator {
                 logger.error("heartbeat to the store failed", metadata: ["sb.error": "\(error)"])
             }
             let next = Date().addingTimeInterval(heartbeatInterval)
-            while !stop.isStopped, Date() < next { Thread.sleep(forTimeInterval: 0.05) }
+            stop.wait(until: next)
         }
         assigned([])
         Self.stopAll(&running)

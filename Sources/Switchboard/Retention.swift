@@ -47,7 +47,7 @@ package enum Retention {
                         logger.warning("pruning failed", metadata: ["sb.error": "\(error)"])
                     }
                 }
-                Thread.sleep(forTimeInterval: 0.2)
+                flag.wait(until: parked == nil ? next : min(next, nextCount))
             }
         }
     }

@@ -1,5 +1,35 @@
 import Foundation
 import ServiceLifecycle
+import Synchronization
+
+/// A one-shot flag, set from any thread (a Service's shutdown), read by a loop between blocking calls;
+/// a loop with nothing to do waits on it (`wait(until:)`) instead of sleeping in steps.
+package final class StopFlag: @unchecked Sendable {
+    private let flag = Atomic<Bool>(false)
+    /// Guards nothing but the wake-up: `flag` is the state.
+    private let condition = NSCondition()
+    package init() {}
+
+    package func stop() {
+        condition.lock()
+        flag.store(true, ordering: .relaxed)
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    package var isStopped: Bool { flag.load(ordering: .relaxed) }
+
+    /// Waits until `deadline` or a stop, whichever comes first; true when stopped.
+    @discardableResult
+    package func wait(until deadline: Date) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        while !flag.load(ordering: .relaxed), Date() < deadline {
+            _ = condition.wait(until: deadline)
+        }
+        return flag.load(ordering: .relaxed)
+    }
+}
 
 /// Runs a blocking role loop (rabbitmq-c is blocking) on a thread of its own, as a Service: graceful
 /// shutdown or cancellation sets the stop flag, and `run()` returns once the loop has drained and exited.

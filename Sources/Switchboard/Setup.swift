@@ -67,7 +67,8 @@ package enum Setup {
             try await store.prepare()
             return OpenedStore(store: store, service: store)
         }
-        return OpenedStore(store: try SQLiteStore(path: sqlitePath(config), synchronous: config.settings.sqliteSynchronous), service: nil)
+        let store = try SQLiteStore(path: sqlitePath(config), synchronous: config.settings.sqliteSynchronous)
+        return OpenedStore(store: store, service: store.checkpointing)
     }
 
     /// The store for a program without a service group (the benchmark): a PostgreSQL pool runs on its own.
@@ -76,7 +77,9 @@ package enum Setup {
         if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
             return try PostgresStore.standalone(url: url, logger: logger)
         }
-        return try SQLiteStore(path: sqlitePath(config), synchronous: config.settings.sqliteSynchronous)
+        let store = try SQLiteStore(path: sqlitePath(config), synchronous: config.settings.sqliteSynchronous)
+        store.checkpointInBackground()
+        return store
     }
 
     /// For a command that reads or acts once (`switchboard parked`, `timeline`, ...): the store, open
