@@ -143,19 +143,24 @@ let package = Package(
         .testTarget(
             name: "StoreTests",
             dependencies: ["Store", "Rules", "JSONPath", .product(name: "Logging", package: "swift-log"), .product(name: "GRDB", package: "GRDB.swift"),
-                           .product(name: "PostgresNIO", package: "postgres-nio")],
+                           .product(name: "PostgresNIO", package: "postgres-nio"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             exclude: ["Fixtures"],  // read from the source tree (#filePath) by StoreUpgradeTests
             swiftSettings: strict),
         // The roles' handlers with a real store and no broker: concurrency and redelivery.
         .testTarget(
             name: "SwitchboardTests", dependencies: ["Switchboard", "AMQP", "Store", "Rules", "JSONPath"],
             swiftSettings: strict),
-        // The admin's pure parts: message states, reason groups, forms, JSON, templates, accounts.
+        // The admin's pure parts (message states, reason groups, forms, JSON, templates, accounts), its routes
+        // in process (authentication and CSRF on every route), its jobs at shutdown.
         .testTarget(
             name: "AdminTests",
             dependencies: [
                 "Admin", "Store", "Rules", "Switchboard", "AMQP", "JSONPath", .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: strict),
         // The exposition (HELP lines, names), readiness and the JSON log lines, without a broker.

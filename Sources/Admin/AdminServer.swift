@@ -35,17 +35,51 @@ package enum AdminServer {
     package static func build(
         config: SwitchboardConfig, store: any AdminStore, logger: Logger, onListening: @escaping @Sendable (String) -> Void = { _ in }
     ) throws -> any Service {
+        let services = try services(config: config, store: store, logger: logger)
+        let settings = services.settings
+        guard let (host, port) = AdminSettings.hostPort(settings.listen) else { throw AdminError("admin.listen '\(settings.listen)' is not host:port") }
+        let scheme = settings.plainHTTP ? "http" : "https"
+        let server: HTTPServerBuilder
+        if settings.plainHTTP {
+            server = .http1()
+        } else {
+            server = try .tls(.http1(), tlsConfiguration: try tls(settings))
+        }
+        var appLogger = logger
+        appLogger[metadataKey: "sb.role"] = "admin"
+        return Hummingbird.Application(
+            router: router(services), server: server,
+            configuration: .init(address: .hostname(host, port: port), serverName: "switchboard"),
+            // Before the server in the application's group, so they stop after it: no job starts once the
+            // listener is closing, and the running ones end cleanly.
+            services: [services.jobs],
+            onServerRunning: { channel in
+                let bound = channel.localAddress?.port ?? port
+                // The local certificate (Deploy/local) is for localhost: show the name a browser can verify.
+                let shown = host == "127.0.0.1" || host == "::1" ? "localhost" : host.contains(":") ? "[\(host)]" : host
+                onListening("\(scheme)://\(shown):\(bound)/")
+            },
+            logger: appLogger)
+    }
+
+    /// What the routes share, from the configuration's admin section.
+    static func services(config: SwitchboardConfig, store: any AdminStore, logger: Logger) throws -> AdminServices {
         guard let settings = config.admin else { throw AdminError("the configuration has no admin section") }
         let options = try Setup.brokerOptions(config)
-        let services = AdminServices(
+        if settings.users.allSatisfy({ $0.passwordHash.isEmpty }) && settings.tokens.isEmpty {
+            logger.warning("admin: no user has a password hash and no token is configured: nobody can sign in")
+        }
+        return AdminServices(
             config: config, settings: settings, store: store,
             queueStates: QueueStates(options: options, logger: logger), management: Management(url: settings.managementURL, broker: options),
             jobs: ParkedJobs(actions: ParkedActions(store: store, options: options, logger: logger)), accounts: Accounts(settings),
             logger: logger)
-        if settings.users.allSatisfy({ $0.passwordHash.isEmpty }) && settings.tokens.isEmpty {
-            logger.warning("admin: no user has a password hash and no token is configured: nobody can sign in")
-        }
+    }
 
+    /// Every route behind its middleware (error pages, sessions, authentication and CSRF): served by
+    /// `build`'s listener, and in process by the route tests.
+    static func router(_ services: AdminServices) -> Router<AdminContext> {
+        let settings = services.settings
         let router = Router(context: AdminContext.self)
         router.add(middleware: ErrorPages())
         router.add(middleware: SessionMiddleware(
@@ -58,30 +92,7 @@ package enum AdminServer {
         router.add(middleware: AuthMiddleware(accounts: services.accounts, settings: settings))
         APIRoutes(s: services).add(to: router)
         PageRoutes(s: services).add(to: router)
-
-        guard let (host, port) = AdminSettings.hostPort(settings.listen) else { throw AdminError("admin.listen '\(settings.listen)' is not host:port") }
-        let scheme = settings.plainHTTP ? "http" : "https"
-        let server: HTTPServerBuilder
-        if settings.plainHTTP {
-            server = .http1()
-        } else {
-            server = try .tls(.http1(), tlsConfiguration: try tls(settings))
-        }
-        var appLogger = logger
-        appLogger[metadataKey: "sb.role"] = "admin"
-        return Hummingbird.Application(
-            router: router, server: server,
-            configuration: .init(address: .hostname(host, port: port), serverName: "switchboard"),
-            // Before the server in the application's group, so they stop after it: no job starts once the
-            // listener is closing, and the running ones end cleanly.
-            services: [services.jobs],
-            onServerRunning: { channel in
-                let bound = channel.localAddress?.port ?? port
-                // The local certificate (Deploy/local) is for localhost: show the name a browser can verify.
-                let shown = host == "127.0.0.1" || host == "::1" ? "localhost" : host.contains(":") ? "[\(host)]" : host
-                onListening("\(scheme)://\(shown):\(bound)/")
-            },
-            logger: appLogger)
+        return router
     }
 
     /// TLS 1.2 and 1.3 only, with the configured certificate chain and key.
