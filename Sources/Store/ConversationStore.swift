@@ -137,38 +137,63 @@ package struct StoreError: Error, CustomStringConvertible, Sendable, Codable {
     }
 }
 
-/// The conversation store. Implementations are safe to call from any thread.
-package protocol ConversationStore: Sendable {
+// The conversation store, split by who calls it. Implementations are safe to call from any thread.
+//   HotPathStore      a worker's batch: find, read what acks and timers name, commit
+//   MembershipStore   the coordinator's heartbeats and leaves
+//   MaintenanceStore  retention and the failed-message report, next to the database
+//   OperatorReads     one conversation's details for the CLI, next to the database
+// A worker without a database (RemoteStore, through the store role) is a `FleetStore`: the first two only.
+// A database (SQLiteStore, PostgresStore) is a `ConversationStore`: all four. The admin's reads are
+// `AdminStore`'s (async).
+
+/// What a worker needs for a batch, in process or over the broker.
+package protocol HotPathStore: Sendable {
     /// The conversation any of these references belongs to (the first one found, in the given order).
     func find(_ refs: [TicketRef]) throws -> ConversationSnapshot?
     /// `find` for many messages at once (one round trip for a remote store): one answer per list.
     func find(batch: [[TicketRef]]) throws -> [ConversationSnapshot?]
-    func conversation(id: String) throws -> ConversationSnapshot?
-    /// The outbound message with this id, for acks that name it in their correlation_id.
-    func outbound(messageId: String) throws -> StoredOutbound?
-    /// `outbound` and `conversation` for a whole batch's acks and timers (one round trip for a remote
+    /// The outbound messages a batch's acks name in their correlation_id (one round trip for a remote
     /// store): one answer per id, in order.
     func outbound(messageIds: [String]) throws -> [StoredOutbound?]
+    /// The conversations a batch's acks and timers belong to: one answer per id, in order.
     func conversations(ids: [String]) throws -> [ConversationSnapshot?]
     /// Applies the commits in order, in one transaction; one outcome per commit.
     func commit(_ commits: [Commit]) throws -> [CommitOutcome]
-    func timeline(conversationId: String) throws -> [TimelineEntry]
-    /// Every reference of a conversation (endpoint -> ticket id).
-    func references(conversationId: String) throws -> [String: String]
+}
 
-    /// Membership for spreading work: records that `member` is alive now and returns every member of its
-    /// group (`MemberGroup`) seen within `ttl` seconds, sorted. All members compute the same assignment from it.
+/// Membership for spreading work over the fleet's processes.
+package protocol MembershipStore: Sendable {
+    /// Records that `member` is alive now and returns every member of its group (`MemberGroup`) seen
+    /// within `ttl` seconds, sorted. All members compute the same assignment from it.
     func heartbeat(member: String, ttl: TimeInterval) throws -> [String]
     /// A member leaving on purpose (graceful shutdown): the others take its partitions at once.
     func leave(member: String) throws
+}
 
+/// What the roles of a worker or intake process use: served by the store role to processes without a database.
+package typealias FleetStore = HotPathStore & MembershipStore
+
+/// Maintenance, run next to the database (the store role, a CLI command).
+package protocol MaintenanceStore: Sendable {
     /// Outbound messages marked failed (an error ack no rule handled): how many, and the newest `limit`.
     func failedOutbound(limit: Int) throws -> (count: Int, newest: [FailedOutbound])
-
     /// Removes what is older than the retention allows, measured from `now`; at most `limit` rows of each
     /// kind per call (call again while it returns a full count), so no pass holds the database for long.
     func prune(now: Date, retention: Settings.Retention, limit: Int) throws -> Pruned
 }
+
+/// One conversation's details, read next to the database (`switchboard timeline`, the tests).
+package protocol OperatorReads: Sendable {
+    func conversation(id: String) throws -> ConversationSnapshot?
+    /// The outbound message with this id.
+    func outbound(messageId: String) throws -> StoredOutbound?
+    func timeline(conversationId: String) throws -> [TimelineEntry]
+    /// Every reference of a conversation (endpoint -> ticket id).
+    func references(conversationId: String) throws -> [String: String]
+}
+
+/// A database of conversations: every part.
+package typealias ConversationStore = FleetStore & MaintenanceStore & OperatorReads
 
 /// What one pruning pass removed.
 package struct Pruned: Sendable, Equatable, Codable, CustomStringConvertible {
@@ -203,11 +228,14 @@ package struct FailedOutbound: Sendable, Equatable {
     }
 }
 
-extension ConversationStore {
+extension HotPathStore {
     package func find(batch: [[TicketRef]]) throws -> [ConversationSnapshot?] {
         try batch.map { try find($0) }
     }
+}
 
+/// A database answers a batch's reads one by one unless it has a faster way.
+extension HotPathStore where Self: OperatorReads {
     package func outbound(messageIds: [String]) throws -> [StoredOutbound?] {
         try messageIds.map { try outbound(messageId: $0) }
     }

@@ -34,7 +34,7 @@ package final class Coordinator {
 
     private let group: Group
     private let units: Int
-    private let store: ConversationStore
+    private let store: FleetStore
     private let logger: Logger
     private let start: ([Int]) -> [Running]
     private let assigned: (Set<Int>) -> Void
@@ -47,7 +47,7 @@ package final class Coordinator {
     private let ttl: TimeInterval = 4
 
     package init(
-        group: Group, units: Int, store: ConversationStore, logger: Logger, aloneWithoutStore: Bool = false,
+        group: Group, units: Int, store: FleetStore, logger: Logger, aloneWithoutStore: Bool = false,
         assigned: @escaping (Set<Int>) -> Void = { _ in }, start: @escaping ([Int]) -> [Running]
     ) {
         self.group = group
@@ -63,7 +63,7 @@ package final class Coordinator {
     /// The workers: `threads` loops over this process's share of the work partitions. `local`: told which
     /// partitions this process consumes (for a fused intake in the same process).
     package static func workers(
-        config: SwitchboardConfig, store: ConversationStore, options: ConnectionOptions, threads: Int, logger: Logger,
+        config: SwitchboardConfig, store: FleetStore, options: ConnectionOptions, threads: Int, logger: Logger,
         local: LocalPartitions? = nil
     ) -> Coordinator {
         let threads = max(1, threads)
@@ -87,7 +87,7 @@ package final class Coordinator {
     /// The intakes: one loop over this process's share of the inbound queues (each consumed by one intake
     /// at a time, so a ticket's messages keep their order). `handler` makes the loop's handler for a share.
     package static func intakes(
-        config: SwitchboardConfig, store: ConversationStore, options: ConnectionOptions, logger: Logger,
+        config: SwitchboardConfig, store: FleetStore, options: ConnectionOptions, logger: Logger,
         handler: @escaping @Sendable ([(queue: String, tag: String)]) -> BatchHandler
     ) -> Coordinator {
         let all = IntakeHandler.queues(config)

@@ -70,7 +70,7 @@ package final class FusedIntakeHandler: BatchHandler {
     private static let parallelFrom = 64
 
     package init(
-        config: SwitchboardConfig, store: ConversationStore, local: LocalPartitions, threads: Int, logger: Logger,
+        config: SwitchboardConfig, store: FleetStore, local: LocalPartitions, threads: Int, logger: Logger,
         queues: [(queue: String, tag: String)]? = nil
     ) {
         intake = IntakeHandler(config: config, logger: logger, queues: queues)

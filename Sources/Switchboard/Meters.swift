@@ -153,24 +153,20 @@ package enum Meters {
     }
 }
 
-/// The store, with every request timed and every commit's outcome counted (`backend` tells which store).
-package struct MeteredStore: ConversationStore {
-    package let base: ConversationStore
+/// The roles' store (in process or remote), with every request timed and every commit's outcome counted
+/// (`backend` tells which store).
+package struct MeteredStore: FleetStore {
+    package let base: FleetStore
     package let backend: String
 
-    /// The store itself, whether or not it is wrapped for metering (the admin and the parked table speak
-    /// to it directly).
-    package static func unwrapped(_ store: ConversationStore) -> ConversationStore {
-        (store as? MeteredStore)?.base ?? store
-    }
-
-    package init(_ base: ConversationStore, backend: String) {
+    package init(_ base: FleetStore, backend: String) {
         self.base = base
         self.backend = backend
         Meters.count("switchboard_store_errors_total", [("op", "commit"), ("backend", backend)], by: 0)
     }
 
-    private func call<T>(_ op: String, _ body: () throws -> T) throws -> T {
+    /// One store request, timed under `op`; its error counted.
+    package static func time<T>(_ op: String, backend: String, _ body: () throws -> T) throws -> T {
         do {
             return try Meters.time("switchboard_store_request_duration_seconds", [("op", op), ("backend", backend)], body)
         } catch {
@@ -179,10 +175,12 @@ package struct MeteredStore: ConversationStore {
         }
     }
 
+    private func call<T>(_ op: String, _ body: () throws -> T) throws -> T {
+        try Self.time(op, backend: backend, body)
+    }
+
     package func find(_ refs: [TicketRef]) throws -> ConversationSnapshot? { try call("find") { try base.find(refs) } }
     package func find(batch: [[TicketRef]]) throws -> [ConversationSnapshot?] { try call("find") { try base.find(batch: batch) } }
-    package func conversation(id: String) throws -> ConversationSnapshot? { try call("conversation") { try base.conversation(id: id) } }
-    package func outbound(messageId: String) throws -> StoredOutbound? { try call("outbound") { try base.outbound(messageId: messageId) } }
     package func outbound(messageIds: [String]) throws -> [StoredOutbound?] { try call("outbound") { try base.outbound(messageIds: messageIds) } }
     package func conversations(ids: [String]) throws -> [ConversationSnapshot?] { try call("conversation") { try base.conversations(ids: ids) } }
     package func commit(_ commits: [Commit]) throws -> [CommitOutcome] {
@@ -199,12 +197,6 @@ package struct MeteredStore: ConversationStore {
         for (outcome, n) in by { Meters.count("switchboard_store_commits_total", [("backend", backend), ("outcome", outcome)], by: n) }
         return outcomes
     }
-    package func timeline(conversationId: String) throws -> [TimelineEntry] { try call("timeline") { try base.timeline(conversationId: conversationId) } }
-    package func references(conversationId: String) throws -> [String: String] { try call("references") { try base.references(conversationId: conversationId) } }
     package func heartbeat(member: String, ttl: TimeInterval) throws -> [String] { try call("heartbeat") { try base.heartbeat(member: member, ttl: ttl) } }
     package func leave(member: String) throws { try call("leave") { try base.leave(member: member) } }
-    package func failedOutbound(limit: Int) throws -> (count: Int, newest: [FailedOutbound]) { try call("failed") { try base.failedOutbound(limit: limit) } }
-    package func prune(now: Date, retention: Settings.Retention, limit: Int) throws -> Pruned {
-        try call("prune") { try base.prune(now: now, retention: retention, limit: limit) }
-    }
 }

@@ -12,11 +12,11 @@ package enum Retention {
     /// One pass: rounds until nothing more is old. Returns what it removed.
     @discardableResult
     package static func prune(
-        _ store: ConversationStore, retention: Settings.Retention, now: Date = Date(), limit: Int = limit
+        _ store: MaintenanceStore, retention: Settings.Retention, now: Date = Date(), limit: Int = limit, backend: String = "sqlite"
     ) throws -> Pruned {
         var total = Pruned()
         while true {
-            let round = try store.prune(now: now, retention: retention, limit: limit)
+            let round = try MeteredStore.time("prune", backend: backend) { try store.prune(now: now, retention: retention, limit: limit) }
             total.bodies += round.bodies
             total.processed += round.processed
             total.conversations += round.conversations
@@ -24,21 +24,21 @@ package enum Retention {
         }
     }
 
-    package static func service(config: SwitchboardConfig, store: ConversationStore, logger: Logger) -> RoleService {
+    /// `store`: the database itself (pruning runs next to it); its parked table's size is a gauge too.
+    package static func service(config: SwitchboardConfig, store: any MaintenanceStore & ParkedStore, backend: String, logger: Logger) -> RoleService {
         RoleService(name: "retention") { flag in
             var next = Date()
             var nextCount = Date()
-            let parked = MeteredStore.unwrapped(store) as? ParkedStore
             while !flag.isStopped {
                 // The parked gauge also falls when an operator replays or discards (in another process, maybe).
-                if let parked, Date() >= nextCount {
+                if Date() >= nextCount {
                     nextCount = Date().addingTimeInterval(15)
-                    if let n = try? parked.parkedTotal() { Meters.gauge("switchboard_parked_stored", [], Double(n)) }
+                    if let n = try? store.parkedTotal() { Meters.gauge("switchboard_parked_stored", [], Double(n)) }
                 }
                 if Date() >= next {
                     next = Date().addingTimeInterval(interval)
                     do {
-                        let pruned = try prune(store, retention: config.settings.retention)
+                        let pruned = try prune(store, retention: config.settings.retention, backend: backend)
                         if pruned != Pruned() {
                             logger.info("pruned what is older than the retention allows", metadata: ["sb.pruned": "\(pruned)"])
                         }
@@ -47,7 +47,7 @@ package enum Retention {
                         logger.warning("pruning failed", metadata: ["sb.error": "\(error)"])
                     }
                 }
-                flag.wait(until: parked == nil ? next : min(next, nextCount))
+                flag.wait(until: min(next, nextCount))
             }
         }
     }

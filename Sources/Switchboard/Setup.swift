@@ -115,7 +115,7 @@ package enum Setup {
     /// The store role's services: one loop answers `sb.store` requests from workers in other processes,
     /// another `sb.store.members` (heartbeats and leaves), so membership never waits behind commits.
     package static func storeServices(
-        config: SwitchboardConfig, store: ConversationStore, parked: (any ParkedStore)?, options: ConnectionOptions, logger: Logger
+        config: SwitchboardConfig, store: FleetStore, parked: (any ParkedStore)?, options: ConnectionOptions, logger: Logger
     ) -> [RoleService] {
         // One SQLite file has one owner: a second store process waits (exclusive consumer) as a standby.
         let exclusive = !(config.settings.storeURL.hasPrefix("postgres"))
@@ -146,7 +146,7 @@ package enum Setup {
     /// Intake sharing the inbound queues with the other live intakes (through the store's membership). With
     /// `local` (`switchboard run`), it evaluates the messages of this process's partitions where they arrive.
     package static func coordinatedIntakeService(
-        config: SwitchboardConfig, store: ConversationStore, local: LocalPartitions?, options: ConnectionOptions, logger: Logger
+        config: SwitchboardConfig, store: FleetStore, local: LocalPartitions?, options: ConnectionOptions, logger: Logger
     ) -> RoleService {
         RoleService(name: "intake") { flag in
             Coordinator.intakes(config: config, store: store, options: options, logger: logger) { queues in
@@ -162,7 +162,7 @@ package enum Setup {
     /// One worker thread for the given partitions. Each partition has exactly one consumer in the
     /// process, so one ticket's messages stay in order whatever the number of threads.
     package static func workerService(
-        config: SwitchboardConfig, store: ConversationStore, options: ConnectionOptions, logger: Logger,
+        config: SwitchboardConfig, store: FleetStore, options: ConnectionOptions, logger: Logger,
         partitions: [Int], name: String = "worker"
     ) -> RoleService {
         RoleService(name: name) { flag in

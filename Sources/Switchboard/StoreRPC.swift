@@ -14,7 +14,7 @@ import Store
 /// was lost is answered `duplicate` when the worker's redelivered batch commits again.
 package enum StoreRPC {
     package enum Op: String, Sendable {
-        case find, findBatch, conversation, conversations, outbound, outbounds, commit, timeline, references, heartbeat, leave
+        case find, findBatch, conversations, outbounds, commit, heartbeat, leave
     }
 
     // Requests and replies; on the wire (`StoreWire`) each is its content alone. The JSON form (keys as
@@ -87,7 +87,7 @@ package enum StoreRPC {
 /// consumes exclusively, so a second store process waits as a hot standby instead of opening a second
 /// database; with PostgreSQL any number of store processes share the queue.
 package final class StoreServer: BatchHandler {
-    private let store: ConversationStore
+    private let store: FleetStore
     private let logger: Logger
     package let exclusive: Bool
 
@@ -97,7 +97,7 @@ package final class StoreServer: BatchHandler {
     private let maxReplyBytes: Int
 
     /// Serves the requests of `queue`: `sb.store`, or `sb.store.members` (heartbeats, on a loop of their own).
-    package init(store: ConversationStore, exclusive: Bool, logger: Logger, queue: String = Contract.storeQueue, maxReplyBytes: Int = 16 << 20) {
+    package init(store: FleetStore, exclusive: Bool, logger: Logger, queue: String = Contract.storeQueue, maxReplyBytes: Int = 16 << 20) {
         self.store = store
         self.exclusive = exclusive
         self.logger = logger
@@ -155,13 +155,9 @@ package final class StoreServer: BatchHandler {
         switch op {
         case .find: return try reply(store.find(arg(StoreRPC.Refs.self).refs))
         case .findBatch: return try reply(store.find(batch: arg(StoreRPC.Batch.self).batch))
-        case .conversation: return try reply(store.conversation(id: arg(StoreRPC.Id.self).id))
         case .conversations: return try reply(store.conversations(ids: arg(StoreRPC.Ids.self).ids))
-        case .outbound: return try reply(store.outbound(messageId: arg(StoreRPC.Id.self).id))
         case .outbounds: return try reply(store.outbound(messageIds: arg(StoreRPC.Ids.self).ids))
         case .commit: return try reply(store.commit(arg(StoreRPC.Commits.self).commits))
-        case .timeline: return try reply(store.timeline(conversationId: arg(StoreRPC.Id.self).id))
-        case .references: return try reply(store.references(conversationId: arg(StoreRPC.Id.self).id))
         case .heartbeat:
             let m = try arg(StoreRPC.Member.self)
             return try reply(store.heartbeat(member: m.member, ttl: m.ttl))
@@ -174,7 +170,7 @@ package final class StoreServer: BatchHandler {
 
 /// The store as a stateless worker sees it: every call is a request to the store role over the broker.
 /// Safe to call from any thread: each call borrows one of a few connections (one per concurrent caller).
-package final class RemoteStore: ConversationStore, @unchecked Sendable {
+package final class RemoteStore: FleetStore, @unchecked Sendable {
     private let options: ConnectionOptions
     private let timeout: TimeInterval
     private let logger: Logger
@@ -237,14 +233,6 @@ package final class RemoteStore: ConversationStore, @unchecked Sendable {
         }
     }
 
-    package func conversation(id: String) throws -> ConversationSnapshot? {
-        try call(.conversation, StoreRPC.Id(id: id))
-    }
-
-    package func outbound(messageId: String) throws -> StoredOutbound? {
-        try call(.outbound, StoreRPC.Id(id: messageId))
-    }
-
     package func outbound(messageIds: [String]) throws -> [StoredOutbound?] {
         try halving(messageIds) { try call(.outbounds, StoreRPC.Ids(ids: $0)) }
     }
@@ -294,27 +282,9 @@ package final class RemoteStore: ConversationStore, @unchecked Sendable {
         return outcomes
     }
 
-    package func timeline(conversationId: String) throws -> [TimelineEntry] {
-        try call(.timeline, StoreRPC.Id(id: conversationId))
-    }
-
-    package func references(conversationId: String) throws -> [String: String] {
-        try call(.references, StoreRPC.Id(id: conversationId))
-    }
-
     /// Through `sb.store.members`: never behind the commits waiting in `sb.store`.
     package func heartbeat(member: String, ttl: TimeInterval) throws -> [String] {
         try call(.heartbeat, StoreRPC.Member(member: member, ttl: ttl), queue: Contract.storeMembersQueue)
-    }
-
-    /// An operator's question, asked of the store's database directly (`switchboard failed`), not over the broker.
-    package func failedOutbound(limit: Int) throws -> (count: Int, newest: [FailedOutbound]) {
-        throw StoreError("failed outbound messages are read from the store's database, not through the store role")
-    }
-
-    /// Pruning runs where the database is (the store role), not through it.
-    package func prune(now: Date, retention: Settings.Retention, limit: Int) throws -> Pruned {
-        throw StoreError("pruning runs in the store role, next to its database")
     }
 
     package func leave(member: String) throws {

@@ -12,7 +12,7 @@ import Store
 package final class WorkerHandler: BatchHandler {
     private let config: SwitchboardConfig
     private let engine: Engine
-    private let store: ConversationStore
+    private let store: FleetStore
     private let partitions: [Int]
     private let logger: Logger
     private let clock: @Sendable () -> Date
@@ -23,7 +23,7 @@ package final class WorkerHandler: BatchHandler {
     private static let maxAttempts = 60
 
     package init(
-        config: SwitchboardConfig, store: ConversationStore, partitions: [Int], logger: Logger,
+        config: SwitchboardConfig, store: FleetStore, partitions: [Int], logger: Logger,
         local: LocalPartitions? = nil, clock: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.config = config

@@ -73,7 +73,7 @@ package enum ServiceBuilder {
         say("switchboard: broker \(options.redactedCluster)")
         say("switchboard: endpoints \(config.endpointNames.joined(separator: ", ")): ESBs publish to exchange '\(Contract.inboundExchange)' (routing key = endpoint) and consume '\(Contract.outboundQueue("<endpoint>"))'")
         var services: [any Service] = []
-        let store: ConversationStore
+        let store: FleetStore
         var opened: (any ConversationStore & AdminStore)?
         switch roles.store {
         case .serve:
@@ -83,7 +83,7 @@ package enum ServiceBuilder {
             let metered = MeteredStore(own, backend: Setup.storeBackend(config))
             say("switchboard: store \(Setup.storeDescription(config)), serving queues '\(Contract.storeQueue)' and '\(Contract.storeMembersQueue)'; bad input goes to queue '\(Contract.parkedQueue)'")
             services += Setup.storeServices(config: config, store: metered, parked: own, options: options, logger: logger)
-            services.append(Retention.service(config: config, store: metered, logger: logger))
+            services.append(Retention.service(config: config, store: own, backend: Setup.storeBackend(config), logger: logger))
             store = metered
         case .remote:
             store = MeteredStore(
