@@ -143,8 +143,7 @@ let package = Package(
         .testTarget(
             name: "StoreTests",
             dependencies: ["Store", "Rules", "JSONPath", .product(name: "Logging", package: "swift-log"), .product(name: "GRDB", package: "GRDB.swift"),
-                           .product(name: "PostgresNIO", package: "postgres-nio"),
-                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+                           .product(name: "PostgresNIO", package: "postgres-nio")],
             exclude: ["Fixtures"],  // read from the source tree (#filePath) by StoreUpgradeTests
             swiftSettings: strict),
         // The roles' handlers with a real store and no broker: concurrency and redelivery.

@@ -1,6 +1,5 @@
 import Foundation
 import GRDB
-import ServiceLifecycle
 import Synchronization
 
 /// Copies the WAL back into the database file from a thread of its own, so commits do not wait for a
@@ -11,13 +10,12 @@ import Synchronization
 /// checkpointed on the writer connection between two commits: the next commit starts the WAL over.
 /// The writer's own automatic checkpoint stays on (`WALLimits.backstopPages`), should this thread fall
 /// behind or not run at all. The thread is blocking work of its own (SQLite's calls and the waits between
-/// them), so it is a thread, started and stopped by a Service (`Checkpointing`), never a pool's task.
+/// them), so it runs on a thread: the store role's `RoleService` (Setup.openStore), never a pool's task.
 final class Checkpointer: Sendable {
     private let restartPages: Int
     private static let interval: TimeInterval = 0.02
     private let commits = Atomic<UInt64>(0)
     private let stopped = Atomic<Bool>(false)
-    private let started = Atomic<Bool>(false)
     private let wake = DispatchSemaphore(value: 0)
     private let connection: DatabaseQueue
     private let writer: DatabasePool
@@ -31,22 +29,8 @@ final class Checkpointer: Sendable {
         self.writer = writer
     }
 
-    /// The thread was started (by the service, or `checkpointInBackground`).
-    var isStarted: Bool { started.load(ordering: .relaxed) }
-
     func committed() {
         commits.add(1, ordering: .relaxed)
-    }
-
-    /// Starts the thread (once); `then` runs on it when it ends.
-    func start(then: @escaping @Sendable () -> Void) {
-        guard !started.exchange(true, ordering: .relaxed) else { return then() }
-        let thread = Thread { [self] in
-            run()
-            then()
-        }
-        thread.name = "sqlite-checkpoint"
-        thread.start()
     }
 
     func stop() {
@@ -54,9 +38,11 @@ final class Checkpointer: Sendable {
         wake.signal()
     }
 
-    private func run() {
+    /// The checkpoint loop, on the caller's thread, until `stop()` or `running` says no (checked at
+    /// least every `interval`).
+    func run(while running: () -> Bool) {
         var seen: UInt64 = 0
-        while !stopped.load(ordering: .relaxed) {
+        while !stopped.load(ordering: .relaxed), running() {
             _ = wake.wait(timeout: .now() + Self.interval)
             let now = commits.load(ordering: .relaxed)
             guard now != seen, !stopped.load(ordering: .relaxed) else { continue }
@@ -66,27 +52,6 @@ final class Checkpointer: Sendable {
             if pass.walFrameCount >= restartPages {
                 _ = try? writer.writeWithoutTransaction { db in try db.checkpoint(.passive) }
             }
-        }
-    }
-}
-
-/// The checkpointer's thread for as long as the group runs; it ends at the group's graceful shutdown
-/// (or cancellation) once the thread has.
-struct Checkpointing: Service {
-    let checkpointer: Checkpointer
-
-    func run() async {
-        let checkpointer = self.checkpointer
-        await withGracefulShutdownHandler {
-            await withTaskCancellationHandler {
-                await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-                    checkpointer.start { done.resume() }
-                }
-            } onCancel: {
-                checkpointer.stop()
-            }
-        } onGracefulShutdown: {
-            checkpointer.stop()
         }
     }
 }

@@ -2,7 +2,6 @@ import Foundation
 import GRDB
 import JSONPath
 import Rules
-import ServiceLifecycle
 import Synchronization
 
 /// The embedded default: one SQLite file in WAL mode, through GRDB. Writes are serialised by GRDB's
@@ -71,8 +70,7 @@ package final class SQLiteStore: ConversationStore {
         // acked. NORMAL survives a process crash but a power loss may lose the last commits.
         let mode = synchronous == "normal" ? "NORMAL" : "FULL"
         config.prepareDatabase { db in
-            // Checkpoints run on a thread of their own (`Checkpointer`, run by the service `checkpointing`),
-            // not in the commits.
+            // Checkpoints run on a thread of their own (`Checkpointer`), not in the commits.
             try db.execute(sql: "PRAGMA wal_autocheckpoint = \(wal.backstopPages)")
         }
         config.busyMode = .timeout(10)
@@ -92,14 +90,19 @@ package final class SQLiteStore: ConversationStore {
         checkpointer.stop()
     }
 
-    /// The checkpointer's thread as a service of the group that owns this store: started by it and stopped
-    /// when the group shuts down (after the services that use the store, which stop first). A store no
-    /// group runs (a CLI command, a test) relies on the writer's own automatic checkpoint.
-    package var checkpointing: some Service { Checkpointing(checkpointer: checkpointer) }
+    /// Checkpoints the WAL on the calling thread until the store goes or `running` says no: the body of
+    /// the store's `RoleService` in a group (Setup.openStore). A store nothing runs this for (a CLI
+    /// command) relies on the writer's own automatic checkpoint.
+    package func checkpoint(while running: () -> Bool) {
+        checkpointer.run(while: running)
+    }
 
-    /// For a program without a service group (the benchmark): the checkpointer runs until the store goes.
+    /// For a program without a service group (the benchmark): the checkpointer on a thread of its own
+    /// until the store goes.
     package func checkpointInBackground() {
-        checkpointer.start(then: {})
+        let thread = Thread { [checkpointer] in checkpointer.run { true } }
+        thread.name = "sqlite-checkpoint"
+        thread.start()
     }
 
     /// The writer connection's `PRAGMA synchronous` (1 NORMAL, 2 FULL), for tests and diagnostics.
@@ -115,7 +118,6 @@ package final class SQLiteStore: ConversationStore {
         }
         return m
     }
-
 
     package func find(_ refs: [TicketRef]) throws -> ConversationSnapshot? {
         try pool.read { db in try Self.find(db, refs) }

@@ -68,7 +68,8 @@ package enum Setup {
             return OpenedStore(store: store, service: store)
         }
         let store = try SQLiteStore(path: sqlitePath(config), synchronous: config.settings.sqliteSynchronous)
-        return OpenedStore(store: store, service: store.checkpointing)
+        // First in the group with the store, so it stops after everything that commits.
+        return OpenedStore(store: store, service: RoleService(name: "sqlite-checkpoint") { flag in store.checkpoint { !flag.isStopped } })
     }
 
     /// The store for a program without a service group (the benchmark): a PostgreSQL pool runs on its own.

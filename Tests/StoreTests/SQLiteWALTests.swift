@@ -1,6 +1,5 @@
 import Foundation
-import Logging
-import ServiceLifecycle
+import Synchronization
 import Testing
 
 @testable import Rules
@@ -8,18 +7,19 @@ import Testing
 
 /// The SQLite store's WAL is checkpointed by a thread of its own, not in the commits. While commits keep
 /// coming, that alone would never let the WAL start over, so it must be finished between two commits
-/// once the WAL is long: the file stays bounded, and what was committed stays readable. The thread runs
-/// as the store's service in a group, as in `switchboard run`, and ends with the group's shutdown.
+/// once the WAL is long: the file stays bounded, and what was committed stays readable. The loop runs on
+/// a thread of the test's, as on the store role's `RoleService`.
 @Suite struct SQLiteWALTests {
+    final class Done: Sendable { let flag = Atomic<Bool>(false) }
+
     func path() -> String { temporarySQLitePath("sb-wal") }
 
     /// 300 batches of 10 commits, back to back, each with a 4 KiB outbound body; the size of the WAL file afterwards.
-    func load(_ file: String, _ limits: SQLiteStore.WALLimits) async throws -> Int {
+    func load(_ file: String, _ limits: SQLiteStore.WALLimits) throws -> Int {
         let store = try SQLiteStore(path: file, wal: limits)
-        let group = ServiceGroup(services: [store.checkpointing], logger: Logger(label: "wal-test"))
-        let running = Task { try await group.run() }
-        // The group starts its services in a task of its own: the load begins once the thread runs.
-        while !store.checkpointer.isStarted { try await Task.sleep(for: .milliseconds(2)) }
+        let done = Done()
+        let thread = Thread { store.checkpoint { !done.flag.load(ordering: .relaxed) } }
+        thread.start()
         let body = Data(repeating: UInt8(ascii: "x"), count: 4096)
         for batch in 0..<300 {
             let commits = (0..<10).map { n in
@@ -36,8 +36,7 @@ import Testing
             #expect(try store.commit(commits) == (0..<10).map { _ in .committed(version: batch + 1) })
         }
         let size = try FileManager.default.attributesOfItem(atPath: file + "-wal")[.size] as? Int ?? -1
-        await group.triggerGracefulShutdown()
-        try await running.value
+        done.flag.store(true, ordering: .relaxed)
         // Everything is there for a new reader of the file.
         let fresh = try SQLiteStore(path: file)
         #expect(try fresh.conversations(ids: ["c9"])[0]?.counters == ["n": 300])
@@ -45,9 +44,9 @@ import Testing
         return size
     }
 
-    @Test func theWALStartsOverWhileCommitsKeepComing() async throws {
-        let bounded = try await load(path(), SQLiteStore.WALLimits(restartPages: 100, backstopPages: 1_000_000))
-        let unbounded = try await load(path(), SQLiteStore.WALLimits(restartPages: 1_000_000, backstopPages: 1_000_000))
+    @Test func theWALStartsOverWhileCommitsKeepComing() throws {
+        let bounded = try load(path(), SQLiteStore.WALLimits(restartPages: 100, backstopPages: 1_000_000))
+        let unbounded = try load(path(), SQLiteStore.WALLimits(restartPages: 1_000_000, backstopPages: 1_000_000))
         // Without a restart the WAL holds every page ever written (some thousands); with it, a few hundred.
         print("WAL bytes: \(bounded) with restarts, \(unbounded) without")
         #expect(unbounded > 8_000_000, "unbounded WAL: \(unbounded) bytes")
