@@ -57,17 +57,37 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // Roles (intake, worker, store) as services, and their wiring.
+        // What every role counts, measures and times (swift-metrics: the process picks the backend), the
+        // store's calls timed (MeteredStore), and readiness (what /health/ready answers). No broker, no HTTP.
         .target(
-            name: "Switchboard",
+            name: "Telemetry",
             dependencies: [
-                "AMQP", "Rules", "Store", "JSONPath",
+                "Rules", "Store",
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: strict
+        ),
+        // The roles (intake, worker, the fused `run`, replay, parking, the coordinator, retention) as services,
+        // and what they share on the broker: the consumer loop, the topology, the ESB contract's names.
+        .target(
+            name: "Roles",
+            dependencies: [
+                "AMQP", "Rules", "Store", "JSONPath", "Telemetry",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: strict
+        ),
+        // The store's server side: the store role answering `sb.store` (StoreServer) and its client in
+        // workers of other processes (RemoteStore), over the broker.
+        .target(
+            name: "StoreRole",
+            dependencies: [
+                "AMQP", "Rules", "Store", "Roles", "Telemetry",
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
@@ -76,7 +96,7 @@ let package = Package(
         .target(
             name: "Operations",
             dependencies: [
-                "Switchboard", "Rules", "AMQP", "JSONPath",
+                "Roles", "Telemetry", "Rules", "AMQP", "JSONPath",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -89,7 +109,7 @@ let package = Package(
         .target(
             name: "Admin",
             dependencies: [
-                "Switchboard", "Rules", "Store", "AMQP", "JSONPath",
+                "Roles", "Telemetry", "Rules", "Store", "AMQP", "JSONPath",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
@@ -105,7 +125,7 @@ let package = Package(
         .target(
             name: "Wiring",
             dependencies: [
-                "Switchboard", "Rules", "Admin", "Store", "Operations",
+                "Roles", "StoreRole", "Telemetry", "Rules", "Admin", "Store", "Operations",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -114,7 +134,7 @@ let package = Package(
         .executableTarget(
             name: "SwitchboardCommand",
             dependencies: [
-                "Wiring", "Switchboard", "Rules", "Admin", "Store", "Operations",
+                "Wiring", "Roles", "StoreRole", "Telemetry", "Rules", "Admin", "Store", "Operations",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -125,7 +145,7 @@ let package = Package(
         .executableTarget(
             name: "sb-bench",
             dependencies: [
-                "AMQP", "JSONPath", "Rules", "Store", "Switchboard", "Admin",
+                "AMQP", "JSONPath", "Rules", "Store", "Roles", "Wiring", "Admin",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -148,14 +168,14 @@ let package = Package(
             swiftSettings: strict),
         // The roles' handlers with a real store and no broker: concurrency and redelivery.
         .testTarget(
-            name: "SwitchboardTests", dependencies: ["Switchboard", "AMQP", "Store", "Rules", "JSONPath"],
+            name: "RolesTests", dependencies: ["Roles", "StoreRole", "Telemetry", "AMQP", "Store", "Rules", "JSONPath"],
             swiftSettings: strict),
         // The admin's pure parts (message states, reason groups, forms, JSON, templates, accounts), its routes
         // in process (authentication and CSRF on every route), its jobs at shutdown.
         .testTarget(
             name: "AdminTests",
             dependencies: [
-                "Admin", "Store", "Rules", "Switchboard", "AMQP", "JSONPath", .product(name: "Logging", package: "swift-log"),
+                "Admin", "Store", "Rules", "Roles", "AMQP", "JSONPath", .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
@@ -163,11 +183,11 @@ let package = Package(
             ],
             swiftSettings: strict),
         // The exposition (HELP lines, names), readiness and the JSON log lines, without a broker.
-        .testTarget(name: "OperationsTests", dependencies: ["Operations", "Switchboard", "Rules"], swiftSettings: strict),
+        .testTarget(name: "OperationsTests", dependencies: ["Operations", "Roles", "Telemetry", "Rules"], swiftSettings: strict),
         // Tests against the real broker started by Deploy/local (make test, .ci/run).
         .testTarget(
             name: "AMQPIntegrationTests",
-            dependencies: ["AMQP", "Switchboard", "Wiring", "Rules", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+            dependencies: ["AMQP", "Roles", "Wiring", "Rules", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             swiftSettings: strict),
     ]
 )

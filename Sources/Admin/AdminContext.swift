@@ -5,7 +5,7 @@ import Hummingbird
 import HummingbirdAuth
 import HummingbirdBcrypt
 import Rules
-import Switchboard
+import Roles
 import Synchronization
 
 /// Who is asking: a signed-in user (session cookie) or a script (bearer token).

@@ -11,7 +11,7 @@ import NIOSSL
 import Rules
 import ServiceLifecycle
 import Store
-import Switchboard
+import Roles
 
 /// Everything the routes share.
 struct AdminServices: Sendable {

@@ -2,7 +2,7 @@ import AMQP
 import Foundation
 import Rules
 import Store
-import Switchboard
+import Roles
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif

@@ -4,7 +4,7 @@ import Logging
 import Rules
 import ServiceLifecycle
 import Store
-import Switchboard
+import Roles
 import Synchronization
 
 /// A replay or discard of chosen parked messages, running in the background with its progress.

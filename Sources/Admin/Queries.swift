@@ -2,7 +2,7 @@ import Foundation
 import Hummingbird
 import Rules
 import Store
-import Switchboard
+import Roles
 
 /// A feed filter, from the query string of the page or the API.
 struct FeedFilter: Sendable {

@@ -6,7 +6,7 @@ import Mustache
 import NIOCore
 import Rules
 import Store
-import Switchboard
+import Roles
 
 /// Rendering: every page gets the signed-in user, the form token and the navigation.
 enum Pages {

@@ -3,7 +3,8 @@ import Logging
 import Rules
 import ServiceLifecycle
 import Store
-import Switchboard
+import Roles
+import Telemetry
 
 /// The admin's part of `/health/ready`: the store it reads answers (one ticket lookup by key, every
 /// `interval`). Pages and the API need it; a store that does not answer makes the admin process unready.

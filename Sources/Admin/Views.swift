@@ -2,7 +2,7 @@ import Foundation
 import JSONPath
 import Rules
 import Store
-import Switchboard
+import Roles
 
 /// What one inbound message (or timer firing) became, read off its timeline entries.
 struct FeedItem: Sendable {

@@ -9,8 +9,9 @@ import NIOCore
 import Prometheus
 import Rules
 import ServiceLifecycle
-import Switchboard
+import Roles
 import Synchronization
+import Telemetry
 
 /// What a process exports: swift-metrics bootstrapped once with swift-prometheus, and the plain HTTP
 /// listener of every role (`settings.metrics_listen`) with `/metrics`, `/health/live` and `/health/ready`.

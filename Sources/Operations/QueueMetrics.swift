@@ -3,7 +3,8 @@ import Foundation
 import Logging
 import Rules
 import ServiceLifecycle
-import Switchboard
+import Roles
+import Telemetry
 
 /// Exports the depth and consumers of every Switchboard queue (an AMQP passive declare each: exact, not
 /// the management API's figures that lag by its statistics interval) and the age of the oldest message

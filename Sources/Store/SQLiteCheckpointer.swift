@@ -10,7 +10,7 @@ import Synchronization
 /// checkpointed on the writer connection between two commits: the next commit starts the WAL over.
 /// The writer's own automatic checkpoint stays on (`WALLimits.backstopPages`), should this thread fall
 /// behind or not run at all. The thread is blocking work of its own (SQLite's calls and the waits between
-/// them), so it runs on a thread: the store role's `RoleService` (Setup.openStore), never a pool's task.
+/// them), so it runs on a thread: the store role's `RoleService` (Wiring's Stores.open), never a pool's task.
 final class Checkpointer: Sendable {
     private let restartPages: Int
     private static let interval: TimeInterval = 0.02

@@ -91,7 +91,7 @@ package final class SQLiteStore: ConversationStore {
     }
 
     /// Checkpoints the WAL on the calling thread until the store goes or `running` says no: the body of
-    /// the store's `RoleService` in a group (Setup.openStore). A store nothing runs this for (a CLI
+    /// the store's `RoleService` in a group (Wiring's Stores.open). A store nothing runs this for (a CLI
     /// command) relies on the writer's own automatic checkpoint.
     package func checkpoint(while running: () -> Bool) {
         checkpointer.run(while: running)

@@ -6,7 +6,7 @@ import Operations
 import Rules
 import ServiceLifecycle
 import Store
-import Switchboard
+import Roles
 import Synchronization
 import Wiring
 
@@ -229,7 +229,7 @@ struct Erase: AsyncParsableCommand {
     func run() async throws {
         let config = try loadConfigOrExit(options.config)
         let (endpoint, ticket, reason) = (endpoint, ticket, reason)
-        try await Setup.withStore(config, logger: options.logger("switchboard", config)) { store in
+        try await Stores.with(config, logger: options.logger("switchboard", config)) { store in
             var err = FileHandle.standardError
             guard let hit = try await store.tickets(ticket, endpoints: [endpoint]).first else {
                 print("switchboard: no conversation has \(endpoint)/\(ticket)", to: &err)
@@ -257,7 +257,7 @@ struct Timeline: AsyncParsableCommand {
 
     func run() async throws {
         let cfg = try loadConfigOrExit(config)
-        guard let text = try await Setup.describeConversation(config: cfg, endpoint: endpoint, ticket: ticket, logger: Logger(label: "switchboard")) else {
+        guard let text = try await Stores.describeConversation(config: cfg, endpoint: endpoint, ticket: ticket, logger: Logger(label: "switchboard")) else {
             var err = FileHandle.standardError
             print("switchboard: no conversation has \(endpoint)/\(ticket)", to: &err)
             throw ExitCode(1)
@@ -276,7 +276,7 @@ struct Failed: AsyncParsableCommand {
 
     func run() async throws {
         let cfg = try loadConfigOrExit(config)
-        print(try await Setup.describeFailed(config: cfg, limit: limit, logger: Logger(label: "switchboard")))
+        print(try await Stores.describeFailed(config: cfg, limit: limit, logger: Logger(label: "switchboard")))
     }
 }
 
@@ -301,7 +301,7 @@ struct Parked: AsyncParsableCommand {
             let logger = options.logger("switchboard", config)
             let user = try Setup.brokerOptions(config).user
             let query = ParkedQuery(group: group, limit: limit, excerpt: json ? nil : ParkedMessage.excerptBytes)
-            let (counts, rows) = try await Setup.withStore(config, logger: logger) { store in
+            let (counts, rows) = try await Stores.with(config, logger: logger) { store in
                 (try await store.parkedCounts(), try await store.parked(query))
             }
             if !json { print("\(counts.total) parked message(s)") }
@@ -352,7 +352,7 @@ struct Parked: AsyncParsableCommand {
         let logger = options.logger("switchboard", config)
         let broker = try Setup.brokerOptions(config)
         let counts = Counts()
-        try await Setup.withStore(config, logger: logger) { store in
+        try await Stores.with(config, logger: logger) { store in
             let actions = ParkedActions(store: store, options: broker, logger: logger)
             try await actions.run(replay: replay, ids: ids.isEmpty ? nil : ids, limit: limit ?? .max, who: who, reason: reason) { m, outcome, detail in
                 counts.add(outcome)

@@ -5,7 +5,9 @@ import Operations
 import Rules
 import ServiceLifecycle
 import Store
-import Switchboard
+import Roles
+import StoreRole
+import Telemetry
 
 /// How a process reaches the conversation store.
 package enum StoreAccess: Sendable {
@@ -19,7 +21,7 @@ package enum StoreAccess: Sendable {
 
 /// Which roles a process runs: `switchboard run` is all of them; `intake`, `worker`, `store` and
 /// `admin serve` one each. Every process also serves its metrics and health probes.
-package struct Roles: Sendable {
+package struct RoleSet: Sendable {
     package var intake: Bool
     package var store: StoreAccess
     /// Partitions this process's workers consume; empty: no worker.
@@ -48,18 +50,18 @@ package struct Roles: Sendable {
     /// `switchboard run`: store, intake, workers and the admin in one process. Its workers take their
     /// share of the partitions like any `switchboard worker` (all of them when alone), so more worker
     /// processes can join it.
-    package static func all(_ config: SwitchboardConfig) -> Roles {
-        Roles(name: "run", intake: true, store: .serve, partitions: Array(0..<config.settings.partitions),
+    package static func all(_ config: SwitchboardConfig) -> RoleSet {
+        RoleSet(name: "run", intake: true, store: .serve, partitions: Array(0..<config.settings.partitions),
               workerThreads: config.settings.workers, coordinated: true, admin: true)
     }
 
-    package static let intakeOnly = Roles(name: "intake", intake: true, store: .remote)
-    package static let storeOnly = Roles(name: "store", store: .serve)
-    package static let adminOnly = Roles(name: "admin", store: .read, admin: true)
+    package static let intakeOnly = RoleSet(name: "intake", intake: true, store: .remote)
+    package static let storeOnly = RoleSet(name: "store", store: .serve)
+    package static let adminOnly = RoleSet(name: "admin", store: .read, admin: true)
 
     /// Worker threads for `partitions`, or (coordinated) for the share the live workers agree on.
-    package static func workers(_ partitions: [Int], threads: Int, coordinated: Bool) -> Roles {
-        Roles(name: "worker", store: .remote, partitions: partitions, workerThreads: threads, coordinated: coordinated)
+    package static func workers(_ partitions: [Int], threads: Int, coordinated: Bool) -> RoleSet {
+        RoleSet(name: "worker", store: .remote, partitions: partitions, workerThreads: threads, coordinated: coordinated)
     }
 }
 
@@ -68,7 +70,7 @@ package struct Roles: Sendable {
 package enum ServiceBuilder {
     /// The services of `roles`, built from the configuration and not yet running; says on standard output
     /// what the process will do.
-    package static func services(_ roles: Roles, config: SwitchboardConfig, logger: Logger) async throws -> [any Service] {
+    package static func services(_ roles: RoleSet, config: SwitchboardConfig, logger: Logger) async throws -> [any Service] {
         let options = try Setup.brokerOptions(config)
         say("switchboard: broker \(options.redactedCluster)")
         say("switchboard: endpoints \(config.endpointNames.joined(separator: ", ")): ESBs publish to exchange '\(Contract.inboundExchange)' (routing key = endpoint) and consume '\(Contract.outboundQueue("<endpoint>"))'")
@@ -82,7 +84,7 @@ package enum ServiceBuilder {
             services += pool
             let metered = MeteredStore(own, backend: Setup.storeBackend(config))
             say("switchboard: store \(Setup.storeDescription(config)), serving queues '\(Contract.storeQueue)' and '\(Contract.storeMembersQueue)'; bad input goes to queue '\(Contract.parkedQueue)'")
-            services += Setup.storeServices(config: config, store: metered, parked: own, options: options, logger: logger)
+            services += StoreServer.services(config: config, store: metered, parked: own, options: options, logger: logger)
             services.append(Retention.service(config: config, store: own, backend: Setup.storeBackend(config), logger: logger))
             store = metered
         case .remote:
@@ -146,12 +148,12 @@ package enum ServiceBuilder {
     /// The store, and its pool first among the services: a group stops its services in reverse order,
     /// so the pool stops after everything that uses the store.
     private static func open(_ config: SwitchboardConfig, logger: Logger) async throws -> (any ConversationStore & AdminStore, [any Service]) {
-        let opened = try await Setup.openStore(config, logger: logger)
+        let opened = try await Stores.open(config, logger: logger)
         return (opened.store, opened.service.map { [$0] } ?? [])
     }
 
     /// Builds the services of `roles` and runs them in one `ServiceGroup` until SIGTERM or SIGINT.
-    package static func run(_ roles: Roles, config: SwitchboardConfig, logger: Logger) async throws {
+    package static func run(_ roles: RoleSet, config: SwitchboardConfig, logger: Logger) async throws {
         // Two `switchboard run` with SQLite stores of their own on one vhost would split conversations.
         if roles.store == .serve, roles.intake, Setup.storeBackend(config) == "sqlite" {
             try await Setup.refuseASecondEmbeddedStore(config, logger: logger)

@@ -6,9 +6,10 @@ import Logging
 import Rules
 import ServiceLifecycle
 import Store
-import Switchboard
+import Roles
 #if canImport(FoundationNetworking)
 import FoundationNetworking
+import Wiring
 #endif
 
 /// `sb-bench --shape admin`: the administrator's view on a big store. Fills a store (SQLite, or the
@@ -32,7 +33,7 @@ enum AdminBench {
         admin.plainHTTP = true
         admin.tokens = [AdminToken(name: "bench", role: .viewer, sha256: sha, location: admin.location)]
         config.admin = admin
-        let store = try Setup.openStandaloneStore(config, logger: logger)
+        let store = try Stores.openStandalone(config, logger: logger)
         let adminStore: any AdminStore = store
 
         let started = nanos()

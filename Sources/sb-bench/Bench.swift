@@ -2,8 +2,9 @@ import AMQP
 import ArgumentParser
 import Foundation
 import Logging
-import Switchboard
+import Roles
 import Synchronization
+import Wiring
 
 /// `make bench`: how fast Switchboard moves ticket updates through a real broker, against the broker's
 /// own ceiling measured in the same run: a bare relay with the same batching and confirms, no rules,
@@ -152,7 +153,7 @@ extension Bench {
         let config = try Setup.loadConfig(directory: directory, environment: environment)
         let started = nanos()
         do {
-            let store = try Setup.openStandaloneStore(config, logger: logger)
+            let store = try Stores.openStandalone(config, logger: logger)
             try AdminBench.fill(store, conversations: count, prefix: "PF", progress: "bench: prefill")
         }
         let seconds = Double(nanos() - started) / 1e9

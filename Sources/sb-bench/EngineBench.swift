@@ -4,7 +4,8 @@ import JSONPath
 import Logging
 import Rules
 import Store
-import Switchboard
+import Roles
+import Wiring
 
 /// `sb-bench --shape engine`: what one worker thread costs per message without a broker: intake's routing,
 /// the worker's decisions and its SQLite commits, batch by batch, on the same messages and rules as the
@@ -17,7 +18,7 @@ enum EngineBench {
         var environment = ProcessInfo.processInfo.environment
         environment["SB_DATA_DIR"] = dataDir
         let config = try Setup.loadConfig(directory: directory, environment: environment)
-        let store = try Setup.openStandaloneStore(config, logger: logger)
+        let store = try Stores.openStandalone(config, logger: logger)
         let intake = IntakeHandler(config: config, logger: logger)
         let worker = WorkerHandler(
             config: config, store: store, partitions: Array(0..<config.settings.partitions), logger: logger)

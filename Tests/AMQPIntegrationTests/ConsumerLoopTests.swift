@@ -2,7 +2,7 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
-import Switchboard
+import Roles
 import Synchronization
 import Testing
 

@@ -5,8 +5,9 @@ import FoundationNetworking
 import Logging
 import Rules
 import ServiceLifecycle
-import Switchboard
+import Roles
 import Synchronization
+import Telemetry
 import Testing
 import Wiring
 

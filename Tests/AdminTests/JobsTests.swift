@@ -3,7 +3,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import Store
-import Switchboard
+import Roles
 import Testing
 
 @testable import Admin

@@ -3,7 +3,7 @@ import Foundation
 import JSONPath
 import Rules
 import Store
-import Switchboard
+import Roles
 import Testing
 
 @testable import Admin

@@ -5,7 +5,8 @@ import Glibc
 import Logging
 import Metrics
 import Rules
-import Switchboard
+import Roles
+import Telemetry
 import Testing
 
 @testable import Operations

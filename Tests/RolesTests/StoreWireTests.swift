@@ -6,7 +6,8 @@ import Testing
 
 @testable import Rules
 @testable import Store
-@testable import Switchboard
+@testable import Roles
+@testable import StoreRole
 
 /// The store RPC's binary form: every value crosses unchanged, corrupt input is an error (never a crash or
 /// a huge allocation), and the store answers the JSON form of older workers in kind.

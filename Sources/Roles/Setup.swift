@@ -9,8 +9,9 @@ import Store
 import Synchronization
 
 /// What every process sets up from its configuration: the configuration itself, the broker's connection
-/// options, the store it opens, and the services of each role (built into a process by the Wiring module's
-/// `ServiceBuilder`).
+/// options, where its store is, and the services of the intake and worker roles (built into a process by the
+/// Wiring module's `ServiceBuilder`; the store is opened there, `Stores`, and the store role's services are
+/// `StoreServer.services`).
 package enum Setup {
     /// Reads every *.yaml / *.yml file of a directory (sorted by name) and validates the whole.
     package static func loadConfig(
@@ -57,46 +58,6 @@ package enum Setup {
         return options
     }
 
-    /// The database `store_url` names, opened by the process that owns it (the store role, admin commands):
-    /// the conversations, and the administrator's reads and the parked table beside them. A PostgreSQL
-    /// store comes with its connection pool as a service, to run before (and stop after) those that use it.
-    package static func openStore(_ config: SwitchboardConfig, logger: Logger) async throws -> OpenedStore {
-        let url = config.settings.storeURL
-        if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
-            let store = try PostgresStore(url: url, logger: logger)
-            try await store.prepare()
-            return OpenedStore(store: store, service: store)
-        }
-        let store = try SQLiteStore(path: sqlitePath(config), synchronous: config.settings.sqliteSynchronous)
-        // First in the group with the store, so it stops after everything that commits.
-        return OpenedStore(store: store, service: RoleService(name: "sqlite-checkpoint") { flag in store.checkpoint { !flag.isStopped } })
-    }
-
-    /// The store for a program without a service group (the benchmark): a PostgreSQL pool runs on its own.
-    package static func openStandaloneStore(_ config: SwitchboardConfig, logger: Logger) throws -> any ConversationStore & AdminStore {
-        let url = config.settings.storeURL
-        if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
-            return try PostgresStore.standalone(url: url, logger: logger)
-        }
-        let store = try SQLiteStore(path: sqlitePath(config), synchronous: config.settings.sqliteSynchronous)
-        store.checkpointInBackground()
-        return store
-    }
-
-    /// For a command that reads or acts once (`switchboard parked`, `timeline`, ...): the store, open
-    /// while `body` runs, its pool (if any) run beside it and stopped after.
-    package static func withStore<T: Sendable>(
-        _ config: SwitchboardConfig, logger: Logger, _ body: @Sendable (any ConversationStore & AdminStore) async throws -> T
-    ) async throws -> T {
-        let opened = try await openStore(config, logger: logger)
-        guard let service = opened.service else { return try await body(opened.store) }
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await service.run() }
-            defer { group.cancelAll() }
-            return try await body(opened.store)
-        }
-    }
-
     package static func sqlitePath(_ config: SwitchboardConfig) -> String {
         let url = config.settings.storeURL
         if url.hasPrefix("sqlite:"), url.count > "sqlite:".count { return String(url.dropFirst("sqlite:".count)) }
@@ -111,37 +72,6 @@ package enum Setup {
     /// The store for a log line: the SQLite file, or the PostgreSQL URL without its password.
     package static func storeDescription(_ config: SwitchboardConfig) -> String {
         config.settings.storeURL.hasPrefix("sqlite") ? sqlitePath(config) : ConnectionOptions.redact(config.settings.storeURL)
-    }
-
-    /// The store role's services: one loop answers `sb.store` requests from workers in other processes,
-    /// another `sb.store.members` (heartbeats and leaves), so membership never waits behind commits.
-    package static func storeServices(
-        config: SwitchboardConfig, store: FleetStore, parked: (any ParkedStore)?, options: ConnectionOptions, logger: Logger
-    ) -> [RoleService] {
-        // One SQLite file has one owner: a second store process waits (exclusive consumer) as a standby.
-        let exclusive = !(config.settings.storeURL.hasPrefix("postgres"))
-        var services = [("store", Contract.storeQueue), ("store-members", Contract.storeMembersQueue)].map { name, queue in
-            RoleService(name: name) { flag in
-                ConsumerLoop(
-                    name: name, config: config, options: options,
-                    handler: StoreServer(
-                        store: store, exclusive: exclusive, logger: logger, queue: queue, maxReplyBytes: config.settings.storeMaxRequestBytes),
-                    stopFlag: flag, logger: logger
-                ).run()
-            }
-        }
-        // What arrives in sb.parked moves into the store's parked table (see ParkedIntakeHandler).
-        if let parked {
-            services.append(RoleService(name: "parked") { flag in
-                ConsumerLoop(
-                    name: "parked", config: config, options: options,
-                    handler: ParkedIntakeHandler(store: parked, config: config, switchboardUser: options.user, exclusive: exclusive, logger: logger),
-                    // Parked messages may be as large as the broker allows, and they are few: a small window.
-                    stopFlag: flag, logger: logger, prefetch: 8
-                ).run()
-            })
-        }
-        return services
     }
 
     /// Intake sharing the inbound queues with the other live intakes (through the store's membership). With
@@ -215,62 +145,8 @@ package enum StatusLines {
     package static let json = Atomic<Bool>(false)
 }
 
-extension Setup {
-    /// A conversation, found by any endpoint's ticket id, as an administrator reads it.
-    package static func describeConversation(config: SwitchboardConfig, endpoint: String, ticket: String, logger: Logger) async throws -> String? {
-        let read = try await withStore(config, logger: logger) { store in
-            try await Offload.run { () throws -> (ConversationSnapshot, [TimelineEntry])? in
-                guard let c = try store.find([TicketRef(endpoint, ticket)]) else { return nil }
-                return (c, try store.timeline(conversationId: c.id))
-            }
-        }
-        guard let (c, timeline) = read else { return nil }
-        let time = DateFormatter()
-        time.dateFormat = "yyyy-MM-dd HH:mm:ss.SSS"
-        time.timeZone = TimeZone(identifier: "UTC")
-        var lines = ["conversation \(c.id) (version \(c.version))"]
-        lines.append("  tickets:    " + c.references.sorted { $0.key < $1.key }.map { "\($0.key)/\($0.value)" }.joined(separator: ", "))
-        for (name, value) in c.attributes.sorted(by: { $0.key < $1.key }) {
-            lines.append("  attribute:  \(name) = \(value.serializedString)")
-        }
-        for (name, value) in c.counters.sorted(by: { $0.key < $1.key }) {
-            lines.append("  counter:    \(name) = \(value)")
-        }
-        lines.append("  timeline (UTC):")
-        for e in timeline {
-            let who = e.who.map { " by \($0)" } ?? ""
-            let endpoint = e.endpoint.map { " [\($0)]" } ?? ""
-            lines.append("    \(time.string(from: e.at))  \(e.kind.rawValue.padding(toLength: 16, withPad: " ", startingAt: 0))\(e.detail)\(endpoint)\(who)")
-        }
-        return lines.joined(separator: "\n")
-    }
-
-    /// `switchboard failed`: how many outbound messages were refused with no rule to handle it, and the newest.
-    package static func describeFailed(config: SwitchboardConfig, limit: Int, logger: Logger) async throws -> String {
-        let (count, newest) = try await withStore(config, logger: logger) { store in
-            try await Offload.run { try store.failedOutbound(limit: limit) }
-        }
-        let time = DateFormatter()
-        time.dateFormat = "yyyy-MM-dd HH:mm:ss.SSS"
-        time.timeZone = TimeZone(identifier: "UTC")
-        var lines = ["\(count) outbound message(s) failed (refused, and no rule handled the refusal)"]
-        for f in newest {
-            let o = f.outbound
-            lines.append("  \(time.string(from: f.failedAt))  \(o.type) to \(o.target)  \(o.messageId)  conversation \(o.conversationId)  rule \(o.rule)")
-            lines.append("      ack: \(f.failure)")
-        }
-        return lines.joined(separator: "\n")
-    }
-}
-
 /// Why a process would not start, for the operator.
 package struct StartRefused: Error, CustomStringConvertible {
     package var description: String
-    init(_ d: String) { description = d }
-}
-
-/// A store as `Setup.openStore` opened it, with the service it needs running (PostgreSQL's connection pool).
-package struct OpenedStore: Sendable {
-    package let store: any ConversationStore & AdminStore
-    package let service: (any Service)?
+    package init(_ d: String) { description = d }
 }

@@ -1,6 +1,7 @@
 import AMQP
 import Foundation
 import Logging
+import Roles
 import Rules
 import Store
 
@@ -378,5 +379,38 @@ package final class RemoteStore: FleetStore, @unchecked Sendable {
             // A late answer to an earlier call that timed out is not ours.
             if d.message.properties.correlationId == id { return d.message }
         }
+    }
+}
+
+extension StoreServer {
+    /// The store role's services: one loop answers `sb.store` requests from workers in other processes,
+    /// another `sb.store.members` (heartbeats and leaves), so membership never waits behind commits.
+    package static func services(
+        config: SwitchboardConfig, store: FleetStore, parked: (any ParkedStore)?, options: ConnectionOptions, logger: Logger
+    ) -> [RoleService] {
+        // One SQLite file has one owner: a second store process waits (exclusive consumer) as a standby.
+        let exclusive = !(config.settings.storeURL.hasPrefix("postgres"))
+        var services = [("store", Contract.storeQueue), ("store-members", Contract.storeMembersQueue)].map { name, queue in
+            RoleService(name: name) { flag in
+                ConsumerLoop(
+                    name: name, config: config, options: options,
+                    handler: StoreServer(
+                        store: store, exclusive: exclusive, logger: logger, queue: queue, maxReplyBytes: config.settings.storeMaxRequestBytes),
+                    stopFlag: flag, logger: logger
+                ).run()
+            }
+        }
+        // What arrives in sb.parked moves into the store's parked table (see ParkedIntakeHandler).
+        if let parked {
+            services.append(RoleService(name: "parked") { flag in
+                ConsumerLoop(
+                    name: "parked", config: config, options: options,
+                    handler: ParkedIntakeHandler(store: parked, config: config, switchboardUser: options.user, exclusive: exclusive, logger: logger),
+                    // Parked messages may be as large as the broker allows, and they are few: a small window.
+                    stopFlag: flag, logger: logger, prefetch: 8
+                ).run()
+            })
+        }
+        return services
     }
 }

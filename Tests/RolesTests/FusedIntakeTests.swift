@@ -6,7 +6,7 @@ import Testing
 
 @testable import Rules
 @testable import Store
-@testable import Switchboard
+@testable import Roles
 
 /// `switchboard run`'s intake evaluating its own partitions' messages (FusedIntakeHandler), against a real
 /// SQLite store; the broker's part (routing, consuming) is played by hand.

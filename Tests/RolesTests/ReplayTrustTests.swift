@@ -3,7 +3,7 @@ import Foundation
 import JSONPath
 import Testing
 
-@testable import Switchboard
+@testable import Roles
 
 /// Replay trusts only what Switchboard wrote: our parking is signed with our broker user (`user_id`,
 /// which the broker checks); what the broker dead-lettered on an ESB's behalf goes back only to the queue

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import Switchboard
+@testable import Roles
 
 /// How the work partitions are spread over the live workers: balanced, the same for every worker, and a
 /// change of membership moves few of them.

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Rules
 import Store
+import Telemetry
 
 /// The pruning pass: in the process that owns the store, at start and then every `interval`, removes
 /// what is older than `settings.retention_*` (in rounds of `limit` rows, so no transaction is long).

@@ -105,7 +105,7 @@ package struct Topology: Sendable {
     /// The store's request queues. In quorum mode quorum queues too (replicated: they outlive a node, with a
     /// new leader elected), never transient: RabbitMQ 4 deprecates transient non-exclusive queues and can
     /// refuse them. Requests carry an expiration (the caller's timeout), which quorum queues honour.
-    static func declareStoreQueue(on c: Connection, queueType: String) throws(AMQPError) {
+    package static func declareStoreQueue(on c: Connection, queueType: String) throws(AMQPError) {
         let args: [String: FieldValue] = queueType == "quorum" ? ["x-queue-type": .string("quorum")] : [:]
         try c.declareQueue(Contract.storeQueue, arguments: args)
         try c.declareQueue(Contract.storeMembersQueue, arguments: args)

@@ -3,6 +3,7 @@ import Foundation
 import JSONPath
 import Logging
 import Rules
+import Telemetry
 
 /// The intake role: takes what ESBs publish to `sb.in`, checks it, and hands each message to the work
 /// partition of its ticket (so one ticket's messages stay in order) or parks it with the reason.

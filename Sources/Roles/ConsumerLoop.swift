@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import Rules
 import Synchronization
+import Telemetry
 
 /// A message to publish as the result of a batch.
 package struct Outgoing: Sendable {

@@ -1,7 +1,6 @@
 import Foundation
 import JSONPath
 import Rules
-import Store
 
 /// The store RPC's compact binary form (content type `application/x-sb-wire`): what a worker and the store
 /// role send each other for every batch, written and read field by field instead of through Foundation's
@@ -17,7 +16,7 @@ import Store
 /// upgraded first, docs/operations.md), and parked rows written as 1 stay readable.
 package enum StoreWire {
     package static let contentType = "application/x-sb-wire"
-    static let newest: UInt8 = 2
+    package static let newest: UInt8 = 2
 
     package static func encode<T: WireCodable>(_ value: T) -> Data {
         var w = WireWriter(version: T.wireVersion)
@@ -41,20 +40,20 @@ package enum StoreWire {
 
 package struct WireError: Error, CustomStringConvertible {
     package var description: String
-    init(_ text: String) { description = "unreadable store message: \(text)" }
+    package init(_ text: String) { description = "unreadable store message: \(text)" }
 }
 
 package struct WireWriter {
     package var bytes: [UInt8] = []
     /// The format being written (see `StoreWire`).
-    let version: UInt8
+    package let version: UInt8
 
-    init(version: UInt8 = 1) {
+    package init(version: UInt8 = 1) {
         self.version = version
         bytes.reserveCapacity(1024)
     }
 
-    mutating func unsigned(_ value: UInt64) {
+    package mutating func unsigned(_ value: UInt64) {
         var v = value
         while v >= 0x80 {
             bytes.append(UInt8(truncatingIfNeeded: v) | 0x80)
@@ -63,12 +62,12 @@ package struct WireWriter {
         bytes.append(UInt8(v))
     }
 
-    mutating func int(_ value: Int) {
+    package mutating func int(_ value: Int) {
         let v = Int64(value)
         unsigned(UInt64(bitPattern: (v << 1) ^ (v >> 63)))
     }
 
-    mutating func string(_ value: String) {
+    package mutating func string(_ value: String) {
         var s = value
         s.withUTF8 { utf8 in
             unsigned(UInt64(utf8.count))
@@ -76,12 +75,12 @@ package struct WireWriter {
         }
     }
 
-    mutating func data(_ value: Data) {
+    package mutating func data(_ value: Data) {
         unsigned(UInt64(value.count))
         bytes.append(contentsOf: value)
     }
 
-    mutating func double(_ value: Double) {
+    package mutating func double(_ value: Double) {
         withUnsafeBytes(of: value.bitPattern.littleEndian) { bytes.append(contentsOf: $0) }
     }
 }
@@ -90,20 +89,20 @@ package struct WireReader {
     private let base: UnsafeRawBufferPointer
     private var index = 0
     /// The format being read (see `StoreWire`).
-    var version: UInt8 = 1
+    package var version: UInt8 = 1
 
-    init(_ base: UnsafeRawBufferPointer) { self.base = base }
+    package init(_ base: UnsafeRawBufferPointer) { self.base = base }
 
-    var atEnd: Bool { index == base.count }
-    var remaining: Int { base.count - index }
+    package var atEnd: Bool { index == base.count }
+    package var remaining: Int { base.count - index }
 
-    mutating func byte() throws -> UInt8 {
+    package mutating func byte() throws -> UInt8 {
         guard index < base.count else { throw WireError("truncated") }
         defer { index += 1 }
         return base[index]
     }
 
-    mutating func unsigned() throws -> UInt64 {
+    package mutating func unsigned() throws -> UInt64 {
         var value: UInt64 = 0
         var shift: UInt64 = 0
         while true {
@@ -115,12 +114,12 @@ package struct WireReader {
         }
     }
 
-    mutating func int() throws -> Int {
+    package mutating func int() throws -> Int {
         let u = try unsigned()
         return Int(Int64(bitPattern: (u >> 1) ^ (0 &- (u & 1))))
     }
 
-    mutating func count() throws -> Int {
+    package mutating func count() throws -> Int {
         let n = try unsigned()
         // Every element takes at least a byte: a count beyond what is left is corrupt, not an allocation.
         guard n <= UInt64(remaining) else { throw WireError("a count of \(n) with \(remaining) byte(s) left") }
@@ -133,7 +132,7 @@ package struct WireReader {
         return UnsafeRawBufferPointer(rebasing: base[index..<index + n])
     }
 
-    mutating func string() throws -> String {
+    package mutating func string() throws -> String {
         let s = try slice()
         guard let text = String(validating: s.bindMemory(to: UInt8.self), as: UTF8.self) else {
             throw WireError("a string that is not UTF-8")
@@ -141,9 +140,9 @@ package struct WireReader {
         return text
     }
 
-    mutating func data() throws -> Data { Data(try slice()) }
+    package mutating func data() throws -> Data { Data(try slice()) }
 
-    mutating func double() throws -> Double {
+    package mutating func double() throws -> Double {
         guard remaining >= 8 else { throw WireError("truncated") }
         var bits: UInt64 = 0
         for i in 0..<8 { bits |= UInt64(base[index + i]) << (8 * UInt64(i)) }

@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import Rules
 import Store
+import Telemetry
 
 /// Spreads units of work over the live processes of a group, with no configuration: every process
 /// heartbeats into the store, reads the list of its group's live members, and takes its share of a

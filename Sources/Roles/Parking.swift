@@ -1,6 +1,7 @@
 import AMQP
 import Foundation
 import Rules
+import Telemetry
 
 /// Bad or unprocessable input goes to `sb.parked` with the reason in headers and the body unchanged. Its
 /// properties are ours (persistent, no expiration, no one else's user_id); what was published is kept

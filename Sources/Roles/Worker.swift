@@ -4,6 +4,7 @@ import JSONPath
 import Logging
 import Rules
 import Store
+import Telemetry
 
 /// The worker role: for each message of its partitions, find the conversation, evaluate the rules,
 /// commit the effects with the outbound messages (outbox) in one store transaction per batch, then

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import Rules
 import Store
+import Telemetry
 
 /// A parked message as an administrator reads it.
 package struct ParkedMessage: Sendable, Equatable {

@@ -2,12 +2,13 @@ import AMQP
 import Foundation
 import JSONPath
 import Logging
+import StoreRole
 import Synchronization
 import Testing
 
 @testable import Rules
 @testable import Store
-@testable import Switchboard
+@testable import Roles
 
 let countingConfig = """
     endpoints:
