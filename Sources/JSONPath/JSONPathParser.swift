@@ -1,3 +1,6 @@
+// One file (about 500 lines), on purpose: the parser is one grammar (RFC 9535's ABNF, rule by rule, in
+// its order), and its functions call each other recursively over one private cursor.
+
 /// A recursive-descent parser for RFC 9535, over Unicode scalars, with the function well-typedness
 /// rules of section 2.4.3 checked at parse time (an ill-typed query is invalid, not merely empty).
 struct JSONPathParser {

@@ -6,6 +6,10 @@ import Rules
 import Store
 import Telemetry
 
+// One file (about 500 lines), on purpose: a batch's steps (prepare, preload, decide, commit isolating
+// refusals, publish) share the private `Item`, `Overlay` and `Preloaded` types and the handler's state;
+// split into extensions in other files they would all become visible to the whole module.
+
 /// The worker role: for each message of its partitions, find the conversation, evaluate the rules,
 /// commit the effects with the outbound messages (outbox) in one store transaction per batch, then
 /// publish. A redelivered message whose commit already happened re-publishes the stored outbox, with

@@ -1,6 +1,9 @@
 import Foundation
 import JSONPath
 
+// One file (about 430 lines), on purpose: the configuration model, every type a configuration file
+// becomes, read in one place; the loading and its checks are in ConfigLoader*.swift.
+
 /// Where a piece of configuration came from, for error messages an operator can act on.
 package struct SourceLocation: Sendable, Hashable, CustomStringConvertible {
     package var file: String

@@ -6,6 +6,9 @@ import Roles
 import Synchronization
 import Wiring
 
+// One file (about 450 lines), on purpose: the benchmark's options and its run and fleet shapes read top to
+// bottom as the sequence BENCHMARKS.md describes; the timer, engine and admin shapes have files of their own.
+
 /// `make bench`: how fast Switchboard moves ticket updates through a real broker, against the broker's
 /// own ceiling measured in the same run: a bare relay with the same batching and confirms, no rules,
 /// no store. The last line is `bench: ratio R` (pipeline / ceiling).

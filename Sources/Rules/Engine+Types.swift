@@ -1,0 +1,149 @@
+import Foundation
+import JSONPath
+
+/// One inbound message as the engine sees it: already parsed and attributed to its endpoint.
+package struct InboundEvent: Sendable {
+    package var endpoint: String
+    package var messageId: String
+    package var type: String
+    package var body: JSON
+    /// The source endpoint's ticket id; nil for acks, which carry none.
+    package var ticketId: String?
+    package var who: String?
+    /// Other endpoints' ticket ids this message carries (endpoint -> id).
+    package var references: [String: String]
+    /// For an ack: the outbound message it answers.
+    package var ack: AckedMessage?
+    /// For a timer firing: the timer's name.
+    package var timer: String?
+
+    package init(
+        endpoint: String, messageId: String, type: String, body: JSON, ticketId: String?, who: String? = nil,
+        references: [String: String] = [:]
+    ) {
+        self.endpoint = endpoint
+        self.messageId = messageId
+        self.type = type
+        self.body = body
+        self.ticketId = ticketId
+        self.who = who
+        self.references = references
+    }
+}
+
+/// The outbound message an ack answers, as far as rules may match on it.
+package struct AckedMessage: Sendable {
+    package var messageId: String
+    package var type: String
+    package var rule: String
+    package var target: String
+
+    package init(messageId: String, type: String, rule: String, target: String) {
+        self.messageId = messageId
+        self.type = type
+        self.rule = rule
+        self.target = target
+    }
+}
+
+package enum EventType {
+    package static let ack = "ack"
+    package static let timer = "timer"
+}
+
+/// What the engine may know of a conversation.
+/// Codable with each attribute value as its JSON text (a string): numbers cross the store's RPC and
+/// PostgreSQL's functions exactly as written (`1.50`, integers of any length), which a JSON number through
+/// JSONEncoder/JSONDecoder would not.
+package struct ConversationSnapshot: Sendable, Codable {
+    package var id: String
+    package var version: Int
+    /// Every endpoint's ticket id known for this conversation.
+    package var references: [String: String]
+    /// The conversation's memory, written and read by rules.
+    package var attributes: [String: JSON]
+    package var counters: [String: Int]
+
+    package init(
+        id: String, version: Int = 0, references: [String: String] = [:], attributes: [String: JSON] = [:],
+        counters: [String: Int] = [:]
+    ) {
+        self.id = id
+        self.version = version
+        self.references = references
+        self.attributes = attributes
+        self.counters = counters
+    }
+
+    private enum CodingKeys: String, CodingKey { case id, version, references, attributes, counters }
+
+    package init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(String.self, forKey: .id)
+        version = try c.decode(Int.self, forKey: .version)
+        references = try c.decode([String: String].self, forKey: .references)
+        counters = try c.decode([String: Int].self, forKey: .counters)
+        attributes = try Self.decodeAttributes(try c.decode([String: String].self, forKey: .attributes))
+    }
+
+    package func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(version, forKey: .version)
+        try c.encode(references, forKey: .references)
+        try c.encode(counters, forKey: .counters)
+        try c.encode(attributes.mapValues(\.serializedString), forKey: .attributes)
+    }
+
+    package static func decodeAttributes(_ texts: [String: String]) throws -> [String: JSON] {
+        try texts.mapValues { text in
+            do { return try JSON.parse(text) } catch { throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "attribute: \(error)")) }
+        }
+    }
+}
+
+package struct OutboundDraft: Sendable, Equatable {
+    package var rule: String
+    package var target: String
+    package var type: String
+    package var body: JSON
+    package var delayMs: Int? = nil
+}
+
+package struct TimerDraft: Sendable, Equatable {
+    package var rule: String
+    package var name: String
+    package var afterMs: Int
+}
+
+package struct TimelineNote: Sendable, Equatable {
+    package var kind: TimelineKind
+    package var detail: String
+    package var rule: String?
+    package var body: String?
+
+    package init(kind: TimelineKind, detail: String, rule: String? = nil, body: String? = nil) {
+        self.kind = kind
+        self.detail = detail
+        self.rule = rule
+        self.body = body
+    }
+}
+
+package struct Decision: Sendable {
+    package var matchedRules: [String] = []
+    package var outbound: [OutboundDraft] = []
+    package var notes: [TimelineNote] = []
+    package var dropped = false
+    /// Attributes as they are after the message (nil: removed), only those that changed.
+    package var attributeChanges: [String: JSON?] = [:]
+    /// Counters as they are after the message, only those that changed.
+    package var counterChanges: [String: Int] = [:]
+    package var timers: [TimerDraft] = []
+    /// Set when a regular expression gave up on this message (see `RegexBudget`): the decision is not
+    /// to be trusted, and the message is parked with this reason.
+    package var tooSlow: String?
+    /// Outbound messages this message marks failed (an error ack that no rule handled), by message id,
+    /// with what the ack said.
+    package var failedOutbound: [String: String] = [:]
+}
