@@ -66,13 +66,12 @@ test-unit:
 	swift test --skip AMQPIntegrationTests --skip PostgresContract
 
 # Every test, in phases, each phase's time printed at the end (Deploy/local/test.sh): the set-up (what the
-# tests need, the local RabbitMQ and PostgreSQL), the build, the engine, the store contract on SQLite and
-# PostgreSQL and the AMQP layer against the real broker, then the ESB-side tests (pika) ESB_JOBS at a time
-# (4): the fleet and fault tests on both store backends, the admin's API (and its fuzz run against
-# docs/openapi.yaml), the web UI in a real browser. The order, fault and hostile tests run in the
-# configuration we ship: quorum queues, and on each test vhost Deploy/rabbitmq/apply.sh's policy with
-# RabbitMQ 4's default delivery limit (20) set by us; the others in classic mode (`SB_QUEUE_TYPE=quorum
-# make test` runs all of them in quorum mode).
+# tests need, the local RabbitMQ and PostgreSQL: beside the build), the build, the engine, the store contract
+# on SQLite and PostgreSQL and the AMQP layer against the real broker, then the ESB-side tests (pika) ESB_JOBS
+# at a time (4): the fleet and fault tests on both store backends, the admin's API (and its fuzz run against
+# docs/openapi.yaml), the web UI in a real browser, all in the configuration we ship: quorum queues, and on
+# each test vhost Deploy/rabbitmq/apply.sh's policy with RabbitMQ 4's default delivery limit (20) set by us
+# (`SB_QUEUE_TYPE=classic make test` runs them on classic queues).
 test:
 	@SWIFT_BUILD_FLAGS="$(SWIFT_BUILD_FLAGS)" MAKE="$(MAKE)" bash Deploy/local/test.sh
 

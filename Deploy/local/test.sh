@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # `make test`: every test, in phases, with each phase's time printed at the end.
-#   set-up    what the tests need (apt, pip), the local RabbitMQ and PostgreSQL
+#   set-up    what compiling needs first (headers); then, beside the build, what the tests need (apt, pip)
+#             and the local RabbitMQ and PostgreSQL (its output in .build/set-up.log)
 #   build     the debug build with the test targets
 #   swift     the engine, the store contract on SQLite and PostgreSQL, the AMQP layer on the real broker
 #   esb       the ESB-side tests (pika), ESB_JOBS at a time (default 4), each on a vhost, database, data
-#             directory and ports of its own: classic mode, then the order, fault and hostile tests in the
-#             configuration we ship (quorum queues, Deploy/rabbitmq/apply.sh's policy), then, alone, the
-#             few that touch the whole broker (a memory alarm, a cluster of its own: marked `serial`)
+#             directory and ports of its own, in the configuration we ship: quorum queues, and on each test
+#             vhost Deploy/rabbitmq/apply.sh's policy with RabbitMQ 4's default delivery limit (20) set by us
+#             (`SB_QUEUE_TYPE=classic make test` runs them on classic queues; the tests of what only classic
+#             queues do run in either mode); then the few that touch the whole broker (marked `serial`): the
+#             memory alarm tests one after the other, beside them the cluster of its own
 # A failing phase does not stop the later test phases (the set-up or the build failing does); the exit
 # status is 1 when any failed.
 set -uo pipefail
@@ -14,10 +17,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 make="${MAKE:-make}"
 jobs="${ESB_JOBS:-4}"
 swift_flags="${SWIFT_BUILD_FLAGS:-}"
-# The order, fault and hostile tests: quorum mode (what users run) replaces classic for them.
-quorum_tests=(Tests/esb/test_both_sides.py Tests/esb/test_faults.py Tests/esb/test_poison.py Tests/esb/test_hostile.py
-              Tests/esb/test_replay.py)
-if [ "${SB_QUEUE_TYPE:-}" = quorum ]; then classic_ignore=(); else classic_ignore=("${quorum_tests[@]/#/--ignore=}"); fi
+queue_type="${SB_QUEUE_TYPE:-quorum}"
 
 phases=()
 failed=0
@@ -36,15 +36,31 @@ report() {
   printf '  %s\n' "${phases[@]}"
 }
 
-phase set-up "$make" --no-print-directory test-deps broker postgres || { report; exit 1; }
+phase set-up-build bash Deploy/local/install.sh --build || { report; exit 1; }
+# The rest of the set-up beside the build: apt and pip wait mostly on the network and the disk.
+mkdir -p .build
+setup_start=$SECONDS
+( "$make" --no-print-directory test-deps broker postgres > .build/set-up.log 2>&1 ) &
+setup_pid=$!
+setup_done() {
+  local status=0
+  wait "$setup_pid" || status=$?
+  phases+=("$(printf '%-16s %4d s  %s' "set-up" $((SECONDS - setup_start)) "$([ $status -eq 0 ] && echo "ok (beside the build)" || echo "FAILED ($status)")")")
+  if [ $status -ne 0 ]; then
+    echo "==> set-up failed: .build/set-up.log"
+    cat .build/set-up.log
+  fi
+  return $status
+}
 # The tests' temporary folders (stores, configuration copies, logs: kept when a test fails, for a look)
 # live under .build/tmp, emptied at the start of each run, instead of piling up in /tmp. (Set after the
-# set-up: the broker and PostgreSQL it starts outlive the run.)
+# set-up started: the broker and PostgreSQL it starts outlive the run.)
 TMPDIR="$PWD/.build/tmp"
 rm -rf "$TMPDIR" && mkdir -p "$TMPDIR"
 export TMPDIR
 # shellcheck disable=SC2086
-phase build swift build --build-tests $swift_flags || { report; exit 1; }
+phase build swift build --build-tests $swift_flags || { setup_done; report; exit 1; }
+setup_done || { report; exit 1; }
 # The tests find this checkout's broker (its ports, its CA) through these variables.
 eval "$(bash Deploy/local/rabbitmq.sh env)"
 SB_TEST_POSTGRES_URL=$(bash Deploy/local/postgres.sh url)
@@ -53,10 +69,8 @@ export SB_TEST_POSTGRES_URL SB_TEST_POSTGRES_CA SB_BINARY="$PWD/.build/debug/swi
 # shellcheck disable=SC2086
 phase swift swift test --skip-build $swift_flags || failed=1
 pytest=(python3 -m pytest -q -p no:benchmark)
-phase esb-classic "${pytest[@]}" -n "$jobs" -m "not serial" Tests/esb "${classic_ignore[@]}" || failed=1
-if [ "${SB_QUEUE_TYPE:-}" != quorum ]; then
-  phase esb-quorum env SB_QUEUE_TYPE=quorum "${pytest[@]}" -n "$jobs" -m "not serial" "${quorum_tests[@]}" || failed=1
-fi
-phase esb-serial "${pytest[@]}" -m serial Tests/esb || failed=1
+phase esb env SB_QUEUE_TYPE="$queue_type" "${pytest[@]}" -n "$jobs" -m "not serial" Tests/esb || failed=1
+# The memory alarm tests one after the other, and beside them the cluster's (its nodes are not the local one's).
+phase esb-serial env SB_QUEUE_TYPE="$queue_type" "${pytest[@]}" -n 2 --dist loadgroup -m serial Tests/esb || failed=1
 report
 exit $failed

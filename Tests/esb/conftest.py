@@ -39,9 +39,10 @@ PROMETHEUS_PORT = int(os.environ.get("SB_TEST_PROMETHEUS_PORT", "15692"))
 TLS_DIR = os.path.dirname(os.environ.get("SB_TLS_CA_FILE", os.path.join(REPO, ".rabbitmq", "tls", "ca.pem")))
 
 
-# `SB_QUEUE_TYPE=quorum make test` (or pytest) runs the ESB tests in the configuration we ship: every
-# Switchboard declares quorum queues (the variable reaches it), and every test vhost gets the data
-# queues' policy of Deploy/rabbitmq/apply.sh, with RabbitMQ 4's default delivery limit (20) set by us.
+# With SB_QUEUE_TYPE=quorum (what `make test` sets; `SB_QUEUE_TYPE=classic make test` for classic queues) the
+# ESB tests run in the configuration we ship: every Switchboard declares quorum queues (the variable reaches
+# it), and every test vhost gets the data queues' policy of Deploy/rabbitmq/apply.sh, with RabbitMQ 4's
+# default delivery limit (20) set by us.
 QUORUM = os.environ.get("SB_QUEUE_TYPE") == "quorum"
 PRODUCTION_POLICY = {"delivery-limit": 20, "dead-letter-exchange": "", "dead-letter-routing-key": "sb.parked",
                      "dead-letter-strategy": "at-least-once", "overflow": "reject-publish"}
@@ -279,6 +280,18 @@ def pytest_sessionfinish(session, exitstatus):
             shutil.rmtree(d, ignore_errors=True)
 
 
+# The modules whose tests run longest (outages held on purpose, processes killed and restarted, a broker of
+# their own booted), first: run in parallel (`-n 4`), the suite then ends with short tests on every worker
+# instead of one long test alone at the end. The rest keep their order; each module's tests stay together.
+LONGEST_FIRST = ["test_outage.py", "test_faults.py", "test_deploy.py", "test_both_sides.py", "test_end_to_end.py",
+                 "test_quorum.py", "test_metrics.py"]
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(os.path.basename(str(item.fspath)), len(rank)))
+
+
 HANDED_OUT_PORTS = set()
 
 
@@ -352,6 +365,7 @@ class Switchboard:
                         SB_ADMIN_LISTEN="127.0.0.1:0", SB_ADMIN_TLS_CERT=os.path.join(TLS_DIR, "server.pem"),
                         SB_ADMIN_TLS_KEY=os.path.join(TLS_DIR, "server.key"))
         self.env["SB_METRICS_LISTEN"] = f"127.0.0.1:{free_port()}"
+        self.own_metrics_port = "SB_METRICS_LISTEN" not in (env or {})
         if MGMT != "http://localhost:15672":
             # Not where Switchboard looks by default (the broker's host, port 15672): this checkout's broker.
             self.env["SB_MANAGEMENT_URL"] = MGMT.replace("://", "://guest:guest@")
@@ -368,6 +382,11 @@ class Switchboard:
         self.consumers = consumers
 
     def start(self, timeout=30):
+        if self.proc is not None and self.own_metrics_port:
+            # A restart listens on a new port: while this process was down, its old one may have become
+            # another connection's ephemeral source port (seen: "the address is in use" after an outage).
+            self.env["SB_METRICS_LISTEN"] = f"127.0.0.1:{free_port()}"
+            self.metrics_url = "http://" + self.env["SB_METRICS_LISTEN"]
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([*self.wrap, BINARY, *self.args, "--config", self.config], env=self.env, stdout=self.log,
                                      stderr=subprocess.STDOUT)

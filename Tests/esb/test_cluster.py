@@ -15,8 +15,9 @@ from conftest import (BOTH_SIDES_RULES, ESB, REPO, Switchboard, assert_each_once
 
 CLUSTER = os.path.join(REPO, "Deploy", "local", "cluster.sh")
 
-# Three broker nodes of its own next to the local one: alone, not beside other tests.
-pytestmark = pytest.mark.serial
+# Three broker nodes of its own next to the local one: not beside the parallel tests; beside the memory alarm
+# tests (an alarm of the local node, which is not in this cluster).
+pytestmark = [pytest.mark.serial, pytest.mark.xdist_group("cluster")]
 
 
 def cluster(*args, timeout=300):

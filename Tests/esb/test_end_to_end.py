@@ -240,6 +240,7 @@ def blocked_loops(sb):
 
 
 @pytest.mark.serial  # a memory alarm blocks every publisher of the broker
+@pytest.mark.xdist_group("memory-alarm")  # after the other alarm test, never beside it
 def test_a_broker_resource_alarm_is_logged_and_what_waited_flows_after_it(esb, vhost):
     """A memory alarm blocks every publishing connection. Switchboard says so in its log (it announces the
     `connection.blocked` capability; without it the broker stalls the connection in silence) and in

@@ -27,7 +27,7 @@ METRIC = re.compile(r"\bswitchboard_[a-z_]+")
 
 def histograms():
     """Histogram family names, from the source's catalog (their series are name_bucket, _sum, _count)."""
-    text = open(os.path.join(REPO, "Sources", "Switchboard", "Meters.swift")).read()
+    text = open(os.path.join(REPO, "Sources", "Telemetry", "Meters.swift")).read()
     return set(re.findall(r'name: "(switchboard_[a-z_]+)", kind: \.histogram', text))
 
 
@@ -268,6 +268,7 @@ def alert_expr(name):
 
 
 @pytest.mark.serial  # a memory alarm blocks every publisher of the broker
+@pytest.mark.xdist_group("memory-alarm")  # after the other alarm test, never beside it
 def test_a_broker_resource_alarm_shows_in_prometheus_through_the_alerts_expression():
     """SwitchboardBrokerBlocked reads RabbitMQ's own metrics (job rabbitmq, the Prometheus plugin): with the
     local node scraped by a real Prometheus, its expression is empty while all is well, says 1 for the node
