@@ -5,11 +5,13 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 configuration="${CONFIGURATION:-release}"
 vhost="sb-bench"
-api="http://localhost:15672/api"
+# This checkout's broker, wherever rabbitmq.sh put it (the standard ports, or the next free set).
+eval "$(bash Deploy/local/rabbitmq.sh env)"
+api="$SB_TEST_MANAGEMENT_URL/api"
 curl -sf -u guest:guest -X DELETE "$api/vhosts/$vhost" >/dev/null || true
 curl -sf -u guest:guest -X PUT "$api/vhosts/$vhost" >/dev/null
 curl -sf -u guest:guest -X PUT -H 'content-type: application/json' \
   -d '{"configure":".*","write":".*","read":".*"}' "$api/permissions/$vhost/guest" >/dev/null
 trap 'curl -sf -u guest:guest -X DELETE "$api/vhosts/$vhost" >/dev/null || true' EXIT
-".build/$configuration/sb-bench" --url "amqp://guest:guest@localhost:5672/$vhost" \
+".build/$configuration/sb-bench" --url "$SB_TEST_AMQP_URL$vhost" \
   --binary ".build/$configuration/switchboard" --config Config "$@"

@@ -13,21 +13,26 @@ import Synchronization
 /// Wiring module's `ServiceBuilder`; the store is opened there, `Stores`, and the store role's services are
 /// `StoreServer.services`).
 package enum Setup {
-    /// Reads every *.yaml / *.yml file of a directory (sorted by name) and validates the whole.
-    package static func loadConfig(
+    /// A rule test file (`*_test.yaml`): not configuration, left out of it and of its hash.
+    package static func isTestFile(_ name: String) -> Bool {
+        name.hasSuffix("_test.yaml") || name.hasSuffix("_test.yml")
+    }
+
+    /// The rule tests of a configuration directory: every `*_test.yaml` in it, sorted by name; a
+    /// `body_file` is read relative to the test file's folder.
+    package static func loadRuleTests(
         directory: String, environment: [String: String] = ProcessInfo.processInfo.environment
-    ) throws -> SwitchboardConfig {
-        let url = URL(fileURLWithPath: directory)
-        let names: [String]
-        do {
-            names = try FileManager.default.contentsOfDirectory(atPath: url.path)
-                .filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }.sorted()
-        } catch {
-            throw ConfigErrors(errors: [ConfigError(SourceLocation(file: directory, line: 0), "cannot read the configuration directory: \(error.localizedDescription)")])
+    ) throws -> [RuleTestCase] {
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter(isTestFile).sorted()
+        let files = try read(names, in: directory)
+        return try ConfigLoader.loadTests(files: files, environment: environment) { testFile, path in
+            let full = path.hasPrefix("/") ? path : ((testFile as NSString).deletingLastPathComponent as NSString).appendingPathComponent(path)
+            return try String(contentsOfFile: full, encoding: .utf8)
         }
-        guard !names.isEmpty else {
-            throw ConfigErrors(errors: [ConfigError(SourceLocation(file: directory, line: 0), "no .yaml files in the configuration directory")])
-        }
+    }
+
+    /// The named files of a directory as (path, text), or an error naming the one that cannot be read.
+    private static func read(_ names: [String], in directory: String) throws(ConfigErrors) -> [(name: String, text: String)] {
         var files: [(name: String, text: String)] = []
         for name in names {
             let path = (directory as NSString).appendingPathComponent(name)
@@ -37,6 +42,26 @@ package enum Setup {
                 throw ConfigErrors(errors: [ConfigError(SourceLocation(file: path, line: 0), "cannot read: \(error.localizedDescription)")])
             }
         }
+        return files
+    }
+
+    /// Reads every *.yaml / *.yml file of a directory (sorted by name; not the rule tests, `*_test.yaml`)
+    /// and validates the whole.
+    package static func loadConfig(
+        directory: String, environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws -> SwitchboardConfig {
+        let url = URL(fileURLWithPath: directory)
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: url.path)
+                .filter { ($0.hasSuffix(".yaml") || $0.hasSuffix(".yml")) && !isTestFile($0) }.sorted()
+        } catch {
+            throw ConfigErrors(errors: [ConfigError(SourceLocation(file: directory, line: 0), "cannot read the configuration directory: \(error.localizedDescription)")])
+        }
+        guard !names.isEmpty else {
+            throw ConfigErrors(errors: [ConfigError(SourceLocation(file: directory, line: 0), "no .yaml files in the configuration directory")])
+        }
+        let files = try read(names, in: directory)
         var config = try ConfigLoader.load(files: files, environment: environment)
         // Names and contents, not where the directory is: the same configuration hashes the same on every machine.
         var hash = SHA256()

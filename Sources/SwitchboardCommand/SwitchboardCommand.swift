@@ -16,7 +16,7 @@ struct SwitchboardCommand: AsyncParsableCommand {
         commandName: "switchboard",
         abstract: "An ITSM integration hub on RabbitMQ.",
         subcommands: [
-            Run.self, Intake.self, Worker.self, Store.self, AdminCommand.self, ConfigCommand.self, Timeline.self, Failed.self, Parked.self, Erase.self,
+            Run.self, Intake.self, Worker.self, Store.self, AdminCommand.self, ConfigCommand.self, RulesCommand.self, Timeline.self, Failed.self, Parked.self, Erase.self,
         ])
 }
 
@@ -377,7 +377,7 @@ struct ConfigCommand: AsyncParsableCommand {
         commandName: "config", abstract: "Work with the configuration.", subcommands: [Check.self])
 
     struct Check: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Validate a configuration directory and print every error.")
+        static let configuration = CommandConfiguration(abstract: "Validate a configuration directory and print every error; run its rule tests.")
 
         @Argument(help: "Configuration directory.")
         var directory: String = "Config"
@@ -385,6 +385,8 @@ struct ConfigCommand: AsyncParsableCommand {
         func run() async throws {
             let config = try loadConfigOrExit(directory)
             print("switchboard: \(directory) is valid: \(config.endpoints.count) endpoint(s), \(config.rules.count) rule(s), \(config.translations.count) translation table(s)")
+            // The rule tests beside it (*_test.yaml) too: a configuration whose own tests fail is not valid.
+            if try runRuleTests(directory, config: config).contains(where: { !$0.passed }) { throw ExitCode(1) }
         }
     }
 }

@@ -1,0 +1,60 @@
+import ArgumentParser
+import Foundation
+import Roles
+import Rules
+
+/// `switchboard rules ...`: working on the rules without a broker or a store.
+struct RulesCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rules", abstract: "Test the rules of a configuration.", subcommands: [Test.self])
+
+    struct Test: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run the rule tests (every *_test.yaml) of a configuration directory through the real engine.",
+            discussion: """
+                No broker, no store: each test starts a conversation in the state it gives, at a frozen clock, \
+                and plays its steps (messages, answers, time passing). Exits 1 when a test fails, naming the \
+                test, the step and the difference.
+                """)
+
+        @Argument(help: "Configuration directory.")
+        var directory: String = "Config"
+
+        @Option(help: "Also write the results as JUnit XML to this file.")
+        var junit: String?
+
+        func run() async throws {
+            let config = try loadConfigOrExit(directory)
+            let results = try runRuleTests(directory, config: config, junit: junit)
+            if results.contains(where: { !$0.passed }) { throw ExitCode(1) }
+            if results.isEmpty { print("switchboard: no rule tests (*_test.yaml) in \(directory)") }
+        }
+    }
+}
+
+/// Loads and runs a directory's rule tests, printing each failure and a summary line; test files that do
+/// not load exit 1 with their errors.
+func runRuleTests(_ directory: String, config: SwitchboardConfig, junit: String? = nil) throws -> [RuleTestResult] {
+    var err = FileHandle.standardError
+    let cases: [RuleTestCase]
+    do {
+        cases = try Setup.loadRuleTests(directory: directory)
+    } catch let errors as ConfigErrors {
+        print("switchboard: the rule tests in \(directory) have \(errors.errors.count) error(s):", to: &err)
+        for e in errors.errors { print("  \(e)", to: &err) }
+        throw ExitCode(1)
+    }
+    let results = RuleTestRunner(config: config).run(cases)
+    for r in results where !r.passed {
+        print("FAIL \(r.name) (\(r.location))", to: &err)
+        for f in r.failures { print("  \(f)", to: &err) }
+    }
+    if let junit {
+        try RuleTestRunner.junit(results, suite: "switchboard rules test \(directory)").write(toFile: junit, atomically: true, encoding: .utf8)
+    }
+    let failed = results.filter { !$0.passed }.count
+    if !cases.isEmpty {
+        print("switchboard: rule tests: \(results.count - failed) passed, \(failed) failed")
+    }
+    return results
+}

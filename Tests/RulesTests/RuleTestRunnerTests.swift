@@ -1,0 +1,157 @@
+import Foundation
+import JSONPath
+import Testing
+
+@testable import Rules
+
+/// Rule tests (`*_test.yaml`): read with file and line, played through the real engine; a broken rule or a
+/// wrong expectation fails naming the test, the step, the rule and the difference.
+@Suite struct RuleTestRunnerTests {
+    let rules = """
+        rules:
+          - name: to-vendor
+            from: customer-a
+            counters: [{counter: n, increment: 1}]
+            set: [{attribute: last, value: {field: $.number}}]
+            send: [{to: vendor-x, type: update, body: {number: {field: $.number}, prio: {field: $.p, translate: prio}}}]
+          - name: refused
+            from: vendor-x
+            type: ack
+            when: {field: $.status, equals: error}
+            schedule: [{timer: again, after: 30s}]
+          - name: again
+            timer: again
+            send: [{to: vendor-x, type: update, body: {retry: {counter: n}}}]
+        """
+
+    func run(_ tests: String, rules: String? = nil) throws -> [RuleTestResult] {
+        let config = try load(rules ?? self.rules)
+        let cases = try ConfigLoader.loadTests(files: [("t_test.yaml", tests)], environment: [:])
+        return RuleTestRunner(config: config).run(cases)
+    }
+
+    let story = """
+        tests:
+          - name: refused then sent again
+            steps:
+              - from: customer-a
+                body: {number: INC1, p: "1"}
+                expect:
+                  rules: [to-vendor]
+                  sent: [{to: vendor-x, type: update, body: {number: INC1, prio: Highest}}]
+                  attributes: {last: INC1, other: null}
+                  counters: {n: 1}
+              - ack: vendor-x
+                body: {status: error}
+                expect: {rules: [refused], sent: [], timers: [again]}
+              - advance: 29s
+                expect: {sent: []}
+              - advance: 1s
+                expect:
+                  rules: [again]
+                  sent: [{to: vendor-x, paths: {"$.retry": 1, "$.missing": null}}]
+        """
+
+    @Test func aStoryPassesThroughTheRealEngine() throws {
+        let results = try run(story)
+        #expect(results.count == 1)
+        #expect(results[0].failures == [])
+    }
+
+    @Test func aChangedTranslationFailsNamingTheTestTheStepTheRuleAndTheDifference() throws {
+        let broken = rules.replacingOccurrences(of: "translate: prio", with: "translate: strict")
+        let results = try run(story, rules: broken)
+        #expect(results[0].failures.count == 1)
+        let failure = try #require(results[0].failures.first)
+        #expect(failure.hasPrefix("t_test.yaml:4: test 'refused then sent again', step 1 (message from customer-a): "))
+        #expect(failure.contains("sent[0] (update to vendor-x, rule 'to-vendor') body: $.prio: expected \"Highest\", missing"))
+    }
+
+    @Test func aRuleThatNoLongerMatchesSaysWhy() throws {
+        let broken = rules.replacingOccurrences(of: "from: customer-a", with: "from: customer-a\n    when: {field: $.p, equals: \"2\"}")
+        let results = try run(story, rules: broken)
+        let failure = try #require(results[0].failures.first)
+        #expect(failure.contains("rules matched: expected 'to-vendor', got none ('to-vendor': "))
+        // The later steps cannot be played: nothing was sent for the vendor to answer.
+        #expect(results[0].failures.contains { $0.contains("step 2 (ack from vendor-x): cannot play the step: nothing was sent to 'vendor-x'") })
+    }
+
+    @Test func expectationsThatDoNotHoldEachFail() throws {
+        let results = try run("""
+            tests:
+              - name: wrong
+                state: {counters: {n: 5}, attributes: {last: OLD}, references: {customer-a: INC7}}
+                steps:
+                  - from: customer-a
+                    body: {number: INC7}
+                    expect:
+                      rules: [to-vendor, refused]
+                      sent: []
+                      timers: [again]
+                      attributes: {last: OLD}
+                      counters: {n: 5}
+                      dropped: true
+                      no_rule: true
+                      parked: true
+            """)
+        let f = results[0].failures
+        #expect(f.count == 8, "\(f)")
+        #expect(f.contains { $0.hasSuffix("rules matched: expected 'to-vendor', 'refused', got 'to-vendor'") })
+        #expect(f.contains { $0.hasSuffix("expected 0 message(s) sent, got 1: update to vendor-x (rule 'to-vendor')") })
+        #expect(f.contains { $0.hasSuffix("timers scheduled: expected 'again', got none") })
+        #expect(f.contains { $0.hasSuffix("attribute 'last': expected \"OLD\", got \"INC7\"") })
+        #expect(f.contains { $0.hasSuffix("counter 'n': expected 5, got 6") })
+        #expect(f.contains { $0.hasSuffix("expected the message to be dropped, but no drop rule matched") })
+        #expect(f.contains { $0.hasSuffix("expected no rule to match, but 'to-vendor' matched") })
+        #expect(f.contains { $0.hasSuffix("expected the message to be parked, but it was decided") })
+    }
+
+    @Test func aMessageWithoutATicketIdIsParkedAndSaysWhere() throws {
+        let results = try run("""
+            tests:
+              - name: no id
+                steps:
+                  - from: customer-a
+                    body: {p: "1"}
+                    expect: {parked: no ticket id}
+                  - from: customer-a
+                    body: {p: "1"}
+            """)
+        #expect(results[0].failures.count == 1)
+        #expect(results[0].failures[0].hasSuffix("step 2 (message from customer-a): the message cannot be decided and would be parked: no ticket id at $.number (endpoints.customer-a.ticket_id)"))
+    }
+
+    @Test func testFilesWithMistakesAreRefusedWithFileAndLine() {
+        #expect(throws: ConfigErrors.self) {
+            _ = try ConfigLoader.loadTests(files: [("t_test.yaml", "tests: [{name: x, steps: [{from: a}]}]")], environment: [:])
+        }
+        do {
+            _ = try ConfigLoader.loadTests(
+                files: [("t_test.yaml", """
+                    tests:
+                      - name: a
+                        steps:
+                          - advance: 1s
+                            expect: {sent: {to: x}, colour: red}
+                      - name: a
+                        steps: [{from: customer-a, ack: vendor-x, body: {}}]
+                    """)], environment: [:])
+            Issue.record("expected errors")
+        } catch {
+            let text = error.errors.map(\.description)
+            #expect(text.contains("t_test.yaml:5: expect.sent is a list of the messages sent (write [] for none)"))
+            #expect(text.contains { $0.hasPrefix("t_test.yaml:5: unknown key 'colour' in expect") })
+            #expect(text.contains("t_test.yaml:7: a step is one of: from (a message), ack (an answer), advance (time passing)"))
+            #expect(text.contains("t_test.yaml:6: a second test named 'a' (the first is at t_test.yaml:2)"))
+        }
+    }
+
+    @Test func junitNamesEachTestAndItsFailure() throws {
+        let broken = rules.replacingOccurrences(of: "translate: prio", with: "translate: strict")
+        let xml = RuleTestRunner.junit(try run(story, rules: broken) + (try run(story)), suite: "s")
+        #expect(xml.contains(#"<testsuite name="s" tests="2" failures="1" errors="0""#))
+        #expect(xml.contains(#"<testcase classname="t_test.yaml" name="refused then sent again""#))
+        #expect(xml.contains("&quot;Highest&quot;"))
+        #expect(xml.components(separatedBy: "<failure ").count == 2)
+    }
+}
