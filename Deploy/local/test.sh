@@ -40,12 +40,16 @@ phase set-up-build bash Deploy/local/install.sh --build || { report; exit 1; }
 # The rest of the set-up beside the build: apt and pip wait mostly on the network and the disk.
 mkdir -p .build
 setup_start=$SECONDS
-( "$make" --no-print-directory test-deps broker postgres > .build/set-up.log 2>&1 ) &
+rm -f .build/set-up.seconds
+( "$make" --no-print-directory test-deps broker postgres > .build/set-up.log 2>&1; status=$?
+  echo $((SECONDS - setup_start)) > .build/set-up.seconds; exit $status ) &
 setup_pid=$!
 setup_done() {
   local status=0
   wait "$setup_pid" || status=$?
-  phases+=("$(printf '%-16s %4d s  %s' "set-up" $((SECONDS - setup_start)) "$([ $status -eq 0 ] && echo "ok (beside the build)" || echo "FAILED ($status)")")")
+  local took
+  took=$(cat .build/set-up.seconds 2>/dev/null || echo $((SECONDS - setup_start)))
+  phases+=("$(printf '%-16s %4d s  %s' "set-up" "$took" "$([ $status -eq 0 ] && echo "ok (beside the build)" || echo "FAILED ($status)")")")
   if [ $status -ne 0 ]; then
     echo "==> set-up failed: .build/set-up.log"
     cat .build/set-up.log

@@ -1,12 +1,16 @@
 import ArgumentParser
 import Foundation
+import JSONPath
+import Logging
 import Roles
 import Rules
+import Store
+import Wiring
 
 /// `switchboard rules ...`: working on the rules without a broker or a store.
 struct RulesCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "rules", abstract: "Test the rules of a configuration.", subcommands: [Test.self])
+        commandName: "rules", abstract: "Test the rules of a configuration.", subcommands: [Test.self, Try.self])
 
     struct Test: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -28,6 +32,56 @@ struct RulesCommand: AsyncParsableCommand {
             let results = try runRuleTests(directory, config: config, junit: junit)
             if results.contains(where: { !$0.passed }) { throw ExitCode(1) }
             if results.isEmpty { print("switchboard: no rule tests (*_test.yaml) in \(directory)") }
+        }
+    }
+}
+
+extension RulesCommand {
+    struct Try: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "What one message would do: each rule (matched, or why not), what it would send and change. Changes nothing.",
+            discussion: """
+                Against a new conversation, or with --conversation against a stored one's real state (read from \
+                the store `store_url` names; nothing is written, nothing is sent).
+                """)
+
+        @Option(name: .long, help: "Configuration directory.")
+        var config: String = "Config"
+
+        @Option(help: "A file with the message's body (JSON), as the ESB would publish it.")
+        var message: String
+
+        @Option(help: "The endpoint it comes from (default: the one endpoint whose ticket_id finds a value in it).")
+        var endpoint: String?
+
+        @Option(help: "The message's AMQP type, when the ESB sets one.")
+        var type: String?
+
+        @Option(help: "A stored conversation's id: decide against its attributes, counters and references.")
+        var conversation: String?
+
+        func run() async throws {
+            let cfg = try loadConfigOrExit(config)
+            let body: JSON
+            do {
+                body = try JSON.parse(try Data(contentsOf: URL(fileURLWithPath: message)))
+            } catch {
+                throw ValidationError("--message \(message): \(error)")
+            }
+            let engine = Engine(config: cfg)
+            guard let endpoint = endpoint ?? engine.guessEndpoint(of: body) else {
+                throw ValidationError("name the endpoint the message comes from (--endpoint \(cfg.endpoints.keys.sorted().joined(separator: "|"))): "
+                    + "not exactly one endpoint's ticket_id finds a value in it")
+            }
+            var snapshot = ConversationSnapshot(id: "(new)")
+            if let id = conversation {
+                let found = try await Stores.with(cfg, logger: Logger(label: "switchboard")) { store in
+                    try await Offload.run { try store.conversation(id: id) }
+                }
+                guard let found else { throw ValidationError("no conversation \(id) in \(Setup.storeDescription(cfg))") }
+                snapshot = found
+            }
+            for line in engine.trace(endpoint: endpoint, type: type, body: body, conversation: snapshot, now: Date()) { print(line) }
         }
     }
 }

@@ -155,3 +155,61 @@ import Testing
         #expect(xml.components(separatedBy: "<failure ").count == 2)
     }
 }
+
+/// `rules try`: the decision trace of one message, changing nothing.
+@Suite struct RuleTryTests {
+    let rules = """
+        rules:
+          - name: ignore-drafts
+            priority: 10
+            from: customer-a
+            when: {field: $.draft, equals: true}
+            drop: true
+          - name: to-vendor
+            from: customer-a
+            when: {reference: vendor-x, exists: true}
+            counters: [{counter: n, increment: 1}]
+            set: [{attribute: last, value: {field: $.number}}]
+            send: [{to: vendor-x, type: update, body: {key: {reference: vendor-x}, prio: {field: $.p, translate: prio}}}]
+            schedule: [{timer: check, after: 2m}]
+          - name: check
+            timer: check
+            send: [{to: customer-a, type: comment, body: {}}]
+        """
+    let now = Date(timeIntervalSince1970: 1_767_225_600)
+
+    @Test func aStoredConversationsStateDecidesAndTheTraceSaysWhatWouldHappen() throws {
+        let engine = Engine(config: try load(rules))
+        let stored = ConversationSnapshot(id: "c1", version: 3, references: ["customer-a": "INC1", "vendor-x": "VX-1"], counters: ["n": 2])
+        let lines = engine.trace(endpoint: "customer-a", type: nil, body: try JSON.parse(#"{"number":"INC1","p":"1","sys_updated_by":"ann"}"#), conversation: stored, now: now)
+        #expect(lines == [
+            "message: update of customer-a/INC1 by ann",
+            "conversation c1 (version 3): customer-a/INC1, vendor-x/VX-1",
+            "  counter n = 2",
+            "rules, in the order they are evaluated:",
+            "  no       ignore-drafts: condition 1 is false: field $.draft equals true; no value",
+            "  matched  to-vendor",
+            "would send:",
+            #"  update to vendor-x (rule 'to-vendor'): {"key":"VX-1","prio":"Highest"}"#,
+            "would schedule timer 'check' in 2m (rule 'to-vendor')",
+            #"would set attribute last: (none) -> "INC1""#,
+            "would set counter n: 2 -> 3",
+            "(nothing was sent or stored)",
+        ])
+    }
+
+    @Test func aNewConversationAndADroppedMessage() throws {
+        let engine = Engine(config: try load(rules))
+        let fresh = engine.trace(endpoint: "customer-a", type: nil, body: try JSON.parse(#"{"number":"INC2"}"#), conversation: ConversationSnapshot(id: "(new)"), now: now)
+        #expect(fresh.contains("conversation: new"))
+        #expect(fresh.contains { $0.hasPrefix("  no       to-vendor: condition 1 is false") })
+        #expect(fresh.contains("would send: nothing"))
+        let dropped = engine.trace(endpoint: "customer-a", type: nil, body: try JSON.parse(#"{"number":"INC2","draft":true}"#), conversation: ConversationSnapshot(id: "(new)"), now: now)
+        #expect(dropped.contains("  matched  ignore-drafts (drop)"))
+        #expect(dropped.contains("dropped: nothing is sent"))
+        let noId = engine.trace(endpoint: "customer-a", type: nil, body: try JSON.parse(#"{"p":"1"}"#), conversation: ConversationSnapshot(id: "(new)"), now: now)
+        #expect(noId == ["would be parked: no ticket id at $.number (endpoints.customer-a.ticket_id)"])
+        #expect(engine.guessEndpoint(of: try JSON.parse(#"{"number":"INC2"}"#)) == "customer-a")
+        #expect(engine.guessEndpoint(of: try JSON.parse(#"{"other":1}"#)) == nil)
+    }
+}

@@ -1,13 +1,16 @@
 """`switchboard rules test` and `config check` on the example configuration's rule tests (Config/*_test.yaml),
 as a user runs them: the real binary, no broker. A changed translation makes them fail, naming the test,
 the step, the rule and the difference; JUnit XML for CI."""
+import json
 import os
 import re
 import shutil
 import subprocess
+import time
+import uuid
 import xml.etree.ElementTree as ET
 
-from conftest import BINARY, REPO
+from conftest import BINARY, REPO, Switchboard, flow
 
 
 def switchboard(*args):
@@ -54,3 +57,40 @@ def test_a_test_file_with_a_mistake_is_refused_with_its_line(tmp_path):
     r = switchboard("rules", "test", str(config))
     assert r.returncode == 1
     assert "broken_test.yaml:4: a message step needs a body (or body_file)" in r.stderr, r.stderr
+
+
+def test_rules_try_decides_against_a_stored_conversation_and_changes_nothing(esb, vhost, tmp_path):
+    """A real conversation (created at vendor X, linked by its ok ack, then refused as locked): what an update
+    from A would do now, against its stored references and counters; the store and the queues are untouched."""
+    sb = Switchboard(vhost).start()
+    try:
+        number, key = f"INC{uuid.uuid4().int % 10**7:07d}", f"VX-{uuid.uuid4().int % 10**5}"
+        flow(esb, number, key)
+        deadline = time.time() + 20
+        while "lock_retries = 1" not in (text := sb.timeline("customer-a", number)) and time.time() < deadline:
+            time.sleep(0.2)
+        assert "lock_retries = 1" in text, text
+        head = text.splitlines()[0]
+        conversation = re.match(r"conversation (\S+) \(version (\d+)\)", head)
+        assert conversation, head
+        message = tmp_path / "m.json"
+        message.write_text(json.dumps({"number": number, "priority": "1", "sys_updated_by": "zoe"}))
+        esb.purge("sb.out.vendor-x")
+        r = subprocess.run([BINARY, "rules", "try", "--config", sb.config, "--message", str(message),
+                            "--conversation", conversation.group(1)], env=sb.env, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+        out = r.stdout.splitlines()
+        assert out[0] == f"message: update of customer-a/{number} by zoe", out
+        assert out[1].startswith(f"conversation {conversation.group(1)} (version {conversation.group(2)}): ") and f"vendor-x/{key}" in out[1], out
+        assert "  counter lock_retries = 1" in out, out  # the LOCKED ack of flow() counted one retry
+        assert "  matched  update-at-vendor" in out, out
+        assert any(l.startswith("  no       create-at-vendor: condition ") for l in out), out
+        sent = next(l for l in out if l.startswith("  update to vendor-x (rule 'update-at-vendor'): "))
+        body = json.loads(sent.split("): ", 1)[1])
+        assert body["key"] == key and body["fields"]["priority"]["name"] == "Highest", body
+        assert out[-1] == "(nothing was sent or stored)"
+        # Nothing changed: the conversation's version, and nothing went to the vendor.
+        assert sb.timeline("customer-a", number).splitlines()[0] == head
+        assert esb.take("sb.out.vendor-x", 1, timeout=1) == []
+    finally:
+        assert sb.stop() == 0
