@@ -10,7 +10,7 @@ import Wiring
 /// `switchboard rules ...`: working on the rules without a broker or a store.
 struct RulesCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "rules", abstract: "Test the rules of a configuration.", subcommands: [Test.self, Try.self])
+        commandName: "rules", abstract: "Test the rules of a configuration.", subcommands: [Test.self, Try.self, LintCommand.self])
 
     struct Test: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -84,6 +84,36 @@ extension RulesCommand {
             for line in engine.trace(endpoint: endpoint, type: type, body: body, conversation: snapshot, now: Date()) { print(line) }
         }
     }
+}
+
+extension RulesCommand {
+    struct LintCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "lint",
+            abstract: "Find what a valid configuration most likely got wrong: rules that never match, timers never handled, names that do not meet.",
+            discussion: "Exits 1 when it finds an error, and with --strict on a warning too.")
+
+        @Argument(help: "Configuration directory.")
+        var directory: String = "Config"
+
+        @Flag(help: "Exit 1 on warnings too.")
+        var strict = false
+
+        func run() async throws {
+            let config = try loadConfigOrExit(directory)
+            if lintFails(config, strict: strict) { throw ExitCode(1) }
+        }
+    }
+}
+
+/// Prints the lint findings (file:line: severity: what (suggestion)) and a summary; true when they fail.
+func lintFails(_ config: SwitchboardConfig, strict: Bool) -> Bool {
+    let findings = Lint.check(config)
+    var err = FileHandle.standardError
+    for f in findings { print(f.description, to: &err) }
+    let errors = findings.filter { $0.severity == .error }.count
+    print("switchboard: lint: \(errors) error(s), \(findings.count - errors) warning(s)")
+    return errors > 0 || (strict && !findings.isEmpty)
 }
 
 /// Loads and runs a directory's rule tests, printing each failure and a summary line; test files that do

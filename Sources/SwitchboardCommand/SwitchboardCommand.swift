@@ -377,7 +377,7 @@ struct ConfigCommand: AsyncParsableCommand {
         commandName: "config", abstract: "Work with the configuration.", subcommands: [Check.self])
 
     struct Check: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Validate a configuration directory and print every error; run its rule tests.")
+        static let configuration = CommandConfiguration(abstract: "Validate a configuration directory and print every error; lint it and run its rule tests.")
 
         @Argument(help: "Configuration directory.")
         var directory: String = "Config"
@@ -385,8 +385,10 @@ struct ConfigCommand: AsyncParsableCommand {
         func run() async throws {
             let config = try loadConfigOrExit(directory)
             print("switchboard: \(directory) is valid: \(config.endpoints.count) endpoint(s), \(config.rules.count) rule(s), \(config.translations.count) translation table(s)")
-            // The rule tests beside it (*_test.yaml) too: a configuration whose own tests fail is not valid.
-            if try runRuleTests(directory, config: config).contains(where: { !$0.passed }) { throw ExitCode(1) }
+            // Lint (errors fail, warnings are printed) and the rule tests beside it (*_test.yaml): a
+            // configuration with a rule that can never match, or whose own tests fail, is not valid.
+            let lintFailed = lintFails(config, strict: false)
+            if try runRuleTests(directory, config: config).contains(where: { !$0.passed }) || lintFailed { throw ExitCode(1) }
         }
     }
 }

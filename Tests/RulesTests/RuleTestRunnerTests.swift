@@ -213,3 +213,68 @@ import Testing
         #expect(engine.guessEndpoint(of: try JSON.parse(#"{"other":1}"#)) == nil)
     }
 }
+
+/// `rules lint`: each finding with its rule's file and line, what is wrong and a suggestion.
+@Suite struct LintTests {
+    func lint(_ rules: String) throws -> [String] {
+        Lint.check(try load(rules)).map(\.description)
+    }
+
+    @Test func theExampleConfigurationIsClean() throws {
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Config")
+        let names = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".yaml") && !$0.hasSuffix("_test.yaml") }
+        let files = try names.map { ("Config/" + $0, try String(contentsOf: dir.appendingPathComponent($0), encoding: .utf8)) }
+        #expect(Lint.check(try ConfigLoader.load(files: files, environment: [:])) == [])
+    }
+
+    @Test func aRuleBehindAnUnconditionalStopNeverMatches() throws {
+        let findings = try lint("""
+            rules:
+              - {name: everything-from-a, priority: 5, from: customer-a, stop: true, counters: [{counter: n, increment: 1}]}
+              - {name: updates, from: customer-a, type: update, send: [{to: vendor-x, body: {}}]}
+              - {name: acks-still-match, from: customer-a, type: ack, send: [{to: vendor-x, body: {}}]}
+              - {name: other-endpoint, from: vendor-x, send: [{to: customer-a, body: {}}]}
+            """)
+        #expect(findings.filter { $0.contains("error") } == [
+            "rules.yaml:3: error: rule 'updates' can never match: rule 'everything-from-a' (rules.yaml:2) is evaluated first, has no conditions and stops evaluation at every message it could match (give 'everything-from-a' a condition, or 'updates' a higher priority)"
+        ])
+    }
+
+    @Test func timersAndCountersWhoseNamesDoNotMeet() throws {
+        let findings = try lint("""
+            rules:
+              - name: start
+                from: customer-a
+                counters: [{counter: retries, increment: 1}]
+                schedule: [{timer: retry-later, after: 1m}]
+                set: [{attribute: seen, value: yes}]
+              - name: later
+                timer: retry-latr
+                when: {counter: retrys, lt: 3}
+                send: [{to: vendor-x, body: {note: {attribute: note}}}]
+            """)
+        #expect(findings.contains("rules.yaml:2: error: rule 'start' schedules timer 'retry-later', which no rule handles: it fires and does nothing (add a rule with `timer: retry-later`; did you mean 'retry-latr'?)"))
+        #expect(findings.contains("rules.yaml:7: error: rule 'later' handles timer 'retry-latr', which no rule schedules: it never fires (schedule it (`schedule: [{timer: retry-latr, after: 60s}]`); did you mean 'retry-later'?)"))
+        #expect(findings.contains("rules.yaml:7: warning: rule 'later' reads counter 'retrys', which no rule changes: it is always 0 (count it in a rule (`counters: [{counter: retrys, increment: 1}]`); did you mean 'retries'?)"))
+        #expect(findings.contains { $0.hasPrefix("rules.yaml:2: warning: rule 'start' changes counter 'retries', which no rule reads") })
+        #expect(findings.contains { $0.hasPrefix("rules.yaml:7: warning: rule 'later' reads attribute 'note', which no rule sets") })
+        // The test file's translation tables, which no rule here uses.
+        #expect(findings.contains { $0.contains("translation table 'prio' is used by no rule") })
+        #expect(findings.count == 7, "\(findings)")
+    }
+
+    @Test func patternsThatRepeatARepeatingGroup() throws {
+        #expect(Lint.nestedRepetition("(a+)+$"))
+        #expect(Lint.nestedRepetition(#"^(\w*)*x"#))
+        #expect(Lint.nestedRepetition("(x|.*){2,}"))
+        #expect(Lint.nestedRepetition("((ab)+c)+"))
+        #expect(!Lint.nestedRepetition("(ab)+"))
+        #expect(!Lint.nestedRepetition(#"^INC\d+$"#))
+        #expect(!Lint.nestedRepetition(#"(\d+)?-x"#))
+        #expect(!Lint.nestedRepetition(#"\(a+\)+"#))
+        #expect(!Lint.nestedRepetition("[(a+)]+"))
+        let findings = try lint("rules:\n  - {name: slow, from: customer-a, when: {field: $.x, regex: \"(a+)+$\"}, send: [{to: vendor-x, body: {}}]}")
+        #expect(findings.contains { $0.hasPrefix(#"rules.yaml:2: warning: rule 'slow': the pattern "(a+)+$" repeats a group that repeats itself"#) })
+    }
+}

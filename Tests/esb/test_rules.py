@@ -94,3 +94,22 @@ def test_rules_try_decides_against_a_stored_conversation_and_changes_nothing(esb
         assert esb.take("sb.out.vendor-x", 1, timeout=1) == []
     finally:
         assert sb.stop() == 0
+
+
+def test_rules_lint_finds_a_timer_nobody_handles_and_config_check_refuses_it(tmp_path):
+    clean = switchboard("rules", "lint", os.path.join(REPO, "Config"))
+    assert clean.returncode == 0 and "lint: 0 error(s), 0 warning(s)" in clean.stdout, clean.stdout + clean.stderr
+    config = tmp_path / "Config"
+    shutil.copytree(os.path.join(REPO, "Config"), config)
+    rules = (config / "rules.yaml").read_text()
+    assert "timer: vendor-lock-retry\n" in rules
+    # The timer rule's name no longer meets the one scheduled: the retries would never be sent.
+    (config / "rules.yaml").write_text(rules.replace("    timer: vendor-lock-retry\n", "    timer: vendor-lock-retyr\n"))
+    r = switchboard("rules", "lint", str(config))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert re.search(r"rules\.yaml:\d+: error: rule 'vendor-locked-retry' schedules timer 'vendor-lock-retry', which no rule "
+                     r"handles: it fires and does nothing \(add a rule with `timer: vendor-lock-retry`; did you mean "
+                     r"'vendor-lock-retyr'\?\)", r.stderr), r.stderr
+    assert "lint: 2 error(s)" in r.stdout, r.stdout
+    check = switchboard("config", "check", str(config))
+    assert check.returncode == 1 and "vendor-lock-retyr" in check.stderr, check.stdout + check.stderr
