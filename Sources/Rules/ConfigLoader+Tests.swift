@@ -51,6 +51,8 @@ extension ConfigLoader {
         guard let fields = mapping(y, "a test") else { return nil }
         var name: String?
         var start = ConversationSnapshot(id: "test-conversation")
+        var pendingTimers: [(name: String, afterMs: Int)] = []
+        var answers: [String: [JSON]] = [:]
         var steps: [RuleTestStep] = []
         for (key, value) in fields {
             switch key.string {
@@ -64,14 +66,22 @@ extension ConfigLoader {
                         for (attribute, json) in mapping(v, "state.attributes") ?? [] { start.attributes[attribute.string] = self.json(json) }
                     case "counters":
                         for (counter, n) in mapping(v, "state.counters") ?? [] { start.counters[counter.string] = int(n, key: counter.string) }
-                    default: unknownKey(k, in: "state", allowed: "references, attributes, counters")
+                    case "timers":
+                        for (timer, after) in mapping(v, "state.timers (timer name: due after)") ?? [] {
+                            if let ms = duration(after) { pendingTimers.append((timer.string, ms)) }
+                        }
+                    default: unknownKey(k, in: "state", allowed: "references, attributes, counters, timers")
                     }
+                }
+            case "answers":
+                for (endpoint, list) in mapping(value, "answers") ?? [] {
+                    answers[endpoint.string] = (sequence(list, "answers.\(endpoint.string) (the ack bodies, in order)") ?? []).compactMap { json($0) }
                 }
             case "steps":
                 for step in sequence(value, "steps") ?? [] {
                     if let s = parseStep(step, read: read) { steps.append(s) }
                 }
-            default: unknownKey(key, in: "a test", allowed: "name, state, steps")
+            default: unknownKey(key, in: "a test", allowed: "name, state, answers, steps")
             }
         }
         guard let name, !name.isEmpty else {
@@ -79,8 +89,8 @@ extension ConfigLoader {
             return nil
         }
         if steps.isEmpty { error(y, "test '\(name)' has no steps") }
-        if !start.references.isEmpty || !start.attributes.isEmpty || !start.counters.isEmpty { start.version = 1 }
-        return RuleTestCase(name: name, location: y.location, start: start, steps: steps)
+        if !start.references.isEmpty || !start.attributes.isEmpty || !start.counters.isEmpty || !pendingTimers.isEmpty { start.version = 1 }
+        return RuleTestCase(name: name, location: y.location, start: start, pendingTimers: pendingTimers, answers: answers, steps: steps)
     }
 
     mutating func parseStep(_ y: Y, read: (String) throws -> String) -> RuleTestStep? {

@@ -11,6 +11,11 @@ package struct RuleTestCase: Sendable {
     package var location: SourceLocation
     /// The conversation before the first step (references, attributes, counters).
     package var start: ConversationSnapshot
+    /// Timers pending before the first step: (name, milliseconds until it comes due).
+    package var pendingTimers: [(name: String, afterMs: Int)] = []
+    /// Scripted answers: every message sent to an endpoint named here is answered at once (within the step
+    /// that sent it) by the next ack body of its list, until the list is used up.
+    package var answers: [String: [JSON]] = [:]
     package var steps: [RuleTestStep]
 }
 

@@ -21,7 +21,13 @@ package struct RuleTestRunner {
 
     package func run(_ test: RuleTestCase) -> RuleTestResult {
         let started = Date()
-        var state = State(conversation: test.start, now: Self.epoch)
+        var state = State(conversation: test.start, now: Self.epoch, answers: test.answers)
+        for (n, timer) in test.pendingTimers.enumerated() {
+            let body: JSON = ["timer": .string(timer.name), "conversation": .string(test.start.id)]
+            state.timers.append((Self.epoch.addingTimeInterval(Double(timer.afterMs) / 1000), StoredOutbound(
+                messageId: "test-pending-timer-\(n + 1)", conversationId: test.start.id, inbound: InboundKey("test", "state"),
+                target: MessageIds.timerEndpoint, type: timer.name, rule: "(state)", body: body.serialized(), delayMs: timer.afterMs, kind: .timer)))
+        }
         var failures: [String] = []
         for (n, step) in test.steps.enumerated() {
             let outcome = play(step, number: n + 1, state: &state)
@@ -40,6 +46,10 @@ package struct RuleTestRunner {
         var sent: [StoredOutbound] = []
         /// Timers scheduled and not fired yet, with the time they come due.
         var timers: [(due: Date, timer: StoredOutbound)] = []
+        /// The scripted answers not used yet, by endpoint.
+        var answers: [String: [JSON]]
+        /// How many messages have been decided (scripted answers get ids of their own).
+        var decided = 0
     }
 
     private struct Outcome {
@@ -114,6 +124,8 @@ package struct RuleTestRunner {
         }
         outcome.decisions.append(d)
         state.conversation = d.next
+        state.decided += 1
+        var answered: [StoredOutbound] = []
         for o in d.outbox {
             if o.kind == .timer {
                 state.timers.append((state.now.addingTimeInterval(Double(o.delayMs) / 1000), o))
@@ -121,7 +133,19 @@ package struct RuleTestRunner {
             } else {
                 state.sent.append(o)
                 outcome.sent.append(o)
+                if state.answers[o.target]?.isEmpty == false { answered.append(o) }
             }
+        }
+        // The scripted answers, in the order their messages were sent, each decided like an ack step.
+        for o in answered {
+            guard var queue = state.answers[o.target], !queue.isEmpty else { continue }
+            let body = queue.removeFirst()
+            state.answers[o.target] = queue
+            let messageId = "test-answer-\(state.decided + 1)"
+            let who = config.endpoints[o.target]?.facts(body: body, amqpType: EventType.ack).who
+            let event = InboundEvent(endpoint: o.target, messageId: messageId, type: EventType.ack, body: body, ticketId: nil, who: who)
+            let s = Situation(endpoint: o.target, messageId: messageId, route: 0, event: event, conversation: state.conversation, acked: o, now: state.now)
+            if !decideAndApply(s, &state, &outcome) { return false }
         }
         return true
     }
