@@ -284,6 +284,8 @@ package struct EndpointConfig: Sendable {
     /// Messages waiting in its inbound or outbound queue above which ops are alerted (the metric
     /// `switchboard_endpoint_backlog_threshold`; nil: admin.warn_depth, or 1000 without an admin section).
     package var backlogThreshold: Int?
+    /// Personal fields of its messages (JSONPaths): redacted in what `rules capture` writes.
+    package var personal: [JSONPath] = []
     package var description = ""
     package var location: SourceLocation
 

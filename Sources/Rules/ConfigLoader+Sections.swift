@@ -186,12 +186,13 @@ extension ConfigLoader {
             case "ack_key": e.ackKey = path(value)
             case "users": e.users = Set(stringList(value).map(\.value))
             case "backlog_threshold": if let v = int(value, min: 1) { e.backlogThreshold = v }
+            case "personal": e.personal = stringList(value).compactMap { path($0.node) }
             case "references":
                 for (k, v) in mapping(value, "references of '\(name)'") ?? [] {
                     if let p = path(v) { e.references[k.string] = p }
                 }
             default:
-                unknownKey(key, in: "endpoint '\(name)'", allowed: "description, format, ticket_id, who, type_field, ack_key, users, backlog_threshold, references")
+                unknownKey(key, in: "endpoint '\(name)'", allowed: "description, format, ticket_id, who, type_field, ack_key, users, backlog_threshold, personal, references")
             }
         }
         guard let ticketId else {

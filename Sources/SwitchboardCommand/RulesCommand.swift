@@ -10,7 +10,7 @@ import Wiring
 /// `switchboard rules ...`: working on the rules without a broker or a store.
 struct RulesCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "rules", abstract: "Test the rules of a configuration.", subcommands: [Test.self, Try.self, LintCommand.self])
+        commandName: "rules", abstract: "Test the rules of a configuration.", subcommands: [Test.self, Try.self, LintCommand.self, CaptureCommand.self])
 
     struct Test: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -102,6 +102,59 @@ extension RulesCommand {
         func run() async throws {
             let config = try loadConfigOrExit(directory)
             if lintFails(config, strict: strict) { throw ExitCode(1) }
+        }
+    }
+}
+
+extension RulesCommand {
+    struct CaptureCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "capture",
+            abstract: "Write a rule test from a real conversation: its messages, the rules that matched, what was sent.",
+            discussion: """
+                The conversation's id is the one `switchboard timeline` prints. The test passes against the \
+                configuration that decided the conversation and fails, naming the rule, once a rule, mapping or \
+                translation it used changes. Fields named in endpoints.<name>.personal are redacted.
+                """)
+
+        @Option(name: .long, help: "Configuration directory (for the store's location and the personal fields).")
+        var config: String = "Config"
+
+        @Argument(help: "The conversation's id.")
+        var conversation: String
+
+        @Option(help: "The test's name (default: captured <id>).")
+        var name: String?
+
+        @Option(help: "Write to this file (refuses to overwrite one), e.g. Config/captured_test.yaml; default: standard output.")
+        var output: String?
+
+        func run() async throws {
+            let cfg = try loadConfigOrExit(config)
+            let id = conversation
+            let (timeline, bodies) = try await Stores.with(cfg, logger: Logger(label: "switchboard")) { store in
+                try await Offload.run { () throws -> ([TimelineEntry], [String: Data]) in
+                    let timeline = try store.timeline(conversationId: id)
+                    let ids = timeline.filter { $0.kind == .sent }.compactMap(\.messageId)
+                    var bodies: [String: Data] = [:]
+                    for case let o? in try store.outbound(messageIds: ids) { bodies[o.messageId] = o.body }
+                    return (timeline, bodies)
+                }
+            }
+            guard !timeline.isEmpty else { throw ValidationError("no conversation \(id) in \(Setup.storeDescription(cfg))") }
+            let text: String
+            do {
+                text = try Capture.test(
+                    name: name ?? "captured \(id)", timeline: timeline, sentBodies: bodies, personal: cfg.endpoints.mapValues(\.personal))
+            } catch {
+                var err = FileHandle.standardError
+                print("switchboard: conversation \(id) cannot be captured: \(error.description)", to: &err)
+                throw ExitCode(1)
+            }
+            guard let output else { return print(text, terminator: "") }
+            guard !FileManager.default.fileExists(atPath: output) else { throw ValidationError("\(output) exists: choose another file") }
+            try text.write(toFile: output, atomically: true, encoding: .utf8)
+            print("switchboard: wrote \(output)")
         }
     }
 }

@@ -348,3 +348,80 @@ import Testing
         ])
     }
 }
+
+/// `rules capture`: a test written from a conversation's timeline passes against the configuration that
+/// decided it, fails naming the rule once a translation it used changes, and redacts personal fields.
+@Suite struct CaptureTests {
+    let rules = """
+        rules:
+          - name: to-vendor
+            from: customer-a
+            send: [{to: vendor-x, type: update, body: {n: {field: $.number}, prio: {field: $.p, translate: prio}, note: "${sys_updated_by} says hi"}}]
+          - name: refused
+            from: vendor-x
+            type: ack
+            when: {field: $.status, equals: error}
+            schedule: [{timer: again, after: 30s}]
+          - name: again
+            timer: again
+            send: [{to: vendor-x, type: update, body: {again: {field: $.timer}}}]
+        """
+    let t0 = Date(timeIntervalSince1970: 1_800_000_000)
+    let cid = "0123456789abcdef0123456789abcdef"
+
+    /// A conversation as a worker would have decided it: an update, an error ack 2 s later, the timer 30.4 s after that.
+    func recorded(_ config: SwitchboardConfig) throws -> (timeline: [TimelineEntry], bodies: [String: Data]) {
+        let engine = Engine(config: config)
+        var c = ConversationSnapshot(id: cid)
+        var timeline: [TimelineEntry] = []
+        var bodies: [String: Data] = [:]
+        func play(_ s: Situation) throws -> MessageDecision {
+            let d = try engine.decide(s)
+            timeline += d.timeline
+            for o in d.outbox { bodies[o.messageId] = o.body }
+            c = d.next
+            return d
+        }
+        let first = try play(Situation(
+            endpoint: "customer-a", messageId: "m1", route: 0,
+            event: try event(#"{"number":"INC1","p":"1","sys_updated_by":"alice"}"#), conversation: c, now: t0))
+        let ack = InboundEvent(endpoint: "vendor-x", messageId: "a1", type: "ack", body: try JSON.parse(#"{"status":"error"}"#), ticketId: nil)
+        let second = try play(Situation(endpoint: "vendor-x", messageId: "a1", route: 0, event: ack, conversation: c, acked: first.outbox[0], now: t0 + 2))
+        let timer = try #require(second.outbox.first { $0.kind == .timer })
+        var fired = InboundEvent(endpoint: MessageIds.timerEndpoint, messageId: timer.messageId, type: "timer", body: try JSON.parse(timer.body), ticketId: nil)
+        fired.timer = "again"
+        _ = try play(Situation(endpoint: MessageIds.timerEndpoint, messageId: timer.messageId, route: 0, event: fired, conversation: c, now: t0 + 32.4))
+        return (timeline, bodies)
+    }
+
+    @Test func aCapturedConversationPassesAndFailsOnceATranslationItUsedChanges() throws {
+        let config = try load(rules)
+        let (timeline, bodies) = try recorded(config)
+        let personal = ["customer-a": [try JSONPath("$.sys_updated_by")]]
+        let text = try Capture.test(name: "captured", timeline: timeline, sentBodies: bodies, personal: personal)
+        #expect(!text.contains("alice"))
+        #expect(text.contains(#""note":"(redacted) says hi""#))
+        #expect(text.contains("- advance: 2000ms"))
+        #expect(text.contains("- advance: 30400ms"))
+        let cases = try ConfigLoader.loadTests(files: [("captured_test.yaml", text)], environment: [:])
+        #expect(RuleTestRunner(config: config).run(cases)[0].failures == [], "\(text)")
+        let changed = try load(rules.replacingOccurrences(of: "translate: prio", with: "translate: strict"))
+        let failures = RuleTestRunner(config: changed).run(cases)[0].failures
+        #expect(failures.count == 1, "\(failures)")
+        #expect(failures.first?.contains("sent[0] (update to vendor-x, rule 'to-vendor') body: $.prio: expected \"Highest\", missing") == true)
+    }
+
+    @Test func aConversationWhoseBeginningIsGoneIsNotReplayable() throws {
+        let (timeline, bodies) = try recorded(try load(rules))
+        let later = Array(timeline.drop { $0.kind != .ackError })
+        #expect(throws: Capture.NotReplayable.self) { try Capture.test(name: "x", timeline: later, sentBodies: bodies, personal: [:]) }
+        var noBody = timeline
+        noBody[0].body = nil
+        do {
+            _ = try Capture.test(name: "x", timeline: noBody, sentBodies: bodies, personal: [:])
+            Issue.record("expected a refusal")
+        } catch {
+            #expect(error.description.hasPrefix("the body of message 'm1'"))
+        }
+    }
+}

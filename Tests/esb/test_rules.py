@@ -113,3 +113,40 @@ def test_rules_lint_finds_a_timer_nobody_handles_and_config_check_refuses_it(tmp
     assert "lint: 2 error(s)" in r.stdout, r.stdout
     check = switchboard("config", "check", str(config))
     assert check.returncode == 1 and "vendor-lock-retyr" in check.stderr, check.stdout + check.stderr
+
+
+def test_a_conversation_captured_from_real_traffic_passes_and_fails_once_a_translation_it_used_changes(esb, vhost, tmp_path):
+    sb = Switchboard(vhost).start()
+    try:
+        number, key = f"INC{uuid.uuid4().int % 10**7:07d}", f"VX-{uuid.uuid4().int % 10**5}"
+        flow(esb, number, key)  # created at vendor X, acked ok with its key, an update refused as LOCKED
+        deadline = time.time() + 20
+        while "lock_retries = 1" not in (text := sb.timeline("customer-a", number)) and time.time() < deadline:
+            time.sleep(0.2)
+        conversation = re.match(r"conversation (\S+) ", text).group(1)
+        # The personal fields of customer-a's messages, named in the configuration capture reads.
+        config = tmp_path / "Config"
+        shutil.copytree(sb.config, config)
+        endpoints = (config / "endpoints.yaml").read_text()
+        (config / "endpoints.yaml").write_text(endpoints.replace("    who: $.sys_updated_by\n",
+                                                                 "    who: $.sys_updated_by\n    personal: [$.sys_updated_by]\n", 1))
+        out = config / "captured_test.yaml"
+        r = subprocess.run([BINARY, "rules", "capture", conversation, "--config", str(config), "--name", "the flow",
+                            "--output", str(out)], env=sb.env, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+        captured = out.read_text()
+        assert "alice" not in captured and "bob" not in captured and "(redacted)" in captured, captured
+        assert captured.count("- from: \"customer-a\"") == 3 and captured.count("- ack: \"vendor-x\"") == 2, captured
+        assert '"create-at-vendor"' in captured and '"vendor-locked-retry"' in captured, captured
+        ok = switchboard("rules", "test", str(config))
+        assert ok.returncode == 0, ok.stdout + ok.stderr + captured
+        # A changed translation: the captured test fails, naming the rule whose message it changed.
+        translations = (config / "translations.yaml").read_text()
+        (config / "translations.yaml").write_text(translations.replace('"2": High\n', '"2": Very High\n'))
+        failed = switchboard("rules", "test", str(config))
+        assert failed.returncode == 1, failed.stdout + failed.stderr
+        assert re.search(r"captured_test\.yaml:\d+: test 'the flow', step \d+ \(message from customer-a \(type update\)\): sent\[0\] \(create to "
+                         r"vendor-x, rule 'create-at-vendor'\) body: \$\.fields\.priority\.name: expected \"High\", got \"Very High\"",
+                         failed.stderr), failed.stderr
+    finally:
+        assert sb.stop() == 0
