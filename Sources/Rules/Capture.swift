@@ -16,9 +16,9 @@ package enum Capture {
 
     /// The test file's text. `sentBodies`: the outbound bodies by message id (the outbox); `personal`: the
     /// JSONPaths of each endpoint's personal fields.
-    package static func test(
-        name: String, timeline: [TimelineEntry], sentBodies: [String: Data], personal: [String: [JSONPath]]
-    ) throws(NotReplayable) -> String {
+    /// A conversation's timeline cut into its decided messages (an opening entry and what followed it),
+    /// checked to start from nothing.
+    static func decided(_ timeline: [TimelineEntry]) throws(NotReplayable) -> [(opening: TimelineEntry, rest: [TimelineEntry])] {
         let openings: Set<TimelineKind> = [.received, .acked, .ackError, .timerFired]
         var steps: [(opening: TimelineEntry, rest: [TimelineEntry])] = []
         for e in timeline {
@@ -34,13 +34,62 @@ package enum Capture {
                 ? "its first recorded message was decided before the timeline recorded the state it met"
                 : "its first recorded message met version \(first.met!): the messages before it are no longer recorded (retention)")
         }
+        for step in steps where step.opening.kind != .timerFired {
+            guard let text = step.opening.body, (try? JSON.parse(text)) != nil else {
+                throw NotReplayable(description: "the body of message '\(step.opening.messageId ?? "?")' (\(step.opening.at)) was not kept (settings.timeline_bodies, or pruned)")
+            }
+        }
+        return steps
+    }
+
+    /// The conversation as a rule test (no redaction: nothing is written), for `rules replay`. Steps are
+    /// located at "conversation <id>", line = the step's number.
+    package static func testCase(conversationId: String, timeline: [TimelineEntry], sentBodies: [String: Data]) throws(NotReplayable) -> RuleTestCase {
+        let recorded = try decided(timeline)
+        let file = "conversation \(conversationId)"
+        var steps: [RuleTestStep] = []
+        var previous = recorded[0].opening.at
+        for step in recorded {
+            let o = step.opening
+            let gap = Int((o.at.timeIntervalSince(previous) * 1000).rounded())
+            previous = o.at
+            var expect = RuleTestExpectation()
+            expect.rules = step.rest.filter { $0.kind == .ruleMatched || $0.kind == .dropped }.compactMap(\.rule)
+            expect.sent = step.rest.filter { $0.kind == .sent }.map { s in
+                var send = ExpectedSend(location: SourceLocation(file: file, line: steps.count + 1), to: s.endpoint ?? "")
+                send.type = s.messageType
+                send.delayMs = (s.delayMs ?? 0) > 0 ? s.delayMs : nil
+                if let id = s.messageId, let data = sentBodies[id], let body = try? JSON.parse(data) { send.body = body }
+                return send
+            }
+            if o.kind == .timerFired {
+                steps.append(RuleTestStep(action: .advance(ms: max(gap, 1)), location: SourceLocation(file: file, line: steps.count + 1), expect: expect))
+                continue
+            }
+            if gap >= 1 {
+                var quiet = RuleTestExpectation()
+                quiet.rules = []
+                steps.append(RuleTestStep(action: .advance(ms: gap), location: SourceLocation(file: file, line: steps.count + 1), expect: quiet))
+            }
+            let body = (try? JSON.parse(o.body ?? "")) ?? .null
+            let action: RuleTestStep.Action = o.kind == .received
+                ? .message(endpoint: o.endpoint ?? "", type: o.messageType, body: body)
+                : .ack(endpoint: o.endpoint ?? "", answering: o.messageType, body: body)
+            steps.append(RuleTestStep(action: action, location: SourceLocation(file: file, line: steps.count + 1), expect: expect))
+        }
+        return RuleTestCase(name: conversationId, location: SourceLocation(file: file, line: 0), start: ConversationSnapshot(id: conversationId), steps: steps)
+    }
+
+    package static func test(
+        name: String, timeline: [TimelineEntry], sentBodies: [String: Data], personal: [String: [JSONPath]]
+    ) throws(NotReplayable) -> String {
+        let steps = try decided(timeline)
+        let first = steps[0].opening
         // The personal values of the inbound bodies, replaced everywhere they appear (a template copies them).
         var secrets: Set<String> = []
         var bodies: [Int: JSON] = [:]
         for (n, step) in steps.enumerated() where step.opening.kind != .timerFired {
-            guard let text = step.opening.body, let body = try? JSON.parse(text) else {
-                throw NotReplayable(description: "the body of message '\(step.opening.messageId ?? "?")' (\(step.opening.at)) was not kept (settings.timeline_bodies, or pruned)")
-            }
+            guard let text = step.opening.body, let body = try? JSON.parse(text) else { continue }  // checked by `decided`
             bodies[n] = body
             for path in personal[step.opening.endpoint ?? ""] ?? [] {
                 for value in path.select(body) {

@@ -10,7 +10,7 @@ import Wiring
 /// `switchboard rules ...`: working on the rules without a broker or a store.
 struct RulesCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "rules", abstract: "Test the rules of a configuration.", subcommands: [Test.self, Try.self, LintCommand.self, CaptureCommand.self])
+        commandName: "rules", abstract: "Test the rules of a configuration.", subcommands: [Test.self, Try.self, LintCommand.self, CaptureCommand.self, ReplayCommand.self])
 
     struct Test: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -155,6 +155,88 @@ extension RulesCommand {
             guard !FileManager.default.fileExists(atPath: output) else { throw ValidationError("\(output) exists: choose another file") }
             try text.write(toFile: output, atomically: true, encoding: .utf8)
             print("switchboard: wrote \(output)")
+        }
+    }
+}
+
+extension RulesCommand {
+    struct ReplayCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "replay",
+            abstract: "Re-run recorded conversations against a candidate configuration and report what would differ.",
+            discussion: """
+                Reads the store of the running configuration (--config) and changes nothing: no broker, no store \
+                writes. Each conversation is played from its first recorded message; one whose beginning was \
+                pruned or whose bodies were not kept is listed as not replayable. Exits 1 when any conversation \
+                would differ (with the running configuration as the candidate: a determinism check).
+                """)
+
+        @Option(name: .long, help: "The running configuration (for the store's location).")
+        var config: String = "Config"
+
+        @Option(help: "The candidate configuration directory.")
+        var candidate: String
+
+        @Option(help: "Only conversations with a message in this last while, e.g. 7d, 12h, 30m (default: all).")
+        var since: String?
+
+        @Option(help: "Only this conversation.")
+        var conversation: String?
+
+        func run() async throws {
+            let running = try loadConfigOrExit(config)
+            let candidateConfig = try loadConfigOrExit(candidate)
+            var cutoff: Date?
+            if let since {
+                let units: [Character: Double] = ["d": 86_400, "h": 3_600, "m": 60, "s": 1]
+                guard let unit = since.last.flatMap({ units[$0] }), let n = Double(since.dropLast()), n > 0 else {
+                    throw ValidationError("--since \(since): expected a number and d, h, m or s, e.g. 7d")
+                }
+                cutoff = Date().addingTimeInterval(-n * unit)
+            }
+            let only = conversation, since = cutoff
+            let conversations = try await Stores.with(running, logger: Logger(label: "switchboard")) { store in
+                var ids: [String] = []
+                if let only {
+                    ids = [only]
+                } else {
+                    var seen: Set<String> = []
+                    var cursor: Int64?
+                    paging: while true {
+                        let groups = try await store.recent(before: cursor, limit: 500, conversationId: nil)
+                        guard let last = groups.last else { break }
+                        for g in groups {
+                            guard let e = g.entries.first else { continue }
+                            if let since, e.at < since { break paging }
+                            if seen.insert(e.conversationId).inserted { ids.append(e.conversationId) }
+                        }
+                        cursor = last.cursor
+                    }
+                }
+                let found = ids
+                return try await Offload.run { () throws -> [(id: String, timeline: [TimelineEntry], sentBodies: [String: Data])] in
+                    try found.map { id in
+                        let timeline = try store.timeline(conversationId: id)
+                        var bodies: [String: Data] = [:]
+                        for case let o? in try store.outbound(messageIds: timeline.filter { $0.kind == .sent }.compactMap(\.messageId)) {
+                            bodies[o.messageId] = o.body
+                        }
+                        return (id, timeline, bodies)
+                    }
+                }
+            }
+            let report = Replay.run(conversations, candidate: candidateConfig)
+            for (id, differences) in report.differing {
+                print("DIFFERS conversation \(id)")
+                for d in differences { print("  \(d)") }
+            }
+            for (id, why) in report.notReplayable { print("NOT REPLAYABLE conversation \(id): \(why)") }
+            for (rule, n) in report.byRule.sorted(by: { ($0.value, $1.key) > ($1.value, $0.key) }) {
+                print("rule '\(rule)': \(n) conversation(s) would differ")
+            }
+            print("switchboard: replayed \(report.replayed) conversation(s), \(report.messages) message(s) against \(candidate): "
+                + "\(report.differing.count) would differ, \(report.notReplayable.count) not replayable")
+            if !report.differing.isEmpty { throw ExitCode(1) }
         }
     }
 }

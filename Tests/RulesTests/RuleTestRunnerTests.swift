@@ -411,6 +411,28 @@ import Testing
         #expect(failures.first?.contains("sent[0] (update to vendor-x, rule 'to-vendor') body: $.prio: expected \"Highest\", missing") == true)
     }
 
+    @Test func replayWithTheSameConfigurationFindsNoDifferenceAndWithAChangedTranslationExactlyTheConversationThatUsedIt() throws {
+        let config = try load(rules)
+        let (timeline, bodies) = try recorded(config)
+        // A second conversation whose message has no priority: the translation's default, untouched by the change below.
+        let other = try Engine(config: config).decide(Situation(
+            endpoint: "customer-a", messageId: "m9", route: 0, event: try event(#"{"number":"INC9","sys_updated_by":"bo"}"#),
+            conversation: ConversationSnapshot(id: "fedcba9876543210fedcba9876543210"), now: t0))
+        let otherBodies = Dictionary(uniqueKeysWithValues: other.outbox.map { ($0.messageId, $0.body) })
+        let pruned = Array(timeline.drop { $0.kind != .ackError })
+        let recordedSet = [(id: cid, timeline: timeline, sentBodies: bodies), (id: "fedcba9876543210fedcba9876543210", timeline: other.timeline, sentBodies: otherBodies),
+                           (id: "pruned", timeline: pruned, sentBodies: bodies)]
+        let same = Replay.run(recordedSet, candidate: config)
+        #expect(same.replayed == 2 && same.differing.isEmpty && same.messages == 4, "\(same.differing)")
+        #expect(same.notReplayable.map(\.conversation) == ["pruned"])
+        let candidate = try ConfigLoader.load(
+            files: [("endpoints.yaml", endpointsYAML.replacingOccurrences(of: "\"1\": Highest", with: "\"1\": Top")), ("rules.yaml", rules)], environment: [:])
+        let changed = Replay.run(recordedSet, candidate: candidate)
+        #expect(changed.differing.map(\.conversation) == [cid])
+        #expect(changed.byRule == ["to-vendor": 1])
+        #expect(changed.differing.first?.differences.first?.contains(#"body: $.prio: expected "Highest", got "Top""#) == true)
+    }
+
     @Test func aConversationWhoseBeginningIsGoneIsNotReplayable() throws {
         let (timeline, bodies) = try recorded(try load(rules))
         let later = Array(timeline.drop { $0.kind != .ackError })

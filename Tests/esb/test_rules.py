@@ -10,7 +10,7 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 
-from conftest import BINARY, REPO, Switchboard, flow
+from conftest import BINARY, REPO, Switchboard, flow, incident, take_ticket
 
 
 def switchboard(*args):
@@ -148,5 +148,41 @@ def test_a_conversation_captured_from_real_traffic_passes_and_fails_once_a_trans
         assert re.search(r"captured_test\.yaml:\d+: test 'the flow', step \d+ \(message from customer-a \(type update\)\): sent\[0\] \(create to "
                          r"vendor-x, rule 'create-at-vendor'\) body: \$\.fields\.priority\.name: expected \"High\", got \"Very High\"",
                          failed.stderr), failed.stderr
+    finally:
+        assert sb.stop() == 0
+
+
+def test_replaying_recorded_traffic_finds_no_difference_and_then_exactly_the_conversation_a_change_touches(esb, vhost, tmp_path):
+    sb = Switchboard(vhost).start()
+    try:
+        number, key = f"INC{uuid.uuid4().int % 10**7:07d}", f"VX-{uuid.uuid4().int % 10**5}"
+        flow(esb, number, key)  # priority 2 at its create
+        other = f"INC{uuid.uuid4().int % 10**7:07d}"
+        esb.publish("customer-a", incident(other, priority="3"), message_id=f"{other}-1")
+        [(create, _)] = take_ticket(esb, other)
+        assert create.type == "create"
+        deadline = time.time() + 20
+        while "lock_retries = 1" not in sb.timeline("customer-a", number) and time.time() < deadline:
+            time.sleep(0.2)
+
+        def replay(candidate):
+            return subprocess.run([BINARY, "rules", "replay", "--config", sb.config, "--candidate", str(candidate), "--since", "1h"],
+                                  env=sb.env, capture_output=True, text=True, timeout=60)
+
+        same = replay(sb.config)
+        assert same.returncode == 0, same.stdout + same.stderr
+        assert "replayed 2 conversation(s)" in same.stdout and "0 would differ, 0 not replayable" in same.stdout, same.stdout
+        candidate = tmp_path / "Candidate"
+        shutil.copytree(sb.config, candidate)
+        translations = (candidate / "translations.yaml").read_text()
+        (candidate / "translations.yaml").write_text(translations.replace('"2": High\n', '"2": Very High\n'))
+        changed = replay(candidate)
+        assert changed.returncode == 1, changed.stdout + changed.stderr
+        differing = re.findall(r"^DIFFERS conversation (\S+)$", changed.stdout, re.M)
+        assert len(differing) == 1, changed.stdout
+        assert differing[0] in sb.timeline("customer-a", number).splitlines()[0], changed.stdout
+        assert "rule 'create-at-vendor': 1 conversation(s) would differ" in changed.stdout, changed.stdout
+        assert 'expected "High", got "Very High"' in changed.stdout, changed.stdout
+        assert "replayed 2 conversation(s)" in changed.stdout and "1 would differ" in changed.stdout, changed.stdout
     finally:
         assert sb.stop() == 0

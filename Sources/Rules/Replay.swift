@@ -1,0 +1,56 @@
+import Foundation
+import JSONPath
+
+/// `switchboard rules replay`: recorded conversations re-run against a candidate configuration, with no
+/// broker and no store writes. Each conversation is played from its first recorded message (its state then
+/// was empty) as `Capture.testCase` writes it: its messages and acks in their recorded order, the clock at
+/// their recorded gaps, timers from the candidate firing when they come due. What the candidate would do
+/// differently (rules, messages sent, their bodies) is reported per conversation and grouped by rule.
+package struct ReplayReport: Sendable {
+    package var replayed = 0
+    package var messages = 0
+    /// Conversations whose effects would differ, with the differences.
+    package var differing: [(conversation: String, differences: [String])] = []
+    /// Conversations that cannot be replayed, with why (never skipped silently).
+    package var notReplayable: [(conversation: String, why: String)] = []
+    /// Rule -> how many differing conversations name it.
+    package var byRule: [String: Int] = [:]
+}
+
+package enum Replay {
+    package static func run(
+        _ conversations: [(id: String, timeline: [TimelineEntry], sentBodies: [String: Data])], candidate: SwitchboardConfig
+    ) -> ReplayReport {
+        var report = ReplayReport()
+        let runner = RuleTestRunner(config: candidate)
+        let names = Set(candidate.rules.map(\.name))
+        for c in conversations {
+            let test: RuleTestCase
+            do {
+                test = try Capture.testCase(conversationId: c.id, timeline: c.timeline, sentBodies: c.sentBodies)
+            } catch {
+                report.notReplayable.append((c.id, error.description))
+                continue
+            }
+            report.replayed += 1
+            report.messages += test.steps.filter { if case .advance = $0.action { return false } else { return true } }.count
+                + c.timeline.filter { $0.kind == .timerFired }.count
+            let result = runner.run(test)
+            guard !result.passed else { continue }
+            report.differing.append((c.id, result.failures))
+            var rules: Set<String> = []
+            for f in result.failures {
+                var rest = Substring(f)
+                while let open = rest.firstIndex(of: "'") {
+                    let after = rest[rest.index(after: open)...]
+                    guard let close = after.firstIndex(of: "'") else { break }
+                    let word = String(after[..<close])
+                    if names.contains(word) { rules.insert(word) }
+                    rest = after[after.index(after: close)...]
+                }
+            }
+            for r in rules { report.byRule[r, default: 0] += 1 }
+        }
+        return report
+    }
+}
