@@ -122,7 +122,7 @@ package final class IntakeHandler: BatchHandler {
                     name)
             }
             guard let ticket = facts.ticketId else {
-                return park("no_ticket_id", "no ticket id at \(endpoint.ticketId.source) (endpoints.\(name).ticket_id)", name)
+                return park("no_ticket_id", endpoint.noTicketIdReason, name)
             }
             if let problem = Self.problem(ticketId: ticket) {
                 return park("bad_ticket_id", "ticket id at \(endpoint.ticketId.source) \(problem) (endpoints.\(name).ticket_id)", name)

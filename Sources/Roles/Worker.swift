@@ -285,7 +285,7 @@ package final class WorkerHandler: BatchHandler {
             item.route = Contract.parse(outboundMessageId: d.message.properties.correlationId ?? "")?.route ?? 0
         } else {
             guard let ticket = facts.ticketId else {
-                item.park = Park(code: "no_ticket_id", reason: "no ticket id at \(config.ticketId.source) (endpoints.\(endpoint).ticket_id)")
+                item.park = Park(code: "no_ticket_id", reason: config.noTicketIdReason)
                 return item
             }
             item.event = InboundEvent(

@@ -14,16 +14,16 @@ package enum Capture {
     /// What replaces a personal value (`endpoints.<name>.personal`) wherever it appears.
     package static let redacted = "(redacted)"
 
-    /// The test file's text. `sentBodies`: the outbound bodies by message id (the outbox); `personal`: the
-    /// JSONPaths of each endpoint's personal fields.
-    /// A conversation's timeline cut into its decided messages (an opening entry and what followed it),
-    /// checked to start from nothing.
-    static func decided(_ timeline: [TimelineEntry]) throws(NotReplayable) -> [(opening: TimelineEntry, rest: [TimelineEntry])] {
-        let openings: Set<TimelineKind> = [.received, .acked, .ackError, .timerFired]
-        var steps: [(opening: TimelineEntry, rest: [TimelineEntry])] = []
+    /// The entries that open a decided message; what follows one belongs to it.
+    package static let openings: Set<TimelineKind> = [.received, .acked, .ackError, .timerFired]
+
+    /// A conversation's timeline cut into its decided messages (an opening entry, what followed it, and the
+    /// opening message's body), checked to start from nothing and to have every body it needs.
+    static func decided(_ timeline: [TimelineEntry]) throws(NotReplayable) -> [(opening: TimelineEntry, rest: [TimelineEntry], body: JSON?)] {
+        var steps: [(opening: TimelineEntry, rest: [TimelineEntry], body: JSON?)] = []
         for e in timeline {
             if openings.contains(e.kind) {
-                steps.append((e, []))
+                steps.append((e, [], nil))
             } else if !steps.isEmpty {
                 steps[steps.count - 1].rest.append(e)
             }
@@ -34,20 +34,29 @@ package enum Capture {
                 ? "its first recorded message was decided before the timeline recorded the state it met"
                 : "its first recorded message met version \(first.met!): the messages before it are no longer recorded (retention)")
         }
-        for step in steps where step.opening.kind != .timerFired {
-            guard let text = step.opening.body, (try? JSON.parse(text)) != nil else {
-                throw NotReplayable(description: "the body of message '\(step.opening.messageId ?? "?")' (\(step.opening.at)) was not kept (settings.timeline_bodies, or pruned)")
+        for n in steps.indices where steps[n].opening.kind != .timerFired {
+            guard let text = steps[n].opening.body, let body = try? JSON.parse(text) else {
+                let o = steps[n].opening
+                throw NotReplayable(description: "the body of message '\(o.messageId ?? "?")' (\(o.at)) was not kept (settings.timeline_bodies, or pruned)")
             }
+            steps[n].body = body
         }
         return steps
     }
 
-    /// The conversation as a rule test (no redaction: nothing is written), for `rules replay`. Steps are
-    /// located at "conversation <id>", line = the step's number.
-    package static func testCase(conversationId: String, timeline: [TimelineEntry], sentBodies: [String: Data]) throws(NotReplayable) -> RuleTestCase {
+    /// The conversation as a rule test: each decided message a step, after an `advance` of the recorded gap
+    /// (a timer firing is that `advance`); each step expects the rules that matched and every message sent,
+    /// with its body from `sentBodies` (the outbox). Steps are located at "conversation <id>", line = the
+    /// step's number. Nothing is redacted: `rules replay` runs it and writes nothing; `test` writes it.
+    package static func testCase(
+        name: String? = nil, conversationId: String, timeline: [TimelineEntry], sentBodies: [String: Data]
+    ) throws(NotReplayable) -> RuleTestCase {
         let recorded = try decided(timeline)
         let file = "conversation \(conversationId)"
         var steps: [RuleTestStep] = []
+        func add(_ action: RuleTestStep.Action, _ expect: RuleTestExpectation) {
+            steps.append(RuleTestStep(action: action, location: SourceLocation(file: file, line: steps.count + 1), expect: expect))
+        }
         var previous = recorded[0].opening.at
         for step in recorded {
             let o = step.opening
@@ -62,98 +71,97 @@ package enum Capture {
                 if let id = s.messageId, let data = sentBodies[id], let body = try? JSON.parse(data) { send.body = body }
                 return send
             }
-            if o.kind == .timerFired {
-                steps.append(RuleTestStep(action: .advance(ms: max(gap, 1)), location: SourceLocation(file: file, line: steps.count + 1), expect: expect))
-                continue
+            switch (o.kind, step.body) {
+            case (.received, let body?):
+                if gap >= 1 { add(.advance(ms: gap), quiet) }
+                add(.message(endpoint: o.endpoint ?? "", type: o.messageType, body: body), expect)
+            case (_, let body?):
+                if gap >= 1 { add(.advance(ms: gap), quiet) }
+                add(.ack(endpoint: o.endpoint ?? "", answering: o.messageType, body: body), expect)
+            default:
+                add(.advance(ms: max(gap, 1)), expect)
             }
-            if gap >= 1 {
-                var quiet = RuleTestExpectation()
-                quiet.rules = []
-                steps.append(RuleTestStep(action: .advance(ms: gap), location: SourceLocation(file: file, line: steps.count + 1), expect: quiet))
-            }
-            let body = (try? JSON.parse(o.body ?? "")) ?? .null
-            let action: RuleTestStep.Action = o.kind == .received
-                ? .message(endpoint: o.endpoint ?? "", type: o.messageType, body: body)
-                : .ack(endpoint: o.endpoint ?? "", answering: o.messageType, body: body)
-            steps.append(RuleTestStep(action: action, location: SourceLocation(file: file, line: steps.count + 1), expect: expect))
         }
-        return RuleTestCase(name: conversationId, location: SourceLocation(file: file, line: 0), start: ConversationSnapshot(id: conversationId), steps: steps)
+        return RuleTestCase(
+            name: name ?? conversationId, location: SourceLocation(file: file, line: 0), start: ConversationSnapshot(id: conversationId), steps: steps)
     }
 
+    /// An `advance` between recorded messages: nothing came due in it.
+    private static let quiet: RuleTestExpectation = {
+        var e = RuleTestExpectation()
+        e.rules = []
+        return e
+    }()
+
+    /// The test file's text: `testCase` written out, with the values of each endpoint's personal fields
+    /// (`personal`: JSONPaths by endpoint) replaced by `redacted` wherever they appear, in the messages and
+    /// in the bodies expected alike (a template copies them).
     package static func test(
         name: String, timeline: [TimelineEntry], sentBodies: [String: Data], personal: [String: [JSONPath]]
     ) throws(NotReplayable) -> String {
-        let steps = try decided(timeline)
-        let first = steps[0].opening
-        // The personal values of the inbound bodies, replaced everywhere they appear (a template copies them).
+        let conversationId = timeline.first?.conversationId ?? ""
+        let test = try testCase(name: name, conversationId: conversationId, timeline: timeline, sentBodies: sentBodies)
         var secrets: Set<String> = []
-        var bodies: [Int: JSON] = [:]
-        for (n, step) in steps.enumerated() where step.opening.kind != .timerFired {
-            guard let text = step.opening.body, let body = try? JSON.parse(text) else { continue }  // checked by `decided`
-            bodies[n] = body
-            for path in personal[step.opening.endpoint ?? ""] ?? [] {
-                for value in path.select(body) {
-                    if let s = value.scalarText, s.count >= 3 { secrets.insert(s) }
+        for step in test.steps {
+            switch step.action {
+            case .message(let endpoint, _, let body), .ack(let endpoint, _, let body):
+                for path in personal[endpoint] ?? [] {
+                    for value in path.select(body) {
+                        if let s = value.scalarText, s.count >= 3 { secrets.insert(s) }
+                    }
                 }
+            case .advance: break
             }
         }
-        func clean(_ v: JSON) -> JSON {
-            switch v {
-            case .string(var s):
-                for secret in secrets.sorted(by: { $0.count > $1.count }) { s = s.replacingOccurrences(of: secret, with: redacted) }
-                return .string(s)
-            case .array(let a): return .array(a.map(clean))
-            case .object(let o): return .object(o.mapValues(clean))
-            default: return v
+        let longestFirst = secrets.sorted { $0.count > $1.count }
+        func clean(_ v: JSON) -> String {
+            func walk(_ v: JSON) -> JSON {
+                switch v {
+                case .string(var s):
+                    for secret in longestFirst { s = s.replacingOccurrences(of: secret, with: redacted) }
+                    return .string(s)
+                case .array(let a): return .array(a.map(walk))
+                case .object(let o): return .object(o.mapValues(walk))
+                default: return v
+                }
             }
+            return walk(v).serializedString
         }
 
         var lines = [
-            "# Captured from conversation \(first.conversationId) by `switchboard rules capture`: its recorded messages,",
+            "# Captured from conversation \(conversationId) by `switchboard rules capture`: its recorded messages,",
             "# the rules that matched and what was sent. Personal fields are \(redacted).",
             "tests:",
             "  - name: \(yaml(name))",
             "    steps:",
         ]
-        var previous = first.at
-        for (n, step) in steps.enumerated() {
-            let o = step.opening
-            let gap = Int((o.at.timeIntervalSince(previous) * 1000).rounded())
-            previous = o.at
-            if o.kind == .timerFired {
-                lines.append("      - advance: \(max(gap, 1))ms")
-            } else {
-                if gap >= 1 {
-                    lines.append("      - advance: \(gap)ms")
-                    lines.append("        expect: { rules: [] }")
-                }
-                let body = clean(bodies[n]!).serializedString
-                if o.kind == .received {
-                    lines.append("      - from: \(yaml(o.endpoint ?? ""))")
-                    if let type = o.messageType { lines.append("        type: \(yaml(type))") }
-                } else {
-                    lines.append("      - ack: \(yaml(o.endpoint ?? ""))")
-                    if let type = o.messageType { lines.append("        answering: \(yaml(type))") }
-                }
-                lines.append("        body: \(body)")
+        for step in test.steps {
+            switch step.action {
+            case .advance(let ms):
+                lines.append("      - advance: \(ms)ms")
+            case .message(let endpoint, let type, let body):
+                lines.append("      - from: \(yaml(endpoint))")
+                if let type { lines.append("        type: \(yaml(type))") }
+                lines.append("        body: \(clean(body))")
+            case .ack(let endpoint, let answering, let body):
+                lines.append("      - ack: \(yaml(endpoint))")
+                if let answering { lines.append("        answering: \(yaml(answering))") }
+                lines.append("        body: \(clean(body))")
             }
-            let rules = step.rest.filter { $0.kind == .ruleMatched || $0.kind == .dropped }.compactMap(\.rule)
+            let e = step.expect
+            guard let sent = e.sent else {
+                lines.append("        expect: { rules: [" + (e.rules ?? []).map(yaml).joined(separator: ", ") + "] }")
+                continue
+            }
             lines.append("        expect:")
-            lines.append("          rules: [" + rules.map(yaml).joined(separator: ", ") + "]")
-            let sent = step.rest.filter { $0.kind == .sent }
-            if sent.isEmpty {
-                lines.append("          sent: []")
-            } else {
-                lines.append("          sent:")
-                for s in sent {
-                    var fields = ["to: \(yaml(s.endpoint ?? ""))"]
-                    if let type = s.messageType { fields.append("type: \(yaml(type))") }
-                    if let delay = s.delayMs, delay > 0 { fields.append("delay: \(delay)ms") }
-                    if let id = s.messageId, let data = sentBodies[id], let body = try? JSON.parse(data) {
-                        fields.append("body: \(clean(body).serializedString)")
-                    }
-                    lines.append("            - { " + fields.joined(separator: ", ") + " }")
-                }
+            lines.append("          rules: [" + (e.rules ?? []).map(yaml).joined(separator: ", ") + "]")
+            lines.append(sent.isEmpty ? "          sent: []" : "          sent:")
+            for s in sent {
+                var fields = ["to: \(yaml(s.to))"]
+                if let type = s.type { fields.append("type: \(yaml(type))") }
+                if let delay = s.delayMs { fields.append("delay: \(delay)ms") }
+                if let body = s.body { fields.append("body: \(clean(body))") }
+                lines.append("            - { " + fields.joined(separator: ", ") + " }")
             }
         }
         return lines.joined(separator: "\n") + "\n"

@@ -17,11 +17,10 @@ extension Engine {
         guard let endpointConfig = config.endpoints[endpoint] else {
             return ["unknown endpoint '\(endpoint)' (the configuration has \(config.endpoints.keys.sorted().joined(separator: ", ")))"]
         }
-        let facts = endpointConfig.facts(body: body, amqpType: type)
-        guard let ticket = facts.ticketId else {
-            return ["would be parked: no ticket id at \(endpointConfig.ticketId.source) (endpoints.\(endpoint).ticket_id)"]
+        guard let event = endpointConfig.event(messageId: "rules-try", amqpType: type, body: body), let ticket = event.ticketId else {
+            return ["would be parked: \(endpointConfig.noTicketIdReason)"]
         }
-        var lines = ["message: \(facts.type) of \(endpoint)/\(ticket)" + (facts.who.map { " by \($0)" } ?? "")]
+        var lines = ["message: \(event.type) of \(endpoint)/\(ticket)" + (event.who.map { " by \($0)" } ?? "")]
         let c = conversation
         lines.append(
             c.version == 0
@@ -30,8 +29,6 @@ extension Engine {
                     + (c.references.sorted { $0.key < $1.key }.map { "\($0.key)/\($0.value)" }.joined(separator: ", ")))
         for (name, value) in c.attributes.sorted(by: { $0.key < $1.key }) { lines.append("  attribute \(name) = \(Self.excerpt(value, limit: 200))") }
         for (name, value) in c.counters.sorted(by: { $0.key < $1.key }) { lines.append("  counter \(name) = \(value)") }
-        let event = InboundEvent(
-            endpoint: endpoint, messageId: "rules-try", type: facts.type, body: body, ticketId: ticket, who: facts.who, references: facts.references)
         let decision: MessageDecision
         do {
             decision = try decide(Situation(endpoint: endpoint, messageId: "rules-try", route: 0, event: event, conversation: c, now: now))

@@ -288,6 +288,17 @@ struct Context {
 }
 
 extension EndpointConfig {
+    /// Why a message of this endpoint is parked when `ticket_id` finds nothing in it.
+    package var noTicketIdReason: String { "no ticket id at \(ticketId.source) (endpoints.\(name).ticket_id)" }
+
+    /// A ticket message of this endpoint as the engine sees it; nil when it has no ticket id (`noTicketIdReason`).
+    package func event(messageId: String, amqpType: String?, body: JSON) -> InboundEvent? {
+        let facts = facts(body: body, amqpType: amqpType)
+        guard let ticket = facts.ticketId else { return nil }
+        return InboundEvent(
+            endpoint: name, messageId: messageId, type: facts.type, body: body, ticketId: ticket, who: facts.who, references: facts.references)
+    }
+
     /// What a message of this endpoint says about itself: its ticket id, who, its type, other references.
     package func facts(body: JSON, amqpType: String?) -> (ticketId: String?, who: String?, type: String, references: [String: String]) {
         let ticket = ticketId.first(body).flatMap { $0 == .null ? nil : $0.scalarText }.flatMap { $0.isEmpty ? nil : $0 }

@@ -23,7 +23,6 @@ package enum Replay {
     ) -> ReplayReport {
         var report = ReplayReport()
         let runner = RuleTestRunner(config: candidate)
-        let names = Set(candidate.rules.map(\.name))
         for c in conversations {
             let test: RuleTestCase
             do {
@@ -33,23 +32,11 @@ package enum Replay {
                 continue
             }
             report.replayed += 1
-            report.messages += test.steps.filter { if case .advance = $0.action { return false } else { return true } }.count
-                + c.timeline.filter { $0.kind == .timerFired }.count
+            report.messages += c.timeline.filter { Capture.openings.contains($0.kind) }.count
             let result = runner.run(test)
             guard !result.passed else { continue }
             report.differing.append((c.id, result.failures))
-            var rules: Set<String> = []
-            for f in result.failures {
-                var rest = Substring(f)
-                while let open = rest.firstIndex(of: "'") {
-                    let after = rest[rest.index(after: open)...]
-                    guard let close = after.firstIndex(of: "'") else { break }
-                    let word = String(after[..<close])
-                    if names.contains(word) { rules.insert(word) }
-                    rest = after[after.index(after: close)...]
-                }
-            }
-            for r in rules { report.byRule[r, default: 0] += 1 }
+            for r in result.rules { report.byRule[r, default: 0] += 1 }
         }
         return report
     }

@@ -83,6 +83,8 @@ package struct RuleTestResult: Sendable {
     package var name: String
     package var location: SourceLocation
     package var failures: [String]
+    /// The rules behind the failures (those matched or expected apart, those whose messages or timers differ).
+    package var rules: Set<String> = []
     package var seconds: Double
     package var passed: Bool { failures.isEmpty }
 }

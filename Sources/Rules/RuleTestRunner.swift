@@ -29,12 +29,13 @@ package struct RuleTestRunner {
                 target: MessageIds.timerEndpoint, type: timer.name, rule: "(state)", body: body.serialized(), delayMs: timer.afterMs, kind: .timer)))
         }
         var failures: [String] = []
+        var rules: Set<String> = []
         for (n, step) in test.steps.enumerated() {
             let outcome = play(step, number: n + 1, state: &state)
-            let problems = check(step.expect, outcome, state)
+            let problems = check(step.expect, outcome, state, rules: &rules)
             failures += problems.map { "\(step.location): test '\(test.name)', step \(n + 1) (\(step.title)): \($0)" }
         }
-        return RuleTestResult(name: test.name, location: test.location, failures: failures, seconds: Date().timeIntervalSince(started))
+        return RuleTestResult(name: test.name, location: test.location, failures: failures, rules: rules, seconds: Date().timeIntervalSince(started))
     }
 
     // MARK: - Playing a step
@@ -71,23 +72,17 @@ package struct RuleTestRunner {
                 outcome.unplayable = "unknown endpoint '\(endpoint)' (the configuration has \(config.endpoints.keys.sorted().joined(separator: ", ")))"
                 return outcome
             }
-            let facts = endpointConfig.facts(body: body, amqpType: type)
-            guard let ticket = facts.ticketId else {
-                outcome.parked = "no ticket id at \(endpointConfig.ticketId.source) (endpoints.\(endpoint).ticket_id)"
+            guard let event = endpointConfig.event(messageId: messageId, amqpType: type, body: body) else {
+                outcome.parked = endpointConfig.noTicketIdReason
                 return outcome
             }
-            let event = InboundEvent(
-                endpoint: endpoint, messageId: messageId, type: facts.type, body: body, ticketId: ticket, who: facts.who, references: facts.references)
             situations.append(Situation(endpoint: endpoint, messageId: messageId, route: 0, event: event, conversation: state.conversation, now: state.now))
         case .ack(let endpoint, let answering, let body):
             guard let acked = state.sent.last(where: { $0.target == endpoint && (answering == nil || $0.type == answering) }) else {
                 outcome.unplayable = "nothing was sent to '\(endpoint)'" + (answering.map { " of type '\($0)'" } ?? "") + " for it to answer"
                 return outcome
             }
-            let who = config.endpoints[endpoint]?.facts(body: body, amqpType: EventType.ack).who
-            let event = InboundEvent(endpoint: endpoint, messageId: messageId, type: EventType.ack, body: body, ticketId: nil, who: who)
-            situations.append(Situation(
-                endpoint: endpoint, messageId: messageId, route: 0, event: event, conversation: state.conversation, acked: acked, now: state.now))
+            situations.append(ack(body, answering: acked, messageId: messageId, state))
         case .advance(let ms):
             let end = state.now.addingTimeInterval(Double(ms) / 1000)
             // Timers fire one at a time, in the order they come due; one may schedule another that also
@@ -141,18 +136,22 @@ package struct RuleTestRunner {
             guard var queue = state.answers[o.target], !queue.isEmpty else { continue }
             let body = queue.removeFirst()
             state.answers[o.target] = queue
-            let messageId = "test-answer-\(state.decided + 1)"
-            let who = config.endpoints[o.target]?.facts(body: body, amqpType: EventType.ack).who
-            let event = InboundEvent(endpoint: o.target, messageId: messageId, type: EventType.ack, body: body, ticketId: nil, who: who)
-            let s = Situation(endpoint: o.target, messageId: messageId, route: 0, event: event, conversation: state.conversation, acked: o, now: state.now)
-            if !decideAndApply(s, &state, &outcome) { return false }
+            if !decideAndApply(ack(body, answering: o, messageId: "test-answer-\(state.decided + 1)", state), &state, &outcome) { return false }
         }
         return true
     }
 
+    /// An ack from the endpoint `acked` went to, answering it.
+    private func ack(_ body: JSON, answering acked: StoredOutbound, messageId: String, _ state: State) -> Situation {
+        let who = config.endpoints[acked.target]?.facts(body: body, amqpType: EventType.ack).who
+        let event = InboundEvent(endpoint: acked.target, messageId: messageId, type: EventType.ack, body: body, ticketId: nil, who: who)
+        return Situation(endpoint: acked.target, messageId: messageId, route: 0, event: event, conversation: state.conversation, acked: acked, now: state.now)
+    }
+
     // MARK: - Checking a step
 
-    private func check(_ e: RuleTestExpectation, _ o: Outcome, _ state: State) -> [String] {
+    /// What of `e` the step did not do; `rules` gains the rules behind each difference.
+    private func check(_ e: RuleTestExpectation, _ o: Outcome, _ state: State, rules involved: inout Set<String>) -> [String] {
         if let why = o.unplayable { return ["cannot play the step: \(why)"] }
         var problems: [String] = []
         let matched = o.decisions.flatMap(\.matchedRules)
@@ -164,19 +163,25 @@ package struct RuleTestRunner {
         default: break
         }
         if let rules = e.rules, rules != matched {
+            involved.formUnion(Set(rules).symmetricDifference(matched))
             problems.append("rules matched: expected \(Self.list(rules)), got \(Self.list(matched))" + whyNot(rules.filter { !matched.contains($0) }, o))
         }
         if let noRule = e.noRule, noRule != matched.isEmpty {
+            involved.formUnion(matched)
             problems.append(noRule ? "expected no rule to match, but \(Self.list(matched)) matched" : "expected a rule to match, but none did" + whyNot([], o))
         }
         if let dropped = e.dropped {
             let was = o.decisions.contains { d in d.timeline.contains { $0.kind == .dropped } }
-            if dropped != was { problems.append(dropped ? "expected the message to be dropped, but no drop rule matched" : "the message was dropped by \(Self.list(matched))") }
+            if dropped != was {
+                involved.formUnion(matched)
+                problems.append(dropped ? "expected the message to be dropped, but no drop rule matched" : "the message was dropped by \(Self.list(matched))")
+            }
         }
         if let expected = e.sent {
-            problems += checkSent(expected, o.sent)
+            problems += checkSent(expected, o.sent, rules: &involved)
         }
         if let timers = e.timers, timers != o.timers.map(\.type) {
+            involved.formUnion(o.timers.map(\.rule))
             problems.append("timers scheduled: expected \(Self.list(timers)), got \(Self.list(o.timers.map(\.type)))")
         }
         for (name, want) in e.attributes.sorted(by: { $0.key < $1.key }) {
@@ -190,13 +195,16 @@ package struct RuleTestRunner {
         return problems
     }
 
-    private func checkSent(_ expected: [ExpectedSend], _ sent: [StoredOutbound]) -> [String] {
+    private func checkSent(_ expected: [ExpectedSend], _ sent: [StoredOutbound], rules involved: inout Set<String>) -> [String] {
         var problems: [String] = []
         if expected.count != sent.count {
+            involved.formUnion(sent.map(\.rule))
             problems.append("expected \(expected.count) message(s) sent, got \(sent.count): "
                 + (sent.isEmpty ? "none" : sent.map { "\($0.type) to \($0.target) (rule '\($0.rule)')" }.joined(separator: ", ")))
         }
         for (n, (want, got)) in zip(expected, sent).enumerated() {
+            let before = problems.count
+            defer { if problems.count > before { involved.insert(got.rule) } }
             let which = "sent[\(n)] (\(got.type) to \(got.target), rule '\(got.rule)')"
             if want.to != got.target { problems.append("\(which): expected it to go to '\(want.to)'") }
             if let type = want.type, type != got.type { problems.append("\(which): expected type '\(type)'") }
