@@ -300,7 +300,7 @@ struct PageRoutes {
             .received: "received", .ruleMatched: "rule matched", .attribute: "attribute", .counter: "counter",
             .sent: "sent", .acked: "ack ok", .ackError: "error ack", .ackUnhandled: "unhandled ack", .noRule: "no rule matched",
             .dropped: "dropped", .delayScheduled: "timer scheduled", .timerFired: "timer fired", .linked: "linked", .warning: "warning",
-            .admin("replay"): "replayed", .admin("discard"): "discarded",
+            .retry: "retry", .admin("replay"): "replayed", .admin("discard"): "discarded",
         ]
         return labels[kind] ?? kind.rawValue
     }

@@ -45,10 +45,16 @@ package struct SwitchboardConfig: Sendable {
     package var translations: [String: TranslationTable]
     /// In evaluation order: higher priority first, then the order they were written in.
     package var rules: [Rule]
+    /// What to do with an endpoint's error acks (`retries:`), in the order written.
+    package var retries: [RetryPolicy] = []
 
     /// Every distinct outbound delay and timer delay the rules use: each gets a delay queue of its own.
-    package var outboundDelays: Set<Int> { Set(rules.flatMap { $0.sends.compactMap(\.delayMs) }) }
-    package var timerDelays: Set<Int> { Set(rules.flatMap { $0.schedules.map(\.afterMs) }) }
+    package var outboundDelays: Set<Int> {
+        Set(rules.flatMap { $0.sends.compactMap(\.delayMs) } + retries.flatMap { $0.giveUp.compactMap(\.delayMs) })
+    }
+    package var timerDelays: Set<Int> {
+        Set(rules.flatMap { $0.schedules.map(\.afterMs) }).union(retries.flatMap(\.possibleDelays))
+    }
 
     package var endpointNames: [String] { endpoints.keys.sorted() }
     /// The web UI and API (`admin:`); nil when the configuration has no admin section.
@@ -365,6 +371,8 @@ package struct Send: Sendable {
     /// Leave only after this many milliseconds (through a delay queue).
     package var delayMs: Int?
     package var location: SourceLocation
+    /// Sent only when these hold (`when:`), tested like a rule's conditions.
+    package var conditions: [Condition] = []
 }
 
 /// How one outbound value is made.

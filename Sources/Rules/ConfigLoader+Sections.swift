@@ -247,7 +247,11 @@ extension ConfigLoader {
                     rule.from.insert(v.value)
                 }
             case "type": rule.types = Set(stringList(value).map(\.value))
-            case "timer": rule.timer = string(value)
+            case "timer":
+                rule.timer = string(value)
+                if rule.timer?.hasPrefix(RetryPolicy.timerPrefix) == true {
+                    error(value, "timer names starting with '\(RetryPolicy.timerPrefix)' are retry policies' own")
+                }
             case "when": rule.conditions = conditions(value, context: &context)
             case "set":
                 for w in sequence(value, "set") ?? [] {
@@ -293,6 +297,7 @@ extension ConfigLoader {
         var type = "update"
         var body: Mapping = .object([])
         var delay: Int?
+        var when: [Condition] = []
         for (key, value) in m {
             switch key.string {
             case "to":
@@ -305,14 +310,15 @@ extension ConfigLoader {
             case "type": type = string(value) ?? type
             case "body": body = mappingValue(value, context: &context)
             case "delay": delay = duration(value)
-            default: unknownKey(key, in: "send", allowed: "to, type, body, delay")
+            case "when": when = conditions(value, context: &context)
+            default: unknownKey(key, in: "send", allowed: "to, type, body, delay, when")
             }
         }
         guard let to else {
             error(y, "a send needs 'to': the target endpoint")
             return nil
         }
-        return Send(to: to, type: type, body: body, delayMs: delay, location: y.location)
+        return Send(to: to, type: type, body: body, delayMs: delay, location: y.location, conditions: when)
     }
 
     mutating func parseAttributeWrite(_ y: Y, context: inout MappingContext) -> AttributeWrite? {
@@ -378,6 +384,7 @@ extension ConfigLoader {
             error(y, "a schedule needs 'timer' (a name) and 'after' (a duration such as 60s)")
             return nil
         }
+        if name.hasPrefix(RetryPolicy.timerPrefix) { error(y, "timer names starting with '\(RetryPolicy.timerPrefix)' are retry policies' own") }
         return TimerSchedule(name: name, afterMs: after)
     }
 

@@ -29,6 +29,7 @@ package struct ConfigLoader {
         var endpoints: [(String, Y)] = []
         var translations: [(String, Y)] = []
         var rules: [Y] = []
+        var retries: [Y] = []
         var admin: [Y] = []
     }
 
@@ -57,9 +58,11 @@ package struct ConfigLoader {
                     for (k, v) in mapping(value, "translations") ?? [] { pending.translations.append((k.string, v)) }
                 case "rules":
                     pending.rules.append(contentsOf: sequence(value, "rules") ?? [])
+                case "retries":
+                    pending.retries.append(contentsOf: sequence(value, "retries") ?? [])
                 case "admin": pending.admin.append(value)
                 default:
-                    error(key, "unknown section '\(key.string)' (expected settings, endpoints, translations, rules, admin)")
+                    error(key, "unknown section '\(key.string)' (expected settings, endpoints, translations, rules, retries, admin)")
                 }
             }
         }
@@ -116,6 +119,14 @@ package struct ConfigLoader {
             ruleNames[rule.name] = rule.location
             rules.append(rule)
         }
+        var retries: [RetryPolicy] = []
+        for y in pending.retries {
+            guard let policy = parseRetry(y, endpoints: endpoints, translations: translations, ruleNames: ruleNames) else { continue }
+            if let first = retries.first(where: { $0.name == policy.name }) {
+                error(y, "retry policy '\(policy.name)' is defined twice (first at \(first.location))")
+            }
+            retries.append(policy)
+        }
         // Stable: equal priorities keep the order they were written in.
         let ordered = rules.enumerated().sorted { a, b in
             a.element.priority != b.element.priority ? a.element.priority > b.element.priority : a.offset < b.offset
@@ -126,22 +137,29 @@ package struct ConfigLoader {
         }
         // A delayed message or a timer must find its conversation and its stored outbound message when it
         // comes due: neither may be pruned first.
+        var waits: [(location: SourceLocation, what: String, ms: Int)] = []
         for rule in ordered {
-            let waits = rule.sends.compactMap { $0.delayMs.map { ("a delay of", $0) } } + rule.schedules.map { ("a timer of", $0.afterMs) }
-            for (what, ms) in waits {
-                for (key, days) in [("retention_bodies_days", settings.retention.bodiesDays),
-                                    ("retention_conversations_days", settings.retention.conversationsDays)]
-                where Double(ms) / 1000 >= Double(days) * 86_400 {
-                    errors.append(ConfigError(
-                        rule.location,
-                        "rule '\(rule.name)' has \(what) \(ms / 1000) s, not shorter than settings.\(key) (\(days) day(s)): what it waits for would be pruned before it comes due"))
-                }
+            waits += rule.sends.compactMap { $0.delayMs.map { (rule.location, "rule '\(rule.name)' has a delay of", $0) } }
+            waits += rule.schedules.map { (rule.location, "rule '\(rule.name)' has a timer of", $0.afterMs) }
+        }
+        for policy in retries {
+            if let ms = policy.possibleDelays.max() { waits.append((policy.location, "retry policy '\(policy.name)' may wait", ms)) }
+        }
+        for wait in waits {
+            for (key, days) in [("retention_bodies_days", settings.retention.bodiesDays),
+                                ("retention_conversations_days", settings.retention.conversationsDays)]
+            where Double(wait.ms) / 1000 >= Double(days) * 86_400 {
+                errors.append(ConfigError(
+                    wait.location,
+                    "\(wait.what) \(wait.ms / 1000) s, not shorter than settings.\(key) (\(days) day(s)): what it waits for would be pruned before it comes due"))
             }
         }
         guard errors.isEmpty else {
             throw ConfigErrors(errors: errors.sorted { ($0.location.file, $0.location.line) < ($1.location.file, $1.location.line) })
         }
-        return SwitchboardConfig(settings: settings, endpoints: endpoints, translations: translations, rules: ordered, admin: admin)
+        var config = SwitchboardConfig(settings: settings, endpoints: endpoints, translations: translations, rules: ordered, admin: admin)
+        config.retries = retries
+        return config
     }
 
     static func isValidName(_ name: String) -> Bool {

@@ -88,6 +88,8 @@ package struct TimelineKind: RawRepresentable, Hashable, Sendable, Codable, Cust
     package static let attribute = TimelineKind(rawValue: "attribute")
     package static let counter = TimelineKind(rawValue: "counter")
     package static let delayScheduled = TimelineKind(rawValue: "delay-scheduled")
+    /// A retry policy at work: a refusal it will send again, a send again, or giving up (`RetryPolicy`).
+    package static let retry = TimelineKind(rawValue: "retry")
     package static let sent = TimelineKind(rawValue: "sent")
     /// An administrator's action (replay, discard, erase) shown in a conversation's view.
     package static func admin(_ action: String) -> TimelineKind { TimelineKind(rawValue: "admin-\(action)") }

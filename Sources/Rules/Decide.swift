@@ -100,6 +100,7 @@ extension Engine {
         }
         var d = MessageDecision(next: c)
         var evaluated = event
+        evaluated.now = s.now
         switch event.type {
         case EventType.timer:
             d.timeline.append(entry(.timerFired, endpoint: nil, "timer '\(event.timer ?? "?")' fired"))
@@ -113,7 +114,7 @@ extension Engine {
                     "ack from endpoint '\(s.endpoint)' for message '\(acked.messageId)', which was sent to \(sentTo): "
                         + "only the endpoint a message was sent to may acknowledge it")
             }
-            evaluated.ack = AckedMessage(messageId: acked.messageId, type: acked.type, rule: acked.rule, target: acked.target)
+            evaluated.ack = AckedMessage(messageId: acked.messageId, type: acked.type, rule: acked.rule, target: acked.target, body: acked.body)
             let (ok, status) = Self.ackStatus(event.body)
             var ack = entry(
                 ok ? .acked : .ackError, endpoint: s.endpoint, who: event.who, body: s.keepBodies ? s.inboundText ?? event.body.serializedString : nil,
@@ -167,7 +168,10 @@ extension Engine {
         }
         for (n, timer) in decision.timers.enumerated() {
             let id = MessageIds.outbound(conversation: c.id, route: s.route, inbound: inboundHash, index: n, timer: true)
-            let body: JSON = ["timer": .string(timer.name), "conversation": .string(c.id)]
+            var fields = timer.payload
+            fields["timer"] = .string(timer.name)
+            fields["conversation"] = .string(c.id)
+            let body = JSON.object(fields)
             d.outbox.append(StoredOutbound(
                 messageId: id, conversationId: c.id, inbound: inbound, target: MessageIds.timerEndpoint, type: timer.name,
                 rule: timer.rule, body: body.serialized(), delayMs: timer.afterMs, kind: .timer))

@@ -16,6 +16,9 @@ package struct InboundEvent: Sendable {
     package var ack: AckedMessage?
     /// For a timer firing: the timer's name.
     package var timer: String?
+    /// When the message is decided (the worker's clock; a test's or a replay's frozen one): the engine
+    /// reads no clock, so a time an ack names (`RetryPolicy.Wait.fromAck`) is counted from this.
+    package var now: Date?
 
     package init(
         endpoint: String, messageId: String, type: String, body: JSON, ticketId: String?, who: String? = nil,
@@ -37,12 +40,15 @@ package struct AckedMessage: Sendable {
     package var type: String
     package var rule: String
     package var target: String
+    /// Its body as it was sent (empty when no longer stored): what `resend: same` sends again.
+    package var body: Data
 
-    package init(messageId: String, type: String, rule: String, target: String) {
+    package init(messageId: String, type: String, rule: String, target: String, body: Data = Data()) {
         self.messageId = messageId
         self.type = type
         self.rule = rule
         self.target = target
+        self.body = body
     }
 }
 
@@ -114,6 +120,8 @@ package struct TimerDraft: Sendable, Equatable {
     package var rule: String
     package var name: String
     package var afterMs: Int
+    /// More for the timer's body, which comes back with it (a retry policy's: what to send again).
+    package var payload: [String: JSON] = [:]
 }
 
 package struct TimelineNote: Sendable, Equatable {

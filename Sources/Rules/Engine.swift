@@ -26,6 +26,12 @@ package struct Engine: Sendable {
     package func evaluate(_ event: InboundEvent, conversation: ConversationSnapshot) -> Decision {
         var decision = Decision()
         var context = Context(event: event, conversation: conversation, config: config, regexLimit: regexLimit)
+        // A retry policy decides its own timers and the refusals it handles; an ok ack ends its run and
+        // goes on to the rules.
+        if applyRetryPolicies(event, context: &context, decision: &decision) {
+            decision.tooSlow = context.budget.exceeded
+            return decision
+        }
         let candidates =
             event.type == EventType.timer ? byTimer[event.timer ?? ""] ?? [] : bySource[event.endpoint] ?? anySource
         for rule in candidates {
@@ -70,13 +76,8 @@ package struct Engine: Sendable {
                 decision.counterChanges[op.name] = new
                 decision.notes.append(TimelineNote(kind: .counter, detail: "\(op.name): \(old) -> \(new)", rule: rule.name))
             }
-            for send in rule.sends {
-                var warnings: [String] = []
-                let body = context.build(send.body, warnings: &warnings) ?? .object([:])
-                for w in warnings {
-                    decision.notes.append(TimelineNote(kind: .warning, detail: "rule '\(rule.name)' to \(send.to): \(w)", rule: rule.name))
-                }
-                decision.outbound.append(OutboundDraft(rule: rule.name, target: send.to, type: send.type, body: body, delayMs: send.delayMs))
+            for send in rule.sends where send.conditions.allSatisfy({ context.test($0) }) {
+                decision.outbound.append(context.draft(send, rule: rule.name, notes: &decision.notes))
             }
             for timer in rule.schedules {
                 decision.timers.append(TimerDraft(rule: rule.name, name: timer.name, afterMs: timer.afterMs))
@@ -233,6 +234,16 @@ struct Context {
     }
 
     // MARK: Mappings
+
+    /// A send's message, built; what the mapping left out is a warning on the timeline.
+    func draft(_ send: Send, rule: String, notes: inout [TimelineNote]) -> OutboundDraft {
+        var warnings: [String] = []
+        let body = build(send.body, warnings: &warnings) ?? .object([:])
+        for w in warnings {
+            notes.append(TimelineNote(kind: .warning, detail: "rule '\(rule)' to \(send.to): \(w)", rule: rule))
+        }
+        return OutboundDraft(rule: rule, target: send.to, type: send.type, body: body, delayMs: send.delayMs)
+    }
 
     /// The value a mapping produces, or nil when it produces nothing (the key is then left out).
     func build(_ mapping: Mapping, warnings: inout [String]) -> JSON? {

@@ -22,6 +22,7 @@ package enum Lint {
         findings += timers(config)
         findings += names(config)
         findings += backtracking(config)
+        findings += rebuilt(config)
         return findings.sorted { ($0.location.file, $0.location.line, $0.message) < ($1.location.file, $1.location.line, $1.message) }
     }
 
@@ -84,10 +85,11 @@ package enum Lint {
 
     static func names(_ config: SwitchboardConfig) -> [LintFinding] {
         var out: [LintFinding] = []
-        var counterReads: [String: Rule] = [:], counterWrites: [String: Rule] = [:]
-        var attributeReads: [String: Rule] = [:], attributeWrites: Set<String> = []
+        var counterReads: [String: Author] = [:], counterWrites: [String: Author] = [:]
+        var attributeReads: [String: Author] = [:], attributeWrites: Set<String> = []
         var translationsUsed: Set<String> = []
         for rule in config.rules {
+            let who = Author(rule)
             var reads = Reads()
             for c in rule.conditions { reads.add(c) }
             for w in rule.sets {
@@ -96,27 +98,41 @@ package enum Lint {
                 for c in w.conditions { reads.add(c) }
             }
             for s in rule.sends { reads.add(s.body) }
-            for op in rule.counters where counterWrites[op.name] == nil { counterWrites[op.name] = rule }
-            for name in reads.counters where counterReads[name] == nil { counterReads[name] = rule }
-            for name in reads.attributes where attributeReads[name] == nil { attributeReads[name] = rule }
+            for op in rule.counters where counterWrites[op.name] == nil { counterWrites[op.name] = who }
+            for name in reads.counters where counterReads[name] == nil { counterReads[name] = who }
+            for name in reads.attributes where attributeReads[name] == nil { attributeReads[name] = who }
             translationsUsed.formUnion(reads.translations)
         }
-        for (name, rule) in counterReads.sorted(by: { $0.key < $1.key }) where counterWrites[name] == nil {
+        // A retry policy counts its own (`retry:<name>:<type>`), reads what its give-up sends and conditions do.
+        for policy in config.retries {
+            let who = Author(policy)
+            var reads = Reads()
+            for c in policy.conditions { reads.add(c) }
+            for s in policy.giveUp {
+                reads.add(s.body)
+                for c in s.conditions { reads.add(c) }
+            }
+            for name in reads.counters where counterReads[name] == nil { counterReads[name] = who }
+            for name in reads.attributes where attributeReads[name] == nil { attributeReads[name] = who }
+            translationsUsed.formUnion(reads.translations)
+        }
+        let policyCounter = { (name: String) in config.retries.contains { name.hasPrefix("retry:\($0.name):") } }
+        for (name, who) in counterReads.sorted(by: { $0.key < $1.key }) where counterWrites[name] == nil && !policyCounter(name) {
             out.append(LintFinding(
-                location: rule.location, severity: .warning,
-                message: "rule '\(rule.name)' reads counter '\(name)', which no rule changes: it is always 0",
+                location: who.location, severity: .warning,
+                message: "\(who.what) reads counter '\(name)', which no rule changes: it is always 0",
                 suggestion: "count it in a rule (`counters: [{counter: \(name), increment: 1}]`)" + suggestion(name, among: Set(counterWrites.keys))))
         }
-        for (name, rule) in counterWrites.sorted(by: { $0.key < $1.key }) where counterReads[name] == nil {
+        for (name, who) in counterWrites.sorted(by: { $0.key < $1.key }) where counterReads[name] == nil {
             out.append(LintFinding(
-                location: rule.location, severity: .warning,
-                message: "rule '\(rule.name)' changes counter '\(name)', which no rule reads",
+                location: who.location, severity: .warning,
+                message: "\(who.what) changes counter '\(name)', which no rule reads",
                 suggestion: "test it in a condition (`{counter: \(name), lt: 10}`) or remove it" + suggestion(name, among: Set(counterReads.keys))))
         }
-        for (name, rule) in attributeReads.sorted(by: { $0.key < $1.key }) where !attributeWrites.contains(name) {
+        for (name, who) in attributeReads.sorted(by: { $0.key < $1.key }) where !attributeWrites.contains(name) {
             out.append(LintFinding(
-                location: rule.location, severity: .warning,
-                message: "rule '\(rule.name)' reads attribute '\(name)', which no rule sets: it is never there",
+                location: who.location, severity: .warning,
+                message: "\(who.what) reads attribute '\(name)', which no rule sets: it is never there",
                 suggestion: "set it in a rule (`set: [{attribute: \(name), value: ...}]`)" + suggestion(name, among: attributeWrites)))
         }
         for (name, table) in config.translations.sorted(by: { $0.key < $1.key }) where !translationsUsed.contains(name) {
@@ -127,11 +143,21 @@ package enum Lint {
         return out
     }
 
+    /// Who reads or writes a name: a rule or a retry policy.
+    private struct Author {
+        var what: String
+        var location: SourceLocation
+        init(_ rule: Rule) { (what, location) = ("rule '\(rule.name)'", rule.location) }
+        init(_ policy: RetryPolicy) { (what, location) = ("retry policy '\(policy.name)'", policy.location) }
+    }
+
     /// What a rule's conditions and mappings read.
     private struct Reads {
         var counters: [String] = []
         var attributes: [String] = []
         var translations: [String] = []
+        /// JSONPaths read from the message being decided.
+        var fields: [String] = []
 
         mutating func add(_ c: Condition) {
             switch c {
@@ -146,10 +172,14 @@ package enum Lint {
         mutating func add(_ m: Mapping) {
             switch m {
             case .constant: break
-            case .field(_, let t), .reference(_, let t): add(t)
+            case .field(let path, let t):
+                fields.append(path.source)
+                add(t)
+            case .reference(_, let t): add(t)
             case .template(let template, let t):
                 add(t)
                 for part in template.parts {
+                    if case .field(let path) = part { fields.append(path.source) }
                     if case .counter(let n) = part { counters.append(n) }
                     if case .attribute(let n) = part { attributes.append(n) }
                 }
@@ -165,6 +195,28 @@ package enum Lint {
         mutating func add(_ t: Transform) {
             if let name = t.translate { translations.append(name) }
         }
+    }
+
+    // MARK: - Retry policies
+
+    /// A send a retry policy rebuilds when its timer fires: the message that triggered the rule is not at
+    /// hand then, so a value the body reads from it would be left out of every send again.
+    static func rebuilt(_ config: SwitchboardConfig) -> [LintFinding] {
+        var out: [LintFinding] = []
+        for policy in config.retries where policy.resend == .rebuild {
+            for rule in config.rules where policy.rules.isEmpty || policy.rules.contains(rule.name) {
+                for send in rule.sends where policy.covers(target: send.to, type: send.type, rule: rule.name) {
+                    var reads = Reads()
+                    reads.add(send.body)
+                    guard let path = reads.fields.first else { continue }
+                    out.append(LintFinding(
+                        location: send.location, severity: .error,
+                        message: "rule '\(rule.name)' sends \(send.type) to \(send.to), which retry policy '\(policy.name)' rebuilds from the conversation when it sends it again, but its body reads \(path) from the message that triggered the rule, which a send again does not have",
+                        suggestion: "read it from a reference or an attribute the rule sets (`{reference: ...}`, `{attribute: ...}`), or give the policy `resend: same`"))
+                }
+            }
+        }
+        return out
     }
 
     // MARK: - Regular expressions

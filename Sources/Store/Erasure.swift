@@ -19,7 +19,7 @@ package struct Erasure: Sendable, Equatable {
         var out = e
         out.body = nil
         switch e.kind {
-        case .ruleMatched, .counter, .delayScheduled: break
+        case .ruleMatched, .counter, .delayScheduled, .retry: break
         case .sent: out.detail = String(e.detail.prefix { $0 != ":" }) + ": (erased)"
         case .attribute: out.detail = String(e.detail.prefix { $0 != ":" }) + ": (erased)"
         default: out.detail = "(erased)"

@@ -384,7 +384,7 @@ struct ConfigCommand: AsyncParsableCommand {
 
         func run() async throws {
             let config = try loadConfigOrExit(directory)
-            print("switchboard: \(directory) is valid: \(config.endpoints.count) endpoint(s), \(config.rules.count) rule(s), \(config.translations.count) translation table(s)")
+            print("switchboard: \(directory) is valid: \(config.endpoints.count) endpoint(s), \(config.rules.count) rule(s), \(config.retries.count) retry polic(ies), \(config.translations.count) translation table(s)")
             // Lint (errors fail, warnings are printed) and the rule tests beside it (*_test.yaml): a
             // configuration with a rule that can never match, or whose own tests fail, is not valid.
             let lintFailed = lintFails(config, strict: false)

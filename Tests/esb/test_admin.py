@@ -189,10 +189,9 @@ def test_why_no_rule_matched(hub, esb):
         time.sleep(0.2)
     [entry] = misses
     why = {m["rule"]: m["reason"] for m in json.loads(entry["body"])}
-    assert set(why) >= {"hand-back-to-customer", "create-at-vendor", "vendor-update-to-customer", "retry-locked-update"}
+    assert set(why) >= {"hand-back-to-customer", "create-at-vendor", "vendor-update-to-customer"}
     assert "this message is jira:issue_deleted" in why["hand-back-to-customer"]
     assert "this message is from vendor-x" in why["create-at-vendor"]
-    assert "timer" in why["retry-locked-update"]
     feed = api.get(f"/api/v1/messages?ticket={key}&state=no-rule").json()["messages"]
     assert [m["message_id"] for m in feed] == [f"{key}-deleted"]
 

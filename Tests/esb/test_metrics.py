@@ -103,7 +103,7 @@ def prometheus():
 
 
 def traffic(esb, keeper):
-    """FLOWS tickets through create, ok ack, update and an error ack (handled by vendor-locked-retry, which
+    """FLOWS tickets through create, ok ack, update and an error ack (handled by the retry policy vendor-locked, which
     starts a timer), one body that is not JSON and one message for an endpoint nobody configured."""
     for _ in range(FLOWS):
         number, key = f"INC{uuid.uuid4().int % 10**7:07d}", f"VX-{uuid.uuid4().int % 10**5}"
@@ -173,7 +173,7 @@ def test_prometheus_sees_what_flowed_through_run_and_a_fleet(prometheus):
             prometheus.wait_value(f'sum(switchboard_intake_messages_total{{{s}, endpoint="vendor-x", kind="ack", outcome="routed"}})', 2.0 * FLOWS)
             prometheus.wait_value(f'sum(switchboard_worker_messages_total{{{s}, endpoint="customer-a", outcome="applied"}})', 3.0 * FLOWS)
             prometheus.wait_value(f'sum(switchboard_rule_matches_total{{{s}, rule="create-at-vendor"}})', 1.0 * FLOWS)
-            prometheus.wait_value(f'sum(switchboard_rule_matches_total{{{s}, rule="vendor-locked-retry"}})', 1.0 * FLOWS)
+            prometheus.wait_value(f'sum(switchboard_rule_matches_total{{{s}, rule="retry:vendor-locked"}})', 1.0 * FLOWS)
             prometheus.wait_value(f'sum(switchboard_rule_matches_total{{{s}, rule="hand-back-to-customer"}})', 0.0)
             prometheus.wait_value(f'sum(switchboard_outbound_messages_total{{{s}, target="vendor-x", type="create"}})', 1.0 * FLOWS)
             prometheus.wait_value(f'sum(switchboard_outbound_messages_total{{{s}, target="vendor-x", type="update"}})', 1.0 * FLOWS)

@@ -67,9 +67,9 @@ def test_rules_try_decides_against_a_stored_conversation_and_changes_nothing(esb
         number, key = f"INC{uuid.uuid4().int % 10**7:07d}", f"VX-{uuid.uuid4().int % 10**5}"
         flow(esb, number, key)
         deadline = time.time() + 20
-        while "lock_retries = 1" not in (text := sb.timeline("customer-a", number)) and time.time() < deadline:
+        while "retry:vendor-locked:update = 1" not in (text := sb.timeline("customer-a", number)) and time.time() < deadline:
             time.sleep(0.2)
-        assert "lock_retries = 1" in text, text
+        assert "retry:vendor-locked:update = 1" in text, text
         head = text.splitlines()[0]
         conversation = re.match(r"conversation (\S+) \(version (\d+)\)", head)
         assert conversation, head
@@ -82,7 +82,7 @@ def test_rules_try_decides_against_a_stored_conversation_and_changes_nothing(esb
         out = r.stdout.splitlines()
         assert out[0] == f"message: update of customer-a/{number} by zoe", out
         assert out[1].startswith(f"conversation {conversation.group(1)} (version {conversation.group(2)}): ") and f"vendor-x/{key}" in out[1], out
-        assert "  counter lock_retries = 1" in out, out  # the LOCKED ack of flow() counted one retry
+        assert "  counter retry:vendor-locked:update = 1" in out, out  # the LOCKED ack of flow() counted one retry
         assert "  matched  update-at-vendor" in out, out
         assert any(l.startswith("  no       create-at-vendor: condition ") for l in out), out
         sent = next(l for l in out if l.startswith("  update to vendor-x (rule 'update-at-vendor'): "))
@@ -96,23 +96,25 @@ def test_rules_try_decides_against_a_stored_conversation_and_changes_nothing(esb
         assert sb.stop() == 0
 
 
-def test_rules_lint_finds_a_timer_nobody_handles_and_config_check_refuses_it(tmp_path):
+def test_rules_lint_finds_what_a_rebuilt_retry_would_lose_and_config_check_refuses_it(tmp_path):
     clean = switchboard("rules", "lint", os.path.join(REPO, "Config"))
     assert clean.returncode == 0 and "lint: 0 error(s), 0 warning(s)" in clean.stdout, clean.stdout + clean.stderr
     config = tmp_path / "Config"
     shutil.copytree(os.path.join(REPO, "Config"), config)
     rules = (config / "rules.yaml").read_text()
-    assert "timer: vendor-lock-retry\n" in rules
-    # The timer rule's name no longer meets the one scheduled: the retries would never be sent.
-    (config / "rules.yaml").write_text(rules.replace("    timer: vendor-lock-retry\n", "    timer: vendor-lock-retyr\n"))
+    # comment-at-vendor's message, read from the customer's message instead of the conversation: the retry
+    # policy rebuilds it when it sends it again, and the message is not at hand then.
+    old = "          comment: { attribute: vendor_comment }\n          customer_reference: { reference: customer-a }\n"
+    assert old in rules
+    (config / "rules.yaml").write_text(rules.replace(old, old.replace("{ reference: customer-a }", "{ field: $.number }")))
     r = switchboard("rules", "lint", str(config))
     assert r.returncode == 1, r.stdout + r.stderr
-    assert re.search(r"rules\.yaml:\d+: error: rule 'vendor-locked-retry' schedules timer 'vendor-lock-retry', which no rule "
-                     r"handles: it fires and does nothing \(add a rule with `timer: vendor-lock-retry`; did you mean "
-                     r"'vendor-lock-retyr'\?\)", r.stderr), r.stderr
-    assert "lint: 2 error(s)" in r.stdout, r.stdout
+    assert re.search(r"rules\.yaml:\d+: error: rule 'comment-at-vendor' sends comment to vendor-x, which retry policy 'vendor-locked' "
+                     r"rebuilds from the conversation when it sends it again, but its body reads \$\.number from the message that "
+                     r"triggered the rule", r.stderr), r.stderr
+    assert "lint: 1 error(s)" in r.stdout, r.stdout
     check = switchboard("config", "check", str(config))
-    assert check.returncode == 1 and "vendor-lock-retyr" in check.stderr, check.stdout + check.stderr
+    assert check.returncode == 1 and "comment-at-vendor" in check.stderr, check.stdout + check.stderr
 
 
 def test_a_conversation_captured_from_real_traffic_passes_and_fails_once_a_translation_it_used_changes(esb, vhost, tmp_path):
@@ -121,7 +123,7 @@ def test_a_conversation_captured_from_real_traffic_passes_and_fails_once_a_trans
         number, key = f"INC{uuid.uuid4().int % 10**7:07d}", f"VX-{uuid.uuid4().int % 10**5}"
         flow(esb, number, key)  # created at vendor X, acked ok with its key, an update refused as LOCKED
         deadline = time.time() + 20
-        while "lock_retries = 1" not in (text := sb.timeline("customer-a", number)) and time.time() < deadline:
+        while "retry:vendor-locked:update = 1" not in (text := sb.timeline("customer-a", number)) and time.time() < deadline:
             time.sleep(0.2)
         conversation = re.match(r"conversation (\S+) ", text).group(1)
         # The personal fields of customer-a's messages, named in the configuration capture reads.
@@ -137,7 +139,7 @@ def test_a_conversation_captured_from_real_traffic_passes_and_fails_once_a_trans
         captured = out.read_text()
         assert "alice" not in captured and "bob" not in captured and "(redacted)" in captured, captured
         assert captured.count("- from: \"customer-a\"") == 3 and captured.count("- ack: \"vendor-x\"") == 2, captured
-        assert '"create-at-vendor"' in captured and '"vendor-locked-retry"' in captured, captured
+        assert '"create-at-vendor"' in captured and '"retry:vendor-locked"' in captured, captured
         ok = switchboard("rules", "test", str(config))
         assert ok.returncode == 0, ok.stdout + ok.stderr + captured
         # A changed translation: the captured test fails, naming the rule whose message it changed.
@@ -162,7 +164,7 @@ def test_replaying_recorded_traffic_finds_no_difference_and_then_exactly_the_con
         [(create, _)] = take_ticket(esb, other)
         assert create.type == "create"
         deadline = time.time() + 20
-        while "lock_retries = 1" not in sb.timeline("customer-a", number) and time.time() < deadline:
+        while "retry:vendor-locked:update = 1" not in sb.timeline("customer-a", number) and time.time() < deadline:
             time.sleep(0.2)
 
         def replay(candidate):

@@ -91,6 +91,7 @@ def test_locked_ticket_is_retried_then_the_customer_is_told(esb, vhost, shape):
         assert bodies[0]["key"] == key and bodies[0]["fields"]["summary"] == f"{number}: Orders fail"
         [(comment, body)] = esb.take("sb.out.customer-a", 1)
         assert comment.type == "comment"
+        assert comment.headers["x-sb-rule"] == "retry:vendor-locked:give-up"
         assert json.loads(body) == {
             "number": number,
             "comments": "Update failed to reach the target. The target ticket is locked. Try again later"}
@@ -98,8 +99,8 @@ def test_locked_ticket_is_retried_then_the_customer_is_told(esb, vhost, shape):
         shown = sb.timeline("customer-a", number)
         assert shown.count("timer-fired") == MAX
         assert shown.count("delay-scheduled") == MAX
-        assert "lock_retries: 9 -> 10" in shown
-        assert "lock_retries: 10 -> 0" in shown
+        assert "retry:vendor-locked:update: 9 -> 10" in shown
+        assert "retry:vendor-locked:update: 10 -> 0" in shown
         assert shown.count("ack-error") == MAX + 1
     finally:
         assert sb.stop() == 0
@@ -117,7 +118,7 @@ def test_an_ok_ack_ends_the_retries(esb, vhost):
         esb.publish("vendor-x", {"status": "ok"}, type="ack", correlation_id=retry.message_id, message_id="ok-ack")
         assert esb.drain("sb.out.vendor-x", quiet=DELAY * 4) == []
         assert esb.drain("sb.out.customer-a", quiet=0.2) == []
-        assert "lock_retries: 1 -> 0" in sb.timeline("customer-a", number)
+        assert "retry:vendor-locked:update: 1 -> 0" in sb.timeline("customer-a", number)
     finally:
         assert sb.stop() == 0
 
@@ -136,7 +137,7 @@ def test_a_newer_update_supersedes_the_pending_content(esb, vhost):
         [(second, body)] = esb.take("sb.out.vendor-x", 1)
         assert json.loads(body)["fields"]["summary"] == f"{number}: newest words"
         [(retry, body)] = esb.take("sb.out.vendor-x", 1, timeout=5)
-        assert retry.headers["x-sb-rule"] == "retry-locked-update"
+        assert retry.headers["x-sb-rule"] == "update-at-vendor"  # a send again keeps its rule (retry policy vendor-locked)
         assert json.loads(body)["fields"]["summary"] == f"{number}: newest words"
     finally:
         assert sb.stop() == 0
@@ -162,7 +163,7 @@ def test_a_delayed_retry_survives_a_restart(esb, vhost):
     try:
         [(retry, body)] = esb.take("sb.out.vendor-x", 1, timeout=10)
         assert time.monotonic() - scheduled >= 3.0
-        assert retry.headers["x-sb-rule"] == "retry-locked-update"
+        assert retry.headers["x-sb-rule"] == "update-at-vendor"  # a send again keeps its rule (retry policy vendor-locked)
         assert json.loads(body)["key"] == key
     finally:
         assert sb2.stop() == 0
@@ -237,7 +238,7 @@ def test_a_comment_to_a_locked_ticket_is_retried_then_the_customer_is_told(esb, 
         assert json.loads(body)["comments"] == ("Comment failed to reach the target. The target ticket is locked. "
                                                 "Try again later. The comment: carol (customer A): Please restart the SAP gateway")
         shown = sb.timeline("customer-a", number)
-        assert f"comment_lock_retries: {max_retries - 1} -> {max_retries}" in shown
+        assert f"retry:vendor-locked:comment: {max_retries - 1} -> {max_retries}" in shown
         assert "ack-unhandled" not in shown
     finally:
         assert sb.stop() == 0
