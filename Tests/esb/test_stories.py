@@ -267,3 +267,61 @@ def test_an_error_ack_no_rule_handles_marks_the_message_failed(esb, vhost, shape
         assert esb.drain("sb.out.customer-a", quiet=0.5) == []
     finally:
         assert sb.stop() == 0
+
+
+BUSY_POLICY = """
+retries:
+  - name: vendor-busy
+    endpoint: vendor-x
+    when: {field: $.code, equals: BUSY}
+    types: [update]
+    wait: {from: $.retry_after, default: 1s, max: 2s}
+    attempts: 2
+    resend: same
+    give_up:
+      - to: customer-a
+        type: comment
+        body: {number: {reference: customer-a}, comments: "Vendor X stayed busy"}
+"""
+
+
+def test_a_retry_policy_waits_the_time_the_ack_names_through_its_own_delay_queues(esb, vhost):
+    """A second policy beside the example's: BUSY answers name their wait (1 s, then 30 s capped at 2 s); the
+    refused body goes out again as it was (`resend: same`) even after a newer update, then the customer is told."""
+    sb = Switchboard(vhost, env=story_env(), extra_config=BUSY_POLICY).start()
+    try:
+        for ms in (1000, 2000):  # the waits this policy can choose, each a delay queue of its own
+            assert mgmt("GET", f"/api/queues/{vhost}/sb.delayq.work.{ms}")["type"] == "quorum"
+        number, key = "INC" + uuid.uuid4().hex[:7], "VX-" + uuid.uuid4().hex[:5]
+        open_ticket_at_vendor(esb, number, key)
+        esb.publish("customer-a", incident(number, short_description="first words"), message_id="busy-1")
+        [(first, body)] = esb.take("sb.out.vendor-x", 1)
+        refused = json.loads(body)
+        esb.publish("vendor-x", {"status": "error", "code": "BUSY", "retry_after": "1"}, type="ack", correlation_id=first.message_id)
+        refused_at = time.monotonic()
+        time.sleep(0.2)
+        esb.publish("customer-a", incident(number, short_description="newer words"), message_id="busy-2")
+        [(newer, _)] = esb.take("sb.out.vendor-x", 1)
+        assert newer.correlation_id == "busy-2"
+        [(again, body)] = esb.take("sb.out.vendor-x", 1, timeout=5)
+        waited = time.monotonic() - refused_at
+        assert 1.0 <= waited < 2.5, waited
+        assert again.headers["x-sb-rule"] == "update-at-vendor" and again.message_id != first.message_id
+        assert json.loads(body) == refused  # the same body, not the newer words
+        esb.publish("vendor-x", {"status": "error", "code": "BUSY", "retry_after": 30}, type="ack", correlation_id=again.message_id)
+        refused_at = time.monotonic()
+        [(third, body)] = esb.take("sb.out.vendor-x", 1, timeout=6)
+        waited = time.monotonic() - refused_at
+        assert 2.0 <= waited < 3.5, waited  # 30 s named, capped at max: 2s
+        assert json.loads(body) == refused
+        esb.publish("vendor-x", {"status": "error", "code": "BUSY"}, type="ack", correlation_id=third.message_id)
+        [(told, body)] = esb.take("sb.out.customer-a", 1, timeout=5)
+        assert told.headers["x-sb-rule"] == "retry:vendor-busy:give-up"
+        assert json.loads(body) == {"number": number, "comments": "Vendor X stayed busy"}
+        assert esb.drain("sb.out.vendor-x", quiet=2.5) == []
+        shown = sb.timeline("customer-a", number)
+        assert "sent again in 1s (attempt 1 of 2)" in shown and "sent again in 2s (attempt 2 of 2)" in shown, shown
+        assert "not sent again: after 2 send(s) again" in shown, shown
+        assert "retry:vendor-busy:update: 2 -> 0" in shown, shown
+    finally:
+        assert sb.stop() == 0
