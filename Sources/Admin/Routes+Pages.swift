@@ -80,6 +80,7 @@ struct PageRoutes {
     }
 
     func add(to router: Router<AdminContext>) {
+        addRules(to: router)
         router.get("/static/app.css") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/css; charset=utf-8", .cacheControl: "max-age=300"], body: .init(byteBuffer: ByteBuffer(string: Static.css)))
         }

@@ -23,7 +23,13 @@ enum Static {
         .card { background:#fff; border:1px solid var(--line); border-radius:10px; padding:12px 16px; }
         .narrow { max-width:420px; margin:40px auto; } .narrow label { display:block; margin:10px 0; } .narrow input { width:100%; }
         .cols { display:grid; grid-template-columns:repeat(auto-fit, minmax(280px, 1fr)); gap:16px; }
-        .head { display:flex; align-items:center; gap:16px; } .head .button, .head button { margin-left:auto; }
+        .head { display:flex; align-items:center; gap:16px; } .head .button, .head button, .head .buttons { margin-left:auto; }
+        .head .buttons { display:flex; gap:8px; } .head .buttons .button { margin-left:0; }
+        form.whatif { display:grid; grid-template-columns:repeat(3, auto) 1fr; gap:10px 14px; align-items:end; max-width:1100px; }
+        form.whatif label { display:flex; flex-direction:column; font-size:12px; color:var(--muted); }
+        form.whatif label.wide { grid-column:1 / -1; } form.whatif button { justify-self:start; }
+        textarea { font:12.5px/1.4 ui-monospace, SFMono-Regular, Menlo, monospace; padding:6px 8px; border:1px solid #c8ccd4; border-radius:6px; width:100%; box-sizing:border-box; }
+        pre#trace { max-height:none; white-space:pre-wrap; overflow-wrap:anywhere; }
         table.grid { width:100%; border-collapse:collapse; background:#fff; border:1px solid var(--line); border-radius:10px; overflow:hidden; }
         table.grid th, table.grid td { text-align:left; padding:7px 10px; border-bottom:1px solid var(--line); vertical-align:top; }
         table.grid th { background:#f2f4f7; font-weight:600; font-size:13px; }

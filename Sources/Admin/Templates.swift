@@ -4,7 +4,7 @@ enum Templates {
     static let all: [String: String] = [
         "top": top, "bottom": bottom, "signin": signin, "home": home, "search": search, "conversation": conversation,
         "feed": feed, "endpoints": endpoints, "parked": parked, "parkedone": parkedOne, "job": job, "config": config,
-        "audit": audit, "problem": problem,
+        "audit": audit, "problem": problem, "whatif": whatIf,
     ]
 
     static let top = """
@@ -21,6 +21,7 @@ enum Templates {
             <a href="/endpoints" class="{{#navEndpoints}}on{{/navEndpoints}}">Endpoints</a>
             <a href="/parked" class="{{#navParked}}on{{/navParked}}">Parked</a>
             <a href="/config" class="{{#navConfig}}on{{/navConfig}}">Configuration</a>
+            {{#operator}}<a href="/whatif" class="{{#navWhatIf}}on{{/navWhatIf}}">What if</a>{{/operator}}
             <a href="/audit" class="{{#navAudit}}on{{/navAudit}}">Audit</a>
           </nav>
           <form class="search" action="/search" method="get"><input name="q" placeholder="Any ticket id (INC0010001, VX-1001)" value="{{query}}" aria-label="Ticket id"><button>Find</button></form>
@@ -83,7 +84,11 @@ enum Templates {
         {{> top}}
         <div class="head">
           <h1>Conversation <code>{{id}}</code></h1>
-          <a class="button" href="/conversations/{{id}}/export" download>Export as JSON</a>
+          <span class="buttons">
+            <a class="button" href="/conversations/{{id}}/export" download>Export as JSON</a>
+            <a class="button" id="capture" href="/conversations/{{id}}/capture" download>Capture as a rule test</a>
+            {{#operator}}<a class="button" id="whatif" href="/whatif?conversation={{id}}">What if…</a>{{/operator}}
+          </span>
         </div>
         <p class="muted">Started {{createdAt}} · last change {{updatedAt}} · version {{version}}</p>
         <div class="cols">
@@ -113,6 +118,24 @@ enum Templates {
           {{/entries}}
           </tbody>
         </table>
+        {{> bottom}}
+        """
+
+    static let whatIf = """
+        {{> top}}
+        <div class="head"><h1>What if</h1></div>
+        <p class="muted">What one message would do: each rule in the order they are evaluated, matched or why not, what it would
+        send, schedule, link and change. Nothing is sent and nothing is stored. With a conversation id, the rules meet that
+        conversation's attributes, counters and references as they are now.</p>
+        <form method="post" action="/whatif" class="whatif">
+          <input type="hidden" name="csrf" value="{{csrf}}">
+          <label>From <select name="endpoint"><option value="">the endpoint whose ticket_id finds a value</option>{{#endpointOptions}}<option value="{{value}}" {{#selected}}selected{{/selected}}>{{value}}</option>{{/endpointOptions}}</select></label>
+          <label>Type <input name="type" value="{{type}}" size="18" placeholder="the AMQP type, if set"></label>
+          <label>Conversation <input name="conversation" value="{{conversation}}" size="40" placeholder="empty: a new conversation"></label>
+          <label class="wide">Message (JSON)<textarea name="message" rows="12" spellcheck="false" required>{{message}}</textarea></label>
+          <button>Try it</button>
+        </form>
+        {{#trace}}<h2>Decision</h2><pre id="trace">{{trace}}</pre>{{/trace}}
         {{> bottom}}
         """
 

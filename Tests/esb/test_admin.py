@@ -2,8 +2,10 @@
 search by either side's ticket id, the timeline of messages that really flowed (an error ack, an attribute
 change, why no rule matched), the feed, endpoint health, parked messages replayed after a configuration
 fix and discarded with a reason (both audited), sign-in limits, cookies, TLS versions, no secret shown."""
+import html
 import json
 import re
+import shutil
 import subprocess
 import time
 import uuid
@@ -20,7 +22,7 @@ API_GETS = ["/api/v1/me", "/api/v1/conversations?ticket=x", "/api/v1/conversatio
             "/api/v1/endpoints", "/api/v1/parked", "/api/v1/parked/x", "/api/v1/parked/actions/x", "/api/v1/audit",
             "/api/v1/config"]
 PAGES = ["/", "/search?q=x", "/conversations/x", "/conversations/x/export", "/feed", "/endpoints", "/parked", "/parked/x",
-         "/parked/actions/x", "/config", "/audit"]
+         "/parked/actions/x", "/config", "/audit", "/whatif", "/conversations/x/capture"]
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +174,61 @@ def test_search_by_either_ticket_and_the_timeline_of_what_flowed(hub, esb):
     export = s.get(f"/conversations/{a['conversation_id']}/export")
     assert "attachment" in export.headers["Content-Disposition"]
     assert export.json()["tickets"] == c["tickets"]
+
+
+def test_what_if_changes_nothing_and_a_captured_conversation_is_a_passing_rule_test(hub, esb, tmp_path):
+    number, key = f"INC{uuid.uuid4().int % 10**7:07d}", f"VX-{uuid.uuid4().int % 10**5}"
+    flow(esb, number, key)  # the LOCKED update is sent again after LOCK_RETRY_DELAY (1 s); nobody answers that
+    api = viewer(hub)
+    [a] = conversation_of(api, number)
+    cid = a["conversation_id"]
+    deadline = time.time() + 20
+    while True:
+        c = api.get(f"/api/v1/conversations/{cid}").json()
+        if any(e.get("rule") == "retry:vendor-locked:resend" for e in c["timeline"]):
+            break
+        assert time.time() < deadline, c["timeline"]
+        time.sleep(0.2)
+    esb.purge("sb.out.vendor-x")
+    # What if: an operator's page; a viewer may not, and a session's form needs its token.
+    vs = Admin(hub.url)
+    assert vs.sign_in("viewer", SECRETS.viewer_password).status == 303
+    assert vs.get("/whatif").status == 403
+    assert "/whatif" not in vs.get(f"/conversations/{cid}").text
+    s = Admin(hub.url)
+    assert s.sign_in("admin", SECRETS.admin_password).status == 303
+    page = s.get(f"/conversations/{cid}")
+    assert f'href="/whatif?conversation={cid}"' in page.text and f'href="/conversations/{cid}/capture"' in page.text
+    assert f'value="{cid}"' in s.get(f"/whatif?conversation={cid}").text
+    message = json.dumps({"number": number, "priority": "1", "sys_updated_by": "zoe"})
+    assert s.post("/whatif", form={"conversation": cid, "message": message}).status == 403
+    tried = s.post("/whatif", form={"csrf": s.csrf, "conversation": cid, "endpoint": "", "type": "", "message": message})
+    assert tried.status == 200, tried.text
+    trace = html.unescape(re.search(r'<pre id="trace">(.*?)</pre>', tried.text, re.S).group(1)).splitlines()
+    assert trace[0] == f"message: update of customer-a/{number} by zoe", trace
+    assert trace[1].startswith(f"conversation {cid} (version {c['version']}): ") and f"vendor-x/{key}" in trace[1], trace
+    assert "  counter retry:vendor-locked:update = 1" in trace, trace
+    assert "  matched  update-at-vendor" in trace, trace
+    sent = next(l for l in trace if l.startswith("  update to vendor-x (rule 'update-at-vendor'): "))
+    assert json.loads(sent.split("): ", 1)[1])["fields"]["priority"]["name"] == "Highest"
+    assert trace[-1] == "(nothing was sent or stored)"
+    bad = s.post("/whatif", form={"csrf": s.csrf, "conversation": cid, "message": "{nope"})
+    assert bad.status == 200 and "The message is not JSON" in bad.text
+    gone = s.post("/whatif", form={"csrf": s.csrf, "conversation": "no-such", "message": message})
+    assert "no conversation no-such" in gone.text
+    after = api.get(f"/api/v1/conversations/{cid}").json()
+    assert after["version"] == c["version"] and len(after["timeline"]) == len(c["timeline"])
+    assert esb.take("sb.out.vendor-x", 1, timeout=1) == []
+    # Capture: the conversation as a rule test, which passes against the configuration that decided it.
+    captured = api.get(f"/conversations/{cid}/capture")
+    assert captured.status == 200 and re.search(r'attachment; filename="captured-[0-9a-f]+_test\.yaml"', captured.headers["Content-Disposition"])
+    assert '"retry:vendor-locked:resend"' in captured.text and "alice" in captured.text, captured.text
+    config = tmp_path / "Config"
+    shutil.copytree(hub.config, config)
+    (config / "stories_test.yaml").unlink()  # written for the default LOCK_RETRY_*; this hub runs with 1 s and 2
+    (config / "captured_test.yaml").write_text(captured.text)
+    r = subprocess.run([BINARY, "rules", "test", str(config)], env=hub.env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "1 passed, 0 failed" in r.stdout, r.stdout + r.stderr + captured.text
 
 
 def test_why_no_rule_matched(hub, esb):

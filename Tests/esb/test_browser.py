@@ -1,6 +1,7 @@
 """What an administrator sees, in a real browser (headless Chromium through selenium): sign in, search a
 vendor ticket id of a conversation created through the broker, read its page, watch the live feed, the
 endpoint health and the parked messages. Screenshots of each page go to .build/screenshots/."""
+import json
 import os
 import time
 import uuid
@@ -90,6 +91,16 @@ def test_an_administrator_finds_a_vendor_ticket_and_reads_its_life(vhost, esb, b
         assert tickets.get("customer-a") == number and tickets.get("vendor-x") == key
         browser.find_element(By.CSS_SELECTOR, "tr.k-received details summary").click()
         shot(browser, "02-conversation")
+
+        # What if A raised the priority now: the decision against this conversation, nothing sent.
+        browser.find_element(By.ID, "whatif").click()
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "form.whatif textarea")))
+        browser.find_element(By.NAME, "message").send_keys(json.dumps({"number": number, "priority": "1", "sys_updated_by": "zoe"}))
+        browser.find_element(By.CSS_SELECTOR, "form.whatif button").click()
+        trace = wait.until(EC.presence_of_element_located((By.ID, "trace"))).text
+        assert f"message: update of customer-a/{number} by zoe" in trace and "matched  update-at-vendor" in trace, trace
+        assert trace.rstrip().endswith("(nothing was sent or stored)"), trace
+        shot(browser, "08-what-if")
 
         browser.get(url + "/feed")
         rows = len(browser.find_elements(By.CSS_SELECTOR, "#feed tbody tr[data-cursor]"))
