@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make bench`: a fresh vhost on the local broker, then sb-bench (ceiling, pipeline, latency at half rate).
+# `make bench`: a fresh vhost on the local broker, then sb-bench (ceiling, pipeline, latency at half rate), then
+# the replay rate (no broker).
 # Extra arguments go to sb-bench, e.g. BENCH_ARGS="--messages 10000 --partitions 4".
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -15,3 +16,8 @@ curl -sf -u guest:guest -X PUT -H 'content-type: application/json' \
 trap 'curl -sf -u guest:guest -X DELETE "$api/vhosts/$vhost" >/dev/null || true' EXIT
 ".build/$configuration/sb-bench" --url "$SB_TEST_AMQP_URL$vhost" \
   --binary ".build/$configuration/switchboard" --config Config "$@"
+# The replay rate (`switchboard rules replay` over 100,000 recorded messages, one thread), unless the
+# arguments asked for one shape.
+if [[ " $* " != *" --shape"* ]]; then
+  ".build/$configuration/sb-bench" --shape replay --messages 100000 --conversations 5000 --config Config
+fi

@@ -16,11 +16,11 @@ extension Engine {
         if Self.ackStatus(event.body).ok {
             // Taken: the run of refusals of this type is over (the rules still see the ack).
             for p in policies {
-                var ended = false
-                for name in [p.counter(ack.type), p.sinceCounter(ack.type)] where setCounter(name, to: 0, rule: p.resetName, &context, &decision) {
-                    ended = true
-                }
-                if ended { decision.matchedRules.append(p.resetName) }
+                let running = [p.counter(ack.type), p.sinceCounter(ack.type)].filter { (context.counters[$0] ?? 0) != 0 }
+                guard !running.isEmpty else { continue }
+                decision.matchedRules.append(p.resetName)
+                decision.notes.append(TimelineNote(kind: .ruleMatched, detail: "retry policy '\(p.name)': \(ack.type) taken; its retries end", rule: p.resetName))
+                for name in running { setCounter(name, to: 0, rule: p.resetName, &context, &decision) }
             }
             return false
         }

@@ -15,6 +15,17 @@ package struct ReplayReport: Sendable {
     package var notReplayable: [(conversation: String, why: String)] = []
     /// Rule -> how many differing conversations name it.
     package var byRule: [String: Int] = [:]
+
+    package init() {}
+
+    /// Another part's findings added to these (replay reads and runs conversations a part at a time).
+    package mutating func add(_ other: ReplayReport) {
+        replayed += other.replayed
+        messages += other.messages
+        differing += other.differing
+        notReplayable += other.notReplayable
+        byRule.merge(other.byRule, uniquingKeysWith: +)
+    }
 }
 
 package enum Replay {

@@ -195,37 +195,11 @@ extension RulesCommand {
                 cutoff = Date().addingTimeInterval(-n * unit)
             }
             let only = conversation, since = cutoff
-            let conversations = try await Stores.with(running, logger: Logger(label: "switchboard")) { store in
-                var ids: [String] = []
-                if let only {
-                    ids = [only]
-                } else {
-                    var seen: Set<String> = []
-                    var cursor: Int64?
-                    paging: while true {
-                        let groups = try await store.recent(before: cursor, limit: 500, conversationId: nil)
-                        guard let last = groups.last else { break }
-                        for g in groups {
-                            guard let e = g.entries.first else { continue }
-                            if let since, e.at < since { break paging }
-                            if seen.insert(e.conversationId).inserted { ids.append(e.conversationId) }
-                        }
-                        cursor = last.cursor
-                    }
-                }
-                let found = ids
-                return try await Offload.run { () throws -> [(id: String, timeline: [TimelineEntry], sentBodies: [String: Data])] in
-                    try found.map { id in
-                        let timeline = try store.timeline(conversationId: id)
-                        var bodies: [String: Data] = [:]
-                        for case let o? in try store.outbound(messageIds: timeline.filter { $0.kind == .sent }.compactMap(\.messageId)) {
-                            bodies[o.messageId] = o.body
-                        }
-                        return (id, timeline, bodies)
-                    }
-                }
+            let report = try await Stores.with(running, logger: Logger(label: "switchboard")) { store in
+                let ids: [String]
+                if let only { ids = [only] } else { ids = try await Stores.recordedConversationIds(store, since: since) }
+                return try await Stores.replay(store, ids: ids, candidate: candidateConfig)
             }
-            let report = Replay.run(conversations, candidate: candidateConfig)
             for (id, differences) in report.differing {
                 print("DIFFERS conversation \(id)")
                 for d in differences { print("  \(d)") }

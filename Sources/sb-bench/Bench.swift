@@ -13,7 +13,7 @@ import Wiring
 /// own ceiling measured in the same run: a bare relay with the same batching and confirms, no rules,
 /// no store. The last line is `bench: ratio R` (pipeline / ceiling).
 @main
-struct Bench: ParsableCommand {
+struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "sb-bench", abstract: "Switchboard throughput and latency benchmark.")
 
     @Option(help: "Broker URL of a vhost the bench may fill and purge.") var url = "amqp://guest:guest@localhost:5672/sb-bench"
@@ -25,7 +25,7 @@ struct Bench: ParsableCommand {
     @Option(help: "The switchboard binary to measure.") var binary = ".build/release/switchboard"
     @Option(help: "Configuration directory for switchboard.") var config = "Config"
     @Option(help: "Burst runs against the same process (RSS must stay flat).") var runs = 2
-    @Option(help: "run: one `switchboard run` (the target's all-in-one); fleet: `switchboard store`, `intake` and --worker-processes `worker` processes; engine: intake's routing, the rules and the SQLite store on one thread, no broker; admin: search and conversation page over HTTP on a store filled with --conversations; timers: lateness of --timers timers coming due at --timer-rate per second.")
+    @Option(help: "run: one `switchboard run` (the target's all-in-one); fleet: `switchboard store`, `intake` and --worker-processes `worker` processes; engine: intake's routing, the rules and the SQLite store on one thread, no broker; replay: `rules replay` over --messages recorded messages of --conversations conversations; admin: search and conversation page over HTTP on a store filled with --conversations; timers: lateness of --timers timers coming due at --timer-rate per second.")
     var shape = "run"
     @Option(help: "Worker processes in the fleet shape (each with --workers threads).") var workerProcesses = 2
     @Option(help: "Intake processes in the fleet shape (they share the inbound queues; the load is on one endpoint).") var intakeProcesses = 1
@@ -36,7 +36,11 @@ struct Bench: ParsableCommand {
     @Option(help: "timers shape: the rate at which they start, and so come due, per second.") var timerRate = 2000.0
     @Option(help: "timers shape: the timers' delay in seconds.") var timerDelay = 60
 
-    func run() throws {
+    func run() async throws {
+        if shape == "replay" {
+            say("bench: replay of \(messages) recorded messages over \(conversations) conversations, against the configuration that decided them")
+            return try await ReplayBench.measure(messages: messages, conversations: conversations, config: config)
+        }
         if shape == "admin" {
             say("bench: the admin view on \(conversations) conversations")
             return try AdminBench.measure(conversations: conversations, samples: samples, storeURL: storeUrl, config: config)

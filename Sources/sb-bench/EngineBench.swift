@@ -13,12 +13,8 @@ import Wiring
 enum EngineBench {
     static func measure(messages: Int, size: Int, conversations: Int, batchSize: Int, runs: Int, config directory: String) throws {
         let logger = Logger(label: "sb-bench")
-        let dataDir = NSTemporaryDirectory() + "sb-engine-\(UUID().uuidString)"
+        let (config, store, dataDir) = try scratchStore(directory, logger: logger)
         defer { try? FileManager.default.removeItem(atPath: dataDir) }
-        var environment = ProcessInfo.processInfo.environment
-        environment["SB_DATA_DIR"] = dataDir
-        let config = try Setup.loadConfig(directory: directory, environment: environment)
-        let store = try Stores.openStandalone(config, logger: logger)
         let intake = IntakeHandler(config: config, logger: logger)
         let worker = WorkerHandler(
             config: config, store: store, partitions: Array(0..<config.settings.partitions), logger: logger)
@@ -59,6 +55,15 @@ enum EngineBench {
                 format: "engine run %d: %.0f msg/s (%d in %.2f s, batches of %d, one thread, no broker), CPU %.3f s per 1000 msgs",
                 run, Double(messages) / seconds, messages, seconds, batchSize, (cpuSeconds() - cpu) / Double(messages) * 1000))
         }
+    }
+
+    /// The configuration with a SQLite store of its own in a new temporary folder (the caller removes it).
+    static func scratchStore(_ directory: String, logger: Logger) throws -> (SwitchboardConfig, any ConversationStore & AdminStore, String) {
+        let dataDir = NSTemporaryDirectory() + "sb-bench-\(UUID().uuidString)"
+        var environment = ProcessInfo.processInfo.environment
+        environment["SB_DATA_DIR"] = dataDir
+        let config = try Setup.loadConfig(directory: directory, environment: environment)
+        return (config, try Stores.openStandalone(config, logger: logger), dataDir)
     }
 
     struct EngineBenchError: Error, CustomStringConvertible {

@@ -220,3 +220,29 @@ import Testing
         #expect(errors.contains { $0.hasPrefix("rules.yaml:14:") && $0.contains("resend is 'same'") })
     }
 }
+
+/// What a policy matched is on the timeline as `rule-matched` (capture and replay read it from there).
+@Suite struct RetryPolicyTimelineTests {
+    @Test func everyNameThePolicyMatchesIsARuleMatchedEntry() throws {
+        let config = try load(RetryPolicyTests.rules("wait: 30s\nattempts: 1"))
+        let engine = Engine(config: config)
+        let acked = StoredOutbound(
+            messageId: "out-1", conversationId: "c1", inbound: InboundKey("customer-a", "m0"), target: "vendor-x", type: "update",
+            rule: "to-vendor", body: Data(#"{"text":"x"}"#.utf8), delayMs: 0)
+        func ack(_ body: String, counters: [String: Int]) throws -> MessageDecision {
+            let e = InboundEvent(endpoint: "vendor-x", messageId: "a1", type: EventType.ack, body: try JSON.parse(body), ticketId: nil)
+            return try engine.decide(Situation(
+                endpoint: "vendor-x", messageId: "a1", route: 0, event: e,
+                conversation: ConversationSnapshot(id: "c1", version: 3, counters: counters), acked: acked, now: RuleTestRunner.epoch))
+        }
+        for (body, counters, name) in [
+            (#"{"status":"error","code":"BUSY"}"#, [String: Int](), "retry:busy"),
+            (#"{"status":"error","code":"BUSY"}"#, ["retry:busy:update": 1], "retry:busy:give-up"),
+            (#"{"status":"ok"}"#, ["retry:busy:update": 1], "retry:busy:reset"),
+        ] {
+            let d = try ack(body, counters: counters)
+            #expect(d.matchedRules.first == name)
+            #expect(d.timeline.filter { $0.kind == .ruleMatched }.map(\.rule) == d.matchedRules.map { Optional($0) })
+        }
+    }
+}
