@@ -55,6 +55,8 @@ package struct RuleTestRunner {
 
     private struct Outcome {
         var decisions: [MessageDecision] = []
+        /// What each decision was made on (why a rule did not match is explained against it).
+        var situations: [Situation] = []
         var sent: [StoredOutbound] = []
         var timers: [StoredOutbound] = []
         /// Why the message cannot be decided (it would be parked), or why the step could not be played.
@@ -118,6 +120,7 @@ package struct RuleTestRunner {
             return false
         }
         outcome.decisions.append(d)
+        outcome.situations.append(s)
         state.conversation = d.next
         state.decided += 1
         var answered: [StoredOutbound] = []
@@ -230,14 +233,20 @@ package struct RuleTestRunner {
     }
 
     /// Why the named rules (or, with none named, every rule) did not match the step's last message.
+    /// Why `rules` (every rule, when empty) did not match the step's last message: what the engine said
+    /// when no rule matched, else explained against the message and the conversation it met.
     private func whyNot(_ rules: [String], _ o: Outcome) -> String {
-        guard let d = o.decisions.last, let note = d.timeline.last(where: { $0.kind == .noRule }), let body = note.body,
-            case .array(let misses)? = try? JSON.parse(body)
-        else { return "" }
-        let reasons = misses.compactMap { m -> String? in
-            guard let rule = m["rule"]?.stringValue, rules.isEmpty || rules.contains(rule), let reason = m["reason"]?.stringValue else { return nil }
-            return "'\(rule)': \(reason)"
+        guard let d = o.decisions.last else { return "" }
+        var misses: [(rule: String, reason: String)] = []
+        if let note = d.timeline.last(where: { $0.kind == .noRule }), let body = note.body, case .array(let recorded)? = try? JSON.parse(body) {
+            misses = recorded.compactMap { m in m["rule"]?.stringValue.flatMap { r in m["reason"]?.stringValue.map { (r, $0) } } }
+        } else if let s = o.situations.last {
+            var event = s.event
+            event.ack = s.acked.map { AckedMessage(messageId: $0.messageId, type: $0.type, rule: $0.rule, target: $0.target, body: $0.body) }
+            event.now = s.now
+            misses = engine.explain(event, conversation: s.conversation).map { ($0.rule, $0.reason) }
         }
+        let reasons = misses.filter { rules.isEmpty || rules.contains($0.rule) }.map { "'\($0.rule)': \($0.reason)" }
         return reasons.isEmpty ? "" : " (" + reasons.joined(separator: "; ") + ")"
     }
 
