@@ -99,9 +99,28 @@ extension RulesCommand {
         @Flag(help: "Exit 1 on warnings too.")
         var strict = false
 
+        @Flag(help: "Also check the translations against the messages the store recorded (--since): keys that never occurred, values with no key.")
+        var history = false
+
+        @Option(help: "With --history: the messages of this last while, e.g. 30d, 12h (default 30d).")
+        var since = "30d"
+
+        @Option(help: "With --history: at most this many recorded messages.")
+        var limit = 100_000
+
         func run() async throws {
             let config = try loadConfigOrExit(directory)
-            if lintFails(config, strict: strict) { throw ExitCode(1) }
+            var extra: [LintFinding] = []
+            if history {
+                let cutoff = Date().addingTimeInterval(-(try parseSince(since)))
+                let limit = self.limit
+                let samples = try await Stores.with(config, logger: Logger(label: "switchboard")) { store in
+                    try await Stores.recordedMessages(store, since: cutoff, limit: limit)
+                }
+                print("switchboard: lint: checked the translations against \(samples.count) message(s) recorded since \(since) ago")
+                extra = Lint.history(config, samples: samples)
+            }
+            if lintFails(config, strict: strict, extra: extra) { throw ExitCode(1) }
         }
     }
 }
@@ -186,14 +205,7 @@ extension RulesCommand {
         func run() async throws {
             let running = try loadConfigOrExit(config)
             let candidateConfig = try loadConfigOrExit(candidate)
-            var cutoff: Date?
-            if let since {
-                let units: [Character: Double] = ["d": 86_400, "h": 3_600, "m": 60, "s": 1]
-                guard let unit = since.last.flatMap({ units[$0] }), let n = Double(since.dropLast()), n > 0 else {
-                    throw ValidationError("--since \(since): expected a number and d, h, m or s, e.g. 7d")
-                }
-                cutoff = Date().addingTimeInterval(-n * unit)
-            }
+            let cutoff = try since.map { Date().addingTimeInterval(-(try parseSince($0))) }
             let only = conversation, since = cutoff
             let report = try await Stores.with(running, logger: Logger(label: "switchboard")) { store in
                 let ids: [String]
@@ -215,9 +227,18 @@ extension RulesCommand {
     }
 }
 
+/// `7d`, `12h`, `30m`, `45s` in seconds.
+func parseSince(_ since: String) throws -> TimeInterval {
+    let units: [Character: Double] = ["d": 86_400, "h": 3_600, "m": 60, "s": 1]
+    guard let unit = since.last.flatMap({ units[$0] }), let n = Double(since.dropLast()), n > 0 else {
+        throw ValidationError("--since \(since): expected a number and d, h, m or s, e.g. 7d")
+    }
+    return n * unit
+}
+
 /// Prints the lint findings (file:line: severity: what (suggestion)) and a summary; true when they fail.
-func lintFails(_ config: SwitchboardConfig, strict: Bool) -> Bool {
-    let findings = Lint.check(config)
+func lintFails(_ config: SwitchboardConfig, strict: Bool, extra: [LintFinding] = []) -> Bool {
+    let findings = Lint.check(config) + extra
     var err = FileHandle.standardError
     for f in findings { print(f.description, to: &err) }
     let errors = findings.filter { $0.severity == .error }.count

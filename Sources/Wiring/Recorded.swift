@@ -1,4 +1,5 @@
 import Foundation
+import JSONPath
 import Roles
 import Rules
 import Store
@@ -51,5 +52,28 @@ extension Stores {
             }
             return (id, timeline, bodies)
         }
+    }
+
+    /// The inbound messages recorded since `since` with their bodies (what `rules lint --history` checks
+    /// translations against), at most `limit`, newest conversations first.
+    package static func recordedMessages(_ store: any ConversationStore & AdminStore, since: Date?, limit: Int) async throws -> [Lint.Sample] {
+        let ids = try await recordedConversationIds(store, since: since)
+        var out: [Lint.Sample] = []
+        var start = 0
+        while start < ids.count && out.count < limit {
+            let part = Array(ids[start..<min(ids.count, start + replayPart)])
+            start += part.count
+            out += try await Offload.run {
+                try part.flatMap { id in
+                    try store.timeline(conversationId: id).compactMap { e -> Lint.Sample? in
+                        guard e.kind == .received, since.map({ e.at >= $0 }) ?? true, let endpoint = e.endpoint, let text = e.body,
+                            let body = try? JSON.parse(text)
+                        else { return nil }
+                        return Lint.Sample(endpoint: endpoint, type: e.messageType ?? "update", body: body)
+                    }
+                }
+            }
+        }
+        return Array(out.prefix(limit))
     }
 }

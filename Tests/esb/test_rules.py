@@ -188,3 +188,27 @@ def test_replaying_recorded_traffic_finds_no_difference_and_then_exactly_the_con
         assert "replayed 2 conversation(s)" in changed.stdout and "1 would differ" in changed.stdout, changed.stdout
     finally:
         assert sb.stop() == 0
+
+
+def test_lint_with_history_checks_translations_against_what_the_endpoints_really_sent(esb, vhost):
+    sb = Switchboard(vhost).start()
+    try:
+        numbers = [f"INC{uuid.uuid4().int % 10**7:07d}" for _ in range(3)]
+        for number, priority in zip(numbers, ["1", "9", "9"]):
+            esb.publish("customer-a", incident(number, priority=priority), message_id=f"{number}-lint")
+            [(create, body)] = take_ticket(esb, number)
+            assert create.type == "create"
+        r = subprocess.run([BINARY, "rules", "lint", sb.config, "--history", "--since", "1h"], env=sb.env,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr  # findings against history are warnings
+        assert "checked the translations against 3 message(s) recorded since 1h ago" in r.stdout, r.stdout
+        assert re.search(r"translations\.yaml:\d+: warning: translation table 'priority-a-to-x': key\(s\) '2', '3', '4', '5' never "
+                         r"occurred at \$\.priority of rule 'create-at-vendor', \$\.priority of rule 'update-at-vendor' in 3 recorded message\(s\)",
+                         r.stderr), r.stderr
+        assert ("translation table 'priority-a-to-x' has no key \"9\", which 2 recorded message(s) carried at $.priority of rule "
+                "'create-at-vendor', $.priority of rule 'update-at-vendor': it got the table's default \"Medium\"") in r.stderr, r.stderr
+        strict = subprocess.run([BINARY, "rules", "lint", sb.config, "--history", "--strict"], env=sb.env,
+                                capture_output=True, text=True, timeout=60)
+        assert strict.returncode == 1, strict.stdout + strict.stderr
+    finally:
+        assert sb.stop() == 0
