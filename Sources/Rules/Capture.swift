@@ -54,14 +54,16 @@ package enum Capture {
         let recorded = try decided(timeline)
         let file = "conversation \(conversationId)"
         var steps: [RuleTestStep] = []
+        var at = recorded[0].opening.at
         func add(_ action: RuleTestStep.Action, _ expect: RuleTestExpectation) {
-            steps.append(RuleTestStep(action: action, location: SourceLocation(file: file, line: steps.count + 1), expect: expect))
+            steps.append(RuleTestStep(action: action, location: SourceLocation(file: file, line: steps.count + 1), expect: expect, at: at))
         }
         var previous = recorded[0].opening.at
         for step in recorded {
             let o = step.opening
             let gap = Int((o.at.timeIntervalSince(previous) * 1000).rounded())
             previous = o.at
+            at = o.at
             var expect = RuleTestExpectation()
             expect.rules = step.rest.filter { $0.kind == .ruleMatched || $0.kind == .dropped }.compactMap(\.rule)
             expect.sent = step.rest.filter { $0.kind == .sent }.map { s in

@@ -29,11 +29,16 @@ package struct ReplayReport: Sendable {
 }
 
 package enum Replay {
+    /// `since`: only what the candidate does with the messages decided since then is compared; each
+    /// conversation's history before that is decided by `running` (the configuration that recorded it) to
+    /// reach the state its first message in the window met.
     package static func run(
-        _ conversations: [(id: String, timeline: [TimelineEntry], sentBodies: [String: Data])], candidate: SwitchboardConfig
+        _ conversations: [(id: String, timeline: [TimelineEntry], sentBodies: [String: Data])], candidate: SwitchboardConfig,
+        since: Date? = nil, running: SwitchboardConfig? = nil
     ) -> ReplayReport {
         var report = ReplayReport()
         let runner = RuleTestRunner(config: candidate)
+        let before = running.map { Engine(config: $0) }
         for c in conversations {
             let test: RuleTestCase
             do {
@@ -42,9 +47,14 @@ package enum Replay {
                 report.notReplayable.append((c.id, error.description))
                 continue
             }
+            var warmUp: (engine: Engine, steps: Int)?
+            if let since, let before {
+                let first = test.steps.firstIndex { ($0.at ?? .distantFuture) >= since } ?? test.steps.count
+                if first > 0 { warmUp = (before, first) }
+            }
             report.replayed += 1
-            report.messages += c.timeline.filter { Capture.openings.contains($0.kind) }.count
-            let result = runner.run(test)
+            report.messages += c.timeline.filter { e in Capture.openings.contains(e.kind) && (since.map { e.at >= $0 } ?? true) }.count
+            let result = runner.run(test, before: warmUp)
             guard !result.passed else { continue }
             report.differing.append((c.id, result.failures))
             for r in result.rules { report.byRule[r, default: 0] += 1 }

@@ -32,6 +32,8 @@ package struct RuleTestStep: Sendable {
     package var action: Action
     package var location: SourceLocation
     package var expect: RuleTestExpectation
+    /// For a step made from a recorded conversation (`Capture.testCase`): when it ended, as recorded.
+    package var at: Date? = nil
 
     /// The step as a person names it in a failure.
     package var title: String {

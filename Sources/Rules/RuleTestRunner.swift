@@ -16,12 +16,14 @@ package struct RuleTestRunner {
     }
 
     package func run(_ cases: [RuleTestCase]) -> [RuleTestResult] {
-        cases.map(run)
+        cases.map { run($0) }
     }
 
-    package func run(_ test: RuleTestCase) -> RuleTestResult {
+    /// `before`: the first `steps` steps are played by another configuration's engine and not checked (a
+    /// replay's history before its window, decided as the running configuration decided it).
+    package func run(_ test: RuleTestCase, before: (engine: Engine, steps: Int)? = nil) -> RuleTestResult {
         let started = Date()
-        var state = State(conversation: test.start, now: Self.epoch, answers: test.answers)
+        var state = State(conversation: test.start, now: Self.epoch, answers: test.answers, engine: before?.engine ?? engine)
         for (n, timer) in test.pendingTimers.enumerated() {
             let body: JSON = ["timer": .string(timer.name), "conversation": .string(test.start.id)]
             state.timers.append((Self.epoch.addingTimeInterval(Double(timer.afterMs) / 1000), StoredOutbound(
@@ -31,6 +33,11 @@ package struct RuleTestRunner {
         var failures: [String] = []
         var rules: Set<String> = []
         for (n, step) in test.steps.enumerated() {
+            if let before, n < before.steps {
+                _ = play(step, number: n + 1, state: &state)
+                continue
+            }
+            state.engine = engine
             let outcome = play(step, number: n + 1, state: &state)
             let problems = check(step.expect, outcome, state, rules: &rules)
             failures += problems.map { "\(step.location): test '\(test.name)', step \(n + 1) (\(step.title)): \($0)" }
@@ -51,6 +58,8 @@ package struct RuleTestRunner {
         var answers: [String: [JSON]]
         /// How many messages have been decided (scripted answers get ids of their own).
         var decided = 0
+        /// The engine deciding the steps now.
+        var engine: Engine
     }
 
     private struct Outcome {
@@ -114,7 +123,7 @@ package struct RuleTestRunner {
     private func decideAndApply(_ s: Situation, _ state: inout State, _ outcome: inout Outcome) -> Bool {
         let d: MessageDecision
         do {
-            d = try engine.decide(s)
+            d = try state.engine.decide(s)
         } catch {
             outcome.parked = error.description
             return false

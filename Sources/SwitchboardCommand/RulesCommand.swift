@@ -210,7 +210,7 @@ extension RulesCommand {
             let report = try await Stores.with(running, logger: Logger(label: "switchboard")) { store in
                 let ids: [String]
                 if let only { ids = [only] } else { ids = try await Stores.recordedConversationIds(store, since: since) }
-                return try await Stores.replay(store, ids: ids, candidate: candidateConfig)
+                return try await Stores.replay(store, ids: ids, candidate: candidateConfig, since: since, running: running)
             }
             for (id, differences) in report.differing {
                 print("DIFFERS conversation \(id)")

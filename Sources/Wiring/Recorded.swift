@@ -30,14 +30,15 @@ extension Stores {
 
     /// Replays the conversations `ids` names against `candidate`, reading `replayPart` of them at a time.
     package static func replay(
-        _ store: any ConversationStore & AdminStore, ids: [String], candidate: SwitchboardConfig
+        _ store: any ConversationStore & AdminStore, ids: [String], candidate: SwitchboardConfig, since: Date? = nil,
+        running: SwitchboardConfig? = nil
     ) async throws -> ReplayReport {
         var report = ReplayReport()
         var start = 0
         while start < ids.count {
             let part = Array(ids[start..<min(ids.count, start + replayPart)])
             start += part.count
-            report.add(try await Offload.run { Replay.run(try recorded(store, ids: part), candidate: candidate) })
+            report.add(try await Offload.run { Replay.run(try recorded(store, ids: part), candidate: candidate, since: since, running: running) })
         }
         return report
     }

@@ -434,6 +434,22 @@ import Testing
         #expect(changed.differing.first?.differences.first?.contains(#"body: $.prio: expected "Highest", got "Top""#) == true)
     }
 
+    @Test func replaySinceComparesOnlyTheWindowFromTheStateTheRunningConfigurationReached() throws {
+        let config = try load(rules)
+        let (timeline, bodies) = try recorded(config)
+        let conversations = [(id: cid, timeline: timeline, sentBodies: bodies)]
+        // The translation changed is used only by the message before the window (m1 at t0).
+        let candidate = try ConfigLoader.load(
+            files: [("endpoints.yaml", endpointsYAML.replacingOccurrences(of: "\"1\": Highest", with: "\"1\": Top")), ("rules.yaml", rules)], environment: [:])
+        #expect(Replay.run(conversations, candidate: candidate).differing.count == 1)
+        let window = Replay.run(conversations, candidate: candidate, since: t0 + 1, running: config)
+        #expect(window.differing.isEmpty && window.replayed == 1 && window.messages == 2, "\(window.differing)")
+        // A change to what the timer rule sends is in the window: the state before it came from the running configuration.
+        let timerChanged = try load(rules.replacingOccurrences(of: "body: {again: {field: $.timer}}", with: "body: {again: later}"))
+        let differs = Replay.run(conversations, candidate: timerChanged, since: t0 + 1, running: config)
+        #expect(differs.differing.count == 1 && differs.byRule == ["again": 1], "\(differs.differing)")
+    }
+
     @Test func aConversationWhoseBeginningIsGoneIsNotReplayable() throws {
         let (timeline, bodies) = try recorded(try load(rules))
         let later = Array(timeline.drop { $0.kind != .ackError })
