@@ -59,6 +59,7 @@ package enum Capture {
             steps.append(RuleTestStep(action: action, location: SourceLocation(file: file, line: steps.count + 1), expect: expect, at: at))
         }
         var previous = recorded[0].opening.at
+        var sent: [(id: String, to: String, type: String)] = []
         for step in recorded {
             let o = step.opening
             let gap = Int((o.at.timeIntervalSince(previous) * 1000).rounded())
@@ -79,10 +80,15 @@ package enum Capture {
                 add(.message(endpoint: o.endpoint ?? "", type: o.messageType, body: body), expect)
             case (_, let body?):
                 if gap >= 1 { add(.advance(ms: gap), quiet) }
-                add(.ack(endpoint: o.endpoint ?? "", answering: o.messageType, body: body), expect)
+                // Which of the messages of its type sent to that endpoint it answered: the candidate's send of
+                // the same rank gets the answer (a replay whose candidate sends more or fewer says so).
+                let same = sent.filter { $0.to == o.endpoint && $0.type == o.messageType }
+                let nth = same.firstIndex { $0.id == o.answers }.map { $0 + 1 }
+                add(.ack(endpoint: o.endpoint ?? "", answering: o.messageType, body: body, nth: nth), expect)
             default:
                 add(.advance(ms: max(gap, 1)), expect)
             }
+            sent += step.rest.filter { $0.kind == .sent }.map { ($0.messageId ?? "", $0.endpoint ?? "", $0.messageType ?? "") }
         }
         return RuleTestCase(
             name: name ?? conversationId, location: SourceLocation(file: file, line: 0), start: ConversationSnapshot(id: conversationId), steps: steps)
@@ -106,7 +112,7 @@ package enum Capture {
         var secrets: Set<String> = []
         for step in test.steps {
             switch step.action {
-            case .message(let endpoint, _, let body), .ack(let endpoint, _, let body):
+            case .message(let endpoint, _, let body), .ack(let endpoint, _, let body, _):
                 for path in personal[endpoint] ?? [] {
                     for value in path.select(body) {
                         if let s = value.scalarText, s.count >= 3 { secrets.insert(s) }
@@ -145,9 +151,10 @@ package enum Capture {
                 lines.append("      - from: \(yaml(endpoint))")
                 if let type { lines.append("        type: \(yaml(type))") }
                 lines.append("        body: \(clean(body))")
-            case .ack(let endpoint, let answering, let body):
+            case .ack(let endpoint, let answering, let body, let nth):
                 lines.append("      - ack: \(yaml(endpoint))")
                 if let answering { lines.append("        answering: \(yaml(answering))") }
+                if let nth { lines.append("        nth: \(nth)") }
                 lines.append("        body: \(clean(body))")
             }
             let e = step.expect

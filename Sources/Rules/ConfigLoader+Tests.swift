@@ -95,7 +95,7 @@ extension ConfigLoader {
 
     mutating func parseStep(_ y: Y, read: (String) throws -> String) -> RuleTestStep? {
         guard let fields = mapping(y, "a step") else { return nil }
-        var from: String?, ack: String?, advance: Int?, type: String?, answering: String?, body: JSON?
+        var from: String?, ack: String?, advance: Int?, type: String?, answering: String?, body: JSON?, nth: Int?
         var expect = RuleTestExpectation()
         for (key, value) in fields {
             switch key.string {
@@ -104,6 +104,7 @@ extension ConfigLoader {
             case "advance": advance = duration(value)
             case "type": type = string(value)
             case "answering": answering = string(value)
+            case "nth": nth = int(value, key: "nth", min: 1)
             case "body": body = json(value)
             case "body_file":
                 guard let path = string(value) else { continue }
@@ -113,7 +114,7 @@ extension ConfigLoader {
                     self.error(value, "body_file \(path): \(error)")
                 }
             case "expect": expect = parseExpectation(value)
-            default: unknownKey(key, in: "a step", allowed: "from, ack, advance, type, answering, body, body_file, expect")
+            default: unknownKey(key, in: "a step", allowed: "from, ack, advance, type, answering, nth, body, body_file, expect")
             }
         }
         let action: RuleTestStep.Action
@@ -125,7 +126,7 @@ extension ConfigLoader {
             }
             action = .message(endpoint: endpoint, type: type, body: body)
         case (nil, let endpoint?, nil):
-            action = .ack(endpoint: endpoint, answering: answering, body: body ?? ["status": .string("ok")])
+            action = .ack(endpoint: endpoint, answering: answering, body: body ?? ["status": .string("ok")], nth: nth)
         case (nil, nil, let ms?):
             action = .advance(ms: ms)
         default:

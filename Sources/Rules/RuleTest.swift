@@ -23,8 +23,9 @@ package struct RuleTestStep: Sendable {
     package enum Action: Sendable {
         /// A message from `endpoint` (its AMQP `type`, when the ESB sets one).
         case message(endpoint: String, type: String?, body: JSON)
-        /// `endpoint` answers the last message sent to it (of type `answering`, when given).
-        case ack(endpoint: String, answering: String?, body: JSON)
+        /// `endpoint` answers the last message sent to it (of type `answering`, when given), or with `nth` the
+        /// nth message of that type sent to it in this test (what a recorded ack answered).
+        case ack(endpoint: String, answering: String?, body: JSON, nth: Int? = nil)
         /// The clock moves on; timers that come due fire, in the order they come due.
         case advance(ms: Int)
     }
@@ -36,10 +37,16 @@ package struct RuleTestStep: Sendable {
     package var at: Date? = nil
 
     /// The step as a person names it in a failure.
+    static func ordinal(_ n: Int) -> String {
+        let suffix = (n % 100 >= 11 && n % 100 <= 13) ? "th" : ["th", "st", "nd", "rd", "th", "th", "th", "th", "th", "th"][n % 10]
+        return "\(n)\(suffix)"
+    }
+
     package var title: String {
         switch action {
         case .message(let endpoint, let type, _): return "message from \(endpoint)" + (type.map { " (type \($0))" } ?? "")
-        case .ack(let endpoint, let answering, _): return "ack from \(endpoint)" + (answering.map { " answering its \($0)" } ?? "")
+        case .ack(let endpoint, let answering, _, let nth):
+            return "ack from \(endpoint)" + (answering.map { " answering its \(nth.map { "\(Self.ordinal($0)) " } ?? "")\($0)" } ?? "")
         case .advance(let ms): return "advance \(Engine.format(ms: ms))"
         }
     }

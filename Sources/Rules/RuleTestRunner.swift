@@ -88,9 +88,12 @@ package struct RuleTestRunner {
                 return outcome
             }
             situations.append(Situation(endpoint: endpoint, messageId: messageId, route: 0, event: event, conversation: state.conversation, now: state.now))
-        case .ack(let endpoint, let answering, let body):
-            guard let acked = state.sent.last(where: { $0.target == endpoint && (answering == nil || $0.type == answering) }) else {
-                outcome.unplayable = "nothing was sent to '\(endpoint)'" + (answering.map { " of type '\($0)'" } ?? "") + " for it to answer"
+        case .ack(let endpoint, let answering, let body, let nth):
+            let candidates = state.sent.filter { $0.target == endpoint && (answering == nil || $0.type == answering) }
+            guard let acked = nth.map({ $0 <= candidates.count ? candidates[$0 - 1] : nil }) ?? candidates.last else {
+                outcome.unplayable = (nth.map { "an answer with no send: no \(RuleTestStep.ordinal($0)) message" } ?? "nothing was sent")
+                    + " to '\(endpoint)'" + (answering.map { " of type '\($0)'" } ?? "") + " for it to answer"
+                    + (nth.map { _ in " (\(candidates.count) were sent)" } ?? "")
                 return outcome
             }
             situations.append(ack(body, answering: acked, messageId: messageId, state))
