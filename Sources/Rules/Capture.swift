@@ -67,6 +67,7 @@ package enum Capture {
             at = o.at
             var expect = RuleTestExpectation()
             expect.rules = step.rest.filter { $0.kind == .ruleMatched || $0.kind == .dropped }.compactMap(\.rule)
+            recordedState(step.rest, into: &expect)
             expect.sent = step.rest.filter { $0.kind == .sent }.map { s in
                 var send = ExpectedSend(location: SourceLocation(file: file, line: steps.count + 1), to: s.endpoint ?? "")
                 send.type = s.messageType
@@ -92,6 +93,45 @@ package enum Capture {
         }
         return RuleTestCase(
             name: name ?? conversationId, location: SourceLocation(file: file, line: 0), start: ConversationSnapshot(id: conversationId), steps: steps)
+    }
+
+    /// What a decided message changed, read back from its timeline entries: the counters' new values
+    /// (`name: 2 -> 3`), the attributes' new values where the entry holds the whole value (an excerpt of a
+    /// long one cannot be compared), and the timers scheduled (`timer 'name' in 1m`).
+    static func recordedState(_ entries: [TimelineEntry], into expect: inout RuleTestExpectation) {
+        var timers: [String] = []
+        for e in entries {
+            switch e.kind {
+            case .counter:
+                guard let arrow = e.detail.range(of: " -> ", options: .backwards), let value = Int(e.detail[arrow.upperBound...]),
+                    let colon = e.detail[..<arrow.lowerBound].range(of: ": ", options: .backwards)
+                else { continue }
+                expect.counters[String(e.detail[..<colon.lowerBound])] = value
+            case .attribute:
+                guard let colon = e.detail.range(of: ": ") else { continue }
+                let name = String(e.detail[..<colon.lowerBound])
+                let change = e.detail[colon.upperBound...]
+                // The new value: the text after the last " -> " that reads as a whole JSON value or "(none)".
+                var search = change.endIndex
+                while let arrow = change.range(of: " -> ", options: .backwards, range: change.startIndex..<search) {
+                    let text = String(change[arrow.upperBound...])
+                    if text == "(none)" {
+                        expect.attributes[name] = .null
+                        break
+                    }
+                    if !text.hasSuffix("..."), let value = try? JSON.parse(Data(text.utf8)) {
+                        expect.attributes[name] = value
+                        break
+                    }
+                    search = arrow.lowerBound
+                }
+            case .delayScheduled:
+                guard let start = e.detail.range(of: "timer '"), let end = e.detail.range(of: "' in ", options: .backwards) else { continue }
+                timers.append(String(e.detail[start.upperBound..<end.lowerBound]))
+            default: continue
+            }
+        }
+        expect.timers = timers
     }
 
     /// An `advance` between recorded messages: nothing came due in it.
@@ -171,6 +211,13 @@ package enum Capture {
                 if let delay = s.delayMs { fields.append("delay: \(delay)ms") }
                 if let body = s.body { fields.append("body: \(clean(body))") }
                 lines.append("            - { " + fields.joined(separator: ", ") + " }")
+            }
+            if let timers = e.timers { lines.append("          timers: [" + timers.map(yaml).joined(separator: ", ") + "]") }
+            if !e.counters.isEmpty {
+                lines.append("          counters: { " + e.counters.sorted { $0.key < $1.key }.map { "\(yaml($0.key)): \($0.value)" }.joined(separator: ", ") + " }")
+            }
+            if !e.attributes.isEmpty {
+                lines.append("          attributes: { " + e.attributes.sorted { $0.key < $1.key }.map { "\(yaml($0.key)): \(clean($0.value))" }.joined(separator: ", ") + " }")
             }
         }
         return lines.joined(separator: "\n") + "\n"

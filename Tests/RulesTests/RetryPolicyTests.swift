@@ -285,3 +285,43 @@ import Testing
                 "\(none.differing)")
     }
 }
+
+/// Captured tests and replay compare what a message changed too: counters, attributes (whole values) and
+/// the timers it scheduled, read back from the recorded timeline.
+@Suite struct ReplayStateTests {
+    @Test func anAttributeOrACounterThatWouldChangeDifferentlyIsADifference() throws {
+        let config = try load(RetryPolicyTests.rules("wait: 30s\nattempts: 3"))
+        let engine = Engine(config: config)
+        var c = ConversationSnapshot(id: "c2")
+        var timeline: [TimelineEntry] = []
+        var bodies: [String: Data] = [:]
+        func play(_ s: Situation) throws -> MessageDecision {
+            let d = try engine.decide(s)
+            timeline += d.timeline
+            for o in d.outbox { bodies[o.messageId] = o.body }
+            c = d.next
+            return d
+        }
+        let t0 = RuleTestRunner.epoch
+        let sent = try play(Situation(endpoint: "customer-a", messageId: "m1", route: 0, event: try event(#"{"number":"T2","text":"x"}"#), conversation: c, now: t0))
+        let refusal = InboundEvent(endpoint: "vendor-x", messageId: "a1", type: "ack", body: try JSON.parse(#"{"status":"error","code":"BUSY"}"#), ticketId: nil)
+        _ = try play(Situation(endpoint: "vendor-x", messageId: "a1", route: 0, event: refusal, conversation: c, acked: sent.outbox[0], now: t0 + 1))
+        let ok = InboundEvent(endpoint: "vendor-x", messageId: "a2", type: "ack", body: try JSON.parse(#"{"status":"ok"}"#), ticketId: nil)
+        _ = try play(Situation(endpoint: "vendor-x", messageId: "a2", route: 0, event: ok, conversation: c, acked: sent.outbox[0], now: t0 + 2))
+        let conversations = [(id: "c2", timeline: timeline, sentBodies: bodies)]
+
+        let text = try Capture.test(name: "state", timeline: timeline, sentBodies: bodies, personal: [:])
+        #expect(text.contains(#"counters: { "retry:busy:update": 1 }"#) && text.contains(#"timers: ["retry:busy"]"#), "\(text)")
+        #expect(text.contains(#"attributes: { "last": "x" }"#) && text.contains(#"attributes: { "taken": "yes" }"#), "\(text)")
+        #expect(Replay.run(conversations, candidate: config).differing.isEmpty)
+        // The ok ack's attribute, not sent anywhere: still a difference.
+        let taken = try load(RetryPolicyTests.rules("wait: 30s\nattempts: 3").replacingOccurrences(of: "value: yes", with: "value: sure"))
+        let a = Replay.run(conversations, candidate: taken)
+        #expect(a.differing.first?.differences.contains { $0.contains("attribute 'taken'") && $0.contains("sure") } == true, "\(a.differing)")
+        // A policy that counts differently: a counter and a timer differ.
+        let never = try load(RetryPolicyTests.rules("wait: 30s\nattempts: 3").replacingOccurrences(of: "equals: BUSY", with: "equals: LOCKED"))
+        let b = Replay.run(conversations, candidate: never)
+        #expect(b.differing.first?.differences.contains { $0.contains("counter 'retry:busy:update'") } == true, "\(b.differing)")
+        #expect(b.differing.first?.differences.contains { $0.contains("timers scheduled") } == true, "\(b.differing)")
+    }
+}
