@@ -113,6 +113,9 @@ package protocol AdminStore: ParkedStore {
     func audit(limit: Int, withoutConversation: Bool) async throws -> [AuditRecord]
     /// How many conversations the store holds (for the overview; may be an estimate on PostgreSQL).
     func conversationCount() async throws -> Int
+    /// The ids of the conversations changed since `since` (every one when nil), most recently changed first:
+    /// what `rules replay` and `rules lint --history` read.
+    func conversationIds(changedSince since: Date?) async throws -> [String]
     /// Outbound messages sent with a delay that are not due yet, per target endpoint (by the store's
     /// record: committed at `created_at`, due `delay_ms` later). `within` bounds how far back to look:
     /// the longest delay the configuration has.

@@ -92,6 +92,19 @@ extension PostgresStore: AdminStore {
         }
     }
 
+    package func conversationIds(changedSince since: Date?) async throws -> [String] {
+        try await admin { db, logger in
+            var ids: [String] = []
+            let after = since?.timeIntervalSince1970 ?? -Double.greatestFiniteMagnitude
+            for try await id in try await db.query(
+                "SELECT id FROM conversation WHERE updated_at >= \(after) ORDER BY updated_at DESC", logger: logger
+            ).decode(String.self) {
+                ids.append(id)
+            }
+            return ids
+        }
+    }
+
     package func conversationCount() async throws -> Int {
         // The planner's estimate: count(*) would read a million rows for one number on a page.
         try await admin { db, logger in

@@ -83,6 +83,14 @@ extension SQLiteStore: AdminStore {
         try await pool.read { db in try Int.fetchOne(db, sql: "SELECT coalesce(max(rowid), 0) FROM conversation") ?? 0 }
     }
 
+    package func conversationIds(changedSince since: Date?) async throws -> [String] {
+        try await pool.read { db in
+            try String.fetchAll(
+                db, sql: "SELECT id FROM conversation WHERE updated_at >= ? ORDER BY updated_at DESC",
+                arguments: [since?.timeIntervalSince1970 ?? -Double.greatestFiniteMagnitude])
+        }
+    }
+
     package func delayedPending(now: Date, within: TimeInterval) async throws -> [String: Int] {
         let t = now.timeIntervalSince1970
         return try await pool.read { db in

@@ -10,22 +10,10 @@ extension Stores {
     /// Conversations read and replayed at once: memory stays bounded by this many timelines.
     package static let replayPart = 200
 
-    /// The ids of the conversations with a message decided since `since` (every one when nil), newest first.
+    /// The ids of the conversations with a message decided since `since` (every one when nil), most
+    /// recently changed first.
     package static func recordedConversationIds(_ store: any ConversationStore & AdminStore, since: Date?) async throws -> [String] {
-        var ids: [String] = []
-        var seen: Set<String> = []
-        var cursor: Int64?
-        while true {
-            let groups = try await store.recent(before: cursor, limit: 500, conversationId: nil)
-            guard let last = groups.last else { break }
-            for g in groups {
-                guard let e = g.entries.first else { continue }
-                if let since, e.at < since { return ids }
-                if seen.insert(e.conversationId).inserted { ids.append(e.conversationId) }
-            }
-            cursor = last.cursor
-        }
-        return ids
+        try await store.conversationIds(changedSince: since)
     }
 
     /// Replays the conversations `ids` names against `candidate`, reading `replayPart` of them at a time.

@@ -212,6 +212,25 @@ enum StoreContract {
     /// Retention with an injected clock: commits made "days ago" (their `at`) are pruned by age, in
     /// rounds of `limit`; what is younger stays. An outbound message no ack has answered yet stays as long
     /// as conversations do (an ack may still come); an answered one goes with the bodies.
+    /// What `rules replay --since` and `rules lint --history` read: the conversations changed in a window.
+    static func conversationsChangedSince(_ backend: Backend) async throws {
+        let store = try await onThread { try backend.open().store }
+        let admin = try #require(store as? any AdminStore)
+        let t0 = Date(timeIntervalSince1970: 1_800_000_000)
+        for (n, (id, age)) in [("c-a", 30.0), ("c-b", 1.0), ("c-c", 10.0)].enumerated() {
+            let key = InboundKey("customer-a", "m\(n)")
+            _ = try await onThread {
+                try store.commit([Commit(
+                    inbound: key, conversationId: id, expectedVersion: 0, newReferences: [TicketRef("customer-a", id)],
+                    timeline: [TimelineEntry(conversationId: id, at: t0.addingTimeInterval(-age * 86_400), kind: .received, detail: "x")],
+                    at: t0.addingTimeInterval(-age * 86_400))])
+            }
+        }
+        #expect(try await admin.conversationIds(changedSince: nil) == ["c-b", "c-c", "c-a"])
+        #expect(try await admin.conversationIds(changedSince: t0.addingTimeInterval(-15 * 86_400)) == ["c-b", "c-c"])
+        #expect(try await admin.conversationIds(changedSince: t0) == [])
+    }
+
     static func retentionPrunesByAge(_ backend: Backend) throws {
         let store = try backend.open().store
         let now = Date(timeIntervalSince1970: 1_800_000_000)
@@ -403,6 +422,7 @@ enum StoreContract {
     @Test func membership() async throws { try await onThread { [b] in try StoreContract.membership(b) } }
     @Test func timelineWhole() async throws { try await onThread { [b] in try StoreContract.timelineEntriesComeBackWhole(b) } }
     @Test func concurrentWriters() async throws { try await StoreContract.concurrentWritersOnOneConversation(b) }
+    @Test func changedSince() async throws { try await StoreContract.conversationsChangedSince(b) }
 }
 
 @Suite(.serialized) struct PostgresContract {
@@ -449,4 +469,5 @@ enum StoreContract {
     @Test func membership() async throws { try await onThread { [b] in try StoreContract.membership(b) } }
     @Test func timelineWhole() async throws { try await onThread { [b] in try StoreContract.timelineEntriesComeBackWhole(b) } }
     @Test func concurrentWriters() async throws { try await StoreContract.concurrentWritersOnOneConversation(b) }
+    @Test func changedSince() async throws { try await StoreContract.conversationsChangedSince(b) }
 }
