@@ -23,9 +23,12 @@ package enum Setup {
     package static func loadRuleTests(
         directory: String, environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws -> [RuleTestCase] {
-        let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter(isTestFile).sorted()
-        let files = try read(names, in: directory)
-        return try ConfigLoader.loadTests(files: files, environment: environment) { testFile, path in
+        let all = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).sorted()
+        // Test files, and the configuration files, whose `tests:` sections (inline tests) count too.
+        let configuration = all.filter { !isTestFile($0) && ($0.hasSuffix(".yaml") || $0.hasSuffix(".yml")) }
+        let files = try read(all.filter(isTestFile) + configuration, in: directory)
+        let inline = Set(configuration.map { (directory as NSString).appendingPathComponent($0) })
+        return try ConfigLoader.loadTests(files: files, environment: environment, inline: inline) { testFile, path in
             let full = path.hasPrefix("/") ? path : ((testFile as NSString).deletingLastPathComponent as NSString).appendingPathComponent(path)
             return try String(contentsOfFile: full, encoding: .utf8)
         }

@@ -6,9 +6,10 @@ import Yams
 /// typed access: every error with its file and line, all of them at once.
 extension ConfigLoader {
     /// `files` are (name, YAML text) pairs; `read` reads a `body_file` (a path relative to the test file's
-    /// folder, resolved by the caller), so that this stays free of I/O.
+    /// folder, resolved by the caller), so that this stays free of I/O. `inline` names configuration files:
+    /// only their `tests:` section is read here (the rest is configuration).
     package static func loadTests(
-        files: [(name: String, text: String)], environment: [String: String],
+        files: [(name: String, text: String)], environment: [String: String], inline: Set<String> = [],
         read: (_ testFile: String, _ path: String) throws -> String = { _, path in throw ConfigError(SourceLocation(file: path, line: 0), "no files here") }
     ) throws(ConfigErrors) -> [RuleTestCase] {
         var loader = ConfigLoader(environment: environment)
@@ -28,7 +29,7 @@ extension ConfigLoader {
             let y = Y(node: root, file: file.name)
             for (key, value) in loader.mapping(y, "a test file's top level") ?? [] {
                 guard key.string == "tests" else {
-                    loader.error(key, "unknown section '\(key.string)' in a test file (expected tests)")
+                    if !inline.contains(file.name) { loader.error(key, "unknown section '\(key.string)' in a test file (expected tests)") }
                     continue
                 }
                 for item in loader.sequence(value, "tests") ?? [] {

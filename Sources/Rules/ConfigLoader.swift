@@ -61,6 +61,7 @@ package struct ConfigLoader {
                 case "retries":
                     pending.retries.append(contentsOf: sequence(value, "retries") ?? [])
                 case "admin": pending.admin.append(value)
+                case "tests": break  // rule tests written inline: `loadTests` reads them, they configure nothing
                 default:
                     error(key, "unknown section '\(key.string)' (expected settings, endpoints, translations, rules, retries, admin)")
                 }

@@ -29,4 +29,26 @@ import Testing
         let failures = results.flatMap { $0.failures }
         #expect(failures.isEmpty, "\(failures)")
     }
+
+    @Test func aConfigurationFileMayCarryItsRulesTestsInline() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sb-inline-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try """
+            endpoints:
+              a: {ticket_id: $.n}
+              b: {ticket_id: $.k}
+            rules:
+              - {name: relay, from: a, send: [{to: b, type: update, body: {n: {field: $.n}}}]}
+            tests:
+              - name: relayed
+                steps:
+                  - {from: a, body: {n: T1}, expect: {rules: [relay], sent: [{to: b, body: {n: T1}}]}}
+            """.write(to: dir.appendingPathComponent("all.yaml"), atomically: true, encoding: .utf8)
+        let config = try Setup.loadConfig(directory: dir.path, environment: [:])
+        #expect(config.rules.map(\.name) == ["relay"])
+        let cases = try Setup.loadRuleTests(directory: dir.path, environment: [:])
+        #expect(cases.map(\.name) == ["relayed"])
+        #expect(RuleTestRunner(config: config).run(cases).flatMap(\.failures) == [])
+    }
 }
