@@ -57,12 +57,22 @@ package enum Hash {
     package struct FNV64 {
         package var value: UInt64 = 0xcbf2_9ce4_8422_2325
         package init() {}
-        package mutating func add(_ s: String) { add(Array(s.utf8)) }
-        package mutating func add<S: Sequence>(_ bytes: S) where S.Element == UInt8 {
-            for b in bytes {
-                value ^= UInt64(b)
-                value &*= 0x0000_0100_0000_01B3
+        // Concrete overloads over contiguous bytes: a generic over Sequence is not specialized across modules,
+        // and iterating a body through the protocol cost about 2 % of `switchboard run`'s CPU (a message's
+        // digest reads its whole body; BENCHMARKS.md, twentieth session).
+        package mutating func add(_ s: String) {
+            var s = s
+            s.withUTF8 { add(UnsafeRawBufferPointer($0)) }
+        }
+        package mutating func add(_ bytes: [UInt8]) { bytes.withUnsafeBytes { add($0) } }
+        package mutating func add(_ data: Data) { data.withUnsafeBytes { add($0) } }
+        package mutating func add(_ bytes: UnsafeRawBufferPointer) {
+            var v = value
+            for i in 0..<bytes.count {
+                v ^= UInt64(bytes[i])
+                v &*= 0x0000_0100_0000_01B3
             }
+            value = v
         }
         package var hex: String { String(value, radix: 16).leftPadded(16) }
     }
