@@ -96,6 +96,12 @@ struct Bench: AsyncParsableCommand {
             return (cpu, show { $1.rssMB }, show { $1.peakMB })
         }
         var best = 0.0
+        let database = dataDir + "/switchboard.sqlite"
+        func fileBytes(_ path: String) -> Double {
+            (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.doubleValue ?? 0
+        }
+        func databaseBytes() -> Double { fileBytes(database) }
+        let bytesBefore = (written: processes.reduce(0.0) { $0 + $1.process.usage().writeBytes }, database: databaseBytes())
         let brokerBefore = SwitchboardProcess.brokerCPU()
         let selfBefore = SwitchboardProcess.cpuSeconds(pid: getpid())
         for run in 1...max(1, runs) {
@@ -137,6 +143,16 @@ struct Bench: AsyncParsableCommand {
             + brokerShare(relayPacedBroker))
         let u = usage()
         let total = Double(messages * runs + messages / 2)
+        // What the store writes per message (issue 25, bytes per message): the kernel's count of bytes sent
+        // to storage by Switchboard's processes (WAL frames, checkpoints, fsync'd pages), and what the
+        // SQLite file and its WAL grew by.
+        let written = processes.reduce(0.0) { $0 + $1.process.usage().writeBytes } - bytesBefore.written
+        let grown = databaseBytes() - bytesBefore.database
+        say(String(format: "store: %.0f bytes written to storage per message (/proc/<pid>/io write_bytes)", written / total)
+            + (grown > 0 || fileBytes(database + "-wal") > 0
+                ? String(format: "; the SQLite file grew %.2f MB per 1000 msgs (its WAL is %.1f MB now)", grown / total * 1000 / 1_048_576,
+                         fileBytes(database + "-wal") / 1_048_576)
+                : ""))
         say("switchboard peak RSS \(u.peak), "
             + String(format: "CPU %.3f s per 1000 msgs over all runs (all processes)", u.cpuSeconds / total * 1000))
         if processes.count > 1 {
@@ -411,11 +427,18 @@ final class SwitchboardProcess {
         var rssMB: Double
         var peakMB: Double
         var cpuSeconds: Double
+        /// Bytes the process caused to be written to storage so far (`write_bytes` of /proc/<pid>/io).
+        var writeBytes: Double
     }
 
     func usage() -> Usage {
         let pid = process.processIdentifier
-        var usage = Usage(rssMB: 0, peakMB: 0, cpuSeconds: 0)
+        var usage = Usage(rssMB: 0, peakMB: 0, cpuSeconds: 0, writeBytes: 0)
+        if let io = try? String(contentsOfFile: "/proc/\(pid)/io", encoding: .utf8),
+            let line = io.split(separator: "\n").first(where: { $0.hasPrefix("write_bytes:") })
+        {
+            usage.writeBytes = Double(line.split(separator: " ").last ?? "") ?? 0
+        }
         if let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) {
             for line in status.split(separator: "\n") {
                 let parts = line.split(separator: " ", omittingEmptySubsequences: true)
