@@ -269,6 +269,7 @@ final class Sink: @unchecked Sendable {
     private let done = DispatchSemaphore(value: 0)
     private var latencies: [Double] = []
     private var failure: Error?
+    private(set) var firstArrival: UInt64 = 0
     private(set) var lastArrival: UInt64 = 0
 
     /// Latency from the nanoseconds at the end of the message's (or its correlation) id to its arrival.
@@ -312,6 +313,7 @@ final class Sink: @unchecked Sendable {
                     let now = nanos()
                     if let (id, ms) = measure(d, now), seen.insert(id).inserted {
                         latencies.append(ms)
+                        if firstArrival == 0 { firstArrival = now }
                         lastArrival = now
                     }
                     unacked += 1

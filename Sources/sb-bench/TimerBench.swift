@@ -87,6 +87,12 @@ enum TimerBench {
         byDue.report(window: 5)
         let u = process.usage()
         say(String(format: "switchboard peak RSS %.1f MB, CPU %.3f s per 1000 timers (start and fire)", u.peakMB, u.cpuSeconds / Double(timers) * 1000))
+        let fired = Double(max(0, lateness.count - 1)) / max(Double(sink.lastArrival - sink.firstArrival) / 1e9, 1e-9)
+        process.stop()
+        // The same broker alone, in the same run: the rate no timer path through it can pass.
+        let ceiling = try DeadLetterCeiling.measure(options: options, count: timers, ttlSeconds: delaySeconds, logger: logger)
+        say(String(format: "ceiling  (bare broker: %d TTL messages dead-lettered out of a quorum delay queue): %.0f/s over %.1f s", timers, ceiling.rate, ceiling.seconds))
+        say(String(format: "timers: fired at %.0f/s (due at %.0f/s): %.2f of the broker's dead-letter ceiling", fired, rate, fired / ceiling.rate))
     }
 }
 
@@ -115,5 +121,54 @@ final class Lateness: @unchecked Sendable {
                 format: "timers: due %3.0f-%3.0f s: %5d, lateness p50 %7.1f ms, p99 %7.1f ms, max %7.1f ms",
                 Double(key) * seconds, Double(key + 1) * seconds, r.count, r.p50, r.p99, r.max))
         }
+    }
+}
+
+/// The broker's own ceiling for timers (issue 25): how fast RabbitMQ alone dead-letters expired messages out
+/// of a quorum delay queue like Switchboard's (per-queue TTL, at-least-once dead-lettering, reject-publish),
+/// into a plain queue a consumer drains. `count` messages are published as fast as confirms allow with a TTL
+/// long enough for the publishing to end first; the rate is what arrives between the first and the last
+/// dead-lettered message. No Switchboard, no store.
+enum DeadLetterCeiling {
+    static func measure(options: ConnectionOptions, count: Int, ttlSeconds: Int, logger: Logger) throws -> (rate: Double, seconds: Double) {
+        let delayQueue = "bench.ttl.delay", outQueue = "bench.ttl.out"
+        let setup = try Connection(options, logger: logger)
+        try? setup.deleteQueue(delayQueue)
+        setup.close()
+        let c = try Connection(options, logger: logger)
+        defer { c.close() }
+        try c.declareQueue(outQueue)
+        try c.purgeQueue(outQueue)
+        try c.declareQueue(delayQueue, arguments: [
+            "x-queue-type": .string("quorum"),
+            "x-message-ttl": .int(Int64(ttlSeconds) * 1000),
+            "x-dead-letter-exchange": .string(""),
+            "x-dead-letter-routing-key": .string(outQueue),
+            "x-dead-letter-strategy": .string("at-least-once"),
+            "x-overflow": .string("reject-publish"),
+        ])
+        let arrivals = Sink(queue: outQueue, expected: count, options: options, logger: logger, patience: Double(ttlSeconds) + 60) { d, now in
+            d.message.properties.messageId.map { ($0, 0) }
+        }
+        try arrivals.start()
+        try c.enableConfirms()
+        let body = Data(#"{"timer":"bench-due","conversation":"0123456789abcdef0123456789abcdef"}"#.utf8)
+        let begin = nanos()
+        for seq in 0..<count {
+            try c.publish(
+                exchange: "", routingKey: delayQueue,
+                message: Message(body: body, properties: Properties(contentType: "application/json", messageId: "ttl-\(seq)", persistent: true)))
+            if seq % 200 == 199 { _ = try c.waitForConfirms(timeout: 60) }
+        }
+        _ = try c.waitForConfirms(timeout: 60)
+        let published = Double(nanos() - begin) / 1e9
+        guard published < Double(ttlSeconds) else {
+            throw EngineBench.EngineBenchError(description: "publishing \(count) took \(published) s, longer than the TTL (\(ttlSeconds) s): raise --timer-delay")
+        }
+        _ = try arrivals.wait()
+        let span = Double(arrivals.lastArrival - arrivals.firstArrival) / 1e9
+        try? c.deleteQueue(delayQueue)
+        try? c.deleteQueue(outQueue)
+        return (Double(count - 1) / max(span, 1e-9), span)
     }
 }
