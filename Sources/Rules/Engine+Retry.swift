@@ -11,15 +11,15 @@ extension Engine {
             return true
         }
         guard let ack = event.ack else { return false }
-        let policies = config.retries.filter { $0.covers(target: ack.target, type: ack.type, rule: ack.rule) && $0.endpoint == event.endpoint }
+        // Only the endpoint a message went to may answer it (`decide`), so the target is the ack's endpoint.
+        let policies = config.retries.filter { $0.covers(target: ack.target, type: ack.type, rule: ack.rule) }
         guard !policies.isEmpty else { return false }
         if Self.ackStatus(event.body).ok {
             // Taken: the run of refusals of this type is over (the rules still see the ack).
             for p in policies {
                 let running = [p.counter(ack.type), p.sinceCounter(ack.type)].filter { (context.counters[$0] ?? 0) != 0 }
                 guard !running.isEmpty else { continue }
-                decision.matchedRules.append(p.resetName)
-                decision.notes.append(TimelineNote(kind: .ruleMatched, detail: "retry policy '\(p.name)': \(ack.type) taken; its retries end", rule: p.resetName))
+                decision.matched(p.resetName, "retry policy '\(p.name)': \(ack.type) taken; its retries end")
                 for name in running { setCounter(name, to: 0, rule: p.resetName, &context, &decision) }
             }
             return false
@@ -34,8 +34,7 @@ extension Engine {
         let withinBudget = p.withinMs.map { (nowSeconds - since) * 1000 + wait <= $0 } ?? true
         let limit = p.attempts.map { " of \($0)" } ?? ""
         if p.attempts.map({ done < $0 }) ?? true, withinBudget {
-            decision.matchedRules.append(p.retryName)
-            decision.notes.append(TimelineNote(kind: .ruleMatched, detail: "retry policy '\(p.name)' matched", rule: p.retryName))
+            decision.matched(p.retryName, "retry policy '\(p.name)' matched")
             setCounter(counter, to: attempt, rule: p.retryName, &context, &decision)
             if p.withinMs != nil, done == 0 { setCounter(p.sinceCounter(ack.type), to: nowSeconds, rule: p.retryName, &context, &decision) }
             var payload: [String: JSON] = ["type": .string(ack.type), "rule": .string(ack.rule), "refused": .string(ack.messageId)]
@@ -47,8 +46,7 @@ extension Engine {
                 rule: p.retryName))
             return true
         }
-        decision.matchedRules.append(p.giveUpName)
-        decision.notes.append(TimelineNote(kind: .ruleMatched, detail: "retry policy '\(p.name)' gives up", rule: p.giveUpName))
+        decision.matched(p.giveUpName, "retry policy '\(p.name)' gives up")
         setCounter(counter, to: 0, rule: p.giveUpName, &context, &decision)
         setCounter(p.sinceCounter(ack.type), to: 0, rule: p.giveUpName, &context, &decision)
         let why = done >= (p.attempts ?? .max) ? "after \(done) send(s) again" : "its time (\(Self.format(ms: p.withinMs ?? 0))) would run out"
@@ -89,22 +87,10 @@ extension Engine {
                 rule: p.resendName))
             return
         }
-        decision.matchedRules.append(p.resendName)
-        decision.notes.append(TimelineNote(kind: .ruleMatched, detail: "retry policy '\(p.name)' sends \(type) again", rule: p.resendName))
+        decision.matched(p.resendName, "retry policy '\(p.name)' sends \(type) again")
         decision.notes.append(TimelineNote(
             kind: .retry, detail: "\(type) \(refused) sent again (attempt \(attempt)\(p.attempts.map { " of \($0)" } ?? ""))", rule: p.resendName))
         decision.outbound.append(draft)
-    }
-
-    /// Sets a counter and notes it; false when it already had that value.
-    @discardableResult
-    private func setCounter(_ name: String, to value: Int, rule: String, _ context: inout Context, _ decision: inout Decision) -> Bool {
-        let old = context.counters[name] ?? 0
-        guard old != value else { return false }
-        context.counters[name] = value
-        decision.counterChanges[name] = value
-        decision.notes.append(TimelineNote(kind: .counter, detail: "\(name): \(old) -> \(value)", rule: rule))
-        return true
     }
 }
 

@@ -139,6 +139,13 @@ package struct TimelineNote: Sendable, Equatable {
 }
 
 package struct Decision: Sendable {
+    /// A rule (or a retry policy's step) matched: counted for the metrics, and on the timeline, where
+    /// capture and replay read the rules back from (`kind`: rule-matched, or dropped).
+    mutating func matched(_ rule: String, _ detail: String, kind: TimelineKind = .ruleMatched) {
+        matchedRules.append(rule)
+        notes.append(TimelineNote(kind: kind, detail: detail, rule: rule))
+    }
+
     package var matchedRules: [String] = []
     package var outbound: [OutboundDraft] = []
     package var notes: [TimelineNote] = []

@@ -45,13 +45,12 @@ package struct Engine: Sendable {
                 if !rule.types.isEmpty && !rule.types.contains(event.type) { continue }
             }
             guard rule.conditions.allSatisfy({ context.test($0) }) else { continue }
-            decision.matchedRules.append(rule.name)
             if rule.drop {
                 decision.dropped = true
-                decision.notes.append(TimelineNote(kind: .dropped, detail: "dropped by rule '\(rule.name)'", rule: rule.name))
+                decision.matched(rule.name, "dropped by rule '\(rule.name)'", kind: .dropped)
                 break
             }
-            decision.notes.append(TimelineNote(kind: .ruleMatched, detail: "rule '\(rule.name)' matched", rule: rule.name))
+            decision.matched(rule.name, "rule '\(rule.name)' matched")
             for write in rule.sets where write.conditions.allSatisfy({ context.test($0) }) {
                 var warnings: [String] = []
                 let value = context.build(write.value, warnings: &warnings)
@@ -66,15 +65,10 @@ package struct Engine: Sendable {
             }
             for op in rule.counters {
                 let old = context.counters[op.name] ?? 0
-                let new: Int
                 switch op.change {
-                case .increment(let n): new = old + n
-                case .set(let n): new = n
+                case .increment(let n): setCounter(op.name, to: old + n, rule: rule.name, &context, &decision)
+                case .set(let n): setCounter(op.name, to: n, rule: rule.name, &context, &decision)
                 }
-                guard old != new else { continue }
-                context.counters[op.name] = new
-                decision.counterChanges[op.name] = new
-                decision.notes.append(TimelineNote(kind: .counter, detail: "\(op.name): \(old) -> \(new)", rule: rule.name))
             }
             for send in rule.sends where send.conditions.allSatisfy({ context.test($0) }) {
                 decision.outbound.append(context.draft(send, rule: rule.name, notes: &decision.notes))
@@ -101,6 +95,17 @@ package struct Engine: Sendable {
             }
         }
         return decision
+    }
+
+    /// Sets a counter and notes the change on the timeline; false when it already had that value.
+    @discardableResult
+    func setCounter(_ name: String, to value: Int, rule: String, _ context: inout Context, _ decision: inout Decision) -> Bool {
+        let old = context.counters[name] ?? 0
+        guard old != value else { return false }
+        context.counters[name] = value
+        decision.counterChanges[name] = value
+        decision.notes.append(TimelineNote(kind: .counter, detail: "\(name): \(old) -> \(value)", rule: rule))
+        return true
     }
 
     /// What an ack says: `status` ("ok" when absent; anything else is a refusal).

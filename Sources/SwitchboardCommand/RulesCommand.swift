@@ -151,14 +151,8 @@ extension RulesCommand {
         func run() async throws {
             let cfg = try loadConfigOrExit(config)
             let id = conversation
-            let (timeline, bodies) = try await Stores.with(cfg, logger: Logger(label: "switchboard")) { store in
-                try await Offload.run { () throws -> ([TimelineEntry], [String: Data]) in
-                    let timeline = try store.timeline(conversationId: id)
-                    let ids = timeline.filter { $0.kind == .sent }.compactMap(\.messageId)
-                    var bodies: [String: Data] = [:]
-                    for case let o? in try store.outbound(messageIds: ids) { bodies[o.messageId] = o.body }
-                    return (timeline, bodies)
-                }
+            let (_, timeline, bodies) = try await Stores.with(cfg, logger: Logger(label: "switchboard")) { store in
+                try await Offload.run { try Stores.recorded(store, ids: [id])[0] }
             }
             guard !timeline.isEmpty else { throw ValidationError("no conversation \(id) in \(Setup.storeDescription(cfg))") }
             let text: String
@@ -209,7 +203,7 @@ extension RulesCommand {
             let only = conversation, since = cutoff
             let report = try await Stores.with(running, logger: Logger(label: "switchboard")) { store in
                 let ids: [String]
-                if let only { ids = [only] } else { ids = try await Stores.recordedConversationIds(store, since: since) }
+                if let only { ids = [only] } else { ids = try await store.conversationIds(changedSince: since) }
                 return try await Stores.replay(store, ids: ids, candidate: candidateConfig, since: since, running: running)
             }
             for (id, differences) in report.differing {

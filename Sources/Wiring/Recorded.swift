@@ -4,17 +4,11 @@ import Roles
 import Rules
 import Store
 
-/// What `rules replay` (and the replay benchmark) reads of a store: the conversations recorded in a window,
-/// and each one's timeline with the bodies of what it sent, a part at a time.
+/// What `rules replay`, `rules capture`, `rules lint --history` and the replay benchmark read of a store:
+/// conversations' timelines with the bodies of what they sent, a part at a time.
 extension Stores {
     /// Conversations read and replayed at once: memory stays bounded by this many timelines.
     package static let replayPart = 200
-
-    /// The ids of the conversations with a message decided since `since` (every one when nil), most
-    /// recently changed first.
-    package static func recordedConversationIds(_ store: any ConversationStore & AdminStore, since: Date?) async throws -> [String] {
-        try await store.conversationIds(changedSince: since)
-    }
 
     /// Replays the conversations `ids` names against `candidate`, reading `replayPart` of them at a time.
     package static func replay(
@@ -32,7 +26,7 @@ extension Stores {
     }
 
     /// Each conversation's timeline and the bodies of the messages it sent (the outbox's).
-    static func recorded(_ store: any ConversationStore & AdminStore, ids: [String]) throws -> [(id: String, timeline: [TimelineEntry], sentBodies: [String: Data])] {
+    package static func recorded(_ store: any ConversationStore & AdminStore, ids: [String]) throws -> [(id: String, timeline: [TimelineEntry], sentBodies: [String: Data])] {
         try ids.map { id in
             let timeline = try store.timeline(conversationId: id)
             var bodies: [String: Data] = [:]
@@ -46,7 +40,7 @@ extension Stores {
     /// The inbound messages recorded since `since` with their bodies (what `rules lint --history` checks
     /// translations against), at most `limit`, newest conversations first.
     package static func recordedMessages(_ store: any ConversationStore & AdminStore, since: Date?, limit: Int) async throws -> [Lint.Sample] {
-        let ids = try await recordedConversationIds(store, since: since)
+        let ids = try await store.conversationIds(changedSince: since)
         var out: [Lint.Sample] = []
         var start = 0
         while start < ids.count && out.count < limit {

@@ -109,7 +109,7 @@ enum ReplayBench {
             recorded, conversations, round, Double(nanos() - recordStarted) / 1e9))
 
         let listStarted = nanos()
-        let ids = try await Stores.recordedConversationIds(store, since: nil)
+        let ids = try await store.conversationIds(changedSince: nil)
         let listed = Double(nanos() - listStarted) / 1e9
         let cpu = EngineBench.cpuSeconds()
         let started = nanos()

@@ -252,35 +252,22 @@ import Testing
 @Suite struct ReplayAckMatchingTests {
     @Test func aLateRefusalOfTheFirstUpdateIsMatchedToTheFirstEvenAfterASecondWasSent() throws {
         let config = try load(RetryPolicyTests.rules("wait: 30s\nattempts: 3\nresend: same"))
-        let engine = Engine(config: config)
         let t0 = RuleTestRunner.epoch
-        var c = ConversationSnapshot(id: "c1")
-        var timeline: [TimelineEntry] = []
-        var bodies: [String: Data] = [:]
-        func play(_ s: Situation) throws -> MessageDecision {
-            let d = try engine.decide(s)
-            timeline += d.timeline
-            for o in d.outbox { bodies[o.messageId] = o.body }
-            c = d.next
-            return d
-        }
-        let first = try play(Situation(endpoint: "customer-a", messageId: "m1", route: 0, event: try event(#"{"number":"T1","text":"first"}"#), conversation: c, now: t0))
-        _ = try play(Situation(endpoint: "customer-a", messageId: "m2", route: 0, event: try event(#"{"number":"T1","text":"second"}"#), conversation: c, now: t0 + 1))
-        let refusal = InboundEvent(endpoint: "vendor-x", messageId: "a1", type: "ack", body: try JSON.parse(#"{"status":"error","code":"BUSY"}"#), ticketId: nil)
-        let refused = try play(Situation(endpoint: "vendor-x", messageId: "a1", route: 0, event: refusal, conversation: c, acked: first.outbox[0], now: t0 + 2))
+        var r = Recording(config, id: "c1")
+        let first = try r.message(#"{"number":"T1","text":"first"}"#, id: "m1", at: t0)
+        try r.message(#"{"number":"T1","text":"second"}"#, id: "m2", at: t0 + 1)
+        let refused = try r.ack(#"{"status":"error","code":"BUSY"}"#, id: "a1", answering: first.outbox[0], at: t0 + 2)
         let timer = try #require(refused.outbox.first { $0.kind == .timer })
-        var fired = InboundEvent(endpoint: MessageIds.timerEndpoint, messageId: timer.messageId, type: "timer", body: try JSON.parse(timer.body), ticketId: nil)
-        fired.timer = timer.type
-        let again = try play(Situation(endpoint: MessageIds.timerEndpoint, messageId: timer.messageId, route: 0, event: fired, conversation: c, now: t0 + 32))
+        let again = try r.fire(timer, at: t0 + 32)
         #expect(try JSON.parse(again.outbox[0].body)["text"] == "first")
 
-        let text = try Capture.test(name: "late refusal", timeline: timeline, sentBodies: bodies, personal: [:])
+        let text = try Capture.test(name: "late refusal", timeline: r.timeline, sentBodies: r.bodies, personal: [:])
         #expect(text.contains("answering: \"update\"\n        nth: 1"), "\(text)")
-        let report = Replay.run([(id: "c1", timeline: timeline, sentBodies: bodies)], candidate: config)
+        let report = Replay.run([r.recorded], candidate: config)
         #expect(report.differing.isEmpty, "\(report.differing)")
         // A candidate that sends no update: the recorded answer has no send to answer, and says so.
         let silent = try load(RetryPolicyTests.rules("wait: 30s\nattempts: 3").replacingOccurrences(of: "from: customer-a\n    set", with: "from: customer-a\n    when: {field: $.never, exists: true}\n    set"))
-        let none = Replay.run([(id: "c1", timeline: timeline, sentBodies: bodies)], candidate: silent)
+        let none = Replay.run([r.recorded], candidate: silent)
         #expect(none.differing.first?.differences.contains { $0.contains("an answer with no send: no 1st message to 'vendor-x' of type 'update' for it to answer (0 were sent)") } == true,
                 "\(none.differing)")
     }
@@ -291,26 +278,14 @@ import Testing
 @Suite struct ReplayStateTests {
     @Test func anAttributeOrACounterThatWouldChangeDifferentlyIsADifference() throws {
         let config = try load(RetryPolicyTests.rules("wait: 30s\nattempts: 3"))
-        let engine = Engine(config: config)
-        var c = ConversationSnapshot(id: "c2")
-        var timeline: [TimelineEntry] = []
-        var bodies: [String: Data] = [:]
-        func play(_ s: Situation) throws -> MessageDecision {
-            let d = try engine.decide(s)
-            timeline += d.timeline
-            for o in d.outbox { bodies[o.messageId] = o.body }
-            c = d.next
-            return d
-        }
         let t0 = RuleTestRunner.epoch
-        let sent = try play(Situation(endpoint: "customer-a", messageId: "m1", route: 0, event: try event(#"{"number":"T2","text":"x"}"#), conversation: c, now: t0))
-        let refusal = InboundEvent(endpoint: "vendor-x", messageId: "a1", type: "ack", body: try JSON.parse(#"{"status":"error","code":"BUSY"}"#), ticketId: nil)
-        _ = try play(Situation(endpoint: "vendor-x", messageId: "a1", route: 0, event: refusal, conversation: c, acked: sent.outbox[0], now: t0 + 1))
-        let ok = InboundEvent(endpoint: "vendor-x", messageId: "a2", type: "ack", body: try JSON.parse(#"{"status":"ok"}"#), ticketId: nil)
-        _ = try play(Situation(endpoint: "vendor-x", messageId: "a2", route: 0, event: ok, conversation: c, acked: sent.outbox[0], now: t0 + 2))
-        let conversations = [(id: "c2", timeline: timeline, sentBodies: bodies)]
+        var r = Recording(config, id: "c2")
+        let sent = try r.message(#"{"number":"T2","text":"x"}"#, id: "m1", at: t0)
+        try r.ack(#"{"status":"error","code":"BUSY"}"#, id: "a1", answering: sent.outbox[0], at: t0 + 1)
+        try r.ack(#"{"status":"ok"}"#, id: "a2", answering: sent.outbox[0], at: t0 + 2)
+        let conversations = [r.recorded]
 
-        let text = try Capture.test(name: "state", timeline: timeline, sentBodies: bodies, personal: [:])
+        let text = try Capture.test(name: "state", timeline: r.timeline, sentBodies: r.bodies, personal: [:])
         #expect(text.contains(#"counters: { "retry:busy:update": 1 }"#) && text.contains(#"timers: ["retry:busy"]"#), "\(text)")
         #expect(text.contains(#"attributes: { "last": "x" }"#) && text.contains(#"attributes: { "taken": "yes" }"#), "\(text)")
         #expect(Replay.run(conversations, candidate: config).differing.isEmpty)

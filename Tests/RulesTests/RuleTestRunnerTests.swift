@@ -372,27 +372,13 @@ import Testing
 
     /// A conversation as a worker would have decided it: an update, an error ack 2 s later, the timer 30.4 s after that.
     func recorded(_ config: SwitchboardConfig) throws -> (timeline: [TimelineEntry], bodies: [String: Data]) {
-        let engine = Engine(config: config)
-        var c = ConversationSnapshot(id: cid)
-        var timeline: [TimelineEntry] = []
-        var bodies: [String: Data] = [:]
-        func play(_ s: Situation) throws -> MessageDecision {
-            let d = try engine.decide(s)
-            timeline += d.timeline
-            for o in d.outbox { bodies[o.messageId] = o.body }
-            c = d.next
-            return d
-        }
-        let first = try play(Situation(
-            endpoint: "customer-a", messageId: "m1", route: 0,
-            event: try event(#"{"number":"INC1","p":"1","sys_updated_by":"alice"}"#), conversation: c, now: t0))
-        let ack = InboundEvent(endpoint: "vendor-x", messageId: "a1", type: "ack", body: try JSON.parse(#"{"status":"error"}"#), ticketId: nil)
-        let second = try play(Situation(endpoint: "vendor-x", messageId: "a1", route: 0, event: ack, conversation: c, acked: first.outbox[0], now: t0 + 2))
+        var r = Recording(config, id: cid)
+        let first = try r.message(#"{"number":"INC1","p":"1","sys_updated_by":"alice"}"#, id: "m1", at: t0)
+        let second = try r.ack(#"{"status":"error"}"#, id: "a1", answering: first.outbox[0], at: t0 + 2)
         let timer = try #require(second.outbox.first { $0.kind == .timer })
-        var fired = InboundEvent(endpoint: MessageIds.timerEndpoint, messageId: timer.messageId, type: "timer", body: try JSON.parse(timer.body), ticketId: nil)
-        fired.timer = "again"
-        _ = try play(Situation(endpoint: MessageIds.timerEndpoint, messageId: timer.messageId, route: 0, event: fired, conversation: c, now: t0 + 32.4))
-        return (timeline, bodies)
+        #expect(timer.type == "again")
+        try r.fire(timer, at: t0 + 32.4)
+        return (r.timeline, r.bodies)
     }
 
     @Test func aCapturedConversationPassesAndFailsOnceATranslationItUsedChanges() throws {
