@@ -180,7 +180,7 @@ struct PageRoutes {
                     return m
                 },
                 "endpointOptions": options(s.config.endpointNames, f.endpoint), "stateOptions": options(FeedItem.states, f.state),
-                "ruleOptions": options(s.config.rules.map(\.name), f.rule), "ticket": f.ticket ?? "",
+                "ruleOptions": options(s.config.rules.map(\.name) + s.config.retries.flatMap(\.matchNames), f.rule), "ticket": f.ticket ?? "",
                 "since": f.since.map(Time.iso) ?? "", "until": f.until.map(Time.iso) ?? "", "apiQuery": f.query,
                 "older": next.map { "/feed?\(f.query.isEmpty ? "" : f.query + "&")before=\($0)" } as Any,
             ])
@@ -263,6 +263,17 @@ struct PageRoutes {
                         "name": $0.name, "priority": $0.priority, "from": $0.from.isEmpty ? "any" : $0.from.sorted().joined(separator: ", "),
                         "types": $0.timer.map { "timer \($0)" } ?? ($0.types.isEmpty ? "any" : $0.types.sorted().joined(separator: ", ")),
                         "description": $0.description, "location": $0.location.description,
+                    ]
+                },
+                "hasRetries": !s.config.retries.isEmpty,
+                "retries": s.config.retries.map { p -> [String: Any] in
+                    [
+                        "name": p.name, "endpoint": p.endpoint, "types": p.types.isEmpty ? "any" : p.types.sorted().joined(separator: ", "),
+                        "wait": p.wait.summary,
+                        "limit": [p.attempts.map { "\($0) times" }, p.withinMs.map { "for \(Engine.format(ms: $0))" }].compactMap { $0 }.joined(separator: ", "),
+                        "resend": p.resend == .same ? "the refused body" : "rebuilt from the conversation",
+                        "giveUp": p.giveUp.isEmpty ? "nothing" : p.giveUp.map { "\($0.type) to \($0.to)" }.joined(separator: ", "),
+                        "location": p.location.description,
                     ]
                 },
             ])

@@ -269,6 +269,12 @@ enum Templates {
         <table class="grid"><thead><tr><th>Rule</th><th>Priority</th><th>From</th><th>Type</th><th>Description</th><th>Where</th></tr></thead><tbody>
         {{#rules}}<tr><td><b>{{name}}</b></td><td>{{priority}}</td><td>{{from}}</td><td>{{types}}</td><td>{{description}}</td><td class="muted">{{location}}</td></tr>{{/rules}}
         </tbody></table>
+        {{#hasRetries}}
+        <h2>Retry policies <span class="muted">(they handle the refusals they match before any rule)</span></h2>
+        <table class="grid" id="retries"><thead><tr><th>Policy</th><th>Endpoint</th><th>Types</th><th>Wait</th><th>At most</th><th>Sends again</th><th>Gives up with</th><th>Where</th></tr></thead><tbody>
+        {{#retries}}<tr><td><b>{{name}}</b></td><td>{{endpoint}}</td><td>{{types}}</td><td>{{wait}}</td><td>{{limit}}</td><td>{{resend}}</td><td>{{giveUp}}</td><td class="muted">{{location}}</td></tr>{{/retries}}
+        </tbody></table>
+        {{/hasRetries}}
         {{> bottom}}
         """
 

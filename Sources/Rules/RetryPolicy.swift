@@ -68,6 +68,8 @@ package struct RetryPolicy: Sendable {
     package var giveUpName: String { "retry:\(name):give-up" }
     /// Matched when an ok ack ends a run of refusals.
     package var resetName: String { "retry:\(name):reset" }
+    /// Every name it matches under, as a rule would (the feed's rule filter offers them).
+    package var matchNames: [String] { [retryName, resendName, giveUpName, resetName] }
     package func counter(_ type: String) -> String { "retry:\(name):\(type)" }
     package func sinceCounter(_ type: String) -> String { "retry:\(name):\(type):since" }
 
@@ -160,5 +162,19 @@ package struct RetryPolicy: Sendable {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
         return Int(h % 1_000_003)
+    }
+}
+
+extension RetryPolicy.Wait {
+    /// How the wait reads to an operator (the admin's configuration page).
+    package var summary: String {
+        switch self {
+        case .fixed(let ms): return Engine.format(ms: ms)
+        case .exponential(let initial, let factor, let maxMs, let jitter):
+            return "\(Engine.format(ms: initial)), x\(JSONNumber(factor).description) each time, at most \(Engine.format(ms: maxMs))"
+                + (jitter > 0 ? ", up to \(Int((jitter * 100).rounded())) % shorter" : "")
+        case .fromAck(let path, let defaultMs, let maxMs):
+            return "what the ack names at \(path.source) (at most \(Engine.format(ms: maxMs)); \(Engine.format(ms: defaultMs)) when none)"
+        }
     }
 }

@@ -190,6 +190,9 @@ def test_what_if_changes_nothing_and_a_captured_conversation_is_a_passing_rule_t
         assert time.time() < deadline, c["timeline"]
         time.sleep(0.2)
     esb.purge("sb.out.vendor-x")
+    # The retry policy's steps are rules to the feed: its filter offers them and finds the refusal they handled.
+    handled = api.get(f"/api/v1/messages?rule=retry:vendor-locked&ticket={key}").json()["messages"]
+    assert [m["message_id"] for m in handled] == [f"{key}-ack-2"], handled
     # What if: an operator's page; a viewer may not, and a session's form needs its token.
     vs = Admin(hub.url)
     assert vs.sign_in("viewer", SECRETS.viewer_password).status == 303
@@ -197,6 +200,7 @@ def test_what_if_changes_nothing_and_a_captured_conversation_is_a_passing_rule_t
     assert "/whatif" not in vs.get(f"/conversations/{cid}").text
     s = Admin(hub.url)
     assert s.sign_in("admin", SECRETS.admin_password).status == 303
+    assert '<option value="retry:vendor-locked:give-up"' in s.get("/feed").text
     page = s.get(f"/conversations/{cid}")
     assert f'href="/whatif?conversation={cid}"' in page.text and f'href="/conversations/{cid}/capture"' in page.text
     assert f'value="{cid}"' in s.get(f"/whatif?conversation={cid}").text

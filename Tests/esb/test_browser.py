@@ -45,8 +45,10 @@ def browser():
 def shot(driver, name):
     os.makedirs(SHOTS, exist_ok=True)
     # The whole page, not only the window: as tall as its content.
-    height = driver.execute_script("return Math.max(document.body.scrollHeight, 800)")
-    driver.set_window_size(1440, min(height + 40, 4000))
+    height = driver.execute_script("return Math.max(document.documentElement.scrollHeight, document.body.scrollHeight, 800)")
+    # The window is larger than its viewport by the browser's own bars: add them, or the page's end is cut off.
+    chrome = driver.execute_script("return window.outerHeight - window.innerHeight")
+    driver.set_window_size(1440, min(height + max(chrome, 0) + 20, 4000))
     driver.save_screenshot(os.path.join(SHOTS, f"{name}.png"))
     driver.set_window_size(1440, 1000)
 
@@ -129,6 +131,9 @@ def test_an_administrator_finds_a_vendor_ticket_and_reads_its_life(vhost, esb, b
 
         browser.get(url + "/config")
         assert "create-at-vendor" in browser.page_source
+        # The retry policy is configuration too: what it handles, how it waits, what it sends on giving up.
+        policy = browser.find_element(By.CSS_SELECTOR, "#retries tbody tr").text
+        assert "vendor-locked" in policy and "vendor-x" in policy and "comment to customer-a" in policy, policy
         shot(browser, "07-configuration")
     finally:
         sb.stop()
