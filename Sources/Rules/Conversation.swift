@@ -134,6 +134,15 @@ package struct TimelineEntry: Sendable, Equatable, Codable {
     /// again from its first entry.
     package var met: Int?
 
+    /// A rule's match as the timeline says it. One function, so a store may leave the text out and derive it.
+    package static func matchedDetail(rule: String) -> String { "rule '\(rule)' matched" }
+
+    /// A message sent, as the timeline says it: its type, where it goes, and when it leaves. Its body is the
+    /// outbound row's (shown beside the entry while the bodies' retention keeps it), not copied into the text.
+    package static func sentDetail(type: String, target: String, delayMs: Int?) -> String {
+        "\(type) to \(target)" + (delayMs.map { " (leaves in \(Engine.format(ms: $0)))" } ?? "")
+    }
+
     package init(
         conversationId: String, at: Date, kind: TimelineKind, endpoint: String? = nil, who: String? = nil,
         messageId: String? = nil, rule: String? = nil, detail: String, body: String? = nil

@@ -159,9 +159,9 @@ extension Engine {
             d.outbox.append(StoredOutbound(
                 messageId: id, conversationId: c.id, inbound: inbound, target: draft.target, type: draft.type, rule: draft.rule,
                 body: body, delayMs: draft.delayMs ?? 0))
-            let delayed = draft.delayMs.map { " (leaves in \(Self.format(ms: $0)))" } ?? ""
             var sent = entry(
-                .sent, endpoint: draft.target, messageId: id, rule: draft.rule, "\(draft.type) to \(draft.target)\(delayed): \(Self.excerpt(body))")
+                .sent, endpoint: draft.target, messageId: id, rule: draft.rule,
+                TimelineEntry.sentDetail(type: draft.type, target: draft.target, delayMs: draft.delayMs))
             sent.messageType = draft.type
             sent.delayMs = draft.delayMs
             d.timeline.append(sent)

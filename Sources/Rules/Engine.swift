@@ -50,7 +50,7 @@ package struct Engine: Sendable {
                 decision.matched(rule.name, "dropped by rule '\(rule.name)'", kind: .dropped)
                 break
             }
-            decision.matched(rule.name, "rule '\(rule.name)' matched")
+            decision.matched(rule.name, TimelineEntry.matchedDetail(rule: rule.name))
             for write in rule.sets where write.conditions.allSatisfy({ context.test($0) }) {
                 var warnings: [String] = []
                 let value = context.build(write.value, warnings: &warnings)

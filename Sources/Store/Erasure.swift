@@ -20,7 +20,8 @@ package struct Erasure: Sendable, Equatable {
         out.body = nil
         switch e.kind {
         case .ruleMatched, .counter, .delayScheduled, .retry: break
-        case .sent: out.detail = String(e.detail.prefix { $0 != ":" }) + ": (erased)"
+        // Older releases wrote an excerpt of the body after a colon; today's detail is type, target and delay.
+        case .sent: if let colon = e.detail.firstIndex(of: ":") { out.detail = String(e.detail[..<colon]) + ": (erased)" }
         case .attribute: out.detail = String(e.detail.prefix { $0 != ":" }) + ": (erased)"
         default: out.detail = "(erased)"
         }

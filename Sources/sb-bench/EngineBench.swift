@@ -14,11 +14,14 @@ enum EngineBench {
     static func measure(messages: Int, size: Int, conversations: Int, batchSize: Int, runs: Int, config directory: String) throws {
         let logger = Logger(label: "sb-bench")
         let (config, store, dataDir) = try scratchStore(directory, logger: logger)
-        defer { try? FileManager.default.removeItem(atPath: dataDir) }
+        // SB_BENCH_KEEP_STORE=1 keeps the scratch store for a look inside (`dbstat`); its folder is printed.
+        let keep = ProcessInfo.processInfo.environment["SB_BENCH_KEEP_STORE"] == "1"
+        defer { if keep { say("engine: store kept in \(dataDir)") } else { try? FileManager.default.removeItem(atPath: dataDir) } }
         let intake = IntakeHandler(config: config, logger: logger)
         let worker = WorkerHandler(
             config: config, store: store, partitions: Array(0..<config.settings.partitions), logger: logger)
         let endpoint = "customer-a"
+        let wroteBefore = ioCounters()
         for run in 1...max(1, runs) {
             let started = nanos()
             let cpu = cpuSeconds()
@@ -55,6 +58,25 @@ enum EngineBench {
                 format: "engine run %d: %.0f msg/s (%d in %.2f s, batches of %d, one thread, no broker), CPU %.3f s per 1000 msgs",
                 run, Double(messages) / seconds, messages, seconds, batchSize, (cpuSeconds() - cpu) / Double(messages) * 1000))
         }
+        // What the store wrote: `wchar` counts every byte handed to write(2) (WAL frames, checkpoints) at once;
+        // `write_bytes` what reached the disk so far (the kernel writes back later).
+        let wrote = ioCounters()
+        let total = Double(messages * max(1, runs))
+        let file = (try? FileManager.default.attributesOfItem(atPath: dataDir + "/switchboard.sqlite")[.size] as? Int) ?? 0
+        say(String(
+            format: "engine store: %.0f bytes written per message (write calls), %.0f reached the disk so far; the SQLite file is %.2f MB per 1000 msgs",
+            (wrote.wchar - wroteBefore.wchar) / total, (wrote.writeBytes - wroteBefore.writeBytes) / total, Double(file) / total * 1000 / 1_048_576))
+    }
+
+    /// `wchar` and `write_bytes` of this process (/proc/self/io).
+    static func ioCounters() -> (wchar: Double, writeBytes: Double) {
+        var out = (wchar: 0.0, writeBytes: 0.0)
+        for line in ((try? String(contentsOfFile: "/proc/self/io", encoding: .utf8)) ?? "").split(separator: "\n") {
+            let value = Double(line.split(separator: " ").last ?? "") ?? 0
+            if line.hasPrefix("wchar:") { out.wchar = value }
+            if line.hasPrefix("write_bytes:") { out.writeBytes = value }
+        }
+        return out
     }
 
     /// The configuration with a SQLite store of its own in a new temporary folder (the caller removes it).

@@ -89,4 +89,50 @@ import Testing
         let recent = try await store.recent(before: nil, limit: 10, conversationId: "c1")
         #expect(same(recent.reversed().flatMap(\.entries), [older] + entries))
     }
+
+    /// The compact row form: fields equal to the entry before's, and details the typed fields say already, are
+    /// left out and come back when read; a field that goes away after an entry that had it reads as absent;
+    /// a detail that differs from the derived one (a retry policy's match, a sent entry worded otherwise) is kept.
+    @Test func compactRowsReadBackEveryFieldAndLeaveOutWhatIsDerived() throws {
+        let file = temporarySQLitePath("sb-timeline-compact")
+        let store = try SQLiteStore(path: file)
+        let at = Date(timeIntervalSince1970: 1_790_000_000.25)
+        func entry(_ kind: TimelineKind, _ endpoint: String?, _ messageId: String?, _ rule: String?, _ detail: String, at t: Date = at) -> TimelineEntry {
+            TimelineEntry(conversationId: "c1", at: t, kind: kind, endpoint: endpoint, messageId: messageId, rule: rule, detail: detail)
+        }
+        var received = entry(.received, "customer-a", "m1", nil, "update of customer-a/INC1")
+        received.who = "alice"
+        received.body = #"{"number":"INC1"}"#
+        received.messageType = "update"
+        received.configuration = "0123456789ab"
+        received.met = 3
+        var sent = entry(.sent, "vendor-x", "sb-out-1", "update-at-vendor", TimelineEntry.sentDetail(type: "update", target: "vendor-x", delayMs: 60_000))
+        sent.messageType = "update"
+        sent.delayMs = 60_000
+        var worded = entry(.sent, "vendor-x", "sb-out-2", "update-at-vendor", "update to vendor-x: {\"as\":\"an older release said\"}")
+        worded.messageType = "update"
+        let entries = [
+            received,
+            entry(.ruleMatched, "customer-a", "m1", "update-at-vendor", TimelineEntry.matchedDetail(rule: "update-at-vendor")),
+            entry(.ruleMatched, "customer-a", "m1", "retry:vendor-locked", "retry policy 'vendor-locked' matched"),
+            entry(.attribute, "customer-a", "m1", "update-at-vendor", "vendor_fields: (none) -> 1"),
+            sent, worded,
+            entry(.warning, nil, nil, nil, "a warning about nothing in particular", at: at.addingTimeInterval(0.5)),
+        ]
+        let commit = Commit(
+            inbound: InboundKey("customer-a", "m1"), conversationId: "c1", expectedVersion: 0,
+            newReferences: [TicketRef("customer-a", "INC1")], timeline: entries, at: at)
+        #expect(try store.commit([commit]) == [.committed(version: 1)])
+        #expect(same(try store.timeline(conversationId: "c1"), entries))
+
+        let raw = try DatabaseQueue(path: file)
+        let row: String = try #require(try raw.read { db in try String.fetchOne(db, sql: "SELECT entries FROM timeline_entries") })
+        #expect(row.hasPrefix(#"{"v":2,"entries":["#))
+        #expect(!row.contains("matched\"") || row.contains("retry policy 'vendor-locked' matched"), "a rule's match is derived: \(row)")
+        #expect(!row.contains("rule 'update-at-vendor' matched") && !row.contains("leaves in"), "derived details are left out: \(row)")
+        #expect(row.contains("an older release said"), "a detail other than the derived one is kept: \(row)")
+        #expect(row.components(separatedBy: "\"customer-a\"").count == 2, "the endpoint is written once while it stays the same: \(row)")
+        #expect(row.components(separatedBy: "\"at\":").count == 3, "the time is written when it changes: \(row)")
+        #expect(row.contains(#""endpoint":null"#) && row.contains(#""rule":null"#), "a field that went away says so: \(row)")
+    }
 }
