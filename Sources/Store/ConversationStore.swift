@@ -159,6 +159,16 @@ package protocol HotPathStore: Sendable {
     func conversations(ids: [String]) throws -> [ConversationSnapshot?]
     /// Applies the commits in order, in one transaction; one outcome per commit.
     func commit(_ commits: [Commit]) throws -> [CommitOutcome]
+    /// Several callers' commits at once (the store role's batch of requests): each list as `commit` would
+    /// apply it, in one transaction where the store can; each caller's outcomes, or its own error.
+    func commit(groups: [[Commit]]) -> [Result<[CommitOutcome], any Error>]
+}
+
+extension HotPathStore {
+    /// One `commit` per caller.
+    package func commit(groups: [[Commit]]) -> [Result<[CommitOutcome], any Error>] {
+        groups.map { group in Result { try commit(group) } }
+    }
 }
 
 /// Membership for spreading work over the fleet's processes.

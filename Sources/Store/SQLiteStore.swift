@@ -11,6 +11,7 @@ package final class SQLiteStore: ConversationStore {
     package let path: String
     let cache = Mutex(SnapshotCache())
     let checkpointer: Checkpointer
+    private let writers = GroupCommit<[Commit], [CommitOutcome]>()
 
     /// Conversations as the commits through this object left them (write-through), so a batch's lookups
     /// need no queries for the tickets it has seen. Only a shortcut: every commit still checks the version
@@ -225,29 +226,44 @@ package final class SQLiteStore: ConversationStore {
             kind: StoredOutbound.Kind(rawValue: row["kind"]) ?? .message)
     }
 
+    /// Callers' commits through one transaction when they arrive together (see `GroupCommit`). Each caller's
+    /// commits keep their own chain (below) and their own answer: should the shared transaction fail, each
+    /// caller's commits are written again alone, so one caller's refused content fails only that caller.
     package func commit(_ commits: [Commit]) throws -> [CommitOutcome] {
-        let result: (outcomes: [CommitOutcome], applied: [Bool])
+        try writers.submit(commits) { groups in commit(groups: groups) }
+    }
+
+    package func commit(groups: [[Commit]]) -> [Result<[CommitOutcome], any Error>] {
+        if groups.count > 1, let all = try? write(groups) { return all.map { .success($0) } }
+        return groups.map { group in Result { try write([group])[0] } }
+    }
+
+    /// Commits of one or more callers in one transaction; the outcomes per caller.
+    private func write(_ groups: [[Commit]]) throws -> [[CommitOutcome]] {
+        let result: [(outcomes: [CommitOutcome], applied: [Bool])]
         do {
             result = try pool.write { db in
-                var outcomes: [CommitOutcome] = []
-                var applied: [Bool] = []
-                // A later commit of a conversation was decided on top of the earlier ones of this call
-                // (the worker's overlay): once one of them is not applied, the rest of the chain is stale,
-                // even where its expected version happens to match what another writer made.
-                var broken: Set<String> = []
-                for c in commits {
-                    var didApply = false
-                    let outcome = broken.contains(c.conversationId) ? .stale : try Self.apply(c, db, applied: &didApply)
-                    if case .committed = outcome {} else { broken.insert(c.conversationId) }
-                    outcomes.append(outcome)
-                    applied.append(didApply)
+                try groups.map { commits in
+                    var outcomes: [CommitOutcome] = []
+                    var applied: [Bool] = []
+                    // A later commit of a conversation was decided on top of the earlier ones of this call
+                    // (the worker's overlay): once one of them is not applied, the rest of the chain is stale,
+                    // even where its expected version happens to match what another writer made.
+                    var broken: Set<String> = []
+                    for c in commits {
+                        var didApply = false
+                        let outcome = broken.contains(c.conversationId) ? .stale : try Self.apply(c, db, applied: &didApply)
+                        if case .committed = outcome {} else { broken.insert(c.conversationId) }
+                        outcomes.append(outcome)
+                        applied.append(didApply)
+                    }
+                    return (outcomes, applied)
                 }
-                return (outcomes, applied)
             }
         } catch {
             cache.withLock { c in
                 c.generation += 1
-                for commit in commits { c.drop(commit.conversationId) }
+                for commit in groups.joined() { c.drop(commit.conversationId) }
             }
             // What SQLite refuses for the content (too big, a constraint) is the same on every attempt.
             if let e = error as? DatabaseError, [.SQLITE_TOOBIG, .SQLITE_CONSTRAINT, .SQLITE_MISMATCH].contains(e.resultCode) {
@@ -258,17 +274,19 @@ package final class SQLiteStore: ConversationStore {
         checkpointer.committed()
         cache.withLock { c in
             c.generation += 1
-            for (commit, applied) in zip(commits, result.applied) {
-                // Built on what the cache holds (or a new conversation): the cache follows. Anything else
-                // (stale, duplicate, a replayed attempt): forget it, the database says.
-                if applied, let next = Self.after(commit, base: c.conversations[commit.conversationId]) {
-                    c.keep(next)
-                } else {
-                    c.drop(commit.conversationId)
+            for (commits, r) in zip(groups, result) {
+                for (commit, applied) in zip(commits, r.applied) {
+                    // Built on what the cache holds (or a new conversation): the cache follows. Anything else
+                    // (stale, duplicate, a replayed attempt): forget it, the database says.
+                    if applied, let next = Self.after(commit, base: c.conversations[commit.conversationId]) {
+                        c.keep(next)
+                    } else {
+                        c.drop(commit.conversationId)
+                    }
                 }
             }
         }
-        return result.outcomes
+        return result.map(\.outcomes)
     }
 
     /// The conversation after an applied commit, if `base` is what it was decided against.

@@ -114,7 +114,9 @@ package final class StoreServer: BatchHandler {
     }
 
     package func handle(_ batch: [Delivery]) throws -> [Outgoing] {
-        batch.compactMap { d in
+        let committed = groupCommit(batch)
+        return batch.indices.compactMap { i in
+            let d = batch[i]
             let p = d.message.properties
             guard let replyTo = p.replyTo, !replyTo.isEmpty else {
                 logger.warning("store request without reply_to ignored", metadata: ["sb.op": "\(p.type ?? "")"])
@@ -124,7 +126,7 @@ package final class StoreServer: BatchHandler {
             let wire = p.contentType == StoreWire.contentType
             let (type, body): (String, Data)
             do {
-                let answered = try answer(p.type ?? "", d.message.body, wire: wire)
+                let answered = try committed[i].map { try Self.reply($0.get(), wire: wire) } ?? answer(p.type ?? "", d.message.body, wire: wire)
                 guard answered.count <= maxReplyBytes else {
                     throw StoreError(
                         Self.tooLargePrefix + "\(answered.count) bytes answering '\(p.type ?? "")', over the limit of \(maxReplyBytes) "
@@ -144,15 +146,36 @@ package final class StoreServer: BatchHandler {
         }
     }
 
+    /// The batch's commit requests, from every worker that sent one, through the store at once (one
+    /// transaction for all where the store can: SQLite's group commit); their answers by position in the
+    /// batch, nil for the other requests (and for a commit request that cannot be read: `answer` says why).
+    private func groupCommit(_ batch: [Delivery]) -> [Result<[CommitOutcome], any Error>?] {
+        var answers: [Result<[CommitOutcome], any Error>?] = Array(repeating: nil, count: batch.count)
+        var positions: [Int] = []
+        var groups: [[Commit]] = []
+        for (i, d) in batch.enumerated() where d.message.properties.type == StoreRPC.Op.commit.rawValue && d.message.properties.replyTo?.isEmpty == false {
+            let wire = d.message.properties.contentType == StoreWire.contentType
+            guard let commits = try? (wire ? StoreWire.decode(StoreRPC.Commits.self, d.message.body) : StoreRPC.decode(StoreRPC.Commits.self, d.message.body))
+            else { continue }
+            positions.append(i)
+            groups.append(commits.commits)
+        }
+        guard !groups.isEmpty else { return answers }
+        for (i, result) in zip(positions, store.commit(groups: groups)) { answers[i] = result }
+        return answers
+    }
+
+    private static func reply<T: Codable & WireCodable>(_ value: T, wire: Bool) throws -> Data {
+        let r = StoreRPC.Reply(value: value)
+        return wire ? StoreWire.encode(r) : try StoreRPC.encode(r)
+    }
+
     private func answer(_ op: String, _ body: Data, wire: Bool) throws -> Data {
         guard let op = StoreRPC.Op(rawValue: op) else { throw StoreError("unknown store operation '\(op)'") }
         func arg<T: Codable & WireCodable>(_ type: T.Type) throws -> T {
             wire ? try StoreWire.decode(type, body) : try StoreRPC.decode(type, body)
         }
-        func reply<T: Codable & WireCodable>(_ value: T) throws -> Data {
-            let r = StoreRPC.Reply(value: value)
-            return wire ? StoreWire.encode(r) : try StoreRPC.encode(r)
-        }
+        func reply<T: Codable & WireCodable>(_ value: T) throws -> Data { try Self.reply(value, wire: wire) }
         switch op {
         case .find: return try reply(store.find(arg(StoreRPC.Refs.self).refs))
         case .findBatch: return try reply(store.find(batch: arg(StoreRPC.Batch.self).batch))

@@ -350,6 +350,32 @@ enum StoreContract {
         #expect(try store.conversation(id: "c1")?.version == 1)
     }
 
+    /// Several callers' commits at once (the store role's batch; SQLite writes them in one transaction): each
+    /// caller's outcomes as its own `commit` would give them, its chain of its own, and a caller whose content
+    /// is refused fails alone.
+    static func groupsOfCallersAnswerEachOnItsOwn(_ backend: Backend) throws {
+        let store = try backend.open().store
+        let now = Date()
+        let k = (1...5).map { InboundKey("customer-a", "m\($0)") }
+        _ = try store.commit([Commit(inbound: k[0], conversationId: "c1", expectedVersion: 0, outbox: [outbound("o1", conversation: "c1", inbound: k[0])], at: now)])
+        let results = store.commit(groups: [
+            // A chain: the second commit was decided on top of the first.
+            [Commit(inbound: k[1], conversationId: "c2", expectedVersion: 0, newReferences: [TicketRef("a", "T2")], at: now),
+             Commit(inbound: k[2], conversationId: "c2", expectedVersion: 1, at: now)],
+            // Refused: the outbox id exists already.
+            [Commit(inbound: k[3], conversationId: "c1", expectedVersion: 1, outbox: [outbound("o1", conversation: "c1", inbound: k[3])], at: now)],
+            // Stale: c1 is at version 1, not 0.
+            [Commit(inbound: k[4], conversationId: "c1", expectedVersion: 0, at: now)],
+        ])
+        #expect(results.count == 3)
+        #expect((try? results[0].get()) == [.committed(version: 1), .committed(version: 2)])
+        if case .failure(let e as StoreError) = results[1] { #expect(e.code == .refused, "\(e)") } else { Issue.record("not refused: \(results[1])") }
+        #expect((try? results[2].get()) == [.stale])
+        #expect(try store.conversation(id: "c2")?.version == 2)
+        #expect(try store.conversation(id: "c1")?.version == 1)
+        #expect(try store.find([TicketRef("a", "T2")])?.id == "c2")
+    }
+
     static func survivesReopening(_ backend: Backend) throws {
         let (store, reopen) = try backend.open()
         _ = try store.commit([Commit(inbound: InboundKey("a", "1"), conversationId: "c1", expectedVersion: 0,
@@ -417,6 +443,7 @@ enum StoreContract {
     @Test func failedOutbound() async throws { try await onThread { [b] in try StoreContract.failedOutboundIsCountedAndListed(b) } }
     @Test func reusedMessageId() async throws { try await onThread { [b] in try StoreContract.aReusedMessageIdIsAConflict(b) } }
     @Test func collidingOutboxId() async throws { try await onThread { [b] in try StoreContract.aCollidingOutboxIdIsRefusedNotStale(b) } }
+    @Test func groupsOfCallers() async throws { try await onThread { [b] in try StoreContract.groupsOfCallersAnswerEachOnItsOwn(b) } }
     @Test func retention() async throws { try await onThread { [b] in try StoreContract.retentionPrunesByAge(b) } }
     @Test func reopening() async throws { try await onThread { [b] in try StoreContract.survivesReopening(b) } }
     @Test func membership() async throws { try await onThread { [b] in try StoreContract.membership(b) } }
@@ -464,6 +491,7 @@ enum StoreContract {
     @Test func failedOutbound() async throws { try await onThread { [b] in try StoreContract.failedOutboundIsCountedAndListed(b) } }
     @Test func reusedMessageId() async throws { try await onThread { [b] in try StoreContract.aReusedMessageIdIsAConflict(b) } }
     @Test func collidingOutboxId() async throws { try await onThread { [b] in try StoreContract.aCollidingOutboxIdIsRefusedNotStale(b) } }
+    @Test func groupsOfCallers() async throws { try await onThread { [b] in try StoreContract.groupsOfCallersAnswerEachOnItsOwn(b) } }
     @Test func retention() async throws { try await onThread { [b] in try StoreContract.retentionPrunesByAge(b) } }
     @Test func reopening() async throws { try await onThread { [b] in try StoreContract.survivesReopening(b) } }
     @Test func membership() async throws { try await onThread { [b] in try StoreContract.membership(b) } }

@@ -13,11 +13,23 @@ from conftest import AMQPS_PORT, REPO, Switchboard, incident, jira, memory_alarm
 
 
 def timeline(db, conversation):
-    """A conversation's timeline entries straight from the SQLite file: one row per commit, its entries a JSON array."""
-    rows = db.execute(
-        "SELECT e.value FROM timeline_entries t, json_each(t.entries) e WHERE t.conversation_id = ? ORDER BY t.id, e.key",
-        (conversation,)).fetchall()
-    return [json.loads(value) for (value,) in rows]
+    """A conversation's timeline entries straight from the SQLite file: one row per commit, its entries in the
+    compact form (docs/operations.md): `{"v":2,"entries":[...]}`, where an entry without `at`, `endpoint`,
+    `message_id` or `rule` has the one of the entry before (null: none)."""
+    rows = db.execute("SELECT entries FROM timeline_entries WHERE conversation_id = ? ORDER BY id", (conversation,)).fetchall()
+    out = []
+    for (text,) in rows:
+        row = json.loads(text)
+        assert isinstance(row, dict) and row["v"] == 2, text
+        previous = {}
+        for e in row["entries"]:
+            for key in ("at", "endpoint", "message_id", "rule"):
+                if key not in e and key in previous:
+                    e[key] = previous[key]
+            e = {k: v for k, v in e.items() if v is not None}
+            out.append(e)
+            previous = e
+    return out
 
 
 def test_create_reaches_vendor_with_contract_properties(esb, switchboard):
