@@ -40,22 +40,18 @@ extension SQLiteStore: AdminStore {
 
     package func recent(before cursor: Int64?, limit: Int, conversationId: String?) async throws -> [TimelineGroup] {
         try await pool.read { db in
-            var sql = "SELECT id, conversation_id, entries, body FROM timeline_entries"
-            var conditions: [String] = []
-            var arguments: StatementArguments = []
+            let rows: [Row]
             if let conversationId {
-                conditions.append("conversation_id = ?")
-                _ = arguments.append(contentsOf: [conversationId])
+                rows = try Self.timelineRows(db, conversationId: conversationId, before: cursor, limit: limit)
+            } else if let cursor {
+                rows = try Row.fetchAll(
+                    db, sql: "SELECT id, conversation_id, entries, body FROM timeline_entries WHERE id < ? ORDER BY id DESC LIMIT ?",
+                    arguments: [cursor, limit])
+            } else {
+                rows = try Row.fetchAll(db, sql: "SELECT id, conversation_id, entries, body FROM timeline_entries ORDER BY id DESC LIMIT ?", arguments: [limit])
             }
-            if let cursor {
-                conditions.append("id < ?")
-                _ = arguments.append(contentsOf: [cursor])
-            }
-            if !conditions.isEmpty { sql += " WHERE " + conditions.joined(separator: " AND ") }
-            sql += " ORDER BY id DESC LIMIT ?"
-            _ = arguments.append(contentsOf: [limit])
             // One row is one message's entries for one conversation (see `apply`).
-            return try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
+            return try rows.map { row in
                 TimelineGroup(cursor: row["id"], entries: try Self.decode(row: row, conversationId: row["conversation_id"]))
             }
         }

@@ -15,7 +15,7 @@ extension SQLiteStore {
                 try db.execute(sql: "UPDATE timeline SET detail = ? WHERE id = ?", arguments: [Erasure.redact(entry).detail, row["id"] as Int64])
                 e.timelineEntries += 1
             }
-            for row in try Row.fetchAll(db, sql: "SELECT id, entries, body FROM timeline_entries WHERE conversation_id = ?", arguments: [id]) {
+            for row in try Self.timelineRows(db, conversationId: id) {
                 let entries = try Self.decode(row: row, conversationId: id).map(Erasure.redact)
                 try db.execute(
                     sql: "UPDATE timeline_entries SET entries = ?, body = NULL WHERE id = ?",

@@ -39,7 +39,13 @@ extension SQLiteStore {
                 guard let updated = try Double.fetchOne(db, sql: "SELECT updated_at FROM conversation WHERE id = ?", arguments: [id]),
                     updated < t - Double(retention.conversationsDays) * day
                 else { continue }
-                for table in ["reference", "attribute", "counter", "timeline", "timeline_entries"] {
+                // Along the conversation's chain of rows (no index by conversation: schema v13).
+                var next = try Int64.fetchOne(db, sql: "SELECT last_timeline FROM conversation WHERE id = ?", arguments: [id])
+                while let row = next {
+                    next = try Int64.fetchOne(db.cachedStatement(sql: "SELECT prev FROM timeline_entries WHERE id = ?"), arguments: [row])
+                    try db.cachedStatement(sql: "DELETE FROM timeline_entries WHERE id = ?").execute(arguments: [row])
+                }
+                for table in ["reference", "attribute", "counter", "timeline"] {
                     try db.execute(sql: "DELETE FROM \(table) WHERE conversation_id = ?", arguments: [id])
                 }
                 try db.execute(sql: "DELETE FROM conversation WHERE id = ?", arguments: [id])

@@ -19,10 +19,29 @@ extension SQLiteStore {
                 endpoint: $0["endpoint"], who: $0["who"], messageId: $0["message_id"], rule: $0["rule"],
                 detail: $0["detail"])
         }
-        let rows = try Row.fetchAll(
-            db.cachedStatement(sql: "SELECT entries, body FROM timeline_entries WHERE conversation_id = ? ORDER BY id"),
-            arguments: [conversationId])
+        let rows = try timelineRows(db, conversationId: conversationId).reversed()
         return try before + rows.flatMap { try decode(row: $0, conversationId: conversationId) }
+    }
+
+    /// A conversation's `timeline_entries` rows (id, conversation_id, entries, body, prev), newest first: from
+    /// the conversation's newest row (`conversation.last_timeline`) back along each row's `prev` (schema v13:
+    /// the table has no index by conversation). Only rows older than `before` when it is given, at most `limit`.
+    static func timelineRows(_ db: Database, conversationId: String, before: Int64? = nil, limit: Int = .max) throws -> [Row] {
+        var next = try Int64.fetchOne(
+            db.cachedStatement(sql: "SELECT last_timeline FROM conversation WHERE id = ?"), arguments: [conversationId])
+        var rows: [Row] = []
+        while let id = next, rows.count < limit {
+            if let before, id >= before {
+                next = try Int64.fetchOne(db.cachedStatement(sql: "SELECT prev FROM timeline_entries WHERE id = ?"), arguments: [id])
+                continue
+            }
+            guard let row = try Row.fetchOne(
+                db.cachedStatement(sql: "SELECT id, conversation_id, entries, body, prev FROM timeline_entries WHERE id = ?"), arguments: [id])
+            else { break }
+            rows.append(row)
+            next = row["prev"]
+        }
+        return rows
     }
 
     /// A commit's timeline entries as one compact JSON text, and the first body among them as text of its own

@@ -327,7 +327,9 @@ package final class SQLiteStore: ConversationStore {
             return .duplicate(conversationId: conversation, outbox: rows.map(outbound))
         }
         let at = c.at.timeIntervalSince1970
-        let current = try Int.fetchOne(db.cachedStatement(sql: "SELECT version FROM conversation WHERE id = ?"), arguments: [c.conversationId])
+        let row = try Row.fetchOne(
+            db.cachedStatement(sql: "SELECT version, last_timeline FROM conversation WHERE id = ?"), arguments: [c.conversationId])
+        let current: Int? = row?["version"]
         guard (current ?? 0) == c.expectedVersion else { return .stale }
         // A reference taken by another conversation meanwhile makes the decision stale too.
         for ref in c.newReferences {
@@ -339,10 +341,31 @@ package final class SQLiteStore: ConversationStore {
             }
         }
         let version = c.expectedVersion + 1
+        // The timeline first: the conversation row holds its newest row's id (see `timelineRows`).
+        var last: Int64? = row?["last_timeline"]
+        var start = c.timeline.startIndex
+        while start < c.timeline.endIndex {
+            let conversation = c.timeline[start].conversationId
+            let end = c.timeline[start...].firstIndex { $0.conversationId != conversation } ?? c.timeline.endIndex
+            let encoded = Self.encode(c.timeline[start..<end])
+            // Entries of another conversation (the engine writes none today) go on that conversation's chain.
+            let prev = conversation == c.conversationId
+                ? last : try Int64.fetchOne(db.cachedStatement(sql: "SELECT last_timeline FROM conversation WHERE id = ?"), arguments: [conversation])
+            try db.cachedStatement(sql: "INSERT INTO timeline_entries (conversation_id, entries, body, prev) VALUES (?, ?, ?, ?)")
+                .execute(arguments: [conversation, encoded.entries, encoded.body, prev])
+            if conversation == c.conversationId {
+                last = db.lastInsertedRowID
+            } else {
+                try db.cachedStatement(sql: "UPDATE conversation SET last_timeline = ? WHERE id = ?").execute(arguments: [db.lastInsertedRowID, conversation])
+            }
+            start = end
+        }
         if current == nil {
-            try db.cachedStatement(sql: "INSERT INTO conversation (id, version, created_at, updated_at) VALUES (?, ?, ?, ?)").execute(arguments: [c.conversationId, version, at, at])
+            try db.cachedStatement(sql: "INSERT INTO conversation (id, version, created_at, updated_at, last_timeline) VALUES (?, ?, ?, ?, ?)")
+                .execute(arguments: [c.conversationId, version, at, at, last])
         } else {
-            try db.cachedStatement(sql: "UPDATE conversation SET version = ?, updated_at = ? WHERE id = ?").execute(arguments: [version, at, c.conversationId])
+            try db.cachedStatement(sql: "UPDATE conversation SET version = ?, updated_at = ?, last_timeline = ? WHERE id = ?")
+                .execute(arguments: [version, at, last, c.conversationId])
         }
         for ref in c.newReferences {
             try db.cachedStatement(sql: "INSERT OR IGNORE INTO reference (endpoint, ticket_id, conversation_id, created_at) VALUES (?, ?, ?, ?)").execute(arguments: [ref.endpoint, ref.ticketId, c.conversationId, at])
@@ -370,15 +393,6 @@ package final class SQLiteStore: ConversationStore {
         }
         for (name, value) in c.counters {
             try db.cachedStatement(sql: "INSERT INTO counter (conversation_id, name, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (conversation_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at").execute(arguments: [c.conversationId, name, value, at])
-        }
-        var start = c.timeline.startIndex
-        while start < c.timeline.endIndex {
-            let conversation = c.timeline[start].conversationId
-            let end = c.timeline[start...].firstIndex { $0.conversationId != conversation } ?? c.timeline.endIndex
-            let row = Self.encode(c.timeline[start..<end])
-            try db.cachedStatement(sql: "INSERT INTO timeline_entries (conversation_id, entries, body) VALUES (?, ?, ?)")
-                .execute(arguments: [conversation, row.entries, row.body])
-            start = end
         }
         applied = true
         return .committed(version: version)

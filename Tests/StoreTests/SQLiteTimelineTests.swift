@@ -82,6 +82,8 @@ import Testing
             try db.execute(
                 sql: "INSERT INTO timeline_entries (id, conversation_id, entries) VALUES (0, 'c1', ?)",
                 arguments: [#"[{"at":\#(older.at.timeIntervalSince1970),"kind":"received","endpoint":"customer-a","message_id":"m1","detail":"create of customer-a/INC1","body":"{\"number\":\"INC1\"}"}]"#])
+            // Chained before the newer row, as schema v13's migration chains the rows it finds.
+            try db.execute(sql: "UPDATE timeline_entries SET prev = 0 WHERE id = 1")
         }
         #expect(same(try store.timeline(conversationId: "c1"), [older] + entries))
         let record = try #require(try await store.record(conversationId: "c1"))
@@ -134,5 +136,39 @@ import Testing
         #expect(row.components(separatedBy: "\"customer-a\"").count == 2, "the endpoint is written once while it stays the same: \(row)")
         #expect(row.components(separatedBy: "\"at\":").count == 3, "the time is written when it changes: \(row)")
         #expect(row.contains(#""endpoint":null"#) && row.contains(#""rule":null"#), "a field that went away says so: \(row)")
+    }
+
+    /// Schema v13: a conversation's rows are found from its row back along `prev`, with no index by
+    /// conversation; the admin's feed of one conversation pages along the chain, and retention removes it.
+    @Test func rowsAreChainedPerConversationWithoutAnIndex() async throws {
+        let file = temporarySQLitePath("sb-timeline-chain")
+        let store = try SQLiteStore(path: file)
+        let at = Date(timeIntervalSince1970: 1_790_000_000)
+        var expected: [String: [TimelineEntry]] = [:]
+        for n in 0..<3 {
+            for c in ["c1", "c2"] {
+                let e = TimelineEntry(conversationId: c, at: at.addingTimeInterval(Double(n)), kind: .received, endpoint: "customer-a",
+                                      messageId: "\(c)-m\(n)", detail: "update \(n) of \(c)")
+                #expect(try store.commit([Commit(inbound: InboundKey("customer-a", "\(c)-m\(n)"), conversationId: c, expectedVersion: n,
+                                                 timeline: [e], at: e.at)]) == [.committed(version: n + 1)])
+                expected[c, default: []].append(e)
+            }
+        }
+        for c in ["c1", "c2"] { #expect(same(try store.timeline(conversationId: c), expected[c] ?? [])) }
+        let raw = try DatabaseQueue(path: file)
+        let indexes = try await raw.read { db in try String.fetchAll(db, sql: "SELECT name FROM pragma_index_list('timeline_entries')") }
+        #expect(indexes.isEmpty, "no index by conversation: \(indexes)")
+
+        // The feed of c1, a page of one at a time, newest first.
+        let first = try await store.recent(before: nil, limit: 1, conversationId: "c1")
+        let second = try await store.recent(before: first.last?.cursor, limit: 1, conversationId: "c1")
+        let rest = try await store.recent(before: second.last?.cursor, limit: 5, conversationId: "c1")
+        #expect((first + second + rest).flatMap(\.entries).map(\.detail) == ["update 2 of c1", "update 1 of c1", "update 0 of c1"])
+
+        var retention = Settings.Retention()
+        retention.conversationsDays = 1
+        _ = try store.prune(now: at.addingTimeInterval(3 * 86_400), retention: retention, limit: 100)
+        #expect(try await raw.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM timeline_entries") } == 0)
+        #expect(try store.timeline(conversationId: "c1").isEmpty)
     }
 }
