@@ -9,7 +9,7 @@ export SB_TLS_CA_FILE ?= $(CURDIR)/.rabbitmq/tls/ca.pem
 export SB_ADMIN_TLS_CERT ?= $(CURDIR)/.rabbitmq/tls/server.pem
 export SB_ADMIN_TLS_KEY ?= $(CURDIR)/.rabbitmq/tls/server.key
 
-.PHONY: all deps test-deps broker broker-stop cluster cluster-stop postgres postgres-stop build run demo bench test test-unit config-check clean
+.PHONY: all deps test-deps broker broker-stop cluster cluster-stop postgres postgres-stop build run demo bench bench-fleet-postgres test test-unit config-check clean
 
 all: build
 
@@ -60,6 +60,12 @@ demo: broker build
 bench: broker
 	swift build -c release $(SWIFT_BUILD_FLAGS)
 	bash Deploy/local/bench.sh $(BENCH_ARGS)
+
+# The fleet shape (store, intake, 2 worker processes) on the local PostgreSQL (started here), in a schema of
+# its own per run; the same report and History line as make bench.
+bench-fleet-postgres: broker postgres
+	swift build -c release $(SWIFT_BUILD_FLAGS)
+	SB_STORE_URL="$$(bash Deploy/local/postgres.sh url)?schema=fleetbench_$$(date +%s)" bash Deploy/local/bench.sh --shape fleet --worker-processes 2 $(BENCH_ARGS)
 
 # Fast engine tests only: no broker, no PostgreSQL needed.
 test-unit:

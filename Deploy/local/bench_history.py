@@ -4,6 +4,7 @@ Usage: bench_history.py <sb-bench output> <BENCHMARKS.md> <commit> <arguments>
 Figures absent from the output (another shape, a failed part) are written as "-".
 """
 import datetime
+import os
 import re
 import sys
 
@@ -46,7 +47,13 @@ def main():
     if "\n## History\n" not in doc:
         doc = doc.rstrip("\n") + "\n\n" + HEADER
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
-    cells = [now, commit, f"`{arguments}`" if arguments.strip() else "defaults"] + figures(text)
+    shown = f"`{arguments}`" if arguments.strip() else "defaults"
+    found = figures(text)
+    if os.environ.get("SB_STORE_URL", "").startswith("postgres"):
+        # The database's own writes are PostgreSQL's, not the store process's.
+        shown += ", PostgreSQL store"
+        found[5] = "-"
+    cells = [now, commit, shown] + found
     doc = doc.rstrip("\n") + "\n| " + " | ".join(cells) + " |\n"
     with open(benchmarks, "w", encoding="utf-8") as f:
         f.write(doc)
