@@ -67,6 +67,8 @@ package enum Contract {
         /// On a work message: when intake received it (milliseconds since 1970), so the timeline can say
         /// how long the message was in Switchboard before it was decided.
         package static let receivedAt = "x-sb-received-at"
+        /// On a timer bucket (`x-sb-kind: timers`): how many timers it carries (see `TimerBuckets`).
+        package static let count = "x-sb-count"
     }
 
     /// Ticket ids longer than this are refused at intake: they are keys in the store and in every page.

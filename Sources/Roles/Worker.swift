@@ -96,7 +96,12 @@ package final class WorkerHandler: BatchHandler {
 
     /// `bodies`: the messages' bodies where the caller parsed them already (the fused intake), by index.
     package func handle(_ batch: [Delivery], bodies: [JSON?]) throws -> [Outgoing] {
+        var batch = batch, bodies = bodies, unreadable: [Int: String] = [:]
+        if batch.contains(where: { TimerBuckets.isBucket($0) }) {
+            (batch, bodies, unreadable) = Self.openBuckets(batch, bodies)
+        }
         var items = batch.indices.map { prepare(batch[$0], body: $0 < bodies.count ? bodies[$0] : nil) }
+        for (i, reason) in unreadable { items[i].park = Park(code: "unreadable_timers", reason: reason) }
         Self.markCopies(&items)
         var pending = Array(items.indices.filter { items[$0].park == nil && !items[$0].barrier && !items[$0].copy })
         var attempt = 0
@@ -161,7 +166,32 @@ package final class WorkerHandler: BatchHandler {
                 break
             }
         }
-        return items.flatMap(outgoing)
+        // Timers this batch schedules together travel together (see TimerBuckets).
+        return TimerBuckets.pack(items.flatMap(outgoing))
+    }
+
+    /// Each timer bucket of the batch replaced by its timers (lone timer deliveries with their parsed
+    /// bodies), in place; a bucket that cannot be opened stays, to be parked whole with the reason.
+    private static func openBuckets(_ batch: [Delivery], _ bodies: [JSON?]) -> ([Delivery], [JSON?], [Int: String]) {
+        var deliveries: [Delivery] = [], parsed: [JSON?] = [], unreadable: [Int: String] = [:]
+        for (i, d) in batch.enumerated() {
+            guard TimerBuckets.isBucket(d) else {
+                deliveries.append(d)
+                parsed.append(i < bodies.count ? bodies[i] : nil)
+                continue
+            }
+            do {
+                for t in try TimerBuckets.open(d) {
+                    deliveries.append(t.delivery)
+                    parsed.append(t.body)
+                }
+            } catch {
+                unreadable[deliveries.count] = error.description
+                deliveries.append(d)
+                parsed.append(nil)
+            }
+        }
+        return (deliveries, parsed, unreadable)
     }
 
     /// Commits the batch's decisions. When the store refuses the content (not an outage), the commits go

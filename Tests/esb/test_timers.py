@@ -1,0 +1,67 @@
+"""Issue 25, timers as a path of their own: the timers a batch schedules travel as one broker message per
+delay and partition (a bucket), through the real delay queue (quorum, per-queue TTL, at-least-once
+dead-lettering), and every timer in it fires once, on its own conversation, in both shapes."""
+import json
+import time
+import uuid
+
+import pytest
+
+from conftest import start_shape
+
+DELAY_S = 4
+TIMERS = 80
+
+RULES = f"""
+rules:
+  - name: test-timer-start
+    priority: 100000
+    from: customer-a
+    when: {{field: $.test_timer, exists: true}}
+    stop: true
+    set:
+      - attribute: test_number
+        value: {{field: $.number}}
+    schedule:
+      - timer: test-due
+        after: {DELAY_S}s
+  - name: test-timer-fire
+    timer: test-due
+    send:
+      - to: vendor-x
+        type: test-timer
+        body: {{number: {{attribute: test_number}}}}
+"""
+
+
+@pytest.mark.parametrize("shape", ["run", "fleet"])
+def test_timers_started_together_travel_in_buckets_and_each_fires_once(esb, vhost, shape):
+    sb = start_shape(vhost, shape, extra_config=RULES)
+    try:
+        run = uuid.uuid4().hex[:6]
+        numbers = [f"TB{run}{n:03d}" for n in range(TIMERS)]
+        started = time.monotonic()
+        for n in numbers:
+            esb.publish("customer-a", {"number": n, "test_timer": True, "short_description": "timer"}, message_id=f"{n}-start")
+        # Before any is due: every timer waits in the delay queue, fewer broker messages than timers.
+        delay_queue = f"sb.delayq.work.{DELAY_S * 1000}"
+        time.sleep(1.5)
+        waiting = esb.depth(delay_queue)
+        assert time.monotonic() - started < DELAY_S, "too slow to look before the first is due"
+        assert 0 < waiting < TIMERS, f"{waiting} messages wait for {TIMERS} timers"
+        got = esb.take("sb.out.vendor-x", TIMERS, timeout=DELAY_S + 30)
+        assert len(got) == TIMERS
+        fired = [json.loads(body)["number"] for _, body in got]
+        assert sorted(fired) == numbers, "each timer fires exactly once"
+        assert all(props.type == "test-timer" for props, _ in got)
+        assert len({props.message_id for props, _ in got}) == TIMERS
+        # None fired early (the bucket's TTL is the delay), none twice.
+        assert time.monotonic() - started >= DELAY_S
+        assert esb.drain("sb.out.vendor-x", quiet=1.0) == []
+        assert esb.depth(delay_queue) == 0
+        for n in (numbers[0], numbers[-1]):
+            shown = sb.timeline("customer-a", n)
+            assert shown.count("timer-fired") == 1, shown
+        assert sb.parked_count() == 0
+    finally:
+        assert sb.stop() == 0
