@@ -31,7 +31,7 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Intake processes in the fleet shape (they share the inbound queues; the load is on one endpoint).") var intakeProcesses = 1
     @Option(help: "admin shape: requests of each kind to time.") var samples = 2000
     @Option(help: "admin shape: a PostgreSQL URL (an empty database or schema) instead of SQLite.") var storeUrl: String?
-    @Option(help: "run and fleet shapes: fill the SQLite store with this many other conversations (with history) before the run.") var prefill = 0
+    @Option(help: "run and fleet shapes: fill the store (SQLite, or the PostgreSQL of SB_STORE_URL) with this many other conversations (with history) before the run.") var prefill = 0
     @Option(help: "timers shape: timers started (each on a conversation of its own).") var timers = 100_000
     @Option(help: "timers shape: the rate at which they start, and so come due, per second.") var timerRate = 2000.0
     @Option(help: "timers shape: the timers' delay in seconds.") var timerDelay = 60
@@ -171,7 +171,9 @@ extension Bench {
     static func prefill(_ count: Int, dataDir: String, config directory: String, logger: Logger) throws {
         var environment = ProcessInfo.processInfo.environment
         environment["SB_DATA_DIR"] = dataDir
-        environment["SB_STORE_URL"] = "sqlite"
+        // The store the run will use: SQLite in the data folder, or the PostgreSQL of SB_STORE_URL.
+        let postgres = environment["SB_STORE_URL"]?.hasPrefix("postgres") ?? false
+        if !postgres { environment["SB_STORE_URL"] = "sqlite" }
         environment["SB_SQLITE_SYNCHRONOUS"] = "normal"
         let config = try Setup.loadConfig(directory: directory, environment: environment)
         let started = nanos()
@@ -181,7 +183,8 @@ extension Bench {
         }
         let seconds = Double(nanos() - started) / 1e9
         let bytes = (try? FileManager.default.attributesOfItem(atPath: dataDir + "/switchboard.sqlite")[.size] as? Int) ?? 0
-        say(String(format: "bench: store prefilled with %d conversations in %.0f s; switchboard.sqlite %.0f MB", count, seconds, Double(bytes) / 1e6))
+        say(String(format: "bench: store prefilled with %d conversations in %.0f s; ", count, seconds)
+            + (postgres ? "PostgreSQL (SB_STORE_URL)" : String(format: "switchboard.sqlite %.0f MB", Double(bytes) / 1e6)))
     }
 }
 

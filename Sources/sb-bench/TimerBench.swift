@@ -64,6 +64,7 @@ enum TimerBench {
             return (id, ms)
         }
         try sink.start()
+        let brokerBegin = SwitchboardProcess.brokerCPU()
         let begin = nanos()
         let c = try Connection(options, logger: logger)
         defer { c.close() }
@@ -79,7 +80,19 @@ enum TimerBench {
         _ = try c.waitForConfirms(timeout: 30)
         let published = Double(nanos() - begin) / 1e9
         say(String(format: "bench: published %d in %.1f s (%.0f/s)", timers, published, Double(timers) / published))
+        // The start phase ends when the inbound queue is empty (every start committed, its timer published):
+        // whether the intake kept up with the rate, and what starting costs apart from firing.
+        while try c.queueDepth("sb.in.customer-a").messages > 0, nanos() - begin < delayNanos {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        let started = Double(nanos() - begin) / 1e9
+        let startCPU = process.usage().cpuSeconds, startBroker = SwitchboardProcess.brokerCPU()
+        say(String(format: "bench: every timer started %.1f s after the first publish (%.0f/s); CPU per 1000 timers started: switchboard %.3f s", started, Double(timers) / started, startCPU / Double(timers) * 1000)
+            + (startBroker.flatMap { a in brokerBegin.map { String(format: ", broker %.3f s", (a - $0) / Double(timers) * 1000) } } ?? ""))
         let lateness = try sink.wait()
+        let fireCPU = process.usage().cpuSeconds - startCPU, fireBroker = SwitchboardProcess.brokerCPU()
+        say(String(format: "bench: CPU per 1000 timers fired: switchboard %.3f s", fireCPU / Double(timers) * 1000)
+            + (fireBroker.flatMap { a in startBroker.map { String(format: ", broker %.3f s (with the sink's share)", (a - $0) / Double(timers) * 1000) } } ?? ""))
         let r = Result(count: lateness.count, seconds: 0, latenciesMs: lateness)
         say(String(
             format: "timers: %d of %d fired; lateness after the due time p50 %.1f ms, p99 %.1f ms, max %.1f ms",

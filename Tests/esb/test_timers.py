@@ -9,7 +9,7 @@ import pytest
 
 from conftest import start_shape
 
-DELAY_S = 4
+DELAY_S = 6
 TIMERS = 80
 
 RULES = f"""
@@ -43,11 +43,18 @@ def test_timers_started_together_travel_in_buckets_and_each_fires_once(esb, vhos
         started = time.monotonic()
         for n in numbers:
             esb.publish("customer-a", {"number": n, "test_timer": True, "short_description": "timer"}, message_id=f"{n}-start")
-        # Before any is due: every timer waits in the delay queue, fewer broker messages than timers.
+        # Before any is due: every timer waits in the delay queue, fewer broker messages than timers. Looked
+        # at once the starts are through (nothing left inbound, the delay queue's depth settled).
         delay_queue = f"sb.delayq.work.{DELAY_S * 1000}"
-        time.sleep(1.5)
-        waiting = esb.depth(delay_queue)
-        assert time.monotonic() - started < DELAY_S, "too slow to look before the first is due"
+        depths = []
+        while time.monotonic() - started < DELAY_S - 1:
+            time.sleep(0.2)
+            depths.append(esb.depth(delay_queue))
+            if esb.depth("sb.in.customer-a") == 0 and len(depths) >= 4 and depths[-1] > 0 and len(set(depths[-4:])) == 1:
+                break
+        else:
+            pytest.fail(f"the starts did not settle before the first timer was due (delay queue depths {depths})")
+        waiting = depths[-1]
         assert 0 < waiting < TIMERS, f"{waiting} messages wait for {TIMERS} timers"
         got = esb.take("sb.out.vendor-x", TIMERS, timeout=DELAY_S + 30)
         assert len(got) == TIMERS
