@@ -65,7 +65,11 @@ enum ReplayBench {
                         consumerTag: "sb-worker:\(t.routingKey)", message: t.message, generation: 1)
                 }
                 out += try worker.handle(batch)
-                recorded += batch.count
+                // A bucket (TimerBuckets) is one delivery of several timers, each a message of the history.
+                recorded += batch.reduce(0) { n, d in
+                    if case .int(let count)? = d.message.properties.headers[Contract.Header.count] { return n + Int(count) }
+                    return n + 1
+                }
             }
             return out
         }
