@@ -19,6 +19,9 @@ import Rules
 package enum TimerBuckets {
     /// The most timers in one bucket: bounds the message (and a redelivery's work) whatever the batch size.
     package static let maxTimers = 256
+    /// The most bytes of timer bodies in one bucket: far below RabbitMQ's `max_message_size` (16 MiB from
+    /// 4.0) even when rules give timers large payloads. A timer larger than this travels alone.
+    package static let maxBytes = 1 << 20
 
     /// Packs the timer messages among `outgoing` that share a delay exchange and partition into buckets;
     /// every other message keeps its place. A bucket takes the place of its first timer.
@@ -36,9 +39,7 @@ package enum TimerBuckets {
         for key in order {
             let members = groups[key]!
             guard members.count > 1 else { continue }
-            for start in stride(from: 0, to: members.count, by: maxTimers) {
-                let chunk = Array(members[start..<min(start + maxTimers, members.count)])
-                guard chunk.count > 1 else { continue }
+            for chunk in chunks(members, sizes: members.map { outgoing[$0].message.body.count }) where chunk.count > 1 {
                 replaced[chunk[0]] = bucket(chunk.map { outgoing[$0] })
                 dropped.formUnion(chunk.dropFirst())
             }
@@ -48,6 +49,23 @@ package enum TimerBuckets {
         for i in outgoing.indices where !dropped.contains(i) {
             out.append(replaced[i] ?? outgoing[i])
         }
+        return out
+    }
+
+    /// `members` cut into runs of at most `maxTimers` whose bodies add up to at most `maxBytes` (a body
+    /// larger than that is a run of its own).
+    static func chunks(_ members: [Int], sizes: [Int]) -> [[Int]] {
+        var out: [[Int]] = [], run: [Int] = [], bytes = 0
+        for (m, size) in zip(members, sizes) {
+            if !run.isEmpty, run.count == maxTimers || bytes + size > maxBytes {
+                out.append(run)
+                run = []
+                bytes = 0
+            }
+            run.append(m)
+            bytes += size
+        }
+        if !run.isEmpty { out.append(run) }
         return out
     }
 

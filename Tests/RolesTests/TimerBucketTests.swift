@@ -132,6 +132,23 @@ private let timerConfig = """
             message: Message(body: Data(#"{"n":"\#(id)","timer":"remind"}"#.utf8), properties: props))
     }
 
+    @Test func largeTimersFillABucketUpToItsByteBound() throws {
+        var big = lone("big", key: "2")
+        big.message.body = Data(#"{"n":"\#(String(repeating: "x", count: 400_000))","timer":"remind"}"#.utf8)
+        let timers = (0..<5).map { n -> Outgoing in
+            var t = big
+            t.message.properties.messageId = "big\(n)"
+            return t
+        }
+        var huge = lone("huge", key: "2")
+        huge.message.body = Data(#"{"n":"\#(String(repeating: "y", count: 2_000_000))","timer":"remind"}"#.utf8)
+        let packed = TimerBuckets.pack(timers + [huge])
+        // Two bodies of 400 kB fit under 1 MiB, a third does not; the 2 MB one travels alone.
+        #expect(packed.map(timersIn) == [2, 2, 1, 1])
+        #expect(packed.allSatisfy { $0.message.body.count < TimerBuckets.maxBytes + 4096 || timersIn($0) == 1 })
+        #expect(packed.last?.message.properties.messageId == "huge")
+    }
+
     @Test func packingKeepsOtherMessagesInPlaceLoneTimersAsTheyWereAndBoundsABucket() throws {
         let other = Outgoing(exchange: Contract.outboundExchange, routingKey: "customer-a", message: Message(body: Data("{}".utf8), properties: Properties()))
         let alone = lone("solo", key: "3")
