@@ -100,6 +100,17 @@ package enum TimerBuckets {
         return Outgoing(exchange: timers[0].exchange, routingKey: timers[0].routingKey, message: Message(body: Data(body), properties: props))
     }
 
+    /// How many timers a published message carries: a bucket's count, 1 for a lone timer, 0 for anything else.
+    package static func timers(in message: Message) -> Int {
+        switch message.properties.headers[Contract.Header.kind] {
+        case .string("timers")?:
+            guard case .int(let n)? = message.properties.headers[Contract.Header.count] else { return 0 }
+            return Int(n)
+        case .string("timer")?: return 1
+        default: return 0
+        }
+    }
+
     package static func isBucket(_ d: Delivery) -> Bool {
         d.message.properties.headers[Contract.Header.kind] == .string("timers")
     }

@@ -66,10 +66,7 @@ enum ReplayBench {
                 }
                 out += try worker.handle(batch)
                 // A bucket (TimerBuckets) is one delivery of several timers, each a message of the history.
-                recorded += batch.reduce(0) { n, d in
-                    if case .int(let count)? = d.message.properties.headers[Contract.Header.count] { return n + Int(count) }
-                    return n + 1
-                }
+                recorded += batch.reduce(0) { $0 + TimerBuckets.timers(in: $1.message) }
             }
             return out
         }

@@ -53,15 +53,7 @@ private let timerConfig = """
             message: o.message, generation: 1)
     }
 
-    private func timersIn(_ o: Outgoing) -> Int {
-        switch o.message.properties.headers[Contract.Header.kind] {
-        case .string("timers")?:
-            guard case .int(let n)? = o.message.properties.headers[Contract.Header.count] else { return -1 }
-            return Int(n)
-        case .string("timer")?: return 1
-        default: return 0
-        }
-    }
+    private func timersIn(_ o: Outgoing) -> Int { TimerBuckets.timers(in: o.message) }
 
     @Test func aBatchsTimersTravelAsOneBucketPerPartitionAndEachFiresOnce() throws {
         let cfg = try ConfigLoader.load(files: [("t.yaml", timerConfig)], environment: [:])

@@ -69,6 +69,6 @@ def test_timers_started_together_travel_in_buckets_and_each_fires_once(esb, vhos
         for n in (numbers[0], numbers[-1]):
             shown = sb.timeline("customer-a", n)
             assert shown.count("timer-fired") == 1, shown
-        assert sb.parked_count() == 0
+        assert sb.parked_count() == 0, [(r["reason"], r["stage"], r["endpoint"], r["message_id"]) for r in sb.parked()]
     finally:
         assert sb.stop() == 0
