@@ -105,6 +105,20 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The webhook listener (the ingress role): authenticated POSTs published to sb.in as its own broker user.
+        .target(
+            name: "Ingress",
+            dependencies: [
+                "AMQP", "Roles", "Rules", "Telemetry", "JSONPath", "Admin",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
         // The administrator's view: HTTP API, web pages, sign-in. Reads the store through its async interface.
         .target(
             name: "Admin",
@@ -125,7 +139,7 @@ let package = Package(
         .target(
             name: "Wiring",
             dependencies: [
-                "Roles", "StoreRole", "Telemetry", "Rules", "Admin", "Store", "Operations",
+                "Roles", "StoreRole", "Telemetry", "Rules", "Admin", "Store", "Operations", "Ingress",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -181,6 +195,10 @@ let package = Package(
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
+            swiftSettings: strict),
+        // The webhook ingress's authentication, without a listener (the ESB tests post to a real one).
+        .testTarget(
+            name: "IngressTests", dependencies: ["Ingress", "Rules", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict),
         // The exposition (HELP lines, names), readiness and the JSON log lines, without a broker.
         .testTarget(name: "OperationsTests", dependencies: ["Operations", "Roles", "Telemetry", "Rules"], swiftSettings: strict),

@@ -74,9 +74,21 @@ case "${1:-}" in
       chmod 600 "$tls"/*.key
       [ "$(id -u)" = 0 ] && chown -R postgres: "$tls"
     fi
-    as_owner "$bin/pg_ctl" -D "$state" -l "$state/server.log" -w -t 60 \
-      -o "-p $port -k $state -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=200 -c ssl=on -c ssl_cert_file=$tls/server.crt -c ssl_key_file=$tls/server.key -c ssl_min_protocol_version=TLSv1.2" start >/dev/null \
-      || { tail -20 "$state/server.log" >&2; exit 1; }
+    # The port lies in Linux's ephemeral range: a client socket of another program (closed, in TIME-WAIT
+    # for up to 60 s) may hold it for a while. Then the start is tried again, never a different port.
+    for try in 1 2 3 4 5 6 7; do
+      if as_owner "$bin/pg_ctl" -D "$state" -l "$state/server.log" -w -t 60 \
+        -o "-p $port -k $state -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=200 -c ssl=on -c ssl_cert_file=$tls/server.crt -c ssl_key_file=$tls/server.key -c ssl_min_protocol_version=TLSv1.2" start >/dev/null; then
+        break
+      fi
+      if [ "$try" -lt 7 ] && tail -5 "$state/server.log" | grep -q "Address already in use"; then
+        echo "postgres.sh: 127.0.0.1:$port is still held (TIME-WAIT?); trying again in 10 s" >&2
+        sleep 10
+        continue
+      fi
+      tail -20 "$state/server.log" >&2
+      exit 1
+    done
     echo "postgres.sh: PostgreSQL on 127.0.0.1:$port ($state)"
     ;;
   stop)

@@ -5,6 +5,9 @@
 #                                         its own endpoints, nothing else (no configure, no internal queue,
 #                                         no default exchange: it cannot put a message straight into a queue)
 #   users.sh switchboard VHOST USER       Switchboard's own user: declares and uses sb.* only
+#   users.sh ingress VHOST USER           the webhook ingress's user (ingress.broker_url): publishes to sb.in,
+#                                         nothing else (no read, no configure); name it in the endpoints'
+#                                         `users` where those are restricted
 #
 # The password is read from the environment variable SB_USER_PASSWORD (never an argument: arguments
 # show in `ps`). An existing user keeps its password when SB_USER_PASSWORD is empty.
@@ -45,6 +48,14 @@ case "${1:-}" in
     ctl set_permissions -p "$vhost" "$user" '^$' '^sb\.in$' "$read_re" >/dev/null
     echo "users.sh: '$user' on vhost '$vhost' may publish to sb.in and consume ${*/#/sb.out.}"
     ;;
+  ingress)
+    [ $# -eq 3 ] || { echo "usage: $0 ingress VHOST USER" >&2; exit 2; }
+    vhost=$2 user=$3
+    ensure_user "$user"
+    # configure: nothing; write: the exchange sb.in only; read: nothing (its confirms need no permission).
+    ctl set_permissions -p "$vhost" "$user" '^$' '^sb\.in$' '^$' >/dev/null
+    echo "users.sh: '$user' on vhost '$vhost' may publish to sb.in only"
+    ;;
   switchboard)
     [ $# -eq 3 ] || { echo "usage: $0 switchboard VHOST USER" >&2; exit 2; }
     vhost=$2 user=$3
@@ -54,7 +65,7 @@ case "${1:-}" in
     echo "users.sh: '$user' on vhost '$vhost' may declare, publish to and consume sb.* only"
     ;;
   *)
-    echo "usage: $0 esb VHOST USER ENDPOINT... | switchboard VHOST USER" >&2
+    echo "usage: $0 esb VHOST USER ENDPOINT... | ingress VHOST USER | switchboard VHOST USER" >&2
     exit 2
     ;;
 esac

@@ -97,8 +97,16 @@ package enum AdminServer {
 
     /// TLS 1.2 and 1.3 only, with the configured certificate chain and key.
     static func tls(_ settings: AdminSettings) throws -> TLSConfiguration {
-        guard let certFile = settings.tlsCertFile, let keyFile = settings.tlsKeyFile else {
-            throw AdminError("admin: HTTPS needs tls_cert_file and tls_key_file")
+        try ServerTLS.configuration(certFile: settings.tlsCertFile, keyFile: settings.tlsKeyFile, section: "admin")
+    }
+}
+
+/// What our HTTPS listeners (the admin, the ingress) accept: TLS 1.2 and 1.3 only.
+package enum ServerTLS {
+    /// The server configuration from a PEM certificate chain and key; errors name `section`'s settings.
+    package static func configuration(certFile: String?, keyFile: String?, section: String) throws -> TLSConfiguration {
+        guard let certFile, let keyFile else {
+            throw AdminError("\(section): HTTPS needs tls_cert_file and tls_key_file")
         }
         do {
             let chain = try NIOSSLCertificate.fromPEMFile(certFile).map { NIOSSLCertificateSource.certificate($0) }
@@ -107,7 +115,7 @@ package enum AdminServer {
             tls.minimumTLSVersion = .tlsv12
             return tls
         } catch {
-            throw AdminError("admin: cannot load the TLS certificate \(certFile) or key \(keyFile): \(error)")
+            throw AdminError("\(section): cannot load the TLS certificate \(certFile) or key \(keyFile): \(error)")
         }
     }
 }

@@ -50,6 +50,10 @@ package enum Contract {
         /// A token of our own parking, unique per parked copy: two identical messages parked in the same
         /// millisecond are two rows, and a redelivered copy is recognised as the same one.
         package static let parkedId = "x-sb-parked-id"
+        /// On what the ingress publishes: the id its answer named, which intake gives the message if it parks
+        /// it (honoured from the ingress's broker user only: a parked id is unique, and a forged one would
+        /// collide with another message's row).
+        package static let ingressId = "x-sb-ingress-id"
         package static let originalExchange = "x-sb-original-exchange"
         package static let originalRoutingKey = "x-sb-original-routing-key"
         package static let messageIdDerived = "x-sb-message-id-derived"

@@ -7,19 +7,22 @@ import Telemetry
 
 /// The intake role: takes what ESBs publish to `sb.in`, checks it, and hands each message to the work
 /// partition of its ticket (so one ticket's messages stay in order) or parks it with the reason.
-package final class IntakeHandler: BatchHandler {
+package final class IntakeHandler: BatchHandler, Sendable {
     private let config: SwitchboardConfig
     private let logger: Logger
     private static let unroutedTag = "sb-intake-unrouted"
     private static let tagPrefix = "sb-intake:"
 
     package let queues: [(queue: String, tag: String)]
+    /// The ingress's broker user (from ingress.broker_url): its messages may name their parked id.
+    private let ingressUser: String?
 
     /// `queues`: the share of the inbound queues this intake consumes (`Coordinator.intakes`); all by default.
     package init(config: SwitchboardConfig, logger: Logger, queues: [(queue: String, tag: String)]? = nil) {
         self.config = config
         self.logger = logger
         self.queues = queues ?? Self.queues(config)
+        ingressUser = config.ingress.flatMap { try? ConnectionOptions(url: $0.brokerURL).user }
     }
 
     /// One consumer per inbound queue at a time: two would take turns on a ticket's messages and could
@@ -49,12 +52,13 @@ package final class IntakeHandler: BatchHandler {
         var original = Self.published(d)
         let props = original.properties
         let kind = props.type == Contract.ackType ? "ack" : "ticket"
+        let parkedId = ingressParkedId(props)
         let park = { (code: String, reason: String, endpoint: String?) -> Outgoing in
             self.logger.warning(
                 "message parked",
                 metadata: ["sb.endpoint": "\(endpoint ?? "-")", "sb.message-id": "\(props.messageId ?? "-")", "sb.reason": "\(reason)"])
             Meters.count("switchboard_intake_messages_total", [("endpoint", endpoint ?? "none"), ("kind", kind), ("outcome", "parked")])
-            return Parking.park(body: d.message.body, original: original, code: code, reason: reason, stage: "intake", endpoint: endpoint)
+            return Parking.park(body: d.message.body, original: original, code: code, reason: reason, stage: "intake", endpoint: endpoint, id: parkedId)
         }
         // What we publish carries the ESB's headers as data (x-sb-original) beside our own, in one content
         // header frame: a table near the frame size fits the ESB's publish but not ours, and the endpoint's
@@ -137,6 +141,15 @@ package final class IntakeHandler: BatchHandler {
         let partition = Contract.partition(route: route, partitions: config.settings.partitions)
         Meters.count("switchboard_intake_messages_total", [("endpoint", name), ("kind", kind), ("outcome", "routed")])
         return Outgoing(exchange: Contract.workExchange, routingKey: String(partition), message: work)
+    }
+
+    /// The parked id the ingress named in its answer: honoured from the ingress's own broker user only
+    /// (RabbitMQ checks user_id against the connection's user), and only in the form it makes (16 hex digits).
+    private func ingressParkedId(_ props: Properties) -> String? {
+        guard let ingressUser, props.userId == ingressUser, let id = props.headers[Contract.Header.ingressId]?.description,
+            id.utf8.count == 16, id.allSatisfy(\.isHexDigit)
+        else { return nil }
+        return id
     }
 
     /// What the ESB published: the delivery, or for a replay (put straight into the inbound queue through

@@ -61,8 +61,14 @@ package struct ParkedMessage: Sendable, Equatable {
         body = m.body
         bodyBytes = m.body.count
         properties = m.properties
-        var hasher = Hash.FNV64()
         let token = origin == .switchboard ? h[Contract.Header.parkedId]?.description ?? "" : ""
+        // Parked by intake under the id the ingress already answered the sender with (see
+        // `Contract.Header.ingressId`): that id is the row's, so the sender's answer finds it.
+        if !token.isEmpty, original?.properties.headers[Contract.Header.ingressId]?.description == token {
+            id = token
+            return
+        }
+        var hasher = Hash.FNV64()
         for part in [parkedAt, reason, messageId ?? "", stage, token] {
             hasher.add(part)
             hasher.add([0])

@@ -9,13 +9,16 @@ import Telemetry
 package enum Parking {
     /// `code`: the kind of reason, for the metric `switchboard_parked_messages_total` (few values; the
     /// reason itself names the message's particulars).
-    package static func park(body: Data, original: Original, code: String, reason: String, stage: String, endpoint: String?) -> Outgoing {
+    /// `id`: the parked id to give it (what the ingress already answered); a new one when nil.
+    package static func park(
+        body: Data, original: Original, code: String, reason: String, stage: String, endpoint: String?, id: String? = nil
+    ) -> Outgoing {
         Meters.count("switchboard_parked_messages_total", [("endpoint", endpoint ?? "none"), ("stage", stage), ("reason", code)])
         var headers: [String: FieldValue] = [
             Contract.Header.reason: .string(reason),
             Contract.Header.stage: .string(stage),
             Contract.Header.parkedAt: .string(Date().formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))),
-            Contract.Header.parkedId: .string(MessageIds.hex(UInt64.random(in: .min ... .max))),
+            Contract.Header.parkedId: .string(id ?? MessageIds.hex(UInt64.random(in: .min ... .max))),
             Contract.Header.originalExchange: .string(original.exchange),
             Contract.Header.originalRoutingKey: .string(original.routingKey),
             Contract.Header.original: original.field,

@@ -59,6 +59,8 @@ package struct SwitchboardConfig: Sendable {
     package var endpointNames: [String] { endpoints.keys.sorted() }
     /// The web UI and API (`admin:`); nil when the configuration has no admin section.
     package var admin: AdminSettings?
+    /// The webhook listener (`ingress:`); nil when the configuration has no ingress section.
+    package var ingress: IngressSettings?
     /// Where the configuration came from, for the administrator's configuration page.
     package var source = ConfigSource()
 
@@ -249,6 +251,7 @@ package struct Settings: Sendable {
         case "intake": 9462
         case "worker": 9463
         case "admin": 9464
+        case "ingress": 9465
         default: 9469
         }
     }
@@ -292,6 +295,8 @@ package struct EndpointConfig: Sendable {
     package var backlogThreshold: Int?
     /// Personal fields of its messages (JSONPaths): redacted in what `rules capture` writes.
     package var personal: [JSONPath] = []
+    /// Its webhook, when it posts to the ingress instead of (or beside) publishing through an ESB.
+    package var webhook: WebhookSettings?
     package var description = ""
     package var location: SourceLocation
 

@@ -168,7 +168,7 @@ extension ConfigLoader {
         return role
     }
 
-    mutating func parseEndpoint(_ name: String, _ y: Y) -> EndpointConfig? {
+    mutating func parseEndpoint(_ name: String, _ y: Y, maxMessageBytes: Int) -> EndpointConfig? {
         guard let m = mapping(y, "endpoint '\(name)'") else { return nil }
         var ticketId: JSONPath?
         var e = EndpointConfig(name: name, ticketId: Self.placeholderPath, location: y.location)
@@ -187,12 +187,13 @@ extension ConfigLoader {
             case "users": e.users = Set(stringList(value).map(\.value))
             case "backlog_threshold": if let v = int(value, min: 1) { e.backlogThreshold = v }
             case "personal": e.personal = stringList(value).compactMap { path($0.node) }
+            case "webhook": e.webhook = parseWebhook(name, value, maxMessageBytes: maxMessageBytes)
             case "references":
                 for (k, v) in mapping(value, "references of '\(name)'") ?? [] {
                     if let p = path(v) { e.references[k.string] = p }
                 }
             default:
-                unknownKey(key, in: "endpoint '\(name)'", allowed: "description, format, ticket_id, who, type_field, ack_key, users, backlog_threshold, personal, references")
+                unknownKey(key, in: "endpoint '\(name)'", allowed: "description, format, ticket_id, who, type_field, ack_key, users, backlog_threshold, personal, references, webhook")
             }
         }
         guard let ticketId else {

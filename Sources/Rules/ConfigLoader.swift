@@ -31,6 +31,7 @@ package struct ConfigLoader {
         var rules: [Y] = []
         var retries: [Y] = []
         var admin: [Y] = []
+        var ingress: [Y] = []
     }
 
     mutating func build(_ files: [(name: String, text: String)]) throws(ConfigErrors) -> SwitchboardConfig {
@@ -61,9 +62,10 @@ package struct ConfigLoader {
                 case "retries":
                     pending.retries.append(contentsOf: sequence(value, "retries") ?? [])
                 case "admin": pending.admin.append(value)
+                case "ingress": pending.ingress.append(value)
                 case "tests": break  // rule tests written inline: `loadTests` reads them, they configure nothing
                 default:
-                    error(key, "unknown section '\(key.string)' (expected settings, endpoints, translations, rules, retries, admin)")
+                    error(key, "unknown section '\(key.string)' (expected settings, endpoints, translations, rules, retries, admin, ingress)")
                 }
             }
         }
@@ -79,6 +81,11 @@ package struct ConfigLoader {
             if admin != nil { error(y, "the admin section is defined twice") }
             admin = parseAdmin(y)
         }
+        var ingress: IngressSettings?
+        for y in pending.ingress {
+            if ingress != nil { error(y, "the ingress section is defined twice") }
+            ingress = parseIngress(y)
+        }
 
         var endpoints: [String: EndpointConfig] = [:]
         for (name, y) in pending.endpoints {
@@ -92,7 +99,7 @@ package struct ConfigLoader {
             if !Self.isValidName(name) {
                 error(y, "endpoint name '\(name)' may only hold letters, digits, '-', '_' and '.'")
             }
-            if let e = parseEndpoint(name, y) { endpoints[name] = e }
+            if let e = parseEndpoint(name, y, maxMessageBytes: settings.maxMessageBytes) { endpoints[name] = e }
         }
         // References may only name endpoints that exist.
         for e in endpoints.values {
@@ -155,11 +162,23 @@ package struct ConfigLoader {
                     "\(wait.what) \(wait.ms / 1000) s, not shorter than settings.\(key) (\(days) day(s)): what it waits for would be pruned before it comes due"))
             }
         }
+        // A webhook sender retries a delivery for up to days (Jira: with the same identifier): its id must be
+        // remembered at least 72 hours to apply it once.
+        for e in endpoints.values.sorted(by: { $0.name < $1.name }) {
+            guard let w = e.webhook else { continue }
+            if w.deliveryIdHeader != nil, settings.retention.dedupeDays < 3 {
+                errors.append(ConfigError(w.location, "endpoints.\(e.name).webhook.delivery_id: settings.retention_dedupe_days is \(settings.retention.dedupeDays); a delivery id is remembered for at least 3 days (72 hours)"))
+            }
+            if ingress == nil {
+                errors.append(ConfigError(w.location, "endpoint '\(e.name)' has a webhook but the configuration has no ingress section to serve it"))
+            }
+        }
         guard errors.isEmpty else {
             throw ConfigErrors(errors: errors.sorted { ($0.location.file, $0.location.line) < ($1.location.file, $1.location.line) })
         }
         var config = SwitchboardConfig(settings: settings, endpoints: endpoints, translations: translations, rules: ordered, admin: admin)
         config.retries = retries
+        config.ingress = ingress
         return config
     }
 

@@ -16,7 +16,7 @@ struct SwitchboardCommand: AsyncParsableCommand {
         commandName: "switchboard",
         abstract: "An ITSM integration hub on RabbitMQ.",
         subcommands: [
-            Run.self, Intake.self, Worker.self, Store.self, AdminCommand.self, ConfigCommand.self, RulesCommand.self, Timeline.self, Failed.self, Parked.self, Erase.self,
+            Run.self, Intake.self, Worker.self, Store.self, IngressCommand.self, AdminCommand.self, ConfigCommand.self, RulesCommand.self, Timeline.self, Failed.self, Parked.self, Erase.self,
         ])
 }
 
@@ -151,6 +151,46 @@ struct Store: AsyncParsableCommand {
         let config = try loadConfigOrExit(options.config)
         let logger = options.logger("switchboard", config)
         try await ServiceBuilder.run(.storeOnly, config: config, logger: logger)
+    }
+}
+
+struct IngressCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ingress", abstract: "The webhook listener (also part of `switchboard run` when the configuration has an ingress section).",
+        subcommands: [Serve.self, NewToken.self], defaultSubcommand: Serve.self)
+
+    struct Serve: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "serve", abstract: "Serve only the webhooks: POST /hooks/<endpoint>, published to sb.in.",
+            discussion: """
+                Needs no store: run as many as you like behind a load balancer. Each publishes as the broker user of \
+                ingress.broker_url, which may write to sb.in only (Deploy/rabbitmq/users.sh ingress).
+                """)
+
+        @OptionGroup var options: GlobalOptions
+
+        func run() async throws {
+            let config = try loadConfigOrExit(options.config)
+            let logger = options.logger("switchboard", config)
+            guard config.ingress != nil else {
+                var err = FileHandle.standardError
+                print("switchboard: the configuration in \(options.config) has no ingress section", to: &err)
+                throw ExitCode(1)
+            }
+            try await ServiceBuilder.run(.ingressOnly, config: config, logger: logger)
+        }
+    }
+
+    struct NewToken: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "new-token",
+            abstract: "Make a webhook token: prints the token (give it to the sender) and its sha256 (endpoints.<name>.webhook.token_sha256).")
+
+        func run() async throws {
+            let (token, sha) = AdminPasswords.newToken()
+            print("token:  \(token)")
+            print("sha256: \(sha)")
+        }
     }
 }
 

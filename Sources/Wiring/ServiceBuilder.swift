@@ -1,5 +1,6 @@
 import Admin
 import Foundation
+import Ingress
 import Logging
 import Operations
 import Rules
@@ -17,6 +18,8 @@ package enum StoreAccess: Sendable {
     case remote
     /// Opens the database for reading beside its owner, serving nothing (`switchboard admin`).
     case read
+    /// Needs no store (`switchboard ingress`).
+    case none
 }
 
 /// Which roles a process runs: `switchboard run` is all of them; `intake`, `worker`, `store` and
@@ -31,14 +34,17 @@ package struct RoleSet: Sendable {
     package var coordinated: Bool
     /// The web UI and the JSON API (when the configuration has an admin section).
     package var admin: Bool
+    /// The webhook listener (when the configuration has an ingress section).
+    package var ingress: Bool
     /// The role's name in its metrics listener's default port and in the status lines.
     package var name: String
 
     package init(
         name: String, intake: Bool = false, store: StoreAccess, partitions: [Int] = [], workerThreads: Int = 0,
-        coordinated: Bool = false, admin: Bool = false
+        coordinated: Bool = false, admin: Bool = false, ingress: Bool = false
     ) {
         self.name = name
+        self.ingress = ingress
         self.intake = intake
         self.store = store
         self.partitions = partitions
@@ -52,12 +58,13 @@ package struct RoleSet: Sendable {
     /// processes can join it.
     package static func all(_ config: SwitchboardConfig) -> RoleSet {
         RoleSet(name: "run", intake: true, store: .serve, partitions: Array(0..<config.settings.partitions),
-              workerThreads: config.settings.workers, coordinated: true, admin: true)
+              workerThreads: config.settings.workers, coordinated: true, admin: true, ingress: config.ingress != nil)
     }
 
     package static let intakeOnly = RoleSet(name: "intake", intake: true, store: .remote)
     package static let storeOnly = RoleSet(name: "store", store: .serve)
     package static let adminOnly = RoleSet(name: "admin", store: .read, admin: true)
+    package static let ingressOnly = RoleSet(name: "ingress", store: .none, ingress: true)
 
     /// Worker threads for `partitions`, or (coordinated) for the share the live workers agree on.
     package static func workers(_ partitions: [Int], threads: Int, coordinated: Bool) -> RoleSet {
@@ -75,7 +82,7 @@ package enum ServiceBuilder {
         say("switchboard: broker \(options.redactedCluster)")
         say("switchboard: endpoints \(config.endpointNames.joined(separator: ", ")): ESBs publish to exchange '\(Contract.inboundExchange)' (routing key = endpoint) and consume '\(Contract.outboundQueue("<endpoint>"))'")
         var services: [any Service] = []
-        let store: FleetStore
+        let store: FleetStore?
         var opened: (any ConversationStore & AdminStore)?
         switch roles.store {
         case .serve:
@@ -100,22 +107,24 @@ package enum ServiceBuilder {
             services += pool
             store = MeteredStore(own, backend: Setup.storeBackend(config))
             say("switchboard: store \(Setup.storeDescription(config)), read beside the store role")
+        case .none:
+            store = nil
         }
         let workers = min(roles.workerThreads, roles.partitions.count)
         // With workers of its own and the store at hand, intake evaluates its own partitions' messages itself.
         let fused = roles.intake && roles.coordinated && !roles.partitions.isEmpty && config.settings.fuseIntake
         let local = fused ? LocalPartitions() : nil
-        if roles.intake {
+        if roles.intake, let store {
             services.append(Setup.coordinatedIntakeService(config: config, store: store, local: local, options: options, logger: logger))
         }
         let workerText = roles.coordinated
             ? "up to \(roles.workerThreads) worker thread(s) on this process's share of the \(config.settings.partitions) partitions"
             : "\(workers) worker thread(s) for partitions \(roles.partitions.map(String.init).joined(separator: ","))"
-        let running = [roles.store == .serve ? "store" : nil, roles.intake ? "intake" : nil, roles.partitions.isEmpty ? nil : workerText]
+        let running = [roles.store == .serve ? "store" : nil, roles.intake ? "intake" : nil, roles.ingress ? "ingress" : nil, roles.partitions.isEmpty ? nil : workerText]
         if !running.compactMap({ $0 }).isEmpty {
             say("switchboard: running \(running.compactMap { $0 }.joined(separator: " and ")); Ctrl-C or SIGTERM stops gracefully")
         }
-        if !roles.partitions.isEmpty {
+        if !roles.partitions.isEmpty, let store {
             if roles.coordinated {
                 let threads = roles.workerThreads
                 services.append(RoleService(name: "coordinator") { flag in
@@ -139,6 +148,11 @@ package enum ServiceBuilder {
                 say("switchboard: web UI and API at \(url)")
             })
             services.append(AdminServer.storeProbe(config: config, store: opened))
+        }
+        if roles.ingress {
+            services += try IngressServer.build(config: config, logger: logger) { url in
+                say("switchboard: webhooks at \(url)hooks/<endpoint>")
+            }
         }
         // Queue depths and ages come from the processes that serve the store (one place per deployment).
         services += try Ops.services(config: config, role: roles.name, queues: roles.store == .serve, logger: logger)

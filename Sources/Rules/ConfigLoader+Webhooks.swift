@@ -1,0 +1,129 @@
+import Foundation
+
+// The webhook listener (`ingress:`) and each endpoint's `webhook:`, with errors named by file and line.
+extension ConfigLoader {
+    mutating func parseIngress(_ y: Y) -> IngressSettings? {
+        guard let m = mapping(y, "ingress") else { return nil }
+        var s = IngressSettings(location: y.location)
+        for (key, value) in m {
+            switch key.string {
+            case "listen":
+                if let v = string(value) {
+                    if AdminSettings.hostPort(v) == nil { error(value, "ingress.listen '\(v)' is not host:port (e.g. 0.0.0.0:8444)") }
+                    s.listen = v
+                }
+            case "tls_cert_file": if let v = string(value) { s.tlsCertFile = v.isEmpty ? nil : v }
+            case "tls_key_file": if let v = string(value) { s.tlsKeyFile = v.isEmpty ? nil : v }
+            case "plain_http": if let v = bool(value) { s.plainHTTP = v }
+            case "broker_url": if let v = string(value) { s.brokerURL = v }
+            case "confirm_timeout_ms": if let v = int(value, key: "ingress.\(key.string)", min: 100, max: 60_000) { s.confirmTimeoutMs = v }
+            case "retry_after_seconds": if let v = int(value, key: "ingress.\(key.string)", min: 1, max: 3600) { s.retryAfterSeconds = v }
+            default:
+                unknownKey(key, in: "ingress", allowed: "listen, tls_cert_file, tls_key_file, plain_http, broker_url, confirm_timeout_ms, retry_after_seconds")
+            }
+        }
+        if s.brokerURL.isEmpty {
+            error(y, "ingress needs broker_url: a broker user of its own that may publish to sb.in only (Deploy/rabbitmq/users.sh ingress)")
+        }
+        if let (host, _) = AdminSettings.hostPort(s.listen) {
+            if s.plainHTTP && !AdminSettings.isLoopback(host) {
+                error(y, "ingress: plain_http is allowed only on a loopback address (listen is \(s.listen)); give tls_cert_file and tls_key_file")
+            }
+            if !s.plainHTTP && (s.tlsCertFile == nil || s.tlsKeyFile == nil) {
+                error(y, "ingress: HTTPS needs tls_cert_file and tls_key_file (or plain_http: true on a loopback address behind a TLS proxy)")
+            }
+        }
+        return s
+    }
+
+    /// `endpoints.<name>.webhook`: `auth` (bearer, url_token, basic or hmac) with what that kind needs,
+    /// `sender`, `delivery_id`, `max_bytes`.
+    mutating func parseWebhook(_ endpoint: String, _ y: Y, maxMessageBytes: Int) -> WebhookSettings? {
+        guard let m = mapping(y, "webhook of '\(endpoint)'") else { return nil }
+        let context = "endpoints.\(endpoint).webhook"
+        var kind: String?, sha256: String?, user: String?, passwordHash: String?
+        var header = "X-Hub-Signature-256", prefix = "sha256=", algorithm = WebhookSettings.HMACAlgorithm.sha256
+        var secret: SecretSource?, sender = "generic", deliveryId: String?, sawDeliveryId = false
+        var maxBytes = min(1 << 20, maxMessageBytes)
+        for (key, value) in m {
+            switch key.string {
+            case "auth":
+                if let v = string(value) {
+                    if ["bearer", "url_token", "basic", "hmac"].contains(v) { kind = v } else { error(value, "\(context).auth: expected bearer, url_token, basic or hmac") }
+                }
+            case "token_sha256":
+                if let v = string(value)?.lowercased() {
+                    if v.count != 64 || !v.allSatisfy(\.isHexDigit) {
+                        error(value, "\(context).token_sha256 is not 64 hex digits (make a token with `switchboard ingress new-token`)")
+                    }
+                    sha256 = v
+                }
+            case "user": user = string(value)
+            case "password_hash":
+                if let v = string(value) {
+                    if !(v.hasPrefix("$2a$") || v.hasPrefix("$2b$") || v.hasPrefix("$2y$")) {
+                        error(value, "\(context).password_hash is not a bcrypt hash (make one with `switchboard admin hash-password`)")
+                    }
+                    passwordHash = v
+                }
+            case "signature_header":
+                if let v = string(value) {
+                    if v.isEmpty || !v.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) { error(value, "\(context).signature_header '\(v)' is not a header name") }
+                    header = v
+                }
+            case "signature_prefix": if let v = string(value) { prefix = v }
+            case "algorithm":
+                if let v = string(value) {
+                    if let a = WebhookSettings.HMACAlgorithm(rawValue: v) { algorithm = a } else { error(value, "\(context).algorithm: expected sha256 or sha1") }
+                }
+            case "secret_file": if let v = string(value), !v.isEmpty { secret = .file(v) }
+            case "secret_env": if let v = string(value), !v.isEmpty { secret = .env(v) }
+            case "sender":
+                if let v = string(value) {
+                    if WebhookSettings.senders.contains(v) { sender = v } else { error(value, "\(context).sender: expected \(WebhookSettings.senders.joined(separator: ", "))") }
+                }
+            case "delivery_id":
+                sawDeliveryId = true
+                if let v = string(value) {
+                    if !v.isEmpty && !v.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) { error(value, "\(context).delivery_id '\(v)' is not a header name") }
+                    deliveryId = v.isEmpty ? nil : v
+                }
+            case "max_bytes":
+                if let v = int(value, key: "\(context).max_bytes", min: 1) {
+                    if v > maxMessageBytes { error(value, "\(context).max_bytes (\(v)) is over settings.max_message_bytes (\(maxMessageBytes)): intake would park what the ingress took") }
+                    maxBytes = v
+                }
+            default:
+                unknownKey(key, in: context, allowed: "auth, token_sha256, user, password_hash, signature_header, signature_prefix, algorithm, secret_file, secret_env, sender, delivery_id, max_bytes")
+            }
+        }
+        let auth: WebhookSettings.Auth
+        switch kind {
+        case "bearer", "url_token":
+            guard let sha256 else {
+                error(y, "\(context): auth \(kind!) needs token_sha256 (make a token with `switchboard ingress new-token`)")
+                return nil
+            }
+            auth = kind == "bearer" ? .bearer(sha256: sha256) : .urlToken(sha256: sha256)
+        case "basic":
+            guard let user, !user.isEmpty, let passwordHash else {
+                error(y, "\(context): auth basic needs user and password_hash")
+                return nil
+            }
+            auth = .basic(user: user, passwordHash: passwordHash)
+        case "hmac":
+            guard let secret else {
+                error(y, "\(context): auth hmac needs secret_file or secret_env (the shared secret is never written in the configuration)")
+                return nil
+            }
+            auth = .hmac(header: header, prefix: prefix, algorithm: algorithm, secret: secret)
+        default:
+            error(y, "\(context) needs auth: bearer, url_token, basic or hmac (every webhook is authenticated)")
+            return nil
+        }
+        var w = WebhookSettings(auth: auth, maxBytes: maxBytes, location: y.location)
+        w.sender = sender
+        w.deliveryIdHeader = sawDeliveryId ? deliveryId : WebhookSettings.deliveryIdHeader(sender: sender)
+        return w
+    }
+}

@@ -1,0 +1,86 @@
+import Foundation
+
+/// The webhook listener (`ingress:`, issue 26): where tools without an ESB in front of them (a Jira
+/// webhook, a ServiceNow business rule's REST message) post their events. The ingress role authenticates
+/// each request per endpoint, publishes the body to `sb.in` like an ESB would (as a broker user of its own)
+/// and answers once the broker confirmed it.
+package struct IngressSettings: Sendable {
+    package var listen = "127.0.0.1:8444"
+    package var tlsCertFile: String?
+    package var tlsKeyFile: String?
+    /// Plain HTTP, allowed only on a loopback address (behind a TLS-terminating proxy on the same host).
+    package var plainHTTP = false
+    /// Its own broker user, which may publish to `sb.in` only (Deploy/rabbitmq/users.sh ingress): never the
+    /// user Switchboard publishes as, whose parked messages it trusts as its own.
+    package var brokerURL = ""
+    /// How long the broker may take to confirm a request's message before the sender is told 503.
+    package var confirmTimeoutMs = 5000
+    /// What a 503 (broker unavailable) asks the sender to wait, in its Retry-After header.
+    package var retryAfterSeconds = 5
+    package var location: SourceLocation
+
+    package init(location: SourceLocation) { self.location = location }
+}
+
+/// Where a secret is read from when the ingress starts: never written in the configuration itself.
+package enum SecretSource: Sendable, Equatable, CustomStringConvertible {
+    case file(String)
+    case env(String)
+
+    package var description: String {
+        switch self {
+        case .file(let path): "file \(path)"
+        case .env(let name): "environment variable \(name)"
+        }
+    }
+}
+
+/// An endpoint's webhook (`endpoints.<name>.webhook`): how a request proves it comes from that endpoint,
+/// which header names the delivery (for de-duplication), and how large a body may be.
+package struct WebhookSettings: Sendable {
+    package enum Auth: Sendable, Equatable {
+        /// `Authorization: Bearer <token>`; the configuration holds the token's SHA-256 only.
+        case bearer(sha256: String)
+        /// The token as the last path segment (`POST /hooks/<endpoint>/<token>`), for senders that cannot set
+        /// a header; the configuration holds its SHA-256 only.
+        case urlToken(sha256: String)
+        /// `Authorization: Basic`, checked against a bcrypt hash.
+        case basic(user: String, passwordHash: String)
+        /// An HMAC of the raw body in a header (`sha256=<hex>` as GitHub and Jira send it), with a shared secret.
+        case hmac(header: String, prefix: String, algorithm: HMACAlgorithm, secret: SecretSource)
+
+        package var name: String {
+            switch self {
+            case .bearer: "bearer"
+            case .urlToken: "url_token"
+            case .basic: "basic"
+            case .hmac: "hmac"
+            }
+        }
+    }
+
+    package enum HMACAlgorithm: String, Sendable, Equatable { case sha256, sha1 }
+
+    /// Who sends: `jira` presets the delivery id header (X-Atlassian-Webhook-Identifier); `generic` presets nothing.
+    package var sender = "generic"
+    package var auth: Auth
+    /// The request header whose value is the delivery's id, the same across the sender's retries: it becomes
+    /// the message_id, so a retried delivery is applied once (processed ids are kept retention_dedupe_days).
+    package var deliveryIdHeader: String?
+    /// The largest body taken (413 above it); at most settings.max_message_bytes.
+    package var maxBytes: Int
+    package var location: SourceLocation
+
+    package init(auth: Auth, maxBytes: Int, location: SourceLocation) {
+        self.auth = auth
+        self.maxBytes = maxBytes
+        self.location = location
+    }
+
+    /// The delivery id header of a known sender.
+    package static func deliveryIdHeader(sender: String) -> String? {
+        sender == "jira" ? "X-Atlassian-Webhook-Identifier" : nil
+    }
+
+    package static let senders = ["generic", "jira", "servicenow"]
+}

@@ -1,0 +1,124 @@
+import Foundation
+import Testing
+
+@testable import Rules
+
+/// `ingress:` and `endpoints.<name>.webhook` (issue 26): what loads, and errors that name file, line and field.
+@Suite struct WebhookConfigTests {
+    static let ingress = """
+        ingress:
+          listen: 127.0.0.1:8444
+          plain_http: true
+          broker_url: amqp://sb-ingress:pw@localhost/
+        """
+
+    func load(_ text: String) throws(ConfigErrors) -> SwitchboardConfig {
+        try ConfigLoader.load(files: [("hooks.yaml", text)], environment: [:])
+    }
+
+    func errors(_ text: String) -> [String] {
+        do {
+            _ = try load(text)
+            return []
+        } catch {
+            return error.errors.map(\.description)
+        }
+    }
+
+    @Test func aJiraWebhookWithHMACLoadsWithItsDeliveryIdHeader() throws {
+        let config = try load(Self.ingress + """
+
+            endpoints:
+              jira:
+                ticket_id: $.issue.key
+                webhook:
+                  sender: jira
+                  auth: hmac
+                  signature_header: X-Hub-Signature
+                  secret_env: JIRA_SECRET
+                  max_bytes: 65536
+            """)
+        let w = try #require(config.endpoints["jira"]?.webhook)
+        #expect(w.deliveryIdHeader == "X-Atlassian-Webhook-Identifier")
+        #expect(w.auth == .hmac(header: "X-Hub-Signature", prefix: "sha256=", algorithm: .sha256, secret: .env("JIRA_SECRET")))
+        #expect(w.maxBytes == 65536)
+        #expect(config.ingress?.brokerURL == "amqp://sb-ingress:pw@localhost/")
+    }
+
+    @Test func aGenericWebhookHasNoDeliveryIdUnlessOneIsNamed() throws {
+        let sha = String(repeating: "ab", count: 32)
+        let config = try load(Self.ingress + """
+
+            endpoints:
+              sn:
+                ticket_id: $.number
+                webhook: {auth: bearer, token_sha256: \(sha)}
+              other:
+                ticket_id: $.number
+                webhook: {auth: url_token, token_sha256: \(sha), delivery_id: X-Request-Id}
+            """)
+        #expect(config.endpoints["sn"]?.webhook?.deliveryIdHeader == nil)
+        #expect(config.endpoints["sn"]?.webhook?.auth == .bearer(sha256: sha))
+        #expect(config.endpoints["other"]?.webhook?.deliveryIdHeader == "X-Request-Id")
+    }
+
+    @Test func mistakesAreNamedByLineAndField() {
+        let found = errors(Self.ingress + """
+
+            endpoints:
+              a:
+                ticket_id: $.number
+                webhook: {auth: bearer}
+              b:
+                ticket_id: $.number
+                webhook: {auth: hmac}
+              c:
+                ticket_id: $.number
+                webhook: {auth: basic, user: x, password_hash: plain}
+              d:
+                ticket_id: $.number
+                webhook: {auth: magic, token_sha256: nothex}
+              e:
+                ticket_id: $.number
+                webhook: {auth: bearer, token_sha256: \(String(repeating: "ab", count: 32)), max_bytes: 99999999}
+            """)
+        #expect(found.contains { $0.hasPrefix("hooks.yaml:8:") && $0.contains("endpoints.a.webhook: auth bearer needs token_sha256") }, "\(found)")
+        #expect(found.contains { $0.contains("endpoints.b.webhook: auth hmac needs secret_file or secret_env") }, "\(found)")
+        #expect(found.contains { $0.contains("endpoints.c.webhook.password_hash is not a bcrypt hash") }, "\(found)")
+        #expect(found.contains { $0.contains("endpoints.d.webhook.auth: expected bearer, url_token, basic or hmac") }, "\(found)")
+        #expect(found.contains { $0.contains("endpoints.d.webhook.token_sha256 is not 64 hex digits") }, "\(found)")
+        #expect(found.contains { $0.contains("endpoints.e.webhook.max_bytes (99999999) is over settings.max_message_bytes") }, "\(found)")
+    }
+
+    @Test func aWebhookNeedsAnIngressAndAnIngressItsOwnBrokerUserAndTLS() {
+        let sha = String(repeating: "ab", count: 32)
+        #expect(errors("""
+            endpoints:
+              a:
+                ticket_id: $.number
+                webhook: {auth: bearer, token_sha256: \(sha)}
+            """).contains { $0.contains("endpoint 'a' has a webhook but the configuration has no ingress section") })
+        let found = errors("""
+            ingress:
+              listen: 0.0.0.0:8444
+              plain_http: true
+            endpoints:
+              a: {ticket_id: $.number}
+            """)
+        #expect(found.contains { $0.contains("ingress needs broker_url") }, "\(found)")
+        #expect(found.contains { $0.contains("plain_http is allowed only on a loopback address") }, "\(found)")
+    }
+
+    @Test func aDeliveryIdIsRememberedAtLeast72Hours() {
+        let found = errors(Self.ingress + """
+
+            settings:
+              retention_dedupe_days: 2
+            endpoints:
+              jira:
+                ticket_id: $.issue.key
+                webhook: {sender: jira, auth: hmac, secret_file: /run/secrets/jira}
+            """)
+        #expect(found.contains { $0.contains("retention_dedupe_days is 2; a delivery id is remembered for at least 3 days") }, "\(found)")
+    }
+}
