@@ -18,7 +18,7 @@ import subprocess
 
 import pytest
 
-from conftest import AMQP_HOST, AMQP_PORT, BINARY, REPO, Switchboard, amqp_url, free_port, mgmt
+from conftest import AMQP_HOST, AMQP_PORT, BINARY, ESB, REPO, Switchboard, amqp_url, free_port, fresh_vhost, mgmt
 
 INGRESS_USER = "sb-test-ingress"
 INGRESS_PASSWORD = "sb-test-ingress-pw"
@@ -82,7 +82,23 @@ rules:
 
 
 @pytest.fixture(scope="module")
-def ingress(vhost):
+def hook_vhost():
+    """This module's own vhost: nothing an earlier test left in the session's (a delayed message due later)
+    reaches sb.out.vendor-x here."""
+    yield from fresh_vhost("sb-test-ingress-")
+
+
+@pytest.fixture
+def esb(hook_vhost):
+    e = ESB(hook_vhost)
+    e.purge("sb.out.vendor-x")
+    yield e
+    e.close()
+
+
+@pytest.fixture(scope="module")
+def ingress(hook_vhost):
+    vhost = hook_vhost
     """A Switchboard with an ingress publishing as a user that may write to sb.in only."""
     # The user as operations make it (Deploy/rabbitmq/users.sh ingress): write on sb.in, nothing else.
     env = dict(os.environ, SB_USER_PASSWORD=INGRESS_PASSWORD, RABBITMQCTL=f"bash {REPO}/Deploy/local/rabbitmq.sh ctl")
@@ -209,7 +225,8 @@ def test_a_retried_delivery_with_the_same_identifier_applies_once(esb, ingress):
     assert esb.drain("sb.out.vendor-x", quiet=2.0) == []
 
 
-def test_while_the_broker_refuses_the_ingress_it_answers_503_with_retry_after_then_recovers(esb, ingress, vhost):
+def test_while_the_broker_refuses_the_ingress_it_answers_503_with_retry_after_then_recovers(esb, ingress, hook_vhost):
+    vhost = hook_vhost
     mgmt("DELETE", f"/api/permissions/{vhost}/{INGRESS_USER}")
     try:
         for c in mgmt("GET", "/api/connections") or []:

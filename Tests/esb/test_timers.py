@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from conftest import start_shape
+from conftest import ESB, fresh_vhost, start_shape
 
 DELAY_S = 6
 TIMERS = 80
@@ -34,8 +34,18 @@ rules:
 """
 
 
+@pytest.fixture
+def own_vhost():
+    """A vhost of this test's own: the session's vhost may still hold an earlier test's timers and delayed
+    messages (the esb fixture purges sb.in, sb.out, sb.work and sb.parked, not the delay queues), which
+    would come due here, find no conversation in this store and be parked (seen once in CI: 1 parked)."""
+    yield from fresh_vhost("sb-test-timers-")
+
+
 @pytest.mark.parametrize("shape", ["run", "fleet"])
-def test_timers_started_together_travel_in_buckets_and_each_fires_once(esb, vhost, shape):
+def test_timers_started_together_travel_in_buckets_and_each_fires_once(own_vhost, shape):
+    vhost = own_vhost
+    esb = ESB(vhost)
     sb = start_shape(vhost, shape, extra_config=RULES)
     try:
         run = uuid.uuid4().hex[:6]
@@ -71,4 +81,5 @@ def test_timers_started_together_travel_in_buckets_and_each_fires_once(esb, vhos
             assert shown.count("timer-fired") == 1, shown
         assert sb.parked_count() == 0, [(r["reason"], r["stage"], r["endpoint"], r["message_id"]) for r in sb.parked()]
     finally:
+        esb.close()
         assert sb.stop() == 0
