@@ -6,7 +6,9 @@
 #   3. the fleet shape on SQLite (store, intake, two worker processes);
 #   4. the fleet shape on the local PostgreSQL (a schema of its own per run), when it runs;
 #   5. timers: 100,000 pending, coming due at 4,760/s, against the broker's own dead-letter ceiling;
-#   6. the replay rate (`switchboard rules replay` over 100,000 recorded messages, one thread, no broker).
+#   6. the replay rate (`switchboard rules replay` over 100,000 recorded messages, one thread, no broker);
+#   7. the webhook ingress: `switchboard run` with an ingress, 1,000 requests/s for 30 s from
+#      Deploy/local/ingress_bench.py (open loop), p50/p99 of the answers (issue 26: p99 < 50 ms).
 # Then a summary and one dated line at the end of BENCHMARKS.md ("History").
 # With arguments, sb-bench runs once with them (e.g. BENCH_ARGS="--messages 10000", "--shape fleet"), and the
 # History line has that part's figures.
@@ -34,6 +36,41 @@ bench() { # <part> <sb-bench arguments...>: one part, its output in $dir/<part>
     --binary ".build/$configuration/switchboard" --config Config "$@" | tee "$dir/$part"
 }
 commit="$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo '+changes')"
+ingress_part() { # the webhook ingress at 1,000 requests/s, answered after the broker's confirm
+  fresh_vhost
+  echo "== ingress" | tee "$dir/ingress"
+  local user=sb-bench-ingress password="bench-$RANDOM$RANDOM" token="sbt_bench$RANDOM$RANDOM" port metrics pid
+  SB_USER_PASSWORD="$password" RABBITMQCTL="bash Deploy/local/rabbitmq.sh ctl" bash Deploy/rabbitmq/users.sh ingress "$vhost" "$user" >/dev/null
+  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  metrics="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  mkdir -p "$dir/ingress-config"
+  cp Config/*.yaml "$dir/ingress-config/"
+  cat > "$dir/ingress-config/zz-ingress.yaml" <<YAML
+ingress:
+  listen: 127.0.0.1:$port
+  plain_http: true
+  broker_url: \${SB_INGRESS_BROKER_URL}
+endpoints:
+  hooks:
+    ticket_id: \$.number
+    webhook:
+      auth: bearer
+      token_sha256: $(printf '%s' "$token" | sha256sum | cut -d' ' -f1)
+YAML
+  SB_BROKER_URL="$SB_TEST_AMQP_URL$vhost" SB_INGRESS_BROKER_URL="amqp://$user:$password@localhost:${SB_TEST_AMQP_PORT:-5672}/$vhost" \
+    SB_DATA_DIR="$dir/ingress-data" SB_METRICS_LISTEN="127.0.0.1:$metrics" SB_LOG_LEVEL=warning \
+    ".build/$configuration/switchboard" run --config "$dir/ingress-config" >"$dir/ingress.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$metrics/health/ready" >/dev/null && break; sleep 0.3; done
+  python3 Deploy/local/ingress_bench.py --url "http://127.0.0.1:$port/hooks/hooks" --token "$token" --rate 1000 --seconds 30 \
+    | tee -a "$dir/ingress" || true
+  kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+if [[ "${SB_BENCH_ONLY:-}" == ingress ]]; then
+  ingress_part
+  exit 0
+fi
 if [[ $# -gt 0 ]]; then
   bench single "$@"
   [[ " $* " == *" --shape"* ]] || ".build/$configuration/sb-bench" --shape replay --messages 100000 --conversations 5000 --config Config | tee -a "$dir/single"
@@ -51,4 +88,5 @@ fi
 bench timers --shape timers --timers 100000 --timer-rate 4760 --timer-delay 60
 echo "== replay"
 ".build/$configuration/sb-bench" --shape replay --messages 100000 --conversations 5000 --config Config | tee "$dir/replay"
+ingress_part
 python3 Deploy/local/bench_history.py --parts "$dir" BENCHMARKS.md "$commit"

@@ -3,7 +3,7 @@
 Usage:
   bench_history.py --parts <dir> <BENCHMARKS.md> <commit>
       the whole report: <dir> holds one sb-bench output per part (run, quorum, fleet, fleet-postgres,
-      timers, replay); prints the summary against issue 25's gates, then appends the line.
+      timers, replay, ingress); prints the summary against issue 25's gates, then appends the line.
   bench_history.py --single <sb-bench output> <BENCHMARKS.md> <commit> <arguments>
       one sb-bench run with arguments (one shape): its figures in the line, the other columns "-".
 Figures absent from the output (a part skipped or failed) are written as "-".
@@ -69,6 +69,12 @@ def timers(text):
 
 def replay(text):
     return first(text, r"^replay: .*?: (\d+) msg/s")
+
+
+def ingress(text):
+    """The webhook ingress part's p99 and what it reached, from ingress_bench.py's line."""
+    m = re.search(r"reached (\d+)/s\): p50 ([\d.]+) ms, p99 ([\d.]+) ms", text or "")
+    return f"{m.group(3)} ms (p50 {m.group(2)} ms, {m.group(1)}/s reached)" if m else "-"
 
 
 def read(path):
@@ -146,6 +152,7 @@ def parts(directory, benchmarks, commit):
         ("all-in-one: bytes written per message, MB per 1,000", f'{run["bytes"]}, {run["mb"]}', "(reported)"),
         ("all-in-one peak RSS", run["rss"], "(reported)"),
         ("replay msg/s", rate, "(reported)"),
+        ("ingress (issue 26): p99 answer at 1,000 requests/s", ingress(read(os.path.join(directory, "ingress"))), "< 50 ms"),
     ]
     width = max(len(g[0]) for g in gates)
     print("\nbench summary (issue 25's figures; each ratio against the ceiling measured in its own part):")
