@@ -85,6 +85,11 @@ package enum Meters {
               labels: ["endpoint", "direction"]),
         .init(name: "switchboard_queue_read_errors_total", kind: .counter,
               help: "Failed attempts to read queue depths or ages from the broker, by source (amqp, management).", labels: ["source"]),
+        .init(name: "switchboard_ingress_requests_total", kind: .counter,
+              help: "Webhook requests the ingress answered, by endpoint and outcome: accepted, parked (202 with the parked id), unauthorized, too_large, unknown_endpoint, unavailable (503: the broker did not take it).",
+              labels: ["endpoint", "outcome"]),
+        .init(name: "switchboard_ingress_seconds", kind: .histogram,
+              help: "Time to answer an accepted or parked webhook request, the broker's confirm included, by endpoint.", labels: ["endpoint"]),
     ]
 
     package static let version = "0.12.0"

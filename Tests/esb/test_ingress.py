@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -227,6 +228,7 @@ def test_a_retried_delivery_with_the_same_identifier_applies_once(esb, ingress):
 
 def test_while_the_broker_refuses_the_ingress_it_answers_503_with_retry_after_then_recovers(esb, ingress, hook_vhost):
     vhost = hook_vhost
+    assert post(ingress, "/hooks/hook-sn", {"number": "OUT-0", "via": "wrong"}, bearer("sbt_wrong"))[0] == 401
     mgmt("DELETE", f"/api/permissions/{vhost}/{INGRESS_USER}")
     try:
         for c in mgmt("GET", "/api/connections") or []:
@@ -254,6 +256,11 @@ def test_while_the_broker_refuses_the_ingress_it_answers_503_with_retry_after_th
     # What was refused 503 was not published: the sender retries it.
     assert got == ["recovered"]
     assert esb.drain("sb.out.vendor-x", quiet=1.5) == []
+    metrics = ingress.metrics()
+    assert re.search(r'switchboard_ingress_requests_total\{endpoint="hook-sn",outcome="unavailable"\} [1-9]', metrics), metrics
+    assert re.search(r'switchboard_ingress_requests_total\{endpoint="hook-sn",outcome="accepted"\} [1-9]', metrics)
+    assert re.search(r'switchboard_ingress_requests_total\{endpoint="hook-sn",outcome="unauthorized"\} [1-9]', metrics)
+    assert re.search(r'switchboard_ingress_seconds_count\{endpoint="hook-sn"\} [1-9]', metrics)
 
 
 def test_the_ingress_cannot_be_run_as_switchboards_own_broker_user(vhost):

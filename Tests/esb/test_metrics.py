@@ -4,6 +4,7 @@ ESB traffic flows; PromQL says what flowed (per endpoint, per rule, parked by re
 reads every role's output; every metric the dashboard and the alerts use exists. And the readiness probe of
 each role: ready only once it consumes, unready while its broker connection is cut, ready again after.
 """
+import hashlib
 import json
 import os
 import re
@@ -11,13 +12,15 @@ import shutil
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 import uuid
 
 import pytest
 import yaml
 
-from conftest import (ESB, MGMT, PROMETHEUS_PORT, REPO, Switchboard, flow, free_port, fresh_vhost, http_get, incident, memory_alarm, mgmt,
+from conftest import (ESB, amqp_url, MGMT, PROMETHEUS_PORT, REPO, Switchboard, flow, free_port, fresh_vhost, http_get, incident, memory_alarm, mgmt,
                       rabbitmqctl, rabbitmqctl_ok)
 
 DEPLOY = os.path.join(REPO, "Deploy", "prometheus")
@@ -146,7 +149,21 @@ def used_metrics():
 def test_prometheus_sees_what_flowed_through_run_and_a_fleet(prometheus):
     run_vhost_gen, fleet_vhost_gen = fresh_vhost("sb-metrics-"), fresh_vhost("sb-metrics-")
     run_vhost, fleet_vhost = next(run_vhost_gen), next(fleet_vhost_gen)
-    run = Switchboard(run_vhost)
+    # The run has a webhook ingress too (its own broker user, write on sb.in only): its metrics are scraped.
+    mgmt("PUT", "/api/users/sb-metrics-ingress", {"password": "sb-metrics-ingress", "tags": ""})
+    mgmt("PUT", f"/api/permissions/{run_vhost}/sb-metrics-ingress", {"configure": "^$", "write": r"^sb\.in$", "read": "^$"})
+    hooks_port, token = free_port(), "sbt_" + uuid.uuid4().hex
+    ingress_config = f"""
+ingress:
+  listen: 127.0.0.1:{hooks_port}
+  plain_http: true
+  broker_url: amqp://sb-metrics-ingress:sb-metrics-ingress@{urllib.parse.urlsplit(amqp_url(run_vhost)).netloc.split("@")[1]}/{urllib.parse.quote(run_vhost, safe="")}
+endpoints:
+  hook-m:
+    ticket_id: $.number
+    webhook: {{auth: bearer, token_sha256: {hashlib.sha256(token.encode()).hexdigest()}}}
+"""
+    run = Switchboard(run_vhost, extra_config=ingress_config)
     store = Switchboard(fleet_vhost, args=["store"])
     intake = Switchboard(fleet_vhost, args=["intake"])
     worker = Switchboard(fleet_vhost, args=["worker"])
@@ -189,6 +206,17 @@ def test_prometheus_sees_what_flowed_through_run_and_a_fleet(prometheus):
             prometheus.wait_value(f'sum(switchboard_message_latency_seconds_count{{{s}}})', 5.0 * FLOWS)
             assert prometheus.value(f'sum(switchboard_message_latency_seconds_sum{{{s}}})') > 0
             assert prometheus.value(f'sum(switchboard_store_request_duration_seconds_count{{{s}, op="commit", backend="sqlite"}})') >= 1
+        # Webhooks after the counts above (each one a message decided: the latency count would have 2 more).
+        for n, auth in enumerate((token, token, "sbt_wrong")):
+            req = urllib.request.Request(f"http://127.0.0.1:{hooks_port}/hooks/hook-m", method="POST",
+                                         data=json.dumps({"number": f"HM{n}"}).encode(), headers={"Authorization": f"Bearer {auth}"})
+            try:
+                urllib.request.urlopen(req, timeout=10).close()
+            except urllib.error.HTTPError as e:
+                assert e.code == 401
+        prometheus.wait_value('sum(switchboard_ingress_requests_total{shape="run", endpoint="hook-m", outcome="accepted"})', 2.0)
+        prometheus.wait_value('sum(switchboard_ingress_requests_total{shape="run", endpoint="hook-m", outcome="unauthorized"})', 1.0)
+        prometheus.wait_value('sum(switchboard_ingress_seconds_count{shape="run", endpoint="hook-m"})', 2.0)
         # The roles' own series are where they belong: intake counts at the intake, the worker's at the worker,
         # the store's commits at the store, the worker's round trips to it as backend "remote".
         prometheus.wait_value('sum(switchboard_intake_messages_total{role="intake"})', 5.0 * FLOWS + 2)
@@ -227,7 +255,7 @@ def test_prometheus_sees_what_flowed_through_run_and_a_fleet(prometheus):
         status, body = http_get(prometheus.url + "/api/v1/rules")
         groups = json.loads(body)["data"]["groups"]
         rules = [r for g in groups for r in g["rules"]]
-        assert len(rules) == 11 and all(r["health"] == "ok" for r in rules), rules
+        assert len(rules) == 12 and all(r["health"] == "ok" for r in rules), rules
         firing = {a["labels"]["alertname"] for a in json.loads(http_get(prometheus.url + "/api/v1/alerts")[1])["data"]["alerts"]
                   if a["state"] == "firing"}
         assert firing <= {"SwitchboardParkedGrowing"}, firing
