@@ -25,6 +25,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", "3.0.0"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.30.0"),
     ],
     targets: [
         // rabbitmq-c, Debian's librabbitmq-dev. Only the AMQP module imports it.
@@ -119,6 +121,20 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // REST delivery (the delivery role): an HTTP endpoint's outbound messages sent to its API with
+        // async-http-client, each answer published back as an ack.
+        .target(
+            name: "Delivery",
+            dependencies: [
+                "AMQP", "Roles", "Rules", "Telemetry", "JSONPath",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         // The administrator's view: HTTP API, web pages, sign-in. Reads the store through its async interface.
         .target(
             name: "Admin",
@@ -139,7 +155,7 @@ let package = Package(
         .target(
             name: "Wiring",
             dependencies: [
-                "Roles", "StoreRole", "Telemetry", "Rules", "Admin", "Store", "Operations", "Ingress",
+                "Roles", "StoreRole", "Telemetry", "Rules", "Admin", "Store", "Operations", "Ingress", "Delivery",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -196,9 +212,14 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: strict),
+        // REST delivery's requests and acks per profile, without a network (the ESB tests use a real fake server).
+        .testTarget(
+            name: "DeliveryTests",
+            dependencies: ["Delivery", "Rules", "AMQP", "JSONPath", .product(name: "NIOHTTP1", package: "swift-nio")],
+            swiftSettings: strict),
         // The webhook ingress's authentication, without a listener (the ESB tests post to a real one).
         .testTarget(
-            name: "IngressTests", dependencies: ["Ingress", "Rules", .product(name: "Crypto", package: "swift-crypto")],
+            name: "IngressTests", dependencies: ["Ingress", "Rules", "Roles", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict),
         // The exposition (HELP lines, names), readiness and the JSON log lines, without a broker.
         .testTarget(name: "OperationsTests", dependencies: ["Operations", "Roles", "Telemetry", "Rules"], swiftSettings: strict),

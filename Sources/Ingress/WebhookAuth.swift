@@ -22,28 +22,10 @@ struct WebhookAuth: Sendable {
     init(_ settings: WebhookSettings, endpoint: String) throws {
         auth = settings.auth
         if case .hmac(_, _, _, let source) = settings.auth {
-            key = SymmetricKey(data: try Self.read(source, what: "endpoints.\(endpoint).webhook's HMAC secret"))
+            key = SymmetricKey(data: try Secrets.read(source, what: "endpoints.\(endpoint).webhook's HMAC secret"))
         } else {
             key = nil
         }
-    }
-
-    /// The secret's bytes (a file's trailing newline dropped).
-    static func read(_ source: SecretSource, what: String) throws -> Data {
-        var text: String
-        switch source {
-        case .file(let path):
-            guard let data = FileManager.default.contents(atPath: path), let t = String(data: data, encoding: .utf8) else {
-                throw IngressError("\(what): cannot read \(source)")
-            }
-            text = t
-        case .env(let name):
-            guard let t = ProcessInfo.processInfo.environment[name] else { throw IngressError("\(what): \(source) is not set") }
-            text = t
-        }
-        while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }
-        guard !text.isEmpty else { throw IngressError("\(what): \(source) is empty") }
-        return Data(text.utf8)
     }
 
     /// `authorization`: the Authorization header; `pathToken`: the path segment after the endpoint;

@@ -252,6 +252,7 @@ package struct Settings: Sendable {
         case "worker": 9463
         case "admin": 9464
         case "ingress": 9465
+        case "delivery": 9466
         default: 9469
         }
     }
@@ -297,6 +298,8 @@ package struct EndpointConfig: Sendable {
     package var personal: [JSONPath] = []
     /// Its webhook, when it posts to the ingress instead of (or beside) publishing through an ESB.
     package var webhook: WebhookSettings?
+    /// Its REST API, when Switchboard delivers its outbound messages itself (no ESB consumes sb.out.<name>).
+    package var rest: RestSettings?
     package var description = ""
     package var location: SourceLocation
 

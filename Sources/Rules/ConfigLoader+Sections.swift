@@ -188,12 +188,13 @@ extension ConfigLoader {
             case "backlog_threshold": if let v = int(value, min: 1) { e.backlogThreshold = v }
             case "personal": e.personal = stringList(value).compactMap { path($0.node) }
             case "webhook": e.webhook = parseWebhook(name, value, maxMessageBytes: maxMessageBytes)
+            case "rest": e.rest = parseRest(name, value)
             case "references":
                 for (k, v) in mapping(value, "references of '\(name)'") ?? [] {
                     if let p = path(v) { e.references[k.string] = p }
                 }
             default:
-                unknownKey(key, in: "endpoint '\(name)'", allowed: "description, format, ticket_id, who, type_field, ack_key, users, backlog_threshold, personal, references, webhook")
+                unknownKey(key, in: "endpoint '\(name)'", allowed: "description, format, ticket_id, who, type_field, ack_key, users, backlog_threshold, personal, references, webhook, rest")
             }
         }
         guard let ticketId else {
@@ -201,6 +202,8 @@ extension ConfigLoader {
             return nil
         }
         e.ticketId = ticketId
+        // A REST endpoint's acks are Switchboard's own (`{"status", "code", "key", ...}`): a create's key is at $.key.
+        if e.rest != nil, e.ackKey == nil { e.ackKey = try? JSONPath("$.key") }
         return e
     }
 

@@ -127,3 +127,91 @@ extension ConfigLoader {
         return w
     }
 }
+
+extension ConfigLoader {
+    /// `endpoints.<name>.rest`: `profile`, `base_url`, `auth` (basic with `user` and `password_env`/`password_file`,
+    /// or bearer with `token_env`/`token_file`), `table`, `reference_field`, `key_field`, `create_path`,
+    /// `update_path`, `update_method`, `timeout_ms`.
+    mutating func parseRest(_ endpoint: String, _ y: Y) -> RestSettings? {
+        guard let m = mapping(y, "rest of '\(endpoint)'") else { return nil }
+        let context = "endpoints.\(endpoint).rest"
+        var profile: RestSettings.Profile?, baseURL: String?, kind: String?, user: String?, secret: SecretSource?
+        var table: String?, referenceField: String?, keyField: String?, createPath: String?, updatePath: String?
+        var updateMethod: String?, timeoutMs: Int?
+        for (key, value) in m {
+            switch key.string {
+            case "profile":
+                if let v = string(value) {
+                    profile = RestSettings.Profile(rawValue: v)
+                    if profile == nil { error(value, "\(context).profile: expected \(RestSettings.Profile.allCases.map(\.rawValue).joined(separator: ", "))") }
+                }
+            case "base_url":
+                if let v = string(value) {
+                    let url = URL(string: v)
+                    let host = url?.host ?? ""
+                    if url?.scheme == "https" && !host.isEmpty {
+                        baseURL = v
+                    } else if url?.scheme == "http" && AdminSettings.isLoopback(host) {
+                        baseURL = v
+                    } else {
+                        error(value, "\(context).base_url '\(v)' is not an https:// URL (plain http only to a loopback address)")
+                    }
+                }
+            case "auth":
+                if let v = string(value) {
+                    if ["basic", "bearer"].contains(v) { kind = v } else { error(value, "\(context).auth: expected basic or bearer") }
+                }
+            case "user": user = string(value)
+            case "password_env", "token_env": if let v = string(value), !v.isEmpty { secret = .env(v) }
+            case "password_file", "token_file": if let v = string(value), !v.isEmpty { secret = .file(v) }
+            case "table": table = string(value)
+            case "reference_field": referenceField = string(value)
+            case "key_field": keyField = string(value)
+            case "create_path": createPath = string(value)
+            case "update_path": updatePath = string(value)
+            case "update_method":
+                if let v = string(value)?.uppercased() {
+                    if ["PATCH", "PUT", "POST"].contains(v) { updateMethod = v } else { error(value, "\(context).update_method: expected PATCH, PUT or POST") }
+                }
+            case "timeout_ms": timeoutMs = int(value, key: "\(context).timeout_ms", min: 100, max: 600_000)
+            default:
+                unknownKey(key, in: context, allowed: "profile, base_url, auth, user, password_env, password_file, token_env, token_file, table, reference_field, key_field, create_path, update_path, update_method, timeout_ms")
+            }
+        }
+        guard let profile else {
+            error(y, "\(context) needs profile: \(RestSettings.Profile.allCases.map(\.rawValue).joined(separator: ", "))")
+            return nil
+        }
+        guard let baseURL else {
+            error(y, "\(context) needs base_url (https://...)")
+            return nil
+        }
+        let auth: RestSettings.Auth
+        switch kind {
+        case "basic":
+            guard let user, !user.isEmpty, let secret else {
+                error(y, "\(context): auth basic needs user and password_env or password_file")
+                return nil
+            }
+            auth = .basic(user: user, password: secret)
+        case "bearer":
+            guard let secret else {
+                error(y, "\(context): auth bearer needs token_env or token_file")
+                return nil
+            }
+            auth = .bearer(secret)
+        default:
+            error(y, "\(context) needs auth: basic or bearer (secrets from the environment or a file)")
+            return nil
+        }
+        var r = RestSettings(profile: profile, baseURL: baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL, auth: auth, location: y.location)
+        if let table { r.table = table }
+        if let referenceField { r.referenceField = referenceField }
+        if let keyField { r.keyField = keyField }
+        if let createPath { r.createPath = createPath }
+        if let updatePath { r.updatePath = updatePath }
+        if let updateMethod { r.updateMethod = updateMethod }
+        if let timeoutMs { r.timeoutMs = timeoutMs }
+        return r
+    }
+}

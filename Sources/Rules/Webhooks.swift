@@ -84,3 +84,54 @@ package struct WebhookSettings: Sendable {
 
     package static let senders = ["generic", "jira", "servicenow"]
 }
+
+/// An endpoint delivered over REST (`endpoints.<name>.rest`, issue 26): Switchboard itself sends that
+/// endpoint's outbound messages to its API (no ESB consumes `sb.out.<name>`), and every answer comes
+/// back as an ack, so the ack rules and retry policies work for it unchanged.
+package struct RestSettings: Sendable {
+    package enum Profile: String, Sendable, CaseIterable {
+        case servicenowTable = "servicenow-table"
+        case jiraCloud = "jira-cloud"
+        case genericRest = "generic-rest"
+    }
+
+    package enum Auth: Sendable, Equatable {
+        case basic(user: String, password: SecretSource)
+        case bearer(SecretSource)
+    }
+
+    package var profile: Profile
+    /// `https://host[:port]` (plain `http` only to a loopback address).
+    package var baseURL: String
+    package var auth: Auth
+    /// servicenow-table: the table written (`/api/now/table/<table>`).
+    package var table = "incident"
+    /// Where an outbound message's body names the target's ticket (present: an update of it; absent: a create).
+    package var referenceField: String
+    /// Where a create's answer names the created ticket (it becomes the conversation's reference).
+    package var keyField: String
+    /// generic-rest: where creates go and where an update goes (`{ref}` is the reference), and its method.
+    package var createPath = "/"
+    package var updatePath = "/{ref}"
+    package var updateMethod = "PATCH"
+    package var timeoutMs = 10_000
+    package var location: SourceLocation
+
+    package init(profile: Profile, baseURL: String, auth: Auth, location: SourceLocation) {
+        self.profile = profile
+        self.baseURL = baseURL
+        self.auth = auth
+        self.location = location
+        switch profile {
+        case .servicenowTable:
+            referenceField = "sys_id"
+            keyField = "result.sys_id"
+        case .jiraCloud:
+            referenceField = "key"
+            keyField = "key"
+        case .genericRest:
+            referenceField = "id"
+            keyField = "id"
+        }
+    }
+}

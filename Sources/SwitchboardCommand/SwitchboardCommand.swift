@@ -16,7 +16,7 @@ struct SwitchboardCommand: AsyncParsableCommand {
         commandName: "switchboard",
         abstract: "An ITSM integration hub on RabbitMQ.",
         subcommands: [
-            Run.self, Intake.self, Worker.self, Store.self, IngressCommand.self, AdminCommand.self, ConfigCommand.self, RulesCommand.self, Timeline.self, Failed.self, Parked.self, Erase.self,
+            Run.self, Intake.self, Worker.self, Store.self, IngressCommand.self, Deliver.self, AdminCommand.self, ConfigCommand.self, RulesCommand.self, Timeline.self, Failed.self, Parked.self, Erase.self,
         ])
 }
 
@@ -151,6 +151,23 @@ struct Store: AsyncParsableCommand {
         let config = try loadConfigOrExit(options.config)
         let logger = options.logger("switchboard", config)
         try await ServiceBuilder.run(.storeOnly, config: config, logger: logger)
+    }
+}
+
+struct Deliver: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run only REST delivery: the outbound messages of endpoints with a rest section, sent to their APIs.",
+        discussion: """
+            Needs no store. Each endpoint's queue is consumed by one delivery process at a time (its messages stay \
+            in order); more processes stand by and take over.
+            """)
+
+    @OptionGroup var options: GlobalOptions
+
+    func run() async throws {
+        let config = try loadConfigOrExit(options.config)
+        let logger = options.logger("switchboard", config)
+        try await ServiceBuilder.run(.deliveryOnly, config: config, logger: logger)
     }
 }
 

@@ -90,6 +90,11 @@ package enum Meters {
               labels: ["endpoint", "outcome"]),
         .init(name: "switchboard_ingress_seconds", kind: .histogram,
               help: "Time to answer an accepted or parked webhook request, the broker's confirm included, by endpoint.", labels: ["endpoint"]),
+        .init(name: "switchboard_rest_requests_total", kind: .counter,
+              help: "Requests the delivery role sent to REST endpoints, by endpoint and HTTP status code (0: no answer: connection failure or timeout).",
+              labels: ["endpoint", "code"]),
+        .init(name: "switchboard_rest_request_seconds", kind: .histogram,
+              help: "Time from sending a REST request to its answer (or failure), by endpoint.", labels: ["endpoint"]),
     ]
 
     package static let version = "0.12.0"

@@ -1,4 +1,5 @@
 import Admin
+import Delivery
 import Foundation
 import Ingress
 import Logging
@@ -36,15 +37,18 @@ package struct RoleSet: Sendable {
     package var admin: Bool
     /// The webhook listener (when the configuration has an ingress section).
     package var ingress: Bool
+    /// REST delivery (when an endpoint has a rest section).
+    package var delivery: Bool
     /// The role's name in its metrics listener's default port and in the status lines.
     package var name: String
 
     package init(
         name: String, intake: Bool = false, store: StoreAccess, partitions: [Int] = [], workerThreads: Int = 0,
-        coordinated: Bool = false, admin: Bool = false, ingress: Bool = false
+        coordinated: Bool = false, admin: Bool = false, ingress: Bool = false, delivery: Bool = false
     ) {
         self.name = name
         self.ingress = ingress
+        self.delivery = delivery
         self.intake = intake
         self.store = store
         self.partitions = partitions
@@ -58,13 +62,15 @@ package struct RoleSet: Sendable {
     /// processes can join it.
     package static func all(_ config: SwitchboardConfig) -> RoleSet {
         RoleSet(name: "run", intake: true, store: .serve, partitions: Array(0..<config.settings.partitions),
-              workerThreads: config.settings.workers, coordinated: true, admin: true, ingress: config.ingress != nil)
+              workerThreads: config.settings.workers, coordinated: true, admin: true, ingress: config.ingress != nil,
+              delivery: config.endpoints.values.contains { $0.rest != nil })
     }
 
     package static let intakeOnly = RoleSet(name: "intake", intake: true, store: .remote)
     package static let storeOnly = RoleSet(name: "store", store: .serve)
     package static let adminOnly = RoleSet(name: "admin", store: .read, admin: true)
     package static let ingressOnly = RoleSet(name: "ingress", store: .none, ingress: true)
+    package static let deliveryOnly = RoleSet(name: "delivery", store: .none, delivery: true)
 
     /// Worker threads for `partitions`, or (coordinated) for the share the live workers agree on.
     package static func workers(_ partitions: [Int], threads: Int, coordinated: Bool) -> RoleSet {
@@ -120,7 +126,7 @@ package enum ServiceBuilder {
         let workerText = roles.coordinated
             ? "up to \(roles.workerThreads) worker thread(s) on this process's share of the \(config.settings.partitions) partitions"
             : "\(workers) worker thread(s) for partitions \(roles.partitions.map(String.init).joined(separator: ","))"
-        let running = [roles.store == .serve ? "store" : nil, roles.intake ? "intake" : nil, roles.ingress ? "ingress" : nil, roles.partitions.isEmpty ? nil : workerText]
+        let running = [roles.store == .serve ? "store" : nil, roles.intake ? "intake" : nil, roles.ingress ? "ingress" : nil, roles.delivery ? "delivery" : nil, roles.partitions.isEmpty ? nil : workerText]
         if !running.compactMap({ $0 }).isEmpty {
             say("switchboard: running \(running.compactMap { $0 }.joined(separator: " and ")); Ctrl-C or SIGTERM stops gracefully")
         }
@@ -148,6 +154,14 @@ package enum ServiceBuilder {
                 say("switchboard: web UI and API at \(url)")
             })
             services.append(AdminServer.storeProbe(config: config, store: opened))
+        }
+        if roles.delivery {
+            let handler = try RestDeliveryHandler(config: config, logger: logger)
+            say("switchboard: delivering \(handler.endpoints.joined(separator: ", ")) over REST (their answers come back as acks)")
+            services.append(RoleService(name: "delivery") { flag in
+                ConsumerLoop(name: "delivery", config: config, options: options, handler: handler, stopFlag: flag, logger: logger).run()
+                handler.shutdown()
+            })
         }
         if roles.ingress {
             services += try IngressServer.build(config: config, logger: logger) { url in

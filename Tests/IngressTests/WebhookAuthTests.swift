@@ -3,6 +3,7 @@ import Foundation
 import Testing
 
 @testable import Ingress
+@testable import Roles
 @testable import Rules
 
 /// Each kind of webhook authentication admits its credentials and nothing near them.
@@ -47,7 +48,7 @@ import Testing
     }
 
     @Test func aMissingSecretStopsTheStartWithItsSource() throws {
-        #expect(throws: IngressError.self) {
+        #expect(throws: Secrets.Missing.self) {
             try auth(.hmac(header: "X", prefix: "", algorithm: .sha1, secret: .file("/nonexistent/secret")))
         }
     }

@@ -122,3 +122,48 @@ import Testing
         #expect(found.contains { $0.contains("retention_dedupe_days is 2; a delivery id is remembered for at least 3 days") }, "\(found)")
     }
 }
+
+/// `endpoints.<name>.rest` (issue 26, REST delivery).
+@Suite struct RestConfigTests {
+    func errors(_ text: String) -> [String] {
+        do {
+            _ = try ConfigLoader.load(files: [("rest.yaml", text)], environment: [:])
+            return []
+        } catch {
+            return error.errors.map(\.description)
+        }
+    }
+
+    @Test func aServiceNowEndpointLoadsWithItsDefaults() throws {
+        let config = try ConfigLoader.load(files: [("rest.yaml", """
+            endpoints:
+              sn:
+                ticket_id: $.sys_id
+                rest: {profile: servicenow-table, base_url: "https://acme.service-now.com/", auth: basic, user: u, password_env: SN_PW}
+            """)], environment: [:])
+        let e = try #require(config.endpoints["sn"])
+        let rest = try #require(e.rest)
+        #expect(rest.baseURL == "https://acme.service-now.com" && rest.table == "incident" && rest.referenceField == "sys_id")
+        #expect(rest.keyField == "result.sys_id" && rest.auth == .basic(user: "u", password: .env("SN_PW")))
+        // Its acks carry a create's ticket at $.key: that links it without a rule.
+        #expect(e.ackKey?.source == "$.key")
+    }
+
+    @Test func plainHTTPOnlyToLoopbackAndAuthIsRequired() {
+        let found = errors("""
+            endpoints:
+              a:
+                ticket_id: $.id
+                rest: {profile: generic-rest, base_url: "http://api.example.com", auth: bearer, token_env: T}
+              b:
+                ticket_id: $.id
+                rest: {profile: jira-cloud, base_url: "https://x.atlassian.net"}
+              c:
+                ticket_id: $.id
+                rest: {profile: soap, base_url: "https://x", auth: basic}
+            """)
+        #expect(found.contains { $0.contains("endpoints.a.rest.base_url 'http://api.example.com' is not an https:// URL") }, "\(found)")
+        #expect(found.contains { $0.contains("endpoints.b.rest needs auth: basic or bearer") }, "\(found)")
+        #expect(found.contains { $0.contains("endpoints.c.rest.profile: expected servicenow-table, jira-cloud, generic-rest") }, "\(found)")
+    }
+}

@@ -1,0 +1,257 @@
+import AMQP
+import AsyncHTTPClient
+import Foundation
+import JSONPath
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOSSL
+import Roles
+import Rules
+import Telemetry
+
+/// The delivery role (issue 26, "REST delivery"): consumes `sb.out.<endpoint>` of every endpoint with a
+/// `rest` section, one endpoint's messages in order (one consumer per queue), sends each to that endpoint's
+/// API with async-http-client and publishes the answer as an ack to `sb.in`, as an ESB would: the ack rules
+/// and retry policies decide what an answer means. An ok answer to a create carries the created ticket's
+/// id as the ack's `key`, which links it to the conversation (no rule has to). The message is acked only
+/// once its ack is confirmed: a crash in between sends it again (a create is then looked up first: not
+/// built yet, see docs/webhooks.md).
+package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
+    package let queues: [(queue: String, tag: String)]
+    package var exclusive: Bool { true }
+    private let targets: [String: Target]
+    private let client: HTTPClient
+    private let logger: Logger
+    private static let tagPrefix = "sb-delivery:"
+    /// The most of an answer's body kept in its ack.
+    static let maxAnswerBytes = 64 << 10
+
+    struct Target: Sendable {
+        let name: String
+        let rest: RestSettings
+        let authorization: String
+    }
+
+    /// Reads every REST endpoint's secret (a missing one stops the start, naming it).
+    package init(config: SwitchboardConfig, logger: Logger) throws {
+        var targets: [String: Target] = [:]
+        for name in config.endpointNames {
+            guard let rest = config.endpoints[name]?.rest else { continue }
+            let authorization: String
+            switch rest.auth {
+            case .basic(let user, let source):
+                let password = try Secrets.read(source, what: "endpoints.\(name).rest's password")
+                authorization = "Basic " + Data((user + ":").utf8 + password).base64EncodedString()
+            case .bearer(let source):
+                authorization = "Bearer " + String(decoding: try Secrets.read(source, what: "endpoints.\(name).rest's token"), as: UTF8.self)
+            }
+            targets[name] = Target(name: name, rest: rest, authorization: authorization)
+        }
+        self.targets = targets
+        queues = targets.keys.sorted().map { (Contract.outboundQueue($0), Self.tagPrefix + $0) }
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv12
+        client = HTTPClient(
+            eventLoopGroup: HTTPClient.defaultEventLoopGroup,
+            configuration: HTTPClient.Configuration(tlsConfiguration: tls, redirectConfiguration: .disallow, timeout: .init(connect: .seconds(10))))
+        self.logger = logger
+    }
+
+    /// The endpoints it delivers, for the start-up line.
+    package var endpoints: [String] { targets.keys.sorted() }
+
+    package func shutdown() {
+        try? client.syncShutdown()
+    }
+
+    package func handle(_ batch: [Delivery]) throws -> [Outgoing] {
+        batch.map { d in
+            let name = String(d.consumerTag.dropFirst(Self.tagPrefix.count))
+            guard let target = targets[name] else {
+                return Parking.park(d, code: "unknown_endpoint", reason: "no REST endpoint '\(name)' is configured", stage: "delivery", endpoint: name)
+            }
+            return deliver(d, to: target)
+        }
+    }
+
+    /// One outbound message sent; its answer as the ack to publish.
+    func deliver(_ d: Delivery, to target: Target) -> Outgoing {
+        let request = Self.request(for: d.message, target: target)
+        let started = Date()
+        let outcome: Outcome = Self.blocking { [client] in
+            do {
+                var r = HTTPClientRequest(url: request.url)
+                r.method = request.method
+                r.headers.add(name: "Content-Type", value: "application/json")
+                r.headers.add(name: "Accept", value: "application/json")
+                r.headers.add(name: "Authorization", value: target.authorization)
+                r.headers.add(name: "User-Agent", value: "switchboard/\(Meters.version)")
+                r.body = .bytes(ByteBuffer(data: request.body))
+                let response = try await client.execute(r, timeout: .milliseconds(Int64(target.rest.timeoutMs)))
+                let body = try await response.body.collect(upTo: 8 << 20)
+                return Outcome(code: Int(response.status.code), headers: response.headers, body: Data(buffer: body), failure: nil)
+            } catch {
+                return Outcome(code: 0, headers: [:], body: Data(), failure: "\(error)")
+            }
+        }
+        Meters.count("switchboard_rest_requests_total", [("endpoint", target.name), ("code", String(outcome.code))])
+        Meters.seconds("switchboard_rest_request_seconds", [("endpoint", target.name)], Date().timeIntervalSince(started))
+        if outcome.code == 0 || outcome.code >= 300 {
+            logger.warning("delivery: the API refused or did not answer", metadata: [
+                "sb.endpoint": "\(target.name)", "sb.message-id": "\(d.message.properties.messageId ?? "-")", "sb.code": "\(outcome.code)",
+                "sb.operation": "\(request.operation)",
+            ])
+        }
+        let ack = Self.ack(outcome, request: request, target: target)
+        let props = Properties(
+            contentType: "application/json", correlationId: d.message.properties.messageId, type: Contract.ackType,
+            appId: "switchboard-delivery", persistent: true)
+        return Outgoing(exchange: Contract.inboundExchange, routingKey: target.name, message: Message(body: ack.serialized(), properties: props))
+    }
+
+    struct Request {
+        var operation: String
+        var method: HTTPMethod
+        var url: String
+        var body: Data
+    }
+
+    struct Outcome: Sendable {
+        var code: Int
+        var headers: HTTPHeaders
+        var body: Data
+        var failure: String?
+    }
+
+    /// What to send for an outbound message: an update of the ticket its body names (the profile's
+    /// reference field), else a create; on Jira, type `comment` adds a comment (plain text wrapped in ADF).
+    static func request(for message: Message, target: Target) -> Request {
+        let rest = target.rest
+        var fields: [String: JSON] = [:]
+        if case .object(let o)? = try? JSON.parse(message.body) { fields = o }
+        let reference = fields[rest.referenceField]?.scalarText.flatMap { $0.isEmpty ? nil : $0 }
+        let ref = reference.map { $0.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? $0 }
+        switch rest.profile {
+        case .servicenowTable:
+            let base = "\(rest.baseURL)/api/now/table/\(rest.table)"
+            if let ref { return Request(operation: "update", method: .PATCH, url: "\(base)/\(ref)", body: message.body) }
+            return Request(operation: "create", method: .POST, url: base, body: message.body)
+        case .jiraCloud:
+            let base = "\(rest.baseURL)/rest/api/3/issue"
+            if let ref {
+                fields[rest.referenceField] = nil
+                if message.properties.type == "comment" {
+                    var comment = fields
+                    if case .string(let text)? = fields["body"] { comment["body"] = adf(text) }
+                    return Request(operation: "comment", method: .POST, url: "\(base)/\(ref)/comment", body: JSON.object(comment).serialized())
+                }
+                return Request(operation: "update", method: .PUT, url: "\(base)/\(ref)", body: JSON.object(fields).serialized())
+            }
+            return Request(operation: "create", method: .POST, url: base, body: message.body)
+        case .genericRest:
+            if let ref {
+                return Request(
+                    operation: "update", method: HTTPMethod(rawValue: rest.updateMethod),
+                    url: rest.baseURL + rest.updatePath.replacingOccurrences(of: "{ref}", with: ref), body: message.body)
+            }
+            return Request(operation: "create", method: .POST, url: rest.baseURL + rest.createPath, body: message.body)
+        }
+    }
+
+    /// Plain text as an Atlassian Document: one paragraph per line.
+    static func adf(_ text: String) -> JSON {
+        let paragraphs: [JSON] = text.split(separator: "\n", omittingEmptySubsequences: false).map { line in
+            .object(["type": .string("paragraph"), "content": line.isEmpty ? .array([]) : .array([.object(["type": .string("text"), "text": .string(String(line))])])])
+        }
+        return .object(["type": .string("doc"), "version": .number(JSONNumber(1)), "content": .array(paragraphs)])
+    }
+
+    /// Codes worth another attempt: the request may succeed later as it is.
+    static let retryable: Set<Int> = [0, 408, 425, 429, 500, 502, 503, 504]
+
+    /// The ack: `status` (ok for 2xx), `code` (0: no answer), `operation`, `retryable`, `key` (a create's new
+    /// ticket), `retry_after` (seconds, from Retry-After or X-RateLimit-Reset), `message`, `headers`, `body`.
+    static func ack(_ outcome: Outcome, request: Request, target: Target) -> JSON {
+        let ok = (200..<300).contains(outcome.code)
+        var ack: [String: JSON] = [
+            "status": .string(ok ? "ok" : "error"), "code": .number(JSONNumber(Double(outcome.code))), "operation": .string(request.operation),
+            "retryable": .bool(!ok && retryable.contains(outcome.code)),
+        ]
+        let parsed = outcome.body.isEmpty ? nil : try? JSON.parse(outcome.body)
+        if ok, request.operation == "create", let parsed, let key = value(parsed, at: target.rest.keyField)?.scalarText {
+            ack["key"] = .string(key)
+        }
+        if let seconds = retryAfter(outcome.headers) { ack["retry_after"] = .number(JSONNumber(Double(seconds))) }
+        var headers: [String: JSON] = [:]
+        for name in ["retry-after", "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "ratelimit-reason", "location"] {
+            if let v = outcome.headers.first(name: name) { headers[name] = .string(String(v.prefix(256))) }
+        }
+        if !headers.isEmpty { ack["headers"] = .object(headers) }
+        if let parsed {
+            if outcome.body.count <= maxAnswerBytes { ack["body"] = parsed }
+        } else if !outcome.body.isEmpty {
+            ack["body"] = .string(String(decoding: outcome.body.prefix(4096), as: UTF8.self))
+        }
+        ack["message"] = .string(message(outcome, parsed: parsed, ok: ok))
+        return .object(ack)
+    }
+
+    /// A line for people: the API's own error message where it gives one (ServiceNow `error.message`
+    /// and `error.detail`, Jira `errorMessages`), else the status.
+    static func message(_ outcome: Outcome, parsed: JSON?, ok: Bool) -> String {
+        if let failure = outcome.failure { return "no answer: \(failure)" }
+        if !ok, let parsed {
+            if case .object(let e)? = parsed["error"] {
+                return [e["message"]?.scalarText, e["detail"]?.scalarText].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ": ")
+            }
+            if case .array(let messages)? = parsed["errorMessages"], !messages.isEmpty {
+                return messages.compactMap(\.scalarText).joined(separator: "; ")
+            }
+        }
+        return "HTTP \(outcome.code) \(HTTPResponseStatus(statusCode: outcome.code).reasonPhrase)"
+    }
+
+    /// Seconds to wait before trying again, if the answer says: Retry-After (seconds or an HTTP date), or
+    /// X-RateLimit-Reset (unix seconds or ISO 8601); at most a day.
+    static func retryAfter(_ headers: HTTPHeaders, now: Date = Date()) -> Int? {
+        func seconds(_ date: Date) -> Int { max(0, Int((date.timeIntervalSince(now)).rounded(.up))) }
+        if let v = headers.first(name: "retry-after")?.trimmingCharacters(in: .whitespaces) {
+            if let n = Int(v) { return min(max(n, 0), 86_400) }
+            let http = DateFormatter()
+            http.locale = Locale(identifier: "en_US_POSIX")
+            http.timeZone = TimeZone(identifier: "GMT")
+            http.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+            if let d = http.date(from: v) { return min(seconds(d), 86_400) }
+        }
+        if let v = headers.first(name: "x-ratelimit-reset")?.trimmingCharacters(in: .whitespaces) {
+            if let unix = Double(v), unix > 1_000_000_000 { return min(seconds(Date(timeIntervalSince1970: unix)), 86_400) }
+            if let d = try? Date(v, strategy: .iso8601) { return min(seconds(d), 86_400) }
+        }
+        return nil
+    }
+
+    /// The value at a dotted path (`result.sys_id`).
+    static func value(_ json: JSON, at path: String) -> JSON? {
+        var current: JSON? = json
+        for part in path.split(separator: ".") { current = current?[String(part)] }
+        return current
+    }
+
+    /// Runs `body` and waits for it on this (role) thread: the delivery loop is a blocking loop of its
+    /// own, never an event loop.
+    static func blocking<T: Sendable>(_ body: @escaping @Sendable () async -> T) -> T {
+        let done = DispatchSemaphore(value: 0)
+        let box = ResultBox<T>()
+        Task {
+            box.value = await body()
+            done.signal()
+        }
+        done.wait()
+        return box.value!
+    }
+}
+
+private final class ResultBox<T>: @unchecked Sendable {
+    var value: T?
+}
