@@ -274,3 +274,48 @@ def test_the_ingress_cannot_be_run_as_switchboards_own_broker_user(vhost):
         assert "Switchboard's own" in sb.output()
     finally:
         sb.stop()
+
+
+def test_the_ingress_serves_https_with_tls_1_2_or_later_only(ingress, hook_vhost):
+    import ssl
+
+    from conftest import TLS_DIR
+    port = free_port()
+    url = f"amqp://{INGRESS_USER}:{INGRESS_PASSWORD}@{AMQP_HOST}:{AMQP_PORT}/{urllib.parse.quote(hook_vhost, safe='')}"
+    tls = config(port, "/nonexistent", "$2b$04$abcdefghijklmnopqrstuv").replace(
+        "  plain_http: true\n", f"  tls_cert_file: {os.path.join(TLS_DIR, 'server.pem')}\n  tls_key_file: {os.path.join(TLS_DIR, 'server.key')}\n")
+    # Only endpoints whose secrets exist: the hmac one reads /nonexistent.
+    tls = tls.replace("      secret_file: /nonexistent", f"      secret_file: {os.path.abspath(__file__)}")
+    sb = Switchboard(hook_vhost, env={"SB_INGRESS_BROKER_URL": url}, extra_config=tls, args=("ingress",), consumers=0).start()
+    try:
+        context = ssl.create_default_context(cafile=os.path.join(TLS_DIR, "ca.pem"))
+        deadline, status = time.time() + 20, None
+        while time.time() < deadline:
+            req = urllib.request.Request(f"https://localhost:{port}/hooks/hook-sn", data=json.dumps({"number": "TLS-1", "via": "tls"}).encode(),
+                                         method="POST", headers={"content-type": "application/json", **bearer()})
+            try:
+                with urllib.request.urlopen(req, timeout=5, context=context) as r:
+                    status = r.status
+                    break
+            except urllib.error.HTTPError as e:
+                status = e.code
+                if status != 503:
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            time.sleep(0.3)
+        assert status == 200, sb.output()
+        old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        old.load_verify_locations(os.path.join(TLS_DIR, "ca.pem"))
+        old.minimum_version = old.maximum_version = ssl.TLSVersion.TLSv1_1
+        try:
+            old.set_ciphers("DEFAULT:@SECLEVEL=0")
+        except ssl.SSLError:
+            pass
+        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+            import socket
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+                with old.wrap_socket(raw, server_hostname="localhost"):
+                    pass
+    finally:
+        sb.stop()
