@@ -15,8 +15,8 @@ import Telemetry
 /// API with async-http-client and publishes the answer as an ack to `sb.in`, as an ESB would: the ack rules
 /// and retry policies decide what an answer means. An ok answer to a create carries the created ticket's
 /// id as the ack's `key`, which links it to the conversation (no rule has to). The message is acked only
-/// once its ack is confirmed: a crash in between sends it again (a create is then looked up first: not
-/// built yet, see docs/webhooks.md).
+/// once its ack is confirmed: a crash in between delivers it again, and a create is then looked up by its
+/// correlation value first (servicenow-table), as after a create that got no answer: never made twice.
 package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
     package let queues: [(queue: String, tag: String)]
     package var exclusive: Bool { true }
@@ -78,6 +78,38 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
     /// One outbound message sent; its answer as the ack to publish.
     func deliver(_ d: Delivery, to target: Target) -> Outgoing {
         let request = Self.request(for: d.message, target: target)
+        let correlation = request.operation == "create" ? Self.correlation(d.message, target: target) : nil
+        // Redelivered: this process (or one before it) may have sent the create and died before its ack.
+        if d.redelivered, let correlation, let found = lookup(correlation, target: target) {
+            return ackOutgoing(Self.adopted(found), d, target)
+        }
+        var outcome = send(request, target: target)
+        // No answer to a create: it may have been made. Look before anything sends it again.
+        if outcome.code == 0, let correlation, let found = lookup(correlation, target: target) {
+            logger.notice("delivery: a create without an answer was made; adopting it", metadata: [
+                "sb.endpoint": "\(target.name)", "sb.message-id": "\(d.message.properties.messageId ?? "-")", "sb.key": "\(found)",
+            ])
+            return ackOutgoing(Self.adopted(found), d, target)
+        }
+        if outcome.code == 0, correlation != nil { outcome.failure = (outcome.failure ?? "") + " (looked up by its correlation value: not found)" }
+        if outcome.code == 0 || outcome.code >= 300 {
+            logger.warning("delivery: the API refused or did not answer", metadata: [
+                "sb.endpoint": "\(target.name)", "sb.message-id": "\(d.message.properties.messageId ?? "-")", "sb.code": "\(outcome.code)",
+                "sb.operation": "\(request.operation)",
+            ])
+        }
+        return ackOutgoing(Self.ack(outcome, request: request, target: target), d, target)
+    }
+
+    private func ackOutgoing(_ ack: JSON, _ d: Delivery, _ target: Target) -> Outgoing {
+        let props = Properties(
+            contentType: "application/json", correlationId: d.message.properties.messageId, type: Contract.ackType,
+            appId: "switchboard-delivery", persistent: true)
+        return Outgoing(exchange: Contract.inboundExchange, routingKey: target.name, message: Message(body: ack.serialized(), properties: props))
+    }
+
+    /// One HTTP request and its answer (code 0: none).
+    private func send(_ request: Request, target: Target) -> Outcome {
         let started = Date()
         let outcome: Outcome = Self.blocking { [client] in
             do {
@@ -87,7 +119,7 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
                 r.headers.add(name: "Accept", value: "application/json")
                 r.headers.add(name: "Authorization", value: target.authorization)
                 r.headers.add(name: "User-Agent", value: "switchboard/\(Meters.version)")
-                r.body = .bytes(ByteBuffer(data: request.body))
+                if request.method != .GET { r.body = .bytes(ByteBuffer(data: request.body)) }
                 let response = try await client.execute(r, timeout: .milliseconds(Int64(target.rest.timeoutMs)))
                 let body = try await response.body.collect(upTo: 8 << 20)
                 return Outcome(code: Int(response.status.code), headers: response.headers, body: Data(buffer: body), failure: nil)
@@ -97,17 +129,39 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
         }
         Meters.count("switchboard_rest_requests_total", [("endpoint", target.name), ("code", String(outcome.code))])
         Meters.seconds("switchboard_rest_request_seconds", [("endpoint", target.name)], Date().timeIntervalSince(started))
-        if outcome.code == 0 || outcome.code >= 300 {
-            logger.warning("delivery: the API refused or did not answer", metadata: [
-                "sb.endpoint": "\(target.name)", "sb.message-id": "\(d.message.properties.messageId ?? "-")", "sb.code": "\(outcome.code)",
-                "sb.operation": "\(request.operation)",
-            ])
-        }
-        let ack = Self.ack(outcome, request: request, target: target)
-        let props = Properties(
-            contentType: "application/json", correlationId: d.message.properties.messageId, type: Contract.ackType,
-            appId: "switchboard-delivery", persistent: true)
-        return Outgoing(exchange: Contract.inboundExchange, routingKey: target.name, message: Message(body: ack.serialized(), properties: props))
+        return outcome
+    }
+
+    /// The create's correlation value (servicenow-table: its `correlation_id`), when it has one.
+    static func correlation(_ message: Message, target: Target) -> String? {
+        guard let field = target.rest.correlationField, case .object(let o)? = try? JSON.parse(message.body) else { return nil }
+        return o[field]?.scalarText.flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// The ticket a create made, looked up by its correlation value (servicenow-table: a Table API query);
+    /// nil when none is found or the lookup gets no clear answer.
+    func lookup(_ correlation: String, target: Target) -> String? {
+        guard target.rest.profile == .servicenowTable, let field = target.rest.correlationField else { return nil }
+        var query = URLComponents()
+        query.queryItems = [
+            URLQueryItem(name: "sysparm_query", value: "\(field)=\(correlation)"), URLQueryItem(name: "sysparm_fields", value: "sys_id"),
+            URLQueryItem(name: "sysparm_limit", value: "1"),
+        ]
+        let url = "\(target.rest.baseURL)/api/now/table/\(target.rest.table)?" + (query.percentEncodedQuery ?? "")
+        let answer = send(Request(operation: "lookup", method: .GET, url: url, body: Data()), target: target)
+        guard answer.code == 200, let parsed = try? JSON.parse(answer.body), case .array(let rows)? = parsed["result"],
+            let first = rows.first, let id = first["sys_id"]?.scalarText, !id.isEmpty
+        else { return nil }
+        return id
+    }
+
+    /// The ack of a create found made: ok, with its key.
+    static func adopted(_ key: String) -> JSON {
+        .object([
+            "status": .string("ok"), "code": .number(JSONNumber(200)), "operation": .string("create"), "retryable": .bool(false),
+            "key": .string(key), "adopted": .bool(true),
+            "message": .string("the create had no answer; the record it made was found by its correlation value and adopted"),
+        ])
     }
 
     struct Request {

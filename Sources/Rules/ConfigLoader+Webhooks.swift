@@ -136,7 +136,7 @@ extension ConfigLoader {
         guard let m = mapping(y, "rest of '\(endpoint)'") else { return nil }
         let context = "endpoints.\(endpoint).rest"
         var profile: RestSettings.Profile?, baseURL: String?, kind: String?, user: String?, secret: SecretSource?
-        var table: String?, referenceField: String?, keyField: String?, createPath: String?, updatePath: String?
+        var table: String?, referenceField: String?, keyField: String?, correlationField: String?, createPath: String?, updatePath: String?
         var updateMethod: String?, timeoutMs: Int?
         for (key, value) in m {
             switch key.string {
@@ -167,6 +167,7 @@ extension ConfigLoader {
             case "table": table = string(value)
             case "reference_field": referenceField = string(value)
             case "key_field": keyField = string(value)
+            case "correlation_field": correlationField = string(value)
             case "create_path": createPath = string(value)
             case "update_path": updatePath = string(value)
             case "update_method":
@@ -175,7 +176,7 @@ extension ConfigLoader {
                 }
             case "timeout_ms": timeoutMs = int(value, key: "\(context).timeout_ms", min: 100, max: 600_000)
             default:
-                unknownKey(key, in: context, allowed: "profile, base_url, auth, user, password_env, password_file, token_env, token_file, table, reference_field, key_field, create_path, update_path, update_method, timeout_ms")
+                unknownKey(key, in: context, allowed: "profile, base_url, auth, user, password_env, password_file, token_env, token_file, table, reference_field, key_field, correlation_field, create_path, update_path, update_method, timeout_ms")
             }
         }
         guard let profile else {
@@ -208,6 +209,7 @@ extension ConfigLoader {
         if let table { r.table = table }
         if let referenceField { r.referenceField = referenceField }
         if let keyField { r.keyField = keyField }
+        if let correlationField { r.correlationField = correlationField.isEmpty ? nil : correlationField }
         if let createPath { r.createPath = createPath }
         if let updatePath { r.updatePath = updatePath }
         if let updateMethod { r.updateMethod = updateMethod }

@@ -114,6 +114,10 @@ package struct RestSettings: Sendable {
     package var createPath = "/"
     package var updatePath = "/{ref}"
     package var updateMethod = "PATCH"
+    /// servicenow-table: the field of a create's body that names it (its correlation value): after an
+    /// unknown outcome (no answer) or a redelivery the record is looked up by it before anything is sent
+    /// again, and adopted when found. nil: never looked up.
+    package var correlationField: String?
     package var timeoutMs = 10_000
     package var location: SourceLocation
 
@@ -126,6 +130,7 @@ package struct RestSettings: Sendable {
         case .servicenowTable:
             referenceField = "sys_id"
             keyField = "result.sys_id"
+            correlationField = "correlation_id"
         case .jiraCloud:
             referenceField = "key"
             keyField = "key"

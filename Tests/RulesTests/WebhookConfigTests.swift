@@ -145,6 +145,7 @@ import Testing
         let rest = try #require(e.rest)
         #expect(rest.baseURL == "https://acme.service-now.com" && rest.table == "incident" && rest.referenceField == "sys_id")
         #expect(rest.keyField == "result.sys_id" && rest.auth == .basic(user: "u", password: .env("SN_PW")))
+        #expect(rest.correlationField == "correlation_id")
         // Its acks carry a create's ticket at $.key: that links it without a rule.
         #expect(e.ackKey?.source == "$.key")
     }

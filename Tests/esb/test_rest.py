@@ -5,8 +5,10 @@ seed's locked ticket (403 "aborted by business rule") is retried by the retry po
 comment back to the sender's ESB."""
 import base64
 import json
+import socket
 import threading
 import time
+import urllib.parse
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -23,6 +25,8 @@ class FakeServiceNow:
 
     def __init__(self):
         self.records, self.requests, self.locked = {}, [], {}
+        # Creates to make and then answer with a dropped connection (the outcome unknown to the sender).
+        self.reset_creates = 0
         self.lock = threading.Lock()
         fake = self
 
@@ -40,7 +44,7 @@ class FakeServiceNow:
 
             def handle_one(self):
                 length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
+                body = json.loads(self.rfile.read(length) or b"{}") if length else {}
                 with fake.lock:
                     fake.requests.append((self.command, self.path, self.headers.get("Authorization"), body))
                 expected = "Basic " + base64.b64encode(f"sb-integration:{PASSWORD}".encode()).decode()
@@ -50,9 +54,19 @@ class FakeServiceNow:
                 if parts[:4] != ["api", "now", "table", "incident"]:
                     return self.answer(404, {"error": {"message": "Invalid table"}})
                 with fake.lock:
+                    if self.command == "GET" and len(parts) == 4:
+                        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).get("sysparm_query", [""])[0]
+                        field, _, value = query.partition("=")
+                        rows = [{"sys_id": r["sys_id"]} for r in fake.records.values() if field and str(r.get(field)) == value]
+                        return self.answer(200, {"result": rows[:1]})
                     if self.command == "POST" and len(parts) == 4:
                         sys_id = uuid.uuid4().hex
                         fake.records[sys_id] = dict(body, sys_id=sys_id)
+                        if fake.reset_creates > 0:
+                            fake.reset_creates -= 1
+                            self.close_connection = True
+                            self.connection.shutdown(socket.SHUT_RDWR)
+                            return None
                         return self.answer(201, {"result": fake.records[sys_id]})
                     if self.command == "PATCH" and len(parts) == 5 and parts[4] in fake.records:
                         sys_id = parts[4]
@@ -65,7 +79,7 @@ class FakeServiceNow:
                         return self.answer(200, {"result": fake.records[sys_id]})
                 return self.answer(404, {"error": {"message": "No Record found"}})
 
-            do_POST = do_PATCH = handle_one
+            do_GET = do_POST = do_PATCH = handle_one
 
         self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
         self.port = self.server.server_address[1]
@@ -208,3 +222,22 @@ def test_a_ticket_locked_for_good_is_given_up_with_a_comment_to_the_sender(rest)
     assert len(fake.patches(sys_id)) == 3
     time.sleep(3)
     assert len(fake.patches(sys_id)) == 3
+
+
+def test_a_create_whose_answer_was_lost_is_found_by_its_correlation_id_and_never_made_twice(rest):
+    sb, fake, esb = rest
+    number = "INCX" + uuid.uuid4().hex[:6]
+    with fake.lock:
+        fake.reset_creates = 1
+    esb.publish("customer-a", {"number": number, "test_rest": True, "short_description": "lost answer"}, message_id=f"{number}-1")
+    sys_id = wait(lambda: created(fake, number))
+    assert sys_id
+    # Adopted: linked by the looked-up sys_id, so the next update PATCHes it.
+    assert wait(lambda: sys_id in sb.timeline("customer-a", number)), sb.timeline("customer-a", number)
+    esb.publish("customer-a", {"number": number, "test_rest": True, "short_description": "after"}, message_id=f"{number}-2")
+    assert wait(lambda: fake.patches(sys_id)), fake.requests
+    with fake.lock:
+        assert [r for r in fake.records.values() if r.get("correlation_id") == number] == [fake.records[sys_id]], "made once"
+        lookups = [r for r in fake.requests if r[0] == "GET" and number in r[1]]
+    assert len(lookups) == 1, lookups
+    assert "adopted" in sb.timeline("customer-a", number)
