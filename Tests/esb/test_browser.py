@@ -93,6 +93,12 @@ def test_an_administrator_finds_a_vendor_ticket_and_reads_its_life(vhost, esb, b
         assert tickets.get("customer-a") == number and tickets.get("vendor-x") == key
         browser.find_element(By.CSS_SELECTOR, "tr.k-received details summary").click()
         shot(browser, "02-conversation")
+        # It fits a 1400 px window: nothing scrolls sideways (issue 26: it did).
+        for width in (1400, 1280):
+            browser.set_window_size(width, 1000)
+            overflow = browser.execute_script("return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            assert overflow <= 0, f"the conversation page scrolls {overflow} px sideways in a {width} px window"
+        browser.set_window_size(1440, 1000)
 
         # What if A raised the priority now: the decision against this conversation, nothing sent.
         browser.find_element(By.ID, "whatif").click()
