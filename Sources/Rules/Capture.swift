@@ -44,6 +44,9 @@ package enum Capture {
         return steps
     }
 
+    /// How far past its recorded time a captured timer firing advances the test's clock.
+    static let firingSlackMs = 10
+
     /// The conversation as a rule test: each decided message a step, after an `advance` of the recorded gap
     /// (a timer firing is that `advance`); each step expects the rules that matched and every message sent,
     /// with its body from `sentBodies` (the outbox). Steps are located at "conversation <id>", line = the
@@ -58,12 +61,16 @@ package enum Capture {
         func add(_ action: RuleTestStep.Action, _ expect: RuleTestExpectation) {
             steps.append(RuleTestStep(action: action, location: SourceLocation(file: file, line: steps.count + 1), expect: expect, at: at))
         }
-        var previous = recorded[0].opening.at
+        // The test's clock in whole milliseconds since the first message, and each step's recorded time on
+        // the same scale: a gap is measured from where the test's clock is, not from the previous step's
+        // exact time, so rounding does not pile up over many steps (a timer that fired exactly when due
+        // was once short of due by 2 ms in its capture, and did not fire in the test).
+        let start = recorded[0].opening.at
+        var clockMs = 0
         var sent: [(id: String, to: String, type: String)] = []
         for step in recorded {
             let o = step.opening
-            let gap = Int((o.at.timeIntervalSince(previous) * 1000).rounded())
-            previous = o.at
+            let gap = Int((o.at.timeIntervalSince(start) * 1000).rounded()) - clockMs
             at = o.at
             var expect = RuleTestExpectation()
             expect.rules = step.rest.filter { $0.kind == .ruleMatched || $0.kind == .dropped }.compactMap(\.rule)
@@ -77,17 +84,29 @@ package enum Capture {
             }
             switch (o.kind, step.body) {
             case (.received, let body?):
-                if gap >= 1 { add(.advance(ms: gap), quiet) }
+                if gap >= 1 {
+                    add(.advance(ms: gap), quiet)
+                    clockMs += gap
+                }
                 add(.message(endpoint: o.endpoint ?? "", type: o.messageType, body: body), expect)
             case (_, let body?):
-                if gap >= 1 { add(.advance(ms: gap), quiet) }
+                if gap >= 1 {
+                    add(.advance(ms: gap), quiet)
+                    clockMs += gap
+                }
                 // Which of the messages of its type sent to that endpoint it answered: the candidate's send of
                 // the same rank gets the answer (a replay whose candidate sends more or fewer says so).
                 let same = sent.filter { $0.to == o.endpoint && $0.type == o.messageType }
                 let nth = same.firstIndex { $0.id == o.answers }.map { $0 + 1 }
                 add(.ack(endpoint: o.endpoint ?? "", answering: o.messageType, body: body, nth: nth), expect)
             default:
-                add(.advance(ms: max(gap, 1)), expect)
+                // A timer firing: the broker expires a delayed message by its own clock, which may run a few ms
+                // ahead of ours (seen: a 1 s timer recorded as firing 998 ms after it was set). The test must
+                // fire it, so its advance goes a little past the recorded gap; the next gap, measured from the
+                // test's clock, gives the slack back.
+                let advance = max(gap, 1) + Self.firingSlackMs
+                add(.advance(ms: advance), expect)
+                clockMs += advance
             }
             sent += step.rest.filter { $0.kind == .sent }.map { ($0.messageId ?? "", $0.endpoint ?? "", $0.messageType ?? "") }
         }
