@@ -21,7 +21,8 @@ import pytest
 
 from conftest import AMQP_HOST, AMQP_PORT, BINARY, ESB, REPO, Switchboard, amqp_url, free_port, fresh_vhost, mgmt
 
-INGRESS_USER = "sb-test-ingress"
+# One per test process: two xdist workers setting up this module at once must not race on one broker user.
+INGRESS_USER = "sb-test-ingress-" + uuid.uuid4().hex[:8]
 INGRESS_PASSWORD = "sb-test-ingress-pw"
 TOKEN = "sbt_" + "a1" * 24
 URL_TOKEN = "sbt_" + "b2" * 24
@@ -119,6 +120,7 @@ def ingress(hook_vhost):
     sb.base = f"http://127.0.0.1:{port}"
     yield sb
     sb.stop()
+    mgmt("DELETE", f"/api/users/{INGRESS_USER}")
 
 
 def post(sb, path, body, headers=None, raw=False):
