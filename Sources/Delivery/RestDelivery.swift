@@ -269,18 +269,18 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
     /// Seconds to wait before trying again, if the answer says: Retry-After (seconds or an HTTP date), or
     /// X-RateLimit-Reset (unix seconds or ISO 8601); at most a day.
     static func retryAfter(_ headers: HTTPHeaders, now: Date = Date()) -> Int? {
-        func seconds(_ date: Date) -> Int { max(0, Int((date.timeIntervalSince(now)).rounded(.up))) }
-        if let v = headers.first(name: "retry-after")?.trimmingCharacters(in: .whitespaces) {
-            if let n = Int(v) { return min(max(n, 0), 86_400) }
-            let http = DateFormatter()
-            http.locale = Locale(identifier: "en_US_POSIX")
-            http.timeZone = TimeZone(identifier: "GMT")
-            http.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
-            if let d = http.date(from: v) { return min(seconds(d), 86_400) }
+        let cap = 86_400
+        // The retry policy's reading of a wait (seconds, a duration, an HTTP date, ISO 8601), in whole seconds.
+        func named(_ text: String) -> Int? {
+            RetryPolicy.namedWaitMs(.string(text), now: now).map { min(($0 + 999) / 1000, cap) }
         }
+        if let v = headers.first(name: "retry-after"), let seconds = named(v) { return seconds }
         if let v = headers.first(name: "x-ratelimit-reset")?.trimmingCharacters(in: .whitespaces) {
-            if let unix = Double(v), unix > 1_000_000_000 { return min(seconds(Date(timeIntervalSince1970: unix)), 86_400) }
-            if let d = try? Date(v, strategy: .iso8601) { return min(seconds(d), 86_400) }
+            // Unix seconds (ServiceNow) are a time, not a wait.
+            if let unix = Double(v), unix > 1_000_000_000 {
+                return min(max(0, Int(Date(timeIntervalSince1970: unix).timeIntervalSince(now).rounded(.up))), cap)
+            }
+            return named(v)
         }
         return nil
     }

@@ -150,7 +150,7 @@ struct WebhookHandler: Sendable {
             count(name: name, "unknown_endpoint")
             return json(.notFound, ["status": .string("unknown_endpoint"), "detail": .string("endpoint '\(name)' takes its webhook at /hooks/\(name)")])
         }
-        let (outgoing, _) = message(for: request, hook: hook, body: body)
+        let outgoing = message(for: request, hook: hook, body: body)
         // What intake will do with it: routed, or parked with a reason (under the id this answer names).
         let delivery = Delivery(
             deliveryTag: 0, redelivered: false, exchange: Contract.inboundExchange, routingKey: name,
@@ -181,7 +181,7 @@ struct WebhookHandler: Sendable {
 
     /// The message an ESB would have published for this request: the body as it came, the delivery id as
     /// message_id, the request's headers (without credentials) as data, the ingress's user as user_id.
-    func message(for request: Request, hook: Hook, body: Data) -> (Outgoing, String?) {
+    func message(for request: Request, hook: Hook, body: Data) -> Outgoing {
         var headers: [String: FieldValue] = [:]
         var signatureHeader: String?
         if case .hmac(let header, _, _, _) = hook.settings.auth { signatureHeader = header.lowercased() }
@@ -215,7 +215,7 @@ struct WebhookHandler: Sendable {
             contentType: request.headers[.contentType].map { String($0.prefix(128)) }, messageId: deliveryId,
             appId: "switchboard-ingress", userId: publisher.user, timestamp: UInt64(Date().timeIntervalSince1970),
             persistent: true, headers: headers)
-        return (Outgoing(exchange: Contract.inboundExchange, routingKey: hook.name, message: Message(body: body, properties: props)), deliveryId)
+        return Outgoing(exchange: Contract.inboundExchange, routingKey: hook.name, message: Message(body: body, properties: props))
     }
 
     func tooLarge(_ hook: Hook) -> Response {

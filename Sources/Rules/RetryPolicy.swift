@@ -133,7 +133,7 @@ package struct RetryPolicy: Sendable {
 
     /// What an ack says to wait: seconds ("120", 120), a duration ("90s", "500ms", "2m"), an HTTP date
     /// ("Wed, 21 Oct 2026 07:28:00 GMT") or an ISO 8601 time, counted from `now`. Nil when it names none.
-    static func namedWaitMs(_ value: JSON, now: Date?) -> Int? {
+    package static func namedWaitMs(_ value: JSON, now: Date?) -> Int? {
         if case .number(let n) = value { return n.value >= 0 ? Int((n.value * 1000).rounded()) : nil }
         guard let text = value.scalarText?.trimmingCharacters(in: .whitespaces), !text.isEmpty else { return nil }
         if let seconds = Double(text) { return seconds >= 0 ? Int((seconds * 1000).rounded()) : nil }
