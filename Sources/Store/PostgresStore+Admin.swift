@@ -15,6 +15,23 @@ extension PostgresStore: AdminStore {
         }
     }
 
+    /// `body` in one read-only REPEATABLE READ transaction: every statement sees the same snapshot, so a
+    /// conversation's version, timeline and outbox agree even while workers commit (READ COMMITTED gives each
+    /// statement its own: a version read before a commit beside a timeline read after it).
+    func adminSnapshot<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> T) async throws -> T {
+        try await admin { db, logger in
+            try await db.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger)
+            do {
+                let result = try await body(db, logger)
+                try await db.query("COMMIT", logger: logger)
+                return result
+            } catch {
+                _ = try? await db.query("ROLLBACK", logger: logger)
+                throw error
+            }
+        }
+    }
+
     package func tickets(_ ticketId: String, endpoints: [String]) async throws -> [TicketHit] {
         try await admin { db, logger in
             var hits: [TicketHit] = []
@@ -30,7 +47,7 @@ extension PostgresStore: AdminStore {
     }
 
     package func record(conversationId id: String) async throws -> ConversationRecord? {
-        try await admin { db, logger in
+        try await adminSnapshot { db, logger in
             var snapshotText = "null"
             var times: (Double, Double)?
             for try await (text, created, updated) in try await db.query(
