@@ -13,13 +13,13 @@ struct FeedItem: Sendable {
     var who: String?
     var messageId: String?
     var type: String
-    /// parked, no-rule, dropped, delayed, sent, acked, failed, processed
+    /// parked, no-rule, dropped, delayed, sent, acked, waiting, failed, processed
     var state: String
     var rules: [String]
     var summary: String
     var parkedId: String?
 
-    static let states = ["parked", "no-rule", "dropped", "delayed", "sent", "acked", "failed", "processed"]
+    static let states = ["parked", "no-rule", "dropped", "delayed", "sent", "acked", "waiting", "failed", "processed"]
 
     init(_ g: TimelineGroup) {
         let first = g.entries.first
@@ -33,7 +33,7 @@ struct FeedItem: Sendable {
         rules = g.entries.filter { $0.kind == .ruleMatched || $0.kind == .dropped }.compactMap(\.rule)
         switch first?.kind {
         case .received?: type = first.map(Legacy.messageType) ?? "?"
-        case .acked?, .ackError?: type = "ack"
+        case .acked?, .ackError?, .waiting?: type = "ack"
         case .timerFired?: type = "timer"
         default: type = first?.kind.rawValue ?? "?"
         }
@@ -42,6 +42,8 @@ struct FeedItem: Sendable {
             state = "failed"
         } else if first?.kind == .acked {
             state = "acked"
+        } else if first?.kind == .waiting {
+            state = "waiting"
         } else if kinds.contains(.dropped) {
             state = "dropped"
         } else if kinds.contains(.noRule) {
@@ -122,7 +124,7 @@ enum ConversationView {
                 sentAt[id] = e.at
                 v.outbound = r.outbound[id]
             }
-            if e.kind == .acked || e.kind == .ackError, let id = Legacy.answers(e) {
+            if e.kind == .acked || e.kind == .ackError || e.kind == .waiting, let id = Legacy.answers(e) {
                 v.answers = id
                 if let sent = sentAt[id] { v.hop = e.at.timeIntervalSince(sent) }
             }

@@ -5,6 +5,7 @@ import JSONPath
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 import NIOSSL
 import Roles
 import Rules
@@ -23,6 +24,9 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
     private let targets: [String: Target]
     private let client: HTTPClient
     private let logger: Logger
+    /// Per endpoint, who waits for what (`WaitBook`); touched by the delivery loop, read by `waiting`.
+    private var books: [String: WaitBook]
+    private let booksLock = NSLock()
     private static let tagPrefix = "sb-delivery:"
     /// The most of an answer's body kept in its ack.
     static let maxAnswerBytes = 64 << 10
@@ -49,6 +53,7 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
             targets[name] = Target(name: name, rest: rest, authorization: authorization)
         }
         self.targets = targets
+        books = targets.mapValues { WaitBook(maxWaitMs: $0.rest.maxWaitMs) }
         queues = targets.keys.sorted().map { (Contract.outboundQueue($0), Self.tagPrefix + $0) }
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.minimumTLSVersion = .tlsv12
@@ -66,39 +71,94 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
     }
 
     package func handle(_ batch: [Delivery]) throws -> [Outgoing] {
-        batch.map { d in
+        let out = batch.flatMap { d in
             let name = String(d.consumerTag.dropFirst(Self.tagPrefix.count))
             guard let target = targets[name] else {
-                return Parking.park(d, code: "unknown_endpoint", reason: "no REST endpoint '\(name)' is configured", stage: "delivery", endpoint: name)
+                return [Parking.park(d, code: "unknown_endpoint", reason: "no REST endpoint '\(name)' is configured", stage: "delivery", endpoint: name)]
             }
             return deliver(d, to: target)
         }
+        let now = Date()
+        for name in targets.keys {
+            let (tickets, open) = book(name) { b -> (Int, Bool) in
+                b.sweep(now: now)
+                return (b.waitingTickets, b.circuitOpen)
+            }
+            Meters.gauge("switchboard_rest_waiting_tickets", [("endpoint", name)], Double(tickets))
+            Meters.gauge("switchboard_rest_circuit_open", [("endpoint", name)], open ? 1 : 0)
+        }
+        return out
     }
 
-    /// One outbound message sent; its answer as the ack to publish.
-    func deliver(_ d: Delivery, to target: Target) -> Outgoing {
+    private func book<T>(_ name: String, _ body: (inout WaitBook) -> T) -> T {
+        booksLock.lock()
+        defer { booksLock.unlock() }
+        return body(&books[name, default: WaitBook()])
+    }
+
+    /// One outbound message sent (or set to wait); its answer as the ack to publish, or the message to the
+    /// delay queue it waits in (with a `waiting` ack for the conversation's timeline when it starts to wait
+    /// or an answer of its own said to).
+    func deliver(_ d: Delivery, to target: Target) -> [Outgoing] {
         let request = Self.request(for: d.message, target: target)
+        let id = d.message.properties.messageId ?? "delivery-\(d.deliveryTag)"
+        let waiting = Self.waiting(d.message)
+        let planned = book(target.name) { $0.plan(ticket: request.ticket, id: id, now: Date()) }
+        if case .wait(let bucketMs, let reason) = planned {
+            if let spent = budgetSpent(waiting, bucketMs: bucketMs, target: target) {
+                let hold = book(target.name) { b -> WaitBook.Hold? in
+                    b.settled(ticket: request.ticket, id: id, answered: false, now: Date())
+                    return b.holdOf(ticket: request.ticket)
+                }
+                return [ackOutgoing(Self.gaveUpWaiting(request: request, hold: hold, reason: reason, waited: spent), d, target)]
+            }
+            let deferred = wait(d, target: target, bucketMs: bucketMs, reason: reason, scope: "behind", waiting: waiting)
+            if waiting != nil { return [deferred] }
+            let hold = book(target.name) { $0.holdOf(ticket: request.ticket) }
+            return [deferred, ackOutgoing(Self.waitingAck(request: request, code: hold?.code ?? 0, scope: "behind", reason: reason, bucketMs: bucketMs, times: 1), d, target)]
+        }
         let correlation = request.operation == "create" ? Self.correlation(d.message, target: target) : nil
         // Redelivered: this process (or one before it) may have sent the create and died before its ack.
         if d.redelivered, let correlation, let found = lookup(correlation, target: target) {
-            return ackOutgoing(Self.adopted(found), d, target)
+            return [ackOutgoing(Self.adopted(found), d, target)]
         }
         var outcome = send(request, target: target)
         // No answer to a create: it may have been made. Look before anything sends it again.
-        if outcome.code == 0, let correlation, let found = lookup(correlation, target: target) {
+        if outcome.code == 0, !outcome.notSent, let correlation, let found = lookup(correlation, target: target) {
             logger.notice("delivery: a create without an answer was made; adopting it", metadata: [
                 "sb.endpoint": "\(target.name)", "sb.message-id": "\(d.message.properties.messageId ?? "-")", "sb.key": "\(found)",
             ])
-            return ackOutgoing(Self.adopted(found), d, target)
+            return [ackOutgoing(Self.adopted(found), d, target)]
         }
-        if outcome.code == 0, correlation != nil { outcome.failure = (outcome.failure ?? "") + " (looked up by its correlation value: not found)" }
+        if outcome.code == 0, !outcome.notSent, correlation != nil { outcome.failure = (outcome.failure ?? "") + " (looked up by its correlation value: not found)" }
+        // An answer that says to wait, scoped like its limit: unless the message's wait budget is spent, it
+        // waits (no ack: the rules see nothing, no attempt is used) and comes back.
+        if let (scope, waitMs, reason) = Self.waitScope(outcome, request: request) {
+            let planned = book(target.name) {
+                $0.hold(ticket: request.ticket, id: id, scope: scope, code: outcome.code, waitMs: waitMs, reason: reason, now: Date(),
+                        jitter: Double.random(in: 0..<0.25))
+            }
+            if case .wait(let bucketMs, let reason) = planned, budgetSpent(waiting, bucketMs: bucketMs, target: target) == nil {
+                logger.info("delivery: waiting", metadata: [
+                    "sb.endpoint": "\(target.name)", "sb.message-id": "\(id)", "sb.reason": "\(reason)", "sb.scope": "\(scope.rawValue)",
+                    "sb.wait-ms": "\(bucketMs)",
+                ])
+                return [
+                    wait(d, target: target, bucketMs: bucketMs, reason: reason, scope: scope.rawValue, waiting: waiting),
+                    ackOutgoing(Self.waitingAck(
+                        request: request, code: outcome.code, scope: scope.rawValue, reason: reason, bucketMs: bucketMs,
+                        times: Int((waiting?.times ?? 0) + 1)), d, target),
+                ]
+            }
+        }
+        book(target.name) { $0.settled(ticket: request.ticket, id: id, answered: !outcome.notSent, now: Date()) }
         if outcome.code == 0 || outcome.code >= 300 {
             logger.warning("delivery: the API refused or did not answer", metadata: [
                 "sb.endpoint": "\(target.name)", "sb.message-id": "\(d.message.properties.messageId ?? "-")", "sb.code": "\(outcome.code)",
                 "sb.operation": "\(request.operation)",
             ])
         }
-        return ackOutgoing(Self.ack(outcome, request: request, target: target), d, target)
+        return [ackOutgoing(Self.ack(outcome, request: request, target: target), d, target)]
     }
 
     private func ackOutgoing(_ ack: JSON, _ d: Delivery, _ target: Target) -> Outgoing {
@@ -106,6 +166,75 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
             contentType: "application/json", correlationId: d.message.properties.messageId, type: Contract.ackType,
             appId: "switchboard-delivery", persistent: true)
         return Outgoing(exchange: Contract.inboundExchange, routingKey: target.name, message: Message(body: ack.serialized(), properties: props))
+    }
+
+    /// What a waiting message carries: since when it waits (ms since 1970) and how often it waited.
+    static func waiting(_ message: Message) -> (since: Int64, times: Int64)? {
+        guard case .int(let since)? = message.properties.headers[sinceHeader] else { return nil }
+        if case .int(let times)? = message.properties.headers[timesHeader] { return (since, times) }
+        return (since, 1)
+    }
+
+    static let sinceHeader = "x-sb-wait-since", timesHeader = "x-sb-waits", reasonHeader = "x-sb-wait-reason"
+
+    /// Seconds waited when waiting `bucketMs` more would pass the endpoint's wait budget; nil while within it.
+    private func budgetSpent(_ waiting: (since: Int64, times: Int64)?, bucketMs: Int, target: Target) -> Int? {
+        guard let waiting else { return bucketMs > target.rest.waitBudgetMs ? 0 : nil }
+        let waitedMs = Int64(Date().timeIntervalSince1970 * 1000) - waiting.since
+        return waitedMs + Int64(bucketMs) > Int64(target.rest.waitBudgetMs) ? Int(waitedMs / 1000) : nil
+    }
+
+    /// The message, marked as waiting, published to the delay queue of `bucketMs` that leads back to its
+    /// endpoint's outbound queue (the original is acked once that is confirmed).
+    private func wait(_ d: Delivery, target: Target, bucketMs: Int, reason: String, scope: String, waiting: (since: Int64, times: Int64)?) -> Outgoing {
+        var props = d.message.properties
+        props.headers[Self.sinceHeader] = .int(waiting?.since ?? Int64(Date().timeIntervalSince1970 * 1000))
+        props.headers[Self.timesHeader] = .int((waiting?.times ?? 0) + 1)
+        props.headers[Self.reasonHeader] = .string(String(reason.prefix(200)))
+        props.expiration = nil
+        Meters.count("switchboard_rest_waits_total", [("endpoint", target.name), ("scope", scope)])
+        return Outgoing(
+            exchange: Contract.outboundDelayExchange(bucketMs), routingKey: target.name, message: Message(body: d.message.body, properties: props))
+    }
+
+    /// Where an answer says to wait: a per-issue 429 (Jira's `RateLimit-Reason: jira-per-issue-on-write`)
+    /// holds its ticket; any other 429, or a 503 naming a Retry-After, the endpoint; no connection at all
+    /// (the request was not sent) opens the circuit. nil: the answer is the rules' (an ack).
+    static func waitScope(_ outcome: Outcome, request: Request) -> (WaitBook.Scope, Int?, String)? {
+        let waitMs = retryAfter(outcome.headers).map { $0 * 1000 }
+        if outcome.notSent { return (.circuit, nil, "circuit open: \(outcome.failure ?? "no connection")") }
+        switch outcome.code {
+        case 429:
+            let why = outcome.headers.first(name: "ratelimit-reason") ?? ""
+            if request.ticket != nil, why.lowercased().contains("per-issue") { return (.ticket, waitMs, "429 \(why)") }
+            return (.endpoint, waitMs, why.isEmpty ? "429 rate limited" : "429 \(why)")
+        case 503 where waitMs != nil:
+            return (.endpoint, waitMs, "503 unavailable")
+        default:
+            return nil
+        }
+    }
+
+    /// The ack that puts a wait on the conversation's timeline: status `waiting` (no rule sees it), why, its
+    /// scope and when the message is tried next.
+    static func waitingAck(request: Request, code: Int, scope: String, reason: String, bucketMs: Int, times: Int, now: Date = Date()) -> JSON {
+        let next = now.addingTimeInterval(Double(bucketMs) / 1000)
+        let formatter = ISO8601DateFormatter()
+        return .object([
+            "status": .string("waiting"), "code": .number(JSONNumber(Double(code))), "operation": .string(request.operation),
+            "scope": .string(scope), "reason": .string(reason), "next_attempt": .string(formatter.string(from: next)),
+            "waits": .number(JSONNumber(Double(times))),
+            "message": .string("\(request.operation) waits (\(scope)): \(reason); next attempt \(formatter.string(from: next))"),
+        ])
+    }
+
+    /// The ack of a message whose wait budget is spent while a hold was on: a retryable refusal naming it.
+    static func gaveUpWaiting(request: Request, hold: WaitBook.Hold?, reason: String, waited: Int) -> JSON {
+        .object([
+            "status": .string("error"), "code": .number(JSONNumber(Double(hold?.code ?? 0))), "operation": .string(request.operation),
+            "retryable": .bool(true), "waited": .number(JSONNumber(Double(waited))),
+            "message": .string("not sent: waited \(waited) s (the endpoint's wait_budget) while \(reason)"),
+        ])
     }
 
     /// One HTTP request and its answer (code 0: none).
@@ -124,7 +253,7 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
                 let body = try await response.body.collect(upTo: 8 << 20)
                 return Outcome(code: Int(response.status.code), headers: response.headers, body: Data(buffer: body), failure: nil)
             } catch {
-                return Outcome(code: 0, headers: [:], body: Data(), failure: "\(error)")
+                return Outcome(code: 0, headers: [:], body: Data(), failure: "\(error)", notSent: Self.neverSent(error))
             }
         }
         Meters.count("switchboard_rest_requests_total", [("endpoint", target.name), ("code", String(outcome.code))])
@@ -166,6 +295,8 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
 
     struct Request {
         var operation: String
+        /// The ticket written (the reference), nil for a create.
+        var ticket: String? = nil
         var method: HTTPMethod
         var url: String
         var body: Data
@@ -176,6 +307,18 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
         var headers: HTTPHeaders
         var body: Data
         var failure: String?
+        /// The request never left: no connection could be made (refused, unreachable, connect timeout).
+        var notSent = false
+    }
+
+    /// A failure before the request was sent: the pool got no connection. (A failure after it may have
+    /// reached the API: a create is then looked up, never assumed unsent.)
+    static func neverSent(_ error: Error) -> Bool {
+        if error is NIOConnectionError { return true }
+        if let e = error as? HTTPClientError, e == .connectTimeout || e == .getConnectionFromPoolTimeout { return true }
+        if let e = error as? ChannelError, case .connectTimeout = e { return true }
+        if let e = error as? IOError, [ECONNREFUSED, EHOSTUNREACH, ENETUNREACH].contains(e.errnoCode) { return true }
+        return false
     }
 
     /// What to send for an outbound message: an update of the ticket its body names (the profile's
@@ -189,7 +332,7 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
         switch rest.profile {
         case .servicenowTable:
             let base = "\(rest.baseURL)/api/now/table/\(rest.table)"
-            if let ref { return Request(operation: "update", method: .PATCH, url: "\(base)/\(ref)", body: message.body) }
+            if let ref { return Request(operation: "update", ticket: reference, method: .PATCH, url: "\(base)/\(ref)", body: message.body) }
             return Request(operation: "create", method: .POST, url: base, body: message.body)
         case .jiraCloud:
             let base = "\(rest.baseURL)/rest/api/3/issue"
@@ -198,15 +341,15 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
                 if message.properties.type == "comment" {
                     var comment = fields
                     if case .string(let text)? = fields["body"] { comment["body"] = adf(text) }
-                    return Request(operation: "comment", method: .POST, url: "\(base)/\(ref)/comment", body: JSON.object(comment).serialized())
+                    return Request(operation: "comment", ticket: reference, method: .POST, url: "\(base)/\(ref)/comment", body: JSON.object(comment).serialized())
                 }
-                return Request(operation: "update", method: .PUT, url: "\(base)/\(ref)", body: JSON.object(fields).serialized())
+                return Request(operation: "update", ticket: reference, method: .PUT, url: "\(base)/\(ref)", body: JSON.object(fields).serialized())
             }
             return Request(operation: "create", method: .POST, url: base, body: message.body)
         case .genericRest:
             if let ref {
                 return Request(
-                    operation: "update", method: HTTPMethod(rawValue: rest.updateMethod),
+                    operation: "update", ticket: reference, method: HTTPMethod(rawValue: rest.updateMethod),
                     url: rest.baseURL + rest.updatePath.replacingOccurrences(of: "{ref}", with: ref), body: message.body)
             }
             return Request(operation: "create", method: .POST, url: rest.baseURL + rest.createPath, body: message.body)

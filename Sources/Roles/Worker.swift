@@ -463,7 +463,8 @@ package final class WorkerHandler: BatchHandler {
         Meters.count("switchboard_worker_messages_total", [("endpoint", item.endpoint), ("outcome", "applied")])
         for rule in item.matched { Meters.count("switchboard_rule_matches_total", [("rule", rule)]) }
         if event.type == Contract.ackType {
-            let outcome = !commit.failedOutbound.isEmpty ? "unhandled" : Engine.ackStatus(event.body).ok ? "ok" : "error"
+            let outcome =
+                !commit.failedOutbound.isEmpty ? "unhandled" : Engine.ackStatus(event.body).ok ? "ok" : Engine.isWaiting(event.body) ? "waiting" : "error"
             Meters.count("switchboard_acks_total", [("endpoint", item.endpoint), ("outcome", outcome)])
         } else if event.type == EventType.timer {
             Meters.count("switchboard_timers_fired_total")

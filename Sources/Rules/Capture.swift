@@ -15,7 +15,7 @@ package enum Capture {
     package static let redacted = "(redacted)"
 
     /// The entries that open a decided message; what follows one belongs to it.
-    package static let openings: Set<TimelineKind> = [.received, .acked, .ackError, .timerFired]
+    package static let openings: Set<TimelineKind> = [.received, .acked, .ackError, .waiting, .timerFired]
 
     /// A conversation's timeline cut into its decided messages (an opening entry, what followed it, and the
     /// opening message's body), checked to start from nothing and to have every body it needs.

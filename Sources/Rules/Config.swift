@@ -51,6 +51,7 @@ package struct SwitchboardConfig: Sendable {
     /// Every distinct outbound delay and timer delay the rules use: each gets a delay queue of its own.
     package var outboundDelays: Set<Int> {
         Set(rules.flatMap { $0.sends.compactMap(\.delayMs) } + retries.flatMap { $0.giveUp.compactMap(\.delayMs) })
+            .union(endpoints.values.contains { $0.rest != nil } ? RestSettings.waitBuckets : [])
     }
     package var timerDelays: Set<Int> {
         Set(rules.flatMap { $0.schedules.map(\.afterMs) }).union(retries.flatMap(\.possibleDelays))

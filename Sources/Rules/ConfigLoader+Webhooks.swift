@@ -131,13 +131,13 @@ extension ConfigLoader {
 extension ConfigLoader {
     /// `endpoints.<name>.rest`: `profile`, `base_url`, `auth` (basic with `user` and `password_env`/`password_file`,
     /// or bearer with `token_env`/`token_file`), `table`, `reference_field`, `key_field`, `create_path`,
-    /// `update_path`, `update_method`, `timeout_ms`.
+    /// `update_path`, `update_method`, `timeout_ms`, `wait_budget`, `max_wait`.
     mutating func parseRest(_ endpoint: String, _ y: Y) -> RestSettings? {
         guard let m = mapping(y, "rest of '\(endpoint)'") else { return nil }
         let context = "endpoints.\(endpoint).rest"
         var profile: RestSettings.Profile?, baseURL: String?, kind: String?, user: String?, secret: SecretSource?
         var table: String?, referenceField: String?, keyField: String?, correlationField: String?, createPath: String?, updatePath: String?
-        var updateMethod: String?, timeoutMs: Int?
+        var updateMethod: String?, timeoutMs: Int?, waitBudgetMs: Int?, maxWaitMs: Int?
         for (key, value) in m {
             switch key.string {
             case "profile":
@@ -175,8 +175,13 @@ extension ConfigLoader {
                     if ["PATCH", "PUT", "POST"].contains(v) { updateMethod = v } else { error(value, "\(context).update_method: expected PATCH, PUT or POST") }
                 }
             case "timeout_ms": timeoutMs = int(value, key: "\(context).timeout_ms", min: 100, max: 600_000)
+            case "wait_budget": waitBudgetMs = duration(value)
+            case "max_wait":
+                if let ms = duration(value) {
+                    if ms < 1_000 || ms > 3_600_000 { error(value, "\(context).max_wait: between 1s and 1h") } else { maxWaitMs = ms }
+                }
             default:
-                unknownKey(key, in: context, allowed: "profile, base_url, auth, user, password_env, password_file, token_env, token_file, table, reference_field, key_field, correlation_field, create_path, update_path, update_method, timeout_ms")
+                unknownKey(key, in: context, allowed: "profile, base_url, auth, user, password_env, password_file, token_env, token_file, table, reference_field, key_field, correlation_field, create_path, update_path, update_method, timeout_ms, wait_budget, max_wait")
             }
         }
         guard let profile else {
@@ -214,6 +219,8 @@ extension ConfigLoader {
         if let updatePath { r.updatePath = updatePath }
         if let updateMethod { r.updateMethod = updateMethod }
         if let timeoutMs { r.timeoutMs = timeoutMs }
+        if let waitBudgetMs { r.waitBudgetMs = waitBudgetMs }
+        if let maxWaitMs { r.maxWaitMs = maxWaitMs }
         return r
     }
 }

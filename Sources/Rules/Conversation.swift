@@ -79,6 +79,9 @@ package struct TimelineKind: RawRepresentable, Hashable, Sendable, Codable, Cust
     package static let ackError = TimelineKind(rawValue: "ack-error")
     /// A refusal no rule handled: the answered message is marked failed.
     package static let ackUnhandled = TimelineKind(rawValue: "ack-unhandled")
+    /// An ack of status `waiting` (the REST delivery's): the message waits for a rate limit or an open
+    /// circuit and will be sent by the delivery itself; no rule sees it.
+    package static let waiting = TimelineKind(rawValue: "waiting")
     package static let timerFired = TimelineKind(rawValue: "timer-fired")
     package static let linked = TimelineKind(rawValue: "linked")
     package static let warning = TimelineKind(rawValue: "warning")

@@ -117,7 +117,7 @@ extension Engine {
             evaluated.ack = AckedMessage(messageId: acked.messageId, type: acked.type, rule: acked.rule, target: acked.target, body: acked.body)
             let (ok, status) = Self.ackStatus(event.body)
             var ack = entry(
-                ok ? .acked : .ackError, endpoint: s.endpoint, who: event.who, body: s.keepBodies ? s.inboundText ?? event.body.serializedString : nil,
+                Self.isWaiting(event.body) ? .waiting : ok ? .acked : .ackError, endpoint: s.endpoint, who: event.who, body: s.keepBodies ? s.inboundText ?? event.body.serializedString : nil,
                 "\(status) ack of \(acked.type) \(acked.messageId) to \(acked.target)" + (event.body["message"]?.scalarText.map { ": \($0)" } ?? ""))
             ack.answers = acked.messageId
             ack.messageType = acked.type

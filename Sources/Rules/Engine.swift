@@ -26,6 +26,8 @@ package struct Engine: Sendable {
     package func evaluate(_ event: InboundEvent, conversation: ConversationSnapshot) -> Decision {
         var decision = Decision()
         var context = Context(event: event, conversation: conversation, config: config, regexLimit: regexLimit)
+        // A message that waits is not answered yet: its timeline says so (`Decide`), no rule or policy runs.
+        if event.ack != nil, Self.isWaiting(event.body) { return decision }
         // A retry policy decides its own timers and the refusals it handles; an ok ack ends its run and
         // goes on to the rules.
         if applyRetryPolicies(event, context: &context, decision: &decision) {
@@ -112,6 +114,12 @@ package struct Engine: Sendable {
     package static func ackStatus(_ body: JSON) -> (ok: Bool, status: String) {
         let status = body["status"]?.scalarText ?? "ok"
         return (status.lowercased() == "ok", status)
+    }
+
+    /// An ack that says the message waits (a rate limit, an open circuit) and will be sent again by whoever
+    /// waits with it: status `waiting`. Neither an answer nor a refusal.
+    package static func isWaiting(_ body: JSON) -> Bool {
+        body["status"]?.scalarText?.lowercased() == "waiting"
     }
 
     /// An attribute value on the timeline: whole when short, else its first 100 characters. The

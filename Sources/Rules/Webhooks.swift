@@ -119,7 +119,15 @@ package struct RestSettings: Sendable {
     /// again, and adopted when found. nil: never looked up.
     package var correlationField: String?
     package var timeoutMs = 10_000
+    /// How long one message may wait in the delivery for rate limits and circuits (its waits added up)
+    /// before its refusal goes to the rules as an ack (`wait_budget`).
+    package var waitBudgetMs = 3_600_000
+    /// The longest single wait: a longer Retry-After is waited out in steps (`max_wait`).
+    package var maxWaitMs = 600_000
     package var location: SourceLocation
+
+    /// The delay queues a waiting REST message waits in (TTLs, ms): declared when any endpoint has `rest`.
+    package static let waitBuckets = [1_000, 2_000, 5_000, 15_000, 60_000, 300_000]
 
     package init(profile: Profile, baseURL: String, auth: Auth, location: SourceLocation) {
         self.profile = profile

@@ -36,7 +36,7 @@ package enum Meters {
               help: "Outbound messages committed for sending, by target endpoint and message type (delayed ones included).",
               labels: ["target", "type"]),
         .init(name: "switchboard_acks_total", kind: .counter,
-              help: "Acknowledgements received, by the endpoint that sent them and outcome: ok, error (a rule handled it), unhandled (marked failed).",
+              help: "Acknowledgements received, by the endpoint that sent them and outcome: ok, error (a rule handled it), unhandled (marked failed), waiting (the REST delivery waits with the message).",
               labels: ["endpoint", "outcome"]),
         .init(name: "switchboard_delays_scheduled_total", kind: .counter,
               help: "Outbound messages sent through a delay queue, by target.", labels: ["target"]),
@@ -95,6 +95,13 @@ package enum Meters {
               labels: ["endpoint", "code"]),
         .init(name: "switchboard_rest_request_seconds", kind: .histogram,
               help: "Time from sending a REST request to its answer (or failure), by endpoint.", labels: ["endpoint"]),
+        .init(name: "switchboard_rest_waits_total", kind: .counter,
+              help: "Outbound REST messages set to wait in a delay queue, by endpoint and scope: ticket (a per-issue limit), endpoint (a 429 or 503 for the whole endpoint), circuit (no connection), behind (held by an earlier wait).",
+              labels: ["endpoint", "scope"]),
+        .init(name: "switchboard_rest_waiting_tickets", kind: .gauge,
+              help: "Tickets of a REST endpoint with messages waiting (a per-issue limit, or behind an earlier message of theirs).", labels: ["endpoint"]),
+        .init(name: "switchboard_rest_circuit_open", kind: .gauge,
+              help: "1 while a REST endpoint's circuit is open (its host took no connection; messages wait with back-off), else 0.", labels: ["endpoint"]),
     ]
 
     package static let version = "0.12.0"
@@ -140,7 +147,7 @@ package enum Meters {
         gauge("switchboard_config_info", [("hash", String(config.source.contentHash.prefix(12)))], 1)
         for e in config.endpointNames {
             for outcome in ["applied", "duplicate", "parked"] { count("switchboard_worker_messages_total", [("endpoint", e), ("outcome", outcome)], by: 0) }
-            for outcome in ["ok", "error", "unhandled"] { count("switchboard_acks_total", [("endpoint", e), ("outcome", outcome)], by: 0) }
+            for outcome in ["ok", "error", "unhandled", "waiting"] { count("switchboard_acks_total", [("endpoint", e), ("outcome", outcome)], by: 0) }
         }
         for e in config.endpoints.values {
             gauge("switchboard_endpoint_backlog_threshold", [("endpoint", e.name)], Double(e.backlogThreshold ?? config.admin?.warnDepth ?? 1000))

@@ -109,6 +109,16 @@ import Testing
         #expect(d.failedOutbound.keys.sorted() == ["sb-out-1"])
     }
 
+    @Test func aWaitingAckIsOnTheTimelineAndNoRuleOrPolicySeesIt() throws {
+        let c = ConversationSnapshot(id: "c1", version: 3, references: ["customer-a": "INC1"])
+        let body = #"{"status":"waiting","code":429,"scope":"ticket","key":"VX-5","message":"update waits (ticket): 429 per issue"}"#
+        let d = try engine().decide(try ack(body, conversation: c))
+        // Not an answer: nothing linked, nothing failed, no rule (not even the ack rules) matched.
+        #expect(d.timeline.map(\.kind.rawValue) == ["waiting"])
+        #expect(d.timeline[0].detail == "waiting ack of create sb-out-1 to vendor-x: update waits (ticket): 429 per issue")
+        #expect(d.newReferences.isEmpty && d.failedOutbound.isEmpty && d.outbox.isEmpty)
+    }
+
     @Test func anAckFromAnotherEndpointThanTheTargetIsRefusedNamingBoth() throws {
         let c = ConversationSnapshot(id: "c1", version: 3, references: ["customer-a": "INC1"])
         for status in ["ok", "error"] {

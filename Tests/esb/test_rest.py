@@ -14,7 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import ESB, Switchboard, free_port, fresh_vhost
+from conftest import free_port
+from fake_apis import rest_hub, wait
 
 PASSWORD = "sn-" + uuid.uuid4().hex
 
@@ -145,26 +146,8 @@ retries:
 
 @pytest.fixture(scope="module")
 def rest():
-    gen = fresh_vhost("sb-test-rest-")
-    vhost = next(gen)
     fake = FakeServiceNow()
-    sb = Switchboard(vhost, env={"SB_TEST_SN_PASSWORD": PASSWORD}, extra_config=config(fake.port)).start()
-    esb = ESB(vhost)
-    yield sb, fake, esb
-    esb.close()
-    sb.stop()
-    fake.stop()
-    next(gen, None)
-
-
-def wait(what, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        got = what()
-        if got:
-            return got
-        time.sleep(0.2)
-    return what()
+    yield from rest_hub("sb-test-rest-", fake, {"SB_TEST_SN_PASSWORD": PASSWORD}, config(fake.port))
 
 
 def created(fake, number):

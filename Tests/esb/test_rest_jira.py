@@ -1,78 +1,14 @@
 """Issue 26, REST delivery with the jira-cloud profile against a fake Jira Cloud (a real HTTP server): create
 (201 {id, key}, the key linked by the answer), edit by key (PUT, 204, no body), a plain-text comment sent as
-ADF, and a per-issue 429 with Retry-After honoured by a retry policy that waits what the answer said."""
-import json
-import threading
-import time
+ADF, and a per-issue 429 with Retry-After waited out by the delivery itself (no ack, no attempt of the retry
+policy used). test_rest_waits.py has the waits' scopes and order."""
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import ESB, Switchboard, free_port, fresh_vhost
+from fake_apis import FakeJira, rest_hub, wait
 
 TOKEN = "jira-" + uuid.uuid4().hex
-
-
-class FakeJira:
-    def __init__(self):
-        self.issues, self.requests, self.limited = {}, [], {}
-        self.lock = threading.Lock()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def answer(self, code, body=None, headers=None):
-                data = json.dumps(body).encode() if body is not None else b""
-                self.send_response(code)
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                if data:
-                    self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def handle_one(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length)) if length else None
-                with fake.lock:
-                    fake.requests.append((time.monotonic(), self.command, self.path, body))
-                if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-                    return self.answer(401, {"errorMessages": ["You are not authenticated."]})
-                parts = self.path.strip("/").split("/")
-                if parts[:4] != ["rest", "api", "3", "issue"]:
-                    return self.answer(404, {"errorMessages": ["Not found"]})
-                with fake.lock:
-                    if self.command == "POST" and len(parts) == 4:
-                        key = f"VX-{len(fake.issues) + 1}"
-                        fake.issues[key] = {"fields": body["fields"], "comments": []}
-                        return self.answer(201, {"id": str(10000 + len(fake.issues)), "key": key, "self": "x"})
-                    key = parts[4] if len(parts) > 4 else None
-                    if key not in fake.issues:
-                        return self.answer(404, {"errorMessages": ["Issue does not exist or you do not have permission to see it."]})
-                    if fake.limited.get(key, 0) > 0:
-                        fake.limited[key] -= 1
-                        return self.answer(429, {"errorMessages": ["Rate limit exceeded."]},
-                                           {"Retry-After": "2", "RateLimit-Reason": "jira-per-issue-on-write"})
-                    if self.command == "PUT" and len(parts) == 5:
-                        fake.issues[key]["fields"].update(body["fields"])
-                        return self.answer(204)
-                    if self.command == "POST" and parts[5:] == ["comment"]:
-                        fake.issues[key]["comments"].append(body["body"])
-                        return self.answer(201, {"id": "1"})
-                return self.answer(405, {"errorMessages": ["Method not allowed"]})
-
-            do_POST = do_PUT = handle_one
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.server.shutdown()
 
 
 def config(port):
@@ -133,26 +69,8 @@ retries:
 
 @pytest.fixture(scope="module")
 def jira():
-    gen = fresh_vhost("sb-test-jira-")
-    vhost = next(gen)
-    fake = FakeJira()
-    sb = Switchboard(vhost, env={"SB_TEST_JIRA_TOKEN": TOKEN}, extra_config=config(fake.port)).start()
-    esb = ESB(vhost)
-    yield sb, fake, esb
-    esb.close()
-    sb.stop()
-    fake.stop()
-    next(gen, None)
-
-
-def wait(what, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        got = what()
-        if got:
-            return got
-        time.sleep(0.2)
-    return what()
+    fake = FakeJira(TOKEN)
+    yield from rest_hub("sb-test-jira-", fake, {"SB_TEST_JIRA_TOKEN": TOKEN}, config(fake.port))
 
 
 def test_create_edit_comment_and_a_per_issue_limit_waited_out(jira):
@@ -170,8 +88,8 @@ def test_create_edit_comment_and_a_per_issue_limit_waited_out(jira):
         fake.limited[k] = 1
     esb.publish("customer-a", {"number": number, "test_jira": True, "short_description": "second"}, message_id=f"{number}-2")
     assert wait(lambda: fake.issues[k]["fields"]["summary"] == "second", timeout=40), fake.requests
-    puts = [(t, b) for (t, m, p, b) in fake.requests if m == "PUT" and p.endswith("/" + k)]
-    assert len(puts) == 2 and all(b == {"fields": {"summary": "second"}} for _, b in puts), puts
+    puts = [(t, b, c) for (t, m, b, c) in fake.writes(k) if m == "PUT"]
+    assert [c for _, _, c in puts] == [429, 204] and all(b == {"fields": {"summary": "second"}} for _, b, _ in puts), puts
     # Not before the Retry-After (2 s) the answer named.
     assert puts[1][0] - puts[0][0] >= 2.0, puts
     esb.publish("customer-a", {"number": number, "test_jira": True, "short_description": "second", "comments": "line one\nline two"},
@@ -179,5 +97,7 @@ def test_create_edit_comment_and_a_per_issue_limit_waited_out(jira):
     assert wait(lambda: fake.issues[k]["comments"]), fake.requests
     adf = fake.issues[k]["comments"][0]
     assert adf["type"] == "doc" and [p["content"][0]["text"] for p in adf["content"]] == ["line one", "line two"], adf
+    # The delivery waited: the rules never saw the 429 (no retry, nothing marked failed).
     shown = sb.timeline("customer-a", number)
-    assert "retry:test-jira-limited" in shown and "Rate limit exceeded" in shown, shown
+    assert "retry:test-jira-limited" not in shown and "Rate limit exceeded" not in shown, shown
+    assert 'switchboard_rest_waits_total{endpoint="jira-rest",scope="ticket"} 1' in sb.metrics(), sb.metrics()

@@ -1,0 +1,129 @@
+"""Fake ticket APIs for the REST delivery tests (issue 26): real HTTP servers on loopback that answer like
+Jira Cloud's REST API v3, with faults a test switches on (per-issue and endpoint-wide 429s, down), and the
+polling helper those tests share."""
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from conftest import ESB, Switchboard, free_port, fresh_vhost
+
+
+def wait(what, timeout=30):
+    """`what()` once it is truthy, polled every 0.2 s; its last value after `timeout` seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = what()
+        if got:
+            return got
+        time.sleep(0.2)
+    return what()
+
+
+def rest_hub(prefix, fake, env, extra_config):
+    """A module's Switchboard (`run`, its own vhost) delivering to `fake`: yields (switchboard, fake, esb);
+    everything stopped and the vhost removed after."""
+    gen = fresh_vhost(prefix)
+    vhost = next(gen)
+    sb = Switchboard(vhost, env=env, extra_config=extra_config).start()
+    esb = ESB(vhost)
+    yield sb, fake, esb
+    esb.close()
+    sb.stop()
+    fake.stop()
+    next(gen, None)
+
+
+class FakeJira:
+    """Jira Cloud's issue API: create (201 {id, key}), edit (PUT, 204), comment (201), bearer auth.
+    `limited[key] = n`: the next n writes to that issue answer 429 with RateLimit-Reason
+    jira-per-issue-on-write; `endpoint_limited = n`: the next n requests answer 429 for everyone.
+    `requests` holds (monotonic time, method, path, body, code answered)."""
+
+    def __init__(self, token, retry_after="2", port=None):
+        self.token, self.retry_after = token, retry_after
+        self.issues, self.requests, self.limited, self.endpoint_limited = {}, [], {}, 0
+        self.lock = threading.Lock()
+        self.port = port or free_port()
+        self.server = None
+        self.start()
+
+    def start(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def answer(self, code, body=None, headers=None, logged=None):
+                data = json.dumps(body).encode() if body is not None else b""
+                if logged is not None:
+                    with fake.lock:
+                        fake.requests.append(logged + (code,))
+                self.send_response(code)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                if data:
+                    self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def handle_one(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length)) if length else None
+                seen = (time.monotonic(), self.command, self.path, body)
+                if self.headers.get("Authorization") != f"Bearer {fake.token}":
+                    return self.answer(401, {"errorMessages": ["You are not authenticated."]}, logged=seen)
+                parts = self.path.strip("/").split("/")
+                if parts[:4] != ["rest", "api", "3", "issue"]:
+                    return self.answer(404, {"errorMessages": ["Not found"]}, logged=seen)
+                with fake.lock:
+                    if fake.endpoint_limited > 0:
+                        fake.endpoint_limited -= 1
+                        limited = True
+                    else:
+                        limited = False
+                if limited:
+                    return self.answer(429, {"errorMessages": ["Rate limit exceeded."]}, {"Retry-After": fake.retry_after}, logged=seen)
+                with fake.lock:
+                    if self.command == "POST" and len(parts) == 4:
+                        key = f"VX-{len(fake.issues) + 1}"
+                        fake.issues[key] = {"fields": body["fields"], "comments": []}
+                        answer = (201, {"id": str(10000 + len(fake.issues)), "key": key, "self": "x"}, None)
+                    else:
+                        key = parts[4] if len(parts) > 4 else None
+                        if key not in fake.issues:
+                            answer = (404, {"errorMessages": ["Issue does not exist or you do not have permission to see it."]}, None)
+                        elif fake.limited.get(key, 0) > 0:
+                            fake.limited[key] -= 1
+                            answer = (429, {"errorMessages": ["Rate limit exceeded."]},
+                                      {"Retry-After": fake.retry_after, "RateLimit-Reason": "jira-per-issue-on-write"})
+                        elif self.command == "PUT" and len(parts) == 5:
+                            fake.issues[key]["fields"].update(body["fields"])
+                            answer = (204, None, None)
+                        elif self.command == "POST" and parts[5:] == ["comment"]:
+                            fake.issues[key]["comments"].append(body["body"])
+                            answer = (201, {"id": str(len(fake.issues[key]["comments"]))}, None)
+                        else:
+                            answer = (405, {"errorMessages": ["Method not allowed"]}, None)
+                return self.answer(*answer, logged=seen)
+
+            do_POST = do_PUT = handle_one
+
+        ThreadingHTTPServer.allow_reuse_address = True
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def writes(self, key):
+        """(time, method, body, code) of every write to one issue, in the order they arrived."""
+        with self.lock:
+            return [(t, m, b, c) for (t, m, p, b, c) in self.requests if f"/issue/{key}" in p]
+
+    def key_of(self, summary):
+        with self.lock:
+            return next((k for k, i in self.issues.items() if i["fields"].get("summary") == summary), None)
