@@ -310,7 +310,7 @@ struct PageRoutes {
     static func label(_ kind: TimelineKind) -> String {
         let labels: [TimelineKind: String] = [
             .received: "received", .ruleMatched: "rule matched", .attribute: "attribute", .counter: "counter",
-            .sent: "sent", .acked: "ack ok", .ackError: "error ack", .ackUnhandled: "unhandled ack", .waiting: "waiting", .noRule: "no rule matched",
+            .sent: "sent", .acked: "ack ok", .ackError: "error ack", .ackUnhandled: "unhandled ack", .waiting: "waiting", .echo: "echo", .noRule: "no rule matched",
             .dropped: "dropped", .delayScheduled: "timer scheduled", .timerFired: "timer fired", .linked: "linked", .warning: "warning",
             .retry: "retry", .admin("replay"): "replayed", .admin("discard"): "discarded",
         ]

@@ -44,7 +44,7 @@ struct FeedItem: Sendable {
             state = "acked"
         } else if first?.kind == .waiting {
             state = "waiting"
-        } else if kinds.contains(.dropped) {
+        } else if kinds.contains(.dropped) || kinds.contains(.echo) {
             state = "dropped"
         } else if kinds.contains(.noRule) {
             state = "no-rule"

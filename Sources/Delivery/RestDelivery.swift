@@ -343,9 +343,11 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
                     if case .string(let text)? = fields["body"] { comment["body"] = adf(text) }
                     return Request(operation: "comment", ticket: reference, method: .POST, url: "\(base)/\(ref)/comment", body: JSON.object(comment).serialized())
                 }
-                return Request(operation: "update", ticket: reference, method: .PUT, url: "\(base)/\(ref)", body: JSON.object(fields).serialized())
+                return Request(
+                    operation: "update", ticket: reference, method: .PUT, url: "\(base)/\(ref)",
+                    body: JSON.object(jiraStamped(fields, message: message, edit: true)).serialized())
             }
-            return Request(operation: "create", method: .POST, url: base, body: message.body)
+            return Request(operation: "create", method: .POST, url: base, body: JSON.object(jiraStamped(fields, message: message, edit: false)).serialized())
         case .genericRest:
             if let ref {
                 return Request(
@@ -354,6 +356,25 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
             }
             return Request(operation: "create", method: .POST, url: rest.baseURL + rest.createPath, body: message.body)
         }
+    }
+
+    /// A Jira write stamped as ours, so its echo can be told apart: an entity property `switchboard` with the
+    /// message id (create and edit), and on an edit `historyMetadata` naming Switchboard as the generator
+    /// (the history shows it). What the rules put there themselves is kept.
+    static func jiraStamped(_ body: [String: JSON], message: Message, edit: Bool) -> [String: JSON] {
+        var body = body
+        let id = JSON.string(message.properties.messageId ?? "")
+        if body["properties"] == nil {
+            body["properties"] = .array([.object(["key": .string("switchboard"), "value": .object(["message_id": id])])])
+        }
+        if edit, body["historyMetadata"] == nil {
+            body["historyMetadata"] = .object([
+                "type": .string("switchboard"), "description": .string("Switchboard integration"),
+                "generator": .object(["id": .string("switchboard"), "type": .string("switchboard")]),
+                "cause": .object(["id": id, "type": .string("switchboard-message")]),
+            ])
+        }
+        return body
     }
 
     /// Plain text as an Atlassian Document: one paragraph per line.

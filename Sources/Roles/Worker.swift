@@ -462,6 +462,7 @@ package final class WorkerHandler: BatchHandler {
         }
         Meters.count("switchboard_worker_messages_total", [("endpoint", item.endpoint), ("outcome", "applied")])
         for rule in item.matched { Meters.count("switchboard_rule_matches_total", [("rule", rule)]) }
+        if commit.timeline.contains(where: { $0.kind == .echo }) { Meters.count("switchboard_echoes_total", [("endpoint", item.endpoint)]) }
         if event.type == Contract.ackType {
             let outcome =
                 !commit.failedOutbound.isEmpty ? "unhandled" : Engine.ackStatus(event.body).ok ? "ok" : Engine.isWaiting(event.body) ? "waiting" : "error"

@@ -301,6 +301,9 @@ package struct EndpointConfig: Sendable {
     package var webhook: WebhookSettings?
     /// Its REST API, when Switchboard delivers its outbound messages itself (no ESB consumes sb.out.<name>).
     package var rest: RestSettings?
+    /// Its inbound messages that are our own writes coming back (a tool's webhook fires for our writes too):
+    /// a message meeting any of these is an echo, on the timeline and counted, and no rule sees it (`echo`).
+    package var echo: [Condition] = []
     package var description = ""
     package var location: SourceLocation
 

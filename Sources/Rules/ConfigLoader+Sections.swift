@@ -189,12 +189,13 @@ extension ConfigLoader {
             case "personal": e.personal = stringList(value).compactMap { path($0.node) }
             case "webhook": e.webhook = parseWebhook(name, value, maxMessageBytes: maxMessageBytes)
             case "rest": e.rest = parseRest(name, value)
+            case "echo": break  // compiled once every endpoint is known (`ConfigLoader.load`)
             case "references":
                 for (k, v) in mapping(value, "references of '\(name)'") ?? [] {
                     if let p = path(v) { e.references[k.string] = p }
                 }
             default:
-                unknownKey(key, in: "endpoint '\(name)'", allowed: "description, format, ticket_id, who, type_field, ack_key, users, backlog_threshold, personal, references, webhook, rest")
+                unknownKey(key, in: "endpoint '\(name)'", allowed: "description, format, ticket_id, who, type_field, ack_key, users, backlog_threshold, personal, references, webhook, rest, echo")
             }
         }
         guard let ticketId else {

@@ -117,6 +117,13 @@ package struct ConfigLoader {
             if let t = parseTranslation(name, y) { translations[name] = t }
         }
 
+        // Echo conditions may test references: compiled once every endpoint is known.
+        for (name, y) in pending.endpoints where endpoints[name] != nil {
+            guard case .mapping(let m) = y.node, let echo = m.first(where: { $0.key.string == "echo" })?.value else { continue }
+            var context = MappingContext(endpoints: endpoints, translations: translations)
+            endpoints[name]?.echo = conditions(Y(node: echo, file: y.file), context: &context)
+        }
+
         var rules: [Rule] = []
         var ruleNames: [String: SourceLocation] = [:]
         for y in pending.rules {

@@ -82,6 +82,8 @@ package struct TimelineKind: RawRepresentable, Hashable, Sendable, Codable, Cust
     /// An ack of status `waiting` (the REST delivery's): the message waits for a rate limit or an open
     /// circuit and will be sent by the delivery itself; no rule sees it.
     package static let waiting = TimelineKind(rawValue: "waiting")
+    /// An inbound message that is our own write coming back (the endpoint's `echo` conditions): no rule ran.
+    package static let echo = TimelineKind(rawValue: "echo")
     package static let timerFired = TimelineKind(rawValue: "timer-fired")
     package static let linked = TimelineKind(rawValue: "linked")
     package static let warning = TimelineKind(rawValue: "warning")

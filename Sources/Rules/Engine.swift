@@ -28,6 +28,15 @@ package struct Engine: Sendable {
         var context = Context(event: event, conversation: conversation, config: config, regexLimit: regexLimit)
         // A message that waits is not answered yet: its timeline says so (`Decide`), no rule or policy runs.
         if event.ack != nil, Self.isWaiting(event.body) { return decision }
+        // Our own write coming back through the tool's webhook: said on the timeline, nothing else.
+        if event.ack == nil, event.type != EventType.timer, let echo = config.endpoints[event.endpoint]?.echo,
+            let n = echo.firstIndex(where: { context.test($0) })
+        {
+            decision.tooSlow = context.budget.exceeded
+            decision.notes.append(TimelineNote(
+                kind: .echo, detail: "echo of our own write to \(event.endpoint) (its echo condition \(n + 1) matched): no rule ran"))
+            return decision
+        }
         // A retry policy decides its own timers and the refusals it handles; an ok ack ends its run and
         // goes on to the rules.
         if applyRetryPolicies(event, context: &context, decision: &decision) {

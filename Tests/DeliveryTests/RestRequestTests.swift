@@ -31,7 +31,18 @@ import Testing
     @Test func jiraUpdatesByKeyWithoutItInTheBodyAndWrapsCommentsInADF() throws {
         let update = RestDeliveryHandler.request(for: message(#"{"key":"VX-1","fields":{"summary":"s"}}"#), target: target(.jiraCloud))
         #expect(update.method == .PUT && update.url == "https://x.example/rest/api/3/issue/VX-1")
-        #expect(try JSON.parse(update.body) == JSON.object(["fields": .object(["summary": .string("s")])]))
+        let edit = try JSON.parse(update.body)
+        #expect(edit["fields"] == JSON.object(["summary": .string("s")]) && edit["key"] == nil)
+        // Stamped as ours: the history names Switchboard, the entity property the message.
+        #expect(edit["historyMetadata"]?["generator"]?["id"] == .string("switchboard"))
+        #expect(edit["historyMetadata"]?["cause"]?["id"] == .string("m1"))
+        func property(_ body: JSON) -> JSON? {
+            guard case .array(let properties)? = body["properties"] else { return nil }
+            return properties.first
+        }
+        #expect(property(edit)?["value"]?["message_id"] == .string("m1"))
+        let create = try JSON.parse(RestDeliveryHandler.request(for: message(#"{"fields":{"summary":"s"}}"#), target: target(.jiraCloud)).body)
+        #expect(property(create)?["key"] == .string("switchboard") && create["historyMetadata"] == nil)
         let comment = RestDeliveryHandler.request(for: message(#"{"key":"VX-1","body":"line 1\nline 2"}"#, type: "comment"), target: target(.jiraCloud))
         #expect(comment.method == .POST && comment.url == "https://x.example/rest/api/3/issue/VX-1/comment")
         let adf = try JSON.parse(comment.body)

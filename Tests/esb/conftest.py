@@ -610,7 +610,7 @@ def flow(esb, number, key):
 
 def rabbitmqctl(*args):
     return subprocess.run(["bash", os.path.join(REPO, "Deploy/local/rabbitmq.sh"), "ctl", *args],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=120)
 
 
 def broker_log_lines_since(offset):

@@ -182,7 +182,7 @@ def test_rabbitmq_apply_gives_quorum_queues_the_policy_and_each_user_least_privi
             assert r.returncode == 0, r.stdout + r.stderr
             assert not any(s in r.stdout + r.stderr for s in secrets.values())
         r = subprocess.run(["bash", os.path.join(DEPLOY, "rabbitmq", "users.sh"), "esb", vhost, esb_user, "customer-a"],
-                           env=dict(env, SB_USER_PASSWORD="esb-" + tag), capture_output=True, text=True, timeout=60)
+                           env=dict(env, SB_USER_PASSWORD="esb-" + tag), capture_output=True, text=True, timeout=240)
         assert r.returncode == 0, r.stderr
         mgmt("PUT", f"/api/permissions/{vhost}/guest", {"configure": "", "write": "^sb\\.in$", "read": "^sb\\.(out|parked).*"})
         broker = f"amqp://{sb_user}:{secrets['SB_SWITCHBOARD_PASSWORD']}@localhost:{AMQP_PORT}/{vhost}"

@@ -29,8 +29,9 @@ rules:
 
 def users_sh(*args, password):
     env = dict(os.environ, SB_USER_PASSWORD=password, RABBITMQCTL=f"bash {REPO}/Deploy/local/rabbitmq.sh ctl")
+    # users.sh runs several rabbitmqctl commands, each a few seconds of Erlang start on a busy machine.
     r = subprocess.run(["bash", os.path.join(REPO, "Deploy/rabbitmq/users.sh"), *args],
-                       env=env, capture_output=True, text=True, timeout=60)
+                       env=env, capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr
 
 

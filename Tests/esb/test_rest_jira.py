@@ -89,7 +89,10 @@ def test_create_edit_comment_and_a_per_issue_limit_waited_out(jira):
     esb.publish("customer-a", {"number": number, "test_jira": True, "short_description": "second"}, message_id=f"{number}-2")
     assert wait(lambda: fake.issues[k]["fields"]["summary"] == "second", timeout=40), fake.requests
     puts = [(t, b, c) for (t, m, b, c) in fake.writes(k) if m == "PUT"]
-    assert [c for _, _, c in puts] == [429, 204] and all(b == {"fields": {"summary": "second"}} for _, b, _ in puts), puts
+    assert [c for _, _, c in puts] == [429, 204] and all(b["fields"] == {"summary": "second"} for _, b, _ in puts), puts
+    # Each write stamped as ours (issue 26, echoes): Switchboard in the history, the message id as a property.
+    assert all(b["historyMetadata"]["generator"]["id"] == "switchboard" and b["properties"][0]["key"] == "switchboard"
+               for _, b, _ in puts), puts
     # Not before the Retry-After (2 s) the answer named.
     assert puts[1][0] - puts[0][0] >= 2.0, puts
     esb.publish("customer-a", {"number": number, "test_jira": True, "short_description": "second", "comments": "line one\nline two"},

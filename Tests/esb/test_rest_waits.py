@@ -3,6 +3,7 @@ out a per-issue 429 for that ticket only (its later messages behind it, in order
 endpoint-wide 429 for the whole endpoint (no request before its Retry-After), and a host that takes no
 connection with an open circuit (no attempt of the rules used); a message whose wait budget is spent goes to
 the rules as a refusal. Quorum queues and the production policies, like every ESB test."""
+import json
 import re
 import time
 import uuid
@@ -44,6 +45,9 @@ def config(port):
 endpoints:
   jira-w:
     ticket_id: $.issue.key
+    who: $.user.displayName
+    echo:
+      - {{field: $.user.accountId, in: [sb-integration]}}
     rest:
       profile: jira-cloud
       base_url: http://127.0.0.1:{port}
@@ -60,6 +64,13 @@ endpoints:
       token_env: SB_TEST_JIRA_TOKEN
       wait_budget: 3s
 rules:{"".join(rules)}
+  - name: jira-w-to-customer
+    from: jira-w
+    stop: true
+    send:
+      - to: customer-a
+        type: update
+        body: {{number: {{reference: customer-a}}, comments: {{field: $.comment}}}}
 """
 
 
@@ -177,3 +188,20 @@ def test_a_message_whose_wait_budget_is_spent_goes_to_the_rules(hub):
         fake.limited[key] = 0
     writes = [w for w in fake.writes(key) if w[1] == "PUT"]
     assert 1 <= len(writes) <= 3 and {c for (*_x, c) in writes} == {429}, writes
+
+
+def test_our_own_write_coming_back_is_an_echo_and_a_persons_change_is_not(hub):
+    sb, fake, esb = hub
+    [(number, key)] = tickets(sb, fake, esb, 1)
+    esb.purge("sb.out.customer-a")
+    # Jira's webhook fires for the edit Switchboard made: the actor is our integration user.
+    esb.publish("jira-w", {"webhookEvent": "jira:issue_updated", "issue": {"key": key}, "comment": "ours",
+                           "user": {"accountId": "sb-integration", "displayName": "Switchboard"}}, message_id=f"{key}-echo")
+    esb.publish("jira-w", {"webhookEvent": "jira:issue_updated", "issue": {"key": key}, "comment": "a person's",
+                           "user": {"accountId": "557058:bob", "displayName": "Bob"}}, message_id=f"{key}-bob")
+    [(_, body)] = esb.take("sb.out.customer-a", 1)
+    assert json.loads(body) == {"number": number, "comments": "a person's"}, body
+    assert esb.take("sb.out.customer-a", 1, timeout=2) == []
+    shown = sb.timeline("customer-a", number)
+    assert "echo of our own write to jira-w (its echo condition 1 matched): no rule ran" in shown, shown
+    assert re.search(r'switchboard_echoes_total\{endpoint="jira-w"\} 1', sb.metrics()), sb.metrics()
