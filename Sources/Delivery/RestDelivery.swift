@@ -263,13 +263,28 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
 
     /// The create's correlation value (servicenow-table: its `correlation_id`), when it has one.
     static func correlation(_ message: Message, target: Target) -> String? {
-        guard let field = target.rest.correlationField, case .object(let o)? = try? JSON.parse(message.body) else { return nil }
-        return o[field]?.scalarText.flatMap { $0.isEmpty ? nil : $0 }
+        switch target.rest.profile {
+        case .jiraCloud:
+            return jiraLabel(message)
+        case .servicenowTable, .genericRest:
+            guard let field = target.rest.correlationField, case .object(let o)? = try? JSON.parse(message.body) else { return nil }
+            return o[field]?.scalarText.flatMap { $0.isEmpty ? nil : $0 }
+        }
+    }
+
+    /// jira-cloud: the label every create carries, `sb-<conversation id>`: one conversation makes at most one
+    /// issue per Jira endpoint, and JQL finds it (entity properties are not searchable without an app).
+    static func jiraLabel(_ message: Message) -> String? {
+        guard case .string(let conversation)? = message.properties.headers[Contract.Header.conversation],
+            !conversation.isEmpty, conversation.allSatisfy({ $0.isLetter || $0.isNumber })
+        else { return nil }
+        return "sb-" + conversation
     }
 
     /// The ticket a create made, looked up by its correlation value (servicenow-table: a Table API query);
     /// nil when none is found or the lookup gets no clear answer.
     func lookup(_ correlation: String, target: Target) -> String? {
+        if target.rest.profile == .jiraCloud { return jiraLookup(correlation, target: target) }
         guard target.rest.profile == .servicenowTable, let field = target.rest.correlationField else { return nil }
         var query = URLComponents()
         query.queryItems = [
@@ -282,6 +297,28 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
             let first = rows.first, let id = first["sys_id"]?.scalarText, !id.isEmpty
         else { return nil }
         return id
+    }
+
+    /// jira-cloud: the issue carrying the label, by JQL (`GET /rest/api/3/search/jql`). Jira's search index
+    /// may lag a moment behind a create: not found at once, it asks once more two seconds later.
+    func jiraLookup(_ label: String, target: Target) -> String? {
+        var query = URLComponents()
+        query.queryItems = [
+            URLQueryItem(name: "jql", value: "labels = \"\(label)\""), URLQueryItem(name: "fields", value: "key"),
+            URLQueryItem(name: "maxResults", value: "1"),
+        ]
+        let url = "\(target.rest.baseURL)/rest/api/3/search/jql?" + (query.percentEncodedQuery ?? "")
+        for attempt in 0..<2 {
+            if attempt > 0 { Thread.sleep(forTimeInterval: 2) }
+            let answer = send(Request(operation: "lookup", method: .GET, url: url, body: Data()), target: target)
+            guard answer.code == 200 else { return nil }
+            if let parsed = try? JSON.parse(answer.body), case .array(let issues)? = parsed["issues"], let key = issues.first?["key"]?.scalarText,
+                !key.isEmpty
+            {
+                return key
+            }
+        }
+        return nil
     }
 
     /// The ack of a create found made: ok, with its key.
@@ -364,6 +401,14 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
     static func jiraStamped(_ body: [String: JSON], message: Message, edit: Bool) -> [String: JSON] {
         var body = body
         let id = JSON.string(message.properties.messageId ?? "")
+        // A create carries its conversation's label, by which a create with an unknown outcome is found.
+        if !edit, let label = jiraLabel(message), case .object(var fields)? = body["fields"] {
+            var labels: [JSON] = []
+            if case .array(let existing)? = fields["labels"] { labels = existing }
+            if !labels.contains(.string(label)) { labels.append(.string(label)) }
+            fields["labels"] = .array(labels)
+            body["fields"] = .object(fields)
+        }
         if body["properties"] == nil {
             body["properties"] = .array([.object(["key": .string("switchboard"), "value": .object(["message_id": id])])])
         }

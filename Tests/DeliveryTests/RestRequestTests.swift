@@ -43,6 +43,13 @@ import Testing
         #expect(property(edit)?["value"]?["message_id"] == .string("m1"))
         let create = try JSON.parse(RestDeliveryHandler.request(for: message(#"{"fields":{"summary":"s"}}"#), target: target(.jiraCloud)).body)
         #expect(property(create)?["key"] == .string("switchboard") && create["historyMetadata"] == nil)
+        // A create carries its conversation's label (how an unknown outcome is looked up); the rules' own stay.
+        var props = Properties(messageId: "m2", type: "create", headers: ["x-sb-conversation": .string("0123abcd")])
+        props.persistent = true
+        let labelled = RestDeliveryHandler.request(
+            for: Message(body: Data(#"{"fields":{"summary":"s","labels":["mine"]}}"#.utf8), properties: props), target: target(.jiraCloud))
+        #expect(try JSON.parse(labelled.body)["fields"]?["labels"] == .array([.string("mine"), .string("sb-0123abcd")]))
+        #expect(RestDeliveryHandler.correlation(Message(body: Data(), properties: props), target: target(.jiraCloud)) == "sb-0123abcd")
         let comment = RestDeliveryHandler.request(for: message(#"{"key":"VX-1","body":"line 1\nline 2"}"#, type: "comment"), target: target(.jiraCloud))
         #expect(comment.method == .POST && comment.url == "https://x.example/rest/api/3/issue/VX-1/comment")
         let adf = try JSON.parse(comment.body)

@@ -2,8 +2,10 @@
 Jira Cloud's REST API v3, with faults a test switches on (per-issue and endpoint-wide 429s, down), and the
 polling helper those tests share."""
 import json
+import socket
 import threading
 import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from conftest import ESB, Switchboard, free_port, fresh_vhost
@@ -37,12 +39,14 @@ def rest_hub(prefix, fake, env, extra_config):
 class FakeJira:
     """Jira Cloud's issue API: create (201 {id, key}), edit (PUT, 204), comment (201), bearer auth.
     `limited[key] = n`: the next n writes to that issue answer 429 with RateLimit-Reason
-    jira-per-issue-on-write; `endpoint_limited = n`: the next n requests answer 429 for everyone.
+    jira-per-issue-on-write; `endpoint_limited = n`: the next n requests answer 429 for everyone;
+    `reset_creates = n`: the next n creates are made and then the connection is dropped unanswered. Issues
+    are found by label with `GET /rest/api/3/search/jql?jql=labels = "<label>"`.
     `requests` holds (monotonic time, method, path, body, code answered)."""
 
     def __init__(self, token, retry_after="2", port=None):
         self.token, self.retry_after = token, retry_after
-        self.issues, self.requests, self.limited, self.endpoint_limited = {}, [], {}, 0
+        self.issues, self.requests, self.limited, self.endpoint_limited, self.reset_creates = {}, [], {}, 0, 0
         self.lock = threading.Lock()
         self.port = port or free_port()
         self.server = None
@@ -75,7 +79,14 @@ class FakeJira:
                 seen = (time.monotonic(), self.command, self.path, body)
                 if self.headers.get("Authorization") != f"Bearer {fake.token}":
                     return self.answer(401, {"errorMessages": ["You are not authenticated."]}, logged=seen)
-                parts = self.path.strip("/").split("/")
+                url = urllib.parse.urlsplit(self.path)
+                parts = url.path.strip("/").split("/")
+                if self.command == "GET" and parts == ["rest", "api", "3", "search", "jql"]:
+                    jql = urllib.parse.parse_qs(url.query).get("jql", [""])[0]
+                    label = jql.split('"')[1] if jql.startswith("labels = ") and jql.count('"') == 2 else None
+                    with fake.lock:
+                        found = [{"id": "1", "key": k} for k, i in fake.issues.items() if label in i["fields"].get("labels", [])]
+                    return self.answer(200, {"issues": found[:1]}, logged=seen)
                 if parts[:4] != ["rest", "api", "3", "issue"]:
                     return self.answer(404, {"errorMessages": ["Not found"]}, logged=seen)
                 with fake.lock:
@@ -91,6 +102,12 @@ class FakeJira:
                         key = f"VX-{len(fake.issues) + 1}"
                         fake.issues[key] = {"fields": body["fields"], "comments": []}
                         answer = (201, {"id": str(10000 + len(fake.issues)), "key": key, "self": "x"}, None)
+                        if fake.reset_creates > 0:
+                            fake.reset_creates -= 1
+                            fake.requests.append(seen + (0,))
+                            self.close_connection = True
+                            self.connection.shutdown(socket.SHUT_RDWR)
+                            return None
                     else:
                         key = parts[4] if len(parts) > 4 else None
                         if key not in fake.issues:
@@ -109,7 +126,7 @@ class FakeJira:
                             answer = (405, {"errorMessages": ["Method not allowed"]}, None)
                 return self.answer(*answer, logged=seen)
 
-            do_POST = do_PUT = handle_one
+            do_GET = do_POST = do_PUT = handle_one
 
         ThreadingHTTPServer.allow_reuse_address = True
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)

@@ -2,6 +2,7 @@
 (201 {id, key}, the key linked by the answer), edit by key (PUT, 204, no body), a plain-text comment sent as
 ADF, and a per-issue 429 with Retry-After waited out by the delivery itself (no ack, no attempt of the retry
 policy used). test_rest_waits.py has the waits' scopes and order."""
+import urllib.parse
 import uuid
 
 import pytest
@@ -104,3 +105,25 @@ def test_create_edit_comment_and_a_per_issue_limit_waited_out(jira):
     shown = sb.timeline("customer-a", number)
     assert "retry:test-jira-limited" not in shown and "Rate limit exceeded" not in shown, shown
     assert 'switchboard_rest_waits_total{endpoint="jira-rest",scope="ticket"} 1' in sb.metrics(), sb.metrics()
+
+
+def test_a_create_whose_answer_was_lost_is_found_by_its_label_and_never_made_twice(jira):
+    sb, fake, esb = jira
+    number = "INCL" + uuid.uuid4().hex[:6]
+    with fake.lock:
+        fake.reset_creates = 1
+    esb.publish("customer-a", {"number": number, "test_jira": True, "short_description": f"{number} lost"}, message_id=f"{number}-1")
+    key = wait(lambda: fake.key_of(f"{number} lost"))
+    assert key, fake.requests
+    # Adopted: the issue the create made (its label sb-<conversation>) is linked, and the next update edits it.
+    assert wait(lambda: key in sb.timeline("customer-a", number)), sb.timeline("customer-a", number)
+    assert "adopted" in sb.timeline("customer-a", number)
+    labels = fake.issues[key]["fields"]["labels"]
+    assert len(labels) == 1 and labels[0].startswith("sb-") and len(labels[0]) == 35, labels
+    esb.publish("customer-a", {"number": number, "test_jira": True, "short_description": f"{number} after"}, message_id=f"{number}-2")
+    assert wait(lambda: fake.issues[key]["fields"]["summary"] == f"{number} after"), fake.writes(key)
+    with fake.lock:
+        made = [k for k, i in fake.issues.items() if labels[0] in i["fields"].get("labels", [])]
+        lookups = [r for r in fake.requests if r[1] == "GET" and labels[0] in urllib.parse.unquote(r[2])]
+    assert made == [key], made
+    assert len(lookups) == 1, lookups
