@@ -27,6 +27,9 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
     /// Per endpoint, who waits for what (`WaitBook`); touched by the delivery loop, read by `waiting`.
     private var books: [String: WaitBook]
     private let booksLock = NSLock()
+    /// jira-cloud: transition ids by endpoint, project and target status (`transition(_:)`); touched by the
+    /// delivery loop only.
+    private var transitions: [String: String] = [:]
     private static let tagPrefix = "sb-delivery:"
     /// The most of an answer's body kept in its ack.
     static let maxAnswerBytes = 64 << 10
@@ -122,7 +125,12 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
         if d.redelivered, let correlation, let found = lookup(correlation, target: target) {
             return [ackOutgoing(Self.adopted(found), d, target)]
         }
-        var outcome = send(request, target: target)
+        var outcome = request.editless ? Outcome(code: 204, headers: [:], body: Data(), failure: nil) : send(request, target: target)
+        var answered = request
+        if (200..<300).contains(outcome.code), let status = request.transition, let key = request.ticket {
+            outcome = transition(key, to: status, target: target)
+            answered.operation = "transition"
+        }
         // No answer to a create: it may have been made. Look before anything sends it again.
         if outcome.code == 0, !outcome.notSent, let correlation, let found = lookup(correlation, target: target) {
             logger.notice("delivery: a create without an answer was made; adopting it", metadata: [
@@ -158,7 +166,44 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
                 "sb.operation": "\(request.operation)",
             ])
         }
-        return [ackOutgoing(Self.ack(outcome, request: request, target: target), d, target)]
+        return [ackOutgoing(Self.ack(outcome, request: answered, target: target), d, target)]
+    }
+
+    /// jira-cloud: moves the issue to the status named (a status or a transition name, either case): the
+    /// transition is looked up (`GET …/transitions`) and cached per project and status; a cached id the
+    /// issue refuses (400: another workflow or status) is looked up again once. No transition leads there
+    /// and the issue is in that status already: done. Else a 409 naming the transitions there are.
+    func transition(_ key: String, to status: String, target: Target) -> Outcome {
+        let base = "\(target.rest.baseURL)/rest/api/3/issue/\(key.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? key)"
+        let cacheKey = "\(target.name)\u{0}\(key.split(separator: "-").first ?? "")\u{0}\(status.lowercased())"
+        for attempt in 0..<2 {
+            var id = attempt == 0 ? transitions[cacheKey] : nil
+            if id == nil {
+                let listed = send(Request(operation: "transition", method: .GET, url: base + "/transitions", body: Data()), target: target)
+                guard listed.code == 200, let parsed = try? JSON.parse(listed.body), case .array(let offered)? = parsed["transitions"] else { return listed }
+                let wanted = status.lowercased()
+                let found = offered.first { $0["to"]?["name"]?.scalarText?.lowercased() == wanted } ?? offered.first { $0["name"]?.scalarText?.lowercased() == wanted }
+                guard let found, let foundId = found["id"]?.scalarText else {
+                    let current = send(Request(operation: "transition", method: .GET, url: base + "?fields=status", body: Data()), target: target)
+                    if current.code == 200, let c = try? JSON.parse(current.body), c["fields"]?["status"]?["name"]?.scalarText?.lowercased() == wanted {
+                        return Outcome(code: 204, headers: [:], body: Data(), failure: nil)
+                    }
+                    let names = offered.compactMap { $0["to"]?["name"]?.scalarText }.joined(separator: ", ")
+                    let message = "no transition of \(key) leads to '\(status)' (there are: \(names.isEmpty ? "none" : names))"
+                    return Outcome(code: 409, headers: [:], body: JSON.object(["errorMessages": .array([.string(message)])]).serialized(), failure: nil)
+                }
+                transitions[cacheKey] = foundId
+                id = foundId
+            }
+            let body = JSON.object(["transition": .object(["id": .string(id ?? "")])]).serialized()
+            let moved = send(Request(operation: "transition", method: .POST, url: base + "/transitions", body: body), target: target)
+            if moved.code == 400, attempt == 0, transitions[cacheKey] != nil {
+                transitions[cacheKey] = nil
+                continue
+            }
+            return moved
+        }
+        return Outcome(code: 0, headers: [:], body: Data(), failure: "unreachable")
     }
 
     private func ackOutgoing(_ ack: JSON, _ d: Delivery, _ target: Target) -> Outgoing {
@@ -334,6 +379,10 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
         var operation: String
         /// The ticket written (the reference), nil for a create.
         var ticket: String? = nil
+        /// jira-cloud: the status to move the issue to after its edit (the body's `transition`).
+        var transition: String? = nil
+        /// Nothing to edit (only a transition): the edit request is not sent.
+        var editless = false
         var method: HTTPMethod
         var url: String
         var body: Data
@@ -380,9 +429,10 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
                     if case .string(let text)? = fields["body"] { comment["body"] = adf(text) }
                     return Request(operation: "comment", ticket: reference, method: .POST, url: "\(base)/\(ref)/comment", body: JSON.object(comment).serialized())
                 }
+                let transition = fields.removeValue(forKey: "transition")?.scalarText.flatMap { $0.isEmpty ? nil : $0 }
                 return Request(
-                    operation: "update", ticket: reference, method: .PUT, url: "\(base)/\(ref)",
-                    body: JSON.object(jiraStamped(fields, message: message, edit: true)).serialized())
+                    operation: "update", ticket: reference, transition: transition, editless: transition != nil && fields.isEmpty,
+                    method: .PUT, url: "\(base)/\(ref)", body: JSON.object(jiraStamped(fields, message: message, edit: true)).serialized())
             }
             return Request(operation: "create", method: .POST, url: base, body: JSON.object(jiraStamped(fields, message: message, edit: false)).serialized())
         case .genericRest:

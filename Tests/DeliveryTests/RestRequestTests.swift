@@ -50,6 +50,12 @@ import Testing
             for: Message(body: Data(#"{"fields":{"summary":"s","labels":["mine"]}}"#.utf8), properties: props), target: target(.jiraCloud))
         #expect(try JSON.parse(labelled.body)["fields"]?["labels"] == .array([.string("mine"), .string("sb-0123abcd")]))
         #expect(RestDeliveryHandler.correlation(Message(body: Data(), properties: props), target: target(.jiraCloud)) == "sb-0123abcd")
+        // A transition is taken out of the edit; alone, nothing is edited.
+        let moving = RestDeliveryHandler.request(for: message(#"{"key":"VX-1","transition":"Done","fields":{"summary":"s"}}"#), target: target(.jiraCloud))
+        let edited = try JSON.parse(moving.body)
+        #expect(moving.transition == "Done" && !moving.editless && edited["transition"] == nil)
+        let only = RestDeliveryHandler.request(for: message(#"{"key":"VX-1","transition":"Done"}"#), target: target(.jiraCloud))
+        #expect(only.transition == "Done" && only.editless)
         let comment = RestDeliveryHandler.request(for: message(#"{"key":"VX-1","body":"line 1\nline 2"}"#, type: "comment"), target: target(.jiraCloud))
         #expect(comment.method == .POST && comment.url == "https://x.example/rest/api/3/issue/VX-1/comment")
         let adf = try JSON.parse(comment.body)

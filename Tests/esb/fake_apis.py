@@ -41,8 +41,11 @@ class FakeJira:
     `limited[key] = n`: the next n writes to that issue answer 429 with RateLimit-Reason
     jira-per-issue-on-write; `endpoint_limited = n`: the next n requests answer 429 for everyone;
     `reset_creates = n`: the next n creates are made and then the connection is dropped unanswered. Issues
-    are found by label with `GET /rest/api/3/search/jql?jql=labels = "<label>"`.
+    are found by label with `GET /rest/api/3/search/jql?jql=labels = "<label>"`. Each issue starts in "To
+    Do"; `WORKFLOW` says which transitions lead where (`GET`/`POST …/transitions`; 400 for one not offered).
     `requests` holds (monotonic time, method, path, body, code answered)."""
+
+    WORKFLOW = {"11": ("Start progress", "In Progress"), "21": ("Resolve", "Done"), "31": ("Reopen", "To Do")}
 
     def __init__(self, token, retry_after="2", port=None):
         self.token, self.retry_after = token, retry_after
@@ -100,7 +103,7 @@ class FakeJira:
                 with fake.lock:
                     if self.command == "POST" and len(parts) == 4:
                         key = f"VX-{len(fake.issues) + 1}"
-                        fake.issues[key] = {"fields": body["fields"], "comments": []}
+                        fake.issues[key] = {"fields": body["fields"], "comments": [], "status": "To Do"}
                         answer = (201, {"id": str(10000 + len(fake.issues)), "key": key, "self": "x"}, None)
                         if fake.reset_creates > 0:
                             fake.reset_creates -= 1
@@ -116,6 +119,18 @@ class FakeJira:
                             fake.limited[key] -= 1
                             answer = (429, {"errorMessages": ["Rate limit exceeded."]},
                                       {"Retry-After": fake.retry_after, "RateLimit-Reason": "jira-per-issue-on-write"})
+                        elif parts[5:] == ["transitions"]:
+                            issue = fake.issues[key]
+                            offered = {i: t for i, t in FakeJira.WORKFLOW.items() if t[1] != issue["status"]}
+                            if self.command == "GET":
+                                answer = (200, {"transitions": [{"id": i, "name": n, "to": {"name": to}} for i, (n, to) in offered.items()]}, None)
+                            elif (body or {}).get("transition", {}).get("id") in offered:
+                                issue["status"] = offered[body["transition"]["id"]][1]
+                                answer = (204, None, None)
+                            else:
+                                answer = (400, {"errorMessages": ["Transition id is not valid for this issue."]}, None)
+                        elif self.command == "GET" and len(parts) == 5:
+                            answer = (200, {"key": key, "fields": {"status": {"name": fake.issues[key]["status"]}}}, None)
                         elif self.command == "PUT" and len(parts) == 5:
                             fake.issues[key]["fields"].update(body["fields"])
                             answer = (204, None, None)

@@ -46,6 +46,18 @@ rules:
       - to: jira-rest
         type: comment
         body: {{key: {{reference: jira-rest}}, body: {{field: $.comments}}}}
+  - name: test-jira-transition
+    priority: 100002
+    from: customer-a
+    when:
+      - {{field: $.test_jira, exists: true}}
+      - {{field: $.state, exists: true}}
+      - {{reference: jira-rest, exists: true}}
+    stop: true
+    send:
+      - to: jira-rest
+        type: update
+        body: {{key: {{reference: jira-rest}}, transition: {{field: $.state}}}}
   - name: test-jira-update
     priority: 100000
     from: customer-a
@@ -127,3 +139,26 @@ def test_a_create_whose_answer_was_lost_is_found_by_its_label_and_never_made_twi
         lookups = [r for r in fake.requests if r[1] == "GET" and labels[0] in urllib.parse.unquote(r[2])]
     assert made == [key], made
     assert len(lookups) == 1, lookups
+
+
+def test_a_status_is_reached_by_the_transition_that_leads_there(jira):
+    sb, fake, esb = jira
+    number = "INCT" + uuid.uuid4().hex[:6]
+    esb.publish("customer-a", {"number": number, "test_jira": True, "short_description": f"{number} t"}, message_id=f"{number}-1")
+    key = wait(lambda: fake.key_of(f"{number} t"))
+    assert key and wait(lambda: key in sb.timeline("customer-a", number)), fake.requests
+    for n, state in enumerate(["In Progress", "done", "Done", "Nowhere"], start=2):
+        esb.publish("customer-a", {"number": number, "test_jira": True, "state": state}, message_id=f"{number}-{n}")
+        if state == "In Progress":
+            assert wait(lambda: fake.issues[key]["status"] == "In Progress"), fake.writes(key)
+    assert wait(lambda: "no transition of" in sb.timeline("customer-a", number)), sb.timeline("customer-a", number)
+    assert fake.issues[key]["status"] == "Done"
+    # Looked up by the status's name (either case); "Done" the second time from the project's cache, which the
+    # issue then refuses (it is Done already: 400), so it is looked up again, none leads there, and the
+    # issue's status says it is there: ok. No way to "Nowhere": a 409 ack naming the statuses there are.
+    moves = [(c, b["transition"]["id"]) for (_, m, b, c) in fake.writes(key) if m == "POST"]
+    assert moves == [(204, "11"), (204, "21"), (400, "21")], fake.writes(key)
+    assert sb.timeline("customer-a", number).count("ok ack of update") == 3
+    shown = sb.timeline("customer-a", number)
+    assert "no transition of %s leads to 'Nowhere' (there are: In Progress, To Do)" % key in shown, shown
+    assert not [w for w in fake.writes(key) if w[1] == "PUT"], "a transition alone sends no edit"
