@@ -37,7 +37,39 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
     struct Target: Sendable {
         let name: String
         let rest: RestSettings
+        /// The Authorization header (basic, bearer); empty with OAuth 2.0, whose header is the token's.
         let authorization: String
+        var oauth: OAuthToken? = nil
+    }
+
+    /// An OAuth 2.0 client-credentials token: fetched when first needed, kept until a minute before it
+    /// expires, fetched again when the API answers 401.
+    final class OAuthToken: @unchecked Sendable {
+        let url: String
+        let basic: String
+        let scope: String?
+        private let lock = NSLock()
+        private var token: String?
+        private var expires = Date.distantPast
+
+        init(url: String, clientId: String, secret: Data, scope: String?) {
+            self.url = url
+            self.scope = scope
+            basic = "Basic " + Data((clientId + ":").utf8 + secret).base64EncodedString()
+        }
+
+        func cached(now: Date = Date()) -> String? {
+            lock.withLock { expires > now ? token : nil }
+        }
+
+        func keep(_ token: String, seconds: Double, now: Date = Date()) {
+            lock.withLock {
+                self.token = token
+                expires = now.addingTimeInterval(max(0, seconds - 60))
+            }
+        }
+
+        func drop() { lock.withLock { expires = .distantPast } }
     }
 
     /// Reads every REST endpoint's secret (a missing one stops the start, naming it).
@@ -46,14 +78,19 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
         for name in config.endpointNames {
             guard let rest = config.endpoints[name]?.rest else { continue }
             let authorization: String
+            var oauth: OAuthToken?
             switch rest.auth {
+            case .oauth2(let url, let clientId, let source, let scope):
+                let secret = try Secrets.read(source, what: "endpoints.\(name).rest's client secret")
+                oauth = OAuthToken(url: url, clientId: clientId, secret: secret, scope: scope)
+                authorization = ""
             case .basic(let user, let source):
                 let password = try Secrets.read(source, what: "endpoints.\(name).rest's password")
                 authorization = "Basic " + Data((user + ":").utf8 + password).base64EncodedString()
             case .bearer(let source):
                 authorization = "Bearer " + String(decoding: try Secrets.read(source, what: "endpoints.\(name).rest's token"), as: UTF8.self)
             }
-            targets[name] = Target(name: name, rest: rest, authorization: authorization)
+            targets[name] = Target(name: name, rest: rest, authorization: authorization, oauth: oauth)
         }
         self.targets = targets
         books = targets.mapValues { WaitBook(maxWaitMs: $0.rest.maxWaitMs) }
@@ -282,16 +319,62 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
         ])
     }
 
-    /// One HTTP request and its answer (code 0: none).
+    /// One HTTP request and its answer (code 0: none), authorized; with OAuth 2.0 a 401 fetches a new token
+    /// and sends once more.
     private func send(_ request: Request, target: Target) -> Outcome {
+        guard let oauth = target.oauth else { return perform(request, authorization: target.authorization, target: target) }
+        for renew in [false, true] {
+            if renew { oauth.drop() }
+            let header: String
+            if let token = oauth.cached() {
+                header = "Bearer " + token
+            } else {
+                switch fetchToken(oauth, target: target) {
+                case .failure(let refused): return refused.outcome
+                case .success(let token): header = "Bearer " + token
+                }
+            }
+            let outcome = perform(request, authorization: header, target: target)
+            if outcome.code != 401 || renew { return outcome }
+        }
+        return Outcome(code: 0, headers: [:], body: Data(), failure: "unreachable")
+    }
+
+    struct Refused: Error { let outcome: Outcome }
+
+    /// A client-credentials token (`grant_type=client_credentials`, the client authenticated by Basic),
+    /// kept for its `expires_in` (an hour when absent). A refusal is the request's outcome: the token
+    /// endpoint's code (a connection failure opens the circuit), its answer in the message.
+    private func fetchToken(_ oauth: OAuthToken, target: Target) -> Result<String, Refused> {
+        var form = URLComponents()
+        form.queryItems = [URLQueryItem(name: "grant_type", value: "client_credentials")] + (oauth.scope.map { [URLQueryItem(name: "scope", value: $0)] } ?? [])
+        let body = Data((form.percentEncodedQuery ?? "").utf8)
+        let answer = perform(
+            Request(operation: "token", method: .POST, url: oauth.url, body: body), authorization: oauth.basic, target: target,
+            contentType: "application/x-www-form-urlencoded")
+        guard answer.code == 200, let parsed = try? JSON.parse(answer.body), let token = parsed["access_token"]?.scalarText, !token.isEmpty else {
+            var refused = answer
+            if answer.code != 0 {
+                refused.code = 401
+                refused.failure = nil
+                let said = String(decoding: answer.body.prefix(300), as: UTF8.self)
+                refused.body = JSON.object(["errorMessages": .array([.string("the OAuth 2.0 token endpoint answered \(answer.code): \(said)")])]).serialized()
+            }
+            return .failure(Refused(outcome: refused))
+        }
+        oauth.keep(token, seconds: parsed["expires_in"]?.scalarText.flatMap(Double.init) ?? 3600)
+        return .success(token)
+    }
+
+    private func perform(_ request: Request, authorization: String, target: Target, contentType: String = "application/json") -> Outcome {
         let started = Date()
         let outcome: Outcome = Self.blocking { [client] in
             do {
                 var r = HTTPClientRequest(url: request.url)
                 r.method = request.method
-                r.headers.add(name: "Content-Type", value: "application/json")
+                r.headers.add(name: "Content-Type", value: contentType)
                 r.headers.add(name: "Accept", value: "application/json")
-                r.headers.add(name: "Authorization", value: target.authorization)
+                r.headers.add(name: "Authorization", value: authorization)
                 r.headers.add(name: "User-Agent", value: "switchboard/\(Meters.version)")
                 if request.method != .GET { r.body = .bytes(ByteBuffer(data: request.body)) }
                 let response = try await client.execute(r, timeout: .milliseconds(Int64(target.rest.timeoutMs)))

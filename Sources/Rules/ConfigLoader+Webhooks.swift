@@ -129,15 +129,27 @@ extension ConfigLoader {
 }
 
 extension ConfigLoader {
+    /// An https URL (plain http only to a loopback address), else an error naming `key`.
+    mutating func httpsURL(_ value: Y, key: String) -> String? {
+        guard let v = string(value) else { return nil }
+        let url = URL(string: v)
+        let host = url?.host ?? ""
+        if url?.scheme == "https" && !host.isEmpty { return v }
+        if url?.scheme == "http" && AdminSettings.isLoopback(host) { return v }
+        error(value, "\(key) '\(v)' is not an https:// URL (plain http only to a loopback address)")
+        return nil
+    }
+
     /// `endpoints.<name>.rest`: `profile`, `base_url`, `auth` (basic with `user` and `password_env`/`password_file`,
-    /// or bearer with `token_env`/`token_file`), `table`, `reference_field`, `key_field`, `create_path`,
+    /// bearer with `token_env`/`token_file`, or oauth2 with `token_url`, `client_id`, `client_secret_env`/
+    /// `client_secret_file` and `scope`), `table`, `reference_field`, `key_field`, `create_path`,
     /// `update_path`, `update_method`, `timeout_ms`, `wait_budget`, `max_wait`.
     mutating func parseRest(_ endpoint: String, _ y: Y) -> RestSettings? {
         guard let m = mapping(y, "rest of '\(endpoint)'") else { return nil }
         let context = "endpoints.\(endpoint).rest"
         var profile: RestSettings.Profile?, baseURL: String?, kind: String?, user: String?, secret: SecretSource?
         var table: String?, referenceField: String?, keyField: String?, correlationField: String?, createPath: String?, updatePath: String?
-        var updateMethod: String?, timeoutMs: Int?, waitBudgetMs: Int?, maxWaitMs: Int?
+        var updateMethod: String?, timeoutMs: Int?, waitBudgetMs: Int?, maxWaitMs: Int?, tokenURL: String?, clientId: String?, scope: String?
         for (key, value) in m {
             switch key.string {
             case "profile":
@@ -145,21 +157,15 @@ extension ConfigLoader {
                     profile = RestSettings.Profile(rawValue: v)
                     if profile == nil { error(value, "\(context).profile: expected \(RestSettings.Profile.allCases.map(\.rawValue).joined(separator: ", "))") }
                 }
-            case "base_url":
-                if let v = string(value) {
-                    let url = URL(string: v)
-                    let host = url?.host ?? ""
-                    if url?.scheme == "https" && !host.isEmpty {
-                        baseURL = v
-                    } else if url?.scheme == "http" && AdminSettings.isLoopback(host) {
-                        baseURL = v
-                    } else {
-                        error(value, "\(context).base_url '\(v)' is not an https:// URL (plain http only to a loopback address)")
-                    }
-                }
+            case "base_url": baseURL = httpsURL(value, key: "\(context).base_url")
+            case "token_url": tokenURL = httpsURL(value, key: "\(context).token_url")
+            case "client_id": clientId = string(value)
+            case "scope": scope = string(value)
+            case "client_secret_env": if let v = string(value), !v.isEmpty { secret = .env(v) }
+            case "client_secret_file": if let v = string(value), !v.isEmpty { secret = .file(v) }
             case "auth":
                 if let v = string(value) {
-                    if ["basic", "bearer"].contains(v) { kind = v } else { error(value, "\(context).auth: expected basic or bearer") }
+                    if ["basic", "bearer", "oauth2"].contains(v) { kind = v } else { error(value, "\(context).auth: expected basic, bearer or oauth2") }
                 }
             case "user": user = string(value)
             case "password_env", "token_env": if let v = string(value), !v.isEmpty { secret = .env(v) }
@@ -181,7 +187,7 @@ extension ConfigLoader {
                     if ms < 1_000 || ms > 3_600_000 { error(value, "\(context).max_wait: between 1s and 1h") } else { maxWaitMs = ms }
                 }
             default:
-                unknownKey(key, in: context, allowed: "profile, base_url, auth, user, password_env, password_file, token_env, token_file, table, reference_field, key_field, correlation_field, create_path, update_path, update_method, timeout_ms, wait_budget, max_wait")
+                unknownKey(key, in: context, allowed: "profile, base_url, auth, user, password_env, password_file, token_env, token_file, table, reference_field, key_field, correlation_field, create_path, update_path, update_method, timeout_ms, wait_budget, max_wait, token_url, client_id, client_secret_env, client_secret_file, scope")
             }
         }
         guard let profile else {
@@ -206,8 +212,14 @@ extension ConfigLoader {
                 return nil
             }
             auth = .bearer(secret)
+        case "oauth2":
+            guard let tokenURL, let clientId, !clientId.isEmpty, let secret else {
+                error(y, "\(context): auth oauth2 needs token_url, client_id and client_secret_env or client_secret_file")
+                return nil
+            }
+            auth = .oauth2(tokenURL: tokenURL, clientId: clientId, secret: secret, scope: scope)
         default:
-            error(y, "\(context) needs auth: basic or bearer (secrets from the environment or a file)")
+            error(y, "\(context) needs auth: basic, bearer or oauth2 (secrets from the environment or a file)")
             return nil
         }
         var r = RestSettings(profile: profile, baseURL: baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL, auth: auth, location: y.location)

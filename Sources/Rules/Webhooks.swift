@@ -98,6 +98,9 @@ package struct RestSettings: Sendable {
     package enum Auth: Sendable, Equatable {
         case basic(user: String, password: SecretSource)
         case bearer(SecretSource)
+        /// OAuth 2.0 client credentials: a token from `tokenURL` (the client's id and secret as Basic), cached
+        /// until shortly before it expires and renewed when the API answers 401.
+        case oauth2(tokenURL: String, clientId: String, secret: SecretSource, scope: String?)
     }
 
     package var profile: Profile

@@ -150,6 +150,36 @@ import Testing
         #expect(e.ackKey?.source == "$.key")
     }
 
+    @Test func oauth2ClientCredentialsAndTheWaitSettingsLoadAndAreChecked() throws {
+        let config = try ConfigLoader.load(files: [("rest.yaml", """
+            endpoints:
+              sn:
+                ticket_id: $.sys_id
+                rest:
+                  profile: servicenow-table
+                  base_url: https://acme.service-now.com
+                  auth: oauth2
+                  token_url: https://acme.service-now.com/oauth_token.do
+                  client_id: sb
+                  client_secret_file: /run/secrets/sn
+                  wait_budget: 30m
+                  max_wait: 2m
+            """)], environment: [:])
+        let rest = try #require(config.endpoints["sn"]?.rest)
+        #expect(rest.auth == .oauth2(tokenURL: "https://acme.service-now.com/oauth_token.do", clientId: "sb", secret: .file("/run/secrets/sn"), scope: nil))
+        #expect(rest.waitBudgetMs == 1_800_000 && rest.maxWaitMs == 120_000)
+        // The delay queues the waits use are declared with the configuration's.
+        #expect(config.outboundDelays.isSuperset(of: RestSettings.waitBuckets))
+        let found = errors("""
+            endpoints:
+              a:
+                ticket_id: $.id
+                rest: {profile: generic-rest, base_url: "https://api.example.com", auth: oauth2, token_url: "http://auth.example.com/t", client_id: x, client_secret_env: S, max_wait: 2h}
+            """)
+        #expect(found.contains { $0.contains("endpoints.a.rest.token_url 'http://auth.example.com/t' is not an https:// URL") }, "\(found)")
+        #expect(found.contains { $0.contains("endpoints.a.rest.max_wait: between 1s and 1h") }, "\(found)")
+    }
+
     @Test func plainHTTPOnlyToLoopbackAndAuthIsRequired() {
         let found = errors("""
             endpoints:
@@ -164,7 +194,7 @@ import Testing
                 rest: {profile: soap, base_url: "https://x", auth: basic}
             """)
         #expect(found.contains { $0.contains("endpoints.a.rest.base_url 'http://api.example.com' is not an https:// URL") }, "\(found)")
-        #expect(found.contains { $0.contains("endpoints.b.rest needs auth: basic or bearer") }, "\(found)")
+        #expect(found.contains { $0.contains("endpoints.b.rest needs auth: basic, bearer or oauth2") }, "\(found)")
         #expect(found.contains { $0.contains("endpoints.c.rest.profile: expected servicenow-table, jira-cloud, generic-rest") }, "\(found)")
     }
 }

@@ -1,11 +1,13 @@
 """Fake ticket APIs for the REST delivery tests (issue 26): real HTTP servers on loopback that answer like
 Jira Cloud's REST API v3, with faults a test switches on (per-issue and endpoint-wide 429s, down), and the
 polling helper those tests share."""
+import base64
 import json
 import socket
 import threading
 import time
 import urllib.parse
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from conftest import ESB, Switchboard, free_port, fresh_vhost
@@ -47,8 +49,10 @@ class FakeJira:
 
     WORKFLOW = {"11": ("Start progress", "In Progress"), "21": ("Resolve", "Done"), "31": ("Reopen", "To Do")}
 
-    def __init__(self, token, retry_after="2", port=None):
-        self.token, self.retry_after = token, retry_after
+    def __init__(self, token, retry_after="2", port=None, oauth=None):
+        """`oauth`: (client id, secret) of an OAuth 2.0 client-credentials token endpoint at /oauth/token; each
+        token it issues replaces `token` (the one bearer token the API takes)."""
+        self.token, self.retry_after, self.oauth, self.tokens_issued = token, retry_after, oauth, 0
         self.issues, self.requests, self.limited, self.endpoint_limited, self.reset_creates = {}, [], {}, 0, 0
         self.lock = threading.Lock()
         self.port = port or free_port()
@@ -78,7 +82,19 @@ class FakeJira:
 
             def handle_one(self):
                 length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length)) if length else None
+                raw = self.rfile.read(length) if length else b""
+                body = json.loads(raw) if raw and self.headers.get("Content-Type", "").startswith("application/json") else None
+                if self.command == "POST" and self.path == "/oauth/token" and fake.oauth:
+                    form = urllib.parse.parse_qs(raw.decode())
+                    expected = "Basic " + base64.b64encode(f"{fake.oauth[0]}:{fake.oauth[1]}".encode()).decode()
+                    logged = (time.monotonic(), "TOKEN", self.path, form)
+                    if self.headers.get("Authorization") != expected or form.get("grant_type") != ["client_credentials"]:
+                        return self.answer(401, {"error": "invalid_client"}, logged=logged)
+                    with fake.lock:
+                        fake.tokens_issued += 1
+                        fake.token = f"tok-{fake.tokens_issued}-{uuid.uuid4().hex}"
+                        token = fake.token
+                    return self.answer(200, {"access_token": token, "token_type": "Bearer", "expires_in": 3600}, logged=logged)
                 seen = (time.monotonic(), self.command, self.path, body)
                 if self.headers.get("Authorization") != f"Bearer {fake.token}":
                     return self.answer(401, {"errorMessages": ["You are not authenticated."]}, logged=seen)
