@@ -23,6 +23,8 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
     package var exclusive: Bool { true }
     private let targets: [String: Target]
     private let client: HTTPClient
+    /// Endpoints with TLS of their own (a client certificate, a CA file) get a client of their own.
+    private let clients: [String: HTTPClient]
     private let logger: Logger
     /// Per endpoint, who waits for what (`WaitBook`); touched by the delivery loop, read by `waiting`.
     private var books: [String: WaitBook]
@@ -97,9 +99,29 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
         queues = targets.keys.sorted().map { (Contract.outboundQueue($0), Self.tagPrefix + $0) }
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.minimumTLSVersion = .tlsv12
-        client = HTTPClient(
-            eventLoopGroup: HTTPClient.defaultEventLoopGroup,
-            configuration: HTTPClient.Configuration(tlsConfiguration: tls, redirectConfiguration: .disallow, timeout: .init(connect: .seconds(10))))
+        func make(_ tls: TLSConfiguration) -> HTTPClient {
+            HTTPClient(
+                eventLoopGroup: HTTPClient.defaultEventLoopGroup,
+                configuration: HTTPClient.Configuration(tlsConfiguration: tls, redirectConfiguration: .disallow, timeout: .init(connect: .seconds(10))))
+        }
+        var own: [String: HTTPClient] = [:]
+        for (name, target) in targets where target.rest.clientCertFile != nil || target.rest.caFile != nil {
+            var mine = tls
+            let rest = target.rest
+            do {
+                if let cert = rest.clientCertFile, let key = rest.clientKeyFile {
+                    mine.certificateChain = try NIOSSLCertificate.fromPEMFile(cert).map { .certificate($0) }
+                    mine.privateKey = .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
+                }
+                if let ca = rest.caFile { mine.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(ca)) }
+            } catch {
+                for c in own.values { try? c.syncShutdown() }
+                throw Secrets.Missing(description: "endpoints.\(name).rest: cannot read its TLS files (client_cert_file, client_key_file, ca_file): \(error)")
+            }
+            own[name] = make(mine)
+        }
+        clients = own
+        client = make(tls)
         self.logger = logger
     }
 
@@ -108,6 +130,7 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
 
     package func shutdown() {
         try? client.syncShutdown()
+        for c in clients.values { try? c.syncShutdown() }
     }
 
     package func handle(_ batch: [Delivery]) throws -> [Outgoing] {
@@ -368,7 +391,7 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
 
     private func perform(_ request: Request, authorization: String, target: Target, contentType: String = "application/json") -> Outcome {
         let started = Date()
-        let outcome: Outcome = Self.blocking { [client] in
+        let outcome: Outcome = Self.blocking { [client = clients[target.name] ?? client] in
             do {
                 var r = HTTPClientRequest(url: request.url)
                 r.method = request.method

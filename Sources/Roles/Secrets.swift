@@ -6,6 +6,7 @@ import Rules
 package enum Secrets {
     package struct Missing: Error, CustomStringConvertible {
         package var description: String
+        package init(description: String) { self.description = description }
     }
 
     /// The secret's bytes, a trailing newline dropped; `what` names it in the error.

@@ -150,6 +150,7 @@ extension ConfigLoader {
         var profile: RestSettings.Profile?, baseURL: String?, kind: String?, user: String?, secret: SecretSource?
         var table: String?, referenceField: String?, keyField: String?, correlationField: String?, createPath: String?, updatePath: String?
         var updateMethod: String?, timeoutMs: Int?, waitBudgetMs: Int?, maxWaitMs: Int?, tokenURL: String?, clientId: String?, scope: String?
+        var clientCertFile: String?, clientKeyFile: String?, caFile: String?
         for (key, value) in m {
             switch key.string {
             case "profile":
@@ -160,6 +161,9 @@ extension ConfigLoader {
             case "base_url": baseURL = httpsURL(value, key: "\(context).base_url")
             case "token_url": tokenURL = httpsURL(value, key: "\(context).token_url")
             case "client_id": clientId = string(value)
+            case "client_cert_file": clientCertFile = string(value)
+            case "client_key_file": clientKeyFile = string(value)
+            case "ca_file": caFile = string(value)
             case "scope": scope = string(value)
             case "client_secret_env": if let v = string(value), !v.isEmpty { secret = .env(v) }
             case "client_secret_file": if let v = string(value), !v.isEmpty { secret = .file(v) }
@@ -187,7 +191,7 @@ extension ConfigLoader {
                     if ms < 1_000 || ms > 3_600_000 { error(value, "\(context).max_wait: between 1s and 1h") } else { maxWaitMs = ms }
                 }
             default:
-                unknownKey(key, in: context, allowed: "profile, base_url, auth, user, password_env, password_file, token_env, token_file, table, reference_field, key_field, correlation_field, create_path, update_path, update_method, timeout_ms, wait_budget, max_wait, token_url, client_id, client_secret_env, client_secret_file, scope")
+                unknownKey(key, in: context, allowed: "profile, base_url, auth, user, password_env, password_file, token_env, token_file, table, reference_field, key_field, correlation_field, create_path, update_path, update_method, timeout_ms, wait_budget, max_wait, token_url, client_id, client_secret_env, client_secret_file, scope, client_cert_file, client_key_file, ca_file")
             }
         }
         guard let profile else {
@@ -233,6 +237,12 @@ extension ConfigLoader {
         if let timeoutMs { r.timeoutMs = timeoutMs }
         if let waitBudgetMs { r.waitBudgetMs = waitBudgetMs }
         if let maxWaitMs { r.maxWaitMs = maxWaitMs }
+        if (clientCertFile == nil) != (clientKeyFile == nil) {
+            error(y, "\(context): a client certificate needs both client_cert_file and client_key_file")
+        }
+        r.clientCertFile = clientCertFile
+        r.clientKeyFile = clientKeyFile
+        r.caFile = caFile
         return r
     }
 }

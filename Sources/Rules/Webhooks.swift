@@ -122,6 +122,11 @@ package struct RestSettings: Sendable {
     /// again, and adopted when found. nil: never looked up.
     package var correlationField: String?
     package var timeoutMs = 10_000
+    /// A client certificate and its key (PEM files) presented to the API (mutual TLS); nil: none.
+    package var clientCertFile: String?
+    package var clientKeyFile: String?
+    /// CA certificates (PEM) the API's certificate is verified against instead of the system's.
+    package var caFile: String?
     /// How long one message may wait in the delivery for rate limits and circuits (its waits added up)
     /// before its refusal goes to the rules as an ack (`wait_budget`).
     package var waitBudgetMs = 3_600_000

@@ -4,6 +4,8 @@ polling helper those tests share."""
 import base64
 import json
 import socket
+import ssl
+import subprocess
 import threading
 import time
 import urllib.parse
@@ -49,9 +51,11 @@ class FakeJira:
 
     WORKFLOW = {"11": ("Start progress", "In Progress"), "21": ("Resolve", "Done"), "31": ("Reopen", "To Do")}
 
-    def __init__(self, token, retry_after="2", port=None, oauth=None):
+    def __init__(self, token, retry_after="2", port=None, oauth=None, tls=None):
         """`oauth`: (client id, secret) of an OAuth 2.0 client-credentials token endpoint at /oauth/token; each
-        token it issues replaces `token` (the one bearer token the API takes)."""
+        token it issues replaces `token` (the one bearer token the API takes). `tls`: (certificate, key, CA) to
+        serve HTTPS and require a client certificate signed by that CA; `client_subjects` lists their CNs."""
+        self.tls, self.client_subjects = tls, []
         self.token, self.retry_after, self.oauth, self.tokens_issued = token, retry_after, oauth, 0
         self.issues, self.requests, self.limited, self.endpoint_limited, self.reset_creates = {}, [], {}, 0, 0
         self.lock = threading.Lock()
@@ -96,6 +100,10 @@ class FakeJira:
                         token = fake.token
                     return self.answer(200, {"access_token": token, "token_type": "Bearer", "expires_in": 3600}, logged=logged)
                 seen = (time.monotonic(), self.command, self.path, body)
+                if fake.tls:
+                    subject = dict(x[0] for x in self.connection.getpeercert()["subject"])
+                    with fake.lock:
+                        fake.client_subjects.append(subject.get("commonName"))
                 if self.headers.get("Authorization") != f"Bearer {fake.token}":
                     return self.answer(401, {"errorMessages": ["You are not authenticated."]}, logged=seen)
                 url = urllib.parse.urlsplit(self.path)
@@ -161,6 +169,12 @@ class FakeJira:
 
         ThreadingHTTPServer.allow_reuse_address = True
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        if self.tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(self.tls[0], self.tls[1])
+            context.load_verify_locations(self.tls[2])
+            context.verify_mode = ssl.CERT_REQUIRED
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def stop(self):
@@ -175,3 +189,18 @@ class FakeJira:
     def key_of(self, summary):
         with self.lock:
             return next((k for k, i in self.issues.items() if i["fields"].get("summary") == summary), None)
+
+
+def make_pki(directory):
+    """A CA, a server certificate for 127.0.0.1 and a client certificate (CN switchboard-client), made
+    with openssl in `directory`; their paths by name."""
+    def run(*args):
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True, timeout=60)
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=sb-test-ca")
+    for name, cn, ext in (("server", "127.0.0.1", "subjectAltName=IP:127.0.0.1"), ("client", "switchboard-client", "extendedKeyUsage=clientAuth")):
+        with open(f"{directory}/{name}.ext", "w") as f:
+            f.write(ext + "\n")
+        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", f"{name}.pem",
+            "-days", "2", "-extfile", f"{name}.ext")
+    return {n: f"{directory}/{n}" for n in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")}

@@ -1,11 +1,12 @@
 """Issue 26, REST delivery authenticated by OAuth 2.0 client credentials against a fake Jira Cloud with a
 token endpoint: the token is fetched once and kept, a 401 (the token revoked) fetches a new one and the
-request goes through, and the client secret is in no log."""
+request goes through, and the client secret is in no log. And by a client certificate (mutual TLS) against
+a fake that requires one, its own certificate verified against the endpoint's CA file."""
 import uuid
 
 import pytest
 
-from fake_apis import FakeJira, rest_hub, wait
+from fake_apis import FakeJira, rest_hub, make_pki, wait
 
 SECRET = "oauth-secret-" + uuid.uuid4().hex
 
@@ -71,3 +72,40 @@ def test_a_client_credentials_token_is_kept_and_renewed_when_the_api_answers_401
     assert [c for (_, m, _, c) in fake.writes(key) if m == "PUT"] == [204, 401, 204], fake.writes(key)
     assert "marked failed" not in sb.timeline("customer-a", number)
     assert SECRET not in sb.output() and "tok-" not in sb.output()
+
+
+@pytest.fixture(scope="module")
+def mtls(tmp_path_factory):
+    pki = make_pki(str(tmp_path_factory.mktemp("pki")))
+    fake = FakeJira("mtls-token", tls=(pki["server.pem"], pki["server.key"], pki["ca.pem"]))
+    extra = f"""
+endpoints:
+  jira-m:
+    ticket_id: $.issue.key
+    rest:
+      profile: jira-cloud
+      base_url: https://127.0.0.1:{fake.port}
+      auth: bearer
+      token_env: SB_TEST_MTLS_TOKEN
+      client_cert_file: {pki["client.pem"]}
+      client_key_file: {pki["client.key"]}
+      ca_file: {pki["ca.pem"]}
+rules:
+  - name: mtls-create
+    priority: 100000
+    from: customer-a
+    when: [{{field: $.mtls, exists: true}}]
+    stop: true
+    send:
+      - {{to: jira-m, type: create, body: {{fields: {{summary: {{field: $.short_description}}}}}}}}
+"""
+    yield from rest_hub("sb-test-mtls-", fake, {"SB_TEST_MTLS_TOKEN": "mtls-token"}, extra)
+
+
+def test_a_client_certificate_is_presented_and_the_servers_verified_against_the_ca_file(mtls):
+    sb, fake, esb = mtls
+    number = "INCM" + uuid.uuid4().hex[:6]
+    esb.publish("customer-a", {"number": number, "mtls": True, "short_description": f"{number} mtls"}, message_id=f"{number}-1")
+    key = wait(lambda: fake.key_of(f"{number} mtls"))
+    assert key and wait(lambda: key in sb.timeline("customer-a", number)), (fake.requests, sb.output()[-3000:])
+    assert set(fake.client_subjects) == {"switchboard-client"}, fake.client_subjects
