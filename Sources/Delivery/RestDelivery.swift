@@ -592,12 +592,19 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
     /// The ack: `status` (ok for 2xx), `code` (0: no answer), `operation`, `retryable`, `key` (a create's new
     /// ticket), `retry_after` (seconds, from Retry-After or X-RateLimit-Reset), `message`, `headers`, `body`.
     static func ack(_ outcome: Outcome, request: Request, target: Target) -> JSON {
-        let ok = (200..<300).contains(outcome.code)
+        let parsed = outcome.body.isEmpty ? nil : try? JSON.parse(outcome.body)
+        var ok = (200..<300).contains(outcome.code)
+        // The endpoint's own idea of success: a field of the answer present, or with a value.
+        var unmet = false
+        if ok, let success = target.rest.success {
+            let found = parsed.map { success.path.select($0) } ?? []
+            ok = success.equals.map { wanted in found.contains(wanted) } ?? found.contains { $0 != .null }
+            unmet = !ok
+        }
         var ack: [String: JSON] = [
             "status": .string(ok ? "ok" : "error"), "code": .number(JSONNumber(Double(outcome.code))), "operation": .string(request.operation),
-            "retryable": .bool(!ok && retryable.contains(outcome.code)),
+            "retryable": .bool(!ok && !unmet && (retryable.contains(outcome.code) || target.rest.retryCodes.contains(outcome.code))),
         ]
-        let parsed = outcome.body.isEmpty ? nil : try? JSON.parse(outcome.body)
         if ok, request.operation == "create", let parsed, let key = value(parsed, at: target.rest.keyField)?.scalarText {
             ack["key"] = .string(key)
         }
@@ -612,7 +619,9 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
         } else if !outcome.body.isEmpty {
             ack["body"] = .string(String(decoding: outcome.body.prefix(4096), as: UTF8.self))
         }
-        ack["message"] = .string(message(outcome, parsed: parsed, ok: ok))
+        ack["message"] = .string(
+            unmet ? "HTTP \(outcome.code), but the answer does not meet the endpoint's success condition (\(target.rest.success?.path.source ?? ""))"
+                : message(outcome, parsed: parsed, ok: ok))
         return .object(ack)
     }
 

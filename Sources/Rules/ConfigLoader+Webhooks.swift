@@ -1,4 +1,5 @@
 import Foundation
+import JSONPath
 
 // The webhook listener (`ingress:`) and each endpoint's `webhook:`, with errors named by file and line.
 extension ConfigLoader {
@@ -151,6 +152,7 @@ extension ConfigLoader {
         var table: String?, referenceField: String?, keyField: String?, correlationField: String?, createPath: String?, updatePath: String?
         var updateMethod: String?, timeoutMs: Int?, waitBudgetMs: Int?, maxWaitMs: Int?, tokenURL: String?, clientId: String?, scope: String?
         var clientCertFile: String?, clientKeyFile: String?, caFile: String?
+        var retryCodes: Set<Int> = [], success: (path: JSONPath, equals: JSON?)?
         for (key, value) in m {
             switch key.string {
             case "profile":
@@ -164,6 +166,35 @@ extension ConfigLoader {
             case "client_cert_file": clientCertFile = string(value)
             case "client_key_file": clientKeyFile = string(value)
             case "ca_file": caFile = string(value)
+            case "retry_codes":
+                for item in sequence(value, "\(context).retry_codes") ?? [] {
+                    if let code = int(item, key: "\(context).retry_codes", min: 100, max: 599) {
+                        if RestSettings.configurableCodes.contains(code) { retryCodes.insert(code) } else {
+                            error(item, "\(context).retry_codes: only 401, 403 and 409 are configurable (\(code)'s meaning is fixed)")
+                        }
+                    }
+                }
+            case "success":
+                if let m = mapping(value, "\(context).success") {
+                    var path: JSONPath?, equals: JSON?, sawExists = false
+                    for (k, v) in m {
+                        switch k.string {
+                        case "field": path = self.path(v)
+                        case "equals": equals = json(v)
+                        case "exists":
+                            sawExists = true
+                            if v.string != "true" { error(v, "\(context).success.exists: only true (the field is present)") }
+                        default: unknownKey(k, in: "\(context).success", allowed: "field, equals, exists")
+                        }
+                    }
+                    if let path {
+                        if (equals == nil) == !sawExists { success = (path, equals) } else {
+                            error(value, "\(context).success needs field and one of equals or exists: true")
+                        }
+                    } else {
+                        error(value, "\(context).success needs field (a JSONPath into the answer)")
+                    }
+                }
             case "scope": scope = string(value)
             case "client_secret_env": if let v = string(value), !v.isEmpty { secret = .env(v) }
             case "client_secret_file": if let v = string(value), !v.isEmpty { secret = .file(v) }
@@ -191,7 +222,7 @@ extension ConfigLoader {
                     if ms < 1_000 || ms > 3_600_000 { error(value, "\(context).max_wait: between 1s and 1h") } else { maxWaitMs = ms }
                 }
             default:
-                unknownKey(key, in: context, allowed: "profile, base_url, auth, user, password_env, password_file, token_env, token_file, table, reference_field, key_field, correlation_field, create_path, update_path, update_method, timeout_ms, wait_budget, max_wait, token_url, client_id, client_secret_env, client_secret_file, scope, client_cert_file, client_key_file, ca_file")
+                unknownKey(key, in: context, allowed: "profile, base_url, auth, user, password_env, password_file, token_env, token_file, table, reference_field, key_field, correlation_field, create_path, update_path, update_method, timeout_ms, wait_budget, max_wait, token_url, client_id, client_secret_env, client_secret_file, scope, client_cert_file, client_key_file, ca_file, retry_codes, success")
             }
         }
         guard let profile else {
@@ -243,6 +274,8 @@ extension ConfigLoader {
         r.clientCertFile = clientCertFile
         r.clientKeyFile = clientKeyFile
         r.caFile = caFile
+        r.retryCodes = retryCodes
+        r.success = success
         return r
     }
 }

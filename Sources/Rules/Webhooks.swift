@@ -1,4 +1,5 @@
 import Foundation
+import JSONPath
 
 /// The webhook listener (`ingress:`, issue 26): where tools without an ESB in front of them (a Jira
 /// webhook, a ServiceNow business rule's REST message) post their events. The ingress role authenticates
@@ -88,7 +89,7 @@ package struct WebhookSettings: Sendable {
 /// An endpoint delivered over REST (`endpoints.<name>.rest`, issue 26): Switchboard itself sends that
 /// endpoint's outbound messages to its API (no ESB consumes `sb.out.<name>`), and every answer comes
 /// back as an ack, so the ack rules and retry policies work for it unchanged.
-package struct RestSettings: Sendable {
+package struct RestSettings: @unchecked Sendable {
     package enum Profile: String, Sendable, CaseIterable {
         case servicenowTable = "servicenow-table"
         case jiraCloud = "jira-cloud"
@@ -127,6 +128,13 @@ package struct RestSettings: Sendable {
     package var clientKeyFile: String?
     /// CA certificates (PEM) the API's certificate is verified against instead of the system's.
     package var caFile: String?
+    /// Of 401, 403 and 409, those worth another attempt for this endpoint (`retry_codes`): its acks say
+    /// `retryable: true` for them. The other codes' meaning is fixed (`RestDeliveryHandler.retryable`).
+    package var retryCodes: Set<Int> = []
+    /// When a 2xx answer counts as success (`success`): its body has the field, or the field has the value.
+    /// nil: every 2xx.
+    package var success: (path: JSONPath, equals: JSON?)?
+    package static let configurableCodes: Set<Int> = [401, 403, 409]
     /// How long one message may wait in the delivery for rate limits and circuits (its waits added up)
     /// before its refusal goes to the rules as an ack (`wait_budget`).
     package var waitBudgetMs = 3_600_000

@@ -76,6 +76,24 @@ import Testing
         #expect(create.method == .POST && create.url == "https://x.example/tickets")
     }
 
+    @Test func anEndpointSaysWhichOf401403And409AreWorthRetryingAndWhatSuccessLooksLike() throws {
+        var t = target(.genericRest)
+        var rest = t.rest
+        rest.retryCodes = [409]
+        rest.success = (try JSONPath("$.result.status"), JSON.string("done"))
+        t = RestDeliveryHandler.Target(name: "t", rest: rest, authorization: "Bearer x")
+        let update = RestDeliveryHandler.Request(operation: "update", ticket: "7", method: .PATCH, url: "u", body: Data())
+        func ack(_ code: Int, _ body: String = "") -> JSON {
+            RestDeliveryHandler.ack(.init(code: code, headers: [:], body: Data(body.utf8), failure: nil), request: update, target: t)
+        }
+        #expect(ack(409)["retryable"] == .bool(true) && ack(403)["retryable"] == .bool(false))
+        #expect(ack(409)["retryable"] != RestDeliveryHandler.ack(.init(code: 409, headers: [:], body: Data(), failure: nil), request: update, target: target(.genericRest))["retryable"])
+        #expect(ack(200, #"{"result":{"status":"done"}}"#)["status"] == .string("ok"))
+        let unmet = ack(200, #"{"result":{"status":"rejected"}}"#)
+        #expect(unmet["status"] == .string("error") && unmet["retryable"] == .bool(false))
+        #expect(unmet["message"]?.scalarText?.contains("success condition ($.result.status)") == true)
+    }
+
     @Test func answersBecomeAcks() throws {
         let create = RestDeliveryHandler.Request(operation: "create", method: .POST, url: "u", body: Data())
         let created = RestDeliveryHandler.ack(

@@ -178,6 +178,14 @@ import Testing
             """)
         #expect(found.contains { $0.contains("endpoints.a.rest.token_url 'http://auth.example.com/t' is not an https:// URL") }, "\(found)")
         #expect(found.contains { $0.contains("endpoints.a.rest.max_wait: between 1s and 1h") }, "\(found)")
+        let codes = errors("""
+            endpoints:
+              a:
+                ticket_id: $.id
+                rest: {profile: generic-rest, base_url: "https://api.example.com", auth: bearer, token_env: T, retry_codes: [409, 500], success: {equals: ok}}
+            """)
+        #expect(codes.contains { $0.contains("endpoints.a.rest.retry_codes: only 401, 403 and 409 are configurable (500's meaning is fixed)") }, "\(codes)")
+        #expect(codes.contains { $0.contains("endpoints.a.rest.success needs field") }, "\(codes)")
     }
 
     @Test func plainHTTPOnlyToLoopbackAndAuthIsRequired() {
