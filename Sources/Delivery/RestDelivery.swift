@@ -122,6 +122,10 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
         }
         clients = own
         client = make(tls)
+        for name in targets.keys {
+            Meters.gauge("switchboard_rest_waiting_tickets", [("endpoint", name)], 0)
+            Meters.gauge("switchboard_rest_circuit_open", [("endpoint", name)], 0)
+        }
         self.logger = logger
     }
 

@@ -152,7 +152,9 @@ def test_prometheus_sees_what_flowed_through_run_and_a_fleet(prometheus):
     # The run has a webhook ingress too (its own broker user, write on sb.in only): its metrics are scraped.
     mgmt("PUT", "/api/users/sb-metrics-ingress", {"password": "sb-metrics-ingress", "tags": ""})
     mgmt("PUT", f"/api/permissions/{run_vhost}/sb-metrics-ingress", {"configure": "^$", "write": r"^sb\.in$", "read": "^$"})
-    hooks_port, token = free_port(), "sbt_" + uuid.uuid4().hex
+    hooks_port, token, dead_port = free_port(), "sbt_" + uuid.uuid4().hex, free_port()
+    # ... and a REST endpoint whose host takes no connection (nothing listens on its port): the webhooks'
+    # messages go there, and its circuit opens.
     ingress_config = f"""
 ingress:
   listen: 127.0.0.1:{hooks_port}
@@ -162,8 +164,15 @@ endpoints:
   hook-m:
     ticket_id: $.number
     webhook: {{auth: bearer, token_sha256: {hashlib.sha256(token.encode()).hexdigest()}}}
+  rest-m:
+    ticket_id: $.id
+    rest: {{profile: generic-rest, base_url: "http://127.0.0.1:{dead_port}", auth: bearer, token_env: SB_TEST_REST_M_TOKEN, timeout_ms: 500}}
+rules:
+  - name: hook-to-rest
+    from: hook-m
+    send: [{{to: rest-m, type: create, body: {{number: {{field: $.number}}}}}}]
 """
-    run = Switchboard(run_vhost, extra_config=ingress_config)
+    run = Switchboard(run_vhost, extra_config=ingress_config, env={"SB_TEST_REST_M_TOKEN": "t"})
     store = Switchboard(fleet_vhost, args=["store"])
     intake = Switchboard(fleet_vhost, args=["intake"])
     worker = Switchboard(fleet_vhost, args=["worker"])
@@ -217,6 +226,9 @@ endpoints:
         prometheus.wait_value('sum(switchboard_ingress_requests_total{shape="run", endpoint="hook-m", outcome="accepted"})', 2.0)
         prometheus.wait_value('sum(switchboard_ingress_requests_total{shape="run", endpoint="hook-m", outcome="unauthorized"})', 1.0)
         prometheus.wait_value('sum(switchboard_ingress_seconds_count{shape="run", endpoint="hook-m"})', 2.0)
+        # Their messages went to rest-m, whose host refuses: the circuit opened (what the alert watches).
+        prometheus.wait_value('max(switchboard_rest_circuit_open{shape="run", endpoint="rest-m"})', 1.0, timeout=60)
+        assert prometheus.value('sum(switchboard_rest_waits_total{shape="run", endpoint="rest-m", scope="circuit"})') >= 1
         # The roles' own series are where they belong: intake counts at the intake, the worker's at the worker,
         # the store's commits at the store, the worker's round trips to it as backend "remote".
         prometheus.wait_value('sum(switchboard_intake_messages_total{role="intake"})', 5.0 * FLOWS + 2)
