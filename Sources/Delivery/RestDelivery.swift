@@ -170,7 +170,12 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
         let request = Self.request(for: d.message, target: target)
         let id = d.message.properties.messageId ?? "delivery-\(d.deliveryTag)"
         let waiting = Self.waiting(d.message)
-        let planned = book(target.name) { $0.plan(ticket: request.ticket, id: id, now: Date()) }
+        // Sent when a timer fired (a retry policy's resend keeps its rule's name, but its cause is the timer).
+        let resend: Bool = {
+            if case .string(let source)? = d.message.properties.headers[Contract.Header.sourceEndpoint] { return source == Contract.timerEndpoint }
+            return false
+        }()
+        let planned = book(target.name) { $0.plan(ticket: request.ticket, id: id, now: Date(), resend: resend) }
         if case .wait(let bucketMs, let reason) = planned {
             if let spent = budgetSpent(waiting, bucketMs: bucketMs, target: target) {
                 let hold = book(target.name) { b -> WaitBook.Hold? in
@@ -223,7 +228,17 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
                 ]
             }
         }
-        book(target.name) { $0.settled(ticket: request.ticket, id: id, answered: !outcome.notSent, now: Date()) }
+        book(target.name) { b in
+            b.settled(ticket: request.ticket, id: id, answered: !outcome.notSent, now: Date())
+            guard let ticket = request.ticket else { return }
+            // A refusal the rules will retry holds the ticket's later messages; the resend going through frees them.
+            if target.rest.holdTicketOn.contains(outcome.code) {
+                b.lock(ticket: ticket, code: outcome.code, reason: "held: \(outcome.code) \(Self.message(outcome, parsed: try? JSON.parse(outcome.body), ok: false).prefix(120))",
+                       holdMs: target.rest.holdForMs, now: Date())
+            } else if resend, (200..<300).contains(outcome.code) {
+                b.released(ticket: ticket, now: Date())
+            }
+        }
         if outcome.code == 0 || outcome.code >= 300 {
             logger.warning("delivery: the API refused or did not answer", metadata: [
                 "sb.endpoint": "\(target.name)", "sb.message-id": "\(d.message.properties.messageId ?? "-")", "sb.code": "\(outcome.code)",

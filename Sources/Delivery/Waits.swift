@@ -28,6 +28,9 @@ struct WaitBook {
         var code: Int
         /// For people: "429 per issue", "429", "503", "circuit open: connection refused".
         var reason: String
+        /// Held for a refusal the rules retry (`hold_ticket_on`): ends when a resend of the ticket goes
+        /// through (`released`), or at `until`; the resends themselves pass it.
+        var lock = false
     }
 
     /// One ticket's waiting messages: each message id with its place (first seen first), and the bucket
@@ -69,8 +72,10 @@ struct WaitBook {
     var waitingTickets: Int { tickets.count }
 
     /// Before a request: send the message now, or let it wait (a hold is on, or an earlier message of its
-    /// ticket still waits).
-    mutating func plan(ticket: String?, id: String, now: Date) -> Plan {
+    /// ticket still waits). A retry policy's resend (`resend`) passes its ticket's lock: it is the refused
+    /// message again, the one the others wait behind.
+    mutating func plan(ticket: String?, id: String, now: Date, resend: Bool = false) -> Plan {
+        if resend, let ticket, let h = tickets[ticket]?.hold, h.lock, h.until > now, endpointHold == nil { return .send }
         if let h = endpointHold, h.until <= now { endpointHold = nil }
         guard let ticket, var line = tickets[ticket] else {
             if let h = endpointHold {
@@ -134,6 +139,21 @@ struct WaitBook {
         line.places[id] = nil
         if let h = line.hold, h.until <= now { line.hold = nil }
         if line.places.isEmpty && line.hold == nil { tickets[ticket] = nil } else { tickets[ticket] = line }
+    }
+
+    /// A refusal that holds its ticket for the rules' retry (`hold_ticket_on`): later messages of the
+    /// ticket wait (in a 5 s queue) until `released` or `holdMs` passes.
+    mutating func lock(ticket: String, code: Int, reason: String, holdMs: Int, now: Date) {
+        var line = tickets[ticket] ?? Line(bucketMs: bucket(for: 5_000))
+        line.hold = Hold(until: now.addingTimeInterval(Double(holdMs) / 1000), scope: .ticket, code: code, reason: reason, lock: true)
+        tickets[ticket] = line
+    }
+
+    /// A resend of a locked ticket went through: its later messages may follow.
+    mutating func released(ticket: String, now: Date) {
+        guard var line = tickets[ticket], line.hold?.lock == true else { return }
+        line.hold = nil
+        if line.places.isEmpty { tickets[ticket] = nil } else { tickets[ticket] = line }
     }
 
     /// Forgets tickets with nothing waiting whose hold has passed.

@@ -152,7 +152,7 @@ extension ConfigLoader {
         var table: String?, referenceField: String?, keyField: String?, correlationField: String?, createPath: String?, updatePath: String?
         var updateMethod: String?, timeoutMs: Int?, waitBudgetMs: Int?, maxWaitMs: Int?, tokenURL: String?, clientId: String?, scope: String?
         var clientCertFile: String?, clientKeyFile: String?, caFile: String?
-        var retryCodes: Set<Int> = [], success: (path: JSONPath, equals: JSON?)?
+        var retryCodes: Set<Int> = [], success: (path: JSONPath, equals: JSON?)?, holdTicketOn: Set<Int> = [], holdForMs: Int?
         for (key, value) in m {
             switch key.string {
             case "profile":
@@ -174,6 +174,11 @@ extension ConfigLoader {
                         }
                     }
                 }
+            case "hold_ticket_on":
+                for item in sequence(value, "\(context).hold_ticket_on") ?? [] {
+                    if let code = int(item, key: "\(context).hold_ticket_on", min: 400, max: 599) { holdTicketOn.insert(code) }
+                }
+            case "hold_for": holdForMs = duration(value)
             case "success":
                 if let m = mapping(value, "\(context).success") {
                     var path: JSONPath?, equals: JSON?, sawExists = false
@@ -222,7 +227,7 @@ extension ConfigLoader {
                     if ms < 1_000 || ms > 3_600_000 { error(value, "\(context).max_wait: between 1s and 1h") } else { maxWaitMs = ms }
                 }
             default:
-                unknownKey(key, in: context, allowed: "profile, base_url, auth, user, password_env, password_file, token_env, token_file, table, reference_field, key_field, correlation_field, create_path, update_path, update_method, timeout_ms, wait_budget, max_wait, token_url, client_id, client_secret_env, client_secret_file, scope, client_cert_file, client_key_file, ca_file, retry_codes, success")
+                unknownKey(key, in: context, allowed: "profile, base_url, auth, user, password_env, password_file, token_env, token_file, table, reference_field, key_field, correlation_field, create_path, update_path, update_method, timeout_ms, wait_budget, max_wait, token_url, client_id, client_secret_env, client_secret_file, scope, client_cert_file, client_key_file, ca_file, retry_codes, success, hold_ticket_on, hold_for")
             }
         }
         guard let profile else {
@@ -276,6 +281,8 @@ extension ConfigLoader {
         r.caFile = caFile
         r.retryCodes = retryCodes
         r.success = success
+        r.holdTicketOn = holdTicketOn
+        if let holdForMs { r.holdForMs = holdForMs }
         return r
     }
 }

@@ -135,6 +135,11 @@ package struct RestSettings: @unchecked Sendable {
     /// nil: every 2xx.
     package var success: (path: JSONPath, equals: JSON?)?
     package static let configurableCodes: Set<Int> = [401, 403, 409]
+    /// Refusals of an update or comment that hold their ticket (`hold_ticket_on`, e.g. 403 for ServiceNow's
+    /// business-rule lock): the refusal goes to the rules as an ack, and the ticket's later messages wait
+    /// until a retry policy's resend of that ticket goes through, or `holdForMs` passes.
+    package var holdTicketOn: Set<Int> = []
+    package var holdForMs = 900_000
     /// How long one message may wait in the delivery for rate limits and circuits (its waits added up)
     /// before its refusal goes to the rules as an ack (`wait_budget`).
     package var waitBudgetMs = 3_600_000

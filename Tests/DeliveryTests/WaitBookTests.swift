@@ -83,6 +83,35 @@ import Testing
         #expect(book.plan(ticket: "VX-1", id: "m2", now: at(64)) == .send)
     }
 
+    @Test func aLockedTicketsLaterMessagesWaitForTheResendToGoThrough() {
+        var book = WaitBook()
+        #expect(book.plan(ticket: "INC1", id: "u1", now: at(0)) == .send)
+        book.settled(ticket: "INC1", id: "u1", answered: true, now: at(0))
+        book.lock(ticket: "INC1", code: 403, reason: "held: 403", holdMs: 60_000, now: at(0))
+        // u2 and u3 wait behind the lock; another ticket does not.
+        #expect(book.plan(ticket: "INC1", id: "u2", now: at(0.5)) == .wait(bucketMs: 5_000, reason: "held: 403"))
+        #expect(book.plan(ticket: "INC1", id: "u3", now: at(0.6)) == .wait(bucketMs: 5_000, reason: "held: 403"))
+        #expect(book.plan(ticket: "INC2", id: "x", now: at(0.7)) == .send)
+        // Still locked when they come back; the policy's resend passes the lock, is refused again: locked on.
+        #expect(book.plan(ticket: "INC1", id: "u2", now: at(5.5)) != .send)
+        #expect(book.plan(ticket: "INC1", id: "r1", now: at(5.8), resend: true) == .send)
+        book.settled(ticket: "INC1", id: "r1", answered: true, now: at(5.8))
+        book.lock(ticket: "INC1", code: 403, reason: "held: 403", holdMs: 60_000, now: at(5.8))
+        #expect(book.plan(ticket: "INC1", id: "u3", now: at(5.9)) != .send)
+        // The next resend goes through: released; u2 then u3, in order.
+        #expect(book.plan(ticket: "INC1", id: "r2", now: at(8), resend: true) == .send)
+        book.settled(ticket: "INC1", id: "r2", answered: true, now: at(8))
+        book.released(ticket: "INC1", now: at(8))
+        #expect(book.plan(ticket: "INC1", id: "u3", now: at(10.9)) != .send)
+        #expect(book.plan(ticket: "INC1", id: "u2", now: at(10.5)) == .send)
+        book.settled(ticket: "INC1", id: "u2", answered: true, now: at(10.5))
+        #expect(book.plan(ticket: "INC1", id: "u3", now: at(15.9)) == .send)
+        // Without a resend that goes through, the lock ends at its time.
+        book.lock(ticket: "INC3", code: 403, reason: "held: 403", holdMs: 10_000, now: at(20))
+        #expect(book.plan(ticket: "INC3", id: "v1", now: at(21)) != .send)
+        #expect(book.plan(ticket: "INC3", id: "v1", now: at(30.1)) == .send)
+    }
+
     @Test func answersThatSayToWaitAreScopedLikeTheirLimit() {
         func outcome(_ code: Int, _ headers: [(String, String)] = [], notSent: Bool = false) -> RestDeliveryHandler.Outcome {
             RestDeliveryHandler.Outcome(code: code, headers: HTTPHeaders(headers), body: Data(), failure: notSent ? "refused" : nil, notSent: notSent)

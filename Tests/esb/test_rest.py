@@ -106,6 +106,8 @@ endpoints:
       auth: basic
       user: sb-integration
       password_env: SB_TEST_SN_PASSWORD
+      hold_ticket_on: [403]
+      hold_for: 1m
 rules:
   - name: test-rest-create
     priority: 100000
@@ -171,14 +173,20 @@ def test_a_ticket_is_created_then_updated_by_the_reference_its_answer_linked(res
     assert posts[0][2].startswith("Basic ") and PASSWORD not in sb.output()
 
 
-def test_a_locked_ticket_is_retried_by_the_policy_and_goes_through_once_unlocked(rest):
-    sb, fake, esb = rest
-    number = "INCL" + uuid.uuid4().hex[:6]
+def locked_ticket(sb, fake, esb, number, refusals):
+    """A record made for `number` and linked, then locked for its next `refusals` writes; its sys_id."""
     esb.publish("customer-a", {"number": number, "test_rest": True, "short_description": "one"}, message_id=f"{number}-1")
     sys_id = wait(lambda: created(fake, number))
     assert wait(lambda: sys_id in sb.timeline("customer-a", number))
     with fake.lock:
-        fake.locked[sys_id] = 1
+        fake.locked[sys_id] = refusals
+    return sys_id
+
+
+def test_a_locked_ticket_is_retried_by_the_policy_and_goes_through_once_unlocked(rest):
+    sb, fake, esb = rest
+    number = "INCL" + uuid.uuid4().hex[:6]
+    sys_id = locked_ticket(sb, fake, esb, number, 1)
     esb.publish("customer-a", {"number": number, "test_rest": True, "short_description": "two"}, message_id=f"{number}-2")
     assert wait(lambda: len(fake.patches(sys_id)) >= 2, timeout=40), fake.patches(sys_id)
     assert [p["short_description"] for p in fake.patches(sys_id)] == ["two", "two"]
@@ -190,11 +198,7 @@ def test_a_locked_ticket_is_retried_by_the_policy_and_goes_through_once_unlocked
 def test_a_ticket_locked_for_good_is_given_up_with_a_comment_to_the_sender(rest):
     sb, fake, esb = rest
     number = "INCG" + uuid.uuid4().hex[:6]
-    esb.publish("customer-a", {"number": number, "test_rest": True, "short_description": "one"}, message_id=f"{number}-1")
-    sys_id = wait(lambda: created(fake, number))
-    assert wait(lambda: sys_id in sb.timeline("customer-a", number))
-    with fake.lock:
-        fake.locked[sys_id] = 100
+    sys_id = locked_ticket(sb, fake, esb, number, 100)
     esb.publish("customer-a", {"number": number, "test_rest": True, "short_description": "two"}, message_id=f"{number}-2")
     got = esb.take("sb.out.customer-a", 1, timeout=40)
     assert len(got) == 1, fake.patches(sys_id)
@@ -224,3 +228,19 @@ def test_a_create_whose_answer_was_lost_is_found_by_its_correlation_id_and_never
         lookups = [r for r in fake.requests if r[0] == "GET" and number in r[1]]
     assert len(lookups) == 1, lookups
     assert "adopted" in sb.timeline("customer-a", number)
+
+
+def test_a_locked_tickets_later_update_waits_for_the_resend_and_the_newest_value_wins(rest):
+    sb, fake, esb = rest
+    number = "INCH" + uuid.uuid4().hex[:6]
+    sys_id = locked_ticket(sb, fake, esb, number, 1)
+    esb.publish("customer-a", {"number": number, "test_rest": True, "short_description": "two"}, message_id=f"{number}-2")
+    assert wait(lambda: fake.patches(sys_id)), fake.requests
+    # While the policy waits to send "two" again (2 s), "three" comes: it waits behind the lock (hold_ticket_on:
+    # 403) instead of going first and then being overwritten by the older "two".
+    esb.publish("customer-a", {"number": number, "test_rest": True, "short_description": "three"}, message_id=f"{number}-3")
+    assert wait(lambda: len(fake.patches(sys_id)) >= 3, timeout=40), fake.patches(sys_id)
+    assert [p["short_description"] for p in fake.patches(sys_id)] == ["two", "two", "three"], fake.patches(sys_id)
+    assert wait(lambda: fake.records[sys_id]["short_description"] == "three")
+    shown = sb.timeline("customer-a", number)
+    assert "update waits (behind): held: 403" in shown, shown
