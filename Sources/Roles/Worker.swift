@@ -137,7 +137,7 @@ package final class WorkerHandler: BatchHandler {
                 } catch let error as StoreError {
                     throw error
                 } catch {
-                    items[i].park = Park(code: "unprocessable", reason: "\(error)")
+                    items[i].park = Park(code: (error as? Unprocessable)?.code ?? "unprocessable", reason: "\(error)")
                 }
             }
             // Names each commit of this attempt, so a request the store serves twice is known as ours (see Commit.attempt).

@@ -182,8 +182,24 @@ package struct AdminSettings: Sendable {
     }
 }
 
+/// `settings.loop_breaker`: more than `messages` messages (not acks, not timers) in one conversation within
+/// `withinSeconds` is a loop (two tools echoing each other's writes): the next ones are parked ("loop")
+/// until the window passes.
+package struct LoopBreaker: Sendable, Equatable {
+    package var messages = 300
+    package var withinSeconds = 3600
+    package init() {}
+    /// The conversation's counters that keep its window: set by the engine, not by rules, never on the timeline.
+    package static let sinceCounter = "sb.loop.since"
+    package static let countCounter = "sb.loop.count"
+    /// The engine's own counters, left out where people read a conversation's counters (what-if, the admin).
+    package static func isReserved(_ counter: String) -> Bool { counter.hasPrefix("sb.loop.") }
+}
+
 package struct Settings: Sendable {
     package var brokerURL = "amqp://guest:guest@localhost:5672/"
+    /// nil: off (`loop_breaker: off`).
+    package var loopBreaker: LoopBreaker? = LoopBreaker()
     package var tlsCAFile: String? = nil
     package var dataDir = ".data"
     package var maxMessageBytes = 1 << 20

@@ -57,12 +57,26 @@ extension ConfigLoader {
             case "delivery_limit": if let v = int(value, key: "settings.\(key.string)", min: 1, max: 1_000_000) { s.deliveryLimit = v }
             case "retention_bodies_days": if let v = int(value, key: "settings.\(key.string)", min: 1, max: 36_500) { s.retention.bodiesDays = v }
             case "retention_dedupe_days": if let v = int(value, key: "settings.\(key.string)", min: 1, max: 36_500) { s.retention.dedupeDays = v }
+            case "loop_breaker":
+                if value.string == "off" {
+                    s.loopBreaker = nil
+                } else if let m = mapping(value, "settings.loop_breaker") {
+                    var loop = LoopBreaker()
+                    for (k, v) in m {
+                        switch k.string {
+                        case "messages": if let n = int(v, key: "settings.loop_breaker.messages", min: 2, max: 1_000_000) { loop.messages = n }
+                        case "within": if let ms = duration(v) { loop.withinSeconds = max(1, ms / 1000) }
+                        default: unknownKey(k, in: "settings.loop_breaker", allowed: "messages, within")
+                        }
+                    }
+                    s.loopBreaker = loop
+                }
             case "retention_conversations_days": if let v = int(value, key: "settings.\(key.string)", min: 1, max: 36_500) { s.retention.conversationsDays = v }
             case "sqlite_synchronous":
                 if let v = string(value) {
                     if ["full", "normal"].contains(v) { s.sqliteSynchronous = v } else { error(value, "sqlite_synchronous: expected full or normal") }
                 }
-            default: unknownKey(key, in: "settings", allowed: "broker_url, tls_ca_file, data_dir, max_message_bytes, max_header_bytes, broker_max_message_bytes, intake_memory_bytes, partitions, workers, prefetch, batch_size, heartbeat_seconds, store_url, store_timeout_ms, confirm_timeout_ms, store_max_request_bytes, fuse_intake, timeline_bodies, metrics_listen, log_format, management_url, queue_type, delivery_limit, sqlite_synchronous, retention_bodies_days, retention_dedupe_days, retention_conversations_days")
+            default: unknownKey(key, in: "settings", allowed: "broker_url, tls_ca_file, data_dir, max_message_bytes, max_header_bytes, broker_max_message_bytes, intake_memory_bytes, partitions, workers, prefetch, batch_size, heartbeat_seconds, store_url, store_timeout_ms, confirm_timeout_ms, store_max_request_bytes, fuse_intake, timeline_bodies, metrics_listen, log_format, management_url, queue_type, delivery_limit, sqlite_synchronous, retention_bodies_days, retention_dedupe_days, retention_conversations_days, loop_breaker")
             }
         }
     }

@@ -54,7 +54,12 @@ package struct MessageDecision: Sendable {
 /// A message that cannot be decided because of what it says: it is parked with this reason.
 package struct Unprocessable: Error, CustomStringConvertible, Sendable {
     package var description: String
-    package init(_ description: String) { self.description = description }
+    /// The kind of reason the message is parked with (the metric's `reason` label).
+    package var code = "unprocessable"
+    package init(_ description: String, code: String = "unprocessable") {
+        self.description = description
+        self.code = code
+    }
 }
 
 extension Engine {
@@ -178,12 +183,27 @@ extension Engine {
         }
         d.attributes = decision.attributeChanges
         d.counters = decision.counterChanges
+        // The loop breaker's window (not on the timeline: the engine's bookkeeping, not a rule's).
+        if let loop = config.settings.loopBreaker, event.type != EventType.ack, event.type != EventType.timer {
+            let now = Int(s.now.timeIntervalSince1970)
+            let since = c.counters[LoopBreaker.sinceCounter] ?? 0
+            let fresh = now - since >= loop.withinSeconds || now < since
+            let count = fresh ? 1 : (c.counters[LoopBreaker.countCounter] ?? 0) + 1
+            if count > loop.messages {
+                throw Unprocessable(
+                    "loop: message \(count) of conversation \(c.id) within \(Self.format(ms: loop.withinSeconds * 1000)) "
+                        + "(settings.loop_breaker allows \(loop.messages)): parked, as every further one until the window passes; "
+                        + "find the echo (endpoints.<name>.echo) and replay them", code: "loop")
+            }
+            if fresh { d.counters[LoopBreaker.sinceCounter] = now }
+            d.counters[LoopBreaker.countCounter] = count
+        }
         d.failedOutbound = decision.failedOutbound
         d.matchedRules = decision.matchedRules
         d.next = view
         d.next.version = c.version + 1
         for (name, value) in decision.attributeChanges { d.next.attributes[name] = value }
-        for (name, value) in decision.counterChanges { d.next.counters[name] = value }
+        for (name, value) in d.counters { d.next.counters[name] = value }
         return d
     }
 

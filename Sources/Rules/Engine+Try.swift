@@ -28,7 +28,9 @@ extension Engine {
                 : "conversation \(c.id) (version \(c.version)): "
                     + (c.references.sorted { $0.key < $1.key }.map { "\($0.key)/\($0.value)" }.joined(separator: ", ")))
         for (name, value) in c.attributes.sorted(by: { $0.key < $1.key }) { lines.append("  attribute \(name) = \(Self.excerpt(value, limit: 200))") }
-        for (name, value) in c.counters.sorted(by: { $0.key < $1.key }) { lines.append("  counter \(name) = \(value)") }
+        for (name, value) in c.counters.sorted(by: { $0.key < $1.key }) where !LoopBreaker.isReserved(name) {
+            lines.append("  counter \(name) = \(value)")
+        }
         let decision: MessageDecision
         do {
             decision = try decide(Situation(endpoint: endpoint, messageId: "rules-try", route: 0, event: event, conversation: c, now: now))
@@ -64,7 +66,7 @@ extension Engine {
         for (name, value) in decision.attributes.sorted(by: { $0.key < $1.key }) {
             lines.append("would set attribute \(name): \(Self.excerpt(c.attributes[name], limit: 200)) -> \(Self.excerpt(value, limit: 200))")
         }
-        for (name, value) in decision.counters.sorted(by: { $0.key < $1.key }) {
+        for (name, value) in decision.counters.sorted(by: { $0.key < $1.key }) where !LoopBreaker.isReserved(name) {
             lines.append("would set counter \(name): \(c.counters[name] ?? 0) -> \(value)")
         }
         lines.append("(nothing was sent or stored)")

@@ -51,7 +51,10 @@ import Testing
         #expect(d.outbox.map(\.kind) == [.message, .timer])
         #expect(MessageIds.parse(outbound: d.outbox[0].messageId)?.route == s.route)
         #expect(try JSON.parse(d.outbox[0].body) == ["number": "INC1", "n": 1])
-        #expect(d.next.version == 1 && d.next.counters == ["n": 1] && d.next.references.count == 2)
+        #expect(d.next.version == 1 && d.next.counters.filter { !LoopBreaker.isReserved($0.key) } == ["n": 1] && d.next.references.count == 2)
+        // The loop breaker's window opened with this message, on no timeline entry.
+        #expect(d.next.counters[LoopBreaker.countCounter] == 1 && d.next.counters[LoopBreaker.sinceCounter] == Int(now.timeIntervalSince1970))
+        #expect(!d.timeline.contains { $0.detail.contains("sb.loop") })
         // The same message decided again (after a crash) names its messages the same.
         #expect(try engine().decide(s).outbox.map(\.messageId) == d.outbox.map(\.messageId))
         // Applied again on a later state (the store forgot it: past the dedupe window), it is a fresh
@@ -107,6 +110,30 @@ import Testing
         #expect(d.timeline.map(\.kind.rawValue) == ["ack-error", "ack-unhandled"])
         #expect(d.timeline[0].detail == "error ack of create sb-out-1 to vendor-x: no")
         #expect(d.failedOutbound.keys.sorted() == ["sb-out-1"])
+    }
+
+    @Test func moreMessagesThanTheLoopBreakerAllowsWithinItsWindowAreParkedUntilItPasses() throws {
+        let engine = Engine(config: try load(rules + "\nsettings: {loop_breaker: {messages: 3, within: 10m}}"))
+        var c = ConversationSnapshot(id: cid, version: 1, references: ["customer-a": "INC1"])
+        func next(at seconds: Double) throws -> MessageDecision {
+            var s = try ticket(#"{"number":"INC1"}"#, conversation: c)
+            s.now = now.addingTimeInterval(seconds)
+            let d = try engine.decide(s)
+            c = d.next
+            return d
+        }
+        for n in 0..<3 { _ = try next(at: Double(n)) }
+        do {
+            _ = try next(at: 10)
+            Issue.record("the fourth message within 10 minutes was decided")
+        } catch let error as Unprocessable {
+            #expect(error.code == "loop" && error.description.contains("settings.loop_breaker allows 3"), "\(error)")
+        }
+        // Acks and timers do not count; after the window a message starts a new one.
+        #expect(try next(at: 601).next.counters[LoopBreaker.countCounter] == 1)
+        #expect(configErrors("settings: {loop_breaker: {messages: 1}}").map(\.description).contains { $0.contains("settings.loop_breaker.messages") })
+        let off = try load(rules + "\nsettings: {loop_breaker: off}")
+        #expect(off.settings.loopBreaker == nil)
     }
 
     @Test func aWaitingAckIsOnTheTimelineAndNoRuleOrPolicySeesIt() throws {

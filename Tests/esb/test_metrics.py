@@ -267,7 +267,7 @@ rules:
         status, body = http_get(prometheus.url + "/api/v1/rules")
         groups = json.loads(body)["data"]["groups"]
         rules = [r for g in groups for r in g["rules"]]
-        assert len(rules) == 13 and all(r["health"] == "ok" for r in rules), rules
+        assert len(rules) == 14 and all(r["health"] == "ok" for r in rules), rules
         firing = {a["labels"]["alertname"] for a in json.loads(http_get(prometheus.url + "/api/v1/alerts")[1])["data"]["alerts"]
                   if a["state"] == "firing"}
         assert firing <= {"SwitchboardParkedGrowing"}, firing
