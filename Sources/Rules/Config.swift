@@ -186,8 +186,8 @@ package struct AdminSettings: Sendable {
 /// `withinSeconds` is a loop (two tools echoing each other's writes): the next ones are parked ("loop")
 /// until the window passes.
 package struct LoopBreaker: Sendable, Equatable {
-    package var messages = 300
-    package var withinSeconds = 3600
+    package var messages = 500
+    package var withinSeconds = 600
     package init() {}
     /// The conversation's counters that keep its window: set by the engine, not by rules, never on the timeline.
     package static let sinceCounter = "sb.loop.since"

@@ -152,3 +152,35 @@ def test_both_sides_while_workers_are_killed(esb, vhost, store_url):
     finally:
         for p in workers + [intake, store]:
             p.stop()
+
+
+def test_a_ping_pong_past_the_loop_breaker_is_parked_with_reason_loop(esb, vhost, store_url):
+    """Two tools echoing each other's writes through Switchboard: each update from one side makes one to the
+    other, whose webhook fires again. With settings.loop_breaker at 6 messages per 10 minutes the 7th message
+    of the conversation and every one after it is parked with reason loop; nothing more is sent; another
+    conversation is not affected."""
+    config = BOTH_SIDES_RULES + "\nsettings: {loop_breaker: {messages: 6, within: 10m}}\n"
+    sb = start_shape(vhost, "run", extra_config=config, store_url=store_url)
+    try:
+        link_pairs(esb, [("LOOP1", "VL-1"), ("CALM1", "VC-1")])  # messages 1 and 2 of each
+        sent = []
+        for seq in range(1, 7):  # messages 3, 4, ... 8 of LOOP1, each after the write the one before caused
+            if seq % 2:
+                esb.publish("customer-a", incident("LOOP1", seq=seq), message_id=f"loop-{seq}")
+            else:
+                esb.publish("vendor-x", vendor_update("VL-1", "LOOP1", seq), message_id=f"loop-{seq}")
+            if seq <= 4:
+                sent += esb.take("sb.out.vendor-x" if seq % 2 else "sb.out.customer-a", 1, timeout=30)
+        parked = sb.take_parked(2, timeout=30)
+        assert sorted(p.message_id for p, _ in parked) == ["loop-5", "loop-6"]
+        assert all(p.reason.startswith("loop: message ") and "settings.loop_breaker allows 6" in p.reason for p, _ in parked), parked
+        esb.publish("customer-a", incident("CALM1", seq=1), message_id="calm-1")
+        calm = esb.take("sb.out.vendor-x", 1, timeout=30)
+        assert json.loads(calm[0][1])["ticket"] == "CALM1"
+        sent += esb.drain("sb.out.vendor-x", quiet=1.0) + esb.drain("sb.out.customer-a", quiet=0.5)
+        assert sorted(json.loads(b)["seq"] for _, b in unique(sent)) == [1, 2, 3, 4]
+        looped = [line for line in sb.metrics().splitlines()
+                  if line.startswith("switchboard_parked_messages_total{") and 'reason="loop"' in line]
+        assert sum(float(line.rsplit(" ", 1)[1]) for line in looped) == 2, looped
+    finally:
+        assert sb.stop() == 0, sb.output()[-3000:]
