@@ -16,6 +16,13 @@ final class GroupCommit<Request, Answer>: @unchecked Sendable {
         init(_ request: Request) { self.request = request }
     }
 
+    /// How many callers wait for the writer now (for tests).
+    var waiting: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return pending.count
+    }
+
     func submit(_ request: Request, write: ([Request]) -> [Result<Answer, any Error>]) throws -> Answer {
         let ticket = Ticket(request)
         condition.lock()

@@ -381,4 +381,27 @@ package final class PostgresStore: ConversationStore, Service {
         }
         return outcomes
     }
+
+    /// Several callers' commits in one transaction and one round trip; should that fail, each caller's
+    /// commits go again alone, so what the database refuses for one caller's content fails only that caller.
+    package func commit(groups: [[Commit]]) -> [Result<[CommitOutcome], any Error>] {
+        if groups.count > 1 {
+            do {
+                return try commitTogether(groups).map { .success($0) }
+            } catch {
+                logger.debug("group commit failed, each caller's alone", metadata: ["sb.error": "\(error)"])
+            }
+        }
+        return groups.map { group in Result { try commit(group) } }
+    }
+
+    /// `sb_commit_groups`: each caller's commits as `commit` applies them (a chain of its own), all in one
+    /// transaction, or none.
+    package func commitTogether(_ groups: [[Commit]]) throws -> [[CommitOutcome]] {
+        let all: [[CommitOutcome]] = try json("SELECT sb_commit_groups(\(try Self.text(groups))::jsonb)::text")
+        guard all.count == groups.count, zip(all, groups).allSatisfy({ $0.count == $1.count }) else {
+            throw StoreError("PostgreSQL answered \(all.map(\.count)) outcome(s) for \(groups.map(\.count)) commit(s)")
+        }
+        return all
+    }
 }

@@ -205,6 +205,24 @@ package struct MeteredStore: FleetStore {
     package func conversations(ids: [String]) throws -> [ConversationSnapshot?] { try call("conversation") { try base.conversations(ids: ids) } }
     package func commit(_ commits: [Commit]) throws -> [CommitOutcome] {
         let outcomes = try call("commit") { try base.commit(commits) }
+        count(outcomes)
+        return outcomes
+    }
+    /// The base's own group commit (one transaction for several callers where it can), timed as one
+    /// commit request; each caller's error counted.
+    package func commit(groups: [[Commit]]) -> [Result<[CommitOutcome], any Error>] {
+        let results = Meters.time("switchboard_store_request_duration_seconds", [("op", "commit"), ("backend", backend)]) {
+            base.commit(groups: groups)
+        }
+        for r in results {
+            switch r {
+            case .success(let outcomes): count(outcomes)
+            case .failure: Meters.count("switchboard_store_errors_total", [("op", "commit"), ("backend", backend)])
+            }
+        }
+        return results
+    }
+    private func count(_ outcomes: [CommitOutcome]) {
         var by: [String: Int] = [:]
         for o in outcomes {
             switch o {
@@ -215,7 +233,6 @@ package struct MeteredStore: FleetStore {
             }
         }
         for (outcome, n) in by { Meters.count("switchboard_store_commits_total", [("backend", backend), ("outcome", outcome)], by: n) }
-        return outcomes
     }
     package func heartbeat(member: String, ttl: TimeInterval) throws -> [String] { try call("heartbeat") { try base.heartbeat(member: member, ttl: ttl) } }
     package func leave(member: String) throws { try call("leave") { try base.leave(member: member) } }

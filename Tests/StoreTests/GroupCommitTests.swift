@@ -23,8 +23,10 @@ import Testing
                 arrived.add(1, ordering: .releasing)
                 let answer = try? group.submit(n) { requests in
                     if requests == [0] {
-                        while arrived.load(ordering: .acquiring) < callers { usleep(1000) }
-                        usleep(200_000)
+                        // Until the seven others wait for the writer (not a fixed pause: a loaded machine
+                        // may start a thread late).
+                        let deadline = Date().addingTimeInterval(30)
+                        while group.waiting < callers - 1 && Date() < deadline { usleep(1000) }
                     }
                     writes.withLock { $0.append(requests) }
                     return requests.map { $0 == 5 ? .failure(StoreError("five fails alone")) : .success("answer \($0)") }

@@ -492,6 +492,30 @@ enum StoreContract {
     @Test func reusedMessageId() async throws { try await onThread { [b] in try StoreContract.aReusedMessageIdIsAConflict(b) } }
     @Test func collidingOutboxId() async throws { try await onThread { [b] in try StoreContract.aCollidingOutboxIdIsRefusedNotStale(b) } }
     @Test func groupsOfCallers() async throws { try await onThread { [b] in try StoreContract.groupsOfCallersAnswerEachOnItsOwn(b) } }
+
+    /// The grouped call itself (`sb_commit_groups`, one transaction for every caller): each caller's chain
+    /// is its own, so a chain broken in one caller's commits leaves another caller's commit of the same
+    /// conversation to be judged by its version alone.
+    @Test func groupsInOneCall() async throws {
+        try await onThread { [b] in
+            let store = try #require(try b.open().store as? PostgresStore)
+            let now = Date()
+            let k = (1...6).map { InboundKey("customer-a", "g\($0)") }
+            _ = try store.commit([Commit(inbound: k[0], conversationId: "c1", expectedVersion: 0, at: now)])
+            let answers = try store.commitTogether([
+                // Stale (c1 is at 1), and so the commit decided on top of it.
+                [Commit(inbound: k[1], conversationId: "c1", expectedVersion: 0, at: now),
+                 Commit(inbound: k[2], conversationId: "c1", expectedVersion: 1, at: now)],
+                // Another caller's commit of c1 at its version: applied.
+                [Commit(inbound: k[3], conversationId: "c1", expectedVersion: 1, counters: ["n": 7], at: now)],
+                [Commit(inbound: k[4], conversationId: "c2", expectedVersion: 0, newReferences: [TicketRef("a", "G2")], at: now),
+                 Commit(inbound: k[5], conversationId: "c2", expectedVersion: 1, at: now)],
+            ])
+            #expect(answers == [[.stale, .stale], [.committed(version: 2)], [.committed(version: 1), .committed(version: 2)]])
+            #expect(try store.conversation(id: "c1")?.counters == ["n": 7])
+            #expect(try store.find([TicketRef("a", "G2")])?.version == 2)
+        }
+    }
     @Test func retention() async throws { try await onThread { [b] in try StoreContract.retentionPrunesByAge(b) } }
     @Test func reopening() async throws { try await onThread { [b] in try StoreContract.survivesReopening(b) } }
     @Test func membership() async throws { try await onThread { [b] in try StoreContract.membership(b) } }

@@ -142,10 +142,14 @@ enum PostgresSchema {
         """,
         """
         CREATE OR REPLACE FUNCTION sb_find(batch jsonb) RETURNS jsonb LANGUAGE sql STABLE AS $$
+          -- Each reference looked up through the primary key (the LIMIT keeps the lateral from being
+          -- flattened into a join the planner may answer by scanning all references: it takes a
+          -- jsonb_array_elements for 100 rows).
           SELECT coalesce(jsonb_agg(
             (SELECT sb_snapshot(r.conversation_id)
                FROM jsonb_array_elements(refs.list) WITH ORDINALITY AS x(ref, n)
-               JOIN reference r ON r.endpoint = x.ref->>'endpoint' AND r.ticket_id = x.ref->>'ticketId'
+               CROSS JOIN LATERAL (SELECT conversation_id FROM reference
+                                    WHERE endpoint = x.ref->>'endpoint' AND ticket_id = x.ref->>'ticketId' LIMIT 1) r
               ORDER BY x.n LIMIT 1)
             ORDER BY refs.i), '[]')
           FROM jsonb_array_elements(batch) WITH ORDINALITY AS refs(list, i)
@@ -168,8 +172,9 @@ enum PostgresSchema {
         BEGIN
           -- The batch's conversations locked up front, in one order: two batches that share conversations
           -- wait for each other instead of deadlocking.
+          -- (= ANY of an array: probed through the primary key, never a scan of every conversation.)
           PERFORM 1 FROM conversation
-            WHERE id IN (SELECT DISTINCT value->>'conversationId' FROM jsonb_array_elements(batch)) ORDER BY id FOR UPDATE;
+            WHERE id = ANY(ARRAY(SELECT DISTINCT value->>'conversationId' FROM jsonb_array_elements(batch))) ORDER BY id FOR UPDATE;
           FOR c IN SELECT value FROM jsonb_array_elements(batch) LOOP
             cid := c->>'conversationId';
             -- A later commit of a conversation was decided on top of the earlier ones of this batch: once
@@ -225,22 +230,37 @@ enum PostgresSchema {
                 VALUES (c->'inbound'->>'endpoint', c->'inbound'->>'messageId', cid, at, c->>'attempt', coalesce(c->>'digest', ''))
                 ON CONFLICT DO NOTHING;
               IF NOT FOUND THEN RAISE EXCEPTION 'stale' USING ERRCODE = 'SB001'; END IF;
-              INSERT INTO outbox (message_id, conversation_id, inbound_endpoint, inbound_message_id, seq, target, type, rule, body, delay_ms, kind, created_at)
-                SELECT o->>'messageId', o->>'conversationId', o->'inbound'->>'endpoint', o->'inbound'->>'messageId', n - 1,
-                       o->>'target', o->>'type', o->>'rule', decode(o->>'body', 'base64'), (o->>'delayMs')::bigint, o->>'kind', at
-                  FROM jsonb_array_elements(c->'outbox') WITH ORDINALITY AS x(o, n);
-              INSERT INTO attribute (conversation_id, name, value, updated_at)
-                SELECT cid, key, value, at FROM jsonb_each_text(c->'setAttributes')
-                ON CONFLICT (conversation_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at;
-              DELETE FROM attribute WHERE conversation_id = cid
-                AND name IN (SELECT jsonb_array_elements_text(c->'removedAttributes'));
-              UPDATE outbox o SET failed_at = at, failure = f.value
-                FROM jsonb_each_text(coalesce(c->'failed', '{}')) AS f WHERE o.message_id = f.key;
-              UPDATE outbox SET answered_at = at
-                WHERE message_id IN (SELECT jsonb_array_elements_text(coalesce(c->'answered', '[]')));
-              INSERT INTO counter (conversation_id, name, value, updated_at)
-                SELECT cid, key, value::bigint, at FROM jsonb_each_text(c->'counters')
-                ON CONFLICT (conversation_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at;
+              -- Each statement only when the commit has something for it (most have no failed or answered
+              -- outbox rows, no removed attributes), and outbox rows found by their ids (= ANY), never by a
+              -- join the planner could answer with a scan of the outbox.
+              IF jsonb_array_length(coalesce(c->'outbox', '[]')) > 0 THEN
+                INSERT INTO outbox (message_id, conversation_id, inbound_endpoint, inbound_message_id, seq, target, type, rule, body, delay_ms, kind, created_at)
+                  SELECT o->>'messageId', o->>'conversationId', o->'inbound'->>'endpoint', o->'inbound'->>'messageId', n - 1,
+                         o->>'target', o->>'type', o->>'rule', decode(o->>'body', 'base64'), (o->>'delayMs')::bigint, o->>'kind', at
+                    FROM jsonb_array_elements(c->'outbox') WITH ORDINALITY AS x(o, n);
+              END IF;
+              IF coalesce(c->'setAttributes', '{}') <> '{}' THEN
+                INSERT INTO attribute (conversation_id, name, value, updated_at)
+                  SELECT cid, key, value, at FROM jsonb_each_text(c->'setAttributes')
+                  ON CONFLICT (conversation_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at;
+              END IF;
+              IF jsonb_array_length(coalesce(c->'removedAttributes', '[]')) > 0 THEN
+                DELETE FROM attribute WHERE conversation_id = cid
+                  AND name = ANY(ARRAY(SELECT jsonb_array_elements_text(c->'removedAttributes')));
+              END IF;
+              IF coalesce(c->'failed', '{}') <> '{}' THEN
+                UPDATE outbox o SET failed_at = at, failure = c->'failed'->>o.message_id
+                  WHERE o.message_id = ANY(ARRAY(SELECT jsonb_object_keys(c->'failed')));
+              END IF;
+              IF jsonb_array_length(coalesce(c->'answered', '[]')) > 0 THEN
+                UPDATE outbox SET answered_at = at
+                  WHERE message_id = ANY(ARRAY(SELECT jsonb_array_elements_text(c->'answered')));
+              END IF;
+              IF coalesce(c->'counters', '{}') <> '{}' THEN
+                INSERT INTO counter (conversation_id, name, value, updated_at)
+                  SELECT cid, key, value::bigint, at FROM jsonb_each_text(c->'counters')
+                  ON CONFLICT (conversation_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at;
+              END IF;
               INSERT INTO timeline (conversation_id, at, kind, endpoint, who, message_id, rule, detail, body, since_intake_ms,
                                     message_type, delay_ms, answers, configuration, met)
                 SELECT t->>'conversationId', (t->>'at')::double precision, t->>'kind', t->>'endpoint', t->>'who',
@@ -254,6 +274,25 @@ enum PostgresSchema {
             END;
           END LOOP;
           RETURN outcomes;
+        END
+        $$
+        """,
+        // Several callers' batches (the store role's commit requests that arrived together) in one
+        // transaction: each as sb_commit applies it (its own chain), one array of outcomes per caller; every
+        // conversation of all of them locked up front in one order.
+        """
+        CREATE OR REPLACE FUNCTION sb_commit_groups(groups jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+        DECLARE
+          g jsonb; answers jsonb := '[]';
+        BEGIN
+          PERFORM 1 FROM conversation
+            WHERE id = ANY(ARRAY(SELECT DISTINCT c.value->>'conversationId'
+                                   FROM jsonb_array_elements(groups) AS g(value), jsonb_array_elements(g.value) AS c(value)))
+            ORDER BY id FOR UPDATE;
+          FOR g IN SELECT value FROM jsonb_array_elements(groups) LOOP
+            answers := answers || jsonb_build_array(sb_commit(g));
+          END LOOP;
+          RETURN answers;
         END
         $$
         """,
