@@ -122,11 +122,8 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
         }
         clients = own
         client = make(tls)
-        for name in targets.keys {
-            Meters.gauge("switchboard_rest_waiting_tickets", [("endpoint", name)], 0)
-            Meters.gauge("switchboard_rest_circuit_open", [("endpoint", name)], 0)
-        }
         self.logger = logger
+        publishGauges()
     }
 
     /// The endpoints it delivers, for the start-up line.
@@ -145,16 +142,21 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
             }
             return deliver(d, to: target)
         }
-        let now = Date()
+        publishGauges(sweepingAt: Date())
+        return out
+    }
+
+    /// Each endpoint's waiting tickets and circuit as gauges (from the start: 0, so an alert has a series),
+    /// after letting go of what the book no longer sees when `now` is given.
+    private func publishGauges(sweepingAt now: Date? = nil) {
         for name in targets.keys {
             let (tickets, open) = book(name) { b -> (Int, Bool) in
-                b.sweep(now: now)
+                if let now { b.sweep(now: now) }
                 return (b.waitingTickets, b.circuitOpen)
             }
             Meters.gauge("switchboard_rest_waiting_tickets", [("endpoint", name)], Double(tickets))
             Meters.gauge("switchboard_rest_circuit_open", [("endpoint", name)], open ? 1 : 0)
         }
-        return out
     }
 
     private func book<T>(_ name: String, _ body: (inout WaitBook) -> T) -> T {
@@ -194,7 +196,7 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
         if d.redelivered, let correlation, let found = lookup(correlation, target: target) {
             return [ackOutgoing(Self.adopted(found), d, target)]
         }
-        var outcome = request.editless ? Outcome(code: 204, headers: [:], body: Data(), failure: nil) : send(request, target: target)
+        var outcome = request.editless ? Outcome.done : send(request, target: target)
         var answered = request
         if (200..<300).contains(outcome.code), let status = request.transition, let key = request.ticket {
             outcome = transition(key, to: status, target: target)
@@ -253,7 +255,7 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
     /// issue refuses (400: another workflow or status) is looked up again once. No transition leads there
     /// and the issue is in that status already: done. Else a 409 naming the transitions there are.
     func transition(_ key: String, to status: String, target: Target) -> Outcome {
-        let base = "\(target.rest.baseURL)/rest/api/3/issue/\(key.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? key)"
+        let base = "\(target.rest.baseURL)/rest/api/3/issue/\(Self.pathSegment(key))"
         let cacheKey = "\(target.name)\u{0}\(key.split(separator: "-").first ?? "")\u{0}\(status.lowercased())"
         for attempt in 0..<2 {
             var id = attempt == 0 ? transitions[cacheKey] : nil
@@ -265,7 +267,7 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
                 guard let found, let foundId = found["id"]?.scalarText else {
                     let current = send(Request(operation: "transition", method: .GET, url: base + "?fields=status", body: Data()), target: target)
                     if current.code == 200, let c = try? JSON.parse(current.body), c["fields"]?["status"]?["name"]?.scalarText?.lowercased() == wanted {
-                        return Outcome(code: 204, headers: [:], body: Data(), failure: nil)
+                        return Outcome.done
                     }
                     let names = offered.compactMap { $0["to"]?["name"]?.scalarText }.joined(separator: ", ")
                     let message = "no transition of \(key) leads to '\(status)' (there are: \(names.isEmpty ? "none" : names))"
@@ -520,6 +522,14 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
         var failure: String?
         /// The request never left: no connection could be made (refused, unreachable, connect timeout).
         var notSent = false
+        /// Nothing to send, the ticket is as asked already (an update with nothing but a transition, a
+        /// transition to the status it has): answered like Jira's own 204.
+        static let done = Outcome(code: 204, headers: [:], body: Data(), failure: nil)
+    }
+
+    /// A ticket id or key as one segment of a URL path (a `/` in it encoded too).
+    static func pathSegment(_ id: String) -> String {
+        id.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? id
     }
 
     /// A failure before the request was sent: the pool got no connection. (A failure after it may have
@@ -539,7 +549,7 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
         var fields: [String: JSON] = [:]
         if case .object(let o)? = try? JSON.parse(message.body) { fields = o }
         let reference = fields[rest.referenceField]?.scalarText.flatMap { $0.isEmpty ? nil : $0 }
-        let ref = reference.map { $0.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? $0 }
+        let ref = reference.map(Self.pathSegment)
         switch rest.profile {
         case .servicenowTable:
             let base = "\(rest.baseURL)/api/now/table/\(rest.table)"
