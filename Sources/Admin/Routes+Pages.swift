@@ -322,8 +322,8 @@ struct PageRoutes {
         return [
             "id": s.id, "version": s.version, "createdAt": time(r.createdAt), "updatedAt": time(r.updatedAt),
             "tickets": s.references.sorted { $0.key < $1.key }.map { ["endpoint": $0.key, "ticketId": $0.value] },
-            "attributes": s.attributes.sorted { $0.key < $1.key }.map { ["name": $0.key, "value": $0.value.serializedString] },
-            "counters": s.counters.filter { !LoopBreaker.isReserved($0.key) }.sorted { $0.key < $1.key }.map { ["name": $0.key, "value": $0.value] },
+            "attributes": s.shownAttributes.sorted { $0.key < $1.key }.map { ["name": $0.key, "value": $0.value.serializedString] },
+            "counters": s.shownCounters.sorted { $0.key < $1.key }.map { ["name": $0.key, "value": $0.value] },
             "entries": ConversationView.entries(r).map { v -> [String: Any] in
                 let e = v.entry
                 var m: [String: Any] = [

@@ -151,8 +151,8 @@ enum ConversationView {
             ("id", .string(s.id)), ("version", .int(s.version)),
             ("created_at", .string(Time.iso(r.createdAt))), ("updated_at", .string(Time.iso(r.updatedAt))),
             ("tickets", .array(s.references.sorted { $0.key < $1.key }.map { .object(["endpoint": .string($0.key), "ticket_id": .string($0.value)]) })),
-            ("attributes", .dict(s.attributes.sorted { $0.key < $1.key }.map { ($0.key, .raw($0.value.serializedString)) })),
-            ("counters", .dict(s.counters.filter { !LoopBreaker.isReserved($0.key) }.sorted { $0.key < $1.key }.map { ($0.key, .int($0.value)) })),
+            ("attributes", .dict(s.shownAttributes.sorted { $0.key < $1.key }.map { ($0.key, .raw($0.value.serializedString)) })),
+            ("counters", .dict(s.shownCounters.sorted { $0.key < $1.key }.map { ($0.key, .int($0.value)) })),
             ("timeline", .array(entries(r).map(\.json))),
         ])
     }

@@ -453,10 +453,17 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
         return "sb-" + conversation
     }
 
-    /// The ticket a create made, looked up by its correlation value (servicenow-table: a Table API query);
+    /// The ticket a create made, looked up by its correlation value (servicenow-table: a Table API query;
+    /// jira-cloud: JQL on its label; generic-rest: `lookup_path`);
     /// nil when none is found or the lookup gets no clear answer.
     func lookup(_ correlation: String, target: Target) -> String? {
         if target.rest.profile == .jiraCloud { return jiraLookup(correlation, target: target) }
+        if target.rest.profile == .genericRest {
+            guard let path = target.rest.lookupPath, let key = target.rest.lookupKey else { return nil }
+            let answer = send(Request(operation: "lookup", method: .GET, url: Self.lookupURL(path, correlation: correlation, target: target), body: Data()), target: target)
+            guard answer.code == 200, let parsed = try? JSON.parse(answer.body), let id = key.first(parsed)?.scalarText, !id.isEmpty else { return nil }
+            return id
+        }
         guard target.rest.profile == .servicenowTable, let field = target.rest.correlationField else { return nil }
         var query = URLComponents()
         query.queryItems = [
@@ -469,6 +476,13 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
             let first = rows.first, let id = first["sys_id"]?.scalarText, !id.isEmpty
         else { return nil }
         return id
+    }
+
+    /// generic-rest: the lookup's URL, the correlation value in place of `{correlation}`, percent-encoded.
+    static func lookupURL(_ path: String, correlation: String, target: Target) -> String {
+        let unreserved = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+        let value = correlation.addingPercentEncoding(withAllowedCharacters: unreserved) ?? ""
+        return target.rest.baseURL + path.replacingOccurrences(of: "{correlation}", with: value)
     }
 
     /// jira-cloud: the issue carrying the label, by JQL (`GET /rest/api/3/search/jql`). Jira's search index
@@ -619,7 +633,7 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
     static let retryable: Set<Int> = [0, 408, 425, 429, 500, 502, 503, 504]
 
     /// The ack: `status` (ok for 2xx), `code` (0: no answer), `operation`, `retryable`, `key` (a create's new
-    /// ticket), `retry_after` (seconds, from Retry-After or X-RateLimit-Reset), `message`, `headers`, `body`.
+    /// ticket), `comment_id` (a comment made), `retry_after` (seconds, from Retry-After or X-RateLimit-Reset), `message`, `headers`, `body`.
     static func ack(_ outcome: Outcome, request: Request, target: Target) -> JSON {
         let parsed = outcome.body.isEmpty ? nil : try? JSON.parse(outcome.body)
         var ok = (200..<300).contains(outcome.code)
@@ -636,6 +650,10 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
         ]
         if ok, request.operation == "create", let parsed, let key = value(parsed, at: target.rest.keyField)?.scalarText {
             ack["key"] = .string(key)
+        }
+        // The comment made (Jira answers with its id): the conversation keeps it to know the comment's webhook as an echo.
+        if ok, request.operation == "comment", let parsed, let id = parsed["id"]?.scalarText, !id.isEmpty {
+            ack["comment_id"] = .string(id)
         }
         if let seconds = retryAfter(outcome.headers) { ack["retry_after"] = .number(JSONNumber(Double(seconds))) }
         var headers: [String: JSON] = [:]

@@ -189,11 +189,9 @@ package struct LoopBreaker: Sendable, Equatable {
     package var messages = 500
     package var withinSeconds = 600
     package init() {}
-    /// The conversation's counters that keep its window: set by the engine, not by rules, never on the timeline.
+    /// The conversation's counters that keep its window (`Reserved`): set by the engine, not by rules.
     package static let sinceCounter = "sb.loop.since"
     package static let countCounter = "sb.loop.count"
-    /// The engine's own counters, left out where people read a conversation's counters (what-if, the admin).
-    package static func isReserved(_ counter: String) -> Bool { counter.hasPrefix("sb.loop.") }
 }
 
 package struct Settings: Sendable {

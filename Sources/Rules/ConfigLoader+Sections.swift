@@ -357,6 +357,10 @@ extension ConfigLoader {
             error(y, "a set needs 'attribute': the attribute's name")
             return nil
         }
+        if Reserved.isReserved(name) {
+            error(y, "attribute '\(name)': names starting with '\(Reserved.prefix)' are Switchboard's own; choose another name")
+            return nil
+        }
         guard let value else {
             error(y, "set of '\(name)' needs 'value' (a mapping: a constant, {field: ...}, a template, {attribute: ...}; null removes it)")
             return nil
@@ -379,6 +383,10 @@ extension ConfigLoader {
         }
         guard let name, !name.isEmpty else {
             error(y, "a counter change needs 'counter': the counter's name")
+            return nil
+        }
+        if Reserved.isReserved(name) {
+            error(y, "counter '\(name)': names starting with '\(Reserved.prefix)' are Switchboard's own; choose another name")
             return nil
         }
         guard let change else {

@@ -151,7 +151,7 @@ extension ConfigLoader {
         var profile: RestSettings.Profile?, baseURL: String?, kind: String?, user: String?, secret: SecretSource?
         var table: String?, referenceField: String?, keyField: String?, correlationField: String?, createPath: String?, updatePath: String?
         var updateMethod: String?, timeoutMs: Int?, waitBudgetMs: Int?, maxWaitMs: Int?, tokenURL: String?, clientId: String?, scope: String?
-        var clientCertFile: String?, clientKeyFile: String?, caFile: String?
+        var clientCertFile: String?, clientKeyFile: String?, caFile: String?, lookupPath: String?, lookupKey: JSONPath?
         var retryCodes: Set<Int> = [], success: (path: JSONPath, equals: JSON?)?, holdTicketOn: Set<Int> = [], holdForMs: Int?
         for (key, value) in m {
             switch key.string {
@@ -215,6 +215,13 @@ extension ConfigLoader {
             case "key_field": keyField = string(value)
             case "correlation_field": correlationField = string(value)
             case "create_path": createPath = string(value)
+            case "lookup_path":
+                if let v = string(value) {
+                    if v.hasPrefix("/"), v.contains("{correlation}") { lookupPath = v } else {
+                        error(value, "\(context).lookup_path: a path starting with / that names {correlation}, e.g. /tickets?external_id={correlation}")
+                    }
+                }
+            case "lookup_key": lookupKey = path(value)
             case "update_path": updatePath = string(value)
             case "update_method":
                 if let v = string(value)?.uppercased() {
@@ -227,7 +234,7 @@ extension ConfigLoader {
                     if ms < 1_000 || ms > 3_600_000 { error(value, "\(context).max_wait: between 1s and 1h") } else { maxWaitMs = ms }
                 }
             default:
-                unknownKey(key, in: context, allowed: "profile, base_url, auth, user, password_env, password_file, token_env, token_file, table, reference_field, key_field, correlation_field, create_path, update_path, update_method, timeout_ms, wait_budget, max_wait, token_url, client_id, client_secret_env, client_secret_file, scope, client_cert_file, client_key_file, ca_file, retry_codes, success, hold_ticket_on, hold_for")
+                unknownKey(key, in: context, allowed: "profile, base_url, auth, user, password_env, password_file, token_env, token_file, table, reference_field, key_field, correlation_field, lookup_path, lookup_key, create_path, update_path, update_method, timeout_ms, wait_budget, max_wait, token_url, client_id, client_secret_env, client_secret_file, scope, client_cert_file, client_key_file, ca_file, retry_codes, success, hold_ticket_on, hold_for")
             }
         }
         guard let profile else {
@@ -267,6 +274,17 @@ extension ConfigLoader {
         if let referenceField { r.referenceField = referenceField }
         if let keyField { r.keyField = keyField }
         if let correlationField { r.correlationField = correlationField.isEmpty ? nil : correlationField }
+        if profile == .genericRest {
+            // A create is looked up only where the API says how: a query by the correlation value.
+            if lookupPath != nil, r.correlationField == nil {
+                error(y, "\(context): lookup_path needs correlation_field (the field of a create's body it looks up by)")
+            }
+            if lookupPath == nil { r.correlationField = nil }
+            r.lookupPath = lookupPath
+            r.lookupKey = lookupKey ?? (try? JSONPath("$[0]." + r.keyField))
+        } else if lookupPath != nil || lookupKey != nil {
+            error(y, "\(context): lookup_path and lookup_key are for generic-rest (\(profile.rawValue) looks creates up its own way)")
+        }
         if let createPath { r.createPath = createPath }
         if let updatePath { r.updatePath = updatePath }
         if let updateMethod { r.updateMethod = updateMethod }

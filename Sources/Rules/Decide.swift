@@ -183,6 +183,17 @@ extension Engine {
         }
         d.attributes = decision.attributeChanges
         d.counters = decision.counterChanges
+        // A comment the endpoint made for us (its ack names it, `comment_id`): kept, so that the comment's
+        // webhook coming back is known as our own write (`Engine.isOwnComment`).
+        if event.type == EventType.ack, Self.ackStatus(event.body).ok, let id = event.body["comment_id"]?.scalarText, !id.isEmpty {
+            let name = Reserved.comments(s.endpoint)
+            var ids: [JSON] = []
+            if case .array(let kept)? = c.attributes[name] { ids = kept }
+            if !ids.contains(.string(id)) {
+                ids.append(.string(id))
+                d.attributes[name] = .some(.array(Array(ids.suffix(Reserved.keptComments))))
+            }
+        }
         // The loop breaker's window (not on the timeline: the engine's bookkeeping, not a rule's).
         if let loop = config.settings.loopBreaker, event.type != EventType.ack, event.type != EventType.timer {
             let now = Int(s.now.timeIntervalSince1970)
@@ -202,7 +213,7 @@ extension Engine {
         d.matchedRules = decision.matchedRules
         d.next = view
         d.next.version = c.version + 1
-        for (name, value) in decision.attributeChanges { d.next.attributes[name] = value }
+        for (name, value) in d.attributes { d.next.attributes[name] = value }
         for (name, value) in d.counters { d.next.counters[name] = value }
         return d
     }

@@ -27,8 +27,8 @@ extension Engine {
                 ? "conversation: new"
                 : "conversation \(c.id) (version \(c.version)): "
                     + (c.references.sorted { $0.key < $1.key }.map { "\($0.key)/\($0.value)" }.joined(separator: ", ")))
-        for (name, value) in c.attributes.sorted(by: { $0.key < $1.key }) { lines.append("  attribute \(name) = \(Self.excerpt(value, limit: 200))") }
-        for (name, value) in c.counters.sorted(by: { $0.key < $1.key }) where !LoopBreaker.isReserved(name) {
+        for (name, value) in c.shownAttributes.sorted(by: { $0.key < $1.key }) { lines.append("  attribute \(name) = \(Self.excerpt(value, limit: 200))") }
+        for (name, value) in c.shownCounters.sorted(by: { $0.key < $1.key }) {
             lines.append("  counter \(name) = \(value)")
         }
         let decision: MessageDecision
@@ -63,10 +63,10 @@ extension Engine {
         for t in decision.outbox where t.kind == .timer {
             lines.append("would schedule timer '\(t.type)' in \(Self.format(ms: t.delayMs)) (rule '\(t.rule)')")
         }
-        for (name, value) in decision.attributes.sorted(by: { $0.key < $1.key }) {
+        for (name, value) in decision.attributes.sorted(by: { $0.key < $1.key }) where !Reserved.isReserved(name) {
             lines.append("would set attribute \(name): \(Self.excerpt(c.attributes[name], limit: 200)) -> \(Self.excerpt(value, limit: 200))")
         }
-        for (name, value) in decision.counters.sorted(by: { $0.key < $1.key }) where !LoopBreaker.isReserved(name) {
+        for (name, value) in decision.counters.sorted(by: { $0.key < $1.key }) where !Reserved.isReserved(name) {
             lines.append("would set counter \(name): \(c.counters[name] ?? 0) -> \(value)")
         }
         lines.append("(nothing was sent or stored)")

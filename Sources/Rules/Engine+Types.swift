@@ -101,6 +101,11 @@ package struct ConversationSnapshot: Sendable, Codable {
         try c.encode(attributes.mapValues(\.serializedString), forKey: .attributes)
     }
 
+    /// The counters people read (what-if, the admin): the engine's own (`Reserved`) left out.
+    package var shownCounters: [String: Int] { counters.filter { !Reserved.isReserved($0.key) } }
+    /// The attributes people read: the engine's own (`Reserved`) left out.
+    package var shownAttributes: [String: JSON] { attributes.filter { !Reserved.isReserved($0.key) } }
+
     package static func decodeAttributes(_ texts: [String: String]) throws -> [String: JSON] {
         try texts.mapValues { text in
             do { return try JSON.parse(text) } catch { throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "attribute: \(error)")) }
@@ -161,4 +166,16 @@ package struct Decision: Sendable {
     /// Outbound messages this message marks failed (an error ack that no rule handled), by message id,
     /// with what the ack said.
     package var failedOutbound: [String: String] = [:]
+}
+
+/// Names of attributes and counters the engine keeps for itself in a conversation (the `sb.` prefix): set
+/// by the engine, not by rules (the configuration may not name them), never on the timeline, left out where
+/// people read a conversation.
+package enum Reserved {
+    package static let prefix = "sb."
+    package static func isReserved(_ name: String) -> Bool { name.hasPrefix(prefix) }
+    /// The ids of the comments Switchboard created on an endpoint's tickets (jira-cloud): a comment webhook
+    /// naming one of them is our own write coming back (an echo). The newest `keptComments`.
+    package static func comments(_ endpoint: String) -> String { "sb.comments.\(endpoint)" }
+    package static let keptComments = 100
 }

@@ -23,11 +23,28 @@ package struct Engine: Sendable {
         byTimer = Dictionary(grouping: config.rules.filter { $0.timer != nil }, by: { $0.timer! })
     }
 
+    /// The id of the comment the event is about (`comment.id`, as a Jira comment webhook has it) when it is
+    /// one Switchboard created on this endpoint (`Reserved.comments`, kept from the create's ack). A person
+    /// editing or deleting that comment (`webhookEvent` comment_updated, comment_deleted) is no echo.
+    static func ownComment(_ event: InboundEvent, conversation: ConversationSnapshot) -> String? {
+        guard case .array(let ours)? = conversation.attributes[Reserved.comments(event.endpoint)],
+            let id = event.body["comment"]?["id"]?.scalarText, ours.contains(.string(id))
+        else { return nil }
+        if let kind = event.body["webhookEvent"]?.scalarText, kind == "comment_updated" || kind == "comment_deleted" { return nil }
+        return id
+    }
+
     package func evaluate(_ event: InboundEvent, conversation: ConversationSnapshot) -> Decision {
         var decision = Decision()
         var context = Context(event: event, conversation: conversation, config: config, regexLimit: regexLimit)
         // A message that waits is not answered yet: its timeline says so (`Decide`), no rule or policy runs.
         if event.ack != nil, Self.isWaiting(event.body) { return decision }
+        // Our own comment coming back through the tool's webhook (a comment event carries no stamp): known by its id.
+        if event.ack == nil, event.type != EventType.timer, let id = Self.ownComment(event, conversation: conversation) {
+            decision.notes.append(TimelineNote(
+                kind: .echo, detail: "echo of our own write to \(event.endpoint) (comment \(id), which Switchboard created): no rule ran"))
+            return decision
+        }
         // Our own write coming back through the tool's webhook: said on the timeline, nothing else.
         if event.ack == nil, event.type != EventType.timer, let echo = config.endpoints[event.endpoint]?.echo,
             let n = echo.firstIndex(where: { context.test($0) })

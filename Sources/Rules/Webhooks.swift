@@ -118,10 +118,15 @@ package struct RestSettings: @unchecked Sendable {
     package var createPath = "/"
     package var updatePath = "/{ref}"
     package var updateMethod = "PATCH"
-    /// servicenow-table: the field of a create's body that names it (its correlation value): after an
+    /// servicenow-table, generic-rest: the field of a create's body that names it (its correlation value): after an
     /// unknown outcome (no answer) or a redelivery the record is looked up by it before anything is sent
     /// again, and adopted when found. nil: never looked up.
     package var correlationField: String?
+    /// generic-rest: how a create is looked up (`lookup_path`, a GET of `<base_url><path>` with `{correlation}`
+    /// the correlation value, percent-encoded) and where the answer names the ticket found (`lookup_key`,
+    /// default `$[0].<key_field>`). nil: creates are never looked up.
+    package var lookupPath: String?
+    package var lookupKey: JSONPath?
     package var timeoutMs = 10_000
     /// A client certificate and its key (PEM files) presented to the API (mutual TLS); nil: none.
     package var clientCertFile: String?

@@ -62,10 +62,10 @@ package enum Stores {
         time.timeZone = TimeZone(identifier: "UTC")
         var lines = ["conversation \(c.id) (version \(c.version))"]
         lines.append("  tickets:    " + c.references.sorted { $0.key < $1.key }.map { "\($0.key)/\($0.value)" }.joined(separator: ", "))
-        for (name, value) in c.attributes.sorted(by: { $0.key < $1.key }) {
+        for (name, value) in c.shownAttributes.sorted(by: { $0.key < $1.key }) {
             lines.append("  attribute:  \(name) = \(value.serializedString)")
         }
-        for (name, value) in c.counters.sorted(by: { $0.key < $1.key }) {
+        for (name, value) in c.shownCounters.sorted(by: { $0.key < $1.key }) {
             lines.append("  counter:    \(name) = \(value)")
         }
         lines.append("  timeline (UTC):")

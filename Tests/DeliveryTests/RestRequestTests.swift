@@ -76,6 +76,21 @@ import Testing
         #expect(create.method == .POST && create.url == "https://x.example/tickets")
     }
 
+    @Test func genericRestLooksACreateUpByItsLookupPathPercentEncoded() {
+        #expect(RestDeliveryHandler.lookupURL("/tickets?external_id={correlation}&limit=1", correlation: "sb 1&x=ü", target: target(.genericRest))
+            == "https://x.example/tickets?external_id=sb%201%26x%3D%C3%BC&limit=1")
+    }
+
+    @Test func aCommentMadeNamesItsIdInTheAck() {
+        let comment = RestDeliveryHandler.Request(operation: "comment", ticket: "VX-1", method: .POST, url: "u", body: Data())
+        let made = RestDeliveryHandler.ack(.init(code: 201, headers: [:], body: Data(#"{"id":"10050","body":{}}"#.utf8), failure: nil), request: comment, target: target(.jiraCloud))
+        #expect(made["comment_id"] == .string("10050") && made["status"] == .string("ok"))
+        let refused = RestDeliveryHandler.ack(.init(code: 400, headers: [:], body: Data(#"{"id":"1"}"#.utf8), failure: nil), request: comment, target: target(.jiraCloud))
+        #expect(refused["comment_id"] == nil)
+        let update = RestDeliveryHandler.Request(operation: "update", ticket: "VX-1", method: .PUT, url: "u", body: Data())
+        #expect(RestDeliveryHandler.ack(.init(code: 200, headers: [:], body: Data(#"{"id":"1"}"#.utf8), failure: nil), request: update, target: target(.jiraCloud))["comment_id"] == nil)
+    }
+
     @Test func anEndpointSaysWhichOf401403And409AreWorthRetryingAndWhatSuccessLooksLike() throws {
         var t = target(.genericRest)
         var rest = t.rest

@@ -48,6 +48,57 @@ import Testing
         #expect(d.outbox.map(\.target) == ["customer-a"])
     }
 
+    /// A comment event carries no stamp: the comments Switchboard made are kept from their acks (`comment_id`)
+    /// and a comment webhook naming one is an echo; the ids are the engine's own, hidden where people read.
+    @Test func aCommentWeCreatedComesBackAsAnEchoByItsId() throws {
+        let engine = Engine(config: try ConfigLoader.load(files: [("echo.yaml", config)], environment: [:]))
+        var c = ConversationSnapshot(id: "c1", version: 2, references: ["customer-a": "INC1", "jira": "VX-1"])
+        func ack(_ id: String, status: String = "ok") throws -> MessageDecision {
+            let body = try JSON.parse(#"{"status":"\#(status)","code":201,"operation":"comment","comment_id":"\#(id)"}"#)
+            let event = InboundEvent(endpoint: "jira", messageId: "a-\(id)", type: "ack", body: body, ticketId: nil, who: nil, references: [:])
+            let acked = StoredOutbound(
+                messageId: "sb-out-\(id)", conversationId: "c1", inbound: InboundKey("customer-a", "m0"), target: "jira", type: "comment",
+                rule: "to-jira", body: Data("{}".utf8))
+            return try engine.decide(Situation(endpoint: "jira", messageId: "a-\(id)", route: 1, event: event, conversation: c, acked: acked, now: Date()))
+        }
+        func webhook(_ body: String) throws -> MessageDecision {
+            let event = InboundEvent(endpoint: "jira", messageId: "w", type: "update", body: try JSON.parse(body), ticketId: "VX-1", who: nil, references: [:])
+            return try engine.decide(Situation(endpoint: "jira", messageId: "w", route: 1, event: event, conversation: c, now: Date()))
+        }
+        let first = try ack("10050")
+        #expect(first.attributes[Reserved.comments("jira")] == .some(.array([.string("10050")])))
+        #expect(!first.timeline.contains { $0.kind == .attribute }, "the engine's bookkeeping is not on the timeline")
+        c = first.next
+        #expect(c.shownAttributes.isEmpty && c.attributes.count == 1)
+        c = try ack("10051").next
+        #expect(try ack("10052", status: "error").attributes.isEmpty, "a refused comment made nothing")
+        // The comment's webhook, by a person's account (no echo condition holds): known by its id.
+        let human = #""user":{"accountId":"557058:f58131cb"}"#
+        let echo = try webhook(#"{"webhookEvent":"comment_created","issue":{"key":"VX-1"},\#(human),"comment":{"id":"10050"}}"#)
+        #expect(echo.timeline.map(\.kind) == [.received, .echo] && echo.outbox.isEmpty)
+        #expect(echo.timeline[1].detail == "echo of our own write to jira (comment 10050, which Switchboard created): no rule ran")
+        #expect(try webhook(#"{"issue":{"key":"VX-1"},\#(human),"comment":{"id":"10051"}}"#).outbox.isEmpty)
+        // Another comment, and a person editing ours, are changes the rules see.
+        #expect(try webhook(#"{"webhookEvent":"comment_created","issue":{"key":"VX-1"},\#(human),"comment":{"id":"10053"}}"#).outbox.map(\.target) == ["customer-a"])
+        #expect(try webhook(#"{"webhookEvent":"comment_updated","issue":{"key":"VX-1"},\#(human),"comment":{"id":"10050"}}"#).outbox.map(\.target) == ["customer-a"])
+        // The newest 100 are kept.
+        for n in 0..<(Reserved.keptComments + 5) { c = try ack("2\(n)").next }
+        guard case .array(let kept)? = c.attributes[Reserved.comments("jira")] else { Issue.record("no ids kept"); return }
+        #expect(kept.count == Reserved.keptComments && kept.first == .string("25") && kept.last == .string("2\(Reserved.keptComments + 4)"))
+    }
+
+    @Test func rulesMayNotNameTheEnginesOwnAttributesOrCounters() {
+        for bad in ["set: [{attribute: sb.comments.jira, value: x}]", "counters: [{counter: sb.loop.count, set: 0}]"] {
+            let yaml = config.replacingOccurrences(of: "    send: [{to: customer-a", with: "    \(bad)\n    send: [{to: customer-a")
+            do {
+                _ = try ConfigLoader.load(files: [("echo.yaml", yaml)], environment: [:])
+                Issue.record("loaded: \(bad)")
+            } catch {
+                #expect(error.errors.map(\.description).contains { $0.hasPrefix("echo.yaml:") && $0.contains("names starting with 'sb.' are Switchboard's own") }, "\(error.errors)")
+            }
+        }
+    }
+
     @Test func anEchoConditionNamingAnUnknownEndpointIsAnErrorWithItsPlace() {
         let bad = config.replacingOccurrences(of: "{reference: customer-a, exists: false}", with: "{reference: nowhere, exists: false}")
         #expect(throws: ConfigErrors.self) { try ConfigLoader.load(files: [("echo.yaml", bad)], environment: [:]) }

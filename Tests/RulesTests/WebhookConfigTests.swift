@@ -125,6 +125,10 @@ import Testing
 
 /// `endpoints.<name>.rest` (issue 26, REST delivery).
 @Suite struct RestConfigTests {
+    func load(_ text: String) throws(ConfigErrors) -> SwitchboardConfig {
+        try ConfigLoader.load(files: [("rest.yaml", text)], environment: [:])
+    }
+
     func errors(_ text: String) -> [String] {
         do {
             _ = try ConfigLoader.load(files: [("rest.yaml", text)], environment: [:])
@@ -148,6 +152,22 @@ import Testing
         #expect(rest.correlationField == "correlation_id")
         // Its acks carry a create's ticket at $.key: that links it without a rule.
         #expect(e.ackKey?.source == "$.key")
+    }
+
+    @Test func genericRestLooksCreatesUpOnlyWhereItsLookupPathSaysHow() throws {
+        func endpoint(_ rest: String) -> String {
+            "endpoints:\n  api:\n    ticket_id: $.id\n    rest: {profile: generic-rest, base_url: \"https://api.example\", auth: bearer, token_env: T\(rest)}\n"
+        }
+        let found = try #require(try load(endpoint(", correlation_field: ext, lookup_path: \"/tickets?ext={correlation}\"")).endpoints["api"]?.rest)
+        #expect(found.lookupPath == "/tickets?ext={correlation}" && found.lookupKey?.source == "$[0].id" && found.correlationField == "ext")
+        let keyed = try #require(try load(endpoint(", correlation_field: ext, lookup_path: \"/s?q={correlation}\", lookup_key: \"$.items[0].ref\"")).endpoints["api"]?.rest)
+        #expect(keyed.lookupKey?.source == "$.items[0].ref")
+        // Without a lookup_path a correlation field could never be looked up: creates are not looked up.
+        #expect(try #require(try load(endpoint(", correlation_field: ext")).endpoints["api"]?.rest).correlationField == nil)
+        #expect(errors(endpoint(", lookup_path: \"/s?q={correlation}\"")).contains { $0.hasPrefix("rest.yaml:4:") && $0.contains("lookup_path needs correlation_field") })
+        #expect(errors(endpoint(", correlation_field: ext, lookup_path: /s")).contains { $0.contains("endpoints.api.rest.lookup_path: a path starting with / that names {correlation}") })
+        let jira = "endpoints:\n  j:\n    ticket_id: $.key\n    rest: {profile: jira-cloud, base_url: \"https://x.atlassian.net\", auth: bearer, token_env: T, lookup_path: \"/x?{correlation}\"}\n"
+        #expect(errors(jira).contains { $0.contains("lookup_path and lookup_key are for generic-rest") })
     }
 
     @Test func oauth2ClientCredentialsAndTheWaitSettingsLoadAndAreChecked() throws {

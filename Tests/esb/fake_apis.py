@@ -40,8 +40,32 @@ def rest_hub(prefix, fake, env, extra_config):
     next(gen, None)
 
 
+class JSONHandler(BaseHTTPRequestHandler):
+    """What the fakes' request handlers share: quiet, and JSON answers."""
+
+    def log_message(self, *args):
+        pass
+
+    def send_json(self, code, body=None, headers=None):
+        data = json.dumps(body).encode() if body is not None else b""
+        self.send_response(code)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        if data:
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def drop(self):
+        """The connection closed with no answer (the request was taken)."""
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
+
+
 class FakeJira:
-    """Jira Cloud's issue API: create (201 {id, key}), edit (PUT, 204), comment (201), bearer auth.
+    """Jira Cloud's issue API: create (201 {id, key}), edit (PUT, 204), comment (201 {id, body}: ids unique
+    across issues, as Jira's are), bearer auth.
     `limited[key] = n`: the next n writes to that issue answer 429 with RateLimit-Reason
     jira-per-issue-on-write; `endpoint_limited = n`: the next n requests answer 429 for everyone;
     `reset_creates = n`: the next n creates are made and then the connection is dropped unanswered. Issues
@@ -58,6 +82,7 @@ class FakeJira:
         self.tls, self.client_subjects = tls, []
         self.token, self.retry_after, self.oauth, self.tokens_issued = token, retry_after, oauth, 0
         self.issues, self.requests, self.limited, self.endpoint_limited, self.reset_creates = {}, [], {}, 0, 0
+        self.comments_made = 0
         self.lock = threading.Lock()
         self.port = port or free_port()
         self.server = None
@@ -66,23 +91,12 @@ class FakeJira:
     def start(self):
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
+        class Handler(JSONHandler):
             def answer(self, code, body=None, headers=None, logged=None):
-                data = json.dumps(body).encode() if body is not None else b""
                 if logged is not None:
                     with fake.lock:
                         fake.requests.append(logged + (code,))
-                self.send_response(code)
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                if data:
-                    self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.send_json(code, body, headers)
 
             def handle_one(self):
                 length = int(self.headers.get("Content-Length") or 0)
@@ -132,9 +146,7 @@ class FakeJira:
                         if fake.reset_creates > 0:
                             fake.reset_creates -= 1
                             fake.requests.append(seen + (0,))
-                            self.close_connection = True
-                            self.connection.shutdown(socket.SHUT_RDWR)
-                            return None
+                            return self.drop()
                     else:
                         key = parts[4] if len(parts) > 4 else None
                         if key not in fake.issues:
@@ -160,7 +172,8 @@ class FakeJira:
                             answer = (204, None, None)
                         elif self.command == "POST" and parts[5:] == ["comment"]:
                             fake.issues[key]["comments"].append(body["body"])
-                            answer = (201, {"id": str(len(fake.issues[key]["comments"]))}, None)
+                            fake.comments_made += 1
+                            answer = (201, {"id": str(10000 + fake.comments_made), "body": body["body"]}, None)
                         else:
                             answer = (405, {"errorMessages": ["Method not allowed"]}, None)
                 return self.answer(*answer, logged=seen)
@@ -191,6 +204,71 @@ class FakeJira:
             return next((k for k, i in self.issues.items() if i["fields"].get("summary") == summary), None)
 
 
+class FakeServiceNow:
+    """ServiceNow's Table API of one table: POST creates (201, result.sys_id), PATCH updates (200), GET queries
+    by `sysparm_query=<field>=<value>`, 403 from a business rule while a record is locked, 401 without Basic
+    credentials of sb-integration and `password`. Records every request."""
+
+    def __init__(self, password):
+        self.records, self.requests, self.locked = {}, [], {}
+        # Creates to make and then answer with a dropped connection (the outcome unknown to the sender).
+        self.reset_creates = 0
+        self.lock = threading.Lock()
+        fake = self
+
+        class Handler(JSONHandler):
+            def answer(self, code, body):
+                self.send_json(code, body)
+
+            def handle_one(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}") if length else {}
+                with fake.lock:
+                    fake.requests.append((self.command, self.path, self.headers.get("Authorization"), body))
+                expected = "Basic " + base64.b64encode(f"sb-integration:{password}".encode()).decode()
+                if self.headers.get("Authorization") != expected:
+                    return self.answer(401, {"error": {"message": "User Not Authenticated", "detail": "Required to provide Auth information"}})
+                parts = self.path.split("?")[0].strip("/").split("/")
+                if parts[:4] != ["api", "now", "table", "incident"]:
+                    return self.answer(404, {"error": {"message": "Invalid table"}})
+                with fake.lock:
+                    if self.command == "GET" and len(parts) == 4:
+                        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).get("sysparm_query", [""])[0]
+                        field, _, value = query.partition("=")
+                        rows = [{"sys_id": r["sys_id"]} for r in fake.records.values() if field and str(r.get(field)) == value]
+                        return self.answer(200, {"result": rows[:1]})
+                    if self.command == "POST" and len(parts) == 4:
+                        sys_id = uuid.uuid4().hex
+                        fake.records[sys_id] = dict(body, sys_id=sys_id)
+                        if fake.reset_creates > 0:
+                            fake.reset_creates -= 1
+                            return self.drop()
+                        return self.answer(201, {"result": fake.records[sys_id]})
+                    if self.command == "PATCH" and len(parts) == 5 and parts[4] in fake.records:
+                        sys_id = parts[4]
+                        if fake.locked.get(sys_id, 0) > 0:
+                            fake.locked[sys_id] -= 1
+                            return self.answer(403, {"error": {
+                                "message": "Operation against file 'incident' was aborted by Business Rule 'Ticket locked^" + sys_id + "'.",
+                                "detail": "Operation against file 'incident' was aborted by Business Rule"}, "status": "failure"})
+                        fake.records[sys_id].update(body)
+                        return self.answer(200, {"result": fake.records[sys_id]})
+                return self.answer(404, {"error": {"message": "No Record found"}})
+
+            do_GET = do_POST = do_PATCH = handle_one
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def patches(self, sys_id):
+        with self.lock:
+            return [b for (m, p, _, b) in self.requests if m == "PATCH" and p.endswith("/" + sys_id)]
+
+    def stop(self):
+        self.server.shutdown()
+
+
 def make_pki(directory):
     """A CA, a server certificate for 127.0.0.1 and a client certificate (CN switchboard-client), made
     with openssl in `directory`; their paths by name."""
@@ -204,3 +282,64 @@ def make_pki(directory):
         run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", f"{name}.pem",
             "-days", "2", "-extfile", f"{name}.ext")
     return {n: f"{directory}/{n}" for n in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")}
+
+
+class FakeTicketAPI:
+    """A generic REST ticket API (the generic-rest profile): `POST /tickets` (201 {id}), `PATCH /tickets/<id>`
+    (200), `GET /tickets?external_id=<value>` (200, a list of matches), bearer auth. `reset_creates = n`: the
+    next n creates are made and then the connection is dropped unanswered. `requests` holds (method, path,
+    body, code answered)."""
+
+    def __init__(self, token):
+        self.token, self.tickets, self.requests, self.reset_creates = token, {}, [], 0
+        self.lock = threading.Lock()
+        fake = self
+
+        class Handler(JSONHandler):
+            def answer(self, code, body, seen):
+                with fake.lock:
+                    fake.requests.append(seen + (code,))
+                self.send_json(code, body)
+
+            def handle_one(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length)) if length else None
+                seen = (self.command, self.path, body)
+                if self.headers.get("Authorization") != f"Bearer {fake.token}":
+                    return self.answer(401, {"error": "unauthenticated"}, seen)
+                url = urllib.parse.urlsplit(self.path)
+                parts = url.path.strip("/").split("/")
+                with fake.lock:
+                    if parts == ["tickets"] and self.command == "GET":
+                        wanted = urllib.parse.parse_qs(url.query).get("external_id", [None])[0]
+                        found = [{"id": i, "external_id": t.get("external_id")} for i, t in fake.tickets.items() if t.get("external_id") == wanted]
+                        answer = (200, found)
+                    elif parts == ["tickets"] and self.command == "POST":
+                        ticket_id = f"T-{len(fake.tickets) + 1}"
+                        fake.tickets[ticket_id] = dict(body)
+                        if fake.reset_creates > 0:
+                            fake.reset_creates -= 1
+                            fake.requests.append(seen + (0,))
+                            return self.drop()
+                        answer = (201, {"id": ticket_id})
+                    elif len(parts) == 2 and parts[0] == "tickets" and parts[1] in fake.tickets and self.command == "PATCH":
+                        fake.tickets[parts[1]].update(body or {})
+                        answer = (200, {"id": parts[1]})
+                    else:
+                        answer = (404, {"error": "not found"})
+                return self.answer(*answer, seen)
+
+            do_GET = do_POST = do_PATCH = handle_one
+
+        ThreadingHTTPServer.allow_reuse_address = True
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def calls(self, method, path_prefix):
+        with self.lock:
+            return [r for r in self.requests if r[0] == method and r[1].startswith(path_prefix)]

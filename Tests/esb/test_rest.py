@@ -3,100 +3,34 @@ fake ServiceNow (a real HTTP server: Table API, Basic authentication), a ticket 
 linked as the conversation's reference by the answer alone), updated by that reference (PATCH), and the
 seed's locked ticket (403 "aborted by business rule") is retried by the retry policy, then given up with a
 comment back to the sender's ESB."""
-import base64
 import json
-import socket
-import threading
 import time
-import urllib.parse
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import free_port
-from fake_apis import rest_hub, wait
+from fake_apis import FakeServiceNow, FakeTicketAPI, rest_hub, wait
 
 PASSWORD = "sn-" + uuid.uuid4().hex
+TICKETS_TOKEN = "tickets-" + uuid.uuid4().hex
+# The generic-rest fake beside the module's ServiceNow (set by the fixture).
+GENERIC = [None]
 
 
-class FakeServiceNow:
-    """The Table API of one table: POST creates (201, result.sys_id), PATCH updates (200), 403 from a business
-    rule while a record is locked, 401 without the right Basic credentials. Records every request."""
-
-    def __init__(self):
-        self.records, self.requests, self.locked = {}, [], {}
-        # Creates to make and then answer with a dropped connection (the outcome unknown to the sender).
-        self.reset_creates = 0
-        self.lock = threading.Lock()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def answer(self, code, body):
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def handle_one(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}") if length else {}
-                with fake.lock:
-                    fake.requests.append((self.command, self.path, self.headers.get("Authorization"), body))
-                expected = "Basic " + base64.b64encode(f"sb-integration:{PASSWORD}".encode()).decode()
-                if self.headers.get("Authorization") != expected:
-                    return self.answer(401, {"error": {"message": "User Not Authenticated", "detail": "Required to provide Auth information"}})
-                parts = self.path.split("?")[0].strip("/").split("/")
-                if parts[:4] != ["api", "now", "table", "incident"]:
-                    return self.answer(404, {"error": {"message": "Invalid table"}})
-                with fake.lock:
-                    if self.command == "GET" and len(parts) == 4:
-                        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).get("sysparm_query", [""])[0]
-                        field, _, value = query.partition("=")
-                        rows = [{"sys_id": r["sys_id"]} for r in fake.records.values() if field and str(r.get(field)) == value]
-                        return self.answer(200, {"result": rows[:1]})
-                    if self.command == "POST" and len(parts) == 4:
-                        sys_id = uuid.uuid4().hex
-                        fake.records[sys_id] = dict(body, sys_id=sys_id)
-                        if fake.reset_creates > 0:
-                            fake.reset_creates -= 1
-                            self.close_connection = True
-                            self.connection.shutdown(socket.SHUT_RDWR)
-                            return None
-                        return self.answer(201, {"result": fake.records[sys_id]})
-                    if self.command == "PATCH" and len(parts) == 5 and parts[4] in fake.records:
-                        sys_id = parts[4]
-                        if fake.locked.get(sys_id, 0) > 0:
-                            fake.locked[sys_id] -= 1
-                            return self.answer(403, {"error": {
-                                "message": "Operation against file 'incident' was aborted by Business Rule 'Ticket locked^" + sys_id + "'.",
-                                "detail": "Operation against file 'incident' was aborted by Business Rule"}, "status": "failure"})
-                        fake.records[sys_id].update(body)
-                        return self.answer(200, {"result": fake.records[sys_id]})
-                return self.answer(404, {"error": {"message": "No Record found"}})
-
-            do_GET = do_POST = do_PATCH = handle_one
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def patches(self, sys_id):
-        with self.lock:
-            return [b for (m, p, _, b) in self.requests if m == "PATCH" and p.endswith("/" + sys_id)]
-
-    def stop(self):
-        self.server.shutdown()
-
-
-def config(port):
+def config(port, generic_port):
     return f"""
 endpoints:
+  tickets-rest:
+    ticket_id: $.id
+    rest:
+      profile: generic-rest
+      base_url: http://127.0.0.1:{generic_port}
+      auth: bearer
+      token_env: SB_TEST_TICKETS_TOKEN
+      create_path: /tickets
+      update_path: /tickets/{{ref}}
+      correlation_field: external_id
+      lookup_path: /tickets?external_id={{correlation}}
   sn-rest:
     ticket_id: $.sys_id
     rest:
@@ -109,6 +43,28 @@ endpoints:
       hold_ticket_on: [403]
       hold_for: 1m
 rules:
+  - name: test-generic-create
+    priority: 100000
+    from: customer-a
+    when:
+      - {{field: $.test_generic, exists: true}}
+      - {{reference: tickets-rest, exists: false}}
+    stop: true
+    send:
+      - to: tickets-rest
+        type: create
+        body: {{title: {{field: $.short_description}}, external_id: {{field: $.number}}}}
+  - name: test-generic-update
+    priority: 100000
+    from: customer-a
+    when:
+      - {{field: $.test_generic, exists: true}}
+      - {{reference: tickets-rest, exists: true}}
+    stop: true
+    send:
+      - to: tickets-rest
+        type: update
+        body: {{id: {{reference: tickets-rest}}, title: {{field: $.short_description}}}}
   - name: test-rest-create
     priority: 100000
     from: customer-a
@@ -148,8 +104,11 @@ retries:
 
 @pytest.fixture(scope="module")
 def rest():
-    fake = FakeServiceNow()
-    yield from rest_hub("sb-test-rest-", fake, {"SB_TEST_SN_PASSWORD": PASSWORD}, config(fake.port))
+    fake = FakeServiceNow(PASSWORD)
+    generic = GENERIC[0] = FakeTicketAPI(TICKETS_TOKEN)
+    yield from rest_hub("sb-test-rest-", fake, {"SB_TEST_SN_PASSWORD": PASSWORD, "SB_TEST_TICKETS_TOKEN": TICKETS_TOKEN},
+                        config(fake.port, generic.port))
+    generic.stop()
 
 
 def created(fake, number):
@@ -244,3 +203,26 @@ def test_a_locked_tickets_later_update_waits_for_the_resend_and_the_newest_value
     assert wait(lambda: fake.records[sys_id]["short_description"] == "three")
     shown = sb.timeline("customer-a", number)
     assert "update waits (behind): held: 403" in shown, shown
+
+
+def test_a_generic_rest_create_whose_answer_was_lost_is_found_by_its_lookup_path_and_never_made_twice(rest):
+    sb, _, esb = rest
+    api = GENERIC[0]
+    number = "INCY" + uuid.uuid4().hex[:6]
+    with api.lock:
+        api.reset_creates = 1
+    esb.publish("customer-a", {"number": number, "test_generic": True, "short_description": "lost"}, message_id=f"{number}-1")
+
+    def made():
+        with api.lock:
+            return [i for i, t in api.tickets.items() if t.get("external_id") == number]
+    assert wait(made), api.requests
+    # Adopted: the looked-up id is linked and the next update PATCHes that ticket; made once, looked up once.
+    ticket_id = made()[0]
+    assert wait(lambda: ticket_id in sb.timeline("customer-a", number)), sb.timeline("customer-a", number)
+    esb.publish("customer-a", {"number": number, "test_generic": True, "short_description": "after"}, message_id=f"{number}-2")
+    assert wait(lambda: api.calls("PATCH", f"/tickets/{ticket_id}")), api.requests
+    assert made() == [ticket_id] and api.tickets[ticket_id]["title"] == "after"
+    assert [r[1] for r in api.calls("GET", "/tickets")] == [f"/tickets?external_id={number}"], api.requests
+    assert [r[3] for r in api.calls("POST", "/tickets")] == [0], "one create, its answer lost"
+    assert "adopted" in sb.timeline("customer-a", number)

@@ -64,6 +64,18 @@ endpoints:
       token_env: SB_TEST_JIRA_TOKEN
       wait_budget: 3s
 rules:{"".join(rules)}
+  - name: jira-w-comment
+    priority: 100001
+    from: customer-a
+    when:
+      - {{field: $.w, exists: true}}
+      - {{field: $.comments, exists: true}}
+      - {{reference: jira-w, exists: true}}
+    stop: true
+    send:
+      - to: jira-w
+        type: comment
+        body: {{key: {{reference: jira-w}}, body: {{field: $.comments}}}}
   - name: jira-w-to-customer
     from: jira-w
     stop: true
@@ -205,3 +217,30 @@ def test_our_own_write_coming_back_is_an_echo_and_a_persons_change_is_not(hub):
     shown = sb.timeline("customer-a", number)
     assert "echo of our own write to jira-w (its echo condition 1 matched): no rule ran" in shown, shown
     assert re.search(r'switchboard_echoes_total\{endpoint="jira-w"\} 1', sb.metrics()), sb.metrics()
+
+
+def test_a_comment_we_made_coming_back_by_a_persons_account_is_known_by_its_id(hub):
+    """Jira's comment events carry no stamp of ours (no historyMetadata, no properties), and here the
+    comment's author is not our integration user: the comment's id, answered when Switchboard made it, is
+    what tells the echo from a person's comment."""
+    sb, fake, esb = hub
+    [(number, key)] = tickets(sb, fake, esb, 1)
+    esb.purge("sb.out.customer-a")
+    esb.publish("customer-a", {"number": number, "w": True, "comments": "from the customer"}, message_id=f"{number}-c1")
+    assert wait(lambda: fake.issues[key]["comments"]), fake.requests
+    [made] = [w for w in fake.writes(key) if w[1] == "POST" and w[3] == 201]
+    assert wait(lambda: "ok ack of comment" in sb.timeline("customer-a", number)), sb.timeline("customer-a", number)
+    with fake.lock:
+        comment_id = str(10000 + fake.comments_made)
+    person = {"accountId": "557058:carol", "displayName": "Carol"}
+    esb.publish("jira-w", {"webhookEvent": "comment_created", "issue": {"key": key}, "user": person,
+                           "comment": {"id": comment_id, "author": person, "body": made[2]["body"]}}, message_id=f"{key}-cc1")
+    esb.publish("jira-w", {"webhookEvent": "comment_created", "issue": {"key": key}, "user": person,
+                           "comment": {"id": "99" + comment_id, "author": person, "body": "Carol's own"}}, message_id=f"{key}-cc2")
+    [(_, body)] = esb.take("sb.out.customer-a", 1)
+    assert json.loads(body)["comments"]["id"] == "99" + comment_id, body
+    assert esb.take("sb.out.customer-a", 1, timeout=2) == []
+    shown = sb.timeline("customer-a", number)
+    assert f"echo of our own write to jira-w (comment {comment_id}, which Switchboard created): no rule ran" in shown, shown
+    # The ids are the engine's own bookkeeping: not among the conversation's attributes people read.
+    assert "sb.comments" not in shown, shown
