@@ -187,7 +187,32 @@ struct PageRoutes {
         }
         router.get("/endpoints") { _, c in
             let h = await s.health()
+            let now = Date()
+            var waitingError: String?
+            var waiting: (items: [WaitingMessage], complete: Bool, readBack: Date?) = ([], true, nil)
+            do { waiting = try await s.waitingNow(now: now) } catch { waitingError = "\(error)" }
+            let rest = s.config.endpointNames.filter { s.config.endpoints[$0]?.rest != nil }
             return render("endpoints", c, title: "Endpoints", nav: "navEndpoints", [
+                "hasRest": !rest.isEmpty, "waitingError": waitingError as Any,
+                "waitingCut": (waiting.complete ? nil : "Read back to \(waiting.readBack.map(Self.time) ?? "?") (the newest 10,000 messages): older waits are not listed.") as Any,
+                "restEndpoints": rest.map { name -> [String: Any] in
+                    // The longest waiting first: the front of each ticket's line before what waits behind it.
+                    let items = waiting.items.filter { $0.endpoint == name }.sorted { $0.since < $1.since }
+                    return [
+                        "name": name, "count": items.count, "none": items.isEmpty,
+                        "waiting": items.map { w -> [String: Any] in
+                            [
+                                "ticket": w.ticket ?? "(a create)", "conversation": w.conversationId, "short": String(w.conversationId.prefix(8)),
+                                "messageId": w.messageId, "shortId": Self.shortId(w.messageId), "type": w.type, "scope": w.scope,
+                                // The code where the reason does not start with it already ("429 jira-per-issue-on-write").
+                                "code": (w.code == 0 || w.reason.hasPrefix(String(w.code)) ? nil : String(w.code)) as Any,
+                                "reason": w.reason, "behind": w.behind.map(Self.shortId) as Any, "behindId": w.behind as Any, "since": Self.time(w.since),
+                                "waited": Time.duration(now.timeIntervalSince(w.since)), "waits": w.waits,
+                                "next": w.nextAttempt.map { $0 > now ? "in " + Time.duration($0.timeIntervalSince(now)) : "due" } ?? "–",
+                            ]
+                        },
+                    ]
+                },
                 "at": Self.time(h.at), "brokerError": h.brokerError as Any, "ageError": h.ageError as Any, "delayedQueues": h.delayed.map(String.init) ?? "?",
                 "parkedTotal": h.parkedTotal.map(String.init) ?? "?", "warnDepth": s.settings.warnDepth, "warnAge": s.settings.warnAgeSeconds,
                 "endpoints": h.endpoints.map { e -> [String: Any] in
@@ -289,6 +314,11 @@ struct PageRoutes {
                 },
             ])
         }
+    }
+
+    /// A message id's end (what tells one message of a conversation from another), the whole id in its title.
+    static func shortId(_ id: String) -> String {
+        id.count <= 24 ? id : "…" + id.suffix(20)
     }
 
     static func time(_ d: Date) -> String {

@@ -14,7 +14,8 @@ enum Static {
         header.bar form.who { display:flex; gap:8px; align-items:center; color:#d0d5dd; }
         main { padding:20px 24px 48px; max-width:1400px; }
         h1 { font-size:22px; margin:4px 0 12px; } h2 { font-size:16px; margin:24px 0 8px; }
-        .muted { color:var(--muted); } .error { color:var(--err); }
+        .muted { color:var(--muted); } .error { color:var(--err); } .warn { color:var(--warn); }
+        h3 { font-size:14px; margin:16px 0 6px; }
         input, select, button { font:inherit; padding:5px 8px; border:1px solid #c8ccd4; border-radius:6px; background:#fff; }
         button, .button { cursor:pointer; background:#fff; color:var(--fg); text-decoration:none; display:inline-block; border:1px solid #c8ccd4; border-radius:6px; padding:5px 10px; }
         button.primary { background:var(--accent); border-color:var(--accent); color:#fff; }

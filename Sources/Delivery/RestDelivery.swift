@@ -346,12 +346,15 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
     static func waitingAck(request: Request, code: Int, scope: String, reason: String, bucketMs: Int, times: Int, now: Date = Date()) -> JSON {
         let next = now.addingTimeInterval(Double(bucketMs) / 1000)
         let formatter = ISO8601DateFormatter()
-        return .object([
+        var ack: [String: JSON] = [
             "status": .string("waiting"), "code": .number(JSONNumber(Double(code))), "operation": .string(request.operation),
             "scope": .string(scope), "reason": .string(reason), "next_attempt": .string(formatter.string(from: next)),
             "waits": .number(JSONNumber(Double(times))),
             "message": .string("\(request.operation) waits (\(scope)): \(reason); next attempt \(formatter.string(from: next))"),
-        ])
+        ]
+        // The ticket it writes (none for a create), for the admin's list of waiting tickets.
+        if let ticket = request.ticket { ack["ticket"] = .string(ticket) }
+        return .object(ack)
     }
 
     /// The ack of a message whose wait budget is spent while a hold was on: a retryable refusal naming it.

@@ -12,6 +12,7 @@ from admin_client import Secrets
 from conftest import REPO, Switchboard, incident, jira, fresh_vhost
 from test_admin import conversation_of, flow, parked_id
 from admin_client import Admin
+from fake_apis import FakeJira, wait as polled
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.chrome.service import Service  # noqa: E402
@@ -143,3 +144,77 @@ def test_an_administrator_finds_a_vendor_ticket_and_reads_its_life(vhost, esb, b
         shot(browser, "07-configuration")
     finally:
         sb.stop()
+
+
+JIRA_TOKEN = "jira-" + uuid.uuid4().hex
+JIRA_ENDPOINT = """
+endpoints:
+  jira-b:
+    ticket_id: $.issue.key
+    rest: {{profile: jira-cloud, base_url: "http://127.0.0.1:{port}", auth: bearer, token_env: SB_TEST_JIRA_TOKEN}}
+rules:
+  - name: jira-b-create
+    priority: 100000
+    from: customer-a
+    when: [{{field: $.jira_b, exists: true}}, {{reference: jira-b, exists: false}}]
+    stop: true
+    send: [{{to: jira-b, type: create, body: {{fields: {{summary: {{field: $.short_description}}, project: {{key: VX}}}}}}}}]
+  - name: jira-b-update
+    priority: 100000
+    from: customer-a
+    when: [{{field: $.jira_b, exists: true}}, {{reference: jira-b, exists: true}}]
+    stop: true
+    send: [{{to: jira-b, type: update, body: {{key: {{reference: jira-b}}, fields: {{summary: {{field: $.short_description}}}}}}}}]
+"""
+
+
+def test_the_endpoints_page_lists_the_tickets_that_wait_why_and_when_next(vhost, esb, browser):
+    """Issue 26, "Visible": a Jira issue answering 429 (per issue, Retry-After 60) holds its two updates: the
+    endpoints page lists both under the REST endpoint, the second behind the first, with the code, the
+    reason, the scope and the next attempt; another ticket of the endpoint is written meanwhile."""
+    fake = FakeJira(JIRA_TOKEN, retry_after="60")
+    sb = Switchboard(vhost, env=dict(SECRETS.env, SB_TEST_JIRA_TOKEN=JIRA_TOKEN), extra_config=JIRA_ENDPOINT.format(port=fake.port)).start()
+    try:
+        url = sb.admin_url()
+        made = []
+        for _ in range(2):
+            number = f"INCB{uuid.uuid4().hex[:6]}"
+            esb.publish("customer-a", {"number": number, "jira_b": True, "short_description": f"{number} created"}, message_id=f"{number}-0")
+            key = polled(lambda: fake.key_of(f"{number} created"))
+            assert key and polled(lambda: key in sb.timeline("customer-a", number)), fake.requests
+            made.append((number, key))
+        (hot, hot_key), (calm, calm_key) = made
+        with fake.lock:
+            fake.limited[hot_key] = 100
+        for n in (1, 2):
+            esb.publish("customer-a", {"number": hot, "jira_b": True, "short_description": f"hot {n}"}, message_id=f"{hot}-{n}")
+        assert polled(lambda: "waits (behind)" in sb.timeline("customer-a", hot)), sb.timeline("customer-a", hot)
+        esb.publish("customer-a", {"number": calm, "jira_b": True, "short_description": "calm 1"}, message_id=f"{calm}-1")
+        assert polled(lambda: fake.issues[calm_key]["fields"]["summary"] == "calm 1"), fake.requests
+
+        browser.get(url + "/endpoints")
+        browser.find_element(By.NAME, "user").send_keys("admin")
+        browser.find_element(By.NAME, "password").send_keys(SECRETS.admin_password)
+        browser.find_element(By.CSS_SELECTOR, "button.primary").click()
+        WebDriverWait(browser, 20).until(EC.presence_of_element_located((By.CSS_SELECTOR, "h1")))
+        browser.get(url + "/endpoints")
+        table = browser.find_element(By.CSS_SELECTOR, 'table.waiting[data-endpoint="jira-b"]')
+        rows = table.find_elements(By.CSS_SELECTOR, "tbody tr[data-message]")
+        assert len(rows) == 2, table.text
+        first, second = sorted(rows, key=lambda r: "behind" in r.text)
+        for row in rows:
+            cells = [c.text for c in row.find_elements(By.TAG_NAME, "td")]
+            assert cells[0] == hot_key and cells[1].startswith("update ") and "429" in cells[2] and "jira-per-issue-on-write" in cells[2], cells
+            assert cells[5].startswith("in ") or cells[5] == "due", cells
+        assert [c.text for c in first.find_elements(By.TAG_NAME, "td")][3] == "ticket"
+        assert [c.text for c in first.find_elements(By.TAG_NAME, "td")][2] == "429 jira-per-issue-on-write", "the code once"
+        behind = second.find_element(By.CSS_SELECTOR, "[data-behind]")
+        assert behind.get_attribute("data-behind") == first.get_attribute("data-message") and behind.text.startswith("behind …"), second.text
+        assert second.find_elements(By.TAG_NAME, "td")[3].text == "behind"
+        # The front of the line first.
+        assert rows[0] == first, table.text
+        assert calm_key not in table.text
+        shot(browser, "09-endpoints-waiting")
+    finally:
+        sb.stop()
+        fake.stop()
