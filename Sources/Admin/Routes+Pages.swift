@@ -185,7 +185,20 @@ struct PageRoutes {
                 "older": next.map { "/feed?\(f.query.isEmpty ? "" : f.query + "&")before=\($0)" } as Any,
             ])
         }
-        router.get("/endpoints") { _, c in
+        router.post("/endpoints/try-now") { r, c in
+            let who = try c.require(.operator)
+            var r = r
+            let form = try await Form.read(&r, context: c)
+            guard let endpoint = form.first("endpoint"), !endpoint.isEmpty, let message = form.first("message"), !message.isEmpty else {
+                throw ProblemError(status: .badRequest, detail: "name the endpoint and the waiting message (endpoint, message)")
+            }
+            _ = try await s.tryNow(endpoint: endpoint, messageId: message, who: who)
+            var back = URLComponents()
+            back.path = "/endpoints"
+            back.queryItems = [URLQueryItem(name: "tried", value: message)]
+            return Response(status: .seeOther, headers: [.location: (back.string ?? "/endpoints") + "#waiting"])
+        }
+        router.get("/endpoints") { r, c in
             let h = await s.health()
             let now = Date()
             var waitingError: String?
@@ -193,7 +206,7 @@ struct PageRoutes {
             do { waiting = try await s.waitingNow(now: now) } catch { waitingError = "\(error)" }
             let rest = s.config.endpointNames.filter { s.config.endpoints[$0]?.rest != nil }
             return render("endpoints", c, title: "Endpoints", nav: "navEndpoints", [
-                "hasRest": !rest.isEmpty, "waitingError": waitingError as Any,
+                "hasRest": !rest.isEmpty, "waitingError": waitingError as Any, "tried": r.uri.queryParameters.get("tried").map { String($0) } as Any,
                 "waitingCut": (waiting.complete ? nil : "Read back to \(waiting.readBack.map(Self.time) ?? "?") (the newest 10,000 messages): older waits are not listed.") as Any,
                 "restEndpoints": rest.map { name -> [String: Any] in
                     // The longest waiting first: the front of each ticket's line before what waits behind it.
@@ -202,7 +215,7 @@ struct PageRoutes {
                         "name": name, "count": items.count, "none": items.isEmpty,
                         "waiting": items.map { w -> [String: Any] in
                             [
-                                "ticket": w.ticket ?? "(a create)", "conversation": w.conversationId, "short": String(w.conversationId.prefix(8)),
+                                "endpoint": name, "ticket": w.ticket ?? "(a create)", "conversation": w.conversationId, "short": String(w.conversationId.prefix(8)),
                                 "messageId": w.messageId, "shortId": Self.shortId(w.messageId), "type": w.type, "scope": w.scope,
                                 // The code where the reason does not start with it already ("429 jira-per-issue-on-write").
                                 "code": (w.code == 0 || w.reason.hasPrefix(String(w.code)) ? nil : String(w.code)) as Any,

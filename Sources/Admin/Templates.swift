@@ -187,17 +187,19 @@ enum Templates {
         <p class="muted">Messages to HTTP endpoints the delivery holds back: a rate limit (429), a locked ticket, a host whose circuit is open, or an earlier message of the same ticket in front. Every other ticket keeps flowing.</p>
         {{#waitingError}}<p class="error">Waits unknown: {{waitingError}}</p>{{/waitingError}}
         {{#waitingCut}}<p class="warn">{{waitingCut}}</p>{{/waitingCut}}
+        {{#tried}}<p class="card" id="tried">Sent <code>{{tried}}</code> now: a copy went to the delivery, which sends it past the wait; the waiting one is dropped when it comes back. Its answer shows on the conversation.</p>{{/tried}}
         {{#restEndpoints}}
         <h3>{{name}} <span class="muted">({{count}} waiting)</span></h3>
         <table class="grid waiting" data-endpoint="{{name}}">
-          <thead><tr><th>Ticket</th><th>Message</th><th>Why</th><th>Scope</th><th>Waiting since</th><th>Next attempt</th><th>Waits</th></tr></thead>
+          <thead><tr><th>Ticket</th><th>Message</th><th>Why</th><th>Scope</th><th>Waiting since</th><th>Next attempt</th><th>Waits</th><th></th></tr></thead>
           <tbody>
           {{#waiting}}
           <tr data-message="{{messageId}}"><td><a href="/conversations/{{conversation}}">{{ticket}}</a></td>
             <td>{{type}} <code title="{{messageId}}">{{shortId}}</code>{{#behind}}<div class="muted" data-behind="{{behindId}}">behind <code title="{{behindId}}">{{behind}}</code></div>{{/behind}}</td>
-            <td>{{#code}}<b>{{code}}</b> {{/code}}{{reason}}</td><td>{{scope}}</td><td>{{since}} <span class="muted">({{waited}})</span></td><td>{{next}}</td><td>{{waits}}</td></tr>
+            <td>{{#code}}<b>{{code}}</b> {{/code}}{{reason}}</td><td>{{scope}}</td><td>{{since}} <span class="muted">({{waited}})</span></td><td>{{next}}</td><td>{{waits}}</td>
+            <td><form method="post" action="/endpoints/try-now" class="try-now"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="endpoint" value="{{endpoint}}"><input type="hidden" name="message" value="{{messageId}}"><button type="submit" title="Send it now, past the wait">Try now</button></form></td></tr>
           {{/waiting}}
-          {{#none}}<tr class="empty"><td colspan="7" class="muted">Nothing waits.</td></tr>{{/none}}
+          {{#none}}<tr class="empty"><td colspan="8" class="muted">Nothing waits.</td></tr>{{/none}}
           </tbody>
         </table>
         {{/restEndpoints}}

@@ -1,6 +1,7 @@
 import Foundation
 import JSONPath
 import Rules
+import Roles
 import Store
 
 /// A message of an HTTP endpoint that the REST delivery holds back (issue 26, "Visible"): rate limited, its
@@ -95,5 +96,38 @@ extension AdminServices {
             if let f = first["\(item.endpoint)\u{0}\(item.conversationId)"], f.messageId != item.messageId { item.behind = f.messageId }
             return item
         }
+    }
+}
+
+extension AdminServices {
+    /// Try-now: sends a waiting message at once. A copy of it (as the worker published it, with
+    /// `Contract.Header.tryNow`) goes to its endpoint's outbound queue; the delivery sends that copy past
+    /// whatever holds its ticket or endpoint and drops the waiting message when it comes back from its wait
+    /// (one delivery serves an endpoint at a time). Only a message that waits now; on the audit.
+    func tryNow(endpoint: String, messageId: String, who: AdminIdentity, now: Date = Date()) async throws -> String {
+        let waiting = try await waitingNow(now: now)
+        guard let w = waiting.items.first(where: { $0.endpoint == endpoint && $0.messageId == messageId }) else {
+            throw ProblemError(status: .conflict, detail: "message \(messageId) does not wait at \(endpoint) now: it was sent or answered meanwhile")
+        }
+        guard var o = try await store.record(conversationId: w.conversationId)?.outbound[messageId]?.outbound else {
+            throw ProblemError(status: .notFound, detail: "message \(messageId) is not in the store (removed by retention?)")
+        }
+        o.delayMs = 0
+        var copy = Contract.outbound(o, at: now)
+        copy.message.properties.headers[Contract.Header.tryNow] = .int(Int64((now.timeIntervalSince1970 * 1000).rounded()))
+        let publisher = ParkedPublisher(options: jobs.actions.options, logger: logger)
+        let sent = copy
+        let published = try await Offload.run { try publisher.publish(sent, refusal: "nothing was sent") }
+        let detail = "\(published); the copy is sent at once, the waiting one is dropped when it comes back (it waited: \(w.reason))"
+        let record = AuditRecord(
+            at: now, who: who.name, action: "try-now", reason: "sent now from the endpoints page", conversationId: w.conversationId,
+            endpoint: endpoint, messageId: messageId, parkedId: "", detail: detail)
+        do {
+            try await store.append(audit: record)
+        } catch {
+            logger.error("could not record an administrator's action", metadata: ["sb.message-id": "\(messageId)", "sb.error": "\(error)"])
+        }
+        logger.notice("waiting message sent now", metadata: ["sb.endpoint": "\(endpoint)", "sb.message-id": "\(messageId)", "sb.who": "\(who.name)"])
+        return detail
     }
 }

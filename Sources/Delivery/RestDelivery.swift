@@ -32,6 +32,9 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
     /// jira-cloud: transition ids by endpoint, project and target status (`transition(_:)`); touched by the
     /// delivery loop only.
     private var transitions: [String: String] = [:]
+    /// Try-now: message id -> the newest try-now's time (`Contract.Header.tryNow`) of a copy sent at once;
+    /// the waiting message of that id is dropped when it comes back. Kept an hour; delivery loop only.
+    private var triedNow: [String: Int64] = [:]
     private static let tagPrefix = "sb-delivery:"
     /// The most of an answer's body kept in its ack.
     static let maxAnswerBytes = 64 << 10
@@ -177,7 +180,17 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
             if case .string(let source)? = d.message.properties.headers[Contract.Header.sourceEndpoint] { return source == Contract.timerEndpoint }
             return false
         }()
-        let planned = book(target.name) { $0.plan(ticket: request.ticket, id: id, now: Date(), resend: resend) }
+        let tryNow: Bool
+        switch tryNowPass(d, id: id) {
+        case .drop:
+            logger.info("delivery: a waiting message came back after an administrator sent its copy; dropped", metadata: [
+                "sb.endpoint": "\(target.name)", "sb.message-id": "\(id)",
+            ])
+            return []
+        case .now: tryNow = true
+        case .plan: tryNow = false
+        }
+        let planned = tryNow ? WaitBook.Plan.send : book(target.name) { $0.plan(ticket: request.ticket, id: id, now: Date(), resend: resend) }
         if case .wait(let bucketMs, let reason) = planned {
             if let spent = budgetSpent(waiting, bucketMs: bucketMs, target: target) {
                 let hold = book(target.name) { b -> WaitBook.Hold? in
@@ -241,6 +254,7 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
                 b.released(ticket: ticket, now: Date())
             }
         }
+        if tryNow, (200..<300).contains(outcome.code) { book(target.name) { $0.triedThrough(ticket: request.ticket) } }
         if outcome.code == 0 || outcome.code >= 300 {
             logger.warning("delivery: the API refused or did not answer", metadata: [
                 "sb.endpoint": "\(target.name)", "sb.message-id": "\(d.message.properties.messageId ?? "-")", "sb.code": "\(outcome.code)",
@@ -248,6 +262,28 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
             ])
         }
         return [ackOutgoing(Self.ack(outcome, request: answered, target: target), d, target)]
+    }
+
+    enum TryNowPass { case plan, now, drop }
+
+    /// What a try-now (`Contract.Header.tryNow`) makes of a message: the copy's first pass goes now; the
+    /// waiting message it stands in for (or an older copy) is dropped when it comes back; a copy that waited
+    /// again, like anything else, follows the plan.
+    func tryNowPass(_ d: Delivery, id: String) -> TryNowPass {
+        let headers = d.message.properties.headers
+        var at: Int64?
+        if case .int(let v)? = headers[Contract.Header.tryNow] { at = v }
+        let fresh = headers[Contract.Header.triedNow] == nil
+        if let kept = triedNow[id] {
+            guard let at, at >= kept else { return .drop }
+            triedNow[id] = at
+            return fresh ? .now : .plan
+        }
+        guard let at else { return .plan }
+        let hourAgo = Int64(Date().timeIntervalSince1970 * 1000) - 3_600_000
+        if triedNow.count > 1_000 { triedNow = triedNow.filter { $0.value > hourAgo } }
+        triedNow[id] = at
+        return fresh ? .now : .plan
     }
 
     /// jira-cloud: moves the issue to the status named (a status or a transition name, either case): the
@@ -317,6 +353,8 @@ package final class RestDeliveryHandler: BatchHandler, @unchecked Sendable {
         props.headers[Self.sinceHeader] = .int(waiting?.since ?? Int64(Date().timeIntervalSince1970 * 1000))
         props.headers[Self.timesHeader] = .int((waiting?.times ?? 0) + 1)
         props.headers[Self.reasonHeader] = .string(String(reason.prefix(200)))
+        // A try-now copy that waits again is sent like any other when it comes back.
+        if props.headers[Contract.Header.tryNow] != nil { props.headers[Contract.Header.triedNow] = .bool(true) }
         props.expiration = nil
         Meters.count("switchboard_rest_waits_total", [("endpoint", target.name), ("scope", scope)])
         return Outgoing(

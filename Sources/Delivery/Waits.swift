@@ -156,6 +156,15 @@ struct WaitBook {
         if line.places.isEmpty { tickets[ticket] = nil } else { tickets[ticket] = line }
     }
 
+    /// A message an administrator sent at once (try-now) went through: the holds it was sent past, its
+    /// ticket's and the endpoint's, are over.
+    mutating func triedThrough(ticket: String?) {
+        if endpointHold?.scope != .circuit { endpointHold = nil }
+        guard let ticket, var line = tickets[ticket] else { return }
+        line.hold = nil
+        if line.places.isEmpty { tickets[ticket] = nil } else { tickets[ticket] = line }
+    }
+
     /// Forgets tickets with nothing waiting whose hold has passed.
     mutating func sweep(now: Date) {
         tickets = tickets.filter { !($0.value.places.isEmpty && ($0.value.hold.map { $0.until <= now } ?? true)) }

@@ -40,6 +40,11 @@ package enum Contract {
     /// Headers we set. Outbound messages name their conversation and rule; parked ones say why.
     package enum Header {
         package static let conversation = "x-sb-conversation"
+        /// On a copy of a waiting REST message the admin publishes to send it now (its value: when, ms since
+        /// 1970): the delivery sends it at once and drops the waiting one when it comes back.
+        package static let tryNow = "x-sb-try-now"
+        /// Set by the delivery on a try-now copy that waits again: from then on it waits like any other.
+        package static let triedNow = "x-sb-tried-now"
         package static let rule = "x-sb-rule"
         package static let sourceEndpoint = "x-sb-source-endpoint"
         package static let endpoint = "x-sb-endpoint"
@@ -79,6 +84,23 @@ package enum Contract {
     package static let maxTicketIdLength = 255
 
     package static let ackType = "ack"
+
+    /// An outbound message (not a timer) as the worker publishes it: to `sb.out` with its target as the routing
+    /// key, or through the delay exchange of its delay. The admin's try-now publishes the same again.
+    package static func outbound(_ o: StoredOutbound, at now: Date) -> Outgoing {
+        let props = Properties(
+            contentType: "application/json", messageId: o.messageId, correlationId: o.inbound.messageId, type: o.type,
+            appId: "switchboard", timestamp: UInt64(now.timeIntervalSince1970), persistent: true,
+            headers: [
+                Header.conversation: .string(o.conversationId), Header.rule: .string(o.rule), Header.sourceEndpoint: .string(o.inbound.endpoint),
+            ])
+        var message = Message(body: o.body, properties: props)
+        if o.delayMs > 0 {
+            message.properties.expiration = String(o.delayMs)
+            return Outgoing(exchange: outboundDelayExchange(o.delayMs), routingKey: o.target, message: message)
+        }
+        return Outgoing(exchange: outboundExchange, routingKey: o.target, message: message)
+    }
 
     /// Outbound message ids and routes (see `MessageIds`).
     package static func parse(outboundMessageId id: String) -> (conversation: String, route: UInt64)? {

@@ -132,7 +132,7 @@ package final class ParkedIntakeHandler: BatchHandler {
     }
 }
 
-/// Publishes replays of parked messages with confirms, one at a time, on one connection. Blocking
+/// Publishes replays of parked messages (and the admin's try-now copies) with confirms, one at a time, on one connection. Blocking
 /// (rabbitmq-c): call from a thread of its own, never from an event loop, and one call at a time
 /// (`ParkedActions` awaits each before the next: hence `@unchecked Sendable`).
 package final class ParkedPublisher: @unchecked Sendable {
@@ -155,7 +155,12 @@ package final class ParkedPublisher: @unchecked Sendable {
         guard let message = m.message else {
             throw ReplayHandler.Refused(description: "its stored properties cannot be read by this release")
         }
-        let target = try ReplayHandler.replay(message, switchboardUser: options.user)
+        return try publish(try ReplayHandler.replay(message, switchboardUser: options.user), refusal: "it stays parked")
+    }
+
+    /// Publishes one message with a confirm; where it went. Throws `ReplayHandler.Refused` when the broker
+    /// did not take it (`refusal` says what that means), or the broker's error.
+    package func publish(_ target: Outgoing, refusal: String) throws -> String {
         let c: Connection
         if let open = connection {
             c = open
@@ -168,7 +173,7 @@ package final class ParkedPublisher: @unchecked Sendable {
             try c.publish(exchange: target.exchange, routingKey: target.routingKey, message: target.message, mandatory: true)
             let confirmed = try c.waitForConfirms(timeout: 30)
             guard confirmed.allConfirmed else {
-                throw ReplayHandler.Refused(description: "the broker did not take the replay (unroutable or refused); it stays parked")
+                throw ReplayHandler.Refused(description: "the broker did not take it (unroutable or refused); \(refusal)")
             }
         } catch let e as AMQPError {
             connection = nil

@@ -525,19 +525,7 @@ package final class WorkerHandler: BatchHandler {
                         route: Contract.parse(outboundMessageId: o.messageId)?.route ?? 0, partitions: config.settings.partitions)),
                     message: Message(body: o.body, properties: props))
             }
-            let props = Properties(
-                contentType: "application/json", messageId: o.messageId, correlationId: o.inbound.messageId, type: o.type,
-                appId: "switchboard", timestamp: UInt64(clock().timeIntervalSince1970), persistent: true,
-                headers: [
-                    Contract.Header.conversation: .string(o.conversationId), Contract.Header.rule: .string(o.rule),
-                    Contract.Header.sourceEndpoint: .string(o.inbound.endpoint),
-                ])
-            var message = Message(body: o.body, properties: props)
-            if o.delayMs > 0 {
-                message.properties.expiration = String(o.delayMs)
-                return Outgoing(exchange: Contract.outboundDelayExchange(o.delayMs), routingKey: o.target, message: message)
-            }
-            return Outgoing(exchange: Contract.outboundExchange, routingKey: o.target, message: message)
+            return Contract.outbound(o, at: clock())
         }
     }
 }

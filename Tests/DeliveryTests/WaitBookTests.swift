@@ -38,6 +38,21 @@ import Testing
         #expect(book.plan(ticket: "VX-1", id: "m4", now: at(7.3)) == .send)
     }
 
+    /// Try-now: the message sent past the hold went through, so its ticket's hold (and an endpoint-wide one)
+    /// is over: the message behind it goes when it comes back, not when the 60 s hold would have ended.
+    @Test func aMessageTriedNowThatGoesThroughEndsTheHoldsItWasSentPast() {
+        var book = WaitBook()
+        #expect(book.plan(ticket: "VX-1", id: "m1", now: at(0)) == .send)
+        _ = book.hold(ticket: "VX-1", id: "m1", scope: .ticket, code: 429, waitMs: 60_000, reason: "429 per issue", now: at(0))
+        #expect(book.plan(ticket: "VX-1", id: "m2", now: at(1)) == .wait(bucketMs: 60_000, reason: "429 per issue"))
+        _ = book.hold(ticket: "VX-2", id: "o1", scope: .endpoint, code: 429, waitMs: 60_000, reason: "429 rate limited", now: at(1))
+        // m1 sent now by an administrator, answered 204.
+        book.settled(ticket: "VX-1", id: "m1", answered: true, now: at(2))
+        book.triedThrough(ticket: "VX-1")
+        #expect(book.plan(ticket: "VX-1", id: "m2", now: at(3)) == .send)
+        #expect(book.plan(ticket: "VX-3", id: "p1", now: at(3)) == .send, "the endpoint-wide hold is over too")
+    }
+
     @Test func anEndpointWideLimitHoldsEveryTicketUntilItsTime() {
         var book = WaitBook()
         #expect(book.plan(ticket: nil, id: "c1", now: at(0)) == .send)

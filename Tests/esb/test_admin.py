@@ -99,10 +99,15 @@ def test_viewer_reads_and_operator_acts(hub):
     vs = Admin(hub.url)
     assert vs.sign_in("viewer", SECRETS.viewer_password).status == 303
     assert vs.post("/parked/actions", form={"csrf": vs.csrf, "action": "discard", "ids": "x", "reason": "r"}).status == 403
+    assert vs.post("/endpoints/try-now", form={"csrf": vs.csrf, "endpoint": "vendor-x", "message": "m"}).status == 403
     os_ = Admin(hub.url)
     assert os_.sign_in("admin", SECRETS.admin_password).status == 303
     no_csrf = os_.post("/parked/actions", form={"action": "discard", "ids": "x", "reason": "r"})
     assert no_csrf.status == 403 and "CSRF" in no_csrf.text
+    assert os_.post("/endpoints/try-now", form={"endpoint": "vendor-x", "message": "m"}).status == 403
+    # An operator may press try-now only for a message that waits now.
+    gone = os_.post("/endpoints/try-now", form={"csrf": os_.csrf, "endpoint": "vendor-x", "message": "sb-nothing-waits"})
+    assert gone.status == 409 and "does not wait at vendor-x now" in gone.text, gone.text
     ok = os_.post("/parked/actions", form={"csrf": os_.csrf, "action": "discard", "ids": "x", "reason": "r"})
     assert ok.status == 303 and ok.headers["Location"].startswith("/parked/actions/")
     # The same form token in a header (what a page's script would send).

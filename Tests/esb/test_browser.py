@@ -172,7 +172,7 @@ def test_the_endpoints_page_lists_the_tickets_that_wait_why_and_when_next(vhost,
     """Issue 26, "Visible": a Jira issue answering 429 (per issue, Retry-After 60) holds its two updates: the
     endpoints page lists both under the REST endpoint, the second behind the first, with the code, the
     reason, the scope and the next attempt; another ticket of the endpoint is written meanwhile."""
-    fake = FakeJira(JIRA_TOKEN, retry_after="60")
+    fake = FakeJira(JIRA_TOKEN, retry_after="15")
     sb = Switchboard(vhost, env=dict(SECRETS.env, SB_TEST_JIRA_TOKEN=JIRA_TOKEN), extra_config=JIRA_ENDPOINT.format(port=fake.port)).start()
     try:
         url = sb.admin_url()
@@ -215,6 +215,34 @@ def test_the_endpoints_page_lists_the_tickets_that_wait_why_and_when_next(vhost,
         assert rows[0] == first, table.text
         assert calm_key not in table.text
         shot(browser, "09-endpoints-waiting")
+
+        # The limit has passed (the fake says so now): "Try now" on the front message sends it at once, and
+        # lifts the ticket's hold, so the one behind follows when it comes back; the waiting original is
+        # dropped when it comes back (never written twice).
+        with fake.lock:
+            fake.limited[hot_key] = 0
+        conversation_page = first.find_element(By.CSS_SELECTOR, "td a").get_attribute("href")
+        clicked = time.monotonic()
+        first.find_element(By.CSS_SELECTOR, "form.try-now button").click()
+        WebDriverWait(browser, 20).until(EC.presence_of_element_located((By.ID, "tried")))
+        assert "/endpoints?tried=" in browser.current_url
+        shot(browser, "10-endpoints-tried")
+
+        def puts():
+            return [(t, b["fields"]["summary"], c) for (t, m, b, c) in fake.writes(hot_key) if m == "PUT"]
+        assert polled(lambda: any(s == "hot 1" and c == 204 for _, s, c in puts()), timeout=10), puts()
+        sent_at = next(t for t, s, c in puts() if s == "hot 1" and c == 204)
+        assert sent_at - clicked < 5, "sent at once, not at the end of its 15 s wait"
+        assert polled(lambda: any(s == "hot 2" and c == 204 for _, s, c in puts()), timeout=40), puts()
+        time.sleep(3)
+        written = [(s, c) for _, s, c in puts()]
+        assert [s for s, c in written if c == 204] == ["hot 1", "hot 2"], written
+        assert all(c == 429 for s, c in written if s == "hot 1" and c != 204), written
+        assert fake.issues[hot_key]["fields"]["summary"] == "hot 2"
+        # On the audit, on the conversation's page.
+        browser.get(conversation_page)
+        shown = browser.find_element(By.TAG_NAME, "body").text
+        assert "try-now by admin: sent now from the endpoints page" in shown, shown
     finally:
         sb.stop()
         fake.stop()
