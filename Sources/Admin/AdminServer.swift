@@ -22,6 +22,8 @@ struct AdminServices: Sendable {
     let management: Management
     let jobs: ParkedJobs
     let accounts: Accounts
+    /// The endpoints page's charts of the last hour (`HistorySampler` fills them).
+    let history: EndpointHistory
     let limiter = SignInLimiter()
     let logger: Logger
     /// The broker user Switchboard publishes as: what tells our parking from anyone else's.
@@ -52,7 +54,7 @@ package enum AdminServer {
             configuration: .init(address: .hostname(host, port: port), serverName: "switchboard"),
             // Before the server in the application's group, so they stop after it: no job starts once the
             // listener is closing, and the running ones end cleanly.
-            services: [services.jobs],
+            services: [services.jobs, HistorySampler(services: services)],
             onServerRunning: { channel in
                 let bound = channel.localAddress?.port ?? port
                 // The local certificate (Deploy/local) is for localhost: show the name a browser can verify.
@@ -73,7 +75,7 @@ package enum AdminServer {
             config: config, settings: settings, store: store,
             queueStates: QueueStates(options: options, logger: logger), management: Management(url: settings.managementURL, broker: options),
             jobs: ParkedJobs(actions: ParkedActions(store: store, options: options, logger: logger)), accounts: Accounts(settings),
-            logger: logger)
+            history: EndpointHistory(intervalMs: settings.chartIntervalMs), logger: logger)
     }
 
     /// Every route behind its middleware (error pages, sessions, authentication and CSRF): served by

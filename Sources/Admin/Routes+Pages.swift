@@ -205,7 +205,34 @@ struct PageRoutes {
             var waiting: (items: [WaitingMessage], complete: Bool, readBack: Date?) = ([], true, nil)
             do { waiting = try await s.waitingNow(now: now) } catch { waitingError = "\(error)" }
             let rest = s.config.endpointNames.filter { s.config.endpoints[$0]?.rest != nil }
+            let ms = s.history.intervalMs
+            let every = ms == 60_000 ? "minute" : ms % 60_000 == 0 ? "\(ms / 60_000) min" : ms % 1000 == 0 ? "\(ms / 1000) s" : "\(ms) ms"
+            let charts = s.config.endpointNames.map { name -> [String: Any] in
+                let samples = s.history.samples(name)
+                let times = samples.map(\.at)
+                let blue = "#2457c5", orange = "#b54708", green = "#067647"
+                return [
+                    "name": name,
+                    "messages": Chart.svg(title: "Messages per \(every)", unit: "", times: times, series: [
+                        .init(name: "in", color: blue, values: samples.map { $0.counted ? Double($0.received) : nil }),
+                        .init(name: "out", color: orange, values: samples.map { $0.counted ? Double($0.sent) : nil }),
+                    ]),
+                    "depth": Chart.svg(title: "Queue depth", unit: "", times: times, series: [
+                        .init(name: "sb.in", color: blue, values: samples.map { $0.inbound.map(Double.init) }),
+                        .init(name: "sb.out", color: orange, values: samples.map { $0.outbound.map(Double.init) }),
+                    ]),
+                    "age": Chart.svg(title: "Oldest waiting", unit: " s", times: times, series: [
+                        .init(name: "age", color: green, values: samples.map { $0.oldestAge ?? ($0.inbound == 0 && $0.outbound == 0 ? 0 : nil) }),
+                    ]),
+                    "latency": Chart.svg(title: "p95 intake to decision", unit: " ms", times: times, series: [
+                        .init(name: "p95", color: blue, values: samples.map { $0.p95Ms.map(Double.init) }),
+                    ]),
+                ]
+            }
+            let firstSample = s.config.endpointNames.compactMap { s.history.samples($0).first?.at }.min()
             return render("endpoints", c, title: "Endpoints", nav: "navEndpoints", [
+                "charts": charts, "chartEvery": every, "chartsSince": firstSample.map(Self.time) ?? "now (no sample yet)",
+                "chartsCapped": s.history.capped,
                 "hasRest": !rest.isEmpty, "waitingError": waitingError as Any, "tried": r.uri.queryParameters.get("tried").map { String($0) } as Any,
                 "waitingCut": (waiting.complete ? nil : "Read back to \(waiting.readBack.map(Self.time) ?? "?") (the newest 10,000 messages): older waits are not listed.") as Any,
                 "restEndpoints": rest.map { name -> [String: Any] in

@@ -16,6 +16,7 @@ enum Static {
         h1 { font-size:22px; margin:4px 0 12px; } h2 { font-size:16px; margin:24px 0 8px; }
         .muted { color:var(--muted); } .error { color:var(--err); } .warn { color:var(--warn); }
         h3 { font-size:14px; margin:16px 0 6px; }
+        .charts .row { display:flex; flex-wrap:wrap; gap:10px; } .charts svg.chart { background:#fff; border:1px solid var(--line); border-radius:8px; }
         input, select, button { font:inherit; padding:5px 8px; border:1px solid #c8ccd4; border-radius:6px; background:#fff; }
         button, .button { cursor:pointer; background:#fff; color:var(--fg); text-decoration:none; display:inline-block; border:1px solid #c8ccd4; border-radius:6px; padding:5px 10px; }
         button.primary { background:var(--accent); border-color:var(--accent); color:#fff; }

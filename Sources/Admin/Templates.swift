@@ -182,6 +182,11 @@ enum Templates {
           {{/endpoints}}
           </tbody>
         </table>
+        <h2 id="charts">The last hour</h2>
+        <p class="muted">A sample every {{chartEvery}} since {{chartsSince}}, kept by this admin process (a restart starts again). In: messages from the endpoint decided; out: messages the rules sent to it; depth and age from the broker; p95 from intake to decision.{{#chartsCapped}} Some samples read only the newest 20,000 messages: their counts are lower bounds.{{/chartsCapped}}</p>
+        {{#charts}}
+        <div class="charts" data-endpoint="{{name}}"><h3>{{name}}</h3><div class="row">{{{messages}}}{{{depth}}}{{{age}}}{{{latency}}}</div></div>
+        {{/charts}}
         {{#hasRest}}
         <h2 id="waiting">Waiting to be delivered</h2>
         <p class="muted">Messages to HTTP endpoints the delivery holds back: a rate limit (429), a locked ticket, a host whose circuit is open, or an earlier message of the same ticket in front. Every other ticket keeps flowing.</p>

@@ -138,6 +138,8 @@ package struct AdminSettings: Sendable {
     /// Endpoint health: warning above this many waiting messages, or an oldest message older than this.
     package var warnDepth = 100
     package var warnAgeSeconds = 120
+    /// How often the endpoints page's charts of the last hour take a sample (`chart_interval`).
+    package var chartIntervalMs = 60_000
     package var users: [AdminUser] = []
     package var tokens: [AdminToken] = []
     /// Peers that are the TLS proxy in front of the admin (their addresses): a request from one of them

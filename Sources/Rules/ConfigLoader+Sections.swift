@@ -98,6 +98,10 @@ extension ConfigLoader {
             case "session_minutes": if let v = int(value, min: 1, max: 10_080) { a.sessionMinutes = v }
             case "warn_depth": if let v = int(value, min: 1) { a.warnDepth = v }
             case "warn_age_seconds": if let v = int(value, min: 1) { a.warnAgeSeconds = v }
+            case "chart_interval":
+                if let ms = duration(value) {
+                    if ms < 1_000 || ms > 600_000 { error(value, "admin.chart_interval: between 1s and 10m") } else { a.chartIntervalMs = ms }
+                }
             case "users":
                 for item in sequence(value, "admin.users") ?? [] {
                     var user = AdminUser(name: "", role: .viewer, passwordHash: "", location: item.location)
@@ -159,7 +163,7 @@ extension ConfigLoader {
                     }
                 }
             default:
-                unknownKey(key, in: "admin", allowed: "listen, tls_cert_file, tls_key_file, plain_http, management_url, session_minutes, warn_depth, warn_age_seconds, users, tokens, trusted_proxies, client_address_header")
+                unknownKey(key, in: "admin", allowed: "listen, tls_cert_file, tls_key_file, plain_http, management_url, session_minutes, warn_depth, warn_age_seconds, chart_interval, users, tokens, trusted_proxies, client_address_header")
             }
         }
         if let (host, _) = AdminSettings.hostPort(a.listen) {

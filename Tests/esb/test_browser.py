@@ -173,7 +173,8 @@ def test_the_endpoints_page_lists_the_tickets_that_wait_why_and_when_next(vhost,
     endpoints page lists both under the REST endpoint, the second behind the first, with the code, the
     reason, the scope and the next attempt; another ticket of the endpoint is written meanwhile."""
     fake = FakeJira(JIRA_TOKEN, retry_after="15")
-    sb = Switchboard(vhost, env=dict(SECRETS.env, SB_TEST_JIRA_TOKEN=JIRA_TOKEN), extra_config=JIRA_ENDPOINT.format(port=fake.port)).start()
+    sb = Switchboard(vhost, env=dict(SECRETS.env, SB_TEST_JIRA_TOKEN=JIRA_TOKEN, SB_ADMIN_CHART_INTERVAL="1s"),
+                     extra_config=JIRA_ENDPOINT.format(port=fake.port)).start()
     try:
         url = sb.admin_url()
         made = []
@@ -239,6 +240,33 @@ def test_the_endpoints_page_lists_the_tickets_that_wait_why_and_when_next(vhost,
         assert [s for s, c in written if c == 204] == ["hot 1", "hot 2"], written
         assert all(c == 429 for s, c in written if s == "hot 1" and c != 204), written
         assert fake.issues[hot_key]["fields"]["summary"] == "hot 2"
+        # The charts of the last hour (a sample a second here): customer-a's messages in and jira-b's out, as
+        # the timeline has them, drawn on the page itself (inline SVG, nothing from elsewhere).
+        for n in range(3):
+            esb.publish("customer-a", {"number": calm, "jira_b": True, "short_description": f"calm {n + 2}"}, message_id=f"{calm}-c{n}")
+        assert polled(lambda: fake.issues[calm_key]["fields"]["summary"] == "calm 4"), fake.requests
+        time.sleep(2.5)
+        browser.get(url + "/endpoints")
+
+        def chart(endpoint, title):
+            box = browser.find_element(By.CSS_SELECTOR, f'.charts[data-endpoint="{endpoint}"]')
+            return next(svg for svg in box.find_elements(By.CSS_SELECTOR, "svg.chart")
+                        if svg.find_element(By.TAG_NAME, "title").get_attribute("textContent") == title)
+
+        def peak(svg, color):
+            """The highest point drawn in `color` (the smallest y: 0 is at the chart's baseline, y 94)."""
+            ys = [float(p.split(",")[1]) for line in svg.find_elements(By.CSS_SELECTOR, f'polyline[stroke="{color}"]')
+                  for p in line.get_attribute("points").split()]
+            ys += [float(c.get_attribute("cy")) for c in svg.find_elements(By.CSS_SELECTOR, f'circle[fill="{color}"]')]
+            return min(ys, default=94.0)
+        titles = [t.get_attribute("textContent") for t in browser.find_elements(By.CSS_SELECTOR, '.charts[data-endpoint="jira-b"] svg.chart > title')]
+        assert titles == ["Messages per 1 s", "Queue depth", "Oldest waiting", "p95 intake to decision"], titles
+        assert peak(chart("customer-a", "Messages per 1 s"), "#2457c5") < 94, "customer-a's messages in are not drawn"
+        assert peak(chart("jira-b", "Messages per 1 s"), "#b54708") < 94, "jira-b's messages out are not drawn"
+        assert peak(chart("customer-a", "p95 intake to decision"), "#2457c5") <= 94
+        assert 'src="http' not in browser.page_source and 'href="http' not in browser.page_source, "nothing from elsewhere"
+        shot(browser, "11-endpoints-charts")
+
         # On the audit, on the conversation's page.
         browser.get(conversation_page)
         shown = browser.find_element(By.TAG_NAME, "body").text
