@@ -47,13 +47,14 @@ extension Engine {
             return true
         }
         decision.matched(p.giveUpName, "retry policy '\(p.name)' gives up")
-        setCounter(counter, to: 0, rule: p.giveUpName, &context, &decision)
-        setCounter(p.sinceCounter(ack.type), to: 0, rule: p.giveUpName, &context, &decision)
         let why = done >= (p.attempts ?? .max) ? "after \(done) send(s) again" : "its time (\(Self.format(ms: p.withinMs ?? 0))) would run out"
         decision.notes.append(TimelineNote(kind: .retry, detail: "\(ack.type) \(ack.messageId) refused; not sent again: \(why)", rule: p.giveUpName))
+        // The give-up messages see the count of sends again (`${counter:retry:<policy>:<type>}`) before it is reset.
         for send in p.giveUp where send.conditions.allSatisfy({ context.test($0) }) {
             decision.outbound.append(context.draft(send, rule: p.giveUpName, notes: &decision.notes))
         }
+        setCounter(counter, to: 0, rule: p.giveUpName, &context, &decision)
+        setCounter(p.sinceCounter(ack.type), to: 0, rule: p.giveUpName, &context, &decision)
         return true
     }
 

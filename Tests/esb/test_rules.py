@@ -26,6 +26,20 @@ def test_the_example_configurations_rule_tests_pass():
     assert check.returncode == 0 and "rule tests:" in check.stdout, check.stdout + check.stderr
 
 
+def test_the_servicenow_jira_examples_rule_tests_pass():
+    """The worked ServiceNow <-> Jira configuration (issue 26, Examples/servicenow-jira): its rule tests and
+    `config check`, with the one secret the loader checks (a bcrypt hash) from the environment."""
+    example = os.path.join(REPO, "Examples", "servicenow-jira")
+    digest = subprocess.run([BINARY, "admin", "hash-password", "--cost", "4"], input="pw", capture_output=True, text=True, timeout=60)
+    env = dict(os.environ, SN_WEBHOOK_PASSWORD_HASH=digest.stdout.strip())
+    r = subprocess.run([BINARY, "rules", "test", example], capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 0 and re.search(r"rule tests: ([4-9]|\d\d+) passed, 0 failed", r.stdout), r.stdout + r.stderr
+    check = subprocess.run([BINARY, "config", "check", example], capture_output=True, text=True, timeout=60, env=env)
+    assert check.returncode == 0, check.stdout + check.stderr
+    lint = subprocess.run([BINARY, "rules", "lint", example], capture_output=True, text=True, timeout=60, env=env)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
 def test_a_changed_translation_fails_the_tests_that_use_it(tmp_path):
     config = tmp_path / "Config"
     shutil.copytree(os.path.join(REPO, "Config"), config)
