@@ -9,7 +9,7 @@ export SB_TLS_CA_FILE ?= $(CURDIR)/.rabbitmq/tls/ca.pem
 export SB_ADMIN_TLS_CERT ?= $(CURDIR)/.rabbitmq/tls/server.pem
 export SB_ADMIN_TLS_KEY ?= $(CURDIR)/.rabbitmq/tls/server.key
 
-.PHONY: all deps test-deps broker broker-stop cluster cluster-stop postgres postgres-stop build run demo bench bench-fleet-postgres test test-unit config-check clean
+.PHONY: all deps test-deps broker broker-stop cluster cluster-stop postgres postgres-stop build run demo bench bench-fleet-postgres bench-rest test test-unit config-check clean
 
 all: build
 
@@ -68,6 +68,12 @@ bench: broker postgres
 bench-fleet-postgres: broker postgres
 	swift build -c release $(SWIFT_BUILD_FLAGS)
 	SB_STORE_URL="$$(bash Deploy/local/postgres.sh url)?schema=fleetbench_$$(date +%s)" bash Deploy/local/bench.sh --shape fleet --worker-processes 2 $(BENCH_ARGS)
+
+# Issue 26's harness at full length: the ServiceNow <-> Jira example against fakes that fail like the real
+# tools, SB_HARNESS_TICKETS tickets (default here 400; make test runs it with 40).
+bench-rest: broker
+	swift build $(SWIFT_BUILD_FLAGS)
+	eval "$$(bash Deploy/local/rabbitmq.sh env)" && SB_HARNESS_TICKETS=$${SB_HARNESS_TICKETS:-400} python3 -m pytest -q -p no:benchmark Tests/esb/test_rest_harness.py
 
 # Fast engine tests only: no broker, no PostgreSQL needed.
 test-unit:

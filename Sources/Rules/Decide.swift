@@ -153,6 +153,15 @@ extension Engine {
         }
         let decision = evaluate(evaluated, conversation: view)
         if let why = decision.tooSlow { throw Unprocessable("\(why); the message is parked so that its partition goes on") }
+        // Our own write coming back before our ack linked its ticket (a tool's webhook for a create can beat
+        // the create's answer, and always does when that answer was lost): it links nothing, so the ack (or
+        // the lookup's adoption) links the ticket to the conversation that made it; the echo stays on a
+        // conversation of its own.
+        if c.version == 0, decision.notes.contains(where: { $0.kind == .echo }) {
+            d.newReferences = []
+            d.timeline.removeAll { $0.kind == .linked }
+            view.references = [:]
+        }
         for note in decision.notes {
             d.timeline.append(entry(note.kind, endpoint: s.endpoint, rule: note.rule, body: note.body, note.detail))
         }

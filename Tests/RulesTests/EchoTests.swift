@@ -87,6 +87,23 @@ import Testing
         #expect(kept.count == Reserved.keptComments && kept.first == .string("25") && kept.last == .string("2\(Reserved.keptComments + 4)"))
     }
 
+    /// Jira's webhook for the issue Switchboard created can come before the create's answer (always, when
+    /// that answer was lost and the issue is found by its label later): the echo must not take the ticket,
+    /// or the ack could not link it to the conversation that made it.
+    @Test func anEchoOfATicketNoConversationHasYetLinksNothing() throws {
+        let engine = Engine(config: try ConfigLoader.load(files: [("echo.yaml", config)], environment: [:]))
+        let body = try JSON.parse(#"{"webhookEvent":"jira:issue_created","issue":{"key":"VX-9"},"user":{"accountId":"sb-integration-1"}}"#)
+        let event = InboundEvent(endpoint: "jira", messageId: "w9", type: "update", body: body, ticketId: "VX-9", who: nil, references: [:])
+        let d = try engine.decide(Situation(endpoint: "jira", messageId: "w9", route: 1, event: event, conversation: ConversationSnapshot(id: "new"), now: Date()))
+        #expect(d.newReferences.isEmpty && d.next.references.isEmpty && d.outbox.isEmpty)
+        #expect(d.timeline.map(\.kind) == [.received, .echo])
+        // A person's event of a new ticket still starts its conversation with the ticket.
+        let person = try JSON.parse(#"{"webhookEvent":"jira:issue_created","issue":{"key":"VX-10"},"user":{"accountId":"557058:bob"}}"#)
+        let e2 = InboundEvent(endpoint: "jira", messageId: "w10", type: "update", body: person, ticketId: "VX-10", who: nil, references: [:])
+        let d2 = try engine.decide(Situation(endpoint: "jira", messageId: "w10", route: 1, event: e2, conversation: ConversationSnapshot(id: "new2"), now: Date()))
+        #expect(d2.newReferences == [TicketRef("jira", "VX-10")])
+    }
+
     @Test func rulesMayNotNameTheEnginesOwnAttributesOrCounters() {
         for bad in ["set: [{attribute: sb.comments.jira, value: x}]", "counters: [{counter: sb.loop.count, set: 0}]"] {
             let yaml = config.replacingOccurrences(of: "    send: [{to: customer-a", with: "    \(bad)\n    send: [{to: customer-a")

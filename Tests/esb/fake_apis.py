@@ -83,6 +83,9 @@ class FakeJira:
         self.token, self.retry_after, self.oauth, self.tokens_issued = token, retry_after, oauth, 0
         self.issues, self.requests, self.limited, self.endpoint_limited, self.reset_creates = {}, [], {}, 0, 0
         self.comments_made = 0
+        # Harness hooks: `fault(method, key)` may answer a write instead ((code, body, headers) or None);
+        # `on_write(kind, key, body, answer)` hears of every write made (as the tool's webhook would).
+        self.fault, self.on_write, self.basic = None, None, None
         self.lock = threading.Lock()
         self.port = port or free_port()
         self.server = None
@@ -118,7 +121,8 @@ class FakeJira:
                     subject = dict(x[0] for x in self.connection.getpeercert()["subject"])
                     with fake.lock:
                         fake.client_subjects.append(subject.get("commonName"))
-                if self.headers.get("Authorization") != f"Bearer {fake.token}":
+                basic = fake.basic and "Basic " + base64.b64encode(f"{fake.basic[0]}:{fake.basic[1]}".encode()).decode()
+                if self.headers.get("Authorization") not in (f"Bearer {fake.token}", basic):
                     return self.answer(401, {"errorMessages": ["You are not authenticated."]}, logged=seen)
                 url = urllib.parse.urlsplit(self.path)
                 parts = url.path.strip("/").split("/")
@@ -138,14 +142,22 @@ class FakeJira:
                         limited = False
                 if limited:
                     return self.answer(429, {"errorMessages": ["Rate limit exceeded."]}, {"Retry-After": fake.retry_after}, logged=seen)
+                if fake.fault and self.command in ("POST", "PUT"):
+                    injected = fake.fault(self.command, parts[4] if len(parts) > 4 else None)
+                    if injected:
+                        return self.answer(*injected, logged=seen)
+                kind = None
                 with fake.lock:
                     if self.command == "POST" and len(parts) == 4:
                         key = f"VX-{len(fake.issues) + 1}"
                         fake.issues[key] = {"fields": body["fields"], "comments": [], "status": "To Do"}
                         answer = (201, {"id": str(10000 + len(fake.issues)), "key": key, "self": "x"}, None)
+                        kind = "create"
                         if fake.reset_creates > 0:
                             fake.reset_creates -= 1
                             fake.requests.append(seen + (0,))
+                            if fake.on_write:
+                                fake.on_write(kind, key, body, answer[1])
                             return self.drop()
                     else:
                         key = parts[4] if len(parts) > 4 else None
@@ -163,6 +175,7 @@ class FakeJira:
                             elif (body or {}).get("transition", {}).get("id") in offered:
                                 issue["status"] = offered[body["transition"]["id"]][1]
                                 answer = (204, None, None)
+                                kind = "transition"
                             else:
                                 answer = (400, {"errorMessages": ["Transition id is not valid for this issue."]}, None)
                         elif self.command == "GET" and len(parts) == 5:
@@ -170,13 +183,18 @@ class FakeJira:
                         elif self.command == "PUT" and len(parts) == 5:
                             fake.issues[key]["fields"].update(body["fields"])
                             answer = (204, None, None)
+                            kind = "edit"
                         elif self.command == "POST" and parts[5:] == ["comment"]:
                             fake.issues[key]["comments"].append(body["body"])
                             fake.comments_made += 1
                             answer = (201, {"id": str(10000 + fake.comments_made), "body": body["body"]}, None)
+                            kind = "comment"
                         else:
                             answer = (405, {"errorMessages": ["Method not allowed"]}, None)
-                return self.answer(*answer, logged=seen)
+                done = self.answer(*answer, logged=seen)
+                if kind and fake.on_write:
+                    fake.on_write(kind, key, body, answer[1])
+                return done
 
             do_GET = do_POST = do_PUT = handle_one
 
@@ -197,7 +215,7 @@ class FakeJira:
     def writes(self, key):
         """(time, method, body, code) of every write to one issue, in the order they arrived."""
         with self.lock:
-            return [(t, m, b, c) for (t, m, p, b, c) in self.requests if f"/issue/{key}" in p]
+            return [(t, m, b, c) for (t, m, p, b, c) in self.requests if urllib.parse.urlsplit(p).path.strip("/").split("/")[4:5] == [key]]
 
     def key_of(self, summary):
         with self.lock:
@@ -207,10 +225,13 @@ class FakeJira:
 class FakeServiceNow:
     """ServiceNow's Table API of one table: POST creates (201, result.sys_id), PATCH updates (200), GET queries
     by `sysparm_query=<field>=<value>`, 403 from a business rule while a record is locked, 401 without Basic
-    credentials of sb-integration and `password`. Records every request."""
+    credentials of `user` and `password`. Records every request."""
 
-    def __init__(self, password):
+    def __init__(self, password, user="sb-integration"):
         self.records, self.requests, self.locked = {}, [], {}
+        # Harness hooks, as FakeJira's: `fault(method, sys_id)`, `on_write(kind, record)`; `patched` lists
+        # (sys_id, body) of every update made.
+        self.fault, self.on_write, self.patched = None, None, []
         # Creates to make and then answer with a dropped connection (the outcome unknown to the sender).
         self.reset_creates = 0
         self.lock = threading.Lock()
@@ -225,35 +246,52 @@ class FakeServiceNow:
                 body = json.loads(self.rfile.read(length) or b"{}") if length else {}
                 with fake.lock:
                     fake.requests.append((self.command, self.path, self.headers.get("Authorization"), body))
-                expected = "Basic " + base64.b64encode(f"sb-integration:{password}".encode()).decode()
+                expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
                 if self.headers.get("Authorization") != expected:
                     return self.answer(401, {"error": {"message": "User Not Authenticated", "detail": "Required to provide Auth information"}})
                 parts = self.path.split("?")[0].strip("/").split("/")
                 if parts[:4] != ["api", "now", "table", "incident"]:
                     return self.answer(404, {"error": {"message": "Invalid table"}})
+                if fake.fault and self.command in ("POST", "PATCH"):
+                    injected = fake.fault(self.command, parts[4] if len(parts) > 4 else None)
+                    if injected:
+                        return self.send_json(*injected)
+                made = self.table(parts, body)
+                if made and fake.on_write:
+                    fake.on_write(*made)
+
+            def table(self, parts, body):
+                """The Table API's answer; what was written, (kind, record copy), or None."""
                 with fake.lock:
                     if self.command == "GET" and len(parts) == 4:
                         query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).get("sysparm_query", [""])[0]
                         field, _, value = query.partition("=")
                         rows = [{"sys_id": r["sys_id"]} for r in fake.records.values() if field and str(r.get(field)) == value]
-                        return self.answer(200, {"result": rows[:1]})
+                        self.answer(200, {"result": rows[:1]})
+                        return None
                     if self.command == "POST" and len(parts) == 4:
                         sys_id = uuid.uuid4().hex
-                        fake.records[sys_id] = dict(body, sys_id=sys_id)
+                        fake.records[sys_id] = dict(body, sys_id=sys_id, number=f"INC{len(fake.records) + 1:07d}")
                         if fake.reset_creates > 0:
                             fake.reset_creates -= 1
-                            return self.drop()
-                        return self.answer(201, {"result": fake.records[sys_id]})
+                            self.drop()
+                        else:
+                            self.answer(201, {"result": fake.records[sys_id]})
+                        return ("insert", dict(fake.records[sys_id]))
                     if self.command == "PATCH" and len(parts) == 5 and parts[4] in fake.records:
                         sys_id = parts[4]
                         if fake.locked.get(sys_id, 0) > 0:
                             fake.locked[sys_id] -= 1
-                            return self.answer(403, {"error": {
+                            self.answer(403, {"error": {
                                 "message": "Operation against file 'incident' was aborted by Business Rule 'Ticket locked^" + sys_id + "'.",
                                 "detail": "Operation against file 'incident' was aborted by Business Rule"}, "status": "failure"})
+                            return None
                         fake.records[sys_id].update(body)
-                        return self.answer(200, {"result": fake.records[sys_id]})
-                return self.answer(404, {"error": {"message": "No Record found"}})
+                        fake.patched.append((sys_id, body))
+                        self.answer(200, {"result": fake.records[sys_id]})
+                        return ("update", dict(fake.records[sys_id]))
+                self.answer(404, {"error": {"message": "No Record found"}})
+                return None
 
             do_GET = do_POST = do_PATCH = handle_one
 

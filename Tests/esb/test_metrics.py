@@ -236,7 +236,21 @@ rules:
         assert prometheus.value('sum(switchboard_store_request_duration_seconds_count{role="worker", op="commit", backend="remote"})') >= FLOWS
         prometheus.wait_value('max(switchboard_partitions_owned{role="worker"})', 8.0)
         prometheus.wait_value('max(switchboard_workers_live{role="worker"})', 1.0)
-        prometheus.wait_value('min(switchboard_ready)', 1.0)
+        # Every process ready (a part may be briefly unready under load, e.g. a batch's confirms late: the
+        # wait is long; on failure, which process and what its /health/ready says).
+        try:
+            prometheus.wait_value('min(switchboard_ready)', 1.0, timeout=90)
+        except AssertionError:
+            details = {}
+            for r in prometheus.query('switchboard_ready == 0'):
+                p = processes.get(r["metric"].get("role"))
+                try:
+                    details[r["metric"].get("role")] = urllib.request.urlopen(p.metrics_url + "/health/ready", timeout=5).read().decode()
+                except urllib.error.HTTPError as e:
+                    details[r["metric"].get("role")] = e.read().decode()
+                except Exception as e:  # noqa: BLE001 (a diagnosis, not the assertion)
+                    details[r["metric"].get("role")] = repr(e)
+            raise AssertionError(f"not ready: {details}")
         prometheus.wait_value('count(switchboard_build_info)', 4.0)
         hashes = prometheus.query('switchboard_config_info{shape="fleet"}')
         assert len({r["metric"]["hash"] for r in hashes}) == 1 and len(hashes) == 3, hashes
