@@ -75,45 +75,33 @@ struct HistorySampler: Service {
 
     func sample(now: Date = Date()) async {
         let h = await services.health()
+        // The timeline since the last sample, newest first; the first sample only marks where it starts.
+        let since = services.history.cursor
         var taken: [String: EndpointSample] = [:]
         for e in h.endpoints {
-            taken[e.name] = EndpointSample(at: now, inbound: e.inbound, outbound: e.outbound, oldestAge: e.oldestAge)
+            taken[e.name] = EndpointSample(at: now, inbound: e.inbound, outbound: e.outbound, oldestAge: e.oldestAge, counted: since != nil)
         }
         var newest: Int64?
         var capped = false
+        var latencies: [String: [Int]] = [:]
         do {
-            // The timeline since the last sample, newest first; the first sample only marks where it starts.
-            let since = services.history.cursor
-            var cursor: Int64?
-            var latencies: [String: [Int]] = [:]
-            var read = 0
-            scan: while true {
-                let groups = try await services.store.recent(before: cursor, limit: 200, conversationId: nil)
-                if newest == nil { newest = groups.first?.cursor ?? since }
-                guard since != nil else { break }
-                for name in taken.keys { taken[name]?.counted = true }
-                for g in groups {
-                    if let since, g.cursor <= since { break scan }
-                    cursor = g.cursor
-                    read += 1
-                    if read > EndpointHistory.maxMessagesPerSample {
-                        capped = true
-                        break scan
-                    }
-                    for e in g.entries {
-                        switch e.kind {
-                        case .received:
-                            guard let name = e.endpoint else { continue }
-                            taken[name]?.received += 1
-                            if let ms = e.sinceIntakeMs { latencies[name, default: []].append(ms) }
-                        case .sent:
-                            if let name = e.endpoint { taken[name]?.sent += 1 }
-                        default: continue
-                        }
+            let complete = try await services.eachRecent(max: since == nil ? 1 : EndpointHistory.maxMessagesPerSample) { g in
+                if newest == nil { newest = g.cursor }
+                guard let since, g.cursor > since else { return false }
+                for e in g.entries {
+                    switch e.kind {
+                    case .received:
+                        guard let name = e.endpoint else { continue }
+                        taken[name]?.received += 1
+                        if let ms = e.sinceIntakeMs { latencies[name, default: []].append(ms) }
+                    case .sent:
+                        if let name = e.endpoint { taken[name]?.sent += 1 }
+                    default: continue
                     }
                 }
-                if groups.count < 200 { break }
+                return true
             }
+            capped = since != nil && !complete
             for (name, values) in latencies where !values.isEmpty {
                 let sorted = values.sorted()
                 taken[name]?.p95Ms = sorted[min(sorted.count - 1, Int((Double(sorted.count) * 0.95).rounded(.up)) - 1)]
@@ -121,6 +109,6 @@ struct HistorySampler: Service {
         } catch {
             services.logger.warning("admin: the charts' sample could not read the timeline", metadata: ["sb.error": "\(error)"])
         }
-        services.history.record(taken, cursor: newest, capped: capped)
+        services.history.record(taken, cursor: newest ?? since, capped: capped)
     }
 }

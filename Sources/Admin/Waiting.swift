@@ -38,37 +38,46 @@ extension AdminServices {
         var answered = Set<String>()
         var found: [String: WaitingMessage] = [:]
         var order: [String] = []
-        var cursor: Int64?
-        var read = 0
         var oldest: Date?
-        scan: while read < maxMessages {
-            let groups = try await store.recent(before: cursor, limit: 200, conversationId: nil)
-            for g in groups {
-                cursor = g.cursor
-                read += 1
-                guard let at = g.entries.first?.at else { continue }
-                if at < horizon { return (Self.lined(order.compactMap { found[$0] }), true, oldest) }
-                oldest = at
-                for e in g.entries {
-                    guard let id = e.answers else { continue }
-                    switch e.kind {
-                    case .acked, .ackError: answered.insert(id)
-                    case .waiting:
-                        guard !answered.contains(id), let endpoint = e.endpoint, restEndpoints.contains(endpoint) else { continue }
-                        if found[id] != nil {
-                            found[id]?.since = e.at
-                            continue
-                        }
+        let complete = try await eachRecent(max: maxMessages) { g in
+            guard let at = g.entries.first?.at else { return true }
+            if at < horizon { return false }
+            oldest = at
+            for e in g.entries {
+                guard let id = e.answers else { continue }
+                switch e.kind {
+                case .acked, .ackError: answered.insert(id)
+                case .waiting:
+                    guard !answered.contains(id), let endpoint = e.endpoint, restEndpoints.contains(endpoint) else { continue }
+                    if found[id] != nil {
+                        found[id]?.since = e.at
+                    } else {
                         found[id] = Self.waiting(e, endpoint: endpoint, id: id)
                         order.append(id)
-                    default: continue
                     }
+                default: continue
                 }
-                if read >= maxMessages { break scan }
             }
-            if groups.count < 200 { return (Self.lined(order.compactMap { found[$0] }), true, oldest) }
+            return true
         }
-        return (Self.lined(order.compactMap { found[$0] }), false, oldest)
+        return (Self.lined(order.compactMap { found[$0] }), complete, oldest)
+    }
+
+    /// Reads the timeline newest first, a message (group) at a time, until `visit` says stop or the timeline
+    /// ends (true), or `max` messages were read (false: cut short).
+    func eachRecent(max: Int, _ visit: (TimelineGroup) throws -> Bool) async throws -> Bool {
+        var cursor: Int64?
+        var read = 0
+        while true {
+            let groups = try await store.recent(before: cursor, limit: 200, conversationId: nil)
+            for g in groups {
+                if read == max { return false }
+                read += 1
+                cursor = g.cursor
+                if try !visit(g) { return true }
+            }
+            if groups.count < 200 { return true }
+        }
     }
 
     /// One waiting entry as a waiting message: the ack's own fields where its body was kept, else what
@@ -113,11 +122,13 @@ extension AdminServices {
             throw ProblemError(status: .notFound, detail: "message \(messageId) is not in the store (removed by retention?)")
         }
         o.delayMs = 0
-        var copy = Contract.outbound(o, at: now)
-        copy.message.properties.headers[Contract.Header.tryNow] = .int(Int64((now.timeIntervalSince1970 * 1000).rounded()))
+        let copy = {
+            var c = Contract.outbound(o, at: now)
+            c.message.properties.headers[Contract.Header.tryNow] = .int(Int64((now.timeIntervalSince1970 * 1000).rounded()))
+            return c
+        }()
         let publisher = ParkedPublisher(options: jobs.actions.options, logger: logger)
-        let sent = copy
-        let published = try await Offload.run { try publisher.publish(sent, refusal: "nothing was sent") }
+        let published = try await Offload.run { try publisher.publish(copy, refusal: "nothing was sent") }
         let detail = "\(published); the copy is sent at once, the waiting one is dropped when it comes back (it waited: \(w.reason))"
         let record = AuditRecord(
             at: now, who: who.name, action: "try-now", reason: "sent now from the endpoints page", conversationId: w.conversationId,
